@@ -1,0 +1,31 @@
+# Two entry points: `make demo` (the main job) and `make test` (the suite).
+# Both create .venv on first use and install torch==2.13.0 before the package,
+# so pip never resolves a second (CUDA) torch on a CPU machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nufm demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	$(BIN)/nufm bench
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,108 @@
+"""Pack events into a :class:`PointBatch` and batch them by a point budget."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from nufm.batch import PointBatch
+from nufm.data.event import Event
+
+_LABELS = ("segment", "pid", "instance", "interaction", "stream")
+
+
+def collate(events: Sequence[Event]) -> PointBatch:
+    """Concatenate events into one packed batch.
+
+    ``feat`` is ``event.feat`` when set (all events must have the same channel count), else the
+    energy as a single channel. A label field is packed when every event has it; when only some
+    do, the missing ones are filled with -1 (ignored by losses and metrics). Per-event scalars in
+    ``event.meta`` that every event has become ``targets`` (B,) float32 tensors.
+    """
+    if len(events) == 0:
+        raise ValueError("collate: got an empty list of events")
+    coord = torch.from_numpy(np.concatenate([e.coord for e in events]).astype(np.float32))
+    if all(e.feat is not None for e in events):
+        widths = {e.feat.shape[1] for e in events}
+        if len(widths) != 1:
+            raise ValueError(f"collate: events have different feature widths {sorted(widths)}")
+        feat = np.concatenate([e.feat for e in events]).astype(np.float32)
+    else:
+        feat = np.concatenate([e.energy for e in events]).astype(np.float32)[:, None]
+    counts = torch.tensor([len(e) for e in events], dtype=torch.int64)
+    labels = {}
+    for name in _LABELS:
+        arrays = [getattr(e, name) for e in events]
+        if all(a is None for a in arrays):
+            continue
+        filled = [a if a is not None else np.full(len(e), -1, np.int64)
+                  for a, e in zip(arrays, events)]
+        labels[name] = torch.from_numpy(np.concatenate(filled).astype(np.int64))
+    keys = set.intersection(*(set(e.meta) for e in events)) if events[0].meta else set()
+    targets = {k: torch.tensor([float(e.meta[k]) for e in events], dtype=torch.float32)
+               for k in sorted(keys) if np.isscalar(events[0].meta[k])}
+    return PointBatch(
+        coord=coord,
+        feat=torch.from_numpy(feat),
+        offset=torch.cumsum(counts, 0),
+        event_id=torch.tensor([e.event_id for e in events], dtype=torch.int64),
+        targets=targets,
+        **labels,
+    )
+
+
+class PointBudgetSampler:
+    """Batch sampler whose batches are bounded by total points, not only by event count.
+
+    Events are taken in (optionally shuffled) order and a batch is closed before it would exceed
+    ``max_points`` or ``max_events``. An event larger than ``max_points`` forms a batch alone
+    (never dropped). Deterministic for a given ``seed`` and ``epoch`` (call ``set_epoch``).
+    Shard across DDP ranks with ``rank``/``world_size``: each rank gets every world_size-th batch;
+    the batch list is truncated to a multiple of world_size so all ranks take the same number of
+    steps.
+    """
+
+    def __init__(self, points_per_event: Sequence[int] | np.ndarray, max_points: int,
+                 max_events: int | None = None, shuffle: bool = True, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if max_points <= 0:
+            raise ValueError(f"max_points must be positive, got {max_points}")
+        self.sizes = np.asarray(points_per_event, dtype=np.int64)
+        self.max_points = max_points
+        self.max_events = max_events
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[list[int]]:
+        order = np.arange(len(self.sizes))
+        if self.shuffle:
+            order = np.random.default_rng((self.seed, self.epoch)).permutation(order)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        total = 0
+        for i in order.tolist():
+            n = int(self.sizes[i])
+            full = self.max_events is not None and len(current) >= self.max_events
+            if current and (total + n > self.max_points or full):
+                batches.append(current)
+                current, total = [], 0
+            current.append(i)
+            total += n
+        if current:
+            batches.append(current)
+        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
+        return batches[:usable]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self._all_batches()[self.rank::self.world_size]
+
+    def __len__(self) -> int:
+        return len(self._all_batches()) // self.world_size
