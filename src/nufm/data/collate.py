@@ -11,6 +11,8 @@ from nufm.batch import PointBatch
 from nufm.data.event import Event
 
 _LABELS = ("segment", "pid", "instance", "interaction", "stream")
+_BOOKKEEPING_PREFIX = "n_removed_"
+"""Meta keys written by filtering transforms (point counts), not physics targets."""
 
 
 def collate(events: Sequence[Event]) -> PointBatch:
@@ -42,7 +44,8 @@ def collate(events: Sequence[Event]) -> PointBatch:
         labels[name] = torch.from_numpy(np.concatenate(filled).astype(np.int64))
     keys = set.intersection(*(set(e.meta) for e in events)) if events[0].meta else set()
     targets = {k: torch.tensor([float(e.meta[k]) for e in events], dtype=torch.float32)
-               for k in sorted(keys) if np.isscalar(events[0].meta[k])}
+               for k in sorted(keys)
+               if np.isscalar(events[0].meta[k]) and not k.startswith(_BOOKKEEPING_PREFIX)}
     return PointBatch(
         coord=coord,
         feat=torch.from_numpy(feat),
@@ -98,8 +101,7 @@ class PointBudgetSampler:
             total += n
         if current:
             batches.append(current)
-        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
-        return batches[:usable]
+        return batches[: len(batches) - len(batches) % self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self._all_batches()[self.rank::self.world_size]

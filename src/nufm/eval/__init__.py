@@ -1,1 +1,71 @@
-"""nufm.eval"""
+"""nufm.eval: dataset-level metrics, event splits, probes, retrieval and evaluation plots.
+
+- ``metrics.py``: :class:`ConfusionMatrix` (per-class P/R/F1/IoU, macro F1, mIoU), ARI,
+  panoptic quality, regression residuals. Always dataset level, never averaged per batch.
+- ``report.py``: :func:`metrics_report`, :func:`write_metrics_json` (versioned, atomic).
+- ``splits.py``: event-level splits and the event-leak check.
+- ``probes.py``: bag of linear heads and kNN probes on frozen features.
+- ``retrieval.py``: :class:`EmbeddingIndex`, kNN anomaly scores, ROC AUC.
+- ``embed.py``: 2D t-SNE / PCA maps. ``plots.py``: figures (pure functions).
+
+See ``docs/evaluation.md`` for the definitions and the protocol.
+"""
+
+from nufm.eval.embed import embed_2d
+from nufm.eval.metrics import (
+    ConfusionMatrix,
+    InstanceMetrics,
+    PanopticCounts,
+    RegressionMetrics,
+    SemanticMetrics,
+    adjusted_rand_index,
+    metrics_from_counts,
+    panoptic_counts,
+    regression_metrics,
+)
+from nufm.eval.probes import (
+    EventSplit,
+    KNNProbeConfig,
+    LinearProbeConfig,
+    ProbeResult,
+    run_probe,
+)
+from nufm.eval.report import SCHEMA_VERSION, metrics_report, read_metrics_json, write_metrics_json
+from nufm.eval.retrieval import EmbeddingIndex, knn_anomaly_score, roc_auc
+from nufm.eval.splits import (
+    EventLeakError,
+    assert_disjoint_events,
+    points_in_events,
+    split_event_ids,
+    split_events,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConfusionMatrix",
+    "EmbeddingIndex",
+    "EventLeakError",
+    "EventSplit",
+    "InstanceMetrics",
+    "KNNProbeConfig",
+    "LinearProbeConfig",
+    "PanopticCounts",
+    "ProbeResult",
+    "RegressionMetrics",
+    "SemanticMetrics",
+    "adjusted_rand_index",
+    "assert_disjoint_events",
+    "embed_2d",
+    "knn_anomaly_score",
+    "metrics_from_counts",
+    "metrics_report",
+    "panoptic_counts",
+    "points_in_events",
+    "read_metrics_json",
+    "regression_metrics",
+    "roc_auc",
+    "run_probe",
+    "split_event_ids",
+    "split_events",
+    "write_metrics_json",
+]

@@ -1,1 +1,16 @@
-"""nufm.train"""
+"""The pretraining engine: one explicit loop, schedules, checkpoints, DDP, logging.
+
+Modules (import them directly; nothing is re-exported, so ``import nufm.train`` stays light):
+
+- ``loop``: :func:`~nufm.train.loop.train`, the training loop.
+- ``step``: :class:`~nufm.train.step.StepOutput`, what objectives return.
+- ``schedules``: precomputed lr / weight-decay / EMA-momentum arrays.
+- ``optim``: AdamW with weight decay only on weight matrices.
+- ``data``: the deterministic, resumable event stream.
+- ``checkpoint``: atomic, verified checkpoints and RNG capture.
+- ``distributed``: torchrun process groups and Slurm scripts.
+- ``logging``: progress bar, JSONL, TensorBoard, W&B.
+- ``build``: ``build_objective`` / ``build_dataset`` dispatch; ``presets``: named configs.
+- ``run``: ``run_pretrain`` and the ``nufm pretrain`` argument parser.
+- ``toy``: a tiny objective and events for tests.
+"""

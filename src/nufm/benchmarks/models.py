@@ -1,0 +1,204 @@
+"""CPU throughput benchmarks of the nufm encoders (PoLAr-MAE tokenizer + ViT, arXiv:2502.02558;
+PTv3, arXiv:2312.10035).
+
+Owns :func:`bench_models` and :func:`synthetic_event`. Timings are medians over ``repeats`` runs
+after one warm-up run, for one event per forward. Peak memory is the growth of the process's
+peak resident set (``VmHWM`` in ``/proc/self/status``) over the resident set before the run; the
+peak is reset before each measurement by writing ``5`` to ``/proc/self/clear_refs`` (Linux). If
+the reset is not permitted the number is the ``resource.getrusage`` max-RSS delta, which only
+shows growth beyond the earlier process peak (reported as ``mem_method``). Run with
+``python -m nufm.benchmarks.models``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import resource
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from nufm.batch import PointBatch
+from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
+from nufm.models.presets import PTV3_PRESETS
+from nufm.models.ptv3 import PTv3
+from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig
+from nufm.models.vit import VIT_PRESETS
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_event(n_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Track- and shower-like clustered points on the 768^3 voxel lattice.
+
+    Returns:
+        coord (n_points, 3) float32 normalised ((xyz - 384) / 665.1), unique voxels;
+        energy (n_points,) float32 in [-1, 1].
+    """
+    rng = np.random.default_rng(seed)
+    chunks: list[np.ndarray] = []
+    total = 0
+    while total < n_points:
+        n_tr = max(4, (n_points - total) // 250 + 1)
+        start = rng.uniform(100, 668, size=(n_tr, 1, 3))
+        direction = rng.normal(size=(n_tr, 1, 3))
+        direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+        t = np.arange(300)[None, :, None]
+        tracks = start + t * direction + rng.normal(scale=0.7, size=(n_tr, 300, 3))
+        blobs = start + rng.normal(scale=4.0, size=(n_tr, 100, 3))  # shower-like blob at start
+        pts = np.concatenate([tracks, blobs], axis=1).reshape(-1, 3)  # grouped by track
+        pts = np.round(pts)
+        chunks.append(pts[((pts >= 0) & (pts < 768)).all(1)])
+        allpts = np.concatenate(chunks)
+        _, first = np.unique(allpts, axis=0, return_index=True)
+        total = len(first)
+    vox = allpts[np.sort(first)[:n_points]]  # whole tracks in generation order, then cut
+    vox = rng.permutation(vox)
+    energy = rng.uniform(-1, 1, size=n_points).astype(np.float32)
+    return ((vox - 384.0) / 665.1).astype(np.float32), energy
+
+
+def _batch(n_points: int, channels: int, seed: int = 0) -> PointBatch:
+    coord_np, energy_np = synthetic_event(n_points, seed)
+    coord = torch.from_numpy(coord_np)
+    energy = torch.from_numpy(energy_np)[:, None]
+    feat = energy if channels == 1 else torch.cat([coord, energy], 1)
+    return PointBatch(coord=coord, feat=feat, offset=torch.tensor([n_points]))
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+@contextlib.contextmanager
+def _peak_memory() -> Iterator[dict[str, float | str]]:
+    """Yields a dict that receives ``peak_mem_mb`` and ``mem_method`` on exit."""
+    out: dict[str, float | str] = {}
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss_kib("VmRSS")
+        yield out
+        out["peak_mem_mb"] = (_rss_kib("VmHWM") - base) / 1024
+        out["mem_method"] = "VmHWM-reset"
+    except OSError:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        yield out
+        out["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+        out["mem_method"] = "maxrss-delta"
+
+
+def _time(fn: Callable[[], object], repeats: int) -> tuple[float, dict[str, float | str]]:
+    fn()  # warm-up
+    times = []
+    with _peak_memory() as mem:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)), mem
+
+
+def _autocast(dtype: str) -> contextlib.AbstractContextManager:
+    match dtype:
+        case "fp32":
+            return contextlib.nullcontext()
+        case "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        case _:
+            raise ValueError(f"bench_models: unknown dtype {dtype!r}")
+
+
+def bench_models(sizes: Sequence[int] = (4000, 20000),
+                 ptv3_sizes: Sequence[int] = (4000, 16000, 64000, 128000),
+                 repeats: int = 3, vit: str = "vit-small",
+                 dtypes: Sequence[str] = ("fp32", "bf16")) -> list[dict]:
+    """Measure tokenizer, ViT encoder and PTv3-tiny speed on CPU, one event per forward.
+
+    Args:
+        sizes: points per event for the tokenizer and ViT benchmarks.
+        ptv3_sizes: points per event for the PTv3-tiny forward scaling benchmark.
+        repeats: timed runs per measurement (median reported).
+        vit: key of :data:`nufm.models.vit.VIT_PRESETS` for the encoder.
+        dtypes: "fp32" and/or "bf16" (CPU autocast).
+
+    Returns:
+        One dict per measurement: ``bench``, ``n_points``, ``dtype``, ``median_s``,
+        ``events_per_s``, ``peak_mem_mb``, ``mem_method`` (+ ``n_tokens`` / ``exponent``).
+        The last row (``bench == "ptv3_tiny_scaling"``) holds the fitted log-log exponent of
+        PTv3-tiny forward time vs points.
+    """
+    torch.manual_seed(0)
+    rows: list[dict] = []
+    tok_cfg = PointMAETokenizerConfig(in_channels=1, embed_dim=VIT_PRESETS[vit].embed_dim)
+    tokenizer = PointMAETokenizer(tok_cfg).eval()
+    encoder = TokenViTEncoder(TokenViTConfig(tokenizer=tok_cfg, vit=VIT_PRESETS[vit]))
+    for n in sizes:
+        batch = _batch(n, 1, seed=n)
+        with torch.no_grad():
+            n_tokens = int(tokenizer(batch.coord, batch.feat, batch.offset).valid.sum())
+
+        def tokenize(batch: PointBatch = batch) -> None:
+            with torch.no_grad():
+                tokenizer(batch.coord, batch.feat, batch.offset)
+
+        med, mem = _time(tokenize, repeats)
+        rows.append(dict(bench="tokenize", n_points=n, dtype="fp32", median_s=med,
+                         events_per_s=1 / med, n_tokens=n_tokens, **mem))
+        for dtype in dtypes:
+            def forward(batch: PointBatch = batch, dtype: str = dtype) -> None:
+                encoder.eval()
+                with torch.no_grad(), _autocast(dtype):
+                    encoder(batch)
+
+            def train_step(batch: PointBatch = batch, dtype: str = dtype) -> None:
+                encoder.train()
+                encoder.zero_grad(set_to_none=True)
+                with _autocast(dtype):
+                    out = encoder(batch)
+                    loss = out.feat[out.valid].float().square().mean()
+                loss.backward()
+
+            for name, fn in ((f"{vit}_forward", forward), (f"{vit}_fwd_bwd", train_step)):
+                med, mem = _time(fn, repeats)
+                rows.append(dict(bench=name, n_points=n, dtype=dtype, median_s=med,
+                                 events_per_s=1 / med, n_tokens=n_tokens, **mem))
+                log.info("%s", rows[-1])
+    model = PTv3(PTV3_PRESETS["tiny"]).eval()
+    times = []
+    for n in ptv3_sizes:
+        batch = _batch(n, 4, seed=n)
+
+        def ptv3_forward(batch: PointBatch = batch) -> None:
+            with torch.no_grad():
+                model(batch.coord, batch.feat, batch.offset)
+
+        med, mem = _time(ptv3_forward, repeats)
+        times.append(med)
+        rows.append(dict(bench="ptv3_tiny_forward", n_points=n, dtype="fp32", median_s=med,
+                         events_per_s=1 / med, **mem))
+        log.info("%s", rows[-1])
+    if len(ptv3_sizes) >= 2:
+        slope = float(np.polyfit(np.log(np.asarray(ptv3_sizes, float)), np.log(times), 1)[0])
+        rows.append(dict(bench="ptv3_tiny_scaling", n_points=max(ptv3_sizes), dtype="fp32",
+                         exponent=slope, median_s=math.nan, events_per_s=math.nan))
+    return rows
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
+    for row in bench_models():
+        log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+
+
+if __name__ == "__main__":
+    main()

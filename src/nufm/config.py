@@ -1,0 +1,273 @@
+"""Run configuration: typed, frozen dataclasses composed into one :class:`RunConfig`.
+
+Each field's docstring is its ``--help`` text under tyro (``nufm pretrain --optim.lr 3e-4``).
+Defaults live only here; ``__post_init__`` only validates. Every run writes its config as
+``config.yaml`` and stores the same dict in each checkpoint (:func:`config_to_dict`);
+:func:`config_from_dict` rebuilds the typed object, so a run directory fully describes the run.
+
+Objectives plug in through :data:`ObjectiveConfig`, a union whose members carry a ``name``
+literal as discriminator (``ToyObjectiveConfig`` for now; the MAE / distillation / forecasting
+configs are added to the union and to :func:`nufm.train.build.build_objective`).
+Optimisation defaults follow PoLAr-MAE (arXiv:2502.02558): AdamW, lr 1e-4, wd 0.05, clip 3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from nufm.train.toy import ToyObjectiveConfig
+
+ObjectiveConfig = ToyObjectiveConfig
+"""Union of objective configs (tyro subcommands once it has several members). Extend as
+``ToyObjectiveConfig | MAEConfig | DistillConfig``; every member needs a ``name`` Literal."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    """AdamW and the precomputed schedules (see :mod:`nufm.train.schedules`)."""
+
+    lr: float = 1e-4
+    """Peak learning rate (after warmup), for the total batch of all ranks and accumulations."""
+    min_lr: float = 1e-6
+    """Learning rate at the last step (end of the cosine)."""
+    warmup_steps: int = 100
+    """Optimizer steps of linear warmup."""
+    warmup_start_lr: float = 0.0
+    """Learning rate at step 0."""
+    weight_decay: float = 0.05
+    """Weight decay at step 0 (weight matrices only; never biases, norms, tokens)."""
+    weight_decay_end: float = 0.05
+    """Weight decay at the last step (cosine in between)."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    grad_clip: float = 3.0
+    """Clip the global gradient norm to this value; 0 = no clipping (norm still logged)."""
+    momentum_start: float = 0.996
+    """EMA teacher momentum at step 0 (objectives with ``update_teacher`` only)."""
+    momentum_end: float = 1.0
+    """EMA teacher momentum at the last step."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.min_lr < 0 or self.warmup_start_lr < 0:
+            raise ValueError(f"optim: learning rates must be lr > 0, min_lr >= 0, "
+                             f"warmup_start_lr >= 0; got {self.lr}, {self.min_lr}, "
+                             f"{self.warmup_start_lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.weight_decay < 0 or self.weight_decay_end < 0:
+            raise ValueError("optim.weight_decay and optim.weight_decay_end must be >= 0")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"optim.betas must be in [0, 1), got {self.betas}")
+        if self.grad_clip < 0:
+            raise ValueError(f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        for name in ("momentum_start", "momentum_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"optim.{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Length, precision, device, seeding and checkpointing of the loop."""
+
+    max_steps: int = 1000
+    """Number of optimizer steps."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step (gradients are averaged)."""
+    seed: int = 0
+    """Seeds model init, event order, augmentations and the objective's randomness."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """'auto' = CUDA when available (under DDP: cuda:LOCAL_RANK)."""
+    bf16: bool = False
+    """True = run forward passes under bfloat16 autocast (CPU and GPU)."""
+    compile: bool = False
+    """True = wrap the objective with torch.compile."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every this many steps (and always at the end)."""
+    keep_checkpoints: int = 3
+    """How many most recent complete checkpoints to keep (older ones are deleted)."""
+    monitor_every: int = 0
+    """Call the monitor (e.g. a linear probe) every this many steps; 0 = never."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise ValueError(f"train.seed must be >= 0, got {self.seed}")
+        if self.monitor_every < 0:
+            raise ValueError(f"train.monitor_every must be >= 0, got {self.monitor_every}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    """Where and how often metrics go."""
+
+    log_every: int = 10
+    """Write averaged metrics (JSONL, TensorBoard, W&B) every this many steps."""
+    progress: bool = True
+    """Show a tqdm progress bar (rank 0)."""
+    tensorboard: bool = True
+    """Write TensorBoard event files under ``run_dir/tensorboard``."""
+    wandb: bool = False
+    """Log to Weights & Biases (needs ``wandb`` installed)."""
+    wandb_project: str = "nufm"
+    """W&B project name."""
+
+    def __post_init__(self) -> None:
+        if self.log_every <= 0:
+            raise ValueError(f"logging.log_every must be positive, got {self.log_every}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Which events to train on and how to batch them."""
+
+    source: Literal["toy", "sim", "file"] = "sim"
+    """'sim' = events from the built-in simulator (nufm.sim); 'file' = a PILArNet-M HDF5 file
+    (``path``); 'toy' = tiny random events for tests."""
+    path: Path | None = None
+    """HDF5 file for source='file'."""
+    num_events: int = 1000
+    """Events to simulate (source 'sim'/'toy')."""
+    sim_seed: int = 0
+    """Seed of the simulated / toy events (event i depends only on (sim_seed, i))."""
+    max_points: int = 200_000
+    """Point budget of one micro-batch on one rank."""
+    max_events: int | None = 32
+    """Cap on events in one micro-batch (None = only the point budget)."""
+    shuffle: bool = True
+    """Shuffle the event order every epoch (seeded by train.seed and the epoch)."""
+    augment: bool = False
+    """Apply the seeded augmentation (RNG from (seed, epoch, event index))."""
+    num_workers: int = 0
+    """DataLoader worker processes per rank."""
+
+    def __post_init__(self) -> None:
+        if self.source == "file" and self.path is None:
+            raise ValueError("data.source='file' needs data.path")
+        if self.num_events <= 0:
+            raise ValueError(f"data.num_events must be positive, got {self.num_events}")
+        if self.max_points <= 0:
+            raise ValueError(f"data.max_points must be positive, got {self.max_points}")
+        if self.max_events is not None and self.max_events <= 0:
+            raise ValueError(f"data.max_events must be positive or None, got {self.max_events}")
+        if self.num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything that defines a pretraining run."""
+
+    name: str = "run"
+    """Run name (logs, W&B)."""
+    objective: ObjectiveConfig = field(default_factory=ToyObjectiveConfig)
+    """The pretraining objective and its model."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimizer and schedules."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Loop length, precision, checkpointing."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Metrics output."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training events and batching."""
+
+    def __post_init__(self) -> None:
+        if self.optim.warmup_steps > self.train.max_steps:
+            raise ValueError(f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
+                             f"train.max_steps={self.train.max_steps}")
+
+
+# ---------------------------------------------------------------- dict / YAML round trip
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """A dataclass config as plain YAML/JSON-safe data (Paths become str, tuples lists)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, Path):
+        return str(cfg)
+    if isinstance(cfg, (tuple, list)):
+        return [config_to_dict(v) for v in cfg]
+    if isinstance(cfg, dict):
+        return {k: config_to_dict(v) for k, v in cfg.items()}
+    return cfg
+
+
+def _union_members(tp: Any) -> tuple[Any, ...]:
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return typing.get_args(tp)
+    return (tp,)
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    members = _union_members(tp)
+    if value is None:
+        if type(None) in members:
+            return None
+        raise ValueError(f"config: {where} is null but must be {tp}")
+    classes = [m for m in members if dataclasses.is_dataclass(m)]
+    if classes:
+        if not isinstance(value, dict):
+            raise ValueError(f"config: {where} must be a mapping, got {value!r}")
+        if len(classes) > 1:  # discriminated by the 'name' literal
+            by_name = {typing.get_args(typing.get_type_hints(c)["name"])[0]: c for c in classes}
+            if value.get("name") not in by_name:
+                raise ValueError(f"config: {where}.name={value.get('name')!r} is not one of "
+                                 f"{sorted(by_name)}")
+            cls = by_name[value["name"]]
+        else:
+            cls = classes[0]
+        return _from_dict(cls, value, where)
+    if Path in members:
+        return Path(value)
+    if any(typing.get_origin(m) is tuple for m in members):
+        return tuple(value)
+    return value
+
+
+def _from_dict(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"config: unknown option(s) {unknown} in {where or 'the root'} "
+                         f"({cls.__name__}); known: {sorted(names)}")
+    kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Rebuild (and validate) a :class:`RunConfig` from :func:`config_to_dict` output.
+
+    Missing keys take their defaults; unknown keys raise ``ValueError`` naming them.
+    """
+    return _from_dict(RunConfig, data, "")
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    """Write ``cfg`` as YAML."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a ``config.yaml`` written by :func:`save_config`."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    try:
+        return config_from_dict(data)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e

@@ -1,0 +1,88 @@
+"""Summaries of a data set for ``nufm info``: event and point counts, class fractions, energies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nufm.data.event import Event
+from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSummary:
+    """Aggregate statistics of a set of events (every number computed, none estimated)."""
+
+    n_events: int
+    points_per_event: np.ndarray
+    """(E,) int64 points in each event."""
+    segment_fraction: dict[str, float]
+    """Share of all points per semantic class (points with segment -1 excluded)."""
+    pid_fraction: dict[str, float]
+    energy_min: float
+    energy_max: float
+    energy_per_event: np.ndarray
+    """(E,) float64 total deposited energy per event, MeV."""
+    interactions_per_event: np.ndarray
+    """(E,) int64 distinct interaction ids (>= 0) per event."""
+    particles_per_event: np.ndarray
+    """(E,) int64 distinct particle ids (>= 0) per event."""
+
+    def format(self) -> str:
+        """Human-readable multi-line text."""
+        p = self.points_per_event
+        lines = [
+            f"events: {self.n_events}",
+            f"points/event: mean {p.mean():.0f}, median {np.median(p):.0f}, "
+            f"min {p.min()}, max {p.max()}, total {p.sum()}",
+            f"interactions/event: mean {self.interactions_per_event.mean():.2f} "
+            f"+- {self.interactions_per_event.std():.2f}",
+            f"particles/event: mean {self.particles_per_event.mean():.2f} "
+            f"+- {self.particles_per_event.std():.2f}",
+            f"voxel energy [MeV]: min {self.energy_min:.4g}, max {self.energy_max:.4g}; "
+            f"event energy: mean {self.energy_per_event.mean():.1f}, "
+            f"max {self.energy_per_event.max():.1f}",
+            "segment fractions: " + ", ".join(f"{k} {v:.2%}"
+                                              for k, v in self.segment_fraction.items()),
+            "pid fractions: " + ", ".join(f"{k} {v:.2%}" for k, v in self.pid_fraction.items()),
+        ]
+        return "\n".join(lines)
+
+
+def _fractions(counts: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
+    total = counts.sum()
+    return {n: float(c / total) if total else 0.0 for n, c in zip(names, counts)}
+
+
+def summarize(events: Iterable[Event]) -> DatasetSummary:
+    """Compute a :class:`DatasetSummary` in one pass over ``events``."""
+    sizes, energies, n_int, n_part = [], [], [], []
+    seg_counts = np.zeros(len(SEGMENT_NAMES), np.int64)
+    pid_counts = np.zeros(len(PID_NAMES), np.int64)
+    e_min, e_max = np.inf, -np.inf
+    for ev in events:
+        sizes.append(len(ev))
+        energies.append(float(ev.energy.sum(dtype=np.float64)))
+        if len(ev):
+            e_min, e_max = min(e_min, float(ev.energy.min())), max(e_max, float(ev.energy.max()))
+        if ev.segment is not None:
+            s = ev.segment[ev.segment >= 0]
+            seg_counts += np.bincount(s, minlength=len(SEGMENT_NAMES))[: len(SEGMENT_NAMES)]
+        if ev.pid is not None:
+            p = ev.pid[ev.pid >= 0]
+            pid_counts += np.bincount(p, minlength=len(PID_NAMES))[: len(PID_NAMES)]
+        n_int.append(len(np.unique(ev.interaction[ev.interaction >= 0]))
+                     if ev.interaction is not None else 0)
+        n_part.append(len(np.unique(ev.instance[ev.instance >= 0]))
+                      if ev.instance is not None else 0)
+    if not sizes:
+        raise ValueError("summarize: no events")
+    return DatasetSummary(
+        n_events=len(sizes), points_per_event=np.asarray(sizes, np.int64),
+        segment_fraction=_fractions(seg_counts, SEGMENT_NAMES),
+        pid_fraction=_fractions(pid_counts, PID_NAMES),
+        energy_min=e_min, energy_max=e_max, energy_per_event=np.asarray(energies),
+        interactions_per_event=np.asarray(n_int, np.int64),
+        particles_per_event=np.asarray(n_part, np.int64))

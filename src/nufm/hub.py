@@ -1,0 +1,182 @@
+"""Pretrained-model files: ``model.safetensors`` + ``config.json`` (weights, the config to
+rebuild the model, the nufm version and the preprocessing contract the model expects).
+
+Owns :func:`save_pretrained`, :func:`from_pretrained` (with an explicit report of missing,
+unexpected and shape-mismatched keys; loading nothing is an error, as pimm does for
+PoLAr-MAE arXiv:2502.02558 / Panda arXiv:2512.01324 weights) and :func:`export` (latest
+complete training checkpoint of a run -> pretrained directory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import nufm
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT = "nufm-pretrained-v1"
+
+
+@dataclass
+class LoadReport:
+    """What :func:`from_pretrained` loaded."""
+
+    loaded: list[str] = field(default_factory=list)
+    """Keys copied into the model."""
+    missing: list[str] = field(default_factory=list)
+    """Model keys absent from the file (left at their initial values)."""
+    unexpected: list[str] = field(default_factory=list)
+    """File keys the model does not have (ignored)."""
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    """(key, shape in file, shape in model) for keys skipped because shapes differ."""
+    config: dict[str, Any] = field(default_factory=dict)
+    """The full ``config.json`` (``model``, ``preprocess``, ``nufm_version``)."""
+
+    @property
+    def is_exact(self) -> bool:
+        """True = every model key was loaded and nothing was left over."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        lines = [f"loaded {len(self.loaded)} tensors, missing {len(self.missing)}, unexpected "
+                 f"{len(self.unexpected)}, shape-mismatched {len(self.mismatched)}"]
+        for k, a, b in self.mismatched[:10]:
+            lines.append(f"  shape mismatch {k}: file {a} vs model {b}")
+        lines += [f"  missing {k}" for k in self.missing[:10]]
+        lines += [f"  unexpected {k}" for k in self.unexpected[:10]]
+        return "\n".join(lines)
+
+
+def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous tensors, no two sharing storage (safetensors refuses shared ones)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for k, v in state.items():
+        t = v.detach().cpu().contiguous()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if t.numel() and key in seen:
+            t = t.clone()
+        seen.add(key)
+        out[k] = t
+    return out
+
+
+def save_pretrained(model: nn.Module | dict[str, torch.Tensor], directory: str | Path,
+                    config: dict[str, Any], preprocess: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``directory``.
+
+    Args:
+        model: The module (or its state dict) to save.
+        directory: Output directory (created).
+        config: The model config needed to rebuild it (e.g. the objective config dict).
+        preprocess: The preprocessing contract the inputs must follow (normalisation centre,
+            scale, energy transform, ...), stored verbatim.
+
+    Returns:
+        The directory.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    save_file(_plain_state(state), str(directory / WEIGHTS_NAME),
+              metadata={"format": FORMAT, "nufm_version": nufm.__version__})
+    meta = {"format": FORMAT, "nufm_version": nufm.__version__, "model": config,
+            "preprocess": preprocess}
+    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    log.info("saved pretrained model to %s", directory)
+    return directory
+
+
+def from_pretrained(directory: str | Path, build_fn: Callable[[dict[str, Any]], nn.Module],
+                    strict: bool = False) -> tuple[nn.Module, LoadReport]:
+    """Rebuild a model with ``build_fn(config["model"])`` and load the saved weights into it.
+
+    Keys whose shapes differ are skipped and reported, never loaded partially.
+
+    Args:
+        directory: A directory written by :func:`save_pretrained`.
+        build_fn: Builds the (randomly initialised) model from the saved model config.
+        strict: True = raise unless the load is exact.
+
+    Returns:
+        The model and a :class:`LoadReport`.
+
+    Raises:
+        FileNotFoundError: A file is missing.
+        ValueError: No tensor could be loaded, or ``strict`` and the load is not exact.
+    """
+    directory = Path(directory)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
+    meta = json.loads((directory / CONFIG_NAME).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{directory / CONFIG_NAME}: format {meta.get('format')!r}, expected "
+                         f"{FORMAT!r}")
+    if meta.get("nufm_version") != nufm.__version__:
+        log.warning("%s was saved by nufm %s, this is nufm %s", directory,
+                    meta.get("nufm_version"), nufm.__version__)
+    model = build_fn(meta["model"])
+    saved = load_file(str(directory / WEIGHTS_NAME))
+    own = model.state_dict()
+    report = LoadReport(config=meta)
+    usable: dict[str, torch.Tensor] = {}
+    for k, v in saved.items():
+        if k not in own:
+            report.unexpected.append(k)
+        elif tuple(v.shape) != tuple(own[k].shape):
+            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            usable[k] = v
+    report.missing = sorted(set(own) - set(saved))
+    report.loaded = sorted(usable)
+    if not usable:
+        raise ValueError(f"{directory}: none of the {len(saved)} saved tensors fit the model "
+                         f"built from its config\n{report}")
+    if strict and not report.is_exact:
+        raise ValueError(f"{directory}: load is not exact\n{report}")
+    model.load_state_dict(usable, strict=False)
+    if not report.is_exact:
+        log.warning("%s: partial load\n%s", directory, report)
+    return model, report
+
+
+def export(run_dir: str | Path, out_dir: str | Path,
+           preprocess: dict[str, Any] | None = None) -> Path:
+    """Export the latest complete checkpoint of a training run as a pretrained directory.
+
+    The weights are the objective's state dict; ``config.json`` holds the objective config
+    (rebuild with ``nufm.train.build.build_objective``) and ``preprocess`` (default:
+    ``nufm.train.build.preprocess_contract`` of the run's data config).
+
+    Raises:
+        FileNotFoundError: The run has no complete checkpoint.
+        nufm.train.checkpoint.CheckpointError: The latest checkpoint fails verification.
+    """
+    from nufm.config import config_from_dict
+    from nufm.train.build import preprocess_contract
+    from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
+    state = load_checkpoint(ckpt)
+    cfg = state["config"]
+    if preprocess is None:
+        preprocess = preprocess_contract(config_from_dict(cfg).data)
+    out = save_pretrained(state["model"], out_dir, config=cfg["objective"],
+                          preprocess=preprocess)
+    log.info("exported %s (step %d) to %s", ckpt, state["step"], out)
+    return out

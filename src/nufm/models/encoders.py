@@ -1,0 +1,214 @@
+"""Encoders over a :class:`nufm.batch.PointBatch` and their dispatch (STYLE.md sections 2, 3, 6).
+
+Owns :class:`TokenViTConfig`, :class:`EncoderOutput`, the :class:`Encoder` base class, the two
+encoders and :func:`build_encoder`:
+
+* :class:`TokenViTEncoder`: PoLAr-MAE tokenizer + ViT (arXiv:2502.02558); per-token features.
+* :class:`PTv3Encoder`: serialized point transformer (PTv3 arXiv:2312.10035, Panda
+  arXiv:2512.01324); per-point features.
+* :class:`StreamFusionEncoder`: one tokenizer per sub-detector stream, a shared ViT, and a
+  Perceiver-IO latent bottleneck fusing the streams (FASERCal, arXiv:2604.07037); latents.
+
+Encoders return features, never losses, and read only ``coord``, ``feat``, ``offset`` (and
+``grid_coord`` / ``stream``) of the batch, so they are detector-agnostic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from nufm.batch import PointBatch
+from nufm.geometry.offsets import offset_to_batch_index
+from nufm.models.perceiver import PerceiverConfig, PerceiverIO
+from nufm.models.ptv3 import PTv3, PTv3Config, PTv3Output
+from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
+from nufm.models.vit import ViT, ViTConfig, ViTOutput
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenViTConfig:
+    """PoLAr-MAE-style encoder: volumetric tokenizer followed by a ViT."""
+
+    tokenizer: PointMAETokenizerConfig = field(default_factory=PointMAETokenizerConfig)
+    """Centre selection, grouping and group embedding."""
+    vit: ViTConfig = field(default_factory=ViTConfig)
+    """Transformer over the tokens."""
+    return_blocks: tuple[int, ...] = ()
+    """Block indices whose hidden states ``forward`` returns in ``EncoderOutput.hidden``."""
+
+    def __post_init__(self) -> None:
+        if self.tokenizer.embed_dim != self.vit.embed_dim:
+            raise ValueError(f"TokenViTConfig: tokenizer.embed_dim {self.tokenizer.embed_dim} "
+                             f"!= vit.embed_dim {self.vit.embed_dim}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamFusionConfig:
+    """Multi-stream encoder: per-stream tokenizer, shared ViT, Perceiver-IO fusion."""
+
+    num_streams: int = 2
+    """Number of sub-detector streams S; ``PointBatch.stream`` holds ids 0..S-1."""
+    tokenizer: PointMAETokenizerConfig = field(default_factory=PointMAETokenizerConfig)
+    """Tokenizer settings, used by one tokenizer instance per stream."""
+    vit: ViTConfig = field(default_factory=ViTConfig)
+    """Transformer shared by all streams (run on each stream's tokens separately)."""
+    perceiver: PerceiverConfig = field(
+        default_factory=lambda: PerceiverConfig(stream_dims=(384, 384)))
+    """Latent fusion; ``stream_dims`` must list vit.embed_dim once per stream."""
+
+    def __post_init__(self) -> None:
+        if self.tokenizer.embed_dim != self.vit.embed_dim:
+            raise ValueError(f"StreamFusionConfig: tokenizer.embed_dim {self.tokenizer.embed_dim}"
+                             f" != vit.embed_dim {self.vit.embed_dim}")
+        if self.perceiver.stream_dims != (self.vit.embed_dim,) * self.num_streams:
+            raise ValueError(f"StreamFusionConfig: perceiver.stream_dims "
+                             f"{self.perceiver.stream_dims} must be ({self.vit.embed_dim},) * "
+                             f"num_streams={self.num_streams}")
+
+
+@dataclass
+class EncoderOutput:
+    """Features produced by an :class:`Encoder`.
+
+    Attributes:
+        feat: (B, G, D) per-token features when ``level == "token"``; (N, D) per-point
+            features when ``level == "point"``; (B, L, D) fused latents when ``"latent"``.
+        level: "token", "point" or "latent".
+        offset: (B,) int64 point offsets of the input batch.
+        valid: (B, G) bool valid tokens (token level), else None.
+        tokens: the :class:`Tokens` that were encoded (token level), else None.
+        hidden: block index -> (B, G, D) hidden states requested via ``return_blocks``.
+        ptv3: the full :class:`PTv3Output` (point level), else None.
+    """
+
+    feat: Tensor
+    level: Literal["token", "point", "latent"]
+    offset: Tensor
+    valid: Tensor | None = None
+    tokens: Tokens | None = None
+    hidden: dict[int, Tensor] = field(default_factory=dict)
+    ptv3: PTv3Output | None = None
+
+
+class Encoder(nn.Module):
+    """Base class of nufm encoders: ``forward(batch) -> EncoderOutput``, ``out_dim``."""
+
+    @property
+    def out_dim(self) -> int:
+        raise NotImplementedError
+
+    def forward(self, batch: PointBatch) -> EncoderOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class TokenViTEncoder(Encoder):
+    """Tokenizer + ViT; use :meth:`tokenize` and :meth:`encode_tokens` to mask in between."""
+
+    def __init__(self, cfg: TokenViTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = PointMAETokenizer(cfg.tokenizer)
+        self.vit = ViT(cfg.vit)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.vit.embed_dim
+
+    def tokenize(self, batch: PointBatch) -> Tokens:
+        """Packed batch -> padded :class:`Tokens`."""
+        return self.tokenizer(batch.coord, batch.feat, batch.offset)
+
+    def encode_tokens(self, tokens: Tokens, is_masked: Tensor | None = None,
+                      return_blocks: Sequence[int] = ()) -> ViTOutput:
+        """Run the ViT on tokens.
+
+        Args:
+            tokens: from :meth:`tokenize`.
+            is_masked: (B, G) bool, True = token hidden from the encoder (never attended to;
+                its own output is meaningless). None = every valid token is visible.
+            return_blocks: block indices whose hidden states to return.
+        """
+        visible = tokens.valid if is_masked is None else tokens.valid & ~is_masked
+        return self.vit(tokens.feat, tokens.pos, visible, return_blocks)
+
+    def forward(self, batch: PointBatch) -> EncoderOutput:
+        tokens = self.tokenize(batch)
+        out = self.encode_tokens(tokens, return_blocks=self.cfg.return_blocks)
+        return EncoderOutput(feat=out.feat, level="token", offset=batch.offset,
+                             valid=tokens.valid, tokens=tokens, hidden=out.hidden)
+
+
+class PTv3Encoder(Encoder):
+    """PTv3 over packed points; per-point features at full resolution."""
+
+    def __init__(self, cfg: PTv3Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = PTv3(cfg)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.out_dim
+
+    def forward(self, batch: PointBatch, is_masked: Tensor | None = None) -> EncoderOutput:
+        """``is_masked`` (N,) bool: points whose stem features become the mask token."""
+        out = self.backbone(batch.coord, batch.feat, batch.offset, batch.grid_coord, is_masked)
+        return EncoderOutput(feat=out.feat, level="point", offset=batch.offset, ptv3=out)
+
+
+class StreamFusionEncoder(Encoder):
+    """Tokenize each stream's points, encode each with the shared ViT, fuse with Perceiver-IO."""
+
+    def __init__(self, cfg: StreamFusionConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizers = nn.ModuleList(PointMAETokenizer(cfg.tokenizer)
+                                        for _ in range(cfg.num_streams))
+        self.vit = ViT(cfg.vit)
+        self.perceiver = PerceiverIO(cfg.perceiver)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.perceiver.latent_dim
+
+    def forward(self, batch: PointBatch) -> EncoderOutput:
+        """Returns latents (B, L, D); ``hidden`` holds each stream's ViT tokens under key s."""
+        if batch.stream is None:
+            raise ValueError("StreamFusionEncoder: batch.stream is None; every point needs a "
+                             "stream id in 0..num_streams-1")
+        S = self.cfg.num_streams
+        if batch.num_points and (int(batch.stream.min()) < 0 or int(batch.stream.max()) >= S):
+            raise ValueError(f"StreamFusionEncoder: stream ids must be in [0, {S}), got "
+                             f"[{int(batch.stream.min())}, {int(batch.stream.max())}]")
+        B = batch.num_events
+        event = offset_to_batch_index(batch.offset)  # (N,)
+        feats, valids, per_stream = [], [], {}
+        for s in range(S):
+            keep = batch.stream == s  # (N,)
+            offset_s = torch.cumsum(torch.bincount(event[keep], minlength=B), 0)  # (B,)
+            tokens = self.tokenizers[s](batch.coord[keep], batch.feat[keep], offset_s)
+            out = self.vit(tokens.feat, tokens.pos, tokens.valid)
+            feats.append(out.feat)
+            valids.append(tokens.valid)
+            per_stream[s] = out.feat
+        latents = self.perceiver(feats, valids)  # (B, L, D)
+        return EncoderOutput(feat=latents, level="latent", offset=batch.offset,
+                             hidden=per_stream)
+
+
+def build_encoder(cfg: TokenViTConfig | PTv3Config | StreamFusionConfig) -> Encoder:
+    """Build the encoder a config describes."""
+    match cfg:
+        case StreamFusionConfig():
+            return StreamFusionEncoder(cfg)
+        case TokenViTConfig():
+            return TokenViTEncoder(cfg)
+        case PTv3Config():
+            return PTv3Encoder(cfg)
+        case _:
+            raise TypeError(f"build_encoder: no encoder for config type {type(cfg).__name__}")

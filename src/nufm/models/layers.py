@@ -1,0 +1,184 @@
+"""Small building blocks shared by the nufm encoders: drop-path, MLP, layer scale, masked SDPA
+self/cross attention and the pre-norm transformer block.
+
+The transformer follows ViT (arXiv:2010.11929) as used by Point-MAE / PoLAr-MAE
+(arXiv:2502.02558, anchors 1.4) with one deliberate difference: normalisation is the standard
+per-token ``nn.LayerNorm``, not PoLAr-MAE's batch-global ``MaskedLayerNorm``, so an event's
+outputs never depend on the other events in its batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def linear_rates(max_rate: float, n: int) -> list[float]:
+    """Stochastic-depth rates rising linearly from 0 to ``max_rate`` over ``n`` blocks.
+
+    Plain Python (no tensor), so models can be built on the meta device.
+    """
+    return [max_rate * i / max(n - 1, 1) for i in range(n)]
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (arXiv:1603.09382): zero whole rows of dim 0 with probability ``p``.
+
+    For padded tokens (B, G, D) a row is one event; for packed points (N, D) it is one point.
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"DropPath: p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        survive = x.new_empty(shape).bernoulli_(keep)
+        return x * survive / keep
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable scale (CaiT, arXiv:2103.17239); identity when ``init`` is None."""
+
+    def __init__(self, dim: int, init: float | None) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init))) if init is not None else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x if self.gamma is None else x * self.gamma
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> Linear (transformer feed-forward)."""
+
+    def __init__(self, dim: int, hidden: int, out: int | None = None, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, out if out is not None else dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def key_mask(valid: Tensor | None) -> Tensor | None:
+    """(B, S) bool keys that may be attended -> SDPA boolean mask (B, 1, 1, S), True = attend.
+
+    Rows with no valid key at all (an empty event) get every key enabled so SDPA never returns
+    NaN; their outputs are padding and must be ignored by the caller.
+    """
+    if valid is None:
+        return None
+    empty = ~valid.any(dim=1, keepdim=True)  # (B, 1)
+    return (valid | empty)[:, None, None, :]  # (B, 1, 1, S)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with ``F.scaled_dot_product_attention`` and a key mask."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"Attention: dim {dim} not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Args: x (B, G, D); valid (B, G) bool, True = token may be attended to.
+
+        Returns (B, G, D). Padded query rows are computed but meaningless.
+        """
+        B, G, D = x.shape
+        H = self.num_heads
+        qkv = self.qkv(x).reshape(B, G, 3, H, D // H).permute(2, 0, 3, 1, 4)  # (3, B, H, G, D/H)
+        out = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], attn_mask=key_mask(valid),
+            dropout_p=self.attn_drop if self.training else 0.0,
+        )  # (B, H, G, D/H)
+        out = out.transpose(1, 2).reshape(B, G, D)  # (B, G, D)
+        return self.proj_drop(self.proj(out))
+
+
+class CrossAttention(nn.Module):
+    """Multi-head cross-attention: queries (B, Q, Dq) attend to keys/values (B, S, Dkv)."""
+
+    def __init__(self, dim: int, kv_dim: int, num_heads: int, qkv_bias: bool = True,
+                 attn_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"CrossAttention: dim {dim} not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.kv = nn.Linear(kv_dim, 2 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = attn_drop
+
+    def forward(self, query: Tensor, context: Tensor,
+                context_valid: Tensor | None = None) -> Tensor:
+        """Args: query (B, Q, D); context (B, S, Dkv); context_valid (B, S) bool.
+
+        Returns (B, Q, D).
+        """
+        B, Q, D = query.shape
+        S = context.shape[1]
+        H = self.num_heads
+        q = self.q(query).reshape(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, D/H)
+        kv = self.kv(context).reshape(B, S, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (2,B,H,S,D/H)
+        out = F.scaled_dot_product_attention(
+            q, kv[0], kv[1], attn_mask=key_mask(context_valid),
+            dropout_p=self.attn_drop if self.training else 0.0,
+        )  # (B, H, Q, D/H)
+        return self.proj(out.transpose(1, 2).reshape(B, Q, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + DP(LS(Attn(LN(x)))), then x + DP(LS(MLP(LN(x))))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 drop_path: float = 0.0, attn_drop: float = 0.0, proj_drop: float = 0.0,
+                 layer_scale: float | None = None) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
+        self.ls1 = LayerScale(dim, layer_scale)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
+        self.ls2 = LayerScale(dim, layer_scale)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """x (B, G, D), valid (B, G) -> (B, G, D)."""
+        x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), valid)))
+        return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+
+class CrossBlock(nn.Module):
+    """Pre-norm cross-attention block: q + CA(LN(q), LN(ctx)), then q + MLP(LN(q))."""
+
+    def __init__(self, dim: int, kv_dim: int, num_heads: int, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_kv = nn.LayerNorm(kv_dim)
+        self.attn = CrossAttention(dim, kv_dim, num_heads, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, query: Tensor, context: Tensor,
+                context_valid: Tensor | None = None) -> Tensor:
+        """query (B, Q, D), context (B, S, Dkv), context_valid (B, S) -> (B, Q, D)."""
+        q = query + self.drop_path(self.attn(self.norm_q(query), self.norm_kv(context),
+                                             context_valid))
+        return q + self.drop_path(self.mlp(self.norm2(q)))

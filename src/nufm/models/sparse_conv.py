@@ -1,0 +1,105 @@
+"""Submanifold sparse 3x3x3 convolution in pure PyTorch (no spconv), for the PTv3 conditional
+positional encoding (PTv3 arXiv:2312.10035; submanifold sparse conv arXiv:1711.10275).
+
+Owns :func:`neighbour_map` and :class:`SubMConv3d`. Occupied voxels of every event are hashed to
+one int64 key ``((b * S + x) * S + y) * S + z``; the keys are sorted once and each of the 27
+neighbour keys is looked up with ``searchsorted`` (O(N log N), no dense grid). The map is built
+once per resolution stage and shared by every block of that stage. Output rows exist only at
+occupied voxels (submanifold rule), so events never interact and cost is linear in N up to the
+sort.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from nufm.geometry.offsets import offset_to_batch_index
+
+CHUNK_ELEMENTS = 1 << 22
+"""Most gathered neighbour values held at once by :class:`SubMConv3d` (16 MiB in fp32)."""
+
+KERNEL_OFFSETS = torch.tensor(
+    [[dx, dy, dz] for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)],
+    dtype=torch.int64,
+)
+"""(27, 3) neighbour offsets; tap k = (dx+1)*9 + (dy+1)*3 + (dz+1), tap 13 is the centre."""
+
+
+def neighbour_map(grid_coord: Tensor, offset: Tensor) -> Tensor:
+    """Rows of the 27 lattice neighbours of every occupied voxel.
+
+    Args:
+        grid_coord: (N, 3) int64 non-negative lattice coordinates.
+        offset: (B,) int64 exclusive event ends.
+
+    Returns:
+        (N, 27) int64 global row of the neighbour at ``KERNEL_OFFSETS[k]`` in the same event,
+        -1 where that voxel is empty. If several rows share a voxel, the lowest row is returned.
+    """
+    N = grid_coord.shape[0]
+    dev = grid_coord.device
+    if N == 0:
+        return torch.empty(0, 27, dtype=torch.int64, device=dev)
+    if bool((grid_coord < 0).any()):
+        raise ValueError("neighbour_map: grid_coord must be non-negative")
+    batch = offset_to_batch_index(offset)  # (N,)
+    S = int(grid_coord.max()) + 3  # shifted coords live in [0, max + 2]
+    if math.log2(S) * 3 + math.log2(max(int(offset.shape[0]), 1) + 1) > 62:
+        raise ValueError(f"neighbour_map: lattice extent {S} too large to hash in int64")
+    g = grid_coord.to(torch.int64) + 1  # (N, 3)
+
+    def key(c: Tensor) -> Tensor:
+        return ((batch * S + c[:, 0]) * S + c[:, 1]) * S + c[:, 2]
+
+    keys = key(g)  # (N,)
+    sorted_keys, perm = torch.sort(keys, stable=True)  # duplicates: lowest row wins
+    out = torch.empty(N, 27, dtype=torch.int64, device=dev)
+    offsets = KERNEL_OFFSETS.to(dev)
+    for k in range(27):
+        if k == 13:
+            out[:, k] = torch.arange(N, device=dev)
+            continue
+        q = key(g + offsets[k])  # (N,)
+        pos = torch.searchsorted(sorted_keys, q).clamp_(max=N - 1)  # (N,)
+        found = sorted_keys[pos] == q
+        out[:, k] = torch.where(found, perm[pos], torch.full_like(pos, -1))
+    return out
+
+
+class SubMConv3d(nn.Module):
+    """Submanifold 3x3x3 convolution on packed voxels given a :func:`neighbour_map`.
+
+    ``out[i] = bias + sum_k W[k]^T feat[nbr[i, k]]`` over occupied neighbours. Equals a dense
+    ``nn.Conv3d(kernel_size=3, padding=1)`` evaluated at occupied voxels of a zero-filled grid with
+    ``W[k] = conv.weight[:, :, dx+1, dy+1, dz+1].T``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(27, in_channels, out_channels))  # (27, C, C')
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        bound = 1.0 / math.sqrt(27 * in_channels)
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, feat: Tensor, nbr: Tensor) -> Tensor:
+        """feat (N, C), nbr (N, 27) int64 (-1 empty) -> (N, C').
+
+        Gathers the 27 neighbours of a chunk of rows into (rows, 27 C) and applies one GEMM;
+        chunks bound the temporary memory to about ``CHUNK_ELEMENTS`` floats.
+        """
+        N, C = feat.shape
+        padded = torch.cat([feat, feat.new_zeros(1, C)])  # (N+1, C); row N is the zero row
+        rows = torch.where(nbr < 0, torch.full_like(nbr, N), nbr)  # (N, 27)
+        weight = self.weight.reshape(27 * C, -1).to(feat.dtype)  # (27 C, C')
+        step = max(1, CHUNK_ELEMENTS // (27 * C))
+        parts = [padded[rows[i : i + step]].reshape(-1, 27 * C) @ weight  # (rows, C')
+                 for i in range(0, N, step)]
+        out = torch.cat(parts) if len(parts) != 1 else parts[0]  # (N, C')
+        if N == 0:
+            out = feat.new_zeros(0, weight.shape[1])
+        if self.bias is not None:
+            out = out + self.bias.to(feat.dtype)
+        return out

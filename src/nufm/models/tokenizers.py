@@ -1,0 +1,309 @@
+"""PoLAr-MAE volumetric tokenizer (arXiv:2502.02558, anchors 1.2-1.3; Point-MAE arXiv:2203.06604).
+
+Owns :class:`PointMAETokenizerConfig`, :data:`TOKENIZER_PRESETS`, the :class:`Tokens` output,
+:class:`MiniPointNet` and :class:`PointMAETokenizer`.
+
+Pipeline per batch (no Python loop over events):
+
+1. Candidate centres: every point (PoLAr-MAE main since PR #3) or ``num_init_groups`` FPS seeds
+   per event (paper-era default, 2048).
+2. Centrality NMS over the candidates (radius ``2 * r * overlap_factor``), keeping at most
+   ``context_length`` centres per event; the overflow is counted in ``Tokens.n_dropped`` and
+   logged once.
+3. Ball query of radius r around each centre for ``group_upscale_points`` nearest points, then
+   reduction to ``group_max_points`` by farthest-point sampling inside each group (vectorized over
+   groups, starting from the point nearest the centre) or by keeping the nearest ones.
+4. Points relative to their centre, divided by r; input per point = (rel xyz, feat).
+5. Mini-PointNet (fp32 even under autocast, as PoLAr-MAE) with masked max pooling over valid
+   points; only valid points are pushed through its MLPs. Normalisation is per-point
+   ``LayerNorm`` instead of PoLAr-MAE's MaskedBatchNorm: it needs no running statistics, behaves
+   the same in train and eval, and an event's tokens never depend on the rest of the batch.
+6. Positional embedding of the centres: Linear(3, 128) -> GELU -> Linear(128, D).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from nufm.geometry.ball_query import ball_query
+from nufm.geometry.cnms import centrality_nms
+from nufm.geometry.fps import farthest_point_sampling
+from nufm.geometry.offsets import pad
+
+log = logging.getLogger(__name__)
+
+VOXELS_PER_UNIT = 665.1
+"""PILArNet normalisation: 1 normalised unit = 665.1 voxels (anchors 1.1)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointMAETokenizerConfig:
+    """Centre selection, grouping and mini-PointNet embedding (defaults: PoLAr-MAE 5 voxel)."""
+
+    in_channels: int = 1
+    """Channels C of ``PointBatch.feat`` appended to the relative xyz of every point."""
+    embed_dim: int = 384
+    """Token width D (must equal the encoder width)."""
+    group_radius: float = 5.0 / VOXELS_PER_UNIT
+    """Ball-query radius r in normalised coordinate units (5 voxels)."""
+    group_max_points: int = 32
+    """Points per token K after reduction."""
+    group_upscale_points: int = 256
+    """Neighbours gathered by the ball query before reduction to ``group_max_points``."""
+    reduction: Literal["fps", "nearest"] = "fps"
+    """How to reduce the upscaled group: farthest-point sampling or the nearest points."""
+    overlap_factor: float = 0.72
+    """C-NMS suppression radius is ``2 * group_radius * overlap_factor``."""
+    num_init_groups: int | None = None
+    """FPS seeds per event before C-NMS; None runs C-NMS on all points (PoLAr-MAE main)."""
+    cnms_k: int = 256
+    """Neighbour-list cap of the C-NMS ball query (256 on PoLAr-MAE main, 2048 paper-era)."""
+    context_length: int = 512
+    """Maximum tokens per event; extra C-NMS centres are dropped and counted."""
+    rescale_by_group_radius: bool = True
+    """Divide relative coordinates by ``group_radius`` (PointNeXt-style)."""
+    random_fps_start_in_training: bool = True
+    """FPS seeding starts at a random point in training mode (first point in eval)."""
+    pointnet_dims: tuple[int, int, int] = (128, 256, 512)
+    """Mini-PointNet widths: first MLP hidden, first MLP out (pooled), second MLP hidden."""
+    pos_hidden: int = 128
+    """Hidden width of the centre positional-embedding MLP."""
+
+    def __post_init__(self) -> None:
+        if self.group_radius <= 0:
+            raise ValueError(f"PointMAETokenizerConfig: group_radius must be > 0, "
+                             f"got {self.group_radius}")
+        if self.group_upscale_points < self.group_max_points:
+            raise ValueError("PointMAETokenizerConfig: group_upscale_points "
+                             f"({self.group_upscale_points}) < group_max_points "
+                             f"({self.group_max_points})")
+        if self.context_length < 1:
+            raise ValueError(f"PointMAETokenizerConfig: context_length must be >= 1, "
+                             f"got {self.context_length}")
+
+
+TOKENIZER_PRESETS: dict[str, PointMAETokenizerConfig] = {
+    "polarmae-5voxel": PointMAETokenizerConfig(),
+    "polarmae-5voxel-paper": PointMAETokenizerConfig(num_init_groups=2048, cnms_k=2048),
+    "polarmae-2.5voxel": PointMAETokenizerConfig(
+        group_radius=2.5 / VOXELS_PER_UNIT, group_max_points=16, group_upscale_points=64,
+        overlap_factor=0.73, context_length=1024),
+}
+"""PoLAr-MAE tokenizer presets (anchors 1.2)."""
+
+
+@dataclass
+class Tokens:
+    """Padded point tokens of B events.
+
+    Attributes:
+        feat: (B, G, D) float token embeddings (padding rows are 0).
+        pos: (B, G, D) float positional embedding of the centres.
+        center: (B, G, 3) float centre coordinates (normalised units; padding 0).
+        valid: (B, G) bool, True = real token.
+        group_idx: (B, G, K) int64 global row (into the packed batch) of every group point,
+            -1 = empty slot or padding token.
+        n_dropped: (B,) int64 C-NMS centres dropped because of ``context_length``.
+    """
+
+    feat: Tensor
+    pos: Tensor
+    center: Tensor
+    valid: Tensor
+    group_idx: Tensor
+    n_dropped: Tensor
+
+
+def gather_groups(x: Tensor, group_idx: Tensor) -> Tensor:
+    """Gather packed per-point values into groups.
+
+    Args:
+        x: (N, F) packed per-point values.
+        group_idx: (..., K) int64 global rows, -1 = empty.
+
+    Returns:
+        (..., K, F) values, 0 at empty slots.
+    """
+    filled = group_idx >= 0
+    out = x[group_idx.clamp(min=0)]  # (..., K, F)
+    return out * filled[..., None].to(out.dtype)
+
+
+class MiniPointNet(nn.Module):
+    """Two-stage PointNet with masked max pooling (PoLAr-MAE/Point-MAE group encoder)."""
+
+    def __init__(self, in_dim: int, out_dim: int, dims: tuple[int, int, int]) -> None:
+        super().__init__()
+        h1, p1, h2 = dims
+        self.first = nn.Sequential(nn.Linear(in_dim, h1, bias=False), nn.LayerNorm(h1), nn.ReLU(),
+                                   nn.Linear(h1, p1))
+        self.second = nn.Sequential(nn.Linear(2 * p1, h2, bias=False), nn.LayerNorm(h2),
+                                    nn.ReLU(), nn.Linear(h2, out_dim))
+
+    @staticmethod
+    def _segment_max(x: Tensor, group: Tensor, Q: int) -> Tensor:
+        """x (P, F) rows of groups ``group`` (P,) -> (Q, F) max per group, 0 for empty groups."""
+        out = x.new_zeros(Q, x.shape[1])
+        return out.scatter_reduce(0, group[:, None].expand_as(x), x, "amax", include_self=False)
+
+    def forward(self, x: Tensor, point_valid: Tensor) -> Tensor:
+        """x (Q, K, Cin), point_valid (Q, K) bool -> (Q, D). Invalid points never contribute.
+
+        Only valid points go through the MLPs (groups are often far from full), so the cost
+        scales with real points, not with Q * K.
+        """
+        Q = x.shape[0]
+        group = torch.nonzero(point_valid)[:, 0]  # (P,) group of every valid point
+        h = self.first(x[point_valid])  # (P, p1)
+        g = self._segment_max(h, group, Q)  # (Q, p1)
+        h = torch.cat([g[group], h], dim=-1)  # (P, 2 p1)
+        return self._segment_max(self.second(h), group, Q)  # (Q, D)
+
+
+def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
+    """Farthest-point sampling inside every group, vectorized over groups.
+
+    Args:
+        points: (Q, Ku, 3) coordinates of each group's candidates.
+        point_valid: (Q, Ku) bool, True = real candidate; the valid slots of a group must come
+            first (ball-query order). Slot 0 seeds the sampling (the ball query in "nearest"
+            mode puts the point nearest the centre there).
+        k: samples per group (<= Ku).
+
+    Returns:
+        (Q, k) int64 slot indices into Ku. Groups with <= k valid candidates return slots
+        0..k-1 unchanged (all their valid points, then their empty slots); only the others run
+        the k - 1 sequential FPS steps, on their first max(n_valid) slots.
+    """
+    Q, Ku, _ = points.shape
+    dev = points.device
+    n_valid = point_valid.sum(1)  # (Q,)
+    out = torch.arange(k, device=dev).expand(Q, k).clone()  # (Q, k)
+    busy = torch.nonzero(n_valid > k)[:, 0]  # (Qb,) groups that need sampling
+    if busy.numel() == 0:
+        return out
+    width = int(n_valid[busy].max())
+    pts = points[busy, :width]  # (Qb, W, 3)
+    Qb = busy.numel()
+    rows = torch.arange(Qb, device=dev)
+    sel = torch.zeros(Qb, k, dtype=torch.int64, device=dev)
+    dist = torch.full((Qb, width), float("inf"), device=dev, dtype=points.dtype)
+    dist = dist.masked_fill(~point_valid[busy, :width], -1.0)  # (Qb, W); -1 = never pick
+    dist[:, 0] = -1.0
+    last = sel[:, 0]
+    for i in range(1, k):
+        d = (pts - pts[rows, last][:, None]).square().sum(-1)  # (Qb, W)
+        dist = torch.where(dist < 0, dist, torch.minimum(dist, d))  # chosen/invalid stay -1
+        last = dist.argmax(dim=1)  # (Qb,)
+        sel[:, i] = last
+        dist[rows, last] = -1.0
+    out[busy] = sel
+    return out
+
+
+class PointMAETokenizer(nn.Module):
+    """Packed points -> padded tokens (see the module docstring for the pipeline)."""
+
+    _warned_overflow = False
+
+    def __init__(self, cfg: PointMAETokenizerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.pointnet = MiniPointNet(3 + cfg.in_channels, cfg.embed_dim, cfg.pointnet_dims)
+        self.pos_embed = nn.Sequential(nn.Linear(3, cfg.pos_hidden), nn.GELU(),
+                                       nn.Linear(cfg.pos_hidden, cfg.embed_dim))
+
+    @torch.no_grad()
+    def group(self, coord: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Choose centres and group points (no parameters, no gradients).
+
+        Args:
+            coord: (N, 3) float normalised coordinates.
+            offset: (B,) int64 exclusive event ends.
+
+        Returns:
+            center_row (Q,) int64 point row of every centre, center_offset (B,),
+            group_idx (Q, K) int64 global point rows (-1 empty), n_dropped (B,) int64.
+        """
+        cfg = self.cfg
+        N = coord.shape[0]
+        if cfg.num_init_groups is not None:
+            start = "random" if (self.training and cfg.random_fps_start_in_training) else "first"
+            cand_row, cand_offset = farthest_point_sampling(coord, offset, cfg.num_init_groups,
+                                                            start=start)
+        else:
+            cand_row = torch.arange(N, device=coord.device)
+            cand_offset = offset
+        keep, center_offset, n_dropped = centrality_nms(
+            coord[cand_row], cand_offset, 2.0 * cfg.group_radius * cfg.overlap_factor,
+            cfg.cnms_k, cfg.context_length)
+        center_row = cand_row[keep]  # (Q,)
+        if bool((n_dropped > 0).any()) and not PointMAETokenizer._warned_overflow:
+            PointMAETokenizer._warned_overflow = True
+            log.warning("PointMAETokenizer: %d events had more than context_length=%d C-NMS "
+                        "centres; extra centres dropped (counted in Tokens.n_dropped; logged "
+                        "once)", int((n_dropped > 0).sum()), cfg.context_length)
+        center = coord[center_row]  # (Q, 3)
+        idx, _ = ball_query(center, center_offset, coord, offset, cfg.group_radius,
+                            cfg.group_upscale_points, mode="nearest")  # (Q, Ku)
+        if cfg.group_upscale_points > cfg.group_max_points:
+            match cfg.reduction:
+                case "fps":
+                    slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0,
+                                          cfg.group_max_points)  # (Q, K)
+                    idx = torch.gather(idx, 1, slots)
+                case "nearest":
+                    idx = idx[:, : cfg.group_max_points]
+                case _:
+                    raise ValueError(f"PointMAETokenizer: unknown reduction {cfg.reduction!r}")
+        return center_row, center_offset, idx, n_dropped
+
+    def forward(self, coord: Tensor, feat: Tensor, offset: Tensor) -> Tokens:
+        """Tokenize a packed batch.
+
+        Args:
+            coord: (N, 3) float normalised coordinates.
+            feat: (N, C) float per-point features (C = ``cfg.in_channels``).
+            offset: (B,) int64 exclusive event ends.
+
+        Returns:
+            :class:`Tokens` with G = the largest token count in the batch.
+        """
+        cfg = self.cfg
+        if feat.shape[-1] != cfg.in_channels:
+            raise ValueError(f"PointMAETokenizer: feat has {feat.shape[-1]} channels, config "
+                             f"in_channels={cfg.in_channels}")
+        if coord.shape[0] != feat.shape[0]:
+            raise ValueError(f"PointMAETokenizer: coord has {coord.shape[0]} rows, "
+                             f"feat {feat.shape[0]}")
+        center_row, center_offset, idx, n_dropped = self.group(coord, offset)
+        center = coord[center_row]  # (Q, 3)
+        point_valid = idx >= 0  # (Q, K)
+        rel = gather_groups(coord, idx) - center[:, None]  # (Q, K, 3)
+        if cfg.rescale_by_group_radius:
+            rel = rel / cfg.group_radius
+        x = torch.cat([rel, gather_groups(feat, idx)], dim=-1)  # (Q, K, 3 + C)
+        x = x * point_valid[..., None].to(x.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            tok = self.pointnet(x.float(), point_valid)  # (Q, D) fp32, as in PoLAr-MAE
+        tok_p, valid = pad(tok, center_offset)  # (B, G, D), (B, G)
+        center_p, _ = pad(center, center_offset)  # (B, G, 3)
+        group_p, _ = pad(idx, center_offset, fill=-1)  # (B, G, K)
+        valid = valid & (group_p >= 0).any(-1)
+        pos = self.pos_embed(center_p)  # (B, G, D)
+        return Tokens(feat=tok_p, pos=pos, center=center_p, valid=valid, group_idx=group_p,
+                      n_dropped=n_dropped)
+
+
+def tokens_per_event(tokens: Tokens) -> Tensor:
+    """(B,) int64 number of valid tokens per event."""
+    return tokens.valid.sum(1)
+
+
+__all__ = ["PointMAETokenizerConfig", "TOKENIZER_PRESETS", "Tokens", "MiniPointNet",
+           "PointMAETokenizer", "fps_in_groups", "gather_groups", "tokens_per_event"]

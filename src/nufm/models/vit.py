@@ -1,0 +1,130 @@
+"""ViT encoder over padded point tokens (Point-MAE / PoLAr-MAE style, arXiv:2502.02558, anchors
+1.4; ViT arXiv:2010.11929).
+
+Owns :class:`ViTConfig`, the named size presets :data:`VIT_PRESETS` and :class:`ViT`. Blocks are
+pre-norm with per-token ``nn.LayerNorm`` (not PoLAr-MAE's batch-global MaskedLayerNorm, which makes
+outputs depend on batch composition), SDPA attention with a boolean key mask built from ``valid``,
+and linearly increasing drop-path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from nufm.models.layers import Block, linear_rates
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViTConfig:
+    """Transformer over tokens (defaults: PoLAr-MAE ``vit_small``)."""
+
+    embed_dim: int = 384
+    """Token width D."""
+    depth: int = 12
+    """Number of transformer blocks."""
+    num_heads: int = 6
+    """Attention heads H (embed_dim must be divisible by it)."""
+    mlp_ratio: float = 4.0
+    """MLP hidden width as a multiple of embed_dim."""
+    qkv_bias: bool = True
+    """Bias in the qkv projection."""
+    drop_path: float = 0.25
+    """Maximum stochastic-depth rate, reached at the last block (linear ramp from 0)."""
+    attn_drop: float = 0.05
+    """Dropout on attention weights."""
+    proj_drop: float = 0.0
+    """Dropout after projections and in the MLP."""
+    layer_scale: float | None = None
+    """Initial LayerScale value; None disables LayerScale."""
+    add_pos_at_every_layer: bool = False
+    """Re-add the positional embedding before every block (else only before the first)."""
+    final_norm: bool = True
+    """Apply a LayerNorm to the output tokens."""
+
+    def __post_init__(self) -> None:
+        if self.embed_dim % self.num_heads != 0:
+            raise ValueError(f"ViTConfig: embed_dim {self.embed_dim} not divisible by "
+                             f"num_heads {self.num_heads}")
+        if self.depth < 1:
+            raise ValueError(f"ViTConfig: depth must be >= 1, got {self.depth}")
+
+
+VIT_PRESETS: dict[str, ViTConfig] = {
+    "vit-tiny": ViTConfig(embed_dim=192, depth=12, num_heads=6),
+    "vit-small": ViTConfig(embed_dim=384, depth=12, num_heads=6),
+    "vit-base": ViTConfig(embed_dim=768, depth=12, num_heads=12),
+}
+"""PoLAr-MAE sizes (anchors 1.4)."""
+
+
+@dataclass
+class ViTOutput:
+    """Output of :class:`ViT`.
+
+    Attributes:
+        feat: (B, G, D) output tokens (after the final norm when enabled).
+        hidden: block index -> (B, G, D) hidden state after that block (0-based, before norm).
+    """
+
+    feat: Tensor
+    hidden: dict[int, Tensor] = field(default_factory=dict)
+
+
+class ViT(nn.Module):
+    """Pre-norm transformer encoder over padded tokens."""
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        rates = linear_rates(cfg.drop_path, cfg.depth)
+        self.blocks = nn.ModuleList(
+            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, rates[i],
+                  cfg.attn_drop, cfg.proj_drop, cfg.layer_scale)
+            for i in range(cfg.depth)
+        )
+        self.norm = nn.LayerNorm(cfg.embed_dim) if cfg.final_norm else nn.Identity()
+        self.apply(_init_weights)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.embed_dim
+
+    def forward(self, x: Tensor, pos: Tensor | None, valid: Tensor | None,
+                return_blocks: Sequence[int] = ()) -> ViTOutput:
+        """Encode tokens.
+
+        Args:
+            x: (B, G, D) token features.
+            pos: (B, G, D) positional embedding, or None.
+            valid: (B, G) bool, True = the token takes part (may be attended to); None = all.
+                Masked-out tokens (padding, or MAE-hidden tokens) are never attended to, so they
+                do not influence valid outputs; their own outputs are meaningless.
+            return_blocks: 0-based block indices whose hidden states to return (negative ok).
+
+        Returns:
+            :class:`ViTOutput` with feat (B, G, D) and the requested hidden states.
+        """
+        depth = self.cfg.depth
+        wanted = {i % depth for i in return_blocks}
+        hidden: dict[int, Tensor] = {}
+        for i, block in enumerate(self.blocks):
+            if pos is not None and (i == 0 or self.cfg.add_pos_at_every_layer):
+                x = x + pos
+            x = block(x, valid)
+            if i in wanted:
+                hidden[i] = x
+        return ViTOutput(feat=self.norm(x), hidden=hidden)
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

@@ -1,0 +1,191 @@
+"""Masked autoencoding of point tokens: PoLAr-MAE (arXiv:2502.02558, anchors 1.4-1.6), after
+Point-MAE (arXiv:2203.06604) and MAE (arXiv:2111.06377).
+
+Owns :class:`MAEConfig`, :class:`EnergyInfillHead` and :class:`MaskedAutoencoder`.
+
+One step, per batch:
+
+1. Tokenize (``TokenViTEncoder.tokenize``): C-NMS centres, ball-query groups of K points.
+2. Hide ``int(mask_ratio * n_valid)`` random valid tokens per event (padding never masked).
+3. The encoder runs on the visible tokens only, packed to the front of a shorter sequence
+   (MAE-style compaction; PoLAr-MAE instead keeps the full sequence with an attention mask,
+   which gives the same visible outputs at a higher cost).
+4. A light ViT decoder sees encoder outputs at visible tokens and a learned ``mask_token`` at
+   hidden ones, plus its own positional embedding of every centre, re-added at every block.
+5. ``point_head`` predicts K points per hidden token (xyz relative to the centre in units of the
+   group radius, optionally also the energy); loss = Chamfer distance to the group's true valid
+   points, with the predicted set truncated to the true count (PoLAr-MAE's pytorch3d call).
+6. Energy infilling: given the true relative xyz of each hidden group, predict the log-energy
+   feature of every point; MSE over valid points. PoLAr-MAE uses an "equivariant" mini-PointNet
+   plus a sinusoidal slot embedding and a Conv1d per slot; :class:`EnergyInfillHead` is the
+   simpler permutation-equivariant form (per-point MLP + max-pooled group context + the decoder
+   token), documented in docs/objectives.md.
+
+``loss = chamfer_weight * chamfer + energy_weight * energy`` (PoLAr-MAE: 1 and 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from nufm.batch import PointBatch
+from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
+from nufm.models.layers import Mlp
+from nufm.models.tokenizers import PointMAETokenizerConfig, Tokens, gather_groups
+from nufm.models.vit import ViT, ViTConfig
+from nufm.ssl.losses import masked_chamfer, masked_mse
+from nufm.ssl.masking import compact_tokens, gather_tokens, random_token_mask, scatter_tokens
+from nufm.train.step import StepOutput
+
+
+def _default_encoder() -> TokenViTConfig:
+    """PoLAr-MAE ViT-S, 5-voxel tokenizer, on feat = [normalised xyz, log energy] (C = 4)."""
+    return TokenViTConfig(tokenizer=PointMAETokenizerConfig(in_channels=4), vit=ViTConfig())
+
+
+def _default_decoder() -> ViTConfig:
+    """PoLAr-MAE decoder: ViT-S width, depth 4, post-norm, position re-added at every block."""
+    return ViTConfig(depth=4, add_pos_at_every_layer=True, final_norm=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MAEConfig:
+    """Masked autoencoder (defaults: PoLAr-MAE ViT-S, anchors 1.4-1.5)."""
+
+    name: Literal["mae"] = "mae"
+    """Discriminator of the objective union in ``RunConfig`` (fixed)."""
+    encoder: TokenViTConfig = field(default_factory=_default_encoder)
+    """Tokenizer + ViT encoder (the part exported for fine-tuning)."""
+    decoder: ViTConfig = field(default_factory=_default_decoder)
+    """Light decoder over all tokens (its width may differ from the encoder's)."""
+    mask_ratio: float = 0.6
+    """Fraction of each event's valid tokens hidden from the encoder (``int(ratio * n)``)."""
+    chamfer_weight: float = 1.0
+    """Weight of the Chamfer reconstruction term."""
+    energy_weight: float = 1.0
+    """Weight of the energy-infilling MSE term."""
+    chamfer_with_energy: bool = False
+    """True = predict (xyz, energy) per point and take the Chamfer distance in 4-D, as
+    PoLAr-MAE does; False = Chamfer on xyz only (energy is learned by infilling alone)."""
+    squared_chamfer: bool = True
+    """Squared Euclidean point distance in the Chamfer term (pytorch3d default)."""
+    energy_channel: int = -1
+    """Column of ``PointBatch.feat`` holding the log energy (target of the infilling)."""
+    energy_hidden: int = 128
+    """Width of the energy-infilling head."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"MAEConfig: mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.chamfer_weight < 0 or self.energy_weight < 0:
+            raise ValueError("MAEConfig: loss weights must be >= 0, got "
+                             f"{self.chamfer_weight}, {self.energy_weight}")
+        if self.energy_hidden < 1:
+            raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
+
+    @property
+    def points_per_group(self) -> int:
+        """K, the points predicted per hidden token."""
+        return self.encoder.tokenizer.group_max_points
+
+
+class EnergyInfillHead(nn.Module):
+    """Per-point energy of a hidden group from its true relative xyz and its decoder token.
+
+    ``e_k = MLP([phi(x_k), max_j phi(x_j), W t])``: phi is a per-point MLP, the max runs over the
+    group's valid points, t is the decoder output of the token. Permutation-equivariant in the
+    group's points (PoLAr-MAE instead tags slots with a sinusoidal index embedding).
+    """
+
+    def __init__(self, token_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.point_embed = Mlp(3, hidden, hidden)
+        self.token_proj = nn.Linear(token_dim, hidden)
+        self.out = Mlp(3 * hidden, hidden, 1)
+
+    def forward(self, token: Tensor, rel: Tensor, point_valid: Tensor) -> Tensor:
+        """token (Q, Dd), rel (Q, K, 3) group-frame xyz, point_valid (Q, K) -> (Q, K) energy."""
+        Q, K, _ = rel.shape
+        p = self.point_embed(rel)  # (Q, K, h)
+        g = p.masked_fill(~point_valid[..., None], float("-inf")).amax(1)  # (Q, h)
+        g = torch.where(point_valid.any(1, keepdim=True), g, torch.zeros_like(g))
+        t = self.token_proj(token)  # (Q, h)
+        z = torch.cat([p, g[:, None].expand(Q, K, -1), t[:, None].expand(Q, K, -1)], dim=-1)
+        return self.out(z)[..., 0]  # (Q, K)
+
+
+class MaskedAutoencoder(nn.Module):
+    """PoLAr-MAE objective; ``forward(batch) -> StepOutput`` (see the module docstring)."""
+
+    def __init__(self, cfg: MAEConfig, encoder: TokenViTEncoder | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = encoder if encoder is not None else TokenViTEncoder(cfg.encoder)
+        D, Dd = cfg.encoder.vit.embed_dim, cfg.decoder.embed_dim
+        K = cfg.points_per_group
+        self.point_dim = 4 if cfg.chamfer_with_energy else 3
+        self.enc_to_dec = nn.Linear(D, Dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, Dd))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.dec_pos = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, Dd))
+        self.decoder = ViT(cfg.decoder)
+        self.point_head = nn.Linear(Dd, K * self.point_dim)
+        self.energy_head = EnergyInfillHead(Dd, cfg.energy_hidden)
+
+    def _encode_visible(self, tokens: Tokens, visible: Tensor) -> Tensor:
+        """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
+        G = visible.shape[1]
+        index, vis_valid = compact_tokens(visible)  # (B, Gv), (B, Gv)
+        vis = replace(tokens, feat=gather_tokens(tokens.feat, index),
+                      pos=gather_tokens(tokens.pos, index),
+                      center=gather_tokens(tokens.center, index), valid=vis_valid,
+                      group_idx=gather_tokens(tokens.group_idx, index))
+        out = self.encoder.encode_tokens(vis)  # feat (B, Gv, D)
+        return scatter_tokens(out.feat, index, vis_valid, G)  # (B, G, D)
+
+    def forward(self, batch: PointBatch) -> StepOutput:
+        cfg = self.cfg
+        tokens = self.encoder.tokenize(batch)
+        valid = tokens.valid  # (B, G)
+        is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
+        latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
+        x = self.enc_to_dec(latent)  # (B, G, Dd)
+        x = torch.where(is_masked[..., None], self.mask_token.to(x.dtype), x)
+        dec = self.decoder(x, self.dec_pos(tokens.center), valid).feat  # (B, G, Dd)
+
+        hidden = dec[is_masked]  # (Qm, Dd)
+        group_idx = tokens.group_idx[is_masked]  # (Qm, K)
+        center = tokens.center[is_masked]  # (Qm, 3)
+        Qm, K = group_idx.shape
+        point_valid = group_idx >= 0  # (Qm, K)
+        rel = gather_groups(batch.coord, group_idx) - center[:, None]  # (Qm, K, 3)
+        if cfg.encoder.tokenizer.rescale_by_group_radius:
+            rel = rel / cfg.encoder.tokenizer.group_radius
+        rel = rel * point_valid[..., None].to(rel.dtype)
+        energy_true = gather_groups(batch.feat[:, [cfg.energy_channel]], group_idx)[..., 0]
+
+        pred = self.point_head(hidden).reshape(Qm, K, self.point_dim)  # (Qm, K, F)
+        target = rel if self.point_dim == 3 else torch.cat([rel, energy_true[..., None]], -1)
+        n_true = point_valid.sum(1)  # (Qm,)
+        pred_valid = torch.arange(K, device=pred.device) < n_true[:, None]  # (Qm, K)
+        cd = masked_chamfer(pred, pred_valid, target, point_valid, cfg.squared_chamfer)  # (Qm,)
+        chamfer = cd.sum() / max(Qm, 1)
+
+        energy_pred = self.energy_head(hidden, rel, point_valid)  # (Qm, K)
+        energy = masked_mse(energy_pred, energy_true, point_valid)
+
+        loss = cfg.chamfer_weight * chamfer + cfg.energy_weight * energy
+        metrics = {
+            "chamfer": chamfer.detach(),
+            "energy": energy.detach(),
+            "n_masked": is_masked.sum().to(torch.float32),
+            "n_tokens": valid.sum().to(torch.float32),
+        }
+        return StepOutput(loss=loss, metrics=metrics)
+
+
+__all__ = ["MAEConfig", "EnergyInfillHead", "MaskedAutoencoder"]

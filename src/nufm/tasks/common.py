@@ -1,0 +1,364 @@
+"""What every fine-tuning task shares: training modes, the encoder-plus-neck backbone, per-point
+features from any encoder, segment pooling, and loading pretrained encoder weights.
+
+Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchors 1.7 / 2.4):
+
+* ``linear``: frozen encoder, one ``nn.Linear`` on per-point encoder features. Token features
+  reach the points by *parameter-free* inverse-distance interpolation
+  (:class:`PointFeatures`), so this stays a true linear probe (PoLAr-MAE's "linear probing"
+  trains an upsampler and an MLP, which is our ``head`` mode).
+* ``head``: frozen encoder; a trainable neck (token encoders: PointNet++ feature propagation,
+  arXiv:1706.02413) and an MLP head.
+* ``full``: everything trains; encoder parameters use ``encoder_lr_scale`` times the base lr.
+* ``scratch``: the ``full`` architecture, head and learning rates with a randomly initialised
+  encoder; only the encoder's starting weights differ from ``full`` (Panda: "the fft config
+  without weights").
+
+A frozen encoder has ``requires_grad=False``, runs under ``torch.no_grad()`` and stays in eval
+mode when the task's ``.train()`` is called (dropout / drop-path / random FPS starts off).
+
+Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`PointFeatures`, :class:`TaskBackbone`,
+:class:`TaskModule`, :func:`segment_mean_max`, :func:`mlp`, :func:`extract_encoder_state`,
+:func:`load_encoder_state`, :func:`read_state_dict`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from nufm.batch import PointBatch
+from nufm.geometry.interpolate import interpolate
+from nufm.hub import LoadReport
+from nufm.models.encoders import (
+    Encoder,
+    EncoderOutput,
+    PTv3Config,
+    TokenViTConfig,
+    build_encoder,
+)
+from nufm.models.presets import PTV3_PRESETS
+from nufm.models.upsample import FeaturePropagation
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["linear", "head", "full", "scratch"]
+"""How a task trains: see the module docstring."""
+MODES: tuple[str, ...] = get_args(Mode)
+FROZEN_MODES: tuple[str, ...] = ("linear", "head")
+"""Modes whose encoder never trains."""
+
+EncoderConfig = TokenViTConfig | PTv3Config
+"""Any encoder :func:`nufm.models.encoders.build_encoder` can build."""
+
+
+def _default_encoder() -> EncoderConfig:
+    return PTV3_PRESETS["tiny"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskBaseConfig:
+    """Fields every task config has (encoder, mode, neck and head sizes)."""
+
+    encoder: EncoderConfig = field(default_factory=_default_encoder)
+    """Encoder architecture; must match the pretrained weights when they are loaded."""
+    mode: Mode = "full"
+    """linear | head | full | scratch (see :mod:`nufm.tasks.common`)."""
+    encoder_lr_scale: float = 0.1
+    """Learning-rate multiplier of encoder parameters in full and scratch modes."""
+    neck_hidden: tuple[int, ...] = (128, 128)
+    """Token encoders, head/full/scratch modes: widths of the feature-propagation MLP."""
+    interp_k: int = 3
+    """Token encoders: nearest token centres used to interpolate token features to points."""
+    interp_power: float = 2.0
+    """Token encoders: inverse-distance exponent of the interpolation weights."""
+    head_hidden: tuple[int, ...] = (128,)
+    """Widths of the head MLP's hidden layers (not used in linear mode)."""
+    dropout: float = 0.0
+    """Dropout after each hidden layer of the head MLP."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"{type(self).__name__}.mode={self.mode!r} is not one of {MODES}")
+        if self.encoder_lr_scale <= 0:
+            raise ValueError(f"{type(self).__name__}.encoder_lr_scale must be > 0, got "
+                             f"{self.encoder_lr_scale}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got "
+                             f"{self.dropout}")
+        if min(self.neck_hidden, default=1) < 1 or min(self.head_hidden, default=1) < 1:
+            raise ValueError(f"{type(self).__name__}: neck_hidden / head_hidden widths must be "
+                             f">= 1, got {self.neck_hidden} / {self.head_hidden}")
+        if len(self.neck_hidden) == 0:
+            raise ValueError(f"{type(self).__name__}.neck_hidden needs at least one width")
+
+    @property
+    def is_frozen(self) -> bool:
+        """True = the encoder never trains (linear and head modes)."""
+        return self.mode in FROZEN_MODES
+
+
+# --------------------------------------------------------------------------------------------
+# pooling and small layers
+# --------------------------------------------------------------------------------------------
+
+
+def segment_mean_max(x: Tensor, index: Tensor, num_segments: int) -> Tensor:
+    """Mean and max of rows of ``x`` over segments.
+
+    Args:
+        x: (N, D) float values.
+        index: (N,) int64 segment of each row, in [0, num_segments).
+        num_segments: S.
+
+    Returns:
+        (S, 2D) ``[mean, max]`` per segment; an empty segment gets zeros.
+    """
+    N, D = x.shape
+    counts = torch.bincount(index, minlength=num_segments).clamp(min=1).to(x.dtype)  # (S,)
+    mean = x.new_zeros(num_segments, D).index_add_(0, index, x) / counts[:, None]  # (S, D)
+    amax = x.new_zeros(num_segments, D).scatter_reduce(
+        0, index[:, None].expand(N, D), x, reduce="amax", include_self=False)  # (S, D)
+    return torch.cat([mean, amax], dim=1)  # (S, 2D)
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
+    """Linear -> LayerNorm -> GELU -> Dropout per hidden width, then Linear(out_dim)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.GELU()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        d = h
+    layers.append(nn.Linear(d, out_dim))
+    return nn.Sequential(*layers)
+
+
+# --------------------------------------------------------------------------------------------
+# per-point features from any encoder
+# --------------------------------------------------------------------------------------------
+
+
+class PointFeatures(nn.Module):
+    """Parameter-free map from an :class:`EncoderOutput` to (N, D) per-point features.
+
+    Point-level encoders (PTv3) already give (N, D). Token-level encoders give (B, G, D) at
+    token centres; each point gets the inverse-distance-weighted mean of its ``k`` nearest
+    valid token centres of the same event (PointNet++ eq. 2, arXiv:1706.02413), with no
+    learned weights, so a linear layer on top is a true linear probe.
+    """
+
+    def __init__(self, k: int = 3, power: float = 2.0) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"PointFeatures: k must be >= 1, got {k}")
+        self.k = k
+        self.power = power
+
+    def forward(self, out: EncoderOutput, batch: PointBatch) -> Tensor:
+        """Per-point features (N, D) of the batch's points (packed order)."""
+        N = batch.num_points
+        match out.level:
+            case "point":
+                if out.feat.shape[0] != N:
+                    raise ValueError(f"PointFeatures: point-level features have "
+                                     f"{out.feat.shape[0]} rows, the batch {N} points")
+                return out.feat
+            case "token":
+                if out.tokens is None or out.valid is None:
+                    raise ValueError("PointFeatures: token-level output without tokens/valid")
+                valid = out.valid  # (B, G)
+                support_offset = torch.cumsum(valid.sum(1), 0)  # (B,)
+                return interpolate(batch.coord, batch.offset, out.tokens.center[valid],
+                                   support_offset, out.feat[valid], k=self.k,
+                                   power=self.power)  # (N, D)
+            case _:
+                raise ValueError(f"PointFeatures: unknown encoder output level {out.level!r}")
+
+
+class TaskBackbone(nn.Module):
+    """Encoder plus (modes head/full/scratch, token encoders) a feature-propagation neck.
+
+    ``forward(batch) -> (N, out_dim)`` per-point features. In linear mode, and for point-level
+    encoders in every mode, the features are the encoder's own (interpolated for tokens
+    without parameters); the trainable neck concatenates the input ``feat`` after
+    interpolation, as PoLAr-MAE's upsampler concatenates xyz (anchors 1.7).
+    """
+
+    def __init__(self, cfg: TaskBaseConfig) -> None:
+        super().__init__()
+        self.mode: Mode = cfg.mode
+        self.is_frozen = cfg.is_frozen
+        self.encoder: Encoder = build_encoder(cfg.encoder)
+        self.point_features = PointFeatures(cfg.interp_k, cfg.interp_power)
+        self.neck: FeaturePropagation | None = None
+        self._out_dim = self.encoder.out_dim
+        if isinstance(cfg.encoder, TokenViTConfig) and cfg.mode != "linear":
+            self.neck = FeaturePropagation(
+                token_dim=self.encoder.out_dim, point_dim=cfg.encoder.tokenizer.in_channels,
+                hidden=cfg.neck_hidden, k=cfg.interp_k, power=cfg.interp_power)
+            self._out_dim = self.neck.out_dim
+        if self.is_frozen:
+            self.encoder.requires_grad_(False)
+            self.encoder.eval()
+
+    @property
+    def out_dim(self) -> int:
+        """D of the per-point features."""
+        return self._out_dim
+
+    def train(self, mode: bool = True) -> TaskBackbone:
+        super().train(mode)
+        if self.is_frozen:
+            self.encoder.eval()  # a frozen encoder never leaves eval mode
+        return self
+
+    def encode(self, batch: PointBatch) -> EncoderOutput:
+        """Run the encoder (under no_grad when frozen)."""
+        if self.is_frozen:
+            with torch.no_grad():
+                return self.encoder(batch)
+        return self.encoder(batch)
+
+    def forward(self, batch: PointBatch) -> Tensor:
+        out = self.encode(batch)
+        if self.neck is None:
+            return self.point_features(out, batch)  # (N, D)
+        assert out.tokens is not None and out.valid is not None
+        return self.neck(out.feat, out.tokens.center, out.valid, batch.coord, batch.offset,
+                         batch.feat)  # (N, D_neck)
+
+
+class TaskModule(nn.Module):
+    """Base of every task: a :class:`TaskBackbone` named ``backbone`` plus a head.
+
+    Subclasses implement ``forward(batch) -> StepOutput`` and ``predict(batch) -> dict``.
+    """
+
+    cfg: TaskBaseConfig
+    backbone: TaskBackbone
+    encoder_load_report: LoadReport | None = None
+    """Set by :func:`nufm.tasks.build.build_task` when pretrained weights were loaded."""
+
+    def param_lr_scale(self, name: str) -> float:
+        """Learning-rate multiplier of parameter ``name`` (from ``named_parameters``).
+
+        Encoder parameters get ``cfg.encoder_lr_scale`` in full and scratch modes; everything
+        else 1.0 (frozen parameters have ``requires_grad=False`` and are not optimised).
+        """
+        is_encoder = name.startswith("backbone.encoder.") or name.startswith(
+            "module.backbone.encoder.")
+        if is_encoder and self.cfg.mode in ("full", "scratch"):
+            return self.cfg.encoder_lr_scale
+        return 1.0
+
+    def predict(self, batch: PointBatch) -> dict[str, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# loading pretrained encoder weights
+# --------------------------------------------------------------------------------------------
+
+
+def extract_encoder_state(state: Mapping[str, Tensor], encoder: nn.Module,
+                          prefix: str | None = None) -> tuple[dict[str, Tensor], str]:
+    """Pick the encoder's tensors out of a larger state dict.
+
+    ``state`` may be an encoder state dict (prefix ""), an objective's (``encoder.``), a task's
+    (``backbone.encoder.``) or a DDP-wrapped one (``module.…``). With ``prefix=None`` the
+    prefix under which most keys end in an encoder key is chosen (ties: the shortest, so a
+    student ``encoder.`` wins over ``teacher.encoder.``; pass ``prefix`` to choose).
+
+    Returns:
+        (the tensors under the prefix with the prefix stripped, the prefix used).
+    """
+    own = set(encoder.state_dict())
+    if prefix is None:
+        votes: Counter[str] = Counter()
+        for key in state:
+            if key in own:
+                votes[""] += 1
+            for i, ch in enumerate(key):
+                if ch == "." and key[i + 1:] in own:
+                    votes[key[: i + 1]] += 1
+        if not votes:
+            return {}, ""
+        best = max(votes.values())
+        tied = sorted((p for p, v in votes.items() if v == best), key=len)
+        prefix = tied[0]
+        if len(tied) > 1:
+            log.warning("encoder weights found under several prefixes %s; using %r (pass "
+                        "prefix= to choose)", tied, prefix)
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, prefix
+
+
+def load_encoder_state(encoder: nn.Module, state: Mapping[str, Tensor], *,
+                       prefix: str | None = None, source: str = "<state dict>",
+                       strict: bool = False) -> LoadReport:
+    """Copy pretrained weights into ``encoder``, skipping (and reporting) bad keys.
+
+    Args:
+        encoder: the randomly initialised encoder.
+        state: a state dict holding the encoder weights (see :func:`extract_encoder_state`).
+        prefix: key prefix of the encoder weights in ``state``; None = detect.
+        source: where ``state`` came from, for messages.
+        strict: True = raise unless every encoder key loads and nothing is left over.
+
+    Returns:
+        A :class:`nufm.hub.LoadReport` (loaded / missing / unexpected / shape-mismatched).
+
+    Raises:
+        ValueError: no tensor fits the encoder, or ``strict`` and the load is not exact.
+    """
+    sub, used = extract_encoder_state(state, encoder, prefix)
+    own = encoder.state_dict()
+    report = LoadReport()
+    usable: dict[str, Tensor] = {}
+    for k, v in sub.items():
+        if k not in own:
+            report.unexpected.append(k)
+        elif tuple(v.shape) != tuple(own[k].shape):
+            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            usable[k] = v
+    report.missing = sorted(set(own) - set(usable) - {k for k, _, _ in report.mismatched})
+    report.loaded = sorted(usable)
+    if not usable:
+        raise ValueError(f"{source}: no tensor fits the {type(encoder).__name__} "
+                         f"({len(state)} tensors given, prefix {used!r}; the encoder config "
+                         f"must match the pretrained one)\n{report}")
+    if strict and not report.is_exact:
+        raise ValueError(f"{source}: encoder load is not exact (prefix {used!r})\n{report}")
+    encoder.load_state_dict(usable, strict=False)
+    level = logging.INFO if report.is_exact else logging.WARNING
+    log.log(level, "%s: encoder weights (prefix %r): %s", source, used, report)
+    return report
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read weights from a pretrained directory (``model.safetensors``), a ``.safetensors``
+    file or a nufm training checkpoint (its ``model`` entry)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"{path}: directory without model.safetensors")
+        return load_file(str(weights))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file or directory")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    from nufm.train.checkpoint import load_checkpoint  # a training checkpoint
+
+    return dict(load_checkpoint(path)["model"])

@@ -1,0 +1,193 @@
+"""Event-level heads: global pooling of per-point features, then an MLP that classifies or
+regresses per-event targets (the FASERCal pattern of pooled event heads for flavour, momentum
+and vertex, arXiv:2604.07037, anchors 5).
+
+Targets are the per-event scalars that :func:`nufm.data.collate.collate` packs from
+``Event.meta`` into ``PointBatch.targets``: e.g. ``n_interactions`` (classification, clipped
+into ``num_classes`` bins), ``total_energy`` (simulator, MeV) or, added by
+:class:`AddEventTargets`, ``visible_energy`` (MeV above threshold) and the first vertex
+``vertex_x/y/z`` (normalised coordinates). Regression targets may be log-transformed and are
+standardised by ``(y - target_shift) / target_scale`` for the loss.
+
+Owns :class:`EventTaskConfig`, :class:`EventTask`, :class:`AddEventTargets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nufm.batch import PointBatch
+from nufm.data.event import Event
+from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
+from nufm.train.step import StepOutput
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddEventTargets:
+    """Transform writing event-level targets into ``meta`` (collate turns them into targets).
+
+    Run it in ``Preprocess.transforms(augment=[..., AddEventTargets()])``: it then sees MeV
+    energies and normalised, augmented coordinates (vertices move with the points).
+    """
+
+    visible_energy: bool = True
+    """Write ``meta['visible_energy']``: sum of the points' energies (MeV) at this stage."""
+    vertex: bool = True
+    """Write ``meta['vertex_x'|'vertex_y'|'vertex_z']`` from ``vertices[0]`` (same units as
+    coord); an event without vertices is an error."""
+
+    def __call__(self, event: Event, rng: np.random.Generator) -> Event:
+        meta = dict(event.meta)
+        if self.visible_energy:
+            meta["visible_energy"] = float(np.asarray(event.energy, np.float64).sum())
+        if self.vertex:
+            if event.vertices is None or len(event.vertices) == 0:
+                raise ValueError(f"{event.where}: AddEventTargets(vertex=True) needs "
+                                 "event.vertices, the event has none")
+            x, y, z = (float(v) for v in event.vertices[0])
+            meta.update(vertex_x=x, vertex_y=y, vertex_z=z)
+        return event.with_fields(meta=meta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventTaskConfig(TaskBaseConfig):
+    """Event classification or regression from pooled point features."""
+
+    name: Literal["event"] = "event"
+    """Discriminator of the task-config union (fixed)."""
+    kind: Literal["classification", "regression"] = "classification"
+    """Classification (one target, binned) or regression (one or more targets)."""
+    targets: tuple[str, ...] = ("n_interactions",)
+    """Names in ``PointBatch.targets``; classification takes exactly one."""
+    num_classes: int = 4
+    """Classification: class = clip(round(value) - class_offset, 0, num_classes - 1)."""
+    class_offset: int = 1
+    """Classification: value of class 0 (n_interactions 1 -> class 0; the last class is
+    ">= class_offset + num_classes - 1")."""
+    transform: Literal["none", "log"] = "none"
+    """Regression: model log(value) (values must be > 0) or the value itself."""
+    target_shift: float = 0.0
+    """Regression: subtracted from the (transformed) target before the loss."""
+    target_scale: float = 1.0
+    """Regression: divides the shifted target before the loss."""
+    regression_loss: Literal["mse", "huber"] = "huber"
+    """Regression loss on standardised targets (Huber with delta 1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.targets:
+            raise ValueError("EventTaskConfig.targets needs at least one name")
+        match self.kind:
+            case "classification":
+                if len(self.targets) != 1 or self.num_classes < 2:
+                    raise ValueError(f"EventTaskConfig: classification needs one target and "
+                                     f"num_classes >= 2, got {self.targets}, {self.num_classes}")
+            case "regression":
+                if self.target_scale <= 0:
+                    raise ValueError(f"EventTaskConfig.target_scale must be > 0, got "
+                                     f"{self.target_scale}")
+            case _:
+                raise ValueError(f"EventTaskConfig.kind={self.kind!r} is not classification or "
+                                 "regression")
+        if self.transform not in ("none", "log") or self.regression_loss not in ("mse", "huber"):
+            raise ValueError(f"EventTaskConfig: transform {self.transform!r} / regression_loss "
+                             f"{self.regression_loss!r} not recognised")
+
+    @property
+    def out_dim(self) -> int:
+        """Head outputs: classes, or one per regression target."""
+        return self.num_classes if self.kind == "classification" else len(self.targets)
+
+
+class EventTask(TaskModule):
+    """Encoder -> per-point features -> mean+max per event -> class logits or values."""
+
+    def __init__(self, cfg: EventTaskConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = TaskBackbone(cfg)
+        D = self.backbone.out_dim
+        if cfg.mode == "linear":
+            self.head: nn.Module = nn.Linear(2 * D, cfg.out_dim)
+        else:
+            self.head = mlp(2 * D, cfg.head_hidden, cfg.out_dim, cfg.dropout)
+
+    def raw_target(self, batch: PointBatch) -> Tensor:
+        """(B, T) float targets as stored in the batch."""
+        missing = [t for t in self.cfg.targets if t not in batch.targets]
+        if missing:
+            raise ValueError(f"event task: targets {missing} are not in the batch (have "
+                             f"{sorted(batch.targets)}; see AddEventTargets)")
+        return torch.stack([batch.targets[t].float() for t in self.cfg.targets], dim=1)
+
+    def class_target(self, batch: PointBatch) -> Tensor:
+        """(B,) int64 class of each event (classification)."""
+        value = self.raw_target(batch)[:, 0]
+        return (value.round().long() - self.cfg.class_offset).clamp(0, self.cfg.num_classes - 1)
+
+    def value_target(self, batch: PointBatch) -> Tensor:
+        """(B, T) regression targets after the transform (log or none), unstandardised."""
+        y = self.raw_target(batch)
+        match self.cfg.transform:
+            case "log":
+                if bool((y <= 0).any()):
+                    raise ValueError(f"event task: transform='log' needs targets > 0, got "
+                                     f"min {float(y.min())} in {self.cfg.targets}")
+                return y.log()
+            case "none":
+                return y
+            case _:
+                raise ValueError(f"EventTaskConfig.transform={self.cfg.transform!r}")
+
+    def outputs(self, batch: PointBatch) -> Tensor:
+        """(B, out_dim) logits (classification) or standardised values (regression)."""
+        x = self.backbone(batch)  # (N, D)
+        pooled = segment_mean_max(x, batch.batch_index, batch.num_events)  # (B, 2D)
+        return self.head(pooled)
+
+    def forward(self, batch: PointBatch) -> StepOutput:
+        out = self.outputs(batch)
+        match self.cfg.kind:
+            case "classification":
+                target = self.class_target(batch)
+                loss = F.cross_entropy(out, target)
+                acc = (out.argmax(1) == target).float().mean()
+                return StepOutput(loss=loss, metrics={"loss": loss.detach(), "acc": acc.detach()})
+            case "regression":
+                z = (self.value_target(batch) - self.cfg.target_shift) / self.cfg.target_scale
+                loss = F.mse_loss(out, z) if self.cfg.regression_loss == "mse" else \
+                    F.huber_loss(out, z, delta=1.0)
+                mae = (out.detach() - z).abs().mean() * self.cfg.target_scale
+                return StepOutput(loss=loss, metrics={"loss": loss.detach(), "mae": mae})
+            case _:
+                raise ValueError(f"EventTaskConfig.kind={self.cfg.kind!r}")
+
+    @torch.no_grad()
+    def predict(self, batch: PointBatch) -> dict[str, Tensor]:
+        """Classification: ``logits`` (B, C), ``pred`` (B,) int64, ``target`` (B,).
+        Regression: ``pred`` / ``target`` (B, T) in transformed units (log or raw), and
+        ``pred_value`` / ``target_value`` (B, T) in the targets' own units. Targets only when
+        the batch has them."""
+        out = self.outputs(batch)
+        has_target = all(t in batch.targets for t in self.cfg.targets)
+        match self.cfg.kind:
+            case "classification":
+                res = {"logits": out, "pred": out.argmax(1)}
+                if has_target:
+                    res["target"] = self.class_target(batch)
+            case "regression":
+                pred = out * self.cfg.target_scale + self.cfg.target_shift  # (B, T)
+                value = pred.exp() if self.cfg.transform == "log" else pred
+                res = {"pred": pred, "pred_value": value}
+                if has_target:
+                    res["target"] = self.value_target(batch)
+                    res["target_value"] = self.raw_target(batch)
+            case _:
+                raise ValueError(f"EventTaskConfig.kind={self.cfg.kind!r}")
+        return res

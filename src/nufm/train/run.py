@@ -1,0 +1,114 @@
+"""Entry points of a pretraining run: :func:`run_pretrain` (library) and :func:`pretrain_cli`
+(``nufm pretrain`` / ``python -m nufm.train.run``, also under ``torchrun``).
+
+``nufm pretrain [--preset NAME | --config-file config.yaml] --run-dir DIR [--resume]
+[overrides such as --train.max-steps 100 --optim.lr 3e-4]``: the preset (or a saved config)
+is the base; tyro applies the dotted overrides and validates the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import tyro
+
+from nufm.config import RunConfig, load_config
+from nufm.train.build import build_dataset, build_objective, build_transform
+from nufm.train.distributed import cleanup_distributed, write_slurm_script
+from nufm.train.loop import Monitor, TrainResult, seed_everything, train
+from nufm.train.presets import PRESETS, get_preset
+
+log = logging.getLogger(__name__)
+
+
+def run_pretrain(cfg: RunConfig, run_dir: str | Path, resume: bool = False, *,
+                 monitor: Monitor | None = None) -> TrainResult:
+    """Build the objective, dataset and augmentation of ``cfg`` and train.
+
+    The torch RNG is seeded with ``cfg.train.seed`` before the objective is built, so its
+    initial weights are identical across runs and across DDP ranks.
+    """
+    seed_everything(cfg.train.seed)
+    objective = build_objective(cfg.objective)
+    try:
+        return train(cfg, objective, build_dataset, run_dir, resume,
+                     transform=build_transform(cfg.data), monitor=monitor)
+    finally:
+        cleanup_distributed()
+
+
+_LAUNCHER_HELP = """Launcher options (before the overrides):
+  --preset NAME        base config, one of: {presets}
+  --config-file PATH   base config from a config.yaml (e.g. of an earlier run)
+  --run-dir DIR        run directory (required)
+  --resume             continue from the latest complete checkpoint in --run-dir"""
+
+
+def parse_pretrain_args(argv: list[str]) -> tuple[RunConfig, Path, bool]:
+    """Parse ``nufm pretrain`` arguments into (config, run_dir, resume)."""
+    parser = argparse.ArgumentParser(prog="nufm pretrain", add_help=False)
+    parser.add_argument("--preset", default=None)
+    parser.add_argument("--config-file", type=Path, default=None)
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--resume", action="store_true")
+    known, rest = parser.parse_known_args(argv)
+    if known.preset is not None and known.config_file is not None:
+        raise SystemExit("nufm pretrain: give --preset or --config-file, not both")
+    if known.config_file is not None:
+        base = load_config(known.config_file)
+    else:
+        try:
+            base = get_preset(known.preset or "toy")
+        except KeyError as e:
+            raise SystemExit(f"nufm pretrain: {e.args[0]}") from e
+    description = ("Pretrain a nufm objective.\n\n"
+                   + _LAUNCHER_HELP.format(presets=", ".join(sorted(PRESETS))))
+    cfg = tyro.cli(RunConfig, default=base, args=rest, prog="nufm pretrain",
+                   description=description)
+    if known.run_dir is None:
+        raise SystemExit("nufm pretrain: --run-dir is required")
+    return cfg, known.run_dir, known.resume
+
+
+def submit_cli(argv: list[str] | None = None) -> Path:
+    """``nufm submit``: write (and with ``--submit``, sbatch) a Slurm script for a run.
+
+    Launcher flags: ``--preset``/``--config-file``, ``--run-dir`` (required), ``--nodes``,
+    ``--gpus-per-node``, ``--time``, ``--partition``, ``--account``, ``--script`` (default
+    ``run_dir/submit.sbatch``), ``--submit``; the rest are config overrides as for pretrain.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="nufm submit", add_help=False)
+    parser.add_argument("--nodes", type=int, default=1)
+    parser.add_argument("--gpus-per-node", type=int, default=4)
+    parser.add_argument("--time", default="24:00:00")
+    parser.add_argument("--partition", default=None)
+    parser.add_argument("--account", default=None)
+    parser.add_argument("--script", type=Path, default=None)
+    parser.add_argument("--submit", action="store_true")
+    known, rest = parser.parse_known_args(argv)
+    cfg, run_dir, _ = parse_pretrain_args(rest)
+    return write_slurm_script(cfg, nodes=known.nodes, gpus_per_node=known.gpus_per_node,
+                              time=known.time, partition=known.partition,
+                              account=known.account, run_dir=run_dir,
+                              out_path=known.script or run_dir / "submit.sbatch",
+                              submit=known.submit)
+
+
+def pretrain_cli(argv: list[str] | None = None) -> TrainResult:
+    """``nufm pretrain``: parse arguments and run :func:`run_pretrain`."""
+    cfg, run_dir, resume = parse_pretrain_args(sys.argv[1:] if argv is None else argv)
+    return run_pretrain(cfg, run_dir, resume)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result = pretrain_cli()
+    log.info("done: step %d, last checkpoint %s", result.step, result.last_checkpoint)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Readers of the real simulated samples in /work/shared/data/real (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nufm.data.lartpc import DELTA, MUON, TRACK, VOLUME_SIZE
+from nufm.data.pilarnet import (
+    DataError,
+    MissingFileError,
+    cluster_order,
+    read_events,
+    write_events,
+)
+from nufm.data.real import read_jaxtpc_h5, read_larsoft_root, read_mlreco_npz, voxelize
+
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+if not REAL.is_dir():
+    REAL = Path("/work/shared/data/real")
+
+
+def _need(name: str) -> Path:
+    path = REAL / name
+    if not path.exists():
+        pytest.skip(f"real sample {name} not found in {REAL} (see its README)")
+    return path
+
+
+def test_voxelize_sums_energy_and_keeps_dominant_label() -> None:
+    vox = np.array([[1, 2, 3], [1, 2, 3], [0, 0, 0]])
+    coord, energy, lab = voxelize(vox, np.array([0.5, 2.0, 1.0]), np.array([[7], [9], [4]]))
+    np.testing.assert_array_equal(coord, [[0, 0, 0], [1, 2, 3]])
+    np.testing.assert_allclose(energy, [1.0, 2.5])
+    np.testing.assert_array_equal(lab[:, 0], [4, 9])
+
+
+def test_mlreco_npz_event(tmp_path: Path) -> None:
+    path = _need("mlreco_tutorial_tracks.npz")
+    raw = np.load(path)
+    rows = np.concatenate([raw[k] for k in raw.files])
+    assert len(rows) == 4986  # README
+    e = read_mlreco_npz(path)
+    assert e.meta["n_duplicates_merged"] == 11 and len(e) == 4986 - 11
+    assert set(np.unique(e.segment).tolist()) <= {0, 1, 2, 3, 4}
+    assert {0, 1, 2, 4} <= set(np.unique(e.segment).tolist())
+    assert (e.energy >= 0.05).all()  # the 0.05 MeV cut of the sample
+    np.testing.assert_allclose(e.energy.sum(), rows[:, 4].sum(), rtol=1e-5)
+    assert e.coord.min() >= 0 and e.coord.max() < VOLUME_SIZE
+    # a duplicated voxel takes the label of its larger deposit
+    _, inv, cnt = np.unique(rows[:, :3], axis=0, return_inverse=True, return_counts=True)
+    dup = np.flatnonzero(cnt[inv.reshape(-1)] > 1)
+    v = rows[dup[0], :3]
+    same = dup[(rows[dup, :3] == v).all(1)]
+    winner = same[np.argmax(rows[same, 4])]
+    k = np.flatnonzero((e.coord == v).all(1))[0]
+    assert e.instance[k] == rows[winner, 6] and e.segment[k] == rows[winner, 9]
+    # the real event survives a PILArNet-M round trip
+    write_events(tmp_path / "mlreco.h5", [e])
+    (back,) = read_events(tmp_path / "mlreco.h5")
+    order, _ = cluster_order(e)
+    np.testing.assert_array_equal(back.coord, e.coord[order])
+    np.testing.assert_array_equal(back.segment, e.segment[order])
+    np.testing.assert_array_equal(back.instance, e.instance[order])
+
+
+def test_mlreco_missing_and_bad(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="absent.npz"):
+        read_mlreco_npz(tmp_path / "absent.npz")
+    np.savez(tmp_path / "other.npz", data=np.zeros(3))
+    with pytest.raises(DataError, match="other.npz: no 'Trajectory k'"):
+        read_mlreco_npz(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("k", range(1, 6))
+def test_larsoft_root_files(k: int) -> None:
+    uproot = pytest.importorskip("uproot")
+    path = _need(f"tfm_analyzeItOutput_R2-2_SR{k}-{k}.root")
+    events = read_larsoft_root(path)
+    assert len(events) == 10  # README: 10 events per file
+    raw = uproot.open(path)["ana/AnaTPCTree"].arrays(["EnDepE"], library="np")["EnDepE"]
+    for i, e in enumerate(events):
+        assert e.event_id == i and e.source == str(path)
+        assert len(e) > 0 and (e.energy > 0).all()
+        assert e.coord.min() >= 0 and e.coord.max() < VOLUME_SIZE
+        np.testing.assert_array_equal(e.coord, np.round(e.coord))  # voxel indices
+        assert len(np.unique(e.coord, axis=0)) == len(e)
+        assert e.meta["n_deposits"] == len(raw[i])
+        if e.meta["n_outside"] == 0:  # energy is conserved by voxelisation
+            np.testing.assert_allclose(e.energy.sum(), raw[i].sum(), rtol=1e-5)
+        else:
+            assert e.energy.sum() < raw[i].sum()
+        assert e.meta["n_primary_muon"] == 1  # numu CC sample
+        assert e.vertices.shape == (1, 3) and (e.particles.pdg == 13).sum() == 1
+
+
+def test_jaxtpc_muon() -> None:
+    h5py = pytest.importorskip("h5py")
+    path = _need("jaxtpc_muon.h5")
+    e = read_jaxtpc_h5(path)
+    with h5py.File(path) as f:
+        steps = f["pstep/lar_vol"][0]
+    np.testing.assert_allclose(e.energy.sum(), steps["de"].sum(), rtol=1e-5)
+    assert e.meta["n_outside"] == 0 and len(np.unique(e.coord, axis=0)) == len(e)
+    assert len(e.particles) == 92  # README
+    is_muon = e.pid == MUON
+    assert is_muon.sum() > 100 and (e.segment[is_muon] == TRACK).all()
+    assert (e.instance[is_muon] == 0).all()  # Geant4 track 0, the primary muon
+    assert (e.segment == DELTA).any()  # muIoni electrons
+    # mm -> 3 mm voxels: the muon's voxel extent matches its step extent to one voxel
+    # (p = 176 MeV/c, KE ~ 100 MeV: ~31 cm of track in argon)
+    mu = steps["track_id"] == 0
+    step_extent_mm = np.ptp(np.stack([steps[c][mu] for c in "xyz"], 1), axis=0)
+    voxel_extent_mm = np.ptp(e.coord[is_muon], axis=0) * 3.0
+    np.testing.assert_allclose(voxel_extent_mm, step_extent_mm, atol=3.0 + 1e-3)
+    assert 250.0 < step_extent_mm.max() < 350.0

@@ -1,0 +1,233 @@
+"""Metrics vs scikit-learn on random inputs, plus hand-computed PQ and regression cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import (
+    adjusted_rand_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    jaccard_score,
+    precision_recall_fscore_support,
+)
+
+from nufm.eval.metrics import (
+    ConfusionMatrix,
+    InstanceMetrics,
+    PanopticCounts,
+    adjusted_rand_index,
+    metrics_from_counts,
+    panoptic_counts,
+    regression_metrics,
+)
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def _random_labels(seed: int, n: int = 600, C: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Random pred/target with ignored points, a class absent from both (C-1), one class only
+    in pred (C-2 never in target) and skewed frequencies."""
+    rng = np.random.default_rng(seed)
+    p_cls = np.array([0.4, 0.3, 0.15, 0.1, 0.05, 0.0])[:C]
+    target = rng.choice(C, size=n, p=p_cls / p_cls.sum())
+    target[target == C - 2] = 0  # class C-2 never a target
+    pred = np.where(rng.random(n) < 0.6, target, rng.integers(0, C - 1, n))  # never C-1
+    target[rng.random(n) < 0.1] = -1  # ignored points
+    return pred, target
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_confusion_matrix_matches_sklearn(seed: int) -> None:
+    C = 6
+    pred, target = _random_labels(seed, C=C)
+    cm = ConfusionMatrix(C)
+    for chunk in np.array_split(np.arange(pred.size), 7):  # several batches, one data set
+        cm.update(torch.as_tensor(pred[chunk]), torch.as_tensor(target[chunk]))
+    m = cm.compute()
+    kept = target != -1
+    p, t = pred[kept], target[kept]
+    np.testing.assert_array_equal(m.counts, confusion_matrix(t, p, labels=range(C)))
+
+    present = np.union1d(np.unique(p), np.unique(t))
+    assert C - 1 not in present and (C - 2) in present and (C - 2) not in t
+    np.testing.assert_array_equal(m.in_macro, np.isin(np.arange(C), present))
+    prec, rec, f1, sup = precision_recall_fscore_support(t, p, labels=present, zero_division=0)
+    np.testing.assert_allclose(m.precision[present], prec)
+    np.testing.assert_allclose(m.recall[present], rec)
+    np.testing.assert_allclose(m.f1[present], f1)
+    np.testing.assert_array_equal(m.support[present], sup)
+    np.testing.assert_allclose(m.iou[present], jaccard_score(t, p, labels=present, average=None,
+                                                             zero_division=0))
+    assert np.isnan(m.f1[C - 1]) and np.isnan(m.iou[C - 1])  # absent from both: undefined
+
+    mp, mr, mf, _ = precision_recall_fscore_support(t, p, average="macro", zero_division=0)
+    assert m.macro_precision == pytest.approx(mp)
+    assert m.macro_recall == pytest.approx(mr)
+    assert m.macro_f1 == pytest.approx(mf)
+    assert m.miou == pytest.approx(jaccard_score(t, p, average="macro", zero_division=0))
+    assert m.accuracy == pytest.approx(float((p == t).mean()))
+    with pytest.warns(UserWarning):  # sklearn warns that pred has a class not in target
+        ba = balanced_accuracy_score(t, p)
+    assert m.balanced_accuracy == pytest.approx(ba)
+    assert m.num_points == kept.sum()
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_macro_ignore_classes_and_logits(seed: int) -> None:
+    C = 5
+    rng = np.random.default_rng(seed)
+    target = rng.integers(-1, C, 400)
+    logits = rng.normal(size=(400, C)).astype(np.float32)
+    pred = logits.argmax(1)
+    cm = ConfusionMatrix(C, macro_ignore_classes=(4,))
+    cm.update(logits, target)  # (N, C) scores -> argmax
+    m = cm.compute()
+    kept = target != -1
+    labels = [0, 1, 2, 3]
+    _, _, f1, _ = precision_recall_fscore_support(target[kept], pred[kept], labels=labels,
+                                                  average="macro", zero_division=0)
+    assert m.macro_f1 == pytest.approx(f1)
+    assert not m.in_macro[4] and np.isfinite(m.f1[4])  # reported but not averaged
+
+
+def test_per_batch_average_differs_from_dataset_level() -> None:
+    """The PoLAr-MAE bug: averaging per-batch macro F1 is not the dataset F1."""
+    # batch 1: 99 class-0 points all right + 1 class-1 point wrong; batch 2: one class-1 right
+    t1, p1 = np.r_[np.zeros(99, int), 1], np.zeros(100, int)
+    t2, p2 = np.array([1]), np.array([1])
+    per_batch = []
+    cm = ConfusionMatrix(2)
+    for p, t in ((p1, t1), (p2, t2)):
+        one = ConfusionMatrix(2)
+        one.update(p, t)
+        per_batch.append(one.compute().macro_f1)
+        cm.update(p, t)
+    _, _, f1, _ = precision_recall_fscore_support(np.r_[t1, t2], np.r_[p1, p2], average="macro")
+    assert cm.compute().macro_f1 == pytest.approx(f1)
+    assert f1 == pytest.approx((198 / 199 + 2 / 3) / 2)  # 0.831
+    assert np.mean(per_batch) == pytest.approx((198 / 199 / 2 + 1.0) / 2)  # 0.749
+
+
+def test_merge_equals_single_accumulator() -> None:
+    pred, target = _random_labels(7)
+    whole, a, b = ConfusionMatrix(6), ConfusionMatrix(6), ConfusionMatrix(6)
+    whole.update(pred, target)
+    a.update(pred[:300], target[:300])
+    b.update(pred[300:], target[300:])
+    torch.testing.assert_close(a.merge(b).counts, whole.counts)
+    assert a.all_reduce_() is a  # no process group: a no-op
+
+
+def test_confusion_matrix_rejects_bad_input() -> None:
+    cm = ConfusionMatrix(3)
+    with pytest.raises(ValueError, match="target has 1 values outside"):
+        cm.update(np.array([0, 1]), np.array([0, 3]))
+    with pytest.raises(ValueError, match="pred has 1 values outside"):
+        cm.update(np.array([0, -1]), np.array([0, 1]))
+    cm.update(np.array([0, -1]), np.array([0, -1]))  # pred at ignored points is not checked
+    with pytest.raises(ValueError, match="must both be"):
+        cm.update(np.array([0, 1]), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="outside"):
+        metrics_from_counts(np.eye(2, dtype=int), macro_ignore_classes=(5,))
+
+
+def test_empty_confusion_matrix_is_nan() -> None:
+    m = ConfusionMatrix(3).compute()
+    assert math.isnan(m.macro_f1) and math.isnan(m.accuracy) and m.num_points == 0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ari_matches_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 300
+    target = rng.integers(0, 8, n)
+    pred = np.where(rng.random(n) < 0.7, target * 3 + 5, rng.integers(0, 20, n))
+    target[rng.random(n) < 0.1] = -1
+    unassigned = rng.random(n) < 0.05
+    pred[unassigned] = -1
+    kept = target != -1
+    ref_pred = pred.copy()
+    ref_pred[unassigned] = 1000 + np.arange(unassigned.sum())  # -1 = singletons
+    expected = adjusted_rand_score(target[kept], ref_pred[kept])
+    assert adjusted_rand_index(pred, target) == pytest.approx(expected, abs=1e-12)
+
+
+def test_ari_degenerate_cases() -> None:
+    assert adjusted_rand_index([0, 0, 0], [5, 5, 5]) == 1.0
+    assert adjusted_rand_index([0, 1, 2], [2, 0, 1]) == 1.0
+    assert adjusted_rand_index([], []) == 1.0
+    assert adjusted_rand_index([0, 1], [3, 3]) == adjusted_rand_score([3, 3], [0, 1])
+
+
+def test_panoptic_quality_hand_computed() -> None:
+    # event A: target segments a(4 pts) b(4 pts) c(2 pts), 2 ignored points
+    target = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, -1, -1])
+    pred = np.array([7, 7, 7, 8, 9, 9, 9, 9, 9, -1, 7, 8])
+    # ignored points are dropped from both labelings:
+    # a vs 7: inter 3, |a|=4, |7|=3 -> IoU 3/4 (match); 8: single point of a -> 1/4 (no)
+    # b vs 9: inter 4, |b|=4, |9|=5 -> IoU 4/5 (match); c vs 9: inter 1 -> 1/6; c unmatched
+    c = panoptic_counts(pred, target)
+    assert (c.tp, c.fp, c.fn) == (2, 1, 1)
+    assert c.iou_sum == pytest.approx(0.75 + 0.8)
+    assert c.sq == pytest.approx(0.775)
+    assert c.rq == pytest.approx(2 / 3)
+    assert c.pq == pytest.approx(1.55 / 3)
+    # event B: perfect single segment
+    d = panoptic_counts(np.array([4, 4, 4]), np.array([1, 1, 1]))
+    assert (d.tp, d.fp, d.fn, d.iou_sum) == (1, 0, 0, 1.0)
+    acc = InstanceMetrics()
+    acc.update(pred, target)
+    acc.update(np.array([4, 4, 4]), np.array([1, 1, 1]))
+    out = acc.compute()
+    # dataset level: sum counts first -> 2.55 / (3 + 0.5 + 0.5)
+    assert out["pq"] == pytest.approx(2.55 / 4.0)
+    assert out["rq"] == pytest.approx(3 / 4.0)
+    assert out["sq"] == pytest.approx(2.55 / 3)
+    assert out["pq_event_mean"] == pytest.approx((1.55 / 3 + 1.0) / 2)
+    assert (out["tp"], out["fp"], out["fn"], out["num_events"]) == (3, 1, 1, 2)
+
+
+def test_panoptic_exactly_half_iou_is_not_a_match() -> None:
+    c = panoptic_counts(np.array([0, 0, 1, 1]), np.array([0, 0, 0, 0]))  # IoU 0.5 each
+    assert (c.tp, c.fp, c.fn) == (0, 2, 1)
+    assert math.isnan(c.sq) and c.pq == 0.0
+    assert math.isnan(PanopticCounts().pq)
+
+
+def test_regression_hand_computed() -> None:
+    target = np.full(5, 10.0)
+    pred = target + np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    m = regression_metrics(torch.as_tensor(pred), target)
+    assert (m.n, m.bias, m.median, m.iqr) == (5, 0.0, 0.0, 2.0)
+    assert m.rms == pytest.approx(math.sqrt(2.0))
+    # rel = [-.2, -.1, 0, .1, .2]; 15.87th percentile at position 4 * 0.158655 = 0.63462,
+    # i.e. -0.2 + 0.1 * 0.63462; symmetric, so the half-width is 0.2 - 0.063462
+    assert m.relative_resolution == pytest.approx(0.2 - 0.1 * 0.634621, rel=1e-5)
+    assert m.relative_bias == 0.0 and m.n_relative == 5
+    shifted = regression_metrics(pred + 1.0, target)
+    assert shifted.bias == pytest.approx(1.0) and shifted.relative_bias == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        regression_metrics(np.array([np.nan]), np.array([1.0]))
+
+
+def test_all_reduce_with_a_process_group(tmp_path) -> None:
+    """The counts tensor goes through a real (1-rank gloo) all-reduce unchanged."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available in this torch build")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        pred, target = _random_labels(9)
+        cm = ConfusionMatrix(6)
+        cm.update(pred, target)
+        before = cm.counts.clone()
+        cm.all_reduce_()
+        torch.testing.assert_close(cm.counts, before)
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,119 @@
+"""Linear / kNN probes: separable features score high, random ones at chance, no event leak."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from nufm.eval.probes import (
+    EventSplit,
+    KNNProbeConfig,
+    LinearProbeConfig,
+    _knn_votes,
+    run_probe,
+)
+from nufm.eval.splits import EventLeakError
+
+FAST = LinearProbeConfig(learning_rates=(1e-2, 1e-1), epochs=10, batch_size=512)
+
+
+def _events(seed: int, n_events: int = 40, per_event: int = 30, C: int = 4, D: int = 16):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, C, n_events * per_event)
+    event_ids = np.repeat(np.arange(n_events) * 10 + 3, per_event)  # non-contiguous ids
+    return rng, labels, event_ids
+
+
+@pytest.mark.parametrize("cfg", [FAST, KNNProbeConfig(ks=(1, 5))], ids=["linear", "knn"])
+def test_probe_on_informative_features_scores_high(cfg) -> None:
+    rng, labels, ev = _events(0)
+    C, D = 4, 16
+    feats = rng.normal(size=(labels.size, D)).astype(np.float32)
+    feats[:, :C] += 3.0 * np.eye(C, dtype=np.float32)[labels]  # linearly encodes the label
+    labels[::17] = -1  # ignored points are dropped
+    res = run_probe(cfg, torch.as_tensor(feats), labels, ev, num_classes=C)
+    assert res.test.macro_f1 > 0.9
+    assert set(res.val_macro_f1) == ({"lr=0.01", "lr=0.1"} if cfg is FAST else {"k=1", "k=5"})
+    assert res.best == max(res.val_macro_f1, key=res.val_macro_f1.get)
+    assert res.test.num_points == res.num_points["test"]
+    assert not np.intersect1d(res.split.train, res.split.test).size
+
+
+def test_probe_on_random_features_is_at_chance() -> None:
+    rng, labels, ev = _events(1, n_events=60)
+    feats = rng.normal(size=(labels.size, 16)).astype(np.float32)
+    res = run_probe(FAST, feats, labels, ev, num_classes=4)
+    assert 0.1 < res.test.accuracy < 0.4  # chance is 0.25 for 4 balanced classes
+    assert res.test.macro_f1 < 0.4
+
+
+def _leaky_events(seed: int):
+    """Each event has one random label and its own feature centroid: features identify the
+    event, not the class. Only a leak (same event in train and test) makes this predictable."""
+    rng = np.random.default_rng(seed)
+    n_events, per_event, D = 200, 10, 256
+    event_label = rng.integers(0, 2, n_events)
+    centroid = rng.normal(size=(n_events, D))
+    ev = np.repeat(np.arange(n_events), per_event)
+    feats = (centroid[ev] + 0.1 * rng.normal(size=(ev.size, D))).astype(np.float32)
+    return feats, event_label[ev], ev
+
+
+@pytest.mark.parametrize("cfg", [FAST, KNNProbeConfig(ks=(5,))], ids=["linear", "knn"])
+def test_event_split_prevents_the_point_split_leak(cfg) -> None:
+    feats, labels, ev = _leaky_events(2)
+    point_ids = np.arange(ev.size)  # a point-level split = every point its own "event"
+    leaky = run_probe(cfg, feats, labels, point_ids, num_classes=2)
+    assert leaky.test.macro_f1 > 0.9  # memorised the events: the inflated score
+    honest = run_probe(cfg, feats, labels, ev, num_classes=2)
+    assert honest.test.macro_f1 < 0.7  # unseen events: near chance (0.5)
+    train_ev = np.unique(ev[np.isin(ev, honest.split.train)])
+    assert not np.isin(train_ev, honest.split.test).any()
+
+
+def test_explicit_split_with_shared_event_is_rejected() -> None:
+    with pytest.raises(EventLeakError, match="'train' and 'test'"):
+        EventSplit(train=np.array([0, 1]), val=np.array([2]), test=np.array([1, 3]))
+
+
+def test_probe_is_deterministic_and_class_balanced_runs() -> None:
+    rng, labels, ev = _events(3)
+    feats = rng.normal(size=(labels.size, 8)).astype(np.float32)
+    feats[:, 0] += labels
+    cfg = LinearProbeConfig(learning_rates=(1e-1,), epochs=3, batch_size=256, seed=5,
+                            class_balanced=True)
+    a = run_probe(cfg, feats, labels, ev, num_classes=4)
+    b = run_probe(cfg, feats, labels, ev, num_classes=4)
+    np.testing.assert_array_equal(a.test.counts, b.test.counts)
+    np.testing.assert_array_equal(a.split.test, b.split.test)
+    full = run_probe(LinearProbeConfig(learning_rates=(1e-1,), epochs=30, batch_size=0),
+                     feats, labels, ev, num_classes=4)
+    assert full.test.accuracy > 0.4  # one informative feature of unit-spaced classes
+
+
+def test_knn_vote_matches_sklearn_classifier() -> None:
+    rng = np.random.default_rng(4)
+    train_x, query_x = rng.normal(size=(200, 5)), rng.normal(size=(50, 5))
+    train_y = rng.integers(0, 2, 200)
+    cfg = KNNProbeConfig(ks=(1, 3, 7), metric="euclidean")
+    ours = _knn_votes(torch.as_tensor(train_x), torch.as_tensor(train_y),
+                      torch.as_tensor(query_x), cfg.ks, 2, cfg)
+    for i, k in enumerate(cfg.ks):
+        ref = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(train_x, train_y)
+        np.testing.assert_array_equal(ours[:, i], ref.predict(query_x))
+    cos = KNNProbeConfig(ks=(5,), metric="cosine")
+    ours_cos = _knn_votes(torch.as_tensor(train_x), torch.as_tensor(train_y),
+                          torch.as_tensor(query_x), cos.ks, 2, cos)
+    ref = KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute")
+    np.testing.assert_array_equal(ours_cos[:, 0], ref.fit(train_x, train_y).predict(query_x))
+
+
+def test_probe_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        run_probe(FAST, np.zeros((4, 2)), np.array([0, 1, 2, 9]), np.arange(4), num_classes=3)
+    with pytest.raises(ValueError, match=r"features \(N, D\)"):
+        run_probe(FAST, np.zeros((4, 2)), np.array([0, 1]), np.arange(4), num_classes=3)
+    with pytest.raises(ValueError, match="no labelled points"):
+        run_probe(FAST, np.zeros((4, 2)), np.array([0, 1, 0, 1]), np.zeros(4, int), num_classes=2)

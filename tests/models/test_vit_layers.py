@@ -1,0 +1,132 @@
+"""ViT, attention blocks and Perceiver-IO: shapes, gradients, masking, batch independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nufm.models.layers import Attention, DropPath
+from nufm.models.perceiver import PerceiverConfig, PerceiverIO
+from nufm.models.vit import ViT, ViTConfig
+
+
+def _tiny_vit(**kw: object) -> ViT:
+    cfg = ViTConfig(embed_dim=32, depth=2, num_heads=4, drop_path=0.1, attn_drop=0.0, **kw)
+    return ViT(cfg)
+
+
+def test_attention_matches_manual_softmax() -> None:
+    torch.manual_seed(0)
+    att = Attention(16, 2).eval()
+    x = torch.randn(2, 5, 16)
+    valid = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    out = att(x, valid)
+    B, G, D = x.shape
+    qkv = att.qkv(x).reshape(B, G, 3, 2, 8).permute(2, 0, 3, 1, 4)
+    logits = qkv[0] @ qkv[1].transpose(-1, -2) / 8**0.5  # (B, H, G, G)
+    logits = logits.masked_fill(~valid[:, None, None, :], float("-inf"))
+    ref = (logits.softmax(-1) @ qkv[2]).transpose(1, 2).reshape(B, G, D)
+    torch.testing.assert_close(out, att.proj(ref), atol=1e-5, rtol=1e-5)
+
+
+def test_vit_shapes_hidden_and_gradients() -> None:
+    torch.manual_seed(0)
+    vit = _tiny_vit(add_pos_at_every_layer=True, layer_scale=0.1).train()
+    x = torch.randn(3, 7, 32)
+    pos = torch.randn(3, 7, 32)
+    valid = torch.rand(3, 7) > 0.3
+    valid[:, 0] = True
+    out = vit(x, pos, valid, return_blocks=(0, -1))
+    assert out.feat.shape == (3, 7, 32)
+    assert set(out.hidden) == {0, 1}
+    out.feat[valid].square().mean().backward()
+    for name, p in vit.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+
+
+def test_vit_padding_and_batch_independence() -> None:
+    torch.manual_seed(0)
+    vit = _tiny_vit().eval()
+    x = torch.randn(3, 9, 32)
+    pos = torch.randn(3, 9, 32)
+    valid = torch.ones(3, 9, dtype=torch.bool)
+    valid[0, 4:] = False
+    full = vit(x, pos, valid).feat
+    # Event 0 alone with its padding cut away.
+    alone = vit(x[:1, :4], pos[:1, :4], None).feat
+    torch.testing.assert_close(full[0, :4], alone[0], atol=1e-5, rtol=1e-5)
+    # Garbage in padded slots does not change valid outputs.
+    x2 = x.clone()
+    x2[0, 4:] = 1e3
+    torch.testing.assert_close(vit(x2, pos, valid).feat[valid], full[valid], atol=1e-5, rtol=1e-5)
+
+
+def test_vit_empty_event_gives_no_nan() -> None:
+    vit = _tiny_vit().eval()
+    valid = torch.zeros(2, 4, dtype=torch.bool)
+    valid[1] = True
+    out = vit(torch.randn(2, 4, 32), None, valid).feat
+    assert torch.isfinite(out).all()
+
+
+def test_drop_path_statistics() -> None:
+    torch.manual_seed(0)
+    dp = DropPath(0.25).train()
+    y = dp(torch.ones(20000, 2))
+    dropped = (y[:, 0] == 0).float().mean().item()
+    assert abs(dropped - 0.25) < 0.02
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.75))
+    assert torch.equal(dp.eval()(torch.ones(3, 2)), torch.ones(3, 2))
+
+
+def _two_streams() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    torch.manual_seed(1)
+    a = torch.randn(2, 6, 24)
+    b = torch.randn(2, 4, 16)
+    va = torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
+    vb = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    return [a, b], [va, vb]
+
+
+def test_perceiver_shapes_masking_and_gradients() -> None:
+    cfg = PerceiverConfig(stream_dims=(24, 16), num_latents=8, latent_dim=32, num_heads=4,
+                          depth=2, num_cross=2)
+    model = PerceiverIO(cfg).eval()
+    streams, valids = _two_streams()
+    z = model(streams, valids)
+    assert z.shape == (2, 8, 32)
+    queries = torch.randn(2, 5, 32)
+    out = model.decode(queries, z)
+    assert out.shape == (2, 5, 32)
+    # Perturb padded entries (including non-finite junk): outputs unchanged.
+    junk = [s.clone() for s in streams]
+    junk[0][~valids[0]] = float("nan")
+    junk[1][~valids[1]] = 1e6
+    z2 = model(junk, valids)
+    torch.testing.assert_close(z2, z, atol=1e-6, rtol=1e-6)
+    # Dropping the padding of event 0 entirely gives the same latents (batch independence).
+    alone = model([streams[0][:1, :4], streams[1][:1, :2]], [valids[0][:1, :4], valids[1][:1, :2]])
+    torch.testing.assert_close(alone[0], z[0], atol=1e-5, rtol=1e-5)
+    # A real token does matter.
+    moved = [s.clone() for s in streams]
+    moved[1][0, 0] += 1.0
+    assert not torch.allclose(model(moved, valids)[0], z[0])
+    model.train()
+    model.decode(queries, model(streams, valids)).square().mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_perceiver_rejects_wrong_stream_width() -> None:
+    model = PerceiverIO(PerceiverConfig(stream_dims=(24, 16), num_latents=4, latent_dim=16,
+                                        num_heads=2, depth=1))
+    streams, valids = _two_streams()
+    with pytest.raises(ValueError, match="stream 1 has width 24"):
+        model([streams[0], streams[0]], valids)
+
+
+def test_vit_config_validation() -> None:
+    with pytest.raises(ValueError, match="not divisible"):
+        ViTConfig(embed_dim=30, num_heads=4)

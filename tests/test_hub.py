@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nufm.config import config_to_dict
+from nufm.hub import export, from_pretrained, save_pretrained
+from nufm.train.toy import ToyObjective, ToyObjectiveConfig
+
+sys.path.insert(0, str(Path(__file__).parent / "train"))
+
+
+def _build(cfg: dict) -> ToyObjective:
+    return ToyObjective(ToyObjectiveConfig(**cfg))
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = ToyObjectiveConfig(hidden=8)
+    model = ToyObjective(cfg)
+    preprocess = {"center": 384.0, "scale": 665.1, "energy": {"log_min": 0.01, "max": 20.0}}
+    save_pretrained(model, tmp_path, config=config_to_dict(cfg), preprocess=preprocess)
+    torch.manual_seed(1)  # the rebuilt model starts from different weights
+    loaded, report = from_pretrained(tmp_path, _build)
+    assert report.is_exact and len(report.loaded) == len(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["preprocess"] == preprocess == report.config["preprocess"]
+    assert meta["model"]["hidden"] == 8 and "nufm_version" in meta
+
+
+def test_partial_load_reports_mismatch_and_strict_refuses(tmp_path: Path) -> None:
+    save_pretrained(ToyObjective(ToyObjectiveConfig(hidden=8)), tmp_path,
+                    config=config_to_dict(ToyObjectiveConfig(hidden=8)), preprocess={})
+    narrower = lambda cfg: _build({**cfg, "hidden": 4, "use_teacher": False})  # noqa: E731
+    model, report = from_pretrained(tmp_path, narrower)
+    mismatched = {k for k, _, _ in report.mismatched}
+    assert ("student.net.0.weight", (8, 4), (4, 4)) in report.mismatched
+    assert "mask_token" in report.loaded and "head.bias" in report.loaded
+    assert "mask_token" not in mismatched and not report.missing
+    assert all(k.startswith("teacher.") for k in report.unexpected) and report.unexpected
+    assert "shape mismatch student.net.0.weight" in str(report)
+    with pytest.raises(ValueError, match="not exact"):
+        from_pretrained(tmp_path, narrower, strict=True)
+
+
+def test_nothing_loads_is_an_error(tmp_path: Path) -> None:
+    save_pretrained(torch.nn.Linear(3, 3), tmp_path, config={}, preprocess={})
+    with pytest.raises(ValueError, match="none of the 2 saved tensors"):
+        from_pretrained(tmp_path, lambda cfg: torch.nn.Conv1d(2, 2, 1))
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        from_pretrained(tmp_path / "nowhere", lambda cfg: torch.nn.Linear(3, 3))
+
+
+def test_export_latest_checkpoint(tmp_path: Path) -> None:
+    from train_helpers import make_cfg, toy_factory
+
+    from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
+    from nufm.train.loop import seed_everything, train
+
+    cfg = make_cfg(train={"max_steps": 4, "checkpoint_every": 2})
+    seed_everything(0)
+    train(cfg, ToyObjective(cfg.objective), toy_factory, tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        export(tmp_path / "empty", tmp_path / "x")
+    out = export(tmp_path / "run", tmp_path / "export")
+    state = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
+    model, report = from_pretrained(out, _build)
+    assert report.is_exact and report.config["model"] == config_to_dict(cfg.objective)
+    assert report.config["preprocess"]["source"] == "toy"
+    for k, v in state["model"].items():
+        assert torch.equal(model.state_dict()[k], v), k

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from nufm.config import (
+    DataConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from nufm.train.presets import PRESETS, get_preset
+from nufm.train.run import parse_pretrain_args
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(PRESETS["toy"], data=DataConfig(source="file", path=Path("/x.h5")))
+    save_config(cfg, tmp_path / "config.yaml")
+    back = load_config(tmp_path / "config.yaml")
+    assert back == cfg
+    assert isinstance(back.data.path, Path) and isinstance(back.optim.betas, tuple)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: OptimConfig(lr=-1.0), "learning rates"),
+    (lambda: TrainConfig(grad_accum=0), "train.grad_accum"),
+    (lambda: DataConfig(source="file"), "data.path"),
+    (lambda: RunConfig(train=TrainConfig(max_steps=5), optim=OptimConfig(warmup_steps=9)),
+     "warmup_steps"),
+])
+def test_validation_names_the_option(make, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_unknown_key_is_refused() -> None:
+    data = config_to_dict(RunConfig())
+    data["train"]["max_stepz"] = 3
+    with pytest.raises(ValueError, match="max_stepz"):
+        config_from_dict(data)
+
+
+def test_presets_are_valid_and_lookup_errors() -> None:
+    for name, cfg in PRESETS.items():
+        assert config_from_dict(config_to_dict(cfg)) == cfg, name
+    with pytest.raises(KeyError, match="known presets"):
+        get_preset("nope")
+
+
+def test_cli_overrides_on_preset_and_config_file(tmp_path: Path) -> None:
+    cfg, run_dir, resume = parse_pretrain_args(
+        ["--preset", "toy", "--run-dir", str(tmp_path), "--train.max-steps", "7",
+         "--optim.lr", "0.5", "--resume"])
+    assert (cfg.train.max_steps, cfg.optim.lr, run_dir, resume) == (7, 0.5, tmp_path, True)
+    assert cfg.objective == PRESETS["toy"].objective
+    save_config(cfg, tmp_path / "c.yaml")
+    cfg2, _, resume2 = parse_pretrain_args(["--config-file", str(tmp_path / "c.yaml"),
+                                            "--run-dir", str(tmp_path),
+                                            "--objective.hidden", "4"])
+    assert cfg2.train.max_steps == 7 and cfg2.objective.hidden == 4 and not resume2
+    with pytest.raises(SystemExit):
+        parse_pretrain_args(["--preset", "toy", "--run-dir", str(tmp_path),
+                             "--optim.lr", "-3"])
