@@ -84,10 +84,36 @@ def display(
     log.info("wrote %s", path)
 
 
-COMMANDS = {"simulate": simulate, "info": info, "display": display}
+def pretrain() -> None:
+    """Pretrain an encoder with a self-supervised objective (run `nufm pretrain --help`).
+
+    Launcher flags --preset/--config-file, --run-dir, --resume, then typed config overrides
+    such as --train.max-steps 100. Works under torchrun for DDP.
+    """
+
+
+def submit() -> None:
+    """Write (and with --submit, sbatch) a Slurm script for a multi-node pretraining run
+    (run `nufm submit --help`)."""
+
+
+COMMANDS = {"simulate": simulate, "info": info, "display": display, "pretrain": pretrain,
+            "submit": submit}
+_LAUNCHERS = ("pretrain", "submit")
+"""Commands whose arguments are launcher flags + tyro overrides of a preset (parsed by
+``nufm.train.run``); the entries in COMMANDS only document them in ``nufm --help``."""
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="nufm",
-                                         args=sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args and args[0] in _LAUNCHERS:
+        from nufm.train.run import pretrain_cli, submit_cli
+
+        (pretrain_cli if args[0] == "pretrain" else submit_cli)(args[1:])
+        return
+    tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="nufm", args=args)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ from nufm.eval.probes import (
 )
 from nufm.eval.splits import EventLeakError
 
-FAST = LinearProbeConfig(learning_rates=(1e-2, 1e-1), epochs=10, batch_size=512)
+FAST = LinearProbeConfig(learning_rates=(1e-2, 1e-1), epochs=10, batch_size=1024)
 
 
 def _events(seed: int, n_events: int = 40, per_event: int = 30, C: int = 4, D: int = 16):

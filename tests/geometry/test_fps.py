@@ -72,6 +72,8 @@ def test_bad_input_is_reported(make_events) -> None:
         farthest_point_sampling(coord, torch.tensor([5, 9]), 2)
     with pytest.raises(ValueError, match="backend"):
         farthest_point_sampling(coord, offset, 2, backend="cuda")
+    with pytest.raises(ValueError, match="finite"):
+        farthest_point_sampling(coord * float("nan"), offset, 2)
 
 
 def test_fast_matches_reference_on_tie_rich_lattice() -> None:

@@ -13,9 +13,9 @@ def test_voxelize_uses_per_event_minimum() -> None:
 
 
 def _naive_cells(grid_coord: torch.Tensor, counts: list[int]) -> list[tuple[int, ...]]:
-    cells, start = [], 0
+    cells, start, rows = [], 0, grid_coord.tolist()
     for b, n in enumerate(counts):
-        cells += sorted({(b, *map(int, grid_coord[i])) for i in range(start, start + n)})
+        cells += sorted({(b, *rows[i]) for i in range(start, start + n)})
         start += n
     return cells
 
@@ -28,7 +28,7 @@ def test_grid_sample_matches_naive(make_events) -> None:
         g = voxelize(coord, offset, 2.0)
         batch = torch.repeat_interleave(torch.arange(3), torch.tensor(counts))
         cells = _naive_cells(g, counts)
-        got = [(int(b), *map(int, c)) for b, c in zip(batch[res.idx], res.grid_coord)]
+        got = [(b, *c) for b, c in zip(batch[res.idx].tolist(), res.grid_coord.tolist())]
         assert got == cells  # sorted by (event, x, y, z), events contiguous
         assert torch.equal(res.grid_coord[res.inverse], g)
         assert res.new_offset.tolist() == torch.cumsum(
@@ -47,7 +47,7 @@ def test_grid_pool_matches_naive_and_backprops(make_events) -> None:
     feat = torch.randn(210, 4, requires_grad=True)
     res = grid_pool(feat, g, offset, 2, "max", coord=coord)
     assert torch.equal(res.grid_coord[res.cluster], torch.div(g, 2, rounding_mode="floor"))
-    for m in range(res.feat.shape[0]):
+    for m in range(0, res.feat.shape[0], 5):
         members = res.cluster == m
         torch.testing.assert_close(res.feat[m], feat[members].max(0).values)
         torch.testing.assert_close(res.coord[m], coord[members].mean(0))

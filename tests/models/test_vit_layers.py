@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from nufm.models.layers import Attention, DropPath
 from nufm.models.perceiver import PerceiverConfig, PerceiverIO

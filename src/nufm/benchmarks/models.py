@@ -2,19 +2,22 @@
 PTv3, arXiv:2312.10035).
 
 Owns :func:`bench_models` and :func:`synthetic_event`. Timings are medians over ``repeats`` runs
-after one warm-up run, for one event per forward. Peak memory is the growth of the process's
-peak resident set (``VmHWM`` in ``/proc/self/status``) over the resident set before the run; the
-peak is reset before each measurement by writing ``5`` to ``/proc/self/clear_refs`` (Linux). If
-the reset is not permitted the number is the ``resource.getrusage`` max-RSS delta, which only
-shows growth beyond the earlier process peak (reported as ``mem_method``). Run with
+after one warm-up run, for one event per forward. Peak memory is measured on the warm-up run:
+freed heap memory is first returned to the OS (glibc ``malloc_trim``), the kernel's peak-RSS
+counter is reset (``5`` written to ``/proc/self/clear_refs``), and the number is the peak
+resident set (``VmHWM``) minus the resident set before the run, in MiB. If the reset is not
+permitted it falls back to the ``resource.getrusage`` max-RSS delta, which only shows growth
+beyond the earlier process peak (``mem_method`` says which). Run with
 ``python -m nufm.benchmarks.models``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
+import os
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -96,14 +99,22 @@ def _peak_memory() -> Iterator[dict[str, float | str]]:
         out["mem_method"] = "maxrss-delta"
 
 
+def _malloc_trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _time(fn: Callable[[], object], repeats: int) -> tuple[float, dict[str, float | str]]:
-    fn()  # warm-up
-    times = []
+    """Median seconds of ``repeats`` runs after a warm-up; the dict gets memory and min_s."""
+    _malloc_trim()
     with _peak_memory() as mem:
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
+        fn()  # warm-up, memory measured here
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    mem["min_s"] = float(np.min(times))  # less sensitive than the median to a busy machine
     return float(np.median(times)), mem
 
 
@@ -132,9 +143,10 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
 
     Returns:
         One dict per measurement: ``bench``, ``n_points``, ``dtype``, ``median_s``,
-        ``events_per_s``, ``peak_mem_mb``, ``mem_method`` (+ ``n_tokens`` / ``exponent``).
-        The last row (``bench == "ptv3_tiny_scaling"``) holds the fitted log-log exponent of
-        PTv3-tiny forward time vs points.
+        ``min_s``, ``events_per_s`` (from the median), ``peak_mem_mb``, ``mem_method``
+        (+ ``n_tokens``). The last row (``bench == "ptv3_tiny_scaling"``) holds the fitted
+        log-log exponent of PTv3-tiny forward time vs points, from the medians (``exponent``)
+        and from the fastest runs (``exponent_min``).
     """
     torch.manual_seed(0)
     rows: list[dict] = []
@@ -173,7 +185,7 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
                                  events_per_s=1 / med, n_tokens=n_tokens, **mem))
                 log.info("%s", rows[-1])
     model = PTv3(PTV3_PRESETS["tiny"]).eval()
-    times = []
+    times, fastest = [], []
     for n in ptv3_sizes:
         batch = _batch(n, 4, seed=n)
 
@@ -183,21 +195,26 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
 
         med, mem = _time(ptv3_forward, repeats)
         times.append(med)
+        fastest.append(float(mem["min_s"]))
         rows.append(dict(bench="ptv3_tiny_forward", n_points=n, dtype="fp32", median_s=med,
                          events_per_s=1 / med, **mem))
         log.info("%s", rows[-1])
     if len(ptv3_sizes) >= 2:
-        slope = float(np.polyfit(np.log(np.asarray(ptv3_sizes, float)), np.log(times), 1)[0])
+        log_n = np.log(np.asarray(ptv3_sizes, float))
         rows.append(dict(bench="ptv3_tiny_scaling", n_points=max(ptv3_sizes), dtype="fp32",
-                         exponent=slope, median_s=math.nan, events_per_s=math.nan))
+                         exponent=float(np.polyfit(log_n, np.log(times), 1)[0]),
+                         exponent_min=float(np.polyfit(log_n, np.log(fastest), 1)[0]),
+                         median_s=math.nan, events_per_s=math.nan))
     return rows
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
+    log.info("torch %s, %d threads, load average %s", torch.__version__,
+             torch.get_num_threads(), os.getloadavg())
     for row in bench_models():
         log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+    log.info("load average after: %s", os.getloadavg())
 
 
 if __name__ == "__main__":

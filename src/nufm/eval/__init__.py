@@ -5,6 +5,7 @@
 - ``report.py``: :func:`metrics_report`, :func:`write_metrics_json` (versioned, atomic).
 - ``splits.py``: event-level splits and the event-leak check.
 - ``probes.py``: bag of linear heads and kNN probes on frozen features.
+- ``token_probe.py``: PoLAr-MAE-style token multi-label SVM probe (a separate, named metric).
 - ``retrieval.py``: :class:`EmbeddingIndex`, kNN anomaly scores, ROC AUC.
 - ``embed.py``: 2D t-SNE / PCA maps. ``plots.py``: figures (pure functions).
 
@@ -39,6 +40,13 @@ from nufm.eval.splits import (
     split_event_ids,
     split_events,
 )
+from nufm.eval.token_probe import (
+    TokenProbeResult,
+    TokenSVMProbeConfig,
+    run_token_svm_probe,
+    token_multi_hot,
+)
+
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,6 +61,8 @@ __all__ = [
     "ProbeResult",
     "RegressionMetrics",
     "SemanticMetrics",
+    "TokenProbeResult",
+    "TokenSVMProbeConfig",
     "adjusted_rand_index",
     "assert_disjoint_events",
     "embed_2d",
@@ -65,7 +75,9 @@ __all__ = [
     "regression_metrics",
     "roc_auc",
     "run_probe",
+    "run_token_svm_probe",
     "split_event_ids",
     "split_events",
+    "token_multi_hot",
     "write_metrics_json",
 ]

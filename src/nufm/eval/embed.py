@@ -21,6 +21,7 @@ def embed_2d(
     *,
     pca_dims: int = 50,
     perplexity: float = 30.0,
+    max_iter: int = 1000,
 ) -> np.ndarray:
     """Reduce (N, D) features to (N, 2).
 
@@ -30,6 +31,7 @@ def embed_2d(
         seed: random state of PCA's solver and t-SNE; same seed, same map.
         pca_dims: dimensions kept by the PCA pre-reduction for t-SNE.
         perplexity: t-SNE perplexity, clipped to (N - 1) / 3.
+        max_iter: t-SNE optimisation iterations (scikit-learn needs >= 250).
 
     Returns:
         (N, 2) float32 coordinates.
@@ -53,7 +55,7 @@ def embed_2d(
             pre = PCA(n_components=n_pre, random_state=seed).fit_transform(arr) if n_pre < D \
                 else arr
             tsne = TSNE(n_components=2, perplexity=min(perplexity, (N - 1) / 3.0),
-                        init="pca", random_state=seed)
+                        init="pca", random_state=seed, max_iter=max_iter)
             return tsne.fit_transform(pre).astype(np.float32)
         case _:
             raise ValueError(f"embed_2d method must be 'tsne' or 'pca' (UMAP is not installed), "

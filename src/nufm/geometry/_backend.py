@@ -46,6 +46,8 @@ def check_packed(coord: Tensor, offset: Tensor, op: str, name: str = "coord") ->
     end = int(offset[-1]) if offset.numel() else 0
     if end != coord.shape[0]:
         raise ValueError(f"{op}: {name} offset ends at {end} but {name} has {coord.shape[0]} rows")
+    if not coord.is_floating_point() or not bool(torch.isfinite(coord).all()):
+        raise ValueError(f"{op}: {name} must be a finite floating-point tensor ({coord.dtype})")
     if offset.numel() and bool((torch.diff(offset, prepend=offset.new_zeros(1)) < 0).any()):
         raise ValueError(f"{op}: {name} offset must be non-decreasing, got {offset.tolist()}")
 

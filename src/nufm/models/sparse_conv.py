@@ -37,7 +37,8 @@ def neighbour_map(grid_coord: Tensor, offset: Tensor) -> Tensor:
 
     Returns:
         (N, 27) int64 global row of the neighbour at ``KERNEL_OFFSETS[k]`` in the same event,
-        -1 where that voxel is empty. If several rows share a voxel, the lowest row is returned.
+        -1 where that voxel is empty. If several rows share a voxel, the lowest row is returned
+        (tap 13, the centre, is always the row itself).
     """
     N = grid_coord.shape[0]
     dev = grid_coord.device
@@ -51,21 +52,16 @@ def neighbour_map(grid_coord: Tensor, offset: Tensor) -> Tensor:
         raise ValueError(f"neighbour_map: lattice extent {S} too large to hash in int64")
     g = grid_coord.to(torch.int64) + 1  # (N, 3)
 
-    def key(c: Tensor) -> Tensor:
-        return ((batch * S + c[:, 0]) * S + c[:, 1]) * S + c[:, 2]
+    def key(c: Tensor, b: Tensor) -> Tensor:
+        return ((b * S + c[..., 0]) * S + c[..., 1]) * S + c[..., 2]
 
-    keys = key(g)  # (N,)
+    keys = key(g, batch)  # (N,)
     sorted_keys, perm = torch.sort(keys, stable=True)  # duplicates: lowest row wins
-    out = torch.empty(N, 27, dtype=torch.int64, device=dev)
-    offsets = KERNEL_OFFSETS.to(dev)
-    for k in range(27):
-        if k == 13:
-            out[:, k] = torch.arange(N, device=dev)
-            continue
-        q = key(g + offsets[k])  # (N,)
-        pos = torch.searchsorted(sorted_keys, q).clamp_(max=N - 1)  # (N,)
-        found = sorted_keys[pos] == q
-        out[:, k] = torch.where(found, perm[pos], torch.full_like(pos, -1))
+    q = key(g[:, None, :] + KERNEL_OFFSETS.to(dev), batch[:, None])  # (N, 27)
+    pos = torch.searchsorted(sorted_keys, q.reshape(-1)).clamp_(max=N - 1).reshape(N, 27)
+    found = sorted_keys[pos] == q  # (N, 27)
+    out = torch.where(found, perm[pos], torch.full_like(pos, -1))  # (N, 27)
+    out[:, 13] = torch.arange(N, device=dev)  # the centre tap is always the row itself
     return out
 
 

@@ -166,7 +166,7 @@ def _run_kernel(prims: list[tuple], vertices: np.ndarray, mpv_ids: list[int], cf
            "par": 512 + 2 * n_p}
     while True:
         stk = np.zeros((cap["stk"] + n_p + len(nuc), 10))
-        dep = np.zeros((cap["dep"], 5))
+        dep = np.empty((cap["dep"], 8))  # only rows [0, cnt[0]) are read
         lab = np.zeros((cap["lab"], 4), np.int64)
         par = np.zeros((cap["par"], 10))
         led_rows = np.arange(n_p, n_p + n_inter, dtype=np.int64)

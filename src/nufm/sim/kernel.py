@@ -17,7 +17,9 @@ from nufm.sim.physics import ME, MMU, MP, MPI, max_energy_transfer
 
 # Column layout of the packed tables (float64 / int64 2-D arrays, grown by the caller).
 # stack (S, 10) float64: x, y, z, dx, dy, dz, ke, pdg, label row, particle row
-# deposit (M, 5) float64: x, y, z, energy, label row
+# deposit (M, 8) float64: x, y, z (step midpoint), energy, label row, hx, hy, hz (half step
+#   vector; zero for a point deposit). The voxelizer shares a step's energy among the voxels
+#   the step crosses, in proportion to the chord length.
 # label (L, 4) int64: instance, segment, pid, interaction
 # particle (P, 10) float64: pdg, px, py, pz (GeV), x, y, z (cm), is_primary, interaction, parent
 STATUS_OK, STATUS_FULL = 0, 1
@@ -124,10 +126,19 @@ def _fluctuate(mean: float, ke: float, mass: float, wcut: float, prm: np.ndarray
 @numba.njit(cache=True)
 def _deposit(dep: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, e: float,
              label: int) -> bool:
+    """Append a point deposit (local absorption): False when the table is full."""
+    return _deposit_step(dep, cnt, x, y, z, e, label, 0.0, 0.0, 0.0)
+
+
+@numba.njit(cache=True)
+def _deposit_step(dep: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, e: float,
+                  label: int, hx: float, hy: float, hz: float) -> bool:
+    """Append the deposit of a straight step with midpoint (x, y, z) and half vector h."""
     i = cnt[0]
     if i >= dep.shape[0]:
         return False
     dep[i, 0], dep[i, 1], dep[i, 2], dep[i, 3], dep[i, 4] = x, y, z, e, label
+    dep[i, 5], dep[i, 6], dep[i, 7] = hx, hy, hz
     cnt[0] = i + 1
     return True
 
@@ -179,7 +190,8 @@ def _led_label(lab: np.ndarray, cnt: np.ndarray, led_rows: np.ndarray, interacti
 
 
 @numba.njit(cache=True)
-def _nuclear_gammas(stk, lab, cnt, led_rows, prm, x, y, z, interaction) -> bool:
+def _nuclear_gammas(stk: np.ndarray, lab: np.ndarray, cnt: np.ndarray, led_rows: np.ndarray,
+                    prm: np.ndarray, x: float, y: float, z: float, interaction: int) -> bool:
     """Emit Poisson(nuclear_gamma_mean) de-excitation photons (low-energy-deposit label)."""
     n = np.random.poisson(prm[P_NUC_MEAN])
     if n == 0:

@@ -12,22 +12,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from nufm.data.event import Event  # noqa: E402
-from nufm.data.lartpc import SEGMENT_NAMES  # noqa: E402
-from nufm.sim.config import SimConfig  # noqa: E402
-from nufm.sim.physics import (  # noqa: E402
+from nufm.data.event import Event
+from nufm.data.lartpc import SEGMENT_NAMES
+from nufm.sim.config import SimConfig
+from nufm.sim.physics import (
     MICHEL_ENDPOINT_MEV, MMU, MP, X0_CM, csda_range_cm, dedx_bethe, longo_profile,
     michel_pdf, shower_tmax,
 )
-from nufm.sim.single import single_particle_deposits, track_profile  # noqa: E402
+from nufm.sim.single import single_particle_deposits, track_profile
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +45,12 @@ _NO_HADRONIC = {"proton_interaction_length_cm": 1e9, "pion_interaction_length_cm
 
 def _savefig(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+
+
+def _axes(figsize: tuple[float, float], ncols: int = 1) -> tuple[Figure, Any]:
+    """A pyplot-free figure (no global state, works headless) and its Axes (array if ncols>1)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols)
 
 
 def dedx_vs_residual_range(pdg: int, ke_mev: float, seeds: range, cfg: SimConfig,
@@ -71,7 +73,7 @@ def dedx_vs_residual_range(pdg: int, ke_mev: float, seeds: range, cfg: SimConfig
 
 def plot_dedx_residual_range(cfg: SimConfig = SimConfig()) -> Figure:
     """dE/dx vs residual range for stopping muons (300 MeV) and protons (200 MeV) vs Bethe."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _axes((6, 4))
     for pdg, ke, mass, color, name in ((13, 300.0, MMU, "tab:blue", "muon"),
                                        (2212, 200.0, MP, "tab:red", "proton")):
         r, dedx = dedx_vs_residual_range(pdg, ke, range(10), cfg, bin_cm=0.5)
@@ -98,7 +100,7 @@ def measured_ranges(pdg: int, kes: np.ndarray, n_seeds: int, cfg: SimConfig) -> 
 def plot_range_energy(cfg: SimConfig = SimConfig()) -> Figure:
     """Simulated path length vs kinetic energy against the PDG muon CSDA table and the
     integrated Bethe-Bloch range for protons."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _axes((6, 4))
     ke_t, r_t = PDG_MUON_CSDA
     ax.loglog(ke_t, r_t / 1.396, "ks", ms=4, mfc="none", label="PDG muon CSDA table")
     kes = np.array([20.0, 50.0, 100.0, 300.0, 1000.0])
@@ -128,7 +130,7 @@ def shower_profile(pdg: int, e_mev: float, seeds: range, cfg: SimConfig,
 
 def plot_shower_profile(cfg: SimConfig = SimConfig()) -> Figure:
     """Longitudinal profile of 1 GeV electron and photon showers vs the Longo Gamma function."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _axes((6, 4))
     for pdg, color, name in ((11, "tab:blue", "electron"), (22, "tab:red", "photon")):
         t, prof = shower_profile(pdg, 1000.0, range(20), cfg)
         ax.step(t, prof, where="mid", color=color, label=f"sim {name} 1 GeV (20 showers)")
@@ -158,7 +160,7 @@ def michel_energies(n_muons: int, cfg: SimConfig) -> tuple[np.ndarray, np.ndarra
 def plot_michel(cfg: SimConfig = SimConfig()) -> Figure:
     """Michel electron energy (truth and visible) vs the Michel spectrum."""
     true_e, vis = michel_energies(400, cfg)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _axes((6, 4))
     bins = np.linspace(0, 60, 31)
     ax.hist(true_e, bins, density=True, histtype="step", color="tab:blue", label="sim: truth E")
     ax.hist(vis, bins, density=True, histtype="step", color="tab:green",
@@ -199,7 +201,7 @@ def event_stats(events: list[Event]) -> EventStats:
 def plot_class_fractions(stats: EventStats) -> Figure:
     """Voxel share per class, simulation vs PILArNet-M."""
     sim = stats.class_counts.sum(0) / stats.class_counts.sum()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _axes((6, 3.5))
     xs = np.arange(5)
     ax.bar(xs - 0.2, sim, 0.4, label="sim", color="tab:blue")
     ax.bar(xs + 0.2, PILARNET_CLASS_FRACTIONS, 0.4, label="PILArNet-M v1", color="0.6")
@@ -213,7 +215,7 @@ def plot_class_fractions(stats: EventStats) -> Figure:
 
 def plot_points_per_event(stats: EventStats) -> Figure:
     """Histogram of voxels per event with the PILArNet 1k-30k range marked."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _axes((6, 3.5))
     ax.hist(stats.n_points, bins=np.geomspace(50, 50000, 40), color="tab:blue")
     ax.set_xscale("log")
     for v in (1000, 30000):
@@ -225,7 +227,7 @@ def plot_points_per_event(stats: EventStats) -> Figure:
 
 def plot_event(event: Event, title: str = "") -> Figure:
     """Three 2D projections of one event, voxels coloured by semantic class."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    fig, axes = _axes((15, 5), 3)
     for ax, (i, j), name in zip(axes, ((0, 1), (0, 2), (2, 1)), ("x-y", "x-z", "z-y")):
         for c in range(5):
             sel = event.segment == c

@@ -70,7 +70,7 @@ def single_particle_deposits(pdg: int, ke_mev: float, seed: int, cfg: SimConfig 
     cap = 1 << 16
     while True:
         stk = np.zeros((cap, 10))
-        dep = np.zeros((8 * cap, 5))
+        dep = np.zeros((8 * cap, 8))
         lab = np.zeros((cap, 4), np.int64)
         par = np.zeros((cap, 10))
         p_gev = math.sqrt(ke_mev * (ke_mev + 2.0 * _MASS[abs(pdg)])) * 1e-3

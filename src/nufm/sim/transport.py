@@ -35,6 +35,7 @@ import numpy as np
 from nufm.sim.kernel import (
     CDELTA, DELTA, MICHEL, P_BREM_CUT, P_CAPTURE, P_DELTA_CUT, P_E_CUT, P_G_CUT, P_LAMBDA_P,
     P_LAMBDA_PI, P_LED_MAX, P_SIZE, P_STEP, SHOWER, STATUS_FULL, STATUS_OK, TRACK, _deposit,
+    _deposit_step,
     _fluctuate, _inside, _isotropic, _led_label, _mass, _new_particle, _nuclear_gammas, _push,
     _rotate,
 )
@@ -50,7 +51,8 @@ def transport(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray
 
     Args:
         stk: (S, 10) float64 stack, rows [0, cnt[1]) hold the primaries on entry.
-        dep: (M, 5) float64 output deposits, filled from row cnt[0].
+        dep: (M, 8) float64 output deposits (layout in :mod:`nufm.sim.kernel`), filled from
+            row cnt[0].
         lab: (L, 4) int64 label table, rows [0, cnt[2]) prefilled for primaries.
         par: (P, 10) float64 particle table, rows [0, cnt[3]) prefilled for primaries.
         cnt: (4,) int64 counters [n_deposits, stack top, n_labels, n_particles].
@@ -88,8 +90,10 @@ def transport(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray
 
 
 @numba.njit(cache=True)
-def _photon(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, e, label, interaction
-            ) -> bool:
+def _photon(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray,
+            led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
+            dy: float, dz: float, e: float, label: int, interaction: int) -> bool:
+    """Follow a photon through Compton scatters until it converts, is absorbed or leaves."""
     size = prm[P_SIZE]
     is_shower = lab[label, 1] == SHOWER
     while True:
@@ -140,7 +144,8 @@ def _photon(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, e, label, in
 
 
 @numba.njit(cache=True)
-def _child_label(lab, cnt, led_rows, prm, label, is_shower, t, interaction) -> int:
+def _child_label(lab: np.ndarray, cnt: np.ndarray, led_rows: np.ndarray, prm: np.ndarray,
+                 label: int, is_shower: bool, t: float, interaction: int) -> int:
     """Label of an electron set free by a photon: the shower's own label when the photon
     belongs to a shower and the electron is above ``led_max``; else low-energy deposit."""
     if is_shower and t >= prm[P_LED_MAX]:
@@ -168,8 +173,10 @@ def _brem_fraction(yc: float) -> float:
 
 
 @numba.njit(cache=True)
-def _electron(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg, label,
-              interaction) -> bool:
+def _electron(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray,
+              led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
+              dy: float, dz: float, ke: float, pdg: int, label: int, interaction: int) -> bool:
+    """Step an electron/positron to rest or out of the volume, emitting brems photons."""
     size = prm[P_SIZE]
     step = prm[P_STEP]
     kcut = prm[P_BREM_CUT]
@@ -185,8 +192,9 @@ def _electron(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg, l
         mean = (dedx_bethe(ke, ME, 0.0) + soft_brem) * step
         if mean >= ke:  # last piece of the range
             ln = ke / mean * step
-            if not _deposit(dep, cnt, x + 0.5 * ln * dx, y + 0.5 * ln * dy, z + 0.5 * ln * dz,
-                            ke, label):
+            if not _deposit_step(dep, cnt, x + 0.5 * ln * dx, y + 0.5 * ln * dy,
+                                 z + 0.5 * ln * dz, ke, label, 0.5 * ln * dx, 0.5 * ln * dy,
+                                 0.5 * ln * dz):
                 return False
             x, y, z = x + ln * dx, y + ln * dy, z + ln * dz
             ke = 0.0
@@ -195,7 +203,8 @@ def _electron(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg, l
         mx, my, mz = x + 0.5 * step * dx, y + 0.5 * step * dy, z + 0.5 * step * dz
         if not _inside(mx, my, mz, size):
             return True
-        if not _deposit(dep, cnt, mx, my, mz, loss, label):
+        if not _deposit_step(dep, cnt, mx, my, mz, loss, label, 0.5 * step * dx, 0.5 * step * dy,
+                             0.5 * step * dz):
             return False
         x, y, z = x + step * dx, y + step * dy, z + step * dz
         ke -= loss
@@ -221,8 +230,11 @@ def _electron(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg, l
 
 
 @numba.njit(cache=True)
-def _heavy(stk, dep, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg, label, part,
-           interaction) -> bool:
+def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
+           led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
+           dy: float, dz: float, ke: float, pdg: int, label: int, part: int, interaction: int
+           ) -> bool:
+    """Step a muon, pion or proton until it stops, interacts or leaves the volume."""
     size = prm[P_SIZE]
     step = prm[P_STEP]
     tcut = prm[P_DELTA_CUT]
@@ -237,8 +249,9 @@ def _heavy(stk, dep, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg,
         mean = dedx_bethe(ke, mass, tcut) * step
         if mean >= ke or ke < 0.05:
             ln = ke / max(mean, 1e-12) * step
-            if not _deposit(dep, cnt, x + 0.5 * ln * dx, y + 0.5 * ln * dy, z + 0.5 * ln * dz,
-                            ke, label):
+            if not _deposit_step(dep, cnt, x + 0.5 * ln * dx, y + 0.5 * ln * dy,
+                                 z + 0.5 * ln * dz, ke, label, 0.5 * ln * dx, 0.5 * ln * dy,
+                                 0.5 * ln * dz):
                 return False
             x, y, z = x + ln * dx, y + ln * dy, z + ln * dz
             ke = 0.0
@@ -250,7 +263,8 @@ def _heavy(stk, dep, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg,
         mx, my, mz = x + 0.5 * step * dx, y + 0.5 * step * dy, z + 0.5 * step * dz
         if not _inside(mx, my, mz, size):
             return True  # leaves the volume
-        if not _deposit(dep, cnt, mx, my, mz, loss, label):
+        if not _deposit_step(dep, cnt, mx, my, mz, loss, label, 0.5 * step * dx, 0.5 * step * dy,
+                             0.5 * step * dz):
             return False
         ke -= loss
         # explicit delta rays above tcut: N = cdelta / beta^2 (1/tcut - 1/wmax) per cm
@@ -295,7 +309,9 @@ def _heavy(stk, dep, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg,
 
 
 @numba.njit(cache=True)
-def _at_rest(stk, lab, par, cnt, led_rows, prm, x, y, z, pdg, part, interaction) -> bool:
+def _at_rest(stk: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
+             led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, pdg: int,
+             part: int, interaction: int) -> bool:
     """Decay or capture of a stopped muon or pion."""
     if pdg == -13 or (pdg == 13 and np.random.random() >= prm[P_CAPTURE]):
         e = max(sample_michel_energy() - ME, 0.01)  # kinetic energy of the Michel electron
@@ -324,8 +340,9 @@ def _at_rest(stk, lab, par, cnt, led_rows, prm, x, y, z, pdg, part, interaction)
 
 
 @numba.njit(cache=True)
-def _hadronic(stk, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, part, interaction
-              ) -> bool:
+def _hadronic(stk: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
+              led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
+              dy: float, dz: float, ke: float, part: int, interaction: int) -> bool:
     """Inelastic interaction in flight: the track ends in 1-3 secondaries plus nuclear photons.
 
     A fraction U(0.4, 0.9) of the kinetic energy is shared (uniform spacings) among the

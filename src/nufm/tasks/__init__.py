@@ -1,1 +1,61 @@
-"""nufm.tasks"""
+"""nufm.tasks: downstream fine-tuning tasks (encoder + head + loss) and their evaluation.
+
+- ``common.py``: modes (linear | head | full | scratch), the encoder + neck backbone,
+  parameter-free per-point features, pooling, loading pretrained encoder weights.
+- ``semseg.py``: per-point semantic segmentation (CE or focal loss).
+- ``pid.py``: particle identification per true instance.
+- ``cluster.py``: particle / interaction clustering with a discriminative embedding loss.
+- ``event.py``: event-level classification and regression from pooled features.
+- ``build.py``: :data:`TaskConfig`, :func:`build_task`, :data:`TASK_PRESETS`.
+- ``evaluate.py``: :func:`evaluate_task`, dataset-level metrics.
+
+See ``docs/tasks.md``.
+"""
+
+from nufm.tasks.build import TASK_PRESETS, TaskConfig, build_task, count_parameters
+from nufm.tasks.cluster import ClusterConfig, InstanceClustering, discriminative_loss
+from nufm.tasks.common import (
+    MODES,
+    Mode,
+    PointFeatures,
+    TaskBackbone,
+    TaskBaseConfig,
+    TaskModule,
+    extract_encoder_state,
+    load_encoder_state,
+    read_state_dict,
+)
+from nufm.tasks.evaluate import evaluate_task, iter_batches, iter_predictions
+from nufm.tasks.event import AddEventTargets, EventTask, EventTaskConfig
+from nufm.tasks.pid import ParticleID, PIDConfig
+from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig, focal_loss
+
+__all__ = [
+    "MODES",
+    "TASK_PRESETS",
+    "AddEventTargets",
+    "ClusterConfig",
+    "EventTask",
+    "EventTaskConfig",
+    "InstanceClustering",
+    "Mode",
+    "PIDConfig",
+    "ParticleID",
+    "PointFeatures",
+    "SemanticSegmentation",
+    "SemsegConfig",
+    "TaskBackbone",
+    "TaskBaseConfig",
+    "TaskConfig",
+    "TaskModule",
+    "build_task",
+    "count_parameters",
+    "discriminative_loss",
+    "evaluate_task",
+    "extract_encoder_state",
+    "focal_loss",
+    "iter_batches",
+    "iter_predictions",
+    "load_encoder_state",
+    "read_state_dict",
+]

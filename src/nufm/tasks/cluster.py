@@ -179,6 +179,8 @@ class ClusterConfig(TaskBaseConfig):
 class InstanceClustering(TaskModule):
     """Encoder -> per-point features -> (N, E) embeddings; clustered per event at inference."""
 
+    cfg: ClusterConfig
+
     def __init__(self, cfg: ClusterConfig) -> None:
         super().__init__()
         self.cfg = cfg

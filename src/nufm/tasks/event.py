@@ -108,6 +108,8 @@ class EventTaskConfig(TaskBaseConfig):
 class EventTask(TaskModule):
     """Encoder -> per-point features -> mean+max per event -> class logits or values."""
 
+    cfg: EventTaskConfig
+
     def __init__(self, cfg: EventTaskConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -111,6 +111,8 @@ class PIDConfig(TaskBaseConfig):
 class ParticleID(TaskModule):
     """Encoder -> per-point features -> mean+max per true instance -> 5 class logits."""
 
+    cfg: PIDConfig
+
     def __init__(self, cfg: PIDConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -118,6 +118,8 @@ class SemsegConfig(TaskBaseConfig):
 class SemanticSegmentation(TaskModule):
     """Encoder -> per-point features -> per-point class logits (N, C)."""
 
+    cfg: SemsegConfig
+
     def __init__(self, cfg: SemsegConfig) -> None:
         super().__init__()
         self.cfg = cfg

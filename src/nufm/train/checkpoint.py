@@ -9,9 +9,9 @@ A checkpoint is written to a temp file in the same directory, fsynced and rename
 ``os.replace``; only then is its marker written (atomically too). A checkpoint without a marker
 (process killed mid-write or before the marker) is ignored; a marker whose sha256 does not match
 the file (bit flips, truncation) makes loading fail with a clear reason. Saving the RNG states
-of torch (CPU and every CUDA device), numpy and python plus the data cursor makes a resumed
-run continue exactly where the interrupted one stopped (the pimm "exact resume" idea, same world
-size only).
+of torch (CPU and the process's CUDA device), numpy and python plus the data cursor makes a
+resumed run continue exactly where the interrupted one stopped (the pimm "exact resume" idea,
+same world size only).
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class DataCursor:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """RNG states of python, numpy, torch CPU and every CUDA device (weights_only-safe)."""
+    """RNG states of python, numpy, torch CPU and this process's CUDA device when CUDA is in
+    use (weights_only-safe). Under DDP each rank owns one device (``cuda:LOCAL_RANK``)."""
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -66,8 +67,10 @@ def capture_rng_state() -> dict[str, Any]:
                   "cached_gaussian": float(np_state[4])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # only this process's device: querying all would create a context on every GPU
+        device = torch.cuda.current_device()
+        state["cuda"] = {"device": device, "state": torch.cuda.get_rng_state(device)}
     return state
 
 
@@ -78,13 +81,12 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
                          n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        cuda_states = state["cuda"]
-        if len(cuda_states) != torch.cuda.device_count():
-            log.warning("checkpoint has RNG states for %d CUDA devices, this machine has %d; "
-                        "CUDA RNG not restored", len(cuda_states), torch.cuda.device_count())
+    if "cuda" in state:
+        if torch.cuda.is_available():
+            torch.cuda.set_rng_state(state["cuda"]["state"], torch.cuda.current_device())
         else:
-            torch.cuda.set_rng_state_all(cuda_states)
+            log.warning("checkpoint has a CUDA RNG state but CUDA is not available here; "
+                        "not restored")
 
 
 # ---------------------------------------------------------------- writing

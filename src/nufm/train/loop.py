@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -115,6 +116,7 @@ class _StopFlag:
     def __init__(self) -> None:
         self.requested = False
         self._previous: Any = None
+        self._pid = os.getpid()
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
@@ -122,6 +124,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked DataLoader worker: the main process decides and shuts it down
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -266,8 +270,9 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                     batch = batch.to(device, non_blocking=True)
                     n_events += batch.num_events
                     is_last = micro == tc.grad_accum - 1
-                    sync = (model.no_sync() if info.enabled and not is_last  # type: ignore[operator]
-                            else nullcontext())
+                    # DDP all-reduces gradients only on the last micro-batch of the step
+                    sync = (model.no_sync()  # type: ignore[operator]
+                            if info.enabled and not is_last else nullcontext())
                     with sync:
                         with autocast:
                             out = forward(batch)
@@ -299,12 +304,14 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                 if not info.enabled:  # RNG at this boundary, for a save after an exception
                     boundary_rng = capture_rng_state()
 
-                loss_value = float(loss_sum)
+                step_values = {"loss": loss_sum, "grad_norm": grad_norm, **metric_sums}
+                host = torch.stack([v.float() for v in step_values.values()]).tolist()  # 1 sync
+                loss_value = host[0]
                 window_steps += 1
                 window_events += n_events
                 window_time += time.perf_counter() - t0
-                for k, v in {"loss": loss_sum, "grad_norm": grad_norm, **metric_sums}.items():
-                    window[k] = window.get(k, 0.0) + float(v)
+                for k, v in zip(step_values, host):
+                    window[k] = window.get(k, 0.0) + v
                 events_per_s = window_events * info.world_size / max(window_time, 1e-9)
                 if logger is not None:
                     logger.progress(step, loss_value, events_per_s)

@@ -1,0 +1,179 @@
+"""Dataset-level evaluation of a fine-tuned task.
+
+Predictions come from each task's ``predict(batch)``; the scores are accumulated over the
+whole data set and computed once at the end (one confusion matrix, one list of per-event
+instance scores, one array of event residuals), never averaged per batch. That is the fix of
+PoLAr-MAE's per-batch validation F1 (arXiv:2502.02558, anchors 1.7 / 6). Events are read in
+order and packed greedily into batches of at most ``batch_points`` points, so a run is
+deterministic.
+
+Owns :func:`iter_batches`, :func:`iter_predictions`, :func:`evaluate_task`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nufm.batch import PointBatch
+from nufm.data.collate import collate
+from nufm.data.event import Event
+from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
+from nufm.eval.metrics import ConfusionMatrix, InstanceMetrics, regression_metrics
+from nufm.eval.report import metrics_report
+from nufm.tasks.cluster import InstanceClustering
+from nufm.tasks.common import TaskModule
+from nufm.tasks.event import EventTask
+from nufm.tasks.pid import NUM_PID_CLASSES, ParticleID
+from nufm.tasks.semseg import SemanticSegmentation
+
+log = logging.getLogger(__name__)
+
+Transform = Callable[[Event, np.random.Generator], Event]
+
+
+class EventSource(Protocol):
+    """A list of events or a map-style data set (``len`` and ``[i] -> Event``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Event: ...
+
+
+def iter_batches(events: EventSource | Sequence[Event], batch_points: int, *,
+                 transform: Transform | None = None, seed: int = 0) -> Iterator[PointBatch]:
+    """Pack events in order into batches of at most ``batch_points`` points (an event larger
+    than the budget forms a batch alone).
+
+    Args:
+        events: preprocessed events (``feat`` set), or raw ones with ``transform``.
+        batch_points: point budget per batch.
+        transform: applied as ``transform(event, np.random.default_rng((seed, i)))``.
+        seed: seed of the transform generators.
+    """
+    if batch_points < 1:
+        raise ValueError(f"batch_points must be >= 1, got {batch_points}")
+    current: list[Event] = []
+    total = 0
+    for i in range(len(events)):
+        event = events[i]
+        if transform is not None:
+            event = transform(event, np.random.default_rng((seed, i)))
+        n = len(event)
+        if current and total + n > batch_points:
+            yield collate(current)
+            current, total = [], 0
+        current.append(event)
+        total += n
+    if current:
+        yield collate(current)
+
+
+def iter_predictions(task: TaskModule, events: EventSource | Sequence[Event], batch_points: int,
+                     *, transform: Transform | None = None, seed: int = 0,
+                     device: torch.device | str | None = None
+                     ) -> Iterator[tuple[PointBatch, dict[str, Tensor]]]:
+    """Yield ``(batch, task.predict(batch))`` in eval mode, without gradients, on CPU."""
+    if device is None:
+        device = next(task.parameters()).device
+    was_training = task.training
+    task.eval()
+    try:
+        for batch in iter_batches(events, batch_points, transform=transform, seed=seed):
+            with torch.no_grad():
+                pred = task.predict(batch.to(device))
+            yield batch, {k: v.detach().cpu() for k, v in pred.items()}
+    finally:
+        task.train(was_training)
+
+
+def _class_names_event(offset: int, num_classes: int) -> list[str]:
+    names = [str(offset + c) for c in range(num_classes)]
+    names[-1] = f">={offset + num_classes - 1}"
+    return names
+
+
+def evaluate_task(task: TaskModule, events: EventSource | Sequence[Event],
+                  batch_points: int = 200_000, *, transform: Transform | None = None,
+                  seed: int = 0, device: torch.device | str | None = None) -> dict[str, Any]:
+    """Dataset-level metrics of ``task`` on ``events``.
+
+    * semseg: ``semantic`` (per-class precision / recall / F1 / IoU, macro F1, mIoU,
+      accuracy, confusion matrix) over all non-ignored points;
+    * pid: ``pid``, the same scores over all labelled true instances;
+    * cluster: ``instance`` (per-event ARI and its mean, data-set panoptic quality);
+    * event classification: ``event_class`` (accuracy, per-class and macro F1);
+      regression: ``regression`` (bias, median, IQR, RMS of pred - target per target, in the
+      modelled units, plus the target's own units when log-transformed).
+
+    Returns:
+        ``{"task", "mode", "num_events", "num_batches", <the blocks above>}``; NaN marks an
+        undefined score (written as null by :func:`nufm.eval.report.write_metrics_json`).
+    """
+    cfg = task.cfg
+    num_events = 0
+    num_batches = 0
+    stream = iter_predictions(task, events, batch_points, transform=transform, seed=seed,
+                              device=device)
+    match task:
+        case SemanticSegmentation():
+            cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=task.cfg.ignore_index)
+            for batch, pred in stream:
+                num_events, num_batches = num_events + batch.num_events, num_batches + 1
+                cm.update(pred["pred"], pred["target"])
+            blocks = metrics_report(semantic=cm,
+                                    class_names=SEGMENT_NAMES[: task.cfg.num_classes])
+        case ParticleID():
+            cm = ConfusionMatrix(NUM_PID_CLASSES, ignore_index=-1)
+            for batch, pred in stream:
+                num_events, num_batches = num_events + batch.num_events, num_batches + 1
+                cm.update(pred["pred"], pred["target"])
+            scores = cm.compute()
+            blocks = {"pid": {**scores.to_dict(PID_NAMES[:NUM_PID_CLASSES]),
+                              "num_instances": scores.num_points}}
+        case InstanceClustering():
+            inst = InstanceMetrics()
+            for batch, pred in stream:
+                num_events, num_batches = num_events + batch.num_events, num_batches + 1
+                for s, e in zip((batch.offset - batch.counts).tolist(), batch.offset.tolist()):
+                    inst.update(pred["pred"][s:e], pred["target"][s:e])
+            blocks = metrics_report(instance=inst)
+            blocks["instance"]["target"] = task.cfg.target
+        case EventTask():
+            preds: list[Tensor] = []
+            targets: list[Tensor] = []
+            values: list[tuple[Tensor, Tensor]] = []
+            for batch, pred in stream:
+                num_events, num_batches = num_events + batch.num_events, num_batches + 1
+                preds.append(pred["pred"])
+                targets.append(pred["target"])
+                if "pred_value" in pred:
+                    values.append((pred["pred_value"], pred["target_value"]))
+            p, t = torch.cat(preds), torch.cat(targets)
+            if task.cfg.kind == "classification":
+                cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=-1)
+                cm.update(p, t)
+                names = _class_names_event(task.cfg.class_offset, task.cfg.num_classes)
+                blocks = {"event_class": {**cm.compute().to_dict(names),
+                                          "target": task.cfg.targets[0]}}
+            else:
+                reg = {}
+                is_log = task.cfg.transform == "log"
+                pv = torch.cat([v[0] for v in values])
+                tv = torch.cat([v[1] for v in values])
+                for j, name in enumerate(task.cfg.targets):
+                    reg[f"log_{name}" if is_log else name] = regression_metrics(p[:, j], t[:, j])
+                    if is_log:
+                        reg[name] = regression_metrics(pv[:, j], tv[:, j])
+                blocks = metrics_report(regression=reg)
+        case _:
+            raise TypeError(f"evaluate_task: no evaluation for {type(task).__name__}")
+    log.info("evaluated %s (%s) on %d events in %d batches", cfg.name, cfg.mode, num_events,
+             num_batches)
+    return {"task": cfg.name, "mode": cfg.mode, "num_events": num_events,
+            "num_batches": num_batches, **blocks}

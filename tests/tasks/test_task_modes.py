@@ -1,0 +1,194 @@
+"""Every task in every mode: shapes, gradients, frozen encoders, lr scales, init, presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+from nufm_tasks_helpers import ENCODERS, tiny_vit
+from torch import nn
+
+from nufm.batch import PointBatch
+from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
+from nufm.data.collate import collate
+from nufm.data.event import Event
+from nufm.tasks import (
+    MODES,
+    TASK_PRESETS,
+    ClusterConfig,
+    EventTaskConfig,
+    PIDConfig,
+    SemsegConfig,
+    TaskModule,
+    build_task,
+)
+from nufm.tasks.build import TaskConfig
+from nufm.train.loop import train
+
+TASK_CONFIGS = {"semseg": SemsegConfig, "pid": PIDConfig, "cluster": ClusterConfig,
+                "event": EventTaskConfig}
+
+
+def _cfg(task: str, mode: str, encoder: str = "vit", **kw: object) -> TaskConfig:
+    return TASK_CONFIGS[task](encoder=ENCODERS[encoder](), mode=mode, encoder_lr_scale=0.25,
+                              neck_hidden=(16,), head_hidden=(16,), **kw)  # type: ignore[arg-type]
+
+
+def _is_encoder(name: str) -> bool:
+    return name.startswith("backbone.encoder.")
+
+
+def _check_predict_shapes(task: TaskModule, batch: PointBatch) -> None:
+    pred = task.predict(batch)
+    N, B = batch.num_points, batch.num_events
+    match task.cfg:
+        case SemsegConfig():
+            assert pred["logits"].shape == (N, 5) and pred["pred"].shape == (N,)
+            assert torch.equal(pred["target"], batch.segment)
+        case PIDConfig():
+            assert batch.instance is not None
+            n_inst = len({(int(e), int(i)) for e, i in zip(batch.batch_index, batch.instance)
+                          if i >= 0})
+            assert pred["logits"].shape == (n_inst, 5)
+            assert pred["instance_event"].shape == pred["target"].shape == (n_inst,)
+            assert pred["point_pred"].shape == (N,)
+            assert bool((pred["point_pred"][batch.instance < 0] == -1).all())
+        case ClusterConfig():
+            assert pred["embedding"].shape == (N, 8) and pred["pred"].shape == (N,)
+            assert int(pred["pred"].min()) >= 0  # greedy, min_cluster_points 1: all assigned
+        case EventTaskConfig():
+            assert pred["logits"].shape == (B, 4) and pred["pred"].shape == (B,)
+        case _:
+            raise AssertionError(type(task.cfg))
+
+
+@pytest.mark.parametrize("encoder", ["vit", "ptv3"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("task_name", list(TASK_CONFIGS))
+def test_task_mode_shapes_gradients_and_lr_scale(task_name: str, mode: str, encoder: str,
+                                                 batch: PointBatch) -> None:
+    torch.manual_seed(0)
+    task = build_task(_cfg(task_name, mode, encoder))
+    task.train()
+    is_frozen = mode in ("linear", "head")
+    # a frozen encoder stays in eval mode (and the rest trains)
+    assert task.backbone.encoder.training is not is_frozen
+    assert task.training and task.backbone.training
+    out = task(batch)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    for name, p in task.named_parameters():
+        if is_frozen and _is_encoder(name):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.requires_grad and p.grad is not None, name
+            assert torch.isfinite(p.grad).all(), name
+        expected = 0.25 if (_is_encoder(name) and not is_frozen) else 1.0
+        assert task.param_lr_scale(name) == expected, name
+    trainable = [n for n, p in task.named_parameters() if p.requires_grad]
+    if mode == "linear":  # a true linear probe: one Linear layer is all that trains
+        assert isinstance(task.head, nn.Linear) and trainable == ["head.weight", "head.bias"]
+        assert sum(p.numel() for p in task.backbone.parameters() if p.requires_grad) == 0
+    _check_predict_shapes(task, batch)
+    assert task.training  # predict() alone does not change the train/eval mode
+
+
+@pytest.mark.parametrize("task_name", list(TASK_CONFIGS))
+def test_scratch_and_full_differ_only_in_encoder_init(task_name: str) -> None:
+    torch.manual_seed(123)
+    pretrained = build_task(_cfg(task_name, "scratch")).backbone.encoder.state_dict()
+    objective_state = {f"encoder.{k}": v for k, v in pretrained.items()}  # as an objective
+    torch.manual_seed(0)
+    full = build_task(_cfg(task_name, "full"), objective_state)
+    torch.manual_seed(0)
+    scratch = build_task(_cfg(task_name, "scratch"))
+    assert dataclasses.replace(full.cfg, mode="scratch") == scratch.cfg
+    full_state, scratch_state = full.state_dict(), scratch.state_dict()
+    assert full_state.keys() == scratch_state.keys()
+    n_encoder_diff = 0
+    for k, v in full_state.items():
+        if _is_encoder(k):
+            torch.testing.assert_close(v, pretrained[k.removeprefix("backbone.encoder.")])
+            n_encoder_diff += int(not torch.equal(v, scratch_state[k]))
+        else:
+            assert torch.equal(v, scratch_state[k]), k  # same neck / head init
+    assert n_encoder_diff > 0
+    assert full.encoder_load_report is not None and full.encoder_load_report.is_exact
+    assert scratch.encoder_load_report is None
+    for name, _ in full.named_parameters():
+        assert full.param_lr_scale(name) == scratch.param_lr_scale(name)
+
+
+def test_frozen_encoder_is_unchanged_by_training_steps(batch: PointBatch) -> None:
+    torch.manual_seed(0)
+    task = build_task(_cfg("semseg", "head"))
+    before = {k: v.clone() for k, v in task.backbone.encoder.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        opt.zero_grad()
+        task(batch).loss.backward()
+        opt.step()
+    for k, v in task.backbone.encoder.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("task_name", ["semseg", "pid", "event"])
+def test_predictions_are_batch_independent(task_name: str, events: list[Event]) -> None:
+    torch.manual_seed(0)
+    task = build_task(_cfg(task_name, "head")).eval()
+    key = {"semseg": "logits", "pid": "logits", "event": "logits"}[task_name]
+    alone = task.predict(collate(events[1:2]))[key]
+    together = task.predict(collate(events))
+    match task_name:
+        case "semseg":
+            n0, n1 = len(events[0]), len(events[1])
+            torch.testing.assert_close(alone, together[key][n0:n0 + n1], atol=1e-5, rtol=1e-4)
+        case "pid":
+            rows = together["instance_event"] == 1
+            torch.testing.assert_close(alone, together[key][rows], atol=1e-5, rtol=1e-4)
+        case "event":
+            torch.testing.assert_close(alone[0], together[key][1], atol=1e-5, rtol=1e-4)
+
+
+def test_presets_cover_every_task_and_mode() -> None:
+    for prefix in ("semseg", "semseg-polarmae", "pid", "cluster-particle", "cluster-interaction",
+                   "event-ninteractions", "event-energy", "event-vertex"):
+        for mode in MODES:
+            assert TASK_PRESETS[f"{prefix}-{mode}"].mode == mode
+    assert TASK_PRESETS["semseg-polarmae-full"].encoder.tokenizer.in_channels == 4
+    torch.manual_seed(0)
+    task = build_task(TASK_PRESETS["event-vertex-linear"])
+    assert isinstance(task.head, nn.Linear) and task.head.out_features == 3
+
+
+def test_bad_configs_are_rejected() -> None:
+    with pytest.raises(ValueError, match="mode='bogus'"):
+        SemsegConfig(encoder=tiny_vit(), mode="bogus")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="class_weights needs 5"):
+        SemsegConfig(encoder=tiny_vit(), class_weighting="custom", class_weights=(1.0,))
+    with pytest.raises(ValueError, match="classification needs one target"):
+        EventTaskConfig(encoder=tiny_vit(), targets=("a", "b"))
+    with pytest.raises(ValueError, match="delta_v < 2 delta_d"):
+        ClusterConfig(encoder=tiny_vit(), delta_v=4.0, delta_d=1.0)
+    with pytest.raises(TypeError, match="no task for config"):
+        build_task(tiny_vit())  # type: ignore[arg-type]
+
+
+def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -> None:
+    cfg = RunConfig(
+        optim=OptimConfig(lr=1e-2, warmup_steps=1),
+        train=TrainConfig(max_steps=5, device="cpu", checkpoint_every=5),
+        logging=LoggingConfig(log_every=1, progress=False, tensorboard=False),
+        data=DataConfig(max_points=10_000, max_events=2))
+    torch.manual_seed(0)
+    task = build_task(_cfg("pid", "head"))
+    encoder_before = {k: v.clone() for k, v in task.backbone.encoder.state_dict().items()}
+    head_before = task.head[0].weight.detach().clone()
+    result = train(cfg, task, lambda _: events, tmp_path / "run")
+    assert result.step == 5 and result.last_checkpoint is not None
+    assert not task.backbone.encoder.training  # the loop's objective.train() keeps it frozen
+    for k, v in task.backbone.encoder.state_dict().items():
+        assert torch.equal(v, encoder_before[k]), k
+    assert not torch.equal(task.head[0].weight, head_before)
