@@ -84,6 +84,27 @@ def display(
     log.info("wrote %s", path)
 
 
+def bench(
+    *,
+    suites: tuple[Literal["sim", "geometry", "models", "pretrain"], ...] = (
+        "sim", "geometry", "models", "pretrain"),
+    quick: bool = False,
+    out: Path | None = Path("bench_results.json"),
+) -> None:
+    """Measure simulator, geometry-kernel, encoder and pretraining speed on this machine.
+
+    Prints Markdown tables (medians of repeated runs) and writes all rows as JSON.
+
+    Args:
+        suites: Which benchmark suites to run.
+        quick: Smaller sizes and fewer repeats (a smoke run, not for reporting).
+        out: JSON file for the rows and the machine description (None: do not write).
+    """
+    from nufm.benchmarks.report import run_benchmarks
+
+    print(run_benchmarks(suites, quick, out))  # noqa: T201 (command output)
+
+
 def pretrain() -> None:
     """Pretrain an encoder with a self-supervised objective (run `nufm pretrain --help`).
 
@@ -97,8 +118,8 @@ def submit() -> None:
     (run `nufm submit --help`)."""
 
 
-COMMANDS = {"simulate": simulate, "info": info, "display": display, "pretrain": pretrain,
-            "submit": submit}
+COMMANDS = {"simulate": simulate, "info": info, "display": display, "bench": bench,
+            "pretrain": pretrain, "submit": submit}
 _LAUNCHERS = ("pretrain", "submit")
 """Commands whose arguments are launcher flags + tyro overrides of a preset (parsed by
 ``nufm.train.run``); the entries in COMMANDS only document them in ``nufm --help``."""

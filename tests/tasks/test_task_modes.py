@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from nufm_tasks_helpers import ENCODERS, tiny_vit
+from nufm_tasks_helpers import ENCODERS, tiny_ptv3, tiny_vit
 from torch import nn
 
 from nufm.batch import PointBatch
@@ -192,3 +192,15 @@ def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -
     for k, v in task.backbone.encoder.state_dict().items():
         assert torch.equal(v, encoder_before[k]), k
     assert not torch.equal(task.head[0].weight, head_before)
+
+
+def test_pretraining_mask_token_is_frozen_in_full_mode(batch: PointBatch) -> None:
+    torch.manual_seed(0)
+    encoder = dataclasses.replace(tiny_ptv3(), mask_token=True)
+    task = build_task(SemsegConfig(encoder=encoder, mode="full", head_hidden=(16,)))
+    task(batch).loss.backward()
+    for name, p in task.named_parameters():
+        if name.endswith("mask_token"):
+            assert not p.requires_grad and p.grad is None
+        else:
+            assert p.grad is not None, name

@@ -124,7 +124,7 @@ class PrototypeHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(),
                                  nn.Linear(hidden, bottleneck))
         self.prototypes = nn.Parameter(torch.empty(num_prototypes, bottleneck))
-        nn.init.trunc_normal_(self.prototypes, std=0.02)
+        nn.init.normal_(self.prototypes, std=1.0)
 
     def embed(self, x: Tensor) -> Tensor:
         """x (M, D) -> (M, bottleneck) unit vectors."""

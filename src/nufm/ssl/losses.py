@@ -3,7 +3,8 @@
 Owns :func:`masked_chamfer` (Chamfer distance between padded point sets with per-set valid
 slots, as used by Point-MAE arXiv:2203.06604 and PoLAr-MAE arXiv:2502.02558 through pytorch3d's
 ``chamfer_distance`` with per-cloud lengths), :func:`masked_mse`, and the soft cross-entropy,
-Sinkhorn-Knopp and entropy helpers of self-distillation (DINO arXiv:2104.14294, Sonata arXiv:2503.16429).
+Sinkhorn-Knopp and entropy helpers of self-distillation (DINO arXiv:2104.14294, SwAV
+arXiv:2006.09882, Sonata arXiv:2503.16429).
 """
 
 from __future__ import annotations

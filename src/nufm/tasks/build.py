@@ -117,7 +117,7 @@ TASK_PRESETS: dict[str, TaskConfig] = {
              "event-ninteractions"),
     # log visible energy (MeV, AddEventTargets); shift/scale put typical events near 0 +- 1
     **_modes(EventTaskConfig(encoder=_PTV3_TINY, kind="regression", targets=("visible_energy",),
-                             transform="log", target_shift=5.0, target_scale=1.5),
+                             transform="log", target_shift=6.5, target_scale=1.0),
              "event-energy"),
     # first-interaction vertex in normalised coordinates (AddEventTargets)
     **_modes(EventTaskConfig(encoder=_PTV3_TINY, kind="regression",

@@ -190,7 +190,9 @@ class TaskBackbone(nn.Module):
     ``forward(batch) -> (N, out_dim)`` per-point features. In linear mode, and for point-level
     encoders in every mode, the features are the encoder's own (interpolated for tokens
     without parameters); the trainable neck concatenates the input ``feat`` after
-    interpolation, as PoLAr-MAE's upsampler concatenates xyz (anchors 1.7).
+    interpolation, as PoLAr-MAE's upsampler concatenates xyz (anchors 1.7). A pretraining
+    mask token in the encoder (Sonata/Panda PTv3) is never used here and is frozen, so DDP sees
+    no unused trainable parameter.
     """
 
     def __init__(self, cfg: TaskBaseConfig) -> None:
@@ -209,6 +211,9 @@ class TaskBackbone(nn.Module):
         if self.is_frozen:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
+        for name, p in self.encoder.named_parameters():
+            if name.rsplit(".", 1)[-1] == "mask_token":
+                p.requires_grad_(False)  # pretraining only: fine-tuning never masks inputs
 
     @property
     def out_dim(self) -> int:

@@ -1,0 +1,61 @@
+"""Physics formulas of the simulator against tabulated and hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nufm.sim.physics import (
+    MICHEL_ENDPOINT_MEV, MMU, MP, compton_attenuation, csda_range_cm, dedx_bethe,
+    longo_profile, michel_pdf, shower_tmax,
+)
+from nufm.sim.plots import PDG_MUON_CSDA
+
+
+def test_muon_minimum_ionization_is_pdg_value() -> None:
+    # PDG liquid-argon table: minimum ionization 1.508 MeV cm^2/g -> 2.105 MeV/cm
+    ke = np.geomspace(50.0, 5000.0, 400)
+    dedx = np.array([dedx_bethe(float(t), MMU, 0.0) for t in ke])
+    assert dedx.min() == pytest.approx(2.105, rel=0.02)
+    # minimum near beta*gamma ~ 3.5 (KE ~ 260 MeV for a muon)
+    assert 150.0 < ke[dedx.argmin()] < 450.0
+
+
+def test_restricted_loss_is_below_mean_and_tends_to_it() -> None:
+    full = dedx_bethe(300.0, MMU, 0.0)
+    assert dedx_bethe(300.0, MMU, 1.0) < dedx_bethe(300.0, MMU, 3.0) < full
+    # a cut above W_max is the unrestricted formula
+    assert dedx_bethe(300.0, MMU, 1.0e4) == pytest.approx(full)
+
+
+def test_muon_csda_range_matches_pdg_table() -> None:
+    ke, rng_gcm2 = PDG_MUON_CSDA
+    ours = csda_range_cm(ke, MMU)
+    np.testing.assert_allclose(ours, rng_gcm2 / 1.396, rtol=0.02)
+
+
+def test_proton_csda_range_100_mev() -> None:
+    # NIST PSTAR (argon): 100 MeV proton CSDA range ~ 10.75 g/cm^2 = 7.7 cm in LAr
+    assert float(csda_range_cm(100.0, MP)) == pytest.approx(7.7, rel=0.05)
+
+
+def test_compton_attenuation_at_1_mev() -> None:
+    # Klein-Nishina sigma(1 MeV) = 0.2112 b per electron; n_e(LAr) = 3.788e23 / cm^3
+    assert compton_attenuation(1.0) == pytest.approx(0.2112e-24 * 3.788e23, rel=0.01)
+
+
+def test_michel_pdf_normalised_with_mean_0p7() -> None:
+    x = np.linspace(0.0, 1.0, 20001)
+    pdf = michel_pdf(x)
+    assert np.trapezoid(pdf, x) == pytest.approx(1.0, abs=1e-6)
+    assert np.trapezoid(x * pdf, x) == pytest.approx(0.7, abs=1e-6)  # 2 (3/4 - 2/5)
+    assert MICHEL_ENDPOINT_MEV == pytest.approx(52.8, abs=0.05)
+
+
+def test_longo_profile_peaks_at_tmax_and_is_normalised() -> None:
+    t = np.linspace(0.0, 40.0, 40001)
+    for pdg_is_photon in (False, True):
+        prof = longo_profile(t, 1000.0, pdg_is_photon)
+        assert np.trapezoid(prof, t) == pytest.approx(1.0, abs=1e-4)
+        assert t[prof.argmax()] == pytest.approx(shower_tmax(1000.0, pdg_is_photon), abs=1e-3)
+    assert shower_tmax(1000.0, False) == pytest.approx(np.log(1000.0 / 32.0) - 0.5)

@@ -1,0 +1,40 @@
+"""build_objective dispatch and the objective presets (GPU presets built on the meta device)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nufm.ssl.build import OBJECTIVE_PRESETS, build_objective
+from nufm.ssl.distill import DistillConfig, SelfDistillation
+from nufm.ssl.forecast import ForecastConfig, Forecaster
+from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
+
+
+def test_presets_exist_and_dispatch() -> None:
+    for name in ("mae-tiny", "distill-tiny", "forecast-tiny", "mae-vit-s", "sonata-panda-base",
+                 "distill-small", "forecast-small", "forecast-base"):
+        assert name in OBJECTIVE_PRESETS
+    expected = {MAEConfig: MaskedAutoencoder, DistillConfig: SelfDistillation,
+                ForecastConfig: Forecaster}
+    for name in ("mae-tiny", "distill-tiny", "forecast-tiny"):
+        cfg = OBJECTIVE_PRESETS[name]
+        model = build_objective(cfg)
+        assert isinstance(model, expected[type(cfg)])
+        assert isinstance(model.encoder, torch.nn.Module)
+
+
+def test_gpu_presets_build_on_meta_device() -> None:
+    with torch.device("meta"):
+        mae = build_objective(OBJECTIVE_PRESETS["mae-vit-s"])
+        panda = build_objective(OBJECTIVE_PRESETS["sonata-panda-base"])
+    n_mae_enc = sum(p.numel() for p in mae.encoder.vit.parameters())
+    assert 20e6 < n_mae_enc < 23e6  # ViT-S blocks: 12 x 1.77 M
+    n_panda = sum(p.numel() for p in panda.encoder.parameters())
+    assert 60e6 < n_panda < 120e6  # Panda-Base encoder, 90.8 M published (anchors 2.1)
+    assert hasattr(panda, "update_teacher") and hasattr(panda, "set_schedule")
+
+
+def test_build_objective_rejects_unknown_config() -> None:
+    with pytest.raises(TypeError, match="no objective"):
+        build_objective(object())  # type: ignore[arg-type]

@@ -1,0 +1,88 @@
+"""SelfDistillation: gradients (student yes, teacher no), teacher stays in eval, schedules,
+EMA update, prototype head normalisation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from nufm.ssl.build import OBJECTIVE_PRESETS
+from nufm.ssl.distill import DistillConfig, PrototypeHead, SelfDistillation
+from ssl_helpers import preprocessed_batch
+
+
+def _tiny(**kw: object) -> DistillConfig:
+    cfg = OBJECTIVE_PRESETS["distill-tiny"]
+    assert isinstance(cfg, DistillConfig)
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_distill_forward_backward_student_only() -> None:
+    torch.manual_seed(0)
+    model = SelfDistillation(_tiny()).train()
+    assert not model.teacher_encoder.training and not model.teacher_mask_head.training
+    out = model(preprocessed_batch(2))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    for key in ("mask", "roll_mask", "unmask", "teacher_entropy", "proto_entropy", "kl",
+                "feat_std"):
+        assert key in out.metrics and torch.isfinite(out.metrics[key]), key
+    P = model.cfg.num_prototypes
+    assert 0.0 <= float(out.metrics["teacher_entropy"]) <= math.log(P) + 1e-4
+    assert float(out.metrics["proto_entropy"]) <= math.log(P) + 1e-4
+    assert float(out.metrics["kl"]) >= -1e-4
+    out.loss.backward()
+    teacher_names = ("teacher_encoder.", "teacher_mask_head.", "teacher_unmask_head.")
+    for name, p in model.named_parameters():
+        if name.startswith(teacher_names):
+            assert not p.requires_grad and p.grad is None, name
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+            assert float(p.grad.abs().sum()) > 0, name
+
+
+def test_update_teacher_moves_teacher_towards_student() -> None:
+    torch.manual_seed(0)
+    model = SelfDistillation(_tiny())
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(1.0)
+    name, t0 = next(iter(model.teacher_encoder.named_parameters()))
+    t0 = t0.clone()
+    s = dict(model.encoder.named_parameters())[name].detach()
+    model.update_teacher(0.5)
+    torch.testing.assert_close(dict(model.teacher_encoder.named_parameters())[name],
+                               0.5 * (t0 + s))
+
+
+def test_schedules() -> None:
+    model = SelfDistillation(_tiny(teacher_temp=(0.04, 0.07), schedule_warmup=0.1))
+    assert model.teacher_temp == pytest.approx(0.04)
+    assert model.mask_size == pytest.approx(model.cfg.mask_size[0])
+    model.set_schedule(0.05)
+    assert model.teacher_temp == pytest.approx(0.055)
+    assert model.mask_ratio == pytest.approx(sum(model.cfg.mask_ratio) / 2)
+    model.set_schedule(0.5)
+    assert model.teacher_temp == pytest.approx(0.07)
+    assert model.mask_size == pytest.approx(model.cfg.mask_size[1])
+    with pytest.raises(ValueError, match="progress"):
+        model.set_schedule(1.5)
+
+
+def test_prototype_head_gives_cosine_logits() -> None:
+    torch.manual_seed(0)
+    head = PrototypeHead(8, 16, 4, 10)
+    with torch.no_grad():
+        head.prototypes.mul_(7.0)  # prototype norm must not matter
+    x = torch.randn(5, 8)
+    logits = head(x)
+    expected = head.embed(x) @ torch.nn.functional.normalize(head.prototypes, dim=1).t()
+    torch.testing.assert_close(logits, expected)
+    assert float(logits.detach().abs().max()) <= 1.0 + 1e-6
+
+
+def test_distill_config_validation() -> None:
+    with pytest.raises(ValueError, match="enc_mode"):
+        _tiny(encoder=dataclasses.replace(_tiny().encoder, mask_token=False))
