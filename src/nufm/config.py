@@ -5,9 +5,9 @@ Defaults live only here; ``__post_init__`` only validates. Every run writes its 
 ``config.yaml`` and stores the same dict in each checkpoint (:func:`config_to_dict`);
 :func:`config_from_dict` rebuilds the typed object, so a run directory fully describes the run.
 
-Objectives plug in through :data:`ObjectiveConfig`, a union whose members carry a ``name``
-literal as discriminator (``ToyObjectiveConfig`` for now; the MAE / distillation / forecasting
-configs are added to the union and to :func:`nufm.train.build.build_objective`).
+What a run trains is :data:`ObjectiveConfig`, a union whose members carry a ``name`` literal as
+discriminator: the self-supervised objectives of :mod:`nufm.ssl` (pretraining), the fine-tuning
+tasks of :mod:`nufm.tasks` (``nufm finetune`` runs the same loop) and a toy objective for tests.
 Optimisation defaults follow PoLAr-MAE (arXiv:2502.02558): AdamW, lr 1e-4, wd 0.05, clip 3.
 """
 
@@ -22,11 +22,19 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from nufm.ssl.distill import DistillConfig
+from nufm.ssl.forecast import ForecastConfig
+from nufm.ssl.mae import MAEConfig
+from nufm.tasks.cluster import ClusterConfig
+from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.pid import PIDConfig
+from nufm.tasks.semseg import SemsegConfig
 from nufm.train.toy import ToyObjectiveConfig
 
-ObjectiveConfig = ToyObjectiveConfig
-"""Union of objective configs (tyro subcommands once it has several members). Extend as
-``ToyObjectiveConfig | MAEConfig | DistillConfig``; every member needs a ``name`` Literal."""
+ObjectiveConfig = (MAEConfig | DistillConfig | ForecastConfig | SemsegConfig | PIDConfig
+                   | ClusterConfig | EventTaskConfig | ToyObjectiveConfig)
+"""What a run trains: a pretraining objective, a fine-tuning task or the toy objective. Every
+member has a ``name`` literal; :func:`nufm.train.build.build_objective` dispatches on the type."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,12 +227,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if classes:
         if not isinstance(value, dict):
             raise ValueError(f"config: {where} must be a mapping, got {value!r}")
-        if len(classes) > 1:  # discriminated by the 'name' literal
-            by_name = {typing.get_args(typing.get_type_hints(c)["name"])[0]: c for c in classes}
-            if value.get("name") not in by_name:
-                raise ValueError(f"config: {where}.name={value.get('name')!r} is not one of "
-                                 f"{sorted(by_name)}")
-            cls = by_name[value["name"]]
+        if len(classes) > 1:
+            cls = _pick_member(classes, value, where)
         else:
             cls = classes[0]
         return _from_dict(cls, value, where)
@@ -233,6 +237,22 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if any(typing.get_origin(m) is tuple for m in members):
         return tuple(value)
     return value
+
+
+def _pick_member(classes: list[type], value: dict, where: str) -> type:
+    """The union member a mapping describes: by its ``name`` literal when the members have one,
+    else the only member whose fields include every key."""
+    if all("name" in typing.get_type_hints(c) for c in classes):
+        by_name = {typing.get_args(typing.get_type_hints(c)["name"])[0]: c for c in classes}
+        if value.get("name") not in by_name:
+            raise ValueError(f"config: {where}.name={value.get('name')!r} is not one of "
+                             f"{sorted(by_name)}")
+        return by_name[value["name"]]
+    fits = [c for c in classes if set(value) <= {f.name for f in dataclasses.fields(c)}]
+    if len(fits) != 1:
+        raise ValueError(f"config: {where} matches {len(fits)} of "
+                         f"{[c.__name__ for c in classes]} by its keys; cannot tell which")
+    return fits[0]
 
 
 def _from_dict(cls: type, data: dict, where: str) -> Any:
@@ -244,6 +264,11 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
                          f"({cls.__name__}); known: {sorted(names)}")
     kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
+
+
+def objective_config_from_dict(data: dict) -> ObjectiveConfig:
+    """Rebuild (and validate) an objective or task config from :func:`config_to_dict` output."""
+    return _build(ObjectiveConfig, data, "objective")
 
 
 def config_from_dict(data: dict) -> RunConfig:

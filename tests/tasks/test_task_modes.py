@@ -26,6 +26,7 @@ from nufm.tasks import (
 )
 from nufm.tasks.build import TaskConfig
 from nufm.train.loop import train
+from nufm.train.optim import build_optimizer, set_step_hyperparams
 
 TASK_CONFIGS = {"semseg": SemsegConfig, "pid": PIDConfig, "cluster": ClusterConfig,
                 "event": EventTaskConfig}
@@ -204,3 +205,20 @@ def test_pretraining_mask_token_is_frozen_in_full_mode(batch: PointBatch) -> Non
             assert not p.requires_grad and p.grad is None
         else:
             assert p.grad is not None, name
+
+
+@pytest.mark.parametrize("mode", ["linear", "full"])
+def test_optimizer_groups_use_the_task_lr_scales(mode: str) -> None:
+    torch.manual_seed(0)
+    task = build_task(_cfg("semseg", mode))
+    opt = build_optimizer(task, lr=1e-3, betas=(0.9, 0.95), eps=1e-8)
+    set_step_hyperparams(opt, lr=1e-3, weight_decay=0.05)
+    in_groups = {n for g in opt.param_groups for n in g["names"]}
+    assert in_groups == {n for n, p in task.named_parameters() if p.requires_grad}
+    for g in opt.param_groups:
+        for name in g["names"]:
+            assert g["lr"] == pytest.approx(1e-3 * task.param_lr_scale(name))
+    if mode == "full":
+        assert any(g["lr"] == pytest.approx(2.5e-4) for g in opt.param_groups)
+    else:
+        assert not any(_is_encoder(n) for n in in_groups)

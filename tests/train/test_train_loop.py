@@ -165,18 +165,18 @@ def test_logging_jsonl_tensorboard_and_monitor(tmp_path: Path) -> None:
         return {"probe_acc": step / 10}
 
     res = train(cfg, _objective(cfg), toy_factory, tmp_path, monitor=monitor)
-    assert calls == [2, 4]
+    assert calls == [0, 2, 4]  # step 0: the randomly initialised baseline
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     loss_rows = [r for r in rows if "loss" in r]
     assert [r["step"] for r in loss_rows] == [2, 4]
-    assert [r["monitor/probe_acc"] for r in rows if "monitor/probe_acc" in r] == [0.2, 0.4]
+    assert [r["monitor/probe_acc"] for r in rows if "monitor/probe_acc" in r] == [0.0, 0.2, 0.4]
     assert res.metrics["monitor/probe_acc"] == 0.4
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
     tb = acc.Scalars("train/loss")
     assert [e.step for e in tb] == [2, 4]
     np.testing.assert_allclose([e.value for e in tb], [r["loss"] for r in loss_rows], rtol=1e-6)
-    assert [e.value for e in acc.Scalars("monitor/probe_acc")] == pytest.approx([0.2, 0.4])
+    assert [e.value for e in acc.Scalars("monitor/probe_acc")] == pytest.approx([0.0, 0.2, 0.4])
     # the monitor did not change training: same losses as a run without it
     cfg2 = make_cfg(train={"max_steps": 4}, logging={"log_every": 2})
     train(cfg2, _objective(cfg2), toy_factory, tmp_path / "plain")

@@ -63,3 +63,28 @@ def test_decay_applied_only_to_decayed_group() -> None:
     for name in ("0.bias", "1.weight", "1.bias"):
         assert torch.equal(after[name], before[name])
     assert math.isclose(opt.param_groups[1]["weight_decay"], 0.0)
+
+
+class _ScaledModel(nn.Module):
+    """Encoder parameters at a tenth of the learning rate, as a fine-tuning task declares."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(3, 3)
+        self.head = nn.Linear(3, 2)
+
+    def param_lr_scale(self, name: str) -> float:
+        return 0.1 if name.startswith("encoder.") else 1.0
+
+
+def test_param_lr_scale_splits_groups_and_scales_the_learning_rate() -> None:
+    model = _ScaledModel()
+    groups = param_groups(model)
+    by_key = {(g["is_decayed"], g["lr_scale"]): set(g["names"]) for g in groups}
+    assert by_key == {(True, 1.0): {"head.weight"}, (True, 0.1): {"encoder.weight"},
+                      (False, 1.0): {"head.bias"}, (False, 0.1): {"encoder.bias"}}
+    opt = build_optimizer(model, lr=1.0, betas=(0.9, 0.95), eps=1e-8)
+    set_step_hyperparams(opt, lr=2e-3, weight_decay=0.05)
+    lrs = {frozenset(g["names"]): g["lr"] for g in opt.param_groups}
+    assert lrs[frozenset({"encoder.weight"})] == pytest.approx(2e-4)
+    assert lrs[frozenset({"head.bias"})] == pytest.approx(2e-3)

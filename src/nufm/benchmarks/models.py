@@ -109,12 +109,14 @@ def _time(fn: Callable[[], object], repeats: int) -> tuple[float, dict[str, floa
     _malloc_trim()
     with _peak_memory() as mem:
         fn()  # warm-up, memory measured here
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     mem["min_s"] = float(np.min(times))  # less sensitive than the median to a busy machine
+    mem["cpu_s"] = float(np.median(cpu))  # process CPU seconds (all threads): robust to load
     return float(np.median(times)), mem
 
 
@@ -131,7 +133,8 @@ def _autocast(dtype: str) -> contextlib.AbstractContextManager:
 def bench_models(sizes: Sequence[int] = (4000, 20000),
                  ptv3_sizes: Sequence[int] = (4000, 16000, 64000, 128000),
                  repeats: int = 3, vit: str = "vit-small",
-                 dtypes: Sequence[str] = ("fp32", "bf16")) -> list[dict]:
+                 dtypes: Sequence[str] = ("fp32", "bf16"),
+                 threads: int | None = None) -> list[dict]:
     """Measure tokenizer, ViT encoder and PTv3-tiny speed on CPU, one event per forward.
 
     Args:
@@ -140,14 +143,29 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
         repeats: timed runs per measurement (median reported).
         vit: key of :data:`nufm.models.vit.VIT_PRESETS` for the encoder.
         dtypes: "fp32" and/or "bf16" (CPU autocast).
+        threads: torch intra-op threads during the run (None = keep the current setting); 1
+            gives the most stable numbers on a machine shared with other jobs.
 
     Returns:
         One dict per measurement: ``bench``, ``n_points``, ``dtype``, ``median_s``,
-        ``min_s``, ``events_per_s`` (from the median), ``peak_mem_mb``, ``mem_method``
+        ``min_s``, ``cpu_s`` (median process CPU seconds), ``events_per_s`` (from the median),
+        ``peak_mem_mb``, ``mem_method``
         (+ ``n_tokens``). The last row (``bench == "ptv3_tiny_scaling"``) holds the fitted
-        log-log exponent of PTv3-tiny forward time vs points, from the medians (``exponent``)
-        and from the fastest runs (``exponent_min``).
+        log-log exponent of PTv3-tiny forward time vs points, from the median wall times
+        (``exponent``), the fastest runs (``exponent_min``) and the median process CPU times
+        (``exponent_cpu``, the least sensitive to other processes on a shared machine).
     """
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _bench(sizes, ptv3_sizes, repeats, vit, dtypes)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bench(sizes: Sequence[int], ptv3_sizes: Sequence[int], repeats: int, vit: str,
+           dtypes: Sequence[str]) -> list[dict]:
     torch.manual_seed(0)
     rows: list[dict] = []
     tok_cfg = PointMAETokenizerConfig(in_channels=1, embed_dim=VIT_PRESETS[vit].embed_dim)
@@ -185,7 +203,7 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
                                  events_per_s=1 / med, n_tokens=n_tokens, **mem))
                 log.info("%s", rows[-1])
     model = PTv3(PTV3_PRESETS["tiny"]).eval()
-    times, fastest = [], []
+    times, fastest, cpu = [], [], []
     for n in ptv3_sizes:
         batch = _batch(n, 4, seed=n)
 
@@ -196,6 +214,7 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
         med, mem = _time(ptv3_forward, repeats)
         times.append(med)
         fastest.append(float(mem["min_s"]))
+        cpu.append(float(mem["cpu_s"]))
         rows.append(dict(bench="ptv3_tiny_forward", n_points=n, dtype="fp32", median_s=med,
                          events_per_s=1 / med, **mem))
         log.info("%s", rows[-1])
@@ -204,6 +223,7 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
         rows.append(dict(bench="ptv3_tiny_scaling", n_points=max(ptv3_sizes), dtype="fp32",
                          exponent=float(np.polyfit(log_n, np.log(times), 1)[0]),
                          exponent_min=float(np.polyfit(log_n, np.log(fastest), 1)[0]),
+                         exponent_cpu=float(np.polyfit(log_n, np.log(cpu), 1)[0]),
                          median_s=math.nan, events_per_s=math.nan))
     return rows
 

@@ -15,6 +15,7 @@ Named sizes are in :mod:`nufm.models.presets`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,7 +44,8 @@ class PTv3Config:
     shuffle_orders: bool = True
     """Randomly permute the orders per forward and stage in training (never in eval)."""
     serialization_depth: int = 16
-    """Bits per axis of the curve codes (fixed, so codes never depend on batch composition)."""
+    """Bits per axis of the stage-0 curve codes; stage s uses this minus log2 of the product of
+    the strides so far. Fixed (not adaptive), so codes never depend on batch composition."""
     stride: tuple[int, ...] = (2, 2, 2, 2)
     """Grid-pooling stride between consecutive encoder stages."""
     enc_depths: tuple[int, ...] = (3, 3, 3, 9, 3)
@@ -151,6 +153,7 @@ class _Level:
     cluster: Tensor | None = None  # (N_{s-1},) row of this level containing each finer row
     nbr: Tensor | None = None  # (N_s, 27)
     plans: dict[int, list[_PatchPlan]] = field(default_factory=dict)  # patch size -> per order
+    depth_drop: int = 0  # curve bits saved: grid_coord < 2**(depth - depth_drop) at this stage
 
 
 def make_patch_plan(order: Tensor, inverse: Tensor, offset: Tensor, patch_size: int) -> _PatchPlan:
@@ -295,12 +298,13 @@ class PTv3(nn.Module):
         missing = [p for p in patch_sizes if p not in level.plans]
         if not missing:
             return
-        if int(level.grid_coord.max()) >= 2 ** self.cfg.serialization_depth:
+        depth = self.cfg.serialization_depth - level.depth_drop
+        if level.grid_coord.numel() and int(level.grid_coord.max()) >= 2**depth:
             raise ValueError(f"PTv3: grid_coord up to {int(level.grid_coord.max())} does not fit "
                              f"serialization_depth={self.cfg.serialization_depth} bits; raise it "
                              "or coarsen grid_size")
-        order, inverse = serialization_order(level.grid_coord, level.offset,
-                                             self.cfg.serialization_depth, self._orders())
+        order, inverse = serialization_order(level.grid_coord, level.offset, depth,
+                                             tuple(self._orders()))
         for p in missing:
             level.plans[p] = [make_patch_plan(order[k], inverse[k], level.offset, p)
                               for k in range(order.shape[0])]
@@ -349,9 +353,12 @@ class PTv3(nn.Module):
                 prev = levels[-1]
                 pooled = grid_pool(self.pools[s - 1][0](prev.feat), prev.grid_coord, prev.offset,
                                    cfg.stride[s - 1], reduce_feat="max", coord=prev.coord)
+                # grid_coord // (product of strides) needs floor(log2(product)) fewer bits.
+                drop = int(math.log2(math.prod(cfg.stride[:s])))
                 levels.append(_Level(feat=self.pools[s - 1][2](self.pools[s - 1][1](pooled.feat)),
                                      coord=pooled.coord, grid_coord=pooled.grid_coord,
-                                     offset=pooled.new_offset, cluster=pooled.cluster))
+                                     offset=pooled.new_offset, cluster=pooled.cluster,
+                                     depth_drop=min(drop, cfg.serialization_depth - 1)))
             level = levels[s]
             sizes = {cfg.enc_patch_size[s]}
             if not cfg.enc_mode and s < S - 1:

@@ -87,6 +87,8 @@ class SubMConv3d(nn.Module):
         chunks bound the temporary memory to about ``CHUNK_ELEMENTS`` floats.
         """
         N, C = feat.shape
+        if N == 0:
+            return feat.new_zeros(0, self.weight.shape[2])
         padded = torch.cat([feat, feat.new_zeros(1, C)])  # (N+1, C); row N is the zero row
         rows = torch.where(nbr < 0, torch.full_like(nbr, N), nbr)  # (N, 27)
         weight = self.weight.reshape(27 * C, -1).to(feat.dtype)  # (27 C, C')
@@ -94,8 +96,6 @@ class SubMConv3d(nn.Module):
         parts = [padded[rows[i : i + step]].reshape(-1, 27 * C) @ weight  # (rows, C')
                  for i in range(0, N, step)]
         out = torch.cat(parts) if len(parts) != 1 else parts[0]  # (N, C')
-        if N == 0:
-            out = feat.new_zeros(0, weight.shape[1])
         if self.bias is not None:
             out = out + self.bias.to(feat.dtype)
         return out

@@ -138,7 +138,9 @@ def _augment(coord: Tensor, feat: Tensor, offset: Tensor, cfg: ViewConfig,
     lin = rot * sign[:, :, None]  # (R, 3, 3): flip after rotation
 
     def move(x: Tensor) -> Tensor:
-        return torch.einsum("mij,mj->mi", lin[view], x - mean[view])  # (M, 3)
+        # geometry stays in the input precision, also under bf16 autocast
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.einsum("mij,mj->mi", lin[view], x - mean[view])  # (M, 3)
 
     noise = (torch.randn_like(coord) * cfg.jitter_sigma).clamp(-cfg.jitter_clip, cfg.jitter_clip)
     new_coord = move(coord) + noise

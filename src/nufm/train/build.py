@@ -12,6 +12,15 @@ import logging
 from torch import nn
 
 from nufm.config import DataConfig, ObjectiveConfig
+from nufm.ssl.build import build_objective as build_ssl_objective
+from nufm.ssl.distill import DistillConfig
+from nufm.ssl.forecast import ForecastConfig
+from nufm.ssl.mae import MAEConfig
+from nufm.tasks.build import build_task
+from nufm.tasks.cluster import ClusterConfig
+from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.pid import PIDConfig
+from nufm.tasks.semseg import SemsegConfig
 from nufm.train.data import EventDataset, Transform
 from nufm.train.toy import ToyObjective, ToyObjectiveConfig, random_rotation_z, toy_events
 
@@ -26,8 +35,10 @@ def build_objective(cfg: ObjectiveConfig) -> nn.Module:
     match cfg:
         case ToyObjectiveConfig():
             return ToyObjective(cfg)
-        # case MAEConfig():      return MaskedAutoencoder(cfg, build_encoder(cfg.encoder))
-        # case DistillConfig():  return SelfDistillation(cfg, build_encoder(cfg.encoder))
+        case MAEConfig() | DistillConfig() | ForecastConfig():
+            return build_ssl_objective(cfg)
+        case SemsegConfig() | PIDConfig() | ClusterConfig() | EventTaskConfig():
+            return build_task(cfg)  # random init; nufm.workflows.finetune loads weights
         case _:
             raise TypeError(f"build_objective: no objective for config {type(cfg).__name__}")
 

@@ -5,8 +5,10 @@ Owns :func:`train`. Per optimizer step: set lr / weight decay from the schedule 
 ``grad_accum`` micro-batches (bf16 autocast optional, DDP gradient sync only on the last),
 clip the gradient norm, stop on a non-finite loss or gradient (nothing is updated and no
 checkpoint is written), ``optimizer.step()``, then ``objective.update_teacher(momentum[step])``
-when the objective has an EMA teacher. Logging, monitoring and checkpointing happen at step
-boundaries. SIGINT (Ctrl-C) is turned into a checkpoint at the next step boundary followed by
+when the objective has an EMA teacher. Objectives with other schedules (teacher temperature,
+mask size) get ``objective.set_schedule(step / (max_steps - 1))`` before the step's forward.
+Logging, monitoring and checkpointing happen at step boundaries; a fresh run also calls the
+monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT (Ctrl-C) is turned into a checkpoint at the next step boundary followed by
 ``KeyboardInterrupt``. Resuming restores model, optimizer, step, RNG states and the data cursor,
 so on CPU a resumed run is bit-identical to an uninterrupted one.
 """
@@ -224,6 +226,7 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
             objective, device_ids=[info.local_rank] if device.type == "cuda" else None)
     forward: Callable[[Any], StepOutput] = torch.compile(model) if tc.compile else model
     update_teacher = getattr(objective, "update_teacher", None)
+    set_schedule = getattr(objective, "set_schedule", None)  # e.g. teacher temperature, masking
     params = [p for p in objective.parameters() if p.requires_grad]
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
 
@@ -253,6 +256,14 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                 else nullcontext())
     in_update = False
     boundary_rng = capture_rng_state()
+    if monitor is not None and tc.monitor_every and step == 0:  # baseline: random init
+        if info.is_main:
+            found = {f"monitor/{k}": float(v) for k, v in monitor(objective, 0).items()}
+            restore_rng_state(boundary_rng)
+            if logger is not None:
+                logger.log(0, found)
+        objective.train()
+        barrier(info)
     stop = _StopFlag()
     try:
         with stop:
@@ -260,6 +271,8 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                 t0 = time.perf_counter()
                 set_step_hyperparams(optimizer, float(sched.lr[step]),
                                      float(sched.weight_decay[step]))
+                if set_schedule is not None:
+                    set_schedule(step / max(tc.max_steps - 1, 1))
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum = torch.zeros((), device=device)
                 metric_sums: dict[str, torch.Tensor] = {}

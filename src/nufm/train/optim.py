@@ -32,33 +32,38 @@ def is_decayed(name: str, param: nn.Parameter) -> bool:
 
 
 def param_groups(model: nn.Module) -> list[dict]:
-    """Split the trainable parameters of ``model`` into a decayed and an undecayed group.
+    """Split the trainable parameters of ``model`` by weight decay and learning-rate scale.
+
+    A module may declare per-parameter learning-rate multipliers with a method
+    ``param_lr_scale(name: str) -> float`` (fine-tuning tasks scale the encoder down); without
+    it every parameter has scale 1.
 
     Returns:
-        Two optimizer groups, ``[{"params", "names", "is_decayed": True},
-        {"params", "names", "is_decayed": False}]``. The loop sets ``weight_decay`` of the
-        first group from the schedule at every step; the second always has 0.
+        Optimizer groups ``{"params", "names", "is_decayed", "lr_scale", "weight_decay"}``, one
+        per (is_decayed, lr_scale) combination present, decayed groups first. The loop sets
+        ``lr = schedule * lr_scale`` and ``weight_decay`` of decayed groups at every step;
+        undecayed groups always have 0.
     """
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    decay_names: list[str] = []
-    no_decay_names: list[str] = []
+    scale_of = getattr(model, "param_lr_scale", None)
+    groups: dict[tuple[bool, float], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if is_decayed(name, p):
-            decay.append(p)
-            decay_names.append(name)
-        else:
-            no_decay.append(p)
-            no_decay_names.append(name)
-    if not decay and not no_decay:
+        scale = float(scale_of(name)) if callable(scale_of) else 1.0
+        if scale <= 0:
+            raise ValueError(f"{type(model).__name__}.param_lr_scale({name!r}) = {scale}; "
+                             "freeze the parameter (requires_grad=False) instead of scale 0")
+        key = (is_decayed(name, p), scale)
+        group = groups.setdefault(key, {"params": [], "names": [], "is_decayed": key[0],
+                                        "lr_scale": scale, "weight_decay": 0.0})
+        group["params"].append(p)
+        group["names"].append(name)
+    if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    log.debug("weight decay on %d tensors, none on %d", len(decay), len(no_decay))
-    return [
-        {"params": decay, "names": decay_names, "is_decayed": True, "weight_decay": 0.0},
-        {"params": no_decay, "names": no_decay_names, "is_decayed": False, "weight_decay": 0.0},
-    ]
+    ordered = [groups[k] for k in sorted(groups, key=lambda k: (not k[0], -k[1]))]
+    log.debug("optimizer groups: %s", [(g["is_decayed"], g["lr_scale"], len(g["params"]))
+                                       for g in ordered])
+    return ordered
 
 
 def build_optimizer(model: nn.Module, *, lr: float, betas: tuple[float, float],
@@ -69,8 +74,8 @@ def build_optimizer(model: nn.Module, *, lr: float, betas: tuple[float, float],
 
 
 def set_step_hyperparams(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
-    """Apply this step's schedule values: ``lr`` to every group, ``weight_decay`` to the
-    decayed group only."""
+    """Apply this step's schedule values: ``lr * lr_scale`` to every group, ``weight_decay`` to
+    the decayed groups only."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
         group["weight_decay"] = weight_decay if group.get("is_decayed", True) else 0.0

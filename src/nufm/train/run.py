@@ -28,9 +28,17 @@ def run_pretrain(cfg: RunConfig, run_dir: str | Path, resume: bool = False, *,
                  monitor: Monitor | None = None) -> TrainResult:
     """Build the objective, dataset and augmentation of ``cfg`` and train.
 
+    With ``cfg.train.monitor_every > 0`` on simulated or file data and no ``monitor`` given,
+    the per-point linear probe of :func:`nufm.eval.monitor.probe_monitor` is logged.
+
     The torch RNG is seeded with ``cfg.train.seed`` before the objective is built, so its
     initial weights are identical across runs and across DDP ranks.
     """
+    if monitor is None and cfg.train.monitor_every and cfg.data.source != "toy":
+        from nufm.data.transforms import Preprocess
+        from nufm.eval.monitor import probe_monitor
+
+        monitor = probe_monitor(preprocess=Preprocess())  # the contract build_transform uses
     seed_everything(cfg.train.seed)
     objective = build_objective(cfg.objective)
     try:
@@ -67,6 +75,7 @@ def parse_pretrain_args(argv: list[str]) -> tuple[RunConfig, Path, bool]:
     description = ("Pretrain a nufm objective.\n\n"
                    + _LAUNCHER_HELP.format(presets=", ".join(sorted(PRESETS))))
     cfg = tyro.cli(RunConfig, default=base, args=rest, prog="nufm pretrain",
+                   config=(tyro.conf.AvoidSubcommands,),
                    description=description)
     if known.run_dir is None:
         raise SystemExit("nufm pretrain: --run-dir is required")

@@ -1,0 +1,98 @@
+"""Representation-quality monitor for pretraining: a cheap per-point linear probe.
+
+Every ``train.monitor_every`` steps the loop calls the monitor with the objective. It runs the
+objective's online ``encoder`` frozen (eval mode, no gradients) on a fixed small labelled
+simulated set, turns its output into per-point features with the parameter-free
+:class:`nufm.tasks.common.PointFeatures`, and fits the bag of linear probes of
+:func:`nufm.eval.probes.run_probe` on per-point semantic classes, split **by event** (train /
+val / test), as the Panda study recommends (arXiv:2512.01324; pimm's PretrainEvaluator with its
+event-leak fix). The labelled events are simulated from a seed the pretraining data never uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from nufm.data.collate import collate
+from nufm.data.event import Event
+from nufm.data.lartpc import SEGMENT_NAMES
+from nufm.data.transforms import Preprocess
+from nufm.eval.probes import LinearProbeConfig, run_probe
+
+log = logging.getLogger(__name__)
+
+MONITOR_SEED = 987_654
+"""Simulator seed of the monitor's labelled events (disjoint from training seeds < 1e5)."""
+
+
+def encoder_point_features(encoder: nn.Module, events: list[Event],
+                           max_points: int = 60_000) -> tuple[torch.Tensor, torch.Tensor,
+                                                               torch.Tensor]:
+    """Frozen per-point features of preprocessed ``events``.
+
+    Returns:
+        (features (N, D) float32, segment labels (N,), event index (N,)), over all events in
+        order, batched by a point budget.
+    """
+    from nufm.tasks.common import PointFeatures
+
+    to_points = PointFeatures()
+    feats, labels, event_ids = [], [], []
+    was_training = encoder.training
+    encoder.eval()
+    start = 0
+    with torch.no_grad():
+        while start < len(events):
+            stop, total = start, 0
+            while stop < len(events) and (stop == start or total + len(events[stop]) <= max_points):
+                total += len(events[stop])
+                stop += 1
+            batch = collate(events[start:stop])
+            device = next(encoder.parameters()).device
+            batch = batch.to(device)
+            feats.append(to_points(encoder(batch), batch).float().cpu())
+            labels.append(batch.segment.cpu())
+            event_ids.append(batch.batch_index.cpu() + start)
+            start = stop
+    encoder.train(was_training)
+    return torch.cat(feats), torch.cat(labels), torch.cat(event_ids)
+
+
+def probe_monitor(n_events: int = 48, seed: int = MONITOR_SEED,
+                  preprocess: Preprocess | None = None,
+                  probe: LinearProbeConfig | None = None) -> Callable[[nn.Module, int],
+                                                                     dict[str, float]]:
+    """A ``monitor(objective, step) -> {name: value}`` for :func:`nufm.train.loop.train`.
+
+    Args:
+        n_events: labelled simulated events (split by event 50/25/25 into probe train/val/test).
+        seed: simulator seed of those events.
+        preprocess: the preprocessing contract of the pretraining run.
+        probe: linear-probe settings (learning-rate bag, epochs).
+    """
+    from nufm.sim import generate_events
+
+    pre = (preprocess or Preprocess()).transforms()
+    rng = np.random.default_rng(seed)
+    events = [pre(e, rng) for e in generate_events(n_events, seed)]
+    probe = probe or LinearProbeConfig(epochs=10, seed=seed)
+
+    def monitor(objective: nn.Module, step: int) -> dict[str, float]:
+        encoder = getattr(objective, "encoder", None)
+        if encoder is None:
+            raise AttributeError(f"{type(objective).__name__} has no .encoder to probe")
+        x, y, ev = encoder_point_features(encoder, events)
+        result = run_probe(probe, x, y, ev, num_classes=len(SEGMENT_NAMES))
+        scores = result.test
+        out = {"probe_macro_f1": float(scores.macro_f1), "probe_miou": float(scores.miou),
+               "probe_accuracy": float(scores.accuracy)}
+        log.info("step %d linear probe (per-point semantic, test events): %s", step,
+                 {k: round(v, 4) for k, v in out.items()})
+        return out
+
+    return monitor
