@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 import tyro
 
+from nufm.workflows.finetune import FinetuneConfig
+
 log = logging.getLogger("nufm")
 
 Pos = tyro.conf.Positional
@@ -105,6 +107,265 @@ def bench(
     print(run_benchmarks(suites, quick, out))  # noqa: T201 (command output)
 
 
+def finetune(
+    run_dir: Path,
+    cfg: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = FinetuneConfig(),
+) -> None:
+    """Fine-tune a task (semseg, pid, cluster, event) from a pretrained encoder, or from scratch,
+    on labelled events, then evaluate it on held-out test events (split by event).
+
+    Args:
+        run_dir: Output directory: checkpoints, logs, TensorBoard, metrics.json.
+        cfg: The run settings (task preset, --pretrained, --data, --n-train, --steps, ...).
+    """
+    from nufm.workflows.finetune import run_finetune
+
+    run_finetune(cfg, run_dir)
+
+
+def evaluate(
+    run_dir: Pos[Path],
+    *,
+    data: tuple[Path, ...],
+    split: Literal["train", "val", "test"] = "test",
+    n_events: int | None = None,
+    split_seed: int = 0,
+    out: Path | None = None,
+) -> None:
+    """Evaluate a fine-tuning run on a split of a data set: data-set-level metrics written to a
+    versioned JSON file (per-class precision/recall/F1/IoU, macro F1, mIoU, confusion matrix).
+
+    Args:
+        run_dir: A directory written by `nufm finetune`.
+        data: PILArNet-M layout HDF5 file(s).
+        split: Which event split to evaluate.
+        n_events: Evaluate only the first n events of the split (seeded order).
+        split_seed: Seed of the event split (use the one the run was trained with).
+        out: Metrics JSON path (default RUN_DIR/eval_<split>.json).
+    """
+    import json
+
+    from nufm.workflows.finetune import evaluate_run
+
+    metrics = evaluate_run(run_dir, data, split, n_events, split_seed, out=out)
+    print(json.dumps({k: v for k, v in metrics.items()  # noqa: T201 (command output)
+                      if not isinstance(v, dict)}, indent=1))
+
+
+def study(
+    *,
+    pretrained: Path,
+    data: tuple[Path, ...],
+    out: Path = Path("study"),
+    preset: Literal["quick", "full"] = "quick",
+    sizes: tuple[int, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    steps: int | None = None,
+) -> None:
+    """Label-efficiency study: fine-tune each mode (linear probe, head, full, scratch, and the
+    linear probe on a random encoder) at several labelled-set sizes; write results.md/.csv and
+    label_efficiency.png.
+
+    Args:
+        pretrained: Pretraining run directory or exported model.
+        data: PILArNet-M layout HDF5 file(s) with labels (split by event).
+        out: Output directory.
+        preset: quick (about 15 min on 2 CPU cores) or full (GPU node).
+        sizes: Override the labelled-set sizes.
+        seeds: Override the fine-tuning seeds.
+        steps: Override the optimizer steps per run.
+    """
+    import dataclasses
+
+    from nufm.workflows.study import STUDY_PRESETS, run_study
+
+    cfg = STUDY_PRESETS[preset]
+    if sizes is not None:
+        cfg = dataclasses.replace(cfg, sizes=sizes)
+    if seeds is not None:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, finetune=dataclasses.replace(
+            cfg.finetune, steps=steps, warmup_steps=min(cfg.finetune.warmup_steps, steps)))
+    run_study(cfg, pretrained, data, out)
+    print((out / "results.md").read_text())  # noqa: T201 (command output)
+
+
+def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
+    """Export the latest checkpoint of a pretraining run as a pretrained model directory
+    (model.safetensors + config.json with the preprocessing contract).
+
+    Args:
+        run_dir: A pretraining run directory.
+        out_dir: Output directory.
+    """
+    from nufm.hub import export as export_run
+
+    export_run(run_dir, out_dir)
+
+
+def demo(
+    *,
+    out: Path = Path("demo_out"),
+    events: int = 1500,
+    pretrain_steps: int = 800,
+    study: Literal["quick", "full"] = "quick",
+    seed: int = 0,
+) -> None:
+    """The main job: simulate -> pretrain (MAE) -> label-efficiency study -> embeddings, search
+    and anomaly examples -> report/index.html (under 30 minutes on 2 CPU cores).
+
+    Args:
+        out: Output directory; stages whose outputs exist are reused.
+        events: Labelled simulated events (split by event) for the study.
+        pretrain_steps: Pretraining optimizer steps.
+        study: Label-efficiency study preset.
+        seed: Base seed.
+    """
+    from nufm.workflows.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=out, events=events, pretrain_steps=pretrain_steps,
+                        study_preset=study, seed=seed))
+
+
+def embed(
+    model: Pos[Path],
+    file: Pos[Path],
+    *,
+    out: Path = Path("embeddings.h5"),
+    per_point: bool = False,
+    batch_points: int = 200_000,
+    device: str = "cpu",
+    map_out: Path | None = None,
+    map_method: Literal["tsne", "pca"] = "tsne",
+    color_by: Literal["n_interactions", "dominant_segment"] = "n_interactions",
+) -> None:
+    """Embed every event of a file with a pretrained encoder ([mean, max] over its tokens/points).
+
+    Args:
+        model: A pretraining run directory or an exported model directory.
+        file: A PILArNet-M layout HDF5 file.
+        out: Output .h5 (event_embedding, event_id, optional point_embedding + point_offset,
+            provenance attributes) or .npy (event embeddings only, ids in <stem>.event_id.npy).
+        per_point: Also store per-point embeddings (N x D floats; .h5 only).
+        batch_points: Point budget of one encoder call.
+        device: Torch device, e.g. cpu or cuda.
+        map_out: Also draw a 2D map of the event embeddings to this PNG (and, with --per-point,
+            a map of 5000 random points coloured by semantic class to <stem>_points.png).
+        map_method: t-SNE or PCA for the map.
+        color_by: Event-level truth colouring the event map.
+    """
+    from nufm.data.pilarnet import read_events
+    from nufm.viz.display import save_figure
+    from nufm.workflows.embed import embed_events, embedding_map, event_labels, write_embeddings
+    from nufm.workflows.pretrained import load_pretrained
+
+    pretrained = load_pretrained(model)
+    emb = embed_events(pretrained, file, batch_points=batch_points, per_point=per_point,
+                       device=device)
+    write_embeddings(out, emb, {"data_file": str(file)})
+    if map_out is not None:
+        events = read_events(file, emb.event_id.tolist())
+        labels, names = event_labels(events, color_by)
+        legend = "interactions" if color_by == "n_interactions" else "dominant class"
+        save_figure(embedding_map(emb, labels, names, method=map_method, label_name=legend),
+                    map_out)
+        if per_point:
+            save_figure(embedding_map(emb, level="point", method=map_method),
+                        map_out.with_name(f"{map_out.stem}_points.png"))
+
+
+def search(
+    embeddings: Pos[Path],
+    file: Pos[Path],
+    *,
+    event: int = 0,
+    k: int = 5,
+    out: Path = Path("search.png"),
+    color: Literal["segment", "pid", "instance", "interaction", "energy"] = "segment",
+) -> None:
+    """Find the events most similar to one event (cosine distance of event embeddings).
+
+    Prints the hits and draws the query and its hits side by side.
+
+    Args:
+        embeddings: Embeddings file written by `nufm embed` (.h5 or .npy).
+        file: The HDF5 event file that was embedded (for the displays).
+        event: Row of the query event in the file.
+        k: Number of hits.
+        out: Output PNG.
+        color: What colours the points.
+    """
+    from nufm.data.pilarnet import read_events
+    from nufm.viz.display import save_figure
+    from nufm.workflows.embed import read_embeddings
+    from nufm.workflows.search import search_figure, search_similar
+
+    emb = read_embeddings(embeddings)
+    hits = search_similar(emb, event, k)
+    for rank, (hit, dist) in enumerate(hits, 1):
+        print(f"{rank:3d}  event {hit:7d}  distance {dist:.4f}")  # noqa: T201 (command output)
+    ids = [event, *(h for h, _ in hits)]
+    events = dict(zip(ids, read_events(file, ids)))
+    save_figure(search_figure(events, event, hits, color=color), out)
+
+
+def anomaly(
+    model: Pos[Path],
+    *,
+    kind: Literal["dead_region", "noise_burst"] = "noise_burst",
+    n_reference: int = 200,
+    n_normal: int = 100,
+    n_anomalous: int = 100,
+    k: int = 5,
+    seed: int = 0,
+    noise_points: int = 2000,
+    noise_box_cm: float = 30.0,
+    slab_width_cm: float = 30.0,
+    device: str = "cpu",
+    out: Path = Path("anomaly.png"),
+) -> None:
+    """Planted-anomaly study: ROC AUC of kNN embedding scores for corrupted simulated events.
+
+    Simulates reference and query events, corrupts some queries (a dead slab or a noise
+    burst), embeds all with the pretrained encoder and scores each query by its mean distance
+    to the k nearest reference events. Prints the AUC; writes the score histograms and ROC
+    curve to OUT and example events before/after corruption to <stem>_examples.png.
+
+    Args:
+        model: A pretraining run directory or an exported model directory.
+        kind: The planted pathology.
+        n_reference: Normal reference events.
+        n_normal: Normal query events.
+        n_anomalous: Corrupted query events.
+        k: Nearest reference events averaged by the score.
+        seed: Simulation seed (reference stream seed, queries seed + 1).
+        noise_points: noise_burst: hits added per event.
+        noise_box_cm: noise_burst: side of the cube the hits fall in, cm.
+        slab_width_cm: dead_region: thickness of the removed slab, cm.
+        device: Torch device, e.g. cpu or cuda.
+        out: Output PNG.
+    """
+    from nufm.viz.display import save_figure
+    from nufm.workflows.anomaly import (
+        CorruptionConfig,
+        anomaly_figure,
+        corruption_figure,
+        planted_anomaly_study,
+    )
+    from nufm.workflows.pretrained import load_pretrained
+
+    cfg = CorruptionConfig(noise_points=noise_points, noise_box_cm=noise_box_cm,
+                           slab_width_cm=slab_width_cm)
+    result = planted_anomaly_study(load_pretrained(model), n_reference, n_normal, n_anomalous,
+                                   kind, seed, k=k, cfg=cfg, device=device)
+    print(f"{kind}: ROC AUC {result.auc:.3f} ({int((~result.is_anomaly).sum())} normal, "
+          f"{int(result.is_anomaly.sum())} anomalous, {result.n_reference} reference, "
+          f"k={k})")  # noqa: T201 (command output)
+    save_figure(anomaly_figure(result), out)
+    save_figure(corruption_figure(result), out.with_name(f"{out.stem}_examples.png"))
+
+
 def pretrain() -> None:
     """Pretrain an encoder with a self-supervised objective (run `nufm pretrain --help`).
 
@@ -118,8 +379,10 @@ def submit() -> None:
     (run `nufm submit --help`)."""
 
 
-COMMANDS = {"simulate": simulate, "info": info, "display": display, "bench": bench,
-            "pretrain": pretrain, "submit": submit}
+COMMANDS = {"simulate": simulate, "info": info, "display": display, "pretrain": pretrain,
+            "submit": submit, "export": export, "finetune": finetune, "evaluate": evaluate,
+            "study": study, "embed": embed, "search": search, "anomaly": anomaly,
+            "demo": demo, "bench": bench}
 _LAUNCHERS = ("pretrain", "submit")
 """Commands whose arguments are launcher flags + tyro overrides of a preset (parsed by
 ``nufm.train.run``); the entries in COMMANDS only document them in ``nufm --help``."""

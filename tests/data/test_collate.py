@@ -62,3 +62,10 @@ def test_point_budget_sampler_shards_evenly() -> None:
     r1 = list(PointBudgetSampler(sizes, 30, seed=0, rank=1, world_size=2))
     assert len(r0) == len(r1)
     assert not set(i for b in r0 for i in b) & set(i for b in r1 for i in b)
+
+
+def test_collate_targets_skip_strings_and_bookkeeping() -> None:
+    events = [_event(3, s) for s in range(2)]
+    for e in events:
+        e.meta.update(generator="sim-v1", n_removed_threshold=2)
+    assert set(collate(events).targets) == {"n_interactions"}

@@ -20,8 +20,9 @@ def collate(events: Sequence[Event]) -> PointBatch:
 
     ``feat`` is ``event.feat`` when set (all events must have the same channel count), else the
     energy as a single channel. A label field is packed when every event has it; when only some
-    do, the missing ones are filled with -1 (ignored by losses and metrics). Per-event scalars in
-    ``event.meta`` that every event has become ``targets`` (B,) float32 tensors.
+    do, the missing ones are filled with -1 (ignored by losses and metrics). Per-event numbers in
+    ``event.meta`` that every event has become ``targets`` (B,) float32 tensors (strings and
+    filter bookkeeping ``n_removed_*`` are not targets).
     """
     if len(events) == 0:
         raise ValueError("collate: got an empty list of events")
@@ -45,7 +46,8 @@ def collate(events: Sequence[Event]) -> PointBatch:
     keys = set.intersection(*(set(e.meta) for e in events)) if events[0].meta else set()
     targets = {k: torch.tensor([float(e.meta[k]) for e in events], dtype=torch.float32)
                for k in sorted(keys)
-               if np.isscalar(events[0].meta[k]) and not k.startswith(_BOOKKEEPING_PREFIX)}
+               if isinstance(events[0].meta[k], (int, float, np.number))
+               and not k.startswith(_BOOKKEEPING_PREFIX)}
     return PointBatch(
         coord=coord,
         feat=torch.from_numpy(feat),

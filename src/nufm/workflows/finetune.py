@@ -88,8 +88,6 @@ class FinetuneConfig:
         if self.task not in TASK_PRESETS:
             raise ValueError(f"finetune: unknown task preset {self.task!r}; known: "
                              f"{sorted(TASK_PRESETS)}")
-        if not self.data:
-            raise ValueError("finetune: give at least one data file (--data FILE.h5)")
         for n, name in ((self.n_train, "n_train"), (self.n_test, "n_test")):
             if n is not None and n <= 0:
                 raise ValueError(f"finetune: {name} must be positive, got {n}")
@@ -117,6 +115,8 @@ def split_events(cfg: FinetuneConfig, preprocess: Preprocess, split: Split,
     Raises:
         ValueError: the split has fewer than ``n`` events (nothing is silently shortened).
     """
+    if not cfg.data:
+        raise ValueError("finetune: give at least one data file (--data FILE.h5)")
     ds = PILArNetDataset(list(cfg.data), split=split, split_fractions=cfg.split_fractions,
                          seed=cfg.split_seed, min_points=preprocess.min_points,
                          energy_threshold=preprocess.energy_threshold)
@@ -202,6 +202,47 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path,
     log.info("%s: test %s", run_cfg.name, _headline(metrics))
     return FinetuneResult(metrics=metrics, run_dir=run_dir, n_train=len(train_events),
                           n_test=len(test_events))
+
+
+def evaluate_run(run_dir: str | Path, data: tuple[Path, ...], split: Split = "test",
+                 n_events: int | None = None, split_seed: int = 0,
+                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                 out: Path | None = None) -> dict[str, Any]:
+    """Evaluate the latest checkpoint of a fine-tuning run on a split of ``data``.
+
+    The task is rebuilt from the run's saved config and loaded strictly; the preprocessing is
+    the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`).
+    Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``).
+    """
+    import json
+
+    from nufm.config import load_config
+    from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
+    recorded = run_dir / "metrics.json"
+    if not recorded.is_file():
+        raise FileNotFoundError(f"{recorded}: missing; it records the preprocessing contract")
+    preprocess = Preprocess.from_dict(json.loads(recorded.read_text())["preprocess"])
+    task = build_task(cfg.objective)
+    task.load_state_dict(load_checkpoint(ckpt)["model"], strict=True)
+    task.eval()
+    ft = FinetuneConfig(task=f"{cfg.objective.name}-full", data=tuple(data),
+                        split_seed=split_seed, split_fractions=split_fractions)
+    events = split_events(ft, preprocess, split, n_events)
+    with torch.no_grad():
+        metrics = evaluate_task(task, events, transform=preprocess.transforms())
+    write_metrics_json(out or run_dir / f"eval_{split}.json", metrics,
+                       model={"run_dir": str(run_dir), "checkpoint": str(ckpt)},
+                       data={"files": [str(p) for p in data], "split": split,
+                             "split_seed": split_seed, "n_events": len(events)},
+                       preprocess=preprocess.to_dict(), seed=split_seed)
+    log.info("%s on %d %s events: %s", run_dir, len(events), split, _headline(metrics))
+    return metrics
 
 
 def _headline(metrics: dict[str, Any]) -> str:

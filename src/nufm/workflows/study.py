@@ -57,7 +57,7 @@ class StudyConfig:
     """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
     n_test: int = 150
     """Held-out test events (the same for every run)."""
-    finetune: FinetuneConfig = FinetuneConfig(task="semseg-full", data=(Path("data.h5"),))
+    finetune: FinetuneConfig = FinetuneConfig(task="semseg-full")
     """Shared run settings (steps, lr, batch, bf16); ``task``, ``n_train`` and ``seed`` are set
     per run."""
 
@@ -69,14 +69,18 @@ class StudyConfig:
 
 
 STUDY_PRESETS: dict[str, StudyConfig] = {
+    # a seconds-long pipeline check (tests), not a measurement
+    "smoke": StudyConfig(sizes=(4, 8), n_test=4,
+                         finetune=FinetuneConfig(task="semseg-full", steps=3, warmup_steps=1,
+                                                 max_events=4, progress=False)),
     # about 15 minutes on 2 CPU cores with the mae-cpu encoder
     "quick": StudyConfig(sizes=(10, 100, 1000), n_test=100,
-                         finetune=FinetuneConfig(task="semseg-full", data=(Path("data.h5"),),
+                         finetune=FinetuneConfig(task="semseg-full",
                                                  steps=120, warmup_steps=12, lr=2e-3,
                                                  max_events=8, progress=False)),
     # for a GPU node: 5 sizes, 3 seeds, longer runs
     "full": StudyConfig(sizes=(10, 100, 1000, 10_000, 100_000), seeds=(0, 1, 2), n_test=1000,
-                        finetune=FinetuneConfig(task="semseg-full", data=(Path("data.h5"),),
+                        finetune=FinetuneConfig(task="semseg-full",
                                                 steps=5000, warmup_steps=250, lr=1e-3,
                                                 max_events=32, progress=True)),
 }
