@@ -59,6 +59,28 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def match_state(own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor],
+                report: LoadReport | None = None) -> tuple[dict[str, torch.Tensor], LoadReport]:
+    """Split ``saved`` into tensors that fit ``own`` (same key and shape) and the rest.
+
+    Returns:
+        (the usable tensors, a :class:`LoadReport` listing loaded, missing, unexpected and
+        shape-mismatched keys). Nothing is loaded here.
+    """
+    report = report if report is not None else LoadReport()
+    usable: dict[str, torch.Tensor] = {}
+    for k, v in saved.items():
+        if k not in own:
+            report.unexpected.append(k)
+        elif tuple(v.shape) != tuple(own[k].shape):
+            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            usable[k] = v
+    report.missing = sorted(set(own) - set(saved))
+    report.loaded = sorted(usable)
+    return usable, report
+
+
 def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPU, contiguous tensors, no two sharing storage (safetensors refuses shared ones)."""
     out: dict[str, torch.Tensor] = {}
@@ -130,18 +152,7 @@ def from_pretrained(directory: str | Path, build_fn: Callable[[dict[str, Any]], 
                     meta.get("nufm_version"), nufm.__version__)
     model = build_fn(meta["model"])
     saved = load_file(str(directory / WEIGHTS_NAME))
-    own = model.state_dict()
-    report = LoadReport(config=meta)
-    usable: dict[str, torch.Tensor] = {}
-    for k, v in saved.items():
-        if k not in own:
-            report.unexpected.append(k)
-        elif tuple(v.shape) != tuple(own[k].shape):
-            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
-        else:
-            usable[k] = v
-    report.missing = sorted(set(own) - set(saved))
-    report.loaded = sorted(usable)
+    usable, report = match_state(model.state_dict(), saved, LoadReport(config=meta))
     if not usable:
         raise ValueError(f"{directory}: none of the {len(saved)} saved tensors fit the model "
                          f"built from its config\n{report}")

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.geometry.interpolate import interpolate
-from nufm.hub import LoadReport
+from nufm.hub import LoadReport, match_state
 from nufm.models.encoders import (
     Encoder,
     EncoderOutput,
@@ -325,18 +325,7 @@ def load_encoder_state(encoder: nn.Module, state: Mapping[str, Tensor], *,
         ValueError: no tensor fits the encoder, or ``strict`` and the load is not exact.
     """
     sub, used = extract_encoder_state(state, encoder, prefix)
-    own = encoder.state_dict()
-    report = LoadReport()
-    usable: dict[str, Tensor] = {}
-    for k, v in sub.items():
-        if k not in own:
-            report.unexpected.append(k)
-        elif tuple(v.shape) != tuple(own[k].shape):
-            report.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
-        else:
-            usable[k] = v
-    report.missing = sorted(set(own) - set(usable) - {k for k, _, _ in report.mismatched})
-    report.loaded = sorted(usable)
+    usable, report = match_state(encoder.state_dict(), sub)
     if not usable:
         raise ValueError(f"{source}: no tensor fits the {type(encoder).__name__} "
                          f"({len(state)} tensors given, prefix {used!r}; the encoder config "
