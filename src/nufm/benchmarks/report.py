@@ -35,7 +35,7 @@ def run_suite(name: Suite, quick: bool) -> list[dict]:
             from nufm.benchmarks.geometry import bench_geometry
 
             return bench_geometry(n_points=(4000,) if quick else (4000, 20000),
-                                  repeats=2 if quick else 5)
+                                  repeats=2 if quick else 3)
         case "models":
             from nufm.benchmarks.models import bench_models
 

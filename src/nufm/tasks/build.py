@@ -106,6 +106,11 @@ _PTV3_TINY = PTV3_PRESETS["tiny"]
 TASK_PRESETS: dict[str, TaskConfig] = {
     # 5-class semseg on PTv3-tiny (CPU-trainable), focal loss with PILArNet alpha (anchors 1.7)
     **_modes(SemsegConfig(encoder=_PTV3_TINY), "semseg"),
+    # short CPU runs: cross-entropy with square-root inverse-frequency weights (the full
+    # PoLAr-MAE alpha, up to 60x track weight for Michel, drags accuracy down within 100s of
+    # steps; measured in the study notes of docs/tasks.md)
+    **_modes(SemsegConfig(encoder=_PTV3_TINY, loss="ce", class_weighting="pilarnet-sqrt"),
+             "semseg-ce"),
     # PoLAr-MAE-style 4-class semseg (LED removed) on the ViT-S tokenizer encoder
     **_modes(SemsegConfig(encoder=_token_vit(), num_classes=4, neck_hidden=(384, 384),
                           head_hidden=(512, 256), dropout=0.5), "semseg-polarmae"),

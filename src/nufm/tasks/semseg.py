@@ -73,9 +73,10 @@ class SemsegConfig(TaskBaseConfig):
     """Class-weighted cross-entropy or softmax focal loss."""
     focal_gamma: float = 2.0
     """Focusing exponent of the focal loss."""
-    class_weighting: Literal["none", "pilarnet", "custom"] = "pilarnet"
-    """Class weights: none (all 1), inverse PILArNet-M v1 frequencies of the first C classes,
-    or ``class_weights``."""
+    class_weighting: Literal["none", "pilarnet", "pilarnet-sqrt", "custom"] = "pilarnet"
+    """Class weights: none (all 1), inverse PILArNet-M v1 frequencies of the first C classes
+    (PoLAr-MAE), their square roots (milder: Michel 7.5x track instead of 60x), or
+    ``class_weights``."""
     class_weights: tuple[float, ...] = ()
     """C weights, used when class_weighting is custom (see :func:`inverse_frequency_weights`)."""
     use_global: bool = True
@@ -88,7 +89,8 @@ class SemsegConfig(TaskBaseConfig):
         super().__post_init__()
         if self.num_classes < 2:
             raise ValueError(f"SemsegConfig.num_classes must be >= 2, got {self.num_classes}")
-        if self.class_weighting == "pilarnet" and self.num_classes > len(PILARNET_SEGMENT_COUNTS):
+        if (self.class_weighting in ("pilarnet", "pilarnet-sqrt")
+                and self.num_classes > len(PILARNET_SEGMENT_COUNTS)):
             raise ValueError(f"SemsegConfig: class_weighting='pilarnet' knows 5 classes, "
                              f"num_classes is {self.num_classes}; use 'custom' or 'none'")
         if self.class_weighting == "custom" and len(self.class_weights) != self.num_classes:
@@ -108,11 +110,14 @@ class SemsegConfig(TaskBaseConfig):
                 return (1.0,) * self.num_classes
             case "pilarnet":
                 return inverse_frequency_weights(PILARNET_SEGMENT_COUNTS[: self.num_classes])
+            case "pilarnet-sqrt":
+                return tuple(w ** 0.5 for w in inverse_frequency_weights(
+                    PILARNET_SEGMENT_COUNTS[: self.num_classes]))
             case "custom":
                 return self.class_weights
             case _:
                 raise ValueError(f"SemsegConfig.class_weighting={self.class_weighting!r} is not "
-                                 "one of none, pilarnet, custom")
+                                 "one of none, pilarnet, pilarnet-sqrt, custom")
 
 
 class SemanticSegmentation(TaskModule):

@@ -74,9 +74,9 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
                          finetune=FinetuneConfig(task="semseg-full", steps=3, warmup_steps=1,
                                                  max_events=4, progress=False)),
     # about 15 minutes on 2 CPU cores with the mae-cpu encoder
-    "quick": StudyConfig(sizes=(10, 100, 1000), n_test=100,
-                         finetune=FinetuneConfig(task="semseg-full",
-                                                 steps=120, warmup_steps=12, lr=2e-3,
+    "quick": StudyConfig(task="semseg-ce", sizes=(10, 100, 1000), n_test=100,
+                         finetune=FinetuneConfig(task="semseg-ce-full",
+                                                 steps=160, warmup_steps=16, lr=2e-3,
                                                  max_events=8, progress=False)),
     # for a GPU node: 5 sizes, 3 seeds, longer runs
     "full": StudyConfig(sizes=(10, 100, 1000, 10_000, 100_000), seeds=(0, 1, 2), n_test=1000,

@@ -1,0 +1,65 @@
+"""Tests of :mod:`nufm.benchmarks.pretrain`: FLOP counting vs a hand count, row contents."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nufm.benchmarks.pretrain import bench_pretrain, count_step_flops, simulated_batch
+
+STEP_KEYS = {"bench", "preset", "dtype", "threads", "n_events", "median_s", "events_per_s",
+             "flops_per_event", "achieved_tflops", "mfu_bf16", "peak_mem_mb", "mem_method"}
+
+
+def test_flop_counter_matches_hand_count_for_linear() -> None:
+    batch, n_in, n_out = 5, 7, 3
+    layer = nn.Linear(n_in, n_out)
+    x = torch.randn(batch, n_in)  # (B, in), needs no grad
+
+    flops = count_step_flops(lambda: layer(x).sum())
+    forward = 2 * batch * n_in * n_out
+    # Backward of y = x W^T + b: grad_W = g^T x (2*B*in*out); no grad_x (x needs no grad);
+    # the bias grad (a sum) is not a matmul and is not counted.
+    assert flops == forward + forward
+
+    x_grad = torch.randn(batch, n_in, requires_grad=True)
+    flops_with_input_grad = count_step_flops(lambda: layer(x_grad).sum())
+    assert flops_with_input_grad == forward + 2 * forward  # + grad_x = g W
+
+
+def test_simulated_batch_has_requested_events() -> None:
+    batch = simulated_batch(2, seed=0)
+    assert batch.offset.shape == (2,)
+    assert int(batch.offset[-1]) == batch.coord.shape[0]
+    assert batch.feat.shape[0] == batch.coord.shape[0]
+
+
+def test_bench_pretrain_rows() -> None:
+    threads = torch.get_num_threads()
+    rows = bench_pretrain(quick=True, presets=("mae-tiny",), repeats=1, ddp=False, threads=1)
+    assert torch.get_num_threads() == threads  # restored
+    benches = [r["bench"] for r in rows]
+    assert benches.count("matmul_peak") == 2
+    assert benches.count("pretrain_step") == 2  # fp32 and bf16
+    assert benches.count("vit_reference") == 1
+    assert "ddp_scaling" not in benches
+    peaks = {r["dtype"]: r["tflops"] for r in rows if r["bench"] == "matmul_peak"}
+    assert set(peaks) == {"bf16", "fp32"} and all(v > 0 for v in peaks.values())
+    steps = [r for r in rows if r["bench"] == "pretrain_step"]
+    for row in steps:
+        assert STEP_KEYS <= set(row)
+        assert row["threads"] == 1 and row["preset"] == "mae-tiny"
+        assert row["flops_per_event"] > 0
+        assert math.isclose(row["events_per_s"], row["n_events"] / row["median_s"])
+        achieved = row["flops_per_event"] * row["n_events"] / row["median_s"]
+        assert math.isclose(row["achieved_tflops"], achieved / 1e12)
+        assert math.isclose(row["mfu_bf16"], achieved / (peaks["bf16"] * 1e12))
+    assert steps[0]["flops_per_event"] == steps[1]["flops_per_event"]  # counted once
+
+
+def test_bench_pretrain_rejects_unknown_preset() -> None:
+    with pytest.raises(ValueError, match="no-such-preset"):
+        bench_pretrain(quick=True, presets=("no-such-preset",))
