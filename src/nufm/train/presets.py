@@ -1,7 +1,6 @@
 """Named :class:`~nufm.config.RunConfig` instances (``nufm pretrain --preset NAME``).
 
-A variant is a preset, never a copied class. The lead merges this dict into
-``nufm/presets.py``.
+A variant is a preset, never a copied class.
 """
 
 from __future__ import annotations
