@@ -156,7 +156,7 @@ def _prediction_figure(study_dir: Path, data: Path, figures: Path) -> str | None
     from nufm.tasks.build import build_task
     from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
     from nufm.viz.display import display_event
-    from nufm.workflows.finetune import FinetuneConfig, split_events
+    from nufm.workflows.finetune import load_split_events
 
     runs = sorted((study_dir / "runs").glob("full-n*-s0"),
                   key=lambda p: int(p.name.split("-n")[1].split("-")[0]))
@@ -170,8 +170,8 @@ def _prediction_figure(study_dir: Path, data: Path, figures: Path) -> str | None
     meta = json.loads((run / "metrics.json").read_text())
     pre = Preprocess.from_dict(meta["preprocess"])
     # the first test event of the run's split (the study evaluates on the test split)
-    ft = FinetuneConfig(data=(data,), split_seed=meta["data"]["split_seed"])
-    event = split_events(ft, pre, "test", 1)[0]
+    event = load_split_events((data,), pre, "test", 1, split_seed=meta["data"]["split_seed"],
+                              split_fractions=tuple(meta["data"]["split_fractions"]))[0]
     model_input = pre.transforms()(event, np.random.default_rng(0))
     with torch.no_grad():
         pred = task.predict(collate([model_input]))["pred"].numpy()

@@ -108,22 +108,25 @@ class FinetuneResult:
     train_losses: list[float] = field(default_factory=list)
 
 
-def split_events(cfg: FinetuneConfig, preprocess: Preprocess, split: Split,
-                 n: int | None) -> list[Event]:
+def load_split_events(data: tuple[Path, ...], preprocess: Preprocess, split: Split,
+                      n: int | None, *, split_seed: int = 0,
+                      split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+                      ) -> list[Event]:
     """The first ``n`` events (raw, untransformed) of a seeded permutation of ``split``.
 
     Raises:
-        ValueError: the split has fewer than ``n`` events (nothing is silently shortened).
+        ValueError: no data file, or the split has fewer than ``n`` events (nothing is
+            silently shortened).
     """
-    if not cfg.data:
+    if not data:
         raise ValueError("finetune: give at least one data file (--data FILE.h5)")
-    ds = PILArNetDataset(list(cfg.data), split=split, split_fractions=cfg.split_fractions,
-                         seed=cfg.split_seed, min_points=preprocess.min_points,
+    ds = PILArNetDataset(list(data), split=split, split_fractions=split_fractions,
+                         seed=split_seed, min_points=preprocess.min_points,
                          energy_threshold=preprocess.energy_threshold)
-    order = np.random.default_rng((cfg.split_seed, 7)).permutation(len(ds))
+    order = np.random.default_rng((split_seed, 7)).permutation(len(ds))
     if n is not None:
         if n > len(ds):
-            raise ValueError(f"finetune: asked for {n} {split} events but {list(cfg.data)} "
+            raise ValueError(f"finetune: asked for {n} {split} events but {list(data)} "
                              f"has only {len(ds)} in the {split} split")
         order = order[:n]
     return [ds[int(i)] for i in order]
@@ -167,9 +170,13 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path,
     if task_cfg.mode != "scratch" and not use_weights and not random_encoder:
         raise ValueError(f"finetune: mode {task_cfg.mode!r} needs --pretrained")
     if train_events is None:
-        train_events = split_events(cfg, preprocess, "train", cfg.n_train)
+        train_events = load_split_events(cfg.data, preprocess, "train", cfg.n_train,
+                                         split_seed=cfg.split_seed,
+                                         split_fractions=cfg.split_fractions)
     if test_events is None:
-        test_events = split_events(cfg, preprocess, "test", cfg.n_test)
+        test_events = load_split_events(cfg.data, preprocess, "test", cfg.n_test,
+                                        split_seed=cfg.split_seed,
+                                        split_fractions=cfg.split_fractions)
     run_cfg = RunConfig(
         name=f"{cfg.task}-n{len(train_events)}-s{cfg.seed}", objective=task_cfg,
         optim=OptimConfig(lr=cfg.lr, min_lr=cfg.lr * 0.01, warmup_steps=cfg.warmup_steps,
@@ -231,9 +238,8 @@ def evaluate_run(run_dir: str | Path, data: tuple[Path, ...], split: Split = "te
     task = build_task(cfg.objective)
     task.load_state_dict(load_checkpoint(ckpt)["model"], strict=True)
     task.eval()
-    ft = FinetuneConfig(task=f"{cfg.objective.name}-full", data=tuple(data),
-                        split_seed=split_seed, split_fractions=split_fractions)
-    events = split_events(ft, preprocess, split, n_events)
+    events = load_split_events(tuple(data), preprocess, split, n_events, split_seed=split_seed,
+                               split_fractions=split_fractions)
     with torch.no_grad():
         metrics = evaluate_task(task, events, transform=preprocess.transforms())
     write_metrics_json(out or run_dir / f"eval_{split}.json", metrics,

@@ -28,7 +28,7 @@ import numpy as np
 
 from nufm.eval.plots import plot_label_efficiency
 from nufm.viz.display import save_figure
-from nufm.workflows.finetune import FinetuneConfig, run_finetune, split_events
+from nufm.workflows.finetune import FinetuneConfig, load_split_events, run_finetune
 from nufm.workflows.pretrained import load_pretrained
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,10 @@ def run_study(cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, .
     pretrained = load_pretrained(pretrained_path)
     base = dataclasses.replace(cfg.finetune, data=tuple(data))
     pre = pretrained.preprocess
-    pool = split_events(base, pre, "train", max(cfg.sizes))
-    test = split_events(base, pre, "test", cfg.n_test)
+    pool = load_split_events(base.data, pre, "train", max(cfg.sizes), split_seed=base.split_seed,
+                             split_fractions=base.split_fractions)
+    test = load_split_events(base.data, pre, "test", cfg.n_test, split_seed=base.split_seed,
+                             split_fractions=base.split_fractions)
     rows: list[StudyRow] = []
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
