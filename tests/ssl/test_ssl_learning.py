@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nufm.ssl.build import OBJECTIVE_PRESETS, build_objective
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 from ssl_helpers import preprocessed_batch
 
 

@@ -22,7 +22,7 @@ from nufm.train.build import build_objective
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from nufm.train.data import DataError
 from nufm.train.loop import DivergenceError, seed_everything, train
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 from nufm.train.toy import ToyObjective, random_rotation_z, toy_events
 
 

@@ -52,7 +52,7 @@ from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import entropy, sinkhorn_knopp, soft_cross_entropy
 from nufm.ssl.masking import grid_mask
 from nufm.ssl.views import ViewConfig, make_views, match_points
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 
 def _default_encoder() -> PTv3Config:

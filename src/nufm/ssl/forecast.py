@@ -44,7 +44,7 @@ from nufm.models.encoders import Encoder, EncoderOutput
 from nufm.models.layers import Block, linear_rates
 from nufm.models.tokenizers import MiniPointNet, gather_groups
 from nufm.ssl.losses import masked_chamfer
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 VOXEL = 1.0 / 665.1
 """One PILArNet voxel in normalised coordinate units (anchors 1.1)."""

@@ -39,7 +39,7 @@ from nufm.models.tokenizers import PointMAETokenizerConfig, Tokens, gather_group
 from nufm.models.vit import ViT, ViTConfig
 from nufm.ssl.losses import masked_chamfer, masked_mse
 from nufm.ssl.masking import compact_tokens, gather_tokens, random_token_mask, scatter_tokens
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 
 def _default_encoder() -> TokenViTConfig:

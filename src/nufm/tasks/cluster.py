@@ -33,7 +33,7 @@ from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_starts
 from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp
 from nufm.tasks.pid import instance_keys
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 _EPS = 1e-12
 

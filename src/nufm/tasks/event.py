@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.data.event import Event
 from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.data.lartpc import PID_NONE
 from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 NUM_PID_CLASSES = PID_NONE
 """5 classes: 0 photon, 1 electron, 2 muon, 3 pion, 4 proton (``nufm.data.lartpc``)."""

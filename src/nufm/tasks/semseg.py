@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 PILARNET_SEGMENT_COUNTS: tuple[int, ...] = (1_926_651_899, 2_038_240_940, 34_083_197,
                                             92_015_482, 1_145_363_125)

@@ -56,7 +56,7 @@ from nufm.train.distributed import (
 from nufm.train.logging import RunLogger
 from nufm.train.optim import build_optimizer, set_step_hyperparams
 from nufm.train.schedules import Schedules, build_schedules
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 log = logging.getLogger(__name__)
 

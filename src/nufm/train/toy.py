@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.data.event import Event
-from nufm.train.step import StepOutput
+from nufm.step import StepOutput
 
 
 @dataclass(frozen=True, kw_only=True)
