@@ -314,10 +314,12 @@ def anomaly(
     model: Pos[Path],
     *,
     kind: Literal["dead_region", "noise_burst"] = "noise_burst",
+    score: Literal["token", "event"] = "token",
     n_reference: int = 200,
     n_normal: int = 100,
     n_anomalous: int = 100,
     k: int = 5,
+    top_fraction: float = 0.1,
     seed: int = 0,
     noise_points: int = 2000,
     noise_box_cm: float = 30.0,
@@ -325,20 +327,24 @@ def anomaly(
     device: str = "cpu",
     out: Path = Path("anomaly.png"),
 ) -> None:
-    """Planted-anomaly study: ROC AUC of kNN embedding scores for corrupted simulated events.
+    """Planted-anomaly study: ROC AUC of embedding anomaly scores for corrupted simulated events.
 
     Simulates reference and query events, corrupts some queries (a dead slab or a noise
-    burst), embeds all with the pretrained encoder and scores each query by its mean distance
-    to the k nearest reference events. Prints the AUC; writes the score histograms and ROC
-    curve to OUT and example events before/after corruption to <stem>_examples.png.
+    burst), embeds all with the pretrained encoder and scores each query: ``token`` = mean of
+    its largest token distances to a bank of reference tokens (local oddities), ``event`` =
+    mean distance of its pooled embedding to the k nearest reference events. Prints the AUC;
+    writes the score histograms and ROC curve to OUT and example events before/after
+    corruption to <stem>_examples.png.
 
     Args:
         model: A pretraining run directory or an exported model directory.
         kind: The planted pathology.
+        score: token (local, PatchCore-style) or event (pooled embedding kNN).
         n_reference: Normal reference events.
         n_normal: Normal query events.
         n_anomalous: Corrupted query events.
-        k: Nearest reference events averaged by the score.
+        k: event score: nearest reference events averaged.
+        top_fraction: token score: fraction of an event's tokens (largest distances) averaged.
         seed: Simulation seed (reference stream seed, queries seed + 1).
         noise_points: noise_burst: hits added per event.
         noise_box_cm: noise_burst: side of the cube the hits fall in, cm.
@@ -358,10 +364,11 @@ def anomaly(
     cfg = CorruptionConfig(noise_points=noise_points, noise_box_cm=noise_box_cm,
                            slab_width_cm=slab_width_cm)
     result = planted_anomaly_study(load_pretrained(model), n_reference, n_normal, n_anomalous,
-                                   kind, seed, k=k, cfg=cfg, device=device)
-    print(f"{kind}: ROC AUC {result.auc:.3f} ({int((~result.is_anomaly).sum())} normal, "
-          f"{int(result.is_anomaly.sum())} anomalous, {result.n_reference} reference, "
-          f"k={k})")  # noqa: T201 (command output)
+                                   kind, seed, k=k, score=score, top_fraction=top_fraction,
+                                   cfg=cfg, device=device)
+    print(f"{kind}, {score} score: ROC AUC {result.auc:.3f} "
+          f"({int((~result.is_anomaly).sum())} normal, {int(result.is_anomaly.sum())} anomalous, "
+          f"{result.n_reference} reference)")  # noqa: T201 (command output)
     save_figure(anomaly_figure(result), out)
     save_figure(corruption_figure(result), out.with_name(f"{out.stem}_examples.png"))
 

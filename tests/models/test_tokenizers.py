@@ -191,3 +191,22 @@ def test_stream_fusion_encoder_uses_both_streams_and_is_batch_independent() -> N
         assert not torch.allclose(moved.feat, out.feat)
     with pytest.raises(ValueError, match="batch.stream is None"):
         enc(base)
+
+
+def test_embed_groups_reproduces_forward_and_uses_own_weights() -> None:
+    torch.manual_seed(0)
+    coord = torch.rand(300, 3) * 0.1
+    feat = torch.cat([coord, torch.rand(300, 1)], 1)
+    offset = torch.tensor([120, 300])
+    cfg = PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
+                                  group_upscale_points=16, context_length=64,
+                                  pointnet_dims=(16, 16, 16), pos_hidden=16)
+    tok = PointMAETokenizer(cfg).eval()
+    tokens = tok(coord, feat, offset)
+    again = tok.embed_groups(coord, feat, tokens)
+    v = tokens.valid
+    assert torch.allclose(again.feat[v], tokens.feat[v], atol=1e-6)
+    assert torch.allclose(again.pos[v], tokens.pos[v], atol=1e-6)
+    assert torch.equal(again.group_idx, tokens.group_idx)
+    other = PointMAETokenizer(cfg).eval()  # different weights, same grouping
+    assert not torch.allclose(other.embed_groups(coord, feat, tokens).feat[v], tokens.feat[v])

@@ -1,11 +1,14 @@
 """Encoders over a :class:`nufm.batch.PointBatch` and their dispatch (STYLE.md sections 2, 3, 6).
 
-Owns :class:`TokenViTConfig`, :class:`EncoderOutput`, the :class:`Encoder` base class, the two
-encoders and :func:`build_encoder`:
+Owns :class:`TokenViTConfig`, :class:`StreamFusionConfig`, the learned encoders and
+:func:`build_encoder` (:class:`EncoderOutput` and the :class:`Encoder` base class live in
+:mod:`nufm.models.base` and are imported here):
 
 * :class:`TokenViTEncoder`: PoLAr-MAE tokenizer + ViT (arXiv:2502.02558); per-token features.
 * :class:`PTv3Encoder`: serialized point transformer (PTv3 arXiv:2312.10035, Panda
   arXiv:2512.01324); per-point features.
+* :class:`LocalGeometryEncoder` (in :mod:`nufm.models.geometric`): parameter-free local-shape
+  descriptors, the classical baseline; per-point features.
 * :class:`StreamFusionEncoder`: one tokenizer per sub-detector stream, a shared ViT, and a
   Perceiver-IO latent bottleneck fusing the streams (FASERCal, arXiv:2604.07037); latents.
 
@@ -17,15 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_batch_index
+from nufm.models.base import Encoder, EncoderOutput
+from nufm.models.geometric import LocalGeometryConfig, LocalGeometryEncoder
 from nufm.models.perceiver import PerceiverConfig, PerceiverIO
-from nufm.models.ptv3 import PTv3, PTv3Config, PTv3Output
+from nufm.models.ptv3 import PTv3, PTv3Config
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
 from nufm.models.vit import ViT, ViTConfig, ViTOutput
 
@@ -69,41 +73,6 @@ class StreamFusionConfig:
             raise ValueError(f"StreamFusionConfig: perceiver.stream_dims "
                              f"{self.perceiver.stream_dims} must be ({self.vit.embed_dim},) * "
                              f"num_streams={self.num_streams}")
-
-
-@dataclass
-class EncoderOutput:
-    """Features produced by an :class:`Encoder`.
-
-    Attributes:
-        feat: (B, G, D) per-token features when ``level == "token"``; (N, D) per-point
-            features when ``level == "point"``; (B, L, D) fused latents when ``"latent"``.
-        level: "token", "point" or "latent".
-        offset: (B,) int64 point offsets of the input batch.
-        valid: (B, G) bool valid tokens (token level), else None.
-        tokens: the :class:`Tokens` that were encoded (token level), else None.
-        hidden: block index -> (B, G, D) hidden states requested via ``return_blocks``.
-        ptv3: the full :class:`PTv3Output` (point level), else None.
-    """
-
-    feat: Tensor
-    level: Literal["token", "point", "latent"]
-    offset: Tensor
-    valid: Tensor | None = None
-    tokens: Tokens | None = None
-    hidden: dict[int, Tensor] = field(default_factory=dict)
-    ptv3: PTv3Output | None = None
-
-
-class Encoder(nn.Module):
-    """Base class of nufm encoders: ``forward(batch) -> EncoderOutput``, ``out_dim``."""
-
-    @property
-    def out_dim(self) -> int:
-        raise NotImplementedError
-
-    def forward(self, batch: PointBatch) -> EncoderOutput:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 class TokenViTEncoder(Encoder):
@@ -201,9 +170,12 @@ class StreamFusionEncoder(Encoder):
                              hidden=per_stream)
 
 
-def build_encoder(cfg: TokenViTConfig | PTv3Config | StreamFusionConfig) -> Encoder:
+def build_encoder(cfg: TokenViTConfig | PTv3Config | StreamFusionConfig
+                  | LocalGeometryConfig) -> Encoder:
     """Build the encoder a config describes."""
     match cfg:
+        case LocalGeometryConfig():
+            return LocalGeometryEncoder(cfg)
         case StreamFusionConfig():
             return StreamFusionEncoder(cfg)
         case TokenViTConfig():

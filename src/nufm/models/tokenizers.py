@@ -24,7 +24,7 @@ Pipeline per batch (no Python loop over events):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -298,6 +298,33 @@ class PointMAETokenizer(nn.Module):
         pos = self.pos_embed(center_p)  # (B, G, D)
         return Tokens(feat=tok_p, pos=pos, center=center_p, valid=valid, group_idx=group_p,
                       n_dropped=n_dropped)
+
+    def embed_groups(self, coord: Tensor, feat: Tensor, tokens: Tokens) -> Tokens:
+        """Re-embed the groups of existing ``tokens`` with this tokenizer's weights.
+
+        The grouping (centres, members) is kept; only ``feat`` and ``pos`` are recomputed, so
+        an EMA teacher sees exactly the student's tokens. Equal to :meth:`forward` when
+        ``tokens`` came from this tokenizer on the same points.
+
+        Args:
+            coord: (N, 3) the packed coordinates ``tokens.group_idx`` points into.
+            feat: (N, C) the packed features.
+            tokens: from :meth:`forward` (of this or a same-config tokenizer).
+        """
+        cfg = self.cfg
+        idx = tokens.group_idx[tokens.valid]  # (Qv, K)
+        center = tokens.center[tokens.valid]  # (Qv, 3)
+        point_valid = idx >= 0  # (Qv, K)
+        rel = gather_groups(coord, idx) - center[:, None]  # (Qv, K, 3)
+        if cfg.rescale_by_group_radius:
+            rel = rel / cfg.group_radius
+        x = torch.cat([rel, gather_groups(feat, idx)], dim=-1)  # (Qv, K, 3 + C)
+        x = x * point_valid[..., None].to(x.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            tok = self.pointnet(x.float(), point_valid)  # (Qv, D)
+        out = tok.new_zeros(*tokens.valid.shape, tok.shape[-1])  # (B, G, D)
+        out[tokens.valid] = tok
+        return replace(tokens, feat=out, pos=self.pos_embed(tokens.center))
 
 
 def tokens_per_event(tokens: Tokens) -> Tensor:

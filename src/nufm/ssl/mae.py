@@ -6,7 +6,9 @@ Owns :class:`MAEConfig`, :class:`EnergyInfillHead` and :class:`MaskedAutoencoder
 One step, per batch:
 
 1. Tokenize (``TokenViTEncoder.tokenize``): C-NMS centres, ball-query groups of K points.
-2. Hide ``int(mask_ratio * n_valid)`` random valid tokens per event (padding never masked).
+2. Hide ``int(mask_ratio * n_valid)`` random valid tokens per event (padding never masked),
+   or, with ``mask_block > 0``, every token in a random ``mask_ratio`` of the occupied cubes of
+   side ``mask_block`` (block masking, :func:`nufm.ssl.masking.block_token_mask`).
 3. The encoder runs on the visible tokens only, packed to the front of a shorter sequence
    (MAE-style compaction; PoLAr-MAE instead keeps the full sequence with an attention mask,
    which gives the same visible outputs at a higher cost).
@@ -21,7 +23,17 @@ One step, per batch:
    simpler permutation-equivariant form (per-point MLP + max-pooled group context + the decoder
    token), documented in docs/objectives.md.
 
-``loss = chamfer_weight * chamfer + energy_weight * energy`` (PoLAr-MAE: 1 and 1).
+7. Optional latent prediction (``latent_weight > 0``, data2vec 2.0, arXiv:2212.07525): an EMA
+   teacher copy of the encoder sees *all* tokens (the student's grouping, re-embedded with the
+   teacher's weights); its target per token is the mean of its last ``latent_blocks`` block
+   outputs, each layer-normed (no affine), then layer-normed again (data2vec,
+   arXiv:2202.03555). A linear head on the decoder output regresses that target at hidden
+   tokens (MSE). Reconstructing points is mostly solvable from the hidden tokens' centres,
+   which the decoder is given; a target in feature space is not, which pushes semantics into
+   the encoder (measured: see docs/objectives.md).
+
+``loss = chamfer_weight * chamfer + energy_weight * energy + latent_weight * latent``
+(PoLAr-MAE: 1, 1 and no latent term).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
@@ -37,8 +50,15 @@ from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.layers import Mlp
 from nufm.models.tokenizers import PointMAETokenizerConfig, Tokens, gather_groups
 from nufm.models.vit import ViT, ViTConfig
+from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import masked_chamfer, masked_mse
-from nufm.ssl.masking import compact_tokens, gather_tokens, random_token_mask, scatter_tokens
+from nufm.ssl.masking import (
+    block_token_mask,
+    compact_tokens,
+    gather_tokens,
+    random_token_mask,
+    scatter_tokens,
+)
 from nufm.step import StepOutput
 
 
@@ -63,7 +83,12 @@ class MAEConfig:
     decoder: ViTConfig = field(default_factory=_default_decoder)
     """Light decoder over all tokens (its width may differ from the encoder's)."""
     mask_ratio: float = 0.6
-    """Fraction of each event's valid tokens hidden from the encoder (``int(ratio * n)``)."""
+    """Fraction of each event's valid tokens (or, with ``mask_block``, of its occupied blocks)
+    hidden from the encoder (``int(ratio * n)``)."""
+    mask_block: float = 0.0
+    """0 = hide random single tokens (PoLAr-MAE); > 0 = hide whole cubes of this side
+    (normalised units; 0.03 = 20 voxels = 6 cm), so masked tokens cannot be filled in from
+    their immediate neighbours."""
     chamfer_weight: float = 1.0
     """Weight of the Chamfer reconstruction term."""
     energy_weight: float = 1.0
@@ -77,6 +102,10 @@ class MAEConfig:
     """Column of ``PointBatch.feat`` holding the log energy (target of the infilling)."""
     energy_hidden: int = 128
     """Width of the energy-infilling head."""
+    latent_weight: float = 0.0
+    """Weight of the latent-prediction term (0 = off, PoLAr-MAE; > 0 adds an EMA teacher)."""
+    latent_blocks: int = 2
+    """Teacher blocks (the last ones) averaged into the latent target."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
@@ -84,6 +113,14 @@ class MAEConfig:
         if self.chamfer_weight < 0 or self.energy_weight < 0:
             raise ValueError("MAEConfig: loss weights must be >= 0, got "
                              f"{self.chamfer_weight}, {self.energy_weight}")
+        if self.mask_block < 0:
+            raise ValueError(f"MAEConfig: mask_block must be >= 0 (0 = random tokens), got "
+                             f"{self.mask_block}")
+        if self.latent_weight < 0:
+            raise ValueError(f"MAEConfig: latent_weight must be >= 0, got {self.latent_weight}")
+        if not 1 <= self.latent_blocks <= self.encoder.vit.depth:
+            raise ValueError(f"MAEConfig: latent_blocks must be in [1, encoder depth "
+                             f"{self.encoder.vit.depth}], got {self.latent_blocks}")
         if self.energy_hidden < 1:
             raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
 
@@ -135,6 +172,37 @@ class MaskedAutoencoder(nn.Module):
         self.decoder = ViT(cfg.decoder)
         self.point_head = nn.Linear(Dd, K * self.point_dim)
         self.energy_head = EnergyInfillHead(Dd, cfg.energy_hidden)
+        self.teacher_encoder: TokenViTEncoder | None = None
+        self.latent_head: nn.Linear | None = None
+        if cfg.latent_weight > 0:
+            self.teacher_encoder = make_teacher(self.encoder)
+            self.latent_head = nn.Linear(Dd, D)
+
+    def train(self, mode: bool = True) -> MaskedAutoencoder:
+        """Set train/eval mode; an EMA teacher always stays in eval mode (no drop-path)."""
+        super().train(mode)
+        if self.teacher_encoder is not None:
+            self.teacher_encoder.eval()
+        return self
+
+    def update_teacher(self, momentum: float) -> None:
+        """EMA step of the teacher encoder (called by the loop after each step; no-op without
+        the latent term)."""
+        if self.teacher_encoder is not None:
+            ema_update(self.teacher_encoder, self.encoder, momentum)
+
+    @torch.no_grad()
+    def latent_target(self, batch: PointBatch, tokens: Tokens) -> Tensor:
+        """(B, G, D) teacher targets of every token (see step 7 of the module docstring)."""
+        assert self.teacher_encoder is not None
+        teacher = self.teacher_encoder
+        t_tokens = teacher.tokenizer.embed_groups(batch.coord, batch.feat, tokens)
+        depth = self.cfg.encoder.vit.depth
+        blocks = tuple(range(depth - self.cfg.latent_blocks, depth))
+        hidden = teacher.encode_tokens(t_tokens, return_blocks=blocks).hidden
+        D = self.cfg.encoder.vit.embed_dim
+        target = torch.stack([F.layer_norm(hidden[i].float(), (D,)) for i in blocks]).mean(0)
+        return F.layer_norm(target, (D,))  # (B, G, D)
 
     def _encode_visible(self, tokens: Tokens, visible: Tensor) -> Tensor:
         """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
@@ -151,7 +219,11 @@ class MaskedAutoencoder(nn.Module):
         cfg = self.cfg
         tokens = self.encoder.tokenize(batch)
         valid = tokens.valid  # (B, G)
-        is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
+        if cfg.mask_block > 0:
+            is_masked = block_token_mask(tokens.center, valid, cfg.mask_block,
+                                         cfg.mask_ratio)  # (B, G)
+        else:
+            is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
         latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
         x = self.enc_to_dec(latent)  # (B, G, Dd)
         x = torch.where(is_masked[..., None], self.mask_token.to(x.dtype), x)
@@ -179,7 +251,17 @@ class MaskedAutoencoder(nn.Module):
         energy = masked_mse(energy_pred, energy_true, point_valid)
 
         loss = cfg.chamfer_weight * chamfer + cfg.energy_weight * energy
-        metrics = {
+        metrics = {}
+        if self.latent_head is not None:
+            target = self.latent_target(batch, tokens)[is_masked]  # (Qm, D)
+            pred = self.latent_head(hidden).float()  # (Qm, D)
+            latent = F.mse_loss(pred, target) if Qm > 0 else pred.sum() * 0.0
+            loss = loss + cfg.latent_weight * latent
+            metrics["latent"] = latent.detach()
+            # spread of the targets across tokens: near 0 would mean a collapsed teacher
+            metrics["target_std"] = (target.std(0).mean().detach() if Qm > 1
+                                     else target.new_zeros(()))
+        metrics |= {
             "chamfer": chamfer.detach(),
             "energy": energy.detach(),
             "n_masked": is_masked.sum().to(torch.float32),

@@ -44,6 +44,7 @@ from nufm.models.encoders import (
     TokenViTConfig,
     build_encoder,
 )
+from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.upsample import FeaturePropagation
 
@@ -55,8 +56,9 @@ MODES: tuple[str, ...] = get_args(Mode)
 FROZEN_MODES: tuple[str, ...] = ("linear", "head")
 """Modes whose encoder never trains."""
 
-EncoderConfig = TokenViTConfig | PTv3Config
-"""Any encoder :func:`nufm.models.encoders.build_encoder` can build."""
+EncoderConfig = TokenViTConfig | PTv3Config | LocalGeometryConfig
+"""Any encoder a task can use (:func:`nufm.models.encoders.build_encoder`); the
+parameter-free :class:`LocalGeometryConfig` is the classical-features baseline."""
 
 
 def _default_encoder() -> EncoderConfig:

@@ -1,9 +1,16 @@
 """Anomaly scores from event embeddings, and a planted-anomaly study that measures them.
 
-Score: mean distance of a query's embedding to its k nearest *reference* (normal) embeddings,
-the kNN-distance detector (Ramaswamy et al., SIGMOD 2000; Angiulli & Pizzuti 2002), as used
-on frozen self-supervised features by e.g. Sehwag et al., arXiv:2103.12051 (SSD). Higher =
-more unusual.
+Two scores, higher = more unusual:
+
+* ``event``: mean distance of a query's pooled ``[mean, max]`` embedding to its k nearest
+  *reference* (normal) embeddings, the kNN-distance detector (Ramaswamy et al., SIGMOD 2000;
+  Angiulli & Pizzuti 2002), as used on frozen self-supervised features by e.g. Sehwag et al.,
+  arXiv:2103.12051 (SSD). Sees whole-event changes; a local pathology is averaged away.
+* ``token``: every token of the query gets the distance to its nearest token in a memory bank
+  of reference tokens; the event score is the mean of its largest ``top_fraction`` token
+  distances (PatchCore, Roth et al., arXiv:2106.08265, with point-cloud tokens as patches).
+  Sees local pathologies (a noise burst: measured AUC 0.89 against 0.36 for ``event`` with the
+  demo's encoder), and tells which tokens are odd.
 
 Planted-anomaly study: simulate normal events (:mod:`nufm.sim`), corrupt a subset with a
 detector pathology, embed everything with the pretrained encoder and report the ROC AUC of the
@@ -18,7 +25,7 @@ keep every per-point field aligned:
   instance -1, interaction -1).
 
 This file owns :class:`CorruptionConfig`, :class:`AnomalyResult`, :func:`remove_slab`,
-:func:`add_noise_burst`, :func:`corrupt`, :func:`anomaly_scores`,
+:func:`add_noise_burst`, :func:`corrupt`, :func:`anomaly_scores`, :func:`token_anomaly_scores`,
 :func:`planted_anomaly_study`, :func:`anomaly_figure` and :func:`corruption_figure`.
 """
 
@@ -42,6 +49,8 @@ log = logging.getLogger(__name__)
 
 AnomalyKind = Literal["dead_region", "noise_burst"]
 """The planted detector pathologies."""
+ScoreKind = Literal["event", "token"]
+"""Which anomaly score (module docstring)."""
 NOISE_PID = PID_NAMES.index("none")
 """pid of noise hits (5, "none")."""
 
@@ -78,11 +87,12 @@ class AnomalyResult:
     """Outcome of :func:`planted_anomaly_study`.
 
     Attributes:
-        scores: (Q,) float64 kNN anomaly score of each query event (higher = more unusual).
+        scores: (Q,) float64 anomaly score of each query event (higher = more unusual).
         is_anomaly: (Q,) bool, True = the event was corrupted.
         auc: ROC AUC of ``scores`` for ``is_anomaly`` (0.5 = chance, 1 = perfect).
         kind: the pathology planted.
-        k: neighbours averaged by the score.
+        k: neighbours averaged by the event score.
+        score: "event" or "token" (module docstring).
         n_reference: reference (normal) events embedded.
         model_source: the pretrained model.
         examples: (original, corrupted) raw event pairs, for :func:`corruption_figure`.
@@ -95,6 +105,7 @@ class AnomalyResult:
     k: int
     n_reference: int
     model_source: str
+    score: ScoreKind = "event"
     examples: list[tuple[Event, Event]] = field(default_factory=list)
 
 
@@ -230,6 +241,50 @@ def anomaly_scores(reference_emb: np.ndarray, query_emb: np.ndarray, k: int = 5,
                              metric="euclidean")
 
 
+def token_anomaly_scores(reference_tokens: np.ndarray, query_tokens: np.ndarray,
+                         query_offset: np.ndarray, top_fraction: float = 0.1,
+                         bank_size: int = 30_000, seed: int = 0) -> np.ndarray:
+    """PatchCore-style event scores from token features (module docstring).
+
+    Args:
+        reference_tokens: (R, D) token features of normal events (all events packed).
+        query_tokens: (T, D) token features of the query events, packed in event order.
+        query_offset: (Q,) int64 exclusive end row of each query event in ``query_tokens``.
+        top_fraction: fraction of each event's tokens (at least one) whose nearest-neighbour
+            distances are averaged.
+        bank_size: reference tokens kept in the memory bank (random subset when R is larger).
+        seed: seed of that subset.
+
+    Returns:
+        (Q,) float64 scores; features are z-scored with the reference tokens' mean and std.
+    """
+    from scipy.spatial import cKDTree
+
+    ref = np.asarray(reference_tokens, np.float64)  # (R, D)
+    qry = np.asarray(query_tokens, np.float64)  # (T, D)
+    ends = np.asarray(query_offset, np.int64)  # (Q,)
+    if ref.ndim != 2 or qry.ndim != 2 or ref.shape[1] != qry.shape[1] or len(ref) == 0:
+        raise ValueError(f"token_anomaly_scores: need (R>0, D) and (T, D) token features, got "
+                         f"{ref.shape} and {qry.shape}")
+    if ends.size and (np.any(np.diff(ends) < 0) or ends[-1] != len(qry) or ends[0] < 0):
+        raise ValueError(f"token_anomaly_scores: query_offset must rise to {len(qry)}, got "
+                         f"{ends[:5]}...")
+    if not 0.0 < top_fraction <= 1.0 or bank_size < 1:
+        raise ValueError(f"token_anomaly_scores: need 0 < top_fraction <= 1 and bank_size >= 1,"
+                         f" got {top_fraction}, {bank_size}")
+    mean, std = ref.mean(0), ref.std(0) + 1e-6  # (D,)
+    if len(ref) > bank_size:
+        ref = ref[np.random.default_rng(seed).choice(len(ref), bank_size, replace=False)]
+    dist, _ = cKDTree((ref - mean) / std).query((qry - mean) / std, k=1)  # (T,)
+    starts = np.concatenate([[0], ends[:-1]])
+    scores = np.zeros(len(ends), np.float64)
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        if b > a:
+            d = np.sort(dist[a:b])
+            scores[i] = d[-max(1, int(np.ceil(top_fraction * (b - a)))):].mean()
+    return scores
+
+
 def planted_anomaly_study(
     pretrained: Pretrained,
     n_reference: int = 200,
@@ -240,11 +295,16 @@ def planted_anomaly_study(
     *,
     k: int = 5,
     standardize: bool = True,
+    score: ScoreKind = "token",
+    top_fraction: float = 0.1,
     cfg: CorruptionConfig = CorruptionConfig(),
     batch_points: int = 200_000,
     device: str = "cpu",
 ) -> AnomalyResult:
-    """Simulate, corrupt, embed and score: the ROC AUC of kNN scores for planted anomalies.
+    """Simulate, corrupt, embed and score: the ROC AUC of anomaly scores for planted anomalies.
+
+    ``score`` picks the event-level kNN score (``k``, ``standardize``) or the token-level
+    score (``top_fraction``; token encoders only).
 
     Reference events are simulator stream ``seed``; query events are stream ``seed + 1``,
     of which the last ``n_anomalous`` are corrupted with :func:`corrupt` (generator seeded by
@@ -265,17 +325,31 @@ def planted_anomaly_study(
     originals = queries[n_normal:]
     queries[n_normal:] = [corrupt(ev, kind, rng, cfg) for ev in originals]
     is_anomaly = np.arange(len(queries)) >= n_normal  # (Q,)
-    ref_emb = embed_events(pretrained, reference, batch_points=batch_points, device=device)
-    query_emb = embed_events(pretrained, queries, batch_points=batch_points, device=device)
-    scores = anomaly_scores(ref_emb.event, query_emb.event, k, standardize)  # (Q',)
+    per_token = score == "token"
+    ref_emb = embed_events(pretrained, reference, batch_points=batch_points, device=device,
+                           per_token=per_token)
+    query_emb = embed_events(pretrained, queries, batch_points=batch_points, device=device,
+                             per_token=per_token)
+    match score:
+        case "event":
+            scores = anomaly_scores(ref_emb.event, query_emb.event, k, standardize)  # (Q',)
+        case "token":
+            if ref_emb.token is None or query_emb.token is None:
+                raise ValueError(f"{pretrained.source}: score='token' needs a token encoder; "
+                                 "use score='event'")
+            scores = token_anomaly_scores(ref_emb.token, query_emb.token,
+                                          query_emb.token_offset, top_fraction, seed=seed)
+        case _:
+            raise ValueError(f"planted_anomaly_study: score must be 'event' or 'token', got "
+                             f"{score!r}")
     labels = is_anomaly[query_emb.event_id]  # (Q',) embedded queries only
     auc = roc_auc(scores, labels)
-    log.info("planted %s: AUC %.3f (%d normal, %d anomalous queries; %d reference; k=%d)",
-             kind, auc, int((~labels).sum()), int(labels.sum()), len(ref_emb), k)
+    log.info("planted %s: %s-score AUC %.3f (%d normal, %d anomalous queries; %d reference)",
+             kind, score, auc, int((~labels).sum()), int(labels.sum()), len(ref_emb))
     examples = [(originals[i], queries[n_normal + i]) for i in range(min(2, n_anomalous))]
     return AnomalyResult(scores=scores, is_anomaly=labels, auc=auc, kind=kind, k=k,
                          n_reference=len(ref_emb), model_source=pretrained.source,
-                         examples=examples)
+                         score=score, examples=examples)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +368,9 @@ def anomaly_figure(result: AnomalyResult) -> Figure:
     ax_h.hist(s[~pos], bins=bins, alpha=0.6, color="C0", label=f"normal ({int((~pos).sum())})")
     ax_h.hist(s[pos], bins=bins, alpha=0.6, color="C3",
               label=f"{result.kind} ({int(pos.sum())})")
-    ax_h.set_xlabel(f"anomaly score (mean distance to {result.k} nearest reference events)")
+    ax_h.set_xlabel(f"anomaly score (mean distance to {result.k} nearest reference events)"
+                    if result.score == "event" else
+                    "anomaly score (mean of the largest token distances to reference tokens)")
     ax_h.set_ylabel("events")
     ax_h.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_h.legend()
@@ -305,7 +381,7 @@ def anomaly_figure(result: AnomalyResult) -> Figure:
     ax_r.set_ylabel("true positive rate (anomaly flagged)")
     ax_r.set_aspect("equal")
     ax_r.legend(loc="lower right")
-    fig.suptitle(f"Planted {result.kind}: ROC AUC = {result.auc:.3f} "
+    fig.suptitle(f"Planted {result.kind}, {result.score} score: ROC AUC = {result.auc:.3f} "
                  f"({result.n_reference} reference events)")
     return fig
 

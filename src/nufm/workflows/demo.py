@@ -135,14 +135,16 @@ def _use_the_encoder(pretrained, data: Path, figures: Path, cfg: DemoConfig) -> 
     save_figure(search_figure(events, query, hits),
                 figures / "search.png")
     found = {}
+    n_ref, n_query = cfg.anomaly_events
     for kind in ("noise_burst", "dead_region"):
-        n_ref, n_query = cfg.anomaly_events
-        res = planted_anomaly_study(pretrained, n_reference=n_ref, n_normal=n_query,
-                                    n_anomalous=n_query, kind=kind, seed=cfg.seed + 2000)
-        save_figure(anomaly_figure(res), figures / f"anomaly_{kind}.png")
+        for score in ("token", "event"):
+            res = planted_anomaly_study(pretrained, n_reference=n_ref, n_normal=n_query,
+                                        n_anomalous=n_query, kind=kind, seed=cfg.seed + 2000,
+                                        score=score)
+            save_figure(anomaly_figure(res), figures / f"anomaly_{kind}_{score}.png")
+            found[f"{kind} ({score} score)"] = res.auc
         if res.examples:
             save_figure(corruption_figure(res), figures / f"anomaly_{kind}_example.png")
-        found[kind] = res.auc
     return {"search": {"query": query, "hits": hits}, "anomaly_auc": found}
 
 

@@ -4,9 +4,10 @@ Pretrain once (elsewhere), then for each labelled-set size, mode and seed fine-t
 that many labelled events (nested subsets of the train split) and evaluate on the same held-out
 test events. Modes: ``linear`` (frozen pretrained encoder + linear head), ``head`` (frozen
 encoder + trainable neck/head), ``full`` (everything trains, encoder at a lower learning rate),
-``scratch`` (same architecture and head, random encoder), and ``linear-random`` (the linear
+``scratch`` (same architecture and head, random encoder), ``linear-random`` (the linear
 probe on a randomly initialised frozen encoder, the baseline a pretrained representation must
-beat). Every run uses the same step budget, preprocessing and test events, so only the encoder's
+beat) and ``linear-geometry`` (the same linear probe on classical local-shape descriptors,
+:mod:`nufm.models.geometric`: what a representation must beat to be worth a network). Every run uses the same step budget, preprocessing and test events, so only the encoder's
 starting weights and what trains differ. Writes ``results.csv``, ``results.md`` and
 ``label_efficiency.png`` (macro F1 vs labelled events, log x) plus one run directory with a
 ``metrics.json`` per run. The claim under test is that of PoLAr-MAE (arXiv:2502.02558) and
@@ -27,19 +28,21 @@ from typing import Literal
 import numpy as np
 
 from nufm.eval.plots import plot_label_efficiency
+from nufm.models.geometric import LocalGeometryConfig
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import FinetuneConfig, load_split_events, run_finetune
 from nufm.workflows.pretrained import load_pretrained
 
 log = logging.getLogger(__name__)
 
-StudyMode = Literal["linear", "head", "full", "scratch", "linear-random"]
+StudyMode = Literal["linear", "head", "full", "scratch", "linear-random", "linear-geometry"]
 MODE_LABELS: dict[str, str] = {
     "linear": "linear probe (pretrained, frozen)",
     "head": "head only (pretrained, frozen)",
     "full": "full fine-tune (pretrained)",
     "scratch": "from scratch (random init)",
     "linear-random": "linear probe (random encoder, frozen)",
+    "linear-geometry": "linear probe (local-shape descriptors, no network)",
 }
 
 
@@ -51,7 +54,8 @@ class StudyConfig:
     """Task preset prefix (``<task>-<mode>`` in nufm.tasks.build.TASK_PRESETS)."""
     sizes: tuple[int, ...] = (10, 100, 1000)
     """Labelled training events per run (nested subsets)."""
-    modes: tuple[StudyMode, ...] = ("linear-random", "linear", "head", "full", "scratch")
+    modes: tuple[StudyMode, ...] = ("linear-random", "linear-geometry", "linear", "head", "full",
+                                   "scratch")
     """Modes to run at every size."""
     seeds: tuple[int, ...] = (0,)
     """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
@@ -106,8 +110,12 @@ class StudyRow:
     run_dir: str
 
 
+LINEAR_MODES: tuple[str, ...] = ("linear", "linear-random", "linear-geometry")
+"""Study modes that train one linear layer (on frozen features)."""
+
+
 def _task_preset(task: str, mode: str) -> str:
-    return f"{task}-{'linear' if mode == 'linear-random' else mode}"
+    return f"{task}-{'linear' if mode in LINEAR_MODES else mode}"
 
 
 def run_study(cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, ...],
@@ -127,16 +135,20 @@ def run_study(cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, .
         for mode in cfg.modes:
             for seed in cfg.seeds:
                 name = f"{mode}-n{n}-s{seed}"
-                is_linear = mode in ("linear", "linear-random")
+                is_linear = mode in LINEAR_MODES
                 lr = cfg.linear_lr if (is_linear and cfg.linear_lr is not None) else base.lr
+                encoder_config = pretrained.encoder_config
+                if mode == "linear-geometry":
+                    encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
                 run_cfg = dataclasses.replace(base, task=_task_preset(cfg.task, mode),
                                               n_train=n, n_test=cfg.n_test, seed=seed,
                                               pretrained=None, lr=lr)
                 t0 = time.perf_counter()
                 result = run_finetune(
                     run_cfg, out_dir / "runs" / name,
-                    pretrained=None if mode == "scratch" else pretrained,
-                    random_encoder=mode == "linear-random", encoder_config=pretrained.encoder_config,
+                    pretrained=None if mode in ("scratch", "linear-geometry") else pretrained,
+                    random_encoder=mode in ("linear-random", "linear-geometry"),
+                    encoder_config=encoder_config,
                     preprocess=pre, train_events=pool[:n], test_events=test)
                 sem = result.metrics["semantic"]
                 rows.append(StudyRow(
