@@ -4,20 +4,15 @@ import pytest
 import torch
 
 from nufm.geometry.ball_query import ball_query
+from geometry_lines import line
 
 BACKENDS = ("torch", "numba")
 
 
-def _line(xs: list[float]) -> torch.Tensor:
-    coord = torch.zeros(len(xs), 3)
-    coord[:, 0] = torch.tensor(xs)
-    return coord
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hand_computed_modes(backend: str) -> None:
-    support = _line([5.0, 1.0, 0.0, 2.0, 9.0, 3.0])
-    query = _line([1.6])
+    support = line([5.0, 1.0, 0.0, 2.0, 9.0, 3.0])
+    query = line([1.6])
     off_s, off_q = torch.tensor([6]), torch.tensor([1])
     # distances 3.4, 0.6, 1.6, 0.4, 7.4, 1.4; radius 1.5 -> rows 1, 3, 5
     idx, count = ball_query(query, off_q, support, off_s, 1.5, 2, "first", backend)
@@ -32,8 +27,8 @@ def test_hand_computed_modes(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_radius_is_strict_and_events_are_separate(backend: str) -> None:
-    support = _line([0.0, 2.0, 0.0, 1.0])  # two events with two points each
-    query = _line([0.0, 0.0])
+    support = line([0.0, 2.0, 0.0, 1.0])  # two events with two points each
+    query = line([0.0, 0.0])
     off = torch.tensor([2, 4])
     idx, count = ball_query(query, torch.tensor([1, 2]), support, off, 2.0, 3, "first", backend)
     assert idx.tolist() == [[0, -1, -1], [2, 3, -1]]  # d == radius is outside

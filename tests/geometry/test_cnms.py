@@ -4,19 +4,14 @@ import pytest
 import torch
 
 from nufm.geometry.cnms import centrality_nms
+from geometry_lines import line
 
 BACKENDS = ("torch", "numba")
 
 
-def _line(xs: list[float]) -> torch.Tensor:
-    coord = torch.zeros(len(xs), 3)
-    coord[:, 0] = torch.tensor(xs)
-    return coord
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hand_computed(backend: str) -> None:
-    centers = _line([0.0, 0.1, 0.2, 5.0])
+    centers = line([0.0, 0.1, 0.2, 5.0])
     off = torch.tensor([4])
     keep, new_off, dropped = centrality_nms(centers, off, 1.0, 8, None, backend)
     assert keep.tolist() == [0, 3] and new_off.tolist() == [2] and dropped.tolist() == [0]

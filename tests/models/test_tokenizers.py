@@ -210,3 +210,24 @@ def test_embed_groups_reproduces_forward_and_uses_own_weights() -> None:
     assert torch.equal(again.group_idx, tokens.group_idx)
     other = PointMAETokenizer(cfg).eval()  # different weights, same grouping
     assert not torch.allclose(other.embed_groups(coord, feat, tokens).feat[v], tokens.feat[v])
+
+
+def test_tokens_do_not_depend_on_point_order() -> None:
+    torch.manual_seed(0)
+    # voxel-like data: points on a lattice, so C-NMS / ball-query ties really occur
+    coord = torch.randint(0, 30, (400, 3)).float().unique(dim=0)[:300] * 0.003
+    feat = torch.cat([coord, torch.rand(300, 1)], 1)
+    offset = torch.tensor([130, 300])
+    cfg = PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
+                                  group_upscale_points=16, context_length=64,
+                                  pointnet_dims=(16, 16, 16), pos_hidden=16)
+    tok = PointMAETokenizer(cfg).eval()
+    perm = torch.cat([torch.randperm(130), 130 + torch.randperm(170)])  # within events
+    a = tok(coord, feat, offset)
+    b = tok(coord[perm], feat[perm], offset)
+    assert torch.equal(a.valid, b.valid)
+    assert torch.equal(a.center, b.center)
+    assert torch.allclose(a.feat, b.feat, atol=1e-6)
+    # the same points in every group: map b's rows back to the original rows
+    back = torch.where(b.group_idx >= 0, perm[b.group_idx.clamp(min=0)], b.group_idx)
+    assert torch.equal(a.group_idx.sort(-1).values, back.sort(-1).values)

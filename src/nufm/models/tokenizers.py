@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling
-from nufm.geometry.offsets import pad
+from nufm.geometry.offsets import offset_to_batch_index, pad
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,24 @@ def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
     return out
 
 
+def canonical_order(coord: Tensor, offset: Tensor) -> Tensor:
+    """Rows of a packed batch sorted per event by x, then y, then z (stable: exact ties keep
+    their stored order).
+
+    Args:
+        coord: (N, 3) float positions.
+        offset: (B,) int64 exclusive event ends.
+
+    Returns:
+        (N,) int64 permutation; ``coord[order]`` is the canonical order, events stay in place.
+    """
+    order = torch.arange(coord.shape[0], device=coord.device)
+    for axis in (2, 1, 0):  # least significant key first, stable sorts
+        order = order[torch.argsort(coord[order, axis], stable=True)]
+    event = offset_to_batch_index(offset)  # (N,)
+    return order[torch.argsort(event[order], stable=True)]
+
+
 class PointMAETokenizer(nn.Module):
     """Packed points -> padded tokens (see the module docstring for the pipeline)."""
 
@@ -229,7 +247,20 @@ class PointMAETokenizer(nn.Module):
         Returns:
             center_row (Q,) int64 point row of every centre, center_offset (B,),
             group_idx (Q, K) int64 global point rows (-1 empty), n_dropped (B,) int64.
+
+        The points are visited in a canonical order (per event, sorted by x, then y, then z;
+        :func:`canonical_order`), so the tokens do not depend on the order in which an event's
+        points are stored (C-NMS and the ball query break ties by visiting order); only
+        points at identical positions keep their stored order.
         """
+        order = canonical_order(coord, offset)  # (N,) stored row of each canonical row
+        center_row, center_offset, idx, n_dropped = self._group_sorted(coord[order], offset)
+        idx = torch.where(idx >= 0, order[idx.clamp(min=0)], idx)  # (Q, K) stored rows
+        return order[center_row], center_offset, idx, n_dropped
+
+    def _group_sorted(self, coord: Tensor, offset: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`group` on points already in canonical order (rows refer to that order)."""
         cfg = self.cfg
         N = coord.shape[0]
         if cfg.num_init_groups is not None:
@@ -333,4 +364,5 @@ def tokens_per_event(tokens: Tokens) -> Tensor:
 
 
 __all__ = ["PointMAETokenizerConfig", "TOKENIZER_PRESETS", "Tokens", "MiniPointNet",
-           "PointMAETokenizer", "fps_in_groups", "gather_groups", "tokens_per_event"]
+           "PointMAETokenizer", "canonical_order", "fps_in_groups", "gather_groups",
+           "tokens_per_event"]
