@@ -110,7 +110,7 @@ def plot_label_efficiency(
         results: mode (e.g. "linear probe", "fine-tune", "from scratch") ->
             {number of labelled events: [score of each seed]}.
     """
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    fig = Figure(figsize=(9.5, 4.5), layout="constrained")
     ax = fig.add_subplot()
     for mode, by_n in results.items():
         ns = np.array(sorted(by_n), dtype=np.float64)
@@ -126,7 +126,7 @@ def plot_label_efficiency(
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     if results:
-        ax.legend()
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return fig
 
 

@@ -240,7 +240,9 @@ def write_report(out: Path, data: Path, figures: Path, extras: dict,
            f"Query event {extras['search']['query']}; hits (event, cosine distance): "
            + ", ".join(f"{e} ({d:.3f})" for e, d in extras["search"]["hits"]), "",
            "![](figures/search.png)", "", "## Anomaly detection (planted)", "",
-           "kNN distance in embedding space; ROC AUC of normal vs corrupted events: "
+           "Token score: mean of an event's largest token distances to a bank of reference "
+           "tokens; event score: mean distance of the pooled embedding to the 5 nearest "
+           "reference events. ROC AUC of normal vs corrupted events: "
            + ", ".join(f"{k} {v:.3f}" for k, v in extras["anomaly_auc"].items()), ""]
     md += [f"![](figures/{p.name})" for p in sorted(figures.glob("anomaly_*.png"))]
     report = out / "report"
