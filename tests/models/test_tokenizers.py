@@ -193,14 +193,18 @@ def test_stream_fusion_encoder_uses_both_streams_and_is_batch_independent() -> N
         enc(base)
 
 
+def _small_cfg() -> PointMAETokenizerConfig:
+    return PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
+                                   group_upscale_points=16, context_length=64,
+                                   pointnet_dims=(16, 16, 16), pos_hidden=16)
+
+
 def test_embed_groups_reproduces_forward_and_uses_own_weights() -> None:
     torch.manual_seed(0)
     coord = torch.rand(300, 3) * 0.1
     feat = torch.cat([coord, torch.rand(300, 1)], 1)
     offset = torch.tensor([120, 300])
-    cfg = PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
-                                  group_upscale_points=16, context_length=64,
-                                  pointnet_dims=(16, 16, 16), pos_hidden=16)
+    cfg = _small_cfg()
     tok = PointMAETokenizer(cfg).eval()
     tokens = tok(coord, feat, offset)
     again = tok.embed_groups(coord, feat, tokens)
@@ -218,9 +222,7 @@ def test_tokens_do_not_depend_on_point_order() -> None:
     coord = torch.randint(0, 30, (400, 3)).float().unique(dim=0)[:300] * 0.003
     feat = torch.cat([coord, torch.rand(300, 1)], 1)
     offset = torch.tensor([130, 300])
-    cfg = PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
-                                  group_upscale_points=16, context_length=64,
-                                  pointnet_dims=(16, 16, 16), pos_hidden=16)
+    cfg = _small_cfg()
     tok = PointMAETokenizer(cfg).eval()
     perm = torch.cat([torch.randperm(130), 130 + torch.randperm(170)])  # within events
     a = tok(coord, feat, offset)

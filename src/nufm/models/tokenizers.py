@@ -314,14 +314,7 @@ class PointMAETokenizer(nn.Module):
                              f"feat {feat.shape[0]}")
         center_row, center_offset, idx, n_dropped = self.group(coord, offset)
         center = coord[center_row]  # (Q, 3)
-        point_valid = idx >= 0  # (Q, K)
-        rel = gather_groups(coord, idx) - center[:, None]  # (Q, K, 3)
-        if cfg.rescale_by_group_radius:
-            rel = rel / cfg.group_radius
-        x = torch.cat([rel, gather_groups(feat, idx)], dim=-1)  # (Q, K, 3 + C)
-        x = x * point_valid[..., None].to(x.dtype)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            tok = self.pointnet(x.float(), point_valid)  # (Q, D) fp32, as in PoLAr-MAE
+        tok = self.embed(coord, feat, center, idx)  # (Q, D)
         tok_p, valid = pad(tok, center_offset)  # (B, G, D), (B, G)
         center_p, _ = pad(center, center_offset)  # (B, G, 3)
         group_p, _ = pad(idx, center_offset, fill=-1)  # (B, G, K)
@@ -329,6 +322,27 @@ class PointMAETokenizer(nn.Module):
         pos = self.pos_embed(center_p)  # (B, G, D)
         return Tokens(feat=tok_p, pos=pos, center=center_p, valid=valid, group_idx=group_p,
                       n_dropped=n_dropped)
+
+    def embed(self, coord: Tensor, feat: Tensor, center: Tensor, group_idx: Tensor) -> Tensor:
+        """Mini-PointNet embedding of groups.
+
+        Args:
+            coord: (N, 3) packed coordinates; feat: (N, C) packed features.
+            center: (Q, 3) group centres.
+            group_idx: (Q, K) int64 rows of the group points, -1 = empty slot.
+
+        Returns:
+            (Q, D) float32 token features (computed in fp32, as in PoLAr-MAE).
+        """
+        cfg = self.cfg
+        point_valid = group_idx >= 0  # (Q, K)
+        rel = gather_groups(coord, group_idx) - center[:, None]  # (Q, K, 3)
+        if cfg.rescale_by_group_radius:
+            rel = rel / cfg.group_radius
+        x = torch.cat([rel, gather_groups(feat, group_idx)], dim=-1)  # (Q, K, 3 + C)
+        x = x * point_valid[..., None].to(x.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.pointnet(x.float(), point_valid)  # (Q, D)
 
     def embed_groups(self, coord: Tensor, feat: Tensor, tokens: Tokens) -> Tokens:
         """Re-embed the groups of existing ``tokens`` with this tokenizer's weights.
@@ -342,17 +356,8 @@ class PointMAETokenizer(nn.Module):
             feat: (N, C) the packed features.
             tokens: from :meth:`forward` (of this or a same-config tokenizer).
         """
-        cfg = self.cfg
-        idx = tokens.group_idx[tokens.valid]  # (Qv, K)
-        center = tokens.center[tokens.valid]  # (Qv, 3)
-        point_valid = idx >= 0  # (Qv, K)
-        rel = gather_groups(coord, idx) - center[:, None]  # (Qv, K, 3)
-        if cfg.rescale_by_group_radius:
-            rel = rel / cfg.group_radius
-        x = torch.cat([rel, gather_groups(feat, idx)], dim=-1)  # (Qv, K, 3 + C)
-        x = x * point_valid[..., None].to(x.dtype)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            tok = self.pointnet(x.float(), point_valid)  # (Qv, D)
+        tok = self.embed(coord, feat, tokens.center[tokens.valid],
+                         tokens.group_idx[tokens.valid])  # (Qv, D)
         out = tok.new_zeros(*tokens.valid.shape, tok.shape[-1])  # (B, G, D)
         out[tokens.valid] = tok
         return replace(tokens, feat=out, pos=self.pos_embed(tokens.center))
