@@ -159,12 +159,14 @@ def study(
     out: Path = Path("study"),
     preset: Literal["quick", "full"] = "quick",
     sizes: tuple[int, ...] | None = None,
+    modes: tuple[Literal["linear-random", "linear-geometry", "linear", "head", "full",
+                         "scratch"], ...] | None = None,
     seeds: tuple[int, ...] | None = None,
     steps: int | None = None,
 ) -> None:
     """Label-efficiency study: fine-tune each mode (linear probe, head, full, scratch, and the
-    linear probe on a random encoder) at several labelled-set sizes; write results.md/.csv and
-    label_efficiency.png.
+    linear probes on a random encoder and on classical local-shape descriptors) at several
+    labelled-set sizes; write results.md/.csv and label_efficiency.png.
 
     Args:
         pretrained: Pretraining run directory or exported model.
@@ -172,6 +174,7 @@ def study(
         out: Output directory.
         preset: quick (about 15 min on 2 CPU cores) or full (GPU node).
         sizes: Override the labelled-set sizes.
+        modes: Override the modes (default: all six).
         seeds: Override the fine-tuning seeds.
         steps: Override the optimizer steps per run.
     """
@@ -182,6 +185,8 @@ def study(
     cfg = STUDY_PRESETS[preset]
     if sizes is not None:
         cfg = dataclasses.replace(cfg, sizes=sizes)
+    if modes is not None:
+        cfg = dataclasses.replace(cfg, modes=modes)
     if seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=seeds)
     if steps is not None:

@@ -199,6 +199,7 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path,
     write_metrics_json(
         run_dir / "metrics.json", metrics,
         model={"task": cfg.task, "mode": task_cfg.mode, "random_encoder": random_encoder,
+               "encoder": type(task_cfg.encoder).__name__,
                "pretrained": pretrained.source if use_weights else None,
                "pretrained_step": pretrained.step if use_weights else None,
                "steps": cfg.steps, "final_train_metrics": result.metrics},
