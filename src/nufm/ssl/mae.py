@@ -29,8 +29,8 @@ One step, per batch:
    outputs, each layer-normed (no affine), then layer-normed again (data2vec,
    arXiv:2202.03555). A linear head on the decoder output regresses that target at hidden
    tokens (MSE). Reconstructing points is mostly solvable from the hidden tokens' centres,
-   which the decoder is given; a target in feature space is not, which pushes semantics into
-   the encoder (measured: see docs/objectives.md).
+   which the decoder is given; a target in feature space is not, so the term is meant to push
+   semantics into the encoder. At CPU scale it did not (docs/objectives.md, measured).
 
 ``loss = chamfer_weight * chamfer + energy_weight * energy + latent_weight * latent``
 (PoLAr-MAE: 1, 1 and no latent term).

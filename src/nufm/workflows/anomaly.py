@@ -9,8 +9,8 @@ Two scores, higher = more unusual:
 * ``token``: every token of the query gets the distance to its nearest token in a memory bank
   of reference tokens; the event score is the mean of its largest ``top_fraction`` token
   distances (PatchCore, Roth et al., arXiv:2106.08265, with point-cloud tokens as patches).
-  Sees local pathologies (a noise burst: measured AUC 0.89 against 0.36 for ``event`` with the
-  demo's encoder), and tells which tokens are odd.
+  Sees local pathologies (a noise burst: measured AUC 0.84 against 0.35 for ``event`` with the
+  demo's encoder, docs/using_the_encoder.md), and tells which tokens are odd.
 
 Planted-anomaly study: simulate normal events (:mod:`nufm.sim`), corrupt a subset with a
 detector pathology, embed everything with the pretrained encoder and report the ROC AUC of the
@@ -256,7 +256,8 @@ def token_anomaly_scores(reference_tokens: np.ndarray, query_tokens: np.ndarray,
         seed: seed of that subset.
 
     Returns:
-        (Q,) float64 scores; features are z-scored with the reference tokens' mean and std.
+        (Q,) float64 scores (0 for an event without tokens); features are z-scored with the
+        reference tokens' mean and std.
     """
     from scipy.spatial import cKDTree
 
