@@ -54,19 +54,19 @@ class LocalGeometryConfig:
         return self.in_channels + 6 * len(self.ks)
 
 
-def local_shape_features(coord: Tensor, feat: Tensor, offset: Tensor, k: int) -> Tensor:
+def local_shape_features(coord: Tensor, feat: Tensor, idx: Tensor, dist: Tensor) -> Tensor:
     """The 6 descriptors of one scale (module docstring) for every point.
 
     Args:
         coord: (N, 3) float positions.
         feat: (N, C) float features; the last column is averaged over the neighbours.
-        offset: (B,) int64 event ends.
-        k: neighbours (an event with fewer points uses all it has).
+        idx: (N, k) int64 rows of each point's k nearest points of its event, nearest first,
+            -1 where the event has fewer (from :func:`nufm.geometry.knn.knn`).
+        dist: (N, k) their distances (inf where -1).
 
     Returns:
         (N, 6) float32.
     """
-    idx, dist = knn(coord, offset, coord, offset, k)  # (N, k), -1 / inf where missing
     has = idx >= 0  # (N, k)
     w = has.to(torch.float64)  # (N, k)
     n = w.sum(1).clamp(min=1.0)  # (N,)
@@ -100,8 +100,11 @@ class LocalGeometryEncoder(Encoder):
             raise ValueError(f"LocalGeometryEncoder: batch.feat has {batch.feat.shape[1]} "
                              f"channels, the config says in_channels={self.cfg.in_channels}")
         with torch.no_grad():
+            # one query at the largest k: the k nearest are a prefix (sorted by distance)
+            idx, dist = knn(batch.coord, batch.offset, batch.coord, batch.offset,
+                            max(self.cfg.ks))  # (N, K)
             parts = [batch.feat.float()] + [
-                local_shape_features(batch.coord, batch.feat, batch.offset, k)
+                local_shape_features(batch.coord, batch.feat, idx[:, :k], dist[:, :k])
                 for k in self.cfg.ks]
         return EncoderOutput(feat=torch.cat(parts, dim=1), level="point",
                              offset=batch.offset)  # (N, D)
