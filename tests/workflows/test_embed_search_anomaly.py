@@ -29,7 +29,9 @@ from nufm.workflows.anomaly import (
     corrupt,
     corruption_figure,
     energy_centre,
+    plant_and_embed,
     planted_anomaly_study,
+    score_planted,
     token_anomaly_scores,
     remove_slab,
 )
@@ -260,6 +262,21 @@ def test_planted_noise_burst_auc(emb_pretrained: Pretrained, tmp_path: Path,
     for fig, name in ((anomaly_figure(result), "auc.png"),
                       (corruption_figure(result), "examples.png")):
         assert save_figure(fig, tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_scores_of_one_planted_set_match_the_study(emb_pretrained: Pretrained) -> None:
+    cfg = CorruptionConfig(noise_points=10000, noise_box_cm=100.0)
+    planted = plant_and_embed(emb_pretrained, n_reference=60, n_normal=25, n_anomalous=25,
+                              kind="noise_burst", seed=0, cfg=cfg)
+    for score in ("token", "event"):  # embedding with tokens leaves the event score unchanged
+        alone = planted_anomaly_study(emb_pretrained, n_reference=60, n_normal=25,
+                                      n_anomalous=25, kind="noise_burst", seed=0, cfg=cfg,
+                                      score=score)
+        shared = score_planted(planted, score)
+        np.testing.assert_allclose(shared.scores, alone.scores, rtol=1e-6)
+        assert shared.auc == pytest.approx(alone.auc)
+    with pytest.raises(ValueError, match="k <= 60"):
+        score_planted(planted, "event", k=61)
 
 
 # --------------------------------------------------------------------------------------------

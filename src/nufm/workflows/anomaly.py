@@ -26,6 +26,7 @@ keep every per-point field aligned:
 
 This file owns :class:`CorruptionConfig`, :class:`AnomalyResult`, :func:`remove_slab`,
 :func:`add_noise_burst`, :func:`corrupt`, :func:`anomaly_scores`, :func:`token_anomaly_scores`,
+:class:`PlantedEvents`, :func:`plant_and_embed`, :func:`score_planted`,
 :func:`planted_anomaly_study`, :func:`anomaly_figure` and :func:`corruption_figure`.
 """
 
@@ -42,7 +43,7 @@ from matplotlib.ticker import MaxNLocator
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, VOLUME_SIZE, VOXEL_SIZE_CM
 from nufm.eval.retrieval import knn_anomaly_score, roc_auc
-from nufm.workflows.embed import embed_events
+from nufm.workflows.embed import Embeddings, embed_events
 from nufm.workflows.pretrained import Pretrained
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,100 @@ def token_anomaly_scores(reference_tokens: np.ndarray, query_tokens: np.ndarray,
     return scores
 
 
+@dataclass
+class PlantedEvents:
+    """Simulated reference and query events of a planted-anomaly study, embedded once.
+
+    Attributes:
+        reference: embeddings of the normal reference events.
+        queries: embeddings of the query events (those that could be embedded).
+        is_anomaly: (Q',) bool per embedded query, True = corrupted.
+        kind: the pathology planted.
+        seed: the study's seed (also seeds the token bank subset).
+        model_source: the pretrained model.
+        examples: (original, corrupted) raw event pairs, for :func:`corruption_figure`.
+    """
+
+    reference: Embeddings
+    queries: Embeddings
+    is_anomaly: np.ndarray
+    kind: AnomalyKind
+    seed: int
+    model_source: str
+    examples: list[tuple[Event, Event]] = field(default_factory=list)
+
+
+def plant_and_embed(
+    pretrained: Pretrained,
+    n_reference: int = 200,
+    n_normal: int = 100,
+    n_anomalous: int = 100,
+    kind: AnomalyKind = "noise_burst",
+    seed: int = 0,
+    *,
+    per_token: bool = True,
+    cfg: CorruptionConfig = CorruptionConfig(),
+    batch_points: int = 200_000,
+    device: str = "cpu",
+) -> PlantedEvents:
+    """Simulate, corrupt and embed the events of a planted-anomaly study (no scoring).
+
+    Reference events are simulator stream ``seed``; query events are stream ``seed + 1``,
+    of which the last ``n_anomalous`` are corrupted with :func:`corrupt` (generator seeded by
+    ``seed``). Queries the encoder cannot embed (no point above threshold left) are dropped.
+    ``per_token`` keeps the token features the token score needs (token encoders).
+    """
+    from nufm.sim import generate_events
+
+    if min(n_reference, n_normal, n_anomalous) < 1:
+        raise ValueError(f"plant_and_embed: need >= 1 event of each kind, got {n_reference}, "
+                         f"{n_normal}, {n_anomalous}")
+    reference = list(generate_events(n_reference, seed))
+    queries = list(generate_events(n_normal + n_anomalous, seed + 1))
+    rng = np.random.default_rng(seed)
+    originals = queries[n_normal:]
+    queries[n_normal:] = [corrupt(ev, kind, rng, cfg) for ev in originals]
+    is_anomaly = np.arange(len(queries)) >= n_normal  # (Q,)
+    ref_emb = embed_events(pretrained, reference, batch_points=batch_points, device=device,
+                           per_token=per_token)
+    query_emb = embed_events(pretrained, queries, batch_points=batch_points, device=device,
+                             per_token=per_token)
+    examples = [(originals[i], queries[n_normal + i]) for i in range(min(2, n_anomalous))]
+    return PlantedEvents(reference=ref_emb, queries=query_emb,
+                         is_anomaly=is_anomaly[query_emb.event_id], kind=kind, seed=seed,
+                         model_source=pretrained.source, examples=examples)
+
+
+def score_planted(planted: PlantedEvents, score: ScoreKind = "token", *, k: int = 5,
+                  standardize: bool = True, top_fraction: float = 0.1) -> AnomalyResult:
+    """Score the queries of :func:`plant_and_embed`: the event-level kNN score (``k``,
+    ``standardize``) or the token-level score (``top_fraction``; needs ``per_token``)."""
+    ref_emb, query_emb = planted.reference, planted.queries
+    if not 1 <= k <= len(ref_emb):
+        raise ValueError(f"score_planted: need 1 <= k <= {len(ref_emb)} reference events, "
+                         f"got k={k}")
+    match score:
+        case "event":
+            scores = anomaly_scores(ref_emb.event, query_emb.event, k, standardize)  # (Q',)
+        case "token":
+            if ref_emb.token is None or query_emb.token is None:
+                raise ValueError(f"{planted.model_source}: score='token' needs token features "
+                                 "(a token encoder, embedded with per_token=True); use "
+                                 "score='event'")
+            scores = token_anomaly_scores(ref_emb.token, query_emb.token,
+                                          query_emb.token_offset, top_fraction,
+                                          seed=planted.seed)
+        case _:
+            raise ValueError(f"score_planted: score must be 'event' or 'token', got {score!r}")
+    labels = planted.is_anomaly
+    auc = roc_auc(scores, labels)
+    log.info("planted %s: %s-score AUC %.3f (%d normal, %d anomalous queries; %d reference)",
+             planted.kind, score, auc, int((~labels).sum()), int(labels.sum()), len(ref_emb))
+    return AnomalyResult(scores=scores, is_anomaly=labels, auc=auc, kind=planted.kind, k=k,
+                         n_reference=len(ref_emb), model_source=planted.model_source,
+                         score=score, examples=planted.examples)
+
+
 def planted_anomaly_study(
     pretrained: Pretrained,
     n_reference: int = 200,
@@ -302,55 +397,21 @@ def planted_anomaly_study(
     batch_points: int = 200_000,
     device: str = "cpu",
 ) -> AnomalyResult:
-    """Simulate, corrupt, embed and score: the ROC AUC of anomaly scores for planted anomalies.
-
-    ``score`` picks the event-level kNN score (``k``, ``standardize``) or the token-level
-    score (``top_fraction``; token encoders only).
-
-    Reference events are simulator stream ``seed``; query events are stream ``seed + 1``,
-    of which the last ``n_anomalous`` are corrupted with :func:`corrupt` (generator seeded by
-    ``seed``). Queries the encoder cannot embed (no point above threshold left) are dropped.
+    """Simulate, corrupt, embed and score: the ROC AUC of anomaly scores for planted anomalies
+    (:func:`plant_and_embed` then :func:`score_planted`; to compare scores on the same events,
+    call those two directly).
 
     Returns:
         The :class:`AnomalyResult` (scores, labels, AUC, two example pairs).
     """
-    from nufm.sim import generate_events
-
-    if min(n_reference, n_normal, n_anomalous) < 1 or not 1 <= k <= n_reference:
-        raise ValueError(f"planted_anomaly_study: need >= 1 event of each kind and "
-                         f"1 <= k <= n_reference, got {n_reference}, {n_normal}, "
-                         f"{n_anomalous}, k={k}")
-    reference = list(generate_events(n_reference, seed))
-    queries = list(generate_events(n_normal + n_anomalous, seed + 1))
-    rng = np.random.default_rng(seed)
-    originals = queries[n_normal:]
-    queries[n_normal:] = [corrupt(ev, kind, rng, cfg) for ev in originals]
-    is_anomaly = np.arange(len(queries)) >= n_normal  # (Q,)
-    per_token = score == "token"
-    ref_emb = embed_events(pretrained, reference, batch_points=batch_points, device=device,
-                           per_token=per_token)
-    query_emb = embed_events(pretrained, queries, batch_points=batch_points, device=device,
-                             per_token=per_token)
-    match score:
-        case "event":
-            scores = anomaly_scores(ref_emb.event, query_emb.event, k, standardize)  # (Q',)
-        case "token":
-            if ref_emb.token is None or query_emb.token is None:
-                raise ValueError(f"{pretrained.source}: score='token' needs a token encoder; "
-                                 "use score='event'")
-            scores = token_anomaly_scores(ref_emb.token, query_emb.token,
-                                          query_emb.token_offset, top_fraction, seed=seed)
-        case _:
-            raise ValueError(f"planted_anomaly_study: score must be 'event' or 'token', got "
-                             f"{score!r}")
-    labels = is_anomaly[query_emb.event_id]  # (Q',) embedded queries only
-    auc = roc_auc(scores, labels)
-    log.info("planted %s: %s-score AUC %.3f (%d normal, %d anomalous queries; %d reference)",
-             kind, score, auc, int((~labels).sum()), int(labels.sum()), len(ref_emb))
-    examples = [(originals[i], queries[n_normal + i]) for i in range(min(2, n_anomalous))]
-    return AnomalyResult(scores=scores, is_anomaly=labels, auc=auc, kind=kind, k=k,
-                         n_reference=len(ref_emb), model_source=pretrained.source,
-                         score=score, examples=examples)
+    if not 1 <= k <= n_reference:
+        raise ValueError(f"planted_anomaly_study: need 1 <= k <= n_reference, got k={k}, "
+                         f"n_reference={n_reference}")
+    planted = plant_and_embed(pretrained, n_reference, n_normal, n_anomalous, kind, seed,
+                              per_token=score == "token", cfg=cfg, batch_points=batch_points,
+                              device=device)
+    return score_planted(planted, score, k=k, standardize=standardize,
+                         top_fraction=top_fraction)
 
 
 # --------------------------------------------------------------------------------------------

@@ -119,7 +119,12 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 def _use_the_encoder(pretrained, data: Path, figures: Path, cfg: DemoConfig) -> dict:
     from nufm.data.pilarnet import read_events
-    from nufm.workflows.anomaly import anomaly_figure, corruption_figure, planted_anomaly_study
+    from nufm.workflows.anomaly import (
+        anomaly_figure,
+        corruption_figure,
+        plant_and_embed,
+        score_planted,
+    )
     from nufm.workflows.embed import embed_events, embedding_map, event_labels
     from nufm.workflows.search import search_figure, search_similar
 
@@ -137,10 +142,10 @@ def _use_the_encoder(pretrained, data: Path, figures: Path, cfg: DemoConfig) -> 
     found = {}
     n_ref, n_query = cfg.anomaly_events
     for kind in ("noise_burst", "dead_region"):
-        for score in ("token", "event"):
-            res = planted_anomaly_study(pretrained, n_reference=n_ref, n_normal=n_query,
-                                        n_anomalous=n_query, kind=kind, seed=cfg.seed + 2000,
-                                        score=score)
+        planted = plant_and_embed(pretrained, n_reference=n_ref, n_normal=n_query,
+                                  n_anomalous=n_query, kind=kind, seed=cfg.seed + 2000)
+        for score in ("token", "event"):  # both scores on the same embedded events
+            res = score_planted(planted, score)
             save_figure(anomaly_figure(res), figures / f"anomaly_{kind}_{score}.png")
             found[f"{kind} ({score} score)"] = res.auc
         if res.examples:
