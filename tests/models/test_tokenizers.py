@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -149,6 +151,40 @@ def test_token_vit_encoder_is_batch_independent() -> None:
             a = alone.feat[0][alone.valid[0]]
             b = together.feat[i][together.valid[i]]
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_token_vit_mask_token_replaces_tokens_with_mostly_masked_points() -> None:
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(_encoder().cfg, mask_token=True)
+    enc = build_encoder(cfg).eval()
+    assert isinstance(enc, TokenViTEncoder) and enc.mask_token is not None
+    batch = make_batch([300, 800], seed=4)
+    tokens = enc.tokenize(batch)
+    t = int(((tokens.group_idx[0] >= 0).sum(-1)).argmax())  # the fullest token of event 0
+    g = tokens.group_idx[0, t]
+    members = g[g >= 0]
+    assert members.numel() >= 3
+    is_masked = torch.zeros(batch.num_points, dtype=torch.bool)
+    # token (0, t): mask at most half of its points (not a majority -> kept) ...
+    is_masked[members[: members.numel() // 2]] = True
+    half = enc.mask_tokens(tokens, is_masked)
+    assert not bool((half.feat[0, t] == enc.mask_token).all())
+    # ... then all but one (a majority -> replaced)
+    is_masked[members[:-1]] = True
+    most = enc.mask_tokens(tokens, is_masked)
+    # hand-computed rule for every token: more than half of its valid members masked
+    member = tokens.group_idx >= 0
+    frac = (is_masked[tokens.group_idx.clamp(min=0)] & member).sum(-1) / member.sum(-1).clamp(min=1)
+    expect = (frac > 0.5) & tokens.valid
+    replaced = (most.feat == enc.mask_token).all(-1)
+    assert bool(replaced[0, t]) and torch.equal(replaced, expect)
+    torch.testing.assert_close(most.feat[~expect], tokens.feat[~expect])
+    torch.testing.assert_close(most.pos, tokens.pos)
+    # the encoder's forward applies it; without a mask token it refuses
+    out = enc(batch, is_masked=is_masked)
+    assert out.feat.shape == tokens.feat.shape
+    with pytest.raises(ValueError, match="mask_token"):
+        _encoder()(batch, is_masked=is_masked)
 
 
 def test_token_vit_config_width_mismatch() -> None:

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from nufm.models.encoders import TokenViTConfig
 from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.ssl.distill import DistillConfig, PrototypeHead, SelfDistillation
 from ssl_helpers import preprocessed_batch
@@ -41,6 +42,23 @@ def test_distill_forward_backward_student_only() -> None:
         else:
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
             assert float(p.grad.abs().sum()) > 0, name
+
+
+def test_token_vit_distillation_trains_encoder_and_mask_token() -> None:
+    """The token-ViT student (preset distill-vit-cpu, shrunk) learns through interpolated
+    per-point features: every student parameter, the mask token included, gets a gradient."""
+    torch.manual_seed(0)
+    cfg = OBJECTIVE_PRESETS["distill-vit-cpu"]
+    assert isinstance(cfg, DistillConfig) and isinstance(cfg.encoder, TokenViTConfig)
+    model = SelfDistillation(cfg).train()
+    out = model(preprocessed_batch(2))
+    assert torch.isfinite(out.loss) and float(out.metrics["mask_fraction"]) > 0
+    out.loss.backward()
+    assert model.encoder.mask_token.grad is not None
+    assert float(model.encoder.mask_token.grad.abs().sum()) > 0
+    for name, p in model.named_parameters():
+        if not name.startswith("teacher_"):
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
 
 def test_update_teacher_moves_teacher_towards_student() -> None:
@@ -84,5 +102,8 @@ def test_prototype_head_gives_cosine_logits() -> None:
 
 
 def test_distill_config_validation() -> None:
+    vit = OBJECTIVE_PRESETS["distill-vit-cpu"].encoder
+    with pytest.raises(ValueError, match="token-ViT encoder needs mask_token"):
+        _tiny(encoder=dataclasses.replace(vit, mask_token=False))
     with pytest.raises(ValueError, match="enc_mode"):
         _tiny(encoder=dataclasses.replace(_tiny().encoder, mask_token=False))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
+from nufm.batch import PointBatch
 from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
 from nufm.ssl.masking import random_token_mask
@@ -126,7 +128,55 @@ def test_mae_latent_term_trains_student_and_ema_teacher() -> None:
     plain.update_teacher(0.5)
 
 
+def _brute_chamfer(pred: np.ndarray, target: np.ndarray) -> float:
+    d = ((pred[:, None] - target[None]) ** 2).sum(-1)  # (n, m) squared distances
+    return float(d.min(1).mean() + d.min(0).mean())
+
+
+def test_mae_context_loss_matches_brute_force() -> None:
+    """Each visible token's context target is every point of its event within the radius
+    (fewer than context_points here, so FPS keeps them all), in units of the radius; the loss
+    is the mean Chamfer distance to the first n predicted points, n = that count."""
+    torch.manual_seed(0)
+    R, M = 0.05, 48
+    model = MaskedAutoencoder(_tiny(context_weight=1.0, context_radius=R, context_points=M,
+                                    context_candidates=M))
+    assert model.context_head is not None
+    gen = torch.Generator().manual_seed(1)
+    coord = torch.rand(70, 3, generator=gen) * 0.12  # event 0: rows 0-39, event 1: 40-69
+    batch = PointBatch(coord=coord, feat=torch.zeros(70, 4), offset=torch.tensor([40, 70]))
+    rows = [0, 7, 45]
+    center, center_offset = coord[rows], torch.tensor([2, 3])
+    feat = torch.randn(3, model.cfg.encoder.vit.embed_dim, generator=gen, requires_grad=True)
+    loss = model.context_loss(batch, center, center_offset, feat)
+    pred = model.context_head(feat).reshape(3, M, 3).detach().numpy()
+    expected = []
+    for q, r in enumerate(rows):
+        lo, hi = (0, 40) if r < 40 else (40, 70)
+        pts = coord[lo:hi].numpy()
+        near = pts[np.linalg.norm(pts - pts[r - lo], axis=1) < R]
+        assert 1 <= len(near) <= M
+        expected.append(_brute_chamfer(pred[q, : len(near)], (near - pts[r - lo]) / R))
+    assert float(loss.detach()) == pytest.approx(np.mean(expected), rel=1e-5)
+    loss.backward()  # the loss trains the encoder output it is given
+    assert feat.grad is not None and float(feat.grad.abs().sum()) > 0
+
+
+def test_mae_context_term_in_the_step() -> None:
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(_tiny(context_weight=0.5)).train()
+    out = model(preprocessed_batch(2))
+    assert float(out.metrics["context"]) > 0
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    # off by default: no head, so older checkpoints keep loading
+    assert not any(k.startswith("context_head") for k in MaskedAutoencoder(_tiny()).state_dict())
+
+
 def test_mae_config_validation() -> None:
+    with pytest.raises(ValueError, match="context_points"):
+        _tiny(context_weight=1.0, context_points=300, context_candidates=256)
     with pytest.raises(ValueError, match="latent_blocks"):
         _tiny(latent_weight=1.0, latent_blocks=3)
     with pytest.raises(ValueError, match="mask_block"):

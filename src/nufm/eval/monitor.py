@@ -3,7 +3,7 @@
 Every ``train.monitor_every`` steps the loop calls the monitor with the objective. It runs the
 objective's online ``encoder`` frozen (eval mode, no gradients) on a fixed small labelled
 simulated set, turns its output into per-point features with the parameter-free
-:class:`nufm.tasks.common.PointFeatures`, and fits the bag of linear probes of
+:class:`nufm.models.base.PointFeatures`, and fits the bag of linear probes of
 :func:`nufm.eval.probes.run_probe` on per-point semantic classes, split **by event** (train /
 val / test), as the Panda study recommends (arXiv:2512.01324; pimm's PretrainEvaluator with its
 event-leak fix). The labelled events are simulated from a seed the pretraining data never uses.
@@ -40,7 +40,7 @@ def encoder_point_features(encoder: nn.Module, events: list[Event],
         (features (N, D) float32, segment labels (N,), event index (N,)), over all events in
         order, batched by a point budget.
     """
-    from nufm.tasks.common import PointFeatures
+    from nufm.models.base import PointFeatures
 
     to_points = PointFeatures()
     feats, labels, event_ids = [], [], []

@@ -19,7 +19,7 @@ Encoders return features, never losses, and read only ``coord``, ``feat``, ``off
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,10 @@ class TokenViTConfig:
     """Transformer over the tokens."""
     return_blocks: tuple[int, ...] = ()
     """Block indices whose hidden states ``forward`` returns in ``EncoderOutput.hidden``."""
+    mask_token: bool = False
+    """True = a learned mask token that ``forward(batch, is_masked)`` puts in place of the
+    embedding of tokens whose points are mostly masked (self-distillation pretraining, as the
+    iBOT masked-token input, arXiv:2111.07832)."""
 
     def __post_init__(self) -> None:
         if self.tokenizer.embed_dim != self.vit.embed_dim:
@@ -83,6 +87,10 @@ class TokenViTEncoder(Encoder):
         self.cfg = cfg
         self.tokenizer = PointMAETokenizer(cfg.tokenizer)
         self.vit = ViT(cfg.vit)
+        self.mask_token = (nn.Parameter(torch.zeros(cfg.vit.embed_dim)) if cfg.mask_token
+                           else None)
+        if self.mask_token is not None:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     @property
     def out_dim(self) -> int:
@@ -105,8 +113,31 @@ class TokenViTEncoder(Encoder):
         visible = tokens.valid if is_masked is None else tokens.valid & ~is_masked
         return self.vit(tokens.feat, tokens.pos, visible, return_blocks)
 
-    def forward(self, batch: PointBatch) -> EncoderOutput:
+    def mask_tokens(self, tokens: Tokens, is_masked: Tensor) -> Tokens:
+        """Replace the embedding of tokens whose group points are mostly masked.
+
+        Args:
+            tokens: from :meth:`tokenize`.
+            is_masked: (N,) bool per packed point.
+
+        Returns:
+            ``tokens`` with ``feat`` = the mask token where more than half of a token's valid
+            group points are masked (positions are kept; every token stays visible).
+        """
+        if self.mask_token is None:
+            raise ValueError("TokenViTEncoder: is_masked given but cfg.mask_token is False")
+        member = tokens.group_idx >= 0  # (B, G, K)
+        hit = is_masked[tokens.group_idx.clamp(min=0)] & member  # (B, G, K)
+        hidden = (2 * hit.sum(-1) > member.sum(-1)) & tokens.valid  # (B, G)
+        feat = torch.where(hidden[..., None], self.mask_token.to(tokens.feat.dtype),
+                           tokens.feat)  # (B, G, D)
+        return replace(tokens, feat=feat)
+
+    def forward(self, batch: PointBatch, is_masked: Tensor | None = None) -> EncoderOutput:
+        """``is_masked`` (N,) bool: tokens made mostly of these points get the mask token."""
         tokens = self.tokenize(batch)
+        if is_masked is not None:
+            tokens = self.mask_tokens(tokens, is_masked)
         out = self.encode_tokens(tokens, return_blocks=self.cfg.return_blocks)
         return EncoderOutput(feat=out.feat, level="token", offset=batch.offset,
                              valid=tokens.valid, tokens=tokens, hidden=out.hidden)

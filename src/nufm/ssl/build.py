@@ -87,6 +87,13 @@ _MAE_CPU = MAEConfig(
 """The demo's encoder: 5-voxel tokens of 16 points, up to 512 per event (covers typical
 simulated events), width 96, depth 4; about 0.3 s per 8-event step on 2 CPU cores (bf16)."""
 
+_DISTILL_VIT_CPU = DistillConfig(
+    encoder=dataclasses.replace(_MAE_CPU.encoder, mask_token=True),
+    views=ViewConfig(num_global=2, num_local=2), head_hidden=256, head_bottleneck=64,
+    num_prototypes=64, mask_size=(0.01, 0.03), mask_ratio=(0.3, 0.6))
+"""Sonata/Panda self-distillation of the ``mae-cpu`` token ViT (same encoder, plus a mask
+token), sized for 2 CPU cores."""
+
 OBJECTIVE_PRESETS: dict[str, ObjectiveConfig] = {
     "mae-tiny": _MAE_TINY,
     "mae-cpu": _MAE_CPU,
@@ -100,6 +107,7 @@ OBJECTIVE_PRESETS: dict[str, ObjectiveConfig] = {
                                vit=VIT_PRESETS["vit-small"]),
         chamfer_with_energy=True),
     "distill-tiny": _DISTILL_TINY,
+    "distill-vit-cpu": _DISTILL_VIT_CPU,
     "distill-small": DistillConfig(
         encoder=dataclasses.replace(PTV3_PRESETS["small"], enc_mode=True, mask_token=True),
         views=ViewConfig(num_global=2, num_local=4), head_hidden=2048, head_bottleneck=128,

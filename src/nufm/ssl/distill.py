@@ -9,8 +9,11 @@ One step, per batch (views from :mod:`nufm.ssl.views`):
 2. Grid-mask the student's global views (cells of side ``mask_size``, a ``mask_ratio`` fraction
    hidden, :func:`nufm.ssl.masking.grid_mask`): hidden points get the encoder's mask token at the
    stem and a small coordinate jitter.
-3. Student PTv3 (``enc_mode``, per-point up-cast features) on masked global and local views;
-   EMA teacher (eval mode, no drop-path, no gradients) on the unmasked global views.
+3. Student encoder on masked global and local views; EMA teacher (eval mode, no drop-path, no
+   gradients) on the unmasked global views. Features are per point: PTv3 (``enc_mode``)
+   up-casts its stages; a token ViT (masked tokens get its mask token, iBOT-style) has its
+   token features interpolated to the points without parameters, the same features its linear
+   probe reads.
 4. Prototype heads (MLP -> L2 norm -> cosine to P unit prototypes): a ``mask_head`` for the
    mask and roll-mask losses and an ``unmask_head`` for the unmask loss, each with an EMA copy.
 5. Teacher targets: Sinkhorn-Knopp (3 iterations, temperature ``tau_t``), no centering.
@@ -46,7 +49,8 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_batch_index
-from nufm.models.encoders import PTv3Encoder
+from nufm.models.base import Encoder, PointFeatures
+from nufm.models.encoders import TokenViTConfig, build_encoder
 from nufm.models.ptv3 import PTv3Config
 from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import entropy, sinkhorn_knopp, soft_cross_entropy
@@ -66,8 +70,10 @@ class DistillConfig:
 
     name: Literal["distill"] = "distill"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
-    encoder: PTv3Config = field(default_factory=_default_encoder)
-    """Student PTv3; needs ``enc_mode=True`` and ``mask_token=True``."""
+    encoder: PTv3Config | TokenViTConfig = field(default_factory=_default_encoder)
+    """Student encoder: a PTv3 with ``enc_mode=True`` and ``mask_token=True``, or a token ViT
+    with ``mask_token=True`` (its token features reach the points by parameter-free
+    interpolation, :class:`nufm.models.base.PointFeatures`)."""
     views: ViewConfig = field(default_factory=ViewConfig)
     """View crops and augmentation."""
     head_hidden: int = 4096
@@ -100,8 +106,12 @@ class DistillConfig:
     """Weight of the unmask (local -> global) loss (ignored when num_local == 0)."""
 
     def __post_init__(self) -> None:
-        if not (self.encoder.enc_mode and self.encoder.mask_token):
-            raise ValueError("DistillConfig: encoder needs enc_mode=True and mask_token=True")
+        match self.encoder:
+            case PTv3Config() if not (self.encoder.enc_mode and self.encoder.mask_token):
+                raise ValueError("DistillConfig: a PTv3 encoder needs enc_mode=True and "
+                                 "mask_token=True")
+            case TokenViTConfig() if not self.encoder.mask_token:
+                raise ValueError("DistillConfig: a token-ViT encoder needs mask_token=True")
         if min(self.teacher_temp) <= 0:
             raise ValueError(f"DistillConfig: teacher_temp must be > 0, got {self.teacher_temp}")
         if self.student_temp <= 0:
@@ -153,10 +163,11 @@ def _cosine_warmup(start: float, end: float, progress: float, warmup: float) -> 
 class SelfDistillation(nn.Module):
     """Sonata/Panda objective; ``forward(batch) -> StepOutput`` (see the module docstring)."""
 
-    def __init__(self, cfg: DistillConfig, encoder: PTv3Encoder | None = None) -> None:
+    def __init__(self, cfg: DistillConfig, encoder: Encoder | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = encoder if encoder is not None else PTv3Encoder(cfg.encoder)
+        self.encoder = encoder if encoder is not None else build_encoder(cfg.encoder)
+        self.to_points = PointFeatures()
         D = self.encoder.out_dim
         args = (D, cfg.head_hidden, cfg.head_bottleneck, cfg.num_prototypes)
         self.mask_head = PrototypeHead(*args)
@@ -221,9 +232,10 @@ class SelfDistillation(nn.Module):
         jitter = (torch.randn_like(g.coord) * cfg.mask_jitter).clamp(max=2 * cfg.mask_jitter)
         student_g = dataclasses.replace(
             g, coord=torch.where(is_masked[:, None], g.coord + jitter, g.coord))
-        s_global = self.encoder(student_g, is_masked=is_masked).feat  # (Ng, D)
+        s_global = self.to_points(self.encoder(student_g, is_masked=is_masked),
+                                  student_g)  # (Ng, D)
         with torch.no_grad():
-            t_global = self.teacher_encoder(g).feat  # (Ng, D)
+            t_global = self.to_points(self.teacher_encoder(g), g)  # (Ng, D)
             t_mask_logits = self.teacher_mask_head(t_global)  # (Ng, P)
             q_mask = sinkhorn_knopp(t_mask_logits, self.teacher_temp, cfg.sinkhorn_iters)
         g_event = gv.event[offset_to_batch_index(g.offset)]  # (Ng,) source event
@@ -247,7 +259,7 @@ class SelfDistillation(nn.Module):
                                                     dtype=torch.float32)
 
         if Vl >= 1 and cfg.unmask_weight > 0:
-            s_local = self.encoder(lv.batch).feat  # (Nl, D)
+            s_local = self.to_points(self.encoder(lv.batch), lv.batch)  # (Nl, D)
             with torch.no_grad():
                 q_unmask = sinkhorn_knopp(self.teacher_unmask_head(t_global), self.teacher_temp,
                                           cfg.sinkhorn_iters)  # (Ng, P)

@@ -32,8 +32,18 @@ One step, per batch:
    which the decoder is given; a target in feature space is not, so the term is meant to push
    semantics into the encoder. At CPU scale it did not (docs/objectives.md, measured).
 
-``loss = chamfer_weight * chamfer + energy_weight * energy + latent_weight * latent``
-(PoLAr-MAE: 1, 1 and no latent term).
+8. Optional context reconstruction (``context_weight > 0``, this project's addition): from the
+   encoder output of each *visible* token alone, a per-token MLP (``context_head``, no
+   attention, no positions of hidden tokens) predicts ``context_points`` points sampled by FPS
+   from every point of the event within ``context_radius`` of the token's centre, hidden
+   ones included, in units of that radius; Chamfer loss as in step 5. The decoder of step 4
+   is told where the hidden tokens are, and their centres already trace the tracks; here
+   nothing but the encoder's own output at a token is available, so that output has to
+   describe the wider neighbourhood (where a track continues, how a shower spreads, whether
+   the deposit is isolated), which is what a linear probe on encoder features reads.
+
+``loss = chamfer_weight * chamfer + energy_weight * energy + latent_weight * latent
++ context_weight * context`` (PoLAr-MAE: 1, 1 and no latent or context term).
 """
 
 from __future__ import annotations
@@ -46,9 +56,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.geometry.ball_query import ball_query
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.layers import Mlp
-from nufm.models.tokenizers import PointMAETokenizerConfig, Tokens, gather_groups
+from nufm.models.tokenizers import (
+    PointMAETokenizerConfig,
+    Tokens,
+    fps_in_groups,
+    gather_groups,
+)
 from nufm.models.vit import ViT, ViTConfig
 from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import masked_chamfer, masked_mse
@@ -106,6 +122,15 @@ class MAEConfig:
     """Weight of the latent-prediction term (0 = off, PoLAr-MAE; > 0 adds an EMA teacher)."""
     latent_blocks: int = 2
     """Teacher blocks (the last ones) averaged into the latent target."""
+    context_weight: float = 0.0
+    """Weight of the context-reconstruction term (0 = off, PoLAr-MAE)."""
+    context_radius: float = 0.03
+    """Radius of the neighbourhood each visible token reconstructs (normalised units;
+    0.03 = 20 voxels = 6 cm)."""
+    context_points: int = 32
+    """Points predicted per visible token (the target is FPS-sampled to this many)."""
+    context_candidates: int = 256
+    """Nearest points within the radius gathered before the FPS reduction."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
@@ -121,6 +146,12 @@ class MAEConfig:
         if not 1 <= self.latent_blocks <= self.encoder.vit.depth:
             raise ValueError(f"MAEConfig: latent_blocks must be in [1, encoder depth "
                              f"{self.encoder.vit.depth}], got {self.latent_blocks}")
+        if self.context_weight < 0 or not self.context_radius > 0:
+            raise ValueError(f"MAEConfig: need context_weight >= 0 and context_radius > 0, got "
+                             f"{self.context_weight}, {self.context_radius}")
+        if not 1 <= self.context_points <= self.context_candidates:
+            raise ValueError(f"MAEConfig: need 1 <= context_points <= context_candidates, got "
+                             f"{self.context_points}, {self.context_candidates}")
         if self.energy_hidden < 1:
             raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
 
@@ -177,6 +208,9 @@ class MaskedAutoencoder(nn.Module):
         if cfg.latent_weight > 0:
             self.teacher_encoder = make_teacher(self.encoder)
             self.latent_head = nn.Linear(Dd, D)
+        self.context_head: Mlp | None = None
+        if cfg.context_weight > 0:
+            self.context_head = Mlp(D, 2 * D, 3 * cfg.context_points)
 
     def train(self, mode: bool = True) -> MaskedAutoencoder:
         """Set train/eval mode; an EMA teacher always stays in eval mode (no drop-path)."""
@@ -214,6 +248,33 @@ class MaskedAutoencoder(nn.Module):
                       group_idx=gather_tokens(tokens.group_idx, index))
         out = self.encoder.encode_tokens(vis)  # feat (B, Gv, D)
         return scatter_tokens(out.feat, index, vis_valid, G)  # (B, G, D)
+
+    def context_loss(self, batch: PointBatch, center: Tensor, center_offset: Tensor,
+                     feat: Tensor) -> Tensor:
+        """Chamfer loss of the context reconstruction (step 8 of the module docstring).
+
+        Args:
+            batch: the packed input points.
+            center: (Qv, 3) centres of the visible tokens, event-major.
+            center_offset: (B,) int64 exclusive ends of each event's visible tokens.
+            feat: (Qv, D) encoder outputs of those tokens.
+        """
+        cfg = self.cfg
+        assert self.context_head is not None
+        M, R = cfg.context_points, cfg.context_radius
+        with torch.no_grad():
+            idx, _ = ball_query(center.float(), center_offset, batch.coord.float(),
+                                batch.offset, R, cfg.context_candidates,
+                                mode="nearest")  # (Qv, Ku)
+            slots = fps_in_groups(batch.coord[idx.clamp(min=0)], idx >= 0, M)  # (Qv, M)
+            idx = torch.gather(idx, 1, slots)  # (Qv, M)
+        point_valid = idx >= 0  # (Qv, M); the centre itself is always found
+        rel = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
+        rel = rel * point_valid[..., None].to(rel.dtype)
+        pred = self.context_head(feat).reshape(-1, M, 3).float()  # (Qv, M, 3)
+        pred_valid = torch.arange(M, device=pred.device) < point_valid.sum(1, keepdim=True)
+        cd = masked_chamfer(pred, pred_valid, rel.float(), point_valid, cfg.squared_chamfer)
+        return cd.sum() / max(cd.numel(), 1)
 
     def forward(self, batch: PointBatch) -> StepOutput:
         cfg = self.cfg
@@ -261,6 +322,12 @@ class MaskedAutoencoder(nn.Module):
             # spread of the targets across tokens: near 0 would mean a collapsed teacher
             metrics["target_std"] = (target.std(0).mean().detach() if Qm > 1
                                      else target.new_zeros(()))
+        if self.context_head is not None:
+            visible = valid & ~is_masked  # (B, G)
+            context = self.context_loss(batch, tokens.center[visible],
+                                        torch.cumsum(visible.sum(1), 0), latent[visible])
+            loss = loss + cfg.context_weight * context
+            metrics["context"] = context.detach()
         metrics |= {
             "chamfer": chamfer.detach(),
             "energy": energy.detach(),

@@ -12,12 +12,12 @@
 See ``docs/tasks.md``.
 """
 
+from nufm.models.base import PointFeatures  # re-exported: tasks use it for the linear mode
 from nufm.tasks.build import TASK_PRESETS, TaskConfig, build_task, count_parameters
 from nufm.tasks.cluster import ClusterConfig, InstanceClustering, discriminative_loss
 from nufm.tasks.common import (
     MODES,
     Mode,
-    PointFeatures,
     TaskBackbone,
     TaskBaseConfig,
     TaskModule,

@@ -5,7 +5,7 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchor
 
 * ``linear``: frozen encoder, one ``nn.Linear`` on per-point encoder features. Token features
   reach the points by *parameter-free* inverse-distance interpolation
-  (:class:`PointFeatures`), so this stays a true linear probe (PoLAr-MAE's "linear probing"
+  (:class:`nufm.models.base.PointFeatures`), so this stays a true linear probe (PoLAr-MAE's "linear probing"
   trains an upsampler and an MLP, which is our ``head`` mode).
 * ``head``: frozen encoder; a trainable neck (token encoders: PointNet++ feature propagation,
   arXiv:1706.02413) and an MLP head.
@@ -17,7 +17,7 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchor
 A frozen encoder has ``requires_grad=False``, runs under ``torch.no_grad()`` and stays in eval
 mode when the task's ``.train()`` is called (dropout / drop-path / random FPS starts off).
 
-Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`PointFeatures`, :class:`TaskBackbone`,
+Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`,
 :class:`TaskModule`, :func:`segment_mean_max`, :func:`mlp`, :func:`extract_encoder_state`,
 :func:`load_encoder_state`, :func:`read_state_dict`.
 """
@@ -35,7 +35,6 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.interpolate import interpolate
 from nufm.hub import LoadReport, match_state
 from nufm.models.encoders import (
     Encoder,
@@ -44,6 +43,7 @@ from nufm.models.encoders import (
     TokenViTConfig,
     build_encoder,
 )
+from nufm.models.base import PointFeatures
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.upsample import FeaturePropagation
@@ -147,43 +147,6 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0) 
 # --------------------------------------------------------------------------------------------
 # per-point features from any encoder
 # --------------------------------------------------------------------------------------------
-
-
-class PointFeatures(nn.Module):
-    """Parameter-free map from an :class:`EncoderOutput` to (N, D) per-point features.
-
-    Point-level encoders (PTv3) already give (N, D). Token-level encoders give (B, G, D) at
-    token centres; each point gets the inverse-distance-weighted mean of its ``k`` nearest
-    valid token centres of the same event (PointNet++ eq. 2, arXiv:1706.02413), with no
-    learned weights, so a linear layer on top is a true linear probe.
-    """
-
-    def __init__(self, k: int = 3, power: float = 2.0) -> None:
-        super().__init__()
-        if k < 1:
-            raise ValueError(f"PointFeatures: k must be >= 1, got {k}")
-        self.k = k
-        self.power = power
-
-    def forward(self, out: EncoderOutput, batch: PointBatch) -> Tensor:
-        """Per-point features (N, D) of the batch's points (packed order)."""
-        N = batch.num_points
-        match out.level:
-            case "point":
-                if out.feat.shape[0] != N:
-                    raise ValueError(f"PointFeatures: point-level features have "
-                                     f"{out.feat.shape[0]} rows, the batch {N} points")
-                return out.feat
-            case "token":
-                if out.tokens is None or out.valid is None:
-                    raise ValueError("PointFeatures: token-level output without tokens/valid")
-                valid = out.valid  # (B, G)
-                support_offset = torch.cumsum(valid.sum(1), 0)  # (B,)
-                return interpolate(batch.coord, batch.offset, out.tokens.center[valid],
-                                   support_offset, out.feat[valid], k=self.k,
-                                   power=self.power)  # (N, D)
-            case _:
-                raise ValueError(f"PointFeatures: unknown encoder output level {out.level!r}")
 
 
 class TaskBackbone(nn.Module):

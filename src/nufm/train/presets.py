@@ -47,6 +47,7 @@ PRESETS: dict[str, RunConfig] = {
     "forecast-tiny": _cpu_pretrain("forecast-tiny", steps=300, lr=1e-3, num_events=512),
     # the demo's pretraining run (about 5 minutes on 2 cores)
     "mae-cpu": _cpu_pretrain("mae-cpu", steps=1000, lr=1e-3, num_events=2000),
+    "distill-vit-cpu": _cpu_pretrain("distill-vit-cpu", steps=1000, lr=1e-3, num_events=2000),
 }
 """Preset name -> run config."""
 

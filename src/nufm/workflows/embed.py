@@ -7,7 +7,7 @@ encoder in eval mode on events preprocessed exactly as in pretraining, then
 * **event embedding** (E, 2D): ``[mean, max]`` over the event's valid tokens (token encoders)
   or points (point encoders), the pooling of PointNet/Point-MAE classification heads;
 * **point embedding** (N, D), optional: the encoder's per-point features (token features are
-  interpolated to the points without parameters, :class:`nufm.tasks.common.PointFeatures`);
+  interpolated to the points without parameters, :class:`nufm.models.base.PointFeatures`);
 * **token embedding** (T, D), optional (token encoders): the valid tokens and their centres.
 
 Events are processed one batch at a time with a point budget, so a file of any size streams
@@ -40,7 +40,8 @@ from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import DataError
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.encoders import EncoderOutput
-from nufm.tasks.common import PointFeatures, segment_mean_max
+from nufm.models.base import PointFeatures
+from nufm.tasks.common import segment_mean_max
 from nufm.workflows.pretrained import Pretrained
 
 log = logging.getLogger(__name__)
