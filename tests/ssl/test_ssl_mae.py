@@ -133,33 +133,41 @@ def _brute_chamfer(pred: np.ndarray, target: np.ndarray) -> float:
     return float(d.min(1).mean() + d.min(0).mean())
 
 
-def test_mae_context_loss_matches_brute_force() -> None:
+@pytest.mark.parametrize("with_energy", [False, True])
+def test_mae_context_loss_matches_brute_force(with_energy: bool) -> None:
     """Each visible token's context target is every point of its event within the radius
-    (fewer than context_points here, so FPS keeps them all), in units of the radius; the loss
-    is the mean Chamfer distance to the first n predicted points, n = that count."""
+    (fewer than context_points here, so FPS keeps them all), in units of the radius (plus the
+    log-energy column); the loss is the mean Chamfer distance to the first n predicted points,
+    n = that count."""
     torch.manual_seed(0)
     R, M = 0.05, 48
     model = MaskedAutoencoder(_tiny(context_weight=1.0, context_radius=R, context_points=M,
-                                    context_candidates=M))
+                                    context_candidates=M, context_with_energy=with_energy))
     assert model.context_head is not None
     gen = torch.Generator().manual_seed(1)
     coord = torch.rand(70, 3, generator=gen) * 0.12  # event 0: rows 0-39, event 1: 40-69
-    batch = PointBatch(coord=coord, feat=torch.zeros(70, 4), offset=torch.tensor([40, 70]))
+    energy = torch.rand(70, generator=gen)
+    feat = torch.cat([torch.zeros(70, 3), energy[:, None]], dim=1)
+    batch = PointBatch(coord=coord, feat=feat, offset=torch.tensor([40, 70]))
     rows = [0, 7, 45]
     center, center_offset = coord[rows], torch.tensor([2, 3])
-    feat = torch.randn(3, model.cfg.encoder.vit.embed_dim, generator=gen, requires_grad=True)
-    loss = model.context_loss(batch, center, center_offset, feat)
-    pred = model.context_head(feat).reshape(3, M, 3).detach().numpy()
+    tok = torch.randn(3, model.cfg.encoder.vit.embed_dim, generator=gen, requires_grad=True)
+    loss = model.context_loss(batch, center, center_offset, tok)
+    F = 4 if with_energy else 3
+    pred = model.context_head(tok).reshape(3, M, F).detach().numpy()
     expected = []
     for q, r in enumerate(rows):
         lo, hi = (0, 40) if r < 40 else (40, 70)
         pts = coord[lo:hi].numpy()
-        near = pts[np.linalg.norm(pts - pts[r - lo], axis=1) < R]
-        assert 1 <= len(near) <= M
-        expected.append(_brute_chamfer(pred[q, : len(near)], (near - pts[r - lo]) / R))
+        is_near = np.linalg.norm(pts - pts[r - lo], axis=1) < R
+        target = (pts[is_near] - pts[r - lo]) / R
+        if with_energy:
+            target = np.concatenate([target, energy[lo:hi].numpy()[is_near, None]], axis=1)
+        assert 1 <= len(target) <= M
+        expected.append(_brute_chamfer(pred[q, : len(target)], target))
     assert float(loss.detach()) == pytest.approx(np.mean(expected), rel=1e-5)
     loss.backward()  # the loss trains the encoder output it is given
-    assert feat.grad is not None and float(feat.grad.abs().sum()) > 0
+    assert tok.grad is not None and float(tok.grad.abs().sum()) > 0
 
 
 def test_mae_context_term_in_the_step() -> None:

@@ -36,7 +36,8 @@ One step, per batch:
    encoder output of each *visible* token alone, a per-token MLP (``context_head``, no
    attention, no positions of hidden tokens) predicts ``context_points`` points sampled by FPS
    from every point of the event within ``context_radius`` of the token's centre, hidden
-   ones included, in units of that radius; Chamfer loss as in step 5. The decoder of step 4
+   ones included, in units of that radius (with ``context_with_energy``, also their log
+   energies: a 4-D Chamfer); Chamfer loss as in step 5. The decoder of step 4
    is told where the hidden tokens are, and their centres already trace the tracks; here
    nothing but the encoder's own output at a token is available, so that output has to
    describe the wider neighbourhood (where a track continues, how a shower spreads, whether
@@ -131,6 +132,9 @@ class MAEConfig:
     """Points predicted per visible token (the target is FPS-sampled to this many)."""
     context_candidates: int = 256
     """Nearest points within the radius gathered before the FPS reduction."""
+    context_with_energy: bool = False
+    """True = the context points carry their log energy too (Chamfer in 4-D: xyz in units of
+    the radius, energy column of ``feat``)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
@@ -210,7 +214,8 @@ class MaskedAutoencoder(nn.Module):
             self.latent_head = nn.Linear(Dd, D)
         self.context_head: Mlp | None = None
         if cfg.context_weight > 0:
-            self.context_head = Mlp(D, 2 * D, 3 * cfg.context_points)
+            self.context_dim = 4 if cfg.context_with_energy else 3
+            self.context_head = Mlp(D, 2 * D, self.context_dim * cfg.context_points)
 
     def train(self, mode: bool = True) -> MaskedAutoencoder:
         """Set train/eval mode; an EMA teacher always stays in eval mode (no drop-path)."""
@@ -269,11 +274,14 @@ class MaskedAutoencoder(nn.Module):
             slots = fps_in_groups(batch.coord[idx.clamp(min=0)], idx >= 0, M)  # (Qv, M)
             idx = torch.gather(idx, 1, slots)  # (Qv, M)
         point_valid = idx >= 0  # (Qv, M); the centre itself is always found
-        rel = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
-        rel = rel * point_valid[..., None].to(rel.dtype)
-        pred = self.context_head(feat).reshape(-1, M, 3).float()  # (Qv, M, 3)
+        target = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
+        if cfg.context_with_energy:
+            energy = gather_groups(batch.feat[:, [cfg.energy_channel]], idx)  # (Qv, M, 1)
+            target = torch.cat([target, energy], dim=-1)  # (Qv, M, 4)
+        target = target * point_valid[..., None].to(target.dtype)
+        pred = self.context_head(feat).reshape(-1, M, self.context_dim).float()  # (Qv, M, F)
         pred_valid = torch.arange(M, device=pred.device) < point_valid.sum(1, keepdim=True)
-        cd = masked_chamfer(pred, pred_valid, rel.float(), point_valid, cfg.squared_chamfer)
+        cd = masked_chamfer(pred, pred_valid, target.float(), point_valid, cfg.squared_chamfer)
         return cd.sum() / max(cd.numel(), 1)
 
     def forward(self, batch: PointBatch) -> StepOutput:

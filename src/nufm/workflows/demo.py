@@ -35,7 +35,7 @@ class DemoConfig:
     """Labelled simulated events (split 80/10/10 by event) for fine-tuning and evaluation."""
     workers: int = 2
     """Simulation worker processes."""
-    pretrain_preset: str = "mae-cpu"
+    pretrain_preset: str = "mae-ctx-cpu"
     """Pretraining preset (nufm.train.presets); its events are simulated from another seed."""
     pretrain_steps: int = 800
     """Pretraining optimizer steps."""
