@@ -37,8 +37,9 @@ class DemoConfig:
     """Simulation worker processes."""
     pretrain_preset: str = "mae-ctx-cpu"
     """Pretraining preset (nufm.train.presets); its events are simulated from another seed."""
-    pretrain_steps: int = 800
-    """Pretraining optimizer steps."""
+    pretrain_steps: int = 600
+    """Pretraining optimizer steps (with the context term the probe is at its CPU plateau by
+    then: docs/objectives.md)."""
     study_preset: str = "quick"
     """Label-efficiency study preset (nufm.workflows.study.STUDY_PRESETS)."""
     seed: int = 0
@@ -48,7 +49,7 @@ class DemoConfig:
     0: never)."""
     pretrain_events: int | None = None
     """Simulated pretraining events (None: the preset's)."""
-    embed_events: int = 300
+    embed_events: int = 200
     """Events embedded for the maps and the search example."""
     anomaly_events: tuple[int, int] = (150, 50)
     """Planted-anomaly study: reference events, and normal (= anomalous) query events."""
