@@ -213,7 +213,7 @@ def demo(
     *,
     out: Path = Path("demo_out"),
     events: int = 1500,
-    pretrain_steps: int = 800,
+    pretrain_steps: int | None = None,
     study: Literal["quick", "full"] = "quick",
     seed: int = 0,
 ) -> None:
@@ -223,14 +223,14 @@ def demo(
     Args:
         out: Output directory; stages whose outputs exist are reused.
         events: Labelled simulated events (split by event) for the study.
-        pretrain_steps: Pretraining optimizer steps.
+        pretrain_steps: Pretraining optimizer steps (None: ``DemoConfig.pretrain_steps``).
         study: Label-efficiency study preset.
         seed: Base seed.
     """
     from nufm.workflows.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=out, events=events, pretrain_steps=pretrain_steps,
-                        study_preset=study, seed=seed))
+    steps = {} if pretrain_steps is None else {"pretrain_steps": pretrain_steps}
+    run_demo(DemoConfig(out=out, events=events, study_preset=study, seed=seed, **steps))
 
 
 def embed(
