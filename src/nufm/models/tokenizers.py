@@ -1,7 +1,8 @@
 """PoLAr-MAE volumetric tokenizer (arXiv:2502.02558, anchors 1.2-1.3; Point-MAE arXiv:2203.06604).
 
 Owns :class:`PointMAETokenizerConfig`, :data:`TOKENIZER_PRESETS`, the :class:`Tokens` output,
-:class:`MiniPointNet` and :class:`PointMAETokenizer`.
+:class:`MiniPointNet`, :class:`PointMAETokenizer` and the grouping helpers
+(:func:`ball_group`, :func:`fps_in_groups`, :func:`gather_groups`).
 
 Pipeline per batch (no Python loop over events):
 
@@ -206,6 +207,38 @@ def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
     return out
 
 
+def ball_group(center: Tensor, center_offset: Tensor, coord: Tensor, offset: Tensor,
+               radius: float, candidates: int, k: int,
+               reduction: Literal["fps", "nearest"] = "fps") -> Tensor:
+    """Up to ``k`` points of the same event within ``radius`` of every centre.
+
+    The ``candidates`` nearest points in the ball (:func:`ball_query`, "nearest" mode) are
+    reduced to ``k`` by farthest-point sampling seeded at the nearest one
+    (:func:`fps_in_groups`) or by keeping the nearest ``k``.
+
+    Args:
+        center: (Q, 3) centres, event-major; center_offset: (B,) their event ends.
+        coord: (N, 3) packed points (same dtype as ``center``); offset: (B,) event ends.
+        radius: ball radius; candidates: neighbours gathered first (>= k); k: kept.
+        reduction: "fps" or "nearest".
+
+    Returns:
+        (Q, k) int64 global rows of ``coord``, -1 in empty slots (filled slots first).
+    """
+    idx, _ = ball_query(center, center_offset, coord, offset, radius, candidates,
+                        mode="nearest")  # (Q, Ku)
+    if candidates > k:
+        match reduction:
+            case "fps":
+                slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0, k)  # (Q, k)
+                idx = torch.gather(idx, 1, slots)
+            case "nearest":
+                idx = idx[:, :k]
+            case _:
+                raise ValueError(f"ball_group: unknown reduction {reduction!r}")
+    return idx
+
+
 def canonical_order(coord: Tensor, offset: Tensor) -> Tensor:
     """Rows of a packed batch sorted per event by x, then y, then z (stable: exact ties keep
     their stored order).
@@ -279,19 +312,9 @@ class PointMAETokenizer(nn.Module):
             log.warning("PointMAETokenizer: %d events had more than context_length=%d C-NMS "
                         "centres; extra centres dropped (counted in Tokens.n_dropped; logged "
                         "once)", int((n_dropped > 0).sum()), cfg.context_length)
-        center = coord[center_row]  # (Q, 3)
-        idx, _ = ball_query(center, center_offset, coord, offset, cfg.group_radius,
-                            cfg.group_upscale_points, mode="nearest")  # (Q, Ku)
-        if cfg.group_upscale_points > cfg.group_max_points:
-            match cfg.reduction:
-                case "fps":
-                    slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0,
-                                          cfg.group_max_points)  # (Q, K)
-                    idx = torch.gather(idx, 1, slots)
-                case "nearest":
-                    idx = idx[:, : cfg.group_max_points]
-                case _:
-                    raise ValueError(f"PointMAETokenizer: unknown reduction {cfg.reduction!r}")
+        idx = ball_group(coord[center_row], center_offset, coord, offset, cfg.group_radius,
+                         cfg.group_upscale_points, cfg.group_max_points,
+                         cfg.reduction)  # (Q, K)
         return center_row, center_offset, idx, n_dropped
 
     def forward(self, coord: Tensor, feat: Tensor, offset: Tensor) -> Tokens:
@@ -369,5 +392,5 @@ def tokens_per_event(tokens: Tokens) -> Tensor:
 
 
 __all__ = ["PointMAETokenizerConfig", "TOKENIZER_PRESETS", "Tokens", "MiniPointNet",
-           "PointMAETokenizer", "canonical_order", "fps_in_groups", "gather_groups",
-           "tokens_per_event"]
+           "PointMAETokenizer", "ball_group", "canonical_order", "fps_in_groups",
+           "gather_groups", "tokens_per_event"]

@@ -57,13 +57,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.ball_query import ball_query
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.layers import Mlp
 from nufm.models.tokenizers import (
     PointMAETokenizerConfig,
     Tokens,
-    fps_in_groups,
+    ball_group,
     gather_groups,
 )
 from nufm.models.vit import ViT, ViTConfig
@@ -268,11 +267,8 @@ class MaskedAutoencoder(nn.Module):
         assert self.context_head is not None
         M, R = cfg.context_points, cfg.context_radius
         with torch.no_grad():
-            idx, _ = ball_query(center.float(), center_offset, batch.coord.float(),
-                                batch.offset, R, cfg.context_candidates,
-                                mode="nearest")  # (Qv, Ku)
-            slots = fps_in_groups(batch.coord[idx.clamp(min=0)], idx >= 0, M)  # (Qv, M)
-            idx = torch.gather(idx, 1, slots)  # (Qv, M)
+            idx = ball_group(center, center_offset, batch.coord, batch.offset, R,
+                             cfg.context_candidates, M)  # (Qv, M)
         point_valid = idx >= 0  # (Qv, M); the centre itself is always found
         target = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
         if cfg.context_with_energy:

@@ -5,8 +5,8 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchor
 
 * ``linear``: frozen encoder, one ``nn.Linear`` on per-point encoder features. Token features
   reach the points by *parameter-free* inverse-distance interpolation
-  (:class:`nufm.models.base.PointFeatures`), so this stays a true linear probe (PoLAr-MAE's "linear probing"
-  trains an upsampler and an MLP, which is our ``head`` mode).
+  (:class:`nufm.models.base.PointFeatures`), so this stays a true linear probe (PoLAr-MAE's
+  "linear probing" trains an upsampler and an MLP, which is our ``head`` mode).
 * ``head``: frozen encoder; a trainable neck (token encoders: PointNet++ feature propagation,
   arXiv:1706.02413) and an MLP head.
 * ``full``: everything trains; encoder parameters use ``encoder_lr_scale`` times the base lr.
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.hub import LoadReport, match_state
+from nufm.models.base import PointFeatures
 from nufm.models.encoders import (
     Encoder,
     EncoderOutput,
@@ -43,7 +44,6 @@ from nufm.models.encoders import (
     TokenViTConfig,
     build_encoder,
 )
-from nufm.models.base import PointFeatures
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.upsample import FeaturePropagation
