@@ -35,10 +35,14 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
 
 
 def test_partial_load_reports_mismatch_and_strict_refuses(tmp_path: Path) -> None:
-    save_pretrained(ToyObjective(ToyObjectiveConfig(hidden=8)), tmp_path,
-                    config=config_to_dict(ToyObjectiveConfig(hidden=8)), preprocess={})
+    save_pretrained(
+        ToyObjective(ToyObjectiveConfig(hidden=8)),
+        tmp_path,
+        config=config_to_dict(ToyObjectiveConfig(hidden=8)),
+        preprocess={},
+    )
     narrower = lambda cfg: _build({**cfg, "hidden": 4, "use_teacher": False})  # noqa: E731
-    model, report = from_pretrained(tmp_path, narrower)
+    _model, report = from_pretrained(tmp_path, narrower)
     mismatched = {k for k, _, _ in report.mismatched}
     assert ("student.net.0.weight", (8, 4), (4, 4)) in report.mismatched
     assert "mask_token" in report.loaded and "head.bias" in report.loaded

@@ -75,8 +75,9 @@ class PointBatch:
             v = getattr(self, f.name)
             if isinstance(v, Tensor):
                 moved[f.name] = v.to(device, non_blocking=non_blocking)
-        moved["targets"] = {k: v.to(device, non_blocking=non_blocking)
-                            for k, v in self.targets.items()}
+        moved["targets"] = {
+            k: v.to(device, non_blocking=non_blocking) for k, v in self.targets.items()
+        }
         return replace(self, **moved)
 
     def with_fields(self, **updates) -> PointBatch:

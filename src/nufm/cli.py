@@ -39,8 +39,9 @@ def simulate(
 
     if events <= 0:
         raise SystemExit(f"nufm simulate: --events must be positive, got {events}")
-    summary = write_events(out, generate_events(events, seed, workers=workers, progress=True),
-                           progress=False)
+    summary = write_events(
+        out, generate_events(events, seed, workers=workers, progress=True), progress=False
+    )
     log.info("wrote %s: %s", out, summary)
 
 
@@ -53,7 +54,7 @@ def info(file: Pos[Path]) -> None:
     from nufm.data.pilarnet import iter_events
     from nufm.data.summary import summarize
 
-    print(f"{file}\n{summarize(iter_events(file)).format()}")  # noqa: T201 (command output)
+    print(f"{file}\n{summarize(iter_events(file)).format()}")
 
 
 def display(
@@ -89,7 +90,11 @@ def display(
 def bench(
     *,
     suites: tuple[Literal["sim", "geometry", "models", "pretrain"], ...] = (
-        "sim", "geometry", "models", "pretrain"),
+        "sim",
+        "geometry",
+        "models",
+        "pretrain",
+    ),
     quick: bool = False,
     out: Path | None = Path("bench_results.json"),
 ) -> None:
@@ -104,7 +109,7 @@ def bench(
     """
     from nufm.benchmarks.report import run_benchmarks
 
-    print(run_benchmarks(suites, quick, out))  # noqa: T201 (command output)
+    print(run_benchmarks(suites, quick, out))
 
 
 def finetune(
@@ -148,8 +153,7 @@ def evaluate(
     from nufm.workflows.finetune import evaluate_run
 
     metrics = evaluate_run(run_dir, data, split, n_events, split_seed, out=out)
-    print(json.dumps({k: v for k, v in metrics.items()  # noqa: T201 (command output)
-                      if not isinstance(v, dict)}, indent=1))
+    print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=1))
 
 
 def study(
@@ -159,8 +163,10 @@ def study(
     out: Path = Path("study"),
     preset: Literal["quick", "full"] = "quick",
     sizes: tuple[int, ...] | None = None,
-    modes: tuple[Literal["linear-random", "linear-geometry", "linear", "head", "full",
-                         "scratch"], ...] | None = None,
+    modes: tuple[
+        Literal["linear-random", "linear-geometry", "linear", "head", "full", "scratch"], ...
+    ]
+    | None = None,
     seeds: tuple[int, ...] | None = None,
     steps: int | None = None,
 ) -> None:
@@ -190,10 +196,14 @@ def study(
     if seeds is not None:
         cfg = dataclasses.replace(cfg, seeds=seeds)
     if steps is not None:
-        cfg = dataclasses.replace(cfg, finetune=dataclasses.replace(
-            cfg.finetune, steps=steps, warmup_steps=min(cfg.finetune.warmup_steps, steps)))
+        cfg = dataclasses.replace(
+            cfg,
+            finetune=dataclasses.replace(
+                cfg.finetune, steps=steps, warmup_steps=min(cfg.finetune.warmup_steps, steps)
+            ),
+        )
     run_study(cfg, pretrained, data, out)
-    print((out / "results.md").read_text())  # noqa: T201 (command output)
+    print((out / "results.md").read_text())
 
 
 def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
@@ -266,18 +276,22 @@ def embed(
     from nufm.workflows.pretrained import load_pretrained
 
     pretrained = load_pretrained(model)
-    emb = embed_events(pretrained, file, batch_points=batch_points, per_point=per_point,
-                       device=device)
+    emb = embed_events(
+        pretrained, file, batch_points=batch_points, per_point=per_point, device=device
+    )
     write_embeddings(out, emb, {"data_file": str(file)})
     if map_out is not None:
         events = read_events(file, emb.event_id.tolist())
         labels, names = event_labels(events, color_by)
         legend = "interactions" if color_by == "n_interactions" else "dominant class"
-        save_figure(embedding_map(emb, labels, names, method=map_method, label_name=legend),
-                    map_out)
+        save_figure(
+            embedding_map(emb, labels, names, method=map_method, label_name=legend), map_out
+        )
         if per_point:
-            save_figure(embedding_map(emb, level="point", method=map_method),
-                        map_out.with_name(f"{map_out.stem}_points.png"))
+            save_figure(
+                embedding_map(emb, level="point", method=map_method),
+                map_out.with_name(f"{map_out.stem}_points.png"),
+            )
 
 
 def search(
@@ -309,9 +323,9 @@ def search(
     emb = read_embeddings(embeddings)
     hits = search_similar(emb, event, k)
     for rank, (hit, dist) in enumerate(hits, 1):
-        print(f"{rank:3d}  event {hit:7d}  distance {dist:.4f}")  # noqa: T201 (command output)
+        print(f"{rank:3d}  event {hit:7d}  distance {dist:.4f}")
     ids = [event, *(h for h, _ in hits)]
-    events = dict(zip(ids, read_events(file, ids)))
+    events = dict(zip(ids, read_events(file, ids), strict=False))
     save_figure(search_figure(events, event, hits, color=color), out)
 
 
@@ -366,14 +380,27 @@ def anomaly(
     )
     from nufm.workflows.pretrained import load_pretrained
 
-    cfg = CorruptionConfig(noise_points=noise_points, noise_box_cm=noise_box_cm,
-                           slab_width_cm=slab_width_cm)
-    result = planted_anomaly_study(load_pretrained(model), n_reference, n_normal, n_anomalous,
-                                   kind, seed, k=k, score=score, top_fraction=top_fraction,
-                                   cfg=cfg, device=device)
-    print(f"{kind}, {score} score: ROC AUC {result.auc:.3f} "
-          f"({int((~result.is_anomaly).sum())} normal, {int(result.is_anomaly.sum())} anomalous, "
-          f"{result.n_reference} reference)")  # noqa: T201 (command output)
+    cfg = CorruptionConfig(
+        noise_points=noise_points, noise_box_cm=noise_box_cm, slab_width_cm=slab_width_cm
+    )
+    result = planted_anomaly_study(
+        load_pretrained(model),
+        n_reference,
+        n_normal,
+        n_anomalous,
+        kind,
+        seed,
+        k=k,
+        score=score,
+        top_fraction=top_fraction,
+        cfg=cfg,
+        device=device,
+    )
+    print(
+        f"{kind}, {score} score: ROC AUC {result.auc:.3f} "
+        f"({int((~result.is_anomaly).sum())} normal, {int(result.is_anomaly.sum())} anomalous, "
+        f"{result.n_reference} reference)"
+    )
     save_figure(anomaly_figure(result), out)
     save_figure(corruption_figure(result), out.with_name(f"{out.stem}_examples.png"))
 
@@ -391,10 +418,22 @@ def submit() -> None:
     (run `nufm submit --help`)."""
 
 
-COMMANDS = {"simulate": simulate, "info": info, "display": display, "pretrain": pretrain,
-            "submit": submit, "export": export, "finetune": finetune, "evaluate": evaluate,
-            "study": study, "embed": embed, "search": search, "anomaly": anomaly,
-            "demo": demo, "bench": bench}
+COMMANDS = {
+    "simulate": simulate,
+    "info": info,
+    "display": display,
+    "pretrain": pretrain,
+    "submit": submit,
+    "export": export,
+    "finetune": finetune,
+    "evaluate": evaluate,
+    "study": study,
+    "embed": embed,
+    "search": search,
+    "anomaly": anomaly,
+    "demo": demo,
+    "bench": bench,
+}
 _LAUNCHERS = ("pretrain", "submit")
 """Commands whose arguments are launcher flags + tyro overrides of a preset (parsed by
 ``nufm.train.run``); the entries in COMMANDS only document them in ``nufm --help``."""

@@ -31,8 +31,16 @@ from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.toy import ToyObjectiveConfig
 
-ObjectiveConfig = (MAEConfig | DistillConfig | ForecastConfig | SemsegConfig | PIDConfig
-                   | ClusterConfig | EventTaskConfig | ToyObjectiveConfig)
+ObjectiveConfig = (
+    MAEConfig
+    | DistillConfig
+    | ForecastConfig
+    | SemsegConfig
+    | PIDConfig
+    | ClusterConfig
+    | EventTaskConfig
+    | ToyObjectiveConfig
+)
 """What a run trains: a pretraining objective, a fine-tuning task or the toy objective. Every
 member has a ``name`` literal; :func:`nufm.train.build.build_objective` dispatches on the type."""
 
@@ -66,9 +74,11 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.min_lr < 0 or self.warmup_start_lr < 0:
-            raise ValueError(f"optim: learning rates must be lr > 0, min_lr >= 0, "
-                             f"warmup_start_lr >= 0; got {self.lr}, {self.min_lr}, "
-                             f"{self.warmup_start_lr}")
+            raise ValueError(
+                f"optim: learning rates must be lr > 0, min_lr >= 0, "
+                f"warmup_start_lr >= 0; got {self.lr}, {self.min_lr}, "
+                f"{self.warmup_start_lr}"
+            )
         if self.warmup_steps < 0:
             raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.weight_decay < 0 or self.weight_decay_end < 0:
@@ -191,8 +201,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.optim.warmup_steps > self.train.max_steps:
-            raise ValueError(f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
-                             f"train.max_steps={self.train.max_steps}")
+            raise ValueError(
+                f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
+                f"train.max_steps={self.train.max_steps}"
+            )
 
 
 # ---------------------------------------------------------------- dict / YAML round trip
@@ -245,13 +257,16 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
     if all("name" in typing.get_type_hints(c) for c in classes):
         by_name = {typing.get_args(typing.get_type_hints(c)["name"])[0]: c for c in classes}
         if value.get("name") not in by_name:
-            raise ValueError(f"config: {where}.name={value.get('name')!r} is not one of "
-                             f"{sorted(by_name)}")
+            raise ValueError(
+                f"config: {where}.name={value.get('name')!r} is not one of {sorted(by_name)}"
+            )
         return by_name[value["name"]]
     fits = [c for c in classes if set(value) <= {f.name for f in dataclasses.fields(c)}]
     if len(fits) != 1:
-        raise ValueError(f"config: {where} matches {len(fits)} of "
-                         f"{[c.__name__ for c in classes]} by its keys; cannot tell which")
+        raise ValueError(
+            f"config: {where} matches {len(fits)} of "
+            f"{[c.__name__ for c in classes]} by its keys; cannot tell which"
+        )
     return fits[0]
 
 
@@ -260,8 +275,10 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"config: unknown option(s) {unknown} in {where or 'the root'} "
-                         f"({cls.__name__}); known: {sorted(names)}")
+        raise ValueError(
+            f"config: unknown option(s) {unknown} in {where or 'the root'} "
+            f"({cls.__name__}); known: {sorted(names)}"
+        )
     kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 

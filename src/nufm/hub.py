@@ -50,8 +50,10 @@ class LoadReport:
         return not (self.missing or self.unexpected or self.mismatched)
 
     def __str__(self) -> str:
-        lines = [f"loaded {len(self.loaded)} tensors, missing {len(self.missing)}, unexpected "
-                 f"{len(self.unexpected)}, shape-mismatched {len(self.mismatched)}"]
+        lines = [
+            f"loaded {len(self.loaded)} tensors, missing {len(self.missing)}, unexpected "
+            f"{len(self.unexpected)}, shape-mismatched {len(self.mismatched)}"
+        ]
         for k, a, b in self.mismatched[:10]:
             lines.append(f"  shape mismatch {k}: file {a} vs model {b}")
         lines += [f"  missing {k}" for k in self.missing[:10]]
@@ -59,8 +61,9 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def match_state(own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor],
-                report: LoadReport | None = None) -> tuple[dict[str, torch.Tensor], LoadReport]:
+def match_state(
+    own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor], report: LoadReport | None = None
+) -> tuple[dict[str, torch.Tensor], LoadReport]:
     """Split ``saved`` into tensors that fit ``own`` (same key and shape) and the rest.
 
     Returns:
@@ -95,8 +98,12 @@ def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_pretrained(model: nn.Module | dict[str, torch.Tensor], directory: str | Path,
-                    config: dict[str, Any], preprocess: dict[str, Any]) -> Path:
+def save_pretrained(
+    model: nn.Module | dict[str, torch.Tensor],
+    directory: str | Path,
+    config: dict[str, Any],
+    preprocess: dict[str, Any],
+) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory``.
 
     Args:
@@ -112,17 +119,25 @@ def save_pretrained(model: nn.Module | dict[str, torch.Tensor], directory: str |
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = model.state_dict() if isinstance(model, nn.Module) else model
-    save_file(_plain_state(state), str(directory / WEIGHTS_NAME),
-              metadata={"format": FORMAT, "nufm_version": nufm.__version__})
-    meta = {"format": FORMAT, "nufm_version": nufm.__version__, "model": config,
-            "preprocess": preprocess}
+    save_file(
+        _plain_state(state),
+        str(directory / WEIGHTS_NAME),
+        metadata={"format": FORMAT, "nufm_version": nufm.__version__},
+    )
+    meta = {
+        "format": FORMAT,
+        "nufm_version": nufm.__version__,
+        "model": config,
+        "preprocess": preprocess,
+    }
     (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
     log.info("saved pretrained model to %s", directory)
     return directory
 
 
-def from_pretrained(directory: str | Path, build_fn: Callable[[dict[str, Any]], nn.Module],
-                    strict: bool = False) -> tuple[nn.Module, LoadReport]:
+def from_pretrained(
+    directory: str | Path, build_fn: Callable[[dict[str, Any]], nn.Module], strict: bool = False
+) -> tuple[nn.Module, LoadReport]:
     """Rebuild a model with ``build_fn(config["model"])`` and load the saved weights into it.
 
     Keys whose shapes differ are skipped and reported, never loaded partially.
@@ -145,17 +160,24 @@ def from_pretrained(directory: str | Path, build_fn: Callable[[dict[str, Any]], 
             raise FileNotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
     meta = json.loads((directory / CONFIG_NAME).read_text())
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{directory / CONFIG_NAME}: format {meta.get('format')!r}, expected "
-                         f"{FORMAT!r}")
+        raise ValueError(
+            f"{directory / CONFIG_NAME}: format {meta.get('format')!r}, expected {FORMAT!r}"
+        )
     if meta.get("nufm_version") != nufm.__version__:
-        log.warning("%s was saved by nufm %s, this is nufm %s", directory,
-                    meta.get("nufm_version"), nufm.__version__)
+        log.warning(
+            "%s was saved by nufm %s, this is nufm %s",
+            directory,
+            meta.get("nufm_version"),
+            nufm.__version__,
+        )
     model = build_fn(meta["model"])
     saved = load_file(str(directory / WEIGHTS_NAME))
     usable, report = match_state(model.state_dict(), saved, LoadReport(config=meta))
     if not usable:
-        raise ValueError(f"{directory}: none of the {len(saved)} saved tensors fit the model "
-                         f"built from its config\n{report}")
+        raise ValueError(
+            f"{directory}: none of the {len(saved)} saved tensors fit the model "
+            f"built from its config\n{report}"
+        )
     if strict and not report.is_exact:
         raise ValueError(f"{directory}: load is not exact\n{report}")
     model.load_state_dict(usable, strict=False)
@@ -164,8 +186,9 @@ def from_pretrained(directory: str | Path, build_fn: Callable[[dict[str, Any]], 
     return model, report
 
 
-def export(run_dir: str | Path, out_dir: str | Path,
-           preprocess: dict[str, Any] | None = None) -> Path:
+def export(
+    run_dir: str | Path, out_dir: str | Path, preprocess: dict[str, Any] | None = None
+) -> Path:
     """Export the latest complete checkpoint of a training run as a pretrained directory.
 
     The weights are the objective's state dict; ``config.json`` holds the objective config
@@ -187,7 +210,6 @@ def export(run_dir: str | Path, out_dir: str | Path,
     cfg = state["config"]
     if preprocess is None:
         preprocess = preprocess_contract(config_from_dict(cfg).data)
-    out = save_pretrained(state["model"], out_dir, config=cfg["objective"],
-                          preprocess=preprocess)
+    out = save_pretrained(state["model"], out_dir, config=cfg["objective"], preprocess=preprocess)
     log.info("exported %s (step %d) to %s", ckpt, state["step"], out)
     return out

@@ -8,9 +8,13 @@ from nufm.data.event import Event
 
 def _event(n: int, seed: int) -> Event:
     rng = np.random.default_rng(seed)
-    return Event(coord=rng.uniform(0, 768, (n, 3)).astype(np.float32),
-                 energy=rng.exponential(1.0, n).astype(np.float32),
-                 segment=rng.integers(0, 5, n), event_id=seed, meta={"n_interactions": seed})
+    return Event(
+        coord=rng.uniform(0, 768, (n, 3)).astype(np.float32),
+        energy=rng.exponential(1.0, n).astype(np.float32),
+        segment=rng.integers(0, 5, n),
+        event_id=seed,
+        meta={"n_interactions": seed},
+    )
 
 
 def test_collate_packs_and_keeps_events_separable() -> None:
@@ -24,8 +28,8 @@ def test_collate_packs_and_keeps_events_separable() -> None:
     for i, e in enumerate(events):
         alone = collate([e])
         start = 0 if i == 0 else int(b.offset[i - 1])
-        torch.testing.assert_close(b.coord[start:b.offset[i]], alone.coord)
-        assert torch.equal(b.segment[start:b.offset[i]], alone.segment)
+        torch.testing.assert_close(b.coord[start : b.offset[i]], alone.coord)
+        assert torch.equal(b.segment[start : b.offset[i]], alone.segment)
 
 
 def test_collate_fills_missing_labels_with_ignore() -> None:
@@ -37,8 +41,13 @@ def test_collate_fills_missing_labels_with_ignore() -> None:
 
 def test_event_rejects_misaligned_fields() -> None:
     with pytest.raises(ValueError, match="segment"):
-        Event(coord=np.zeros((3, 3), np.float32), energy=np.zeros(3, np.float32),
-              segment=np.zeros(2, np.int64), source="x.h5", event_id=4)
+        Event(
+            coord=np.zeros((3, 3), np.float32),
+            energy=np.zeros(3, np.float32),
+            segment=np.zeros(2, np.int64),
+            source="x.h5",
+            event_id=4,
+        )
 
 
 def test_point_budget_sampler_bounds_points_and_covers_all() -> None:

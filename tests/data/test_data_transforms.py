@@ -47,8 +47,19 @@ def _assert_labels_follow_points(out: Event, original: Event) -> np.ndarray:
     return ids
 
 
-ALL = [EnergyThreshold(), RemoveLowEnergy(), NormalizeCoord(), LogEnergy(), MakeFeatures(),
-       RandomRotation(), RandomFlip(), RandomScale(), Jitter(), EnergySmear(), RandomCrop()]
+ALL = [
+    EnergyThreshold(),
+    RemoveLowEnergy(),
+    NormalizeCoord(),
+    LogEnergy(),
+    MakeFeatures(),
+    RandomRotation(),
+    RandomFlip(),
+    RandomScale(),
+    Jitter(),
+    EnergySmear(),
+    RandomCrop(),
+]
 
 
 @pytest.mark.parametrize("transform", ALL, ids=lambda t: type(t).__name__)
@@ -72,8 +83,11 @@ def test_rotation_preserves_distances_and_moves_truth() -> None:
     d_before = np.linalg.norm(e.coord[:, None] - e.vertices[None], axis=2)
     d_after = np.linalg.norm(out.coord[:, None] - out.vertices[None], axis=2)
     np.testing.assert_allclose(d_after, d_before[ids], atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(out.particles.momentum, axis=1),
-                               np.linalg.norm(e.particles.momentum, axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(out.particles.momentum, axis=1),
+        np.linalg.norm(e.particles.momentum, axis=1),
+        rtol=1e-5,
+    )
     r = random_rotation_matrix(np.random.default_rng(2))
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(r) == pytest.approx(1.0)
@@ -134,8 +148,9 @@ def test_log_energy_hand_values() -> None:
     np.testing.assert_allclose(got, [-1.0, 1.0, -0.3941677, 0.2116646], atol=2e-6)
     assert math.log10(20.01) == pytest.approx(1.3012471, abs=1e-7)
     e = Event(coord=np.zeros((1, 3), np.float32), energy=np.array([0.99], np.float32))
-    np.testing.assert_allclose(LogEnergy()(e, np.random.default_rng(0)).energy, [0.2116646],
-                               atol=2e-6)
+    np.testing.assert_allclose(
+        LogEnergy()(e, np.random.default_rng(0)).energy, [0.2116646], atol=2e-6
+    )
     with pytest.raises(DataError, match="negative"):
         LogEnergy()(e.with_fields(energy=np.array([-1.0], np.float32)), np.random.default_rng(0))
 
@@ -171,8 +186,14 @@ def test_preprocess_contract_and_serialisation() -> None:
     with pytest.raises(ValueError, match="energy_threshold"):
         Preprocess(energy_threshold=-1.0)
     names = [type(t).__name__ for t in pre.transforms([RandomRotation()]).transforms]
-    assert names == ["EnergyThreshold", "RemoveLowEnergy", "NormalizeCoord", "RandomRotation",
-                     "LogEnergy", "MakeFeatures"]
+    assert names == [
+        "EnergyThreshold",
+        "RemoveLowEnergy",
+        "NormalizeCoord",
+        "RandomRotation",
+        "LogEnergy",
+        "MakeFeatures",
+    ]
     e = _traced()
     out = pre.transforms()(e, np.random.default_rng(0))
     ids = _assert_labels_follow_points(out, e)

@@ -18,8 +18,8 @@ from nufm.data.pilarnet import (
     count_points,
     iter_events,
     open_pilarnet,
-    read_events,
     read_event,
+    read_events,
     write_events,
 )
 from nufm.data.synthetic import synthetic_event, synthetic_events
@@ -30,9 +30,12 @@ POINT_FIELDS = ("coord", "energy", "segment", "pid", "instance", "interaction")
 def _events() -> list[Event]:
     events = synthetic_events(3, seed=10, n_interactions=2)
     rng = np.random.default_rng(0)
-    unlabeled = Event(coord=rng.integers(0, 768, (7, 3)).astype(np.float32),
-                      energy=rng.uniform(0.1, 3.0, 7).astype(np.float32), meta={"tag": "x"})
-    return events + [unlabeled]
+    unlabeled = Event(
+        coord=rng.integers(0, 768, (7, 3)).astype(np.float32),
+        energy=rng.uniform(0.1, 3.0, 7).astype(np.float32),
+        meta={"tag": "x"},
+    )
+    return [*events, unlabeled]
 
 
 def _assert_same(read: Event, original: Event) -> None:
@@ -48,8 +51,9 @@ def _assert_same(read: Event, original: Event) -> None:
         assert read.particles is None
     else:
         for name in ("id", "pdg", "momentum", "start", "is_primary", "interaction", "parent"):
-            np.testing.assert_array_equal(getattr(read.particles, name),
-                                          getattr(original.particles, name), err_msg=name)
+            np.testing.assert_array_equal(
+                getattr(read.particles, name), getattr(original.particles, name), err_msg=name
+            )
     if original.vertices is None:
         assert read.vertices is None
     else:
@@ -68,7 +72,7 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     assert os.stat(path).st_mode & 0o777 == os.stat(plain).st_mode & 0o777  # not mkstemp's 0600
     read = read_events(path)
     assert len(read) == len(events)
-    for i, (r, e) in enumerate(zip(read, events)):
+    for i, (r, e) in enumerate(zip(read, events, strict=False)):
         _assert_same(r, e)
         assert r.event_id == i and r.source == str(path)
 
@@ -80,7 +84,7 @@ def test_round_trip_v1_has_no_pid(tmp_path: Path) -> None:
     with h5py.File(path) as f:
         assert "cluster_extra" not in f
         assert f["cluster"][0].size % 5 == 0
-    for r, e in zip(read_events(path), events):
+    for r, e in zip(read_events(path), events, strict=False):
         order, _ = cluster_order(e)
         assert (r.pid == -1).all()
         np.testing.assert_array_equal(r.segment, e.segment[order])
@@ -103,9 +107,10 @@ def test_independent_h5py_reader_sees_documented_columns(tmp_path: Path) -> None
     assert cluster[0, 4] == LOW_ENERGY and cluster[0, 2] == -1
     np.testing.assert_array_equal(point[:, 3], point[:, 4])  # energy in both columns
     assert (point[:, 5:] == 0).all()
-    per_point = {name: np.repeat(cluster[:, col], cluster[:, 0])
-                 for name, col in (("instance", 2), ("interaction", 3), ("segment", 4),
-                                   ("pid", 5))}
+    per_point = {
+        name: np.repeat(cluster[:, col], cluster[:, 0])
+        for name, col in (("instance", 2), ("interaction", 3), ("segment", 4), ("pid", 5))
+    }
     # match every file row to the original point by its (unique) voxel
     key = {tuple(c): k for k, c in enumerate(event.coord.tolist())}
     src = np.array([key[tuple(c)] for c in point[:, :3].tolist()])
@@ -116,16 +121,21 @@ def test_independent_h5py_reader_sees_documented_columns(tmp_path: Path) -> None
     muon = np.flatnonzero(cluster[:, 5] == 2)[0]
     particle = int(np.flatnonzero(event.particles.id == cluster[muon, 2])[0])
     np.testing.assert_allclose(extra[muon, 0], 105.6583755, rtol=1e-6)
-    np.testing.assert_allclose(extra[muon, 1], np.linalg.norm(event.particles.momentum[particle]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        extra[muon, 1], np.linalg.norm(event.particles.momentum[particle]), rtol=1e-6
+    )
     np.testing.assert_allclose(extra[muon, 2:5], event.vertices[cluster[muon, 3]])
     assert extra[muon, 5] == 1.0
     # fragment of a particle's largest cluster is the particle id
     assert cluster[muon, 1] == cluster[muon, 2]
 
 
-def _raw_file(path: Path, points: list[np.ndarray], clusters: list[np.ndarray],
-              extras: list[np.ndarray] | None = None) -> None:
+def _raw_file(
+    path: Path,
+    points: list[np.ndarray],
+    clusters: list[np.ndarray],
+    extras: list[np.ndarray] | None = None,
+) -> None:
     """A foreign (non-nufm) PILArNet-style file written with plain h5py."""
     with h5py.File(path, "w") as f:
         n = len(points)
@@ -201,12 +211,15 @@ def test_other_layout(tmp_path: Path) -> None:
         open_pilarnet(path)
 
 
-@pytest.mark.parametrize("fault,message", [
-    ("sizes", r"bad.h5 event 1: cluster sizes add up to 4 but the event has 5 points"),
-    ("nan", r"bad.h5 event 1: 1 of 5 points have NaN"),
-    ("outside", r"bad.h5 event 1: 1 of 5 points lie outside"),
-    ("empty", r"bad.h5 event 1: empty event"),
-])
+@pytest.mark.parametrize(
+    "fault,message",
+    [
+        ("sizes", r"bad.h5 event 1: cluster sizes add up to 4 but the event has 5 points"),
+        ("nan", r"bad.h5 event 1: 1 of 5 points have NaN"),
+        ("outside", r"bad.h5 event 1: 1 of 5 points lie outside"),
+        ("empty", r"bad.h5 event 1: empty event"),
+    ],
+)
 def test_bad_event_names_file_and_event(tmp_path: Path, fault: str, message: str) -> None:
     good_pts = _points(5)
     good_cluster = np.array([[1, -1, -1, -1, 4, -1], [4, 0, 0, 0, 1, 2]])

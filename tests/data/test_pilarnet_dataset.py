@@ -44,7 +44,8 @@ def test_items_are_file_rows_in_order(two_files: tuple[list[str], list[Event]]) 
 
 
 def test_index_cache_written_reused_and_invalidated(
-        two_files: tuple[list[str], list[Event]], monkeypatch: pytest.MonkeyPatch) -> None:
+    two_files: tuple[list[str], list[Event]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths, events = two_files
     PILArNetDataset(paths[0], energy_threshold=0.2)
     cache = paths[0] + INDEX_SUFFIX
@@ -70,8 +71,10 @@ def test_index_cache_written_reused_and_invalidated(
 
 
 def test_read_only_directory_falls_back_to_memory(
-        two_files: tuple[list[str], list[Event]], monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+    two_files: tuple[list[str], list[Event]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     paths, events = two_files
 
     def read_only(*args: object, **kwargs: object) -> None:
@@ -85,8 +88,9 @@ def test_read_only_directory_falls_back_to_memory(
     assert ds.points_per_event.tolist() == [len(e) for e in events[6:]]
 
 
-def test_min_points_filter_is_reported(two_files: tuple[list[str], list[Event]],
-                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_min_points_filter_is_reported(
+    two_files: tuple[list[str], list[Event]], caplog: pytest.LogCaptureFixture
+) -> None:
     paths, events = two_files
     above = np.array([int((e.energy > 0.13).sum()) for e in events])
     min_points = int(np.median(above))
@@ -100,22 +104,29 @@ def test_min_points_filter_is_reported(two_files: tuple[list[str], list[Event]],
     assert (ds.points_per_event >= min_points).all()
 
 
-def test_splits_disjoint_cover_and_deterministic(
-        two_files: tuple[list[str], list[Event]]) -> None:
+def test_splits_disjoint_cover_and_deterministic(two_files: tuple[list[str], list[Event]]) -> None:
     paths, _ = two_files
-    parts = {s: {PILArNetDataset(paths, split=s, seed=3, energy_threshold=0.0).location(i)
-                 for i in range(len(PILArNetDataset(paths, split=s, seed=3,
-                                                    energy_threshold=0.0)))}
-             for s in ("train", "val", "test")}
+    parts = {
+        s: {
+            PILArNetDataset(paths, split=s, seed=3, energy_threshold=0.0).location(i)
+            for i in range(len(PILArNetDataset(paths, split=s, seed=3, energy_threshold=0.0)))
+        }
+        for s in ("train", "val", "test")
+    }
     assert [len(parts[s]) for s in ("train", "val", "test")] == [8, 1, 1]
-    assert not (parts["train"] & parts["val"] or parts["train"] & parts["test"]
-                or parts["val"] & parts["test"])
+    assert not (
+        parts["train"] & parts["val"]
+        or parts["train"] & parts["test"]
+        or parts["val"] & parts["test"]
+    )
     everything = PILArNetDataset(paths, energy_threshold=0.0)
     assert set().union(*parts.values()) == {everything.location(i) for i in range(10)}
     again = PILArNetDataset(paths, split="train", seed=3, energy_threshold=0.0)
     assert {again.location(i) for i in range(len(again))} == parts["train"]
-    other = [PILArNetDataset(paths, split="val", seed=s, energy_threshold=0.0).location(0)
-             for s in range(6)]
+    other = [
+        PILArNetDataset(paths, split="val", seed=s, energy_threshold=0.0).location(0)
+        for s in range(6)
+    ]
     assert len(set(other)) > 1  # the seed changes the split
     with pytest.raises(ValueError, match="split must be one of"):
         PILArNetDataset(paths, split="training")
@@ -125,19 +136,20 @@ def _identity(batch: list[Event]) -> list[Event]:
     return batch
 
 
-def test_dataloader_workers_give_identical_events(
-        two_files: tuple[list[str], list[Event]]) -> None:
+def test_dataloader_workers_give_identical_events(two_files: tuple[list[str], list[Event]]) -> None:
     paths, _ = two_files
     transform = Compose([NormalizeCoord(), RandomRotation()])
     ds = PILArNetDataset(paths, transform=transform, energy_threshold=0.0, seed=7)
     ds[0]  # opens a handle in the parent before forking
     pickle.loads(pickle.dumps(ds))  # picklable (spawn start method)
-    serial = [e for b in DataLoader(ds, batch_size=3, num_workers=0, collate_fn=_identity)
-              for e in b]
-    parallel = [e for b in DataLoader(ds, batch_size=3, num_workers=2, collate_fn=_identity)
-                for e in b]
+    serial = [
+        e for b in DataLoader(ds, batch_size=3, num_workers=0, collate_fn=_identity) for e in b
+    ]
+    parallel = [
+        e for b in DataLoader(ds, batch_size=3, num_workers=2, collate_fn=_identity) for e in b
+    ]
     assert len(serial) == len(parallel) == len(ds)
-    for a, b in zip(serial, parallel):
+    for a, b in zip(serial, parallel, strict=False):
         assert (a.source, a.event_id) == (b.source, b.event_id)
         np.testing.assert_array_equal(a.coord, b.coord)
         np.testing.assert_array_equal(a.segment, b.segment)
@@ -149,18 +161,23 @@ def test_dataloader_workers_give_identical_events(
 
 
 def test_points_per_event_match_preprocessed_batches(
-        two_files: tuple[list[str], list[Event]]) -> None:
+    two_files: tuple[list[str], list[Event]],
+) -> None:
     from nufm.data.collate import PointBudgetSampler, collate
     from nufm.data.transforms import Preprocess
 
     paths, _ = two_files
     pre = Preprocess(energy_threshold=0.2, min_points=20)
-    ds = PILArNetDataset(paths, transform=pre.transforms(), min_points=pre.min_points,
-                         energy_threshold=pre.energy_threshold)
+    ds = PILArNetDataset(
+        paths,
+        transform=pre.transforms(),
+        min_points=pre.min_points,
+        energy_threshold=pre.energy_threshold,
+    )
     sampler = PointBudgetSampler(ds.points_per_event, max_points=400, shuffle=True, seed=1)
     loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
     seen = 0
-    for indices, batch in zip(sampler, loader):
+    for indices, batch in zip(sampler, loader, strict=False):
         assert batch.counts.tolist() == ds.points_per_event[indices].tolist()
         assert batch.feat.shape == (batch.num_points, 4)
         assert batch.num_points <= 400 or batch.num_events == 1

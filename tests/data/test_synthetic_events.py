@@ -25,8 +25,9 @@ def test_labels_consistent_with_truth() -> None:
         has_particle = e.instance >= 0
         assert set(e.instance[has_particle].tolist()) <= set(e.particles.id.tolist())
         row = {int(p): r for r, p in enumerate(e.particles.id)}
-        part_inter = np.array([e.particles.interaction[row[int(i)]] for i in
-                               e.instance[has_particle]])
+        part_inter = np.array(
+            [e.particles.interaction[row[int(i)]] for i in e.instance[has_particle]]
+        )
         np.testing.assert_array_equal(part_inter, e.interaction[has_particle])
         led = e.segment == LOW_ENERGY
         assert led.any() and (e.instance[led] == -1).all() and (e.pid[led] == PID_NONE).all()

@@ -60,8 +60,9 @@ def test_confusion_matrix_matches_sklearn(seed: int) -> None:
     np.testing.assert_allclose(m.recall[present], rec)
     np.testing.assert_allclose(m.f1[present], f1)
     np.testing.assert_array_equal(m.support[present], sup)
-    np.testing.assert_allclose(m.iou[present], jaccard_score(t, p, labels=present, average=None,
-                                                             zero_division=0))
+    np.testing.assert_allclose(
+        m.iou[present], jaccard_score(t, p, labels=present, average=None, zero_division=0)
+    )
     assert np.isnan(m.f1[C - 1]) and np.isnan(m.iou[C - 1])  # absent from both: undefined
 
     mp, mr, mf, _ = precision_recall_fscore_support(t, p, average="macro", zero_division=0)
@@ -88,8 +89,9 @@ def test_macro_ignore_classes_and_logits(seed: int) -> None:
     m = cm.compute()
     kept = target != -1
     labels = [0, 1, 2, 3]
-    _, _, f1, _ = precision_recall_fscore_support(target[kept], pred[kept], labels=labels,
-                                                  average="macro", zero_division=0)
+    _, _, f1, _ = precision_recall_fscore_support(
+        target[kept], pred[kept], labels=labels, average="macro", zero_division=0
+    )
     assert m.macro_f1 == pytest.approx(f1)
     assert not m.in_macro[4] and np.isfinite(m.f1[4])  # reported but not averaged
 
@@ -220,8 +222,9 @@ def test_all_reduce_with_a_process_group(tmp_path) -> None:
 
     if not dist.is_available():
         pytest.skip("torch.distributed is not available in this torch build")
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
     try:
         pred, target = _random_labels(9)
         cm = ConfusionMatrix(6)

@@ -19,7 +19,7 @@ class _LabelLeak(nn.Module):
         self.informative = informative
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def forward(self, batch):  # noqa: ANN001, ANN201
+    def forward(self, batch):
         seg = batch.segment.clamp(min=0)
         if self.informative:
             feat = torch.nn.functional.one_hot(seg, 5).float()

@@ -44,8 +44,10 @@ def test_confusion_matrix_plot(tmp_path: Path) -> None:
 
 def test_loss_curves_plot(tmp_path: Path) -> None:
     steps = np.arange(100)
-    fig = plot_loss_curves({"train": (steps, np.exp(-steps / 30)),
-                            "val": (steps[::10], np.exp(-steps[::10] / 25))}, log_y=True)
+    fig = plot_loss_curves(
+        {"train": (steps, np.exp(-steps / 30)), "val": (steps[::10], np.exp(-steps[::10] / 25))},
+        log_y=True,
+    )
     ax = fig.axes[0]
     assert len(ax.lines) == 2 and len(ax.lines[1].get_xdata()) == 10
     assert ax.get_yscale() == "log"
@@ -54,8 +56,10 @@ def test_loss_curves_plot(tmp_path: Path) -> None:
 
 
 def test_label_efficiency_plot(tmp_path: Path) -> None:
-    results = {"linear probe": {10: [0.5, 0.55, 0.6], 100: [0.7, 0.72], 1000: [0.8]},
-               "fine-tune": {10: [0.4, 0.5], 100: [0.75, 0.8], 1000: [0.9, 0.91]}}
+    results = {
+        "linear probe": {10: [0.5, 0.55, 0.6], 100: [0.7, 0.72], 1000: [0.8]},
+        "fine-tune": {10: [0.4, 0.5], 100: [0.75, 0.8], 1000: [0.9, 0.91]},
+    }
     fig = plot_label_efficiency(results)
     ax = fig.axes[0]
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
@@ -87,15 +91,21 @@ def test_embedding_plot_and_embed_2d(tmp_path: Path) -> None:
     scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert [len(s.get_offsets()) for s in scatters] == [5, 25, 30, 30]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "unlabelled", "shower", "track", "Michel"]
+        "unlabelled",
+        "shower",
+        "track",
+        "Michel",
+    ]
     _save(fig, tmp_path / "emb.png")
     with pytest.raises(ValueError, match="UMAP"):
         embed_2d(x, method="umap")
 
 
 def test_per_class_f1_plot(tmp_path: Path) -> None:
-    f1 = {"PoLAr-MAE": np.array([0.98, 0.99, 0.5, np.nan]), "ours": np.array([0.97, 0.99, 0.6,
-                                                                               0.4])}
+    f1 = {
+        "PoLAr-MAE": np.array([0.98, 0.99, 0.5, np.nan]),
+        "ours": np.array([0.97, 0.99, 0.6, 0.4]),
+    }
     fig = plot_per_class_f1(f1, NAMES)
     ax = fig.axes[0]
     bars = [c for c in ax.containers if isinstance(c, BarContainer)]

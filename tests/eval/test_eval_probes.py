@@ -82,14 +82,20 @@ def test_probe_is_deterministic_and_class_balanced_runs() -> None:
     rng, labels, ev = _events(3)
     feats = rng.normal(size=(labels.size, 8)).astype(np.float32)
     feats[:, 0] += labels
-    cfg = LinearProbeConfig(learning_rates=(1e-1,), epochs=3, batch_size=256, seed=5,
-                            class_balanced=True)
+    cfg = LinearProbeConfig(
+        learning_rates=(1e-1,), epochs=3, batch_size=256, seed=5, class_balanced=True
+    )
     a = run_probe(cfg, feats, labels, ev, num_classes=4)
     b = run_probe(cfg, feats, labels, ev, num_classes=4)
     np.testing.assert_array_equal(a.test.counts, b.test.counts)
     np.testing.assert_array_equal(a.split.test, b.split.test)
-    full = run_probe(LinearProbeConfig(learning_rates=(1e-1,), epochs=30, batch_size=0),
-                     feats, labels, ev, num_classes=4)
+    full = run_probe(
+        LinearProbeConfig(learning_rates=(1e-1,), epochs=30, batch_size=0),
+        feats,
+        labels,
+        ev,
+        num_classes=4,
+    )
     assert full.test.accuracy > 0.4  # one informative feature of unit-spaced classes
 
 
@@ -98,14 +104,16 @@ def test_knn_vote_matches_sklearn_classifier() -> None:
     train_x, query_x = rng.normal(size=(200, 5)), rng.normal(size=(50, 5))
     train_y = rng.integers(0, 2, 200)
     cfg = KNNProbeConfig(ks=(1, 3, 7), metric="euclidean")
-    ours = _knn_votes(torch.as_tensor(train_x), torch.as_tensor(train_y),
-                      torch.as_tensor(query_x), cfg.ks, 2, cfg)
+    ours = _knn_votes(
+        torch.as_tensor(train_x), torch.as_tensor(train_y), torch.as_tensor(query_x), cfg.ks, 2, cfg
+    )
     for i, k in enumerate(cfg.ks):
         ref = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(train_x, train_y)
         np.testing.assert_array_equal(ours[:, i], ref.predict(query_x))
     cos = KNNProbeConfig(ks=(5,), metric="cosine")
-    ours_cos = _knn_votes(torch.as_tensor(train_x), torch.as_tensor(train_y),
-                          torch.as_tensor(query_x), cos.ks, 2, cos)
+    ours_cos = _knn_votes(
+        torch.as_tensor(train_x), torch.as_tensor(train_y), torch.as_tensor(query_x), cos.ks, 2, cos
+    )
     ref = KNeighborsClassifier(n_neighbors=5, metric="cosine", algorithm="brute")
     np.testing.assert_array_equal(ours_cos[:, 0], ref.fit(train_x, train_y).predict(query_x))
 

@@ -23,11 +23,21 @@ def test_report_round_trip(tmp_path: Path) -> None:
     inst = InstanceMetrics()
     inst.update(np.array([1, 1, 2]), np.array([0, 0, 1]))
     reg = {"energy": regression_metrics(np.array([1.0, 2.0]), np.array([1.0, 2.5]))}
-    report = metrics_report(semantic=cm, class_names=["shower", "track", "michel"],
-                            instance=inst, regression=reg, extra={"probe": {"best": "lr=0.1"}})
-    path = write_metrics_json(tmp_path / "sub" / "metrics.json", report,
-                              model={"name": "tiny", "step": np.int64(5)},
-                              data={"events": 3}, preprocess={"grid": 0.001}, seed=7)
+    report = metrics_report(
+        semantic=cm,
+        class_names=["shower", "track", "michel"],
+        instance=inst,
+        regression=reg,
+        extra={"probe": {"best": "lr=0.1"}},
+    )
+    path = write_metrics_json(
+        tmp_path / "sub" / "metrics.json",
+        report,
+        model={"name": "tiny", "step": np.int64(5)},
+        data={"events": 3},
+        preprocess={"grid": 0.001},
+        seed=7,
+    )
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # no temp file left
     doc = read_metrics_json(path)
     assert doc["schema_version"] == SCHEMA_VERSION and doc["seed"] == 7

@@ -21,7 +21,7 @@ def test_split_events_partitions_every_event_once(n: int) -> None:
     assert [p.size for p in parts] == split_counts(n, (0.6, 0.2, 0.2))
     np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(n))
     again = split_events(n, (0.6, 0.2, 0.2), seed=3)
-    for a, b in zip(parts, again):
+    for a, b in zip(parts, again, strict=False):
         np.testing.assert_array_equal(a, b)
 
 
@@ -53,6 +53,9 @@ def test_split_event_ids_and_points() -> None:
 
 
 def test_assert_disjoint_events_names_the_leak() -> None:
-    with pytest.raises(EventLeakError, match=r"1 event id\(s\) shared between the 'val' and "
-                                             r"'test' sets, e.g. \[3\]"):
+    with pytest.raises(
+        EventLeakError,
+        match=r"1 event id\(s\) shared between the 'val' and "
+        r"'test' sets, e.g. \[3\]",
+    ):
         assert_disjoint_events(train=[0, 1], val=[2, 3], test=[3, 4])

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from geometry_lines import line
 
 from nufm.geometry.ball_query import ball_query
-from geometry_lines import line
 
 BACKENDS = ("torch", "numba")
 
@@ -38,8 +38,7 @@ def test_radius_is_strict_and_events_are_separate(backend: str) -> None:
 @pytest.mark.parametrize("mode", ["first", "nearest"])
 def test_fast_matches_reference(make_events, mode: str) -> None:
     coord, offset = make_events([400, 0, 3, 250], seed=5)
-    q_rows = torch.cat([torch.arange(0, 400, 9), torch.arange(400, 403),
-                        torch.arange(403, 653, 5)])
+    q_rows = torch.cat([torch.arange(0, 400, 9), torch.arange(400, 403), torch.arange(403, 653, 5)])
     query = coord[q_rows]
     q_off = torch.tensor([45, 45, 48, 98])
     ref = ball_query(query, q_off, coord, offset, 3.0, 24, mode, backend="torch")
@@ -62,8 +61,9 @@ def test_lattice_ties_agree() -> None:
 def test_batch_independence(make_events) -> None:
     coord, offset = make_events([100, 150], seed=6)
     idx_b, cnt_b = ball_query(coord, offset, coord, offset, 4.0, 16)
-    idx_a, cnt_a = ball_query(coord[100:], torch.tensor([150]), coord[100:], torch.tensor([150]),
-                              4.0, 16)
+    idx_a, cnt_a = ball_query(
+        coord[100:], torch.tensor([150]), coord[100:], torch.tensor([150]), 4.0, 16
+    )
     assert torch.equal(cnt_b[100:], cnt_a)
     assert torch.equal(idx_b[100:], torch.where(idx_a >= 0, idx_a + 100, idx_a))
 

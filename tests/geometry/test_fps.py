@@ -49,17 +49,24 @@ def test_duplicate_points_never_resampled() -> None:
 
 def test_batch_independence(make_events) -> None:
     coord, offset = make_events([120, 80, 200], seed=3)
-    idx_b, off_b = farthest_point_sampling(coord, offset, 32)
+    idx_b, _off_b = farthest_point_sampling(coord, offset, 32)
     alone, _ = farthest_point_sampling(coord[120:200], torch.tensor([80]), 32)
     assert torch.equal(idx_b[32:64], alone + 120)
 
 
 def test_random_start_is_reproducible(make_events) -> None:
     coord, offset = make_events([50, 60], seed=4)
-    a, _ = farthest_point_sampling(coord, offset, 8, start="random",
-                                   generator=torch.Generator().manual_seed(7))
-    b, _ = farthest_point_sampling(coord, offset, 8, start="random",
-                                   generator=torch.Generator().manual_seed(7), backend="torch")
+    a, _ = farthest_point_sampling(
+        coord, offset, 8, start="random", generator=torch.Generator().manual_seed(7)
+    )
+    b, _ = farthest_point_sampling(
+        coord,
+        offset,
+        8,
+        start="random",
+        generator=torch.Generator().manual_seed(7),
+        backend="torch",
+    )
     assert torch.equal(a, b)
     assert 0 <= int(a[0]) < 50 and 50 <= int(a[8]) < 110
 

@@ -31,7 +31,7 @@ def test_cuda_reference_matches_cpu_fast_paths(make_events) -> None:
         assert torch.equal(bq_cpu[0], bq_gpu[0].cpu())
     nms_cpu = centrality_nms(coord, offset, 4.0, 64, 40, backend="numba")
     nms_gpu = centrality_nms(c_d, o_d, 4.0, 64, 40)
-    for a, b in zip(nms_cpu, nms_gpu):
+    for a, b in zip(nms_cpu, nms_gpu, strict=False):
         assert torch.equal(a, b.cpu())
     knn_cpu = knn(coord, offset, coord, offset, 8, backend="scipy")
     knn_gpu = knn(c_d, o_d, c_d, o_d, 8)

@@ -28,11 +28,15 @@ def test_grid_sample_matches_naive(make_events) -> None:
         g = voxelize(coord, offset, 2.0)
         batch = torch.repeat_interleave(torch.arange(3), torch.tensor(counts))
         cells = _naive_cells(g, counts)
-        got = [(b, *c) for b, c in zip(batch[res.idx].tolist(), res.grid_coord.tolist())]
+        got = [
+            (b, *c) for b, c in zip(batch[res.idx].tolist(), res.grid_coord.tolist(), strict=False)
+        ]
         assert got == cells  # sorted by (event, x, y, z), events contiguous
         assert torch.equal(res.grid_coord[res.inverse], g)
-        assert res.new_offset.tolist() == torch.cumsum(
-            torch.bincount(batch[res.idx], minlength=3), 0).tolist()
+        assert (
+            res.new_offset.tolist()
+            == torch.cumsum(torch.bincount(batch[res.idx], minlength=3), 0).tolist()
+        )
         for m in range(0, len(cells), 17):
             members = torch.nonzero(res.inverse == m).flatten()
             assert int(res.idx[m]) == int(members.min())

@@ -11,8 +11,9 @@ def test_hand_computed(backend: str) -> None:
     support = torch.tensor([[0.0, 0, 0], [2, 0, 0], [5, 5, 5]])
     feat = torch.tensor([[0.0], [1.0], [7.0]])
     query = torch.tensor([[0.5, 0, 0], [2, 0, 0], [1, 1, 1]])
-    out = interpolate(query, torch.tensor([2, 3]), support, torch.tensor([2, 3]), feat, k=3,
-                      backend=backend)
+    out = interpolate(
+        query, torch.tensor([2, 3]), support, torch.tensor([2, 3]), feat, k=3, backend=backend
+    )
     # weights 1/0.25 and 1/2.25 -> (0*4 + 1*4/9) / (4 + 4/9) = 0.1; exact hit -> its feature;
     # the second event has one support point: its feature everywhere
     torch.testing.assert_close(out, torch.tensor([[0.1], [1.0], [7.0]]), atol=1e-6, rtol=1e-5)
@@ -20,8 +21,13 @@ def test_hand_computed(backend: str) -> None:
 
 def test_empty_support_event_gives_zeros() -> None:
     support = torch.tensor([[0.0, 0, 0]])
-    out = interpolate(torch.ones(2, 3), torch.tensor([1, 2]), support, torch.tensor([1, 1]),
-                      torch.tensor([[3.0, 4.0]]))
+    out = interpolate(
+        torch.ones(2, 3),
+        torch.tensor([1, 2]),
+        support,
+        torch.tensor([1, 1]),
+        torch.tensor([[3.0, 4.0]]),
+    )
     assert out.tolist() == [[3.0, 4.0], [0.0, 0.0]]
 
 

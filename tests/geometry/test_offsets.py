@@ -1,7 +1,12 @@
 import torch
 
-from nufm.geometry.offsets import (offset_to_batch_index, offset_to_counts, offset_to_cu_seqlens,
-                                   pad, unpad)
+from nufm.geometry.offsets import (
+    offset_to_batch_index,
+    offset_to_counts,
+    offset_to_cu_seqlens,
+    pad,
+    unpad,
+)
 
 
 def test_offset_helpers_hand_computed() -> None:

@@ -3,8 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nufm.geometry.serialize import (ORDERS, adaptive_depth, decode, encode, patch_padding,
-                                     serialization_order)
+from nufm.geometry.serialize import (
+    ORDERS,
+    adaptive_depth,
+    decode,
+    encode,
+    patch_padding,
+    serialization_order,
+)
 
 POINTS = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [3, 5, 7], [1000, 2000, 1500]])
 
@@ -27,8 +33,9 @@ def test_trans_orders_swap_x_and_y() -> None:
     g = torch.randint(0, 1 << 10, (200, 3))
     swapped = g[:, [1, 0, 2]]
     for base in ("z", "hilbert"):
-        torch.testing.assert_close(encode(g, depth=10, order=f"{base}-trans"),
-                                   encode(swapped, depth=10, order=base))
+        torch.testing.assert_close(
+            encode(g, depth=10, order=f"{base}-trans"), encode(swapped, depth=10, order=base)
+        )
 
 
 @pytest.mark.parametrize("order", ORDERS)
@@ -100,7 +107,7 @@ def test_patch_padding_multi_event() -> None:
     # each padded slot holds a row of its own event, and every patch has distinct rows
     batch = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
     cu = pp.cu_seqlens.tolist()
-    for a, b in zip(cu[:-1], cu[1:]):
+    for a, b in zip(cu[:-1], cu[1:], strict=False):
         rows = pp.pad_idx[a:b]
         assert rows.unique().numel() == b - a
         assert batch[rows].unique().numel() == 1

@@ -33,7 +33,8 @@ def make_batch(sizes: list[int], seed: int = 0, channels: int = 1) -> PointBatch
     coords = [synthetic_points(n, seed + i) for i, n in enumerate(sizes)]
     coord = torch.from_numpy(np.concatenate(coords))
     energy = torch.from_numpy(
-        np.random.default_rng(seed + 100).uniform(-1, 1, size=(len(coord), 1)).astype(np.float32))
+        np.random.default_rng(seed + 100).uniform(-1, 1, size=(len(coord), 1)).astype(np.float32)
+    )
     match channels:
         case 1:
             feat = energy
@@ -49,5 +50,6 @@ def select_event(batch: PointBatch, i: int) -> PointBatch:
     """Event i of a batch as a batch of one."""
     start = 0 if i == 0 else int(batch.offset[i - 1])
     end = int(batch.offset[i])
-    return PointBatch(coord=batch.coord[start:end], feat=batch.feat[start:end],
-                      offset=torch.tensor([end - start]))
+    return PointBatch(
+        coord=batch.coord[start:end], feat=batch.feat[start:end], offset=torch.tensor([end - start])
+    )

@@ -22,9 +22,15 @@ def test_synthetic_event_has_requested_unique_voxels() -> None:
 
 @pytest.mark.slow
 def test_bench_models_smoke() -> None:
-    rows = bench_models(sizes=(500,), ptv3_sizes=(500, 1000), repeats=1, vit="vit-tiny",
-                        dtypes=("fp32",))
+    rows = bench_models(
+        sizes=(500,), ptv3_sizes=(500, 1000), repeats=1, vit="vit-tiny", dtypes=("fp32",)
+    )
     names = {r["bench"] for r in rows}
-    assert {"tokenize", "vit-tiny_forward", "vit-tiny_fwd_bwd", "ptv3_tiny_forward",
-            "ptv3_tiny_scaling"} <= names
+    assert {
+        "tokenize",
+        "vit-tiny_forward",
+        "vit-tiny_fwd_bwd",
+        "ptv3_tiny_forward",
+        "ptv3_tiny_scaling",
+    } <= names
     assert all(r["median_s"] > 0 for r in rows if not math.isnan(r["median_s"]))

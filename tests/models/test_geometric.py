@@ -25,8 +25,15 @@ def _reference(xyz: np.ndarray, energy: np.ndarray, k: int) -> np.ndarray:
     cov = np.einsum("nki,nkj->nij", c, c) / kk
     ev = np.clip(np.linalg.eigvalsh(cov)[:, ::-1], 0, None)
     s = ev.sum(1)
-    return np.concatenate([ev / (s[:, None] + 1e-8), np.log(s + 1e-8)[:, None],
-                           np.log(d[:, -1] + 1e-8)[:, None], energy[idx].mean(1)[:, None]], 1)
+    return np.concatenate(
+        [
+            ev / (s[:, None] + 1e-8),
+            np.log(s + 1e-8)[:, None],
+            np.log(d[:, -1] + 1e-8)[:, None],
+            energy[idx].mean(1)[:, None],
+        ],
+        1,
+    )
 
 
 def _batch(events: list[np.ndarray]) -> PointBatch:
@@ -49,8 +56,9 @@ def test_descriptors_match_reference_per_event() -> None:
         rows = slice(start, start + len(e))
         xyz = batch.coord[rows].double().numpy()
         energy = batch.feat[rows, 3].double().numpy()
-        want = np.concatenate([batch.feat[rows].numpy(), _reference(xyz, energy, 4),
-                               _reference(xyz, energy, 16)], 1)
+        want = np.concatenate(
+            [batch.feat[rows].numpy(), _reference(xyz, energy, 4), _reference(xyz, energy, 16)], 1
+        )
         np.testing.assert_allclose(out.feat[rows].numpy(), want, rtol=1e-4, atol=1e-5)
         start += len(e)
 
@@ -74,8 +82,10 @@ def test_semseg_linear_on_descriptors_trains_and_config_round_trips() -> None:
     back = objective_config_from_dict(config_to_dict(cfg))
     assert back == cfg
     task = build_task(cfg)
-    assert [n for n, p in task.named_parameters() if p.requires_grad] == ["head.weight",
-                                                                          "head.bias"]
+    assert [n for n, p in task.named_parameters() if p.requires_grad] == [
+        "head.weight",
+        "head.bias",
+    ]
     rng = np.random.default_rng(1)
     batch = _batch([rng.normal(size=(64, 3)), rng.normal(size=(40, 3))])
     batch.segment = torch.randint(0, 5, (104,))

@@ -8,19 +8,25 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from nufm_models_synth import make_batch, select_event
 
 from nufm.geometry.serialize import serialization_order
 from nufm.models.encoders import PTv3Encoder, build_encoder
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.ptv3 import PTv3, PTv3Config, SerializedAttention, make_patch_plan
-from nufm_models_synth import make_batch, select_event
 
 
 def _tiny(**kw: object) -> PTv3Config:
-    base = dataclasses.replace(PTV3_PRESETS["tiny"], enc_channels=(16, 32, 32, 64),
-                               enc_num_head=(2, 2, 4, 4), dec_channels=(16, 32, 32),
-                               dec_num_head=(2, 2, 4), enc_patch_size=(32,) * 4,
-                               dec_patch_size=(32,) * 3, grid_size=1.0 / 665.1)
+    base = dataclasses.replace(
+        PTV3_PRESETS["tiny"],
+        enc_channels=(16, 32, 32, 64),
+        enc_num_head=(2, 2, 4, 4),
+        dec_channels=(16, 32, 32),
+        dec_num_head=(2, 2, 4),
+        enc_patch_size=(32,) * 4,
+        dec_patch_size=(32,) * 3,
+        grid_size=1.0 / 665.1,
+    )
     return dataclasses.replace(base, **kw)
 
 

@@ -10,8 +10,9 @@ from nufm.models import sparse_conv
 from nufm.models.sparse_conv import KERNEL_OFFSETS, SubMConv3d, neighbour_map
 
 
-def _dense_reference(grid: torch.Tensor, feat: torch.Tensor, conv: SubMConv3d,
-                     size: int) -> torch.Tensor:
+def _dense_reference(
+    grid: torch.Tensor, feat: torch.Tensor, conv: SubMConv3d, size: int
+) -> torch.Tensor:
     C, Cout = conv.weight.shape[1:]
     dense = nn.Conv3d(C, Cout, 3, padding=1)
     with torch.no_grad():
@@ -26,7 +27,8 @@ def _dense_reference(grid: torch.Tensor, feat: torch.Tensor, conv: SubMConv3d,
 
 @pytest.mark.parametrize("chunk", [sparse_conv.CHUNK_ELEMENTS, 27 * 3 * 7])
 def test_sparse_conv_matches_dense_conv3d_on_full_and_sparse_grids(
-        chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sparse_conv, "CHUNK_ELEMENTS", chunk)  # second case: 7-row chunks
     torch.manual_seed(0)
     size = 5

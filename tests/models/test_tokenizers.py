@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from nufm_models_synth import make_batch, select_event
 
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder, build_encoder
 from nufm.models.tokenizers import (
@@ -15,13 +16,17 @@ from nufm.models.tokenizers import (
     fps_in_groups,
 )
 from nufm.models.vit import ViTConfig
-from nufm_models_synth import make_batch, select_event
 
 
 def _cfg(**kw: object) -> PointMAETokenizerConfig:
-    base: dict[str, object] = dict(in_channels=1, embed_dim=32, group_max_points=8,
-                                   group_upscale_points=24, pointnet_dims=(16, 32, 32),
-                                   pos_hidden=16)
+    base: dict[str, object] = dict(
+        in_channels=1,
+        embed_dim=32,
+        group_max_points=8,
+        group_upscale_points=24,
+        pointnet_dims=(16, 32, 32),
+        pos_hidden=16,
+    )
     base.update(kw)
     return PointMAETokenizerConfig(**base)  # type: ignore[arg-type]
 
@@ -49,7 +54,7 @@ def test_tokens_shapes_and_group_geometry() -> None:
         dist = (batch.coord[idx.clamp(min=0)] - centers[:, None]).norm(dim=-1)
         assert bool((dist[filled] <= cfg.group_radius * (1 + 1e-5)).all())
         # Every centre is one of the event's points.
-        ev = batch.coord[starts[b]:batch.offset[b]]
+        ev = batch.coord[starts[b] : batch.offset[b]]
         d_center = (centers[:, None] - ev[None]).norm(dim=-1).min(1).values
         assert bool((d_center < 1e-6).all())
         # C-NMS: kept centres are farther apart than the suppression radius.
@@ -68,8 +73,7 @@ def test_context_overflow_is_counted_not_crashing() -> None:
     batch = make_batch([300, 800])
     full = PointMAETokenizer(_cfg()).eval()(batch.coord, batch.feat, batch.offset)
     n_full = full.valid.sum(1)
-    capped = PointMAETokenizer(_cfg(context_length=5)).eval()(batch.coord, batch.feat,
-                                                              batch.offset)
+    capped = PointMAETokenizer(_cfg(context_length=5)).eval()(batch.coord, batch.feat, batch.offset)
     n_capped = capped.valid.sum(1)
     assert bool((n_capped == torch.clamp(n_full, max=5)).all())
     assert torch.equal(capped.n_dropped, n_full - n_capped)
@@ -119,9 +123,11 @@ def test_minipointnet_ignores_invalid_points() -> None:
 
 
 def _encoder() -> TokenViTEncoder:
-    cfg = TokenViTConfig(tokenizer=_cfg(),
-                         vit=ViTConfig(embed_dim=32, depth=2, num_heads=4, drop_path=0.1),
-                         return_blocks=(0,))
+    cfg = TokenViTConfig(
+        tokenizer=_cfg(),
+        vit=ViTConfig(embed_dim=32, depth=2, num_heads=4, drop_path=0.1),
+        return_blocks=(0,),
+    )
     enc = build_encoder(cfg)
     assert isinstance(enc, TokenViTEncoder)
     return enc
@@ -205,9 +211,13 @@ def test_stream_fusion_encoder_uses_both_streams_and_is_batch_independent() -> N
 
     torch.manual_seed(0)
     cfg = StreamFusionConfig(
-        num_streams=2, tokenizer=_cfg(), vit=ViTConfig(embed_dim=32, depth=1, num_heads=4),
-        perceiver=PerceiverConfig(stream_dims=(32, 32), num_latents=4, latent_dim=16,
-                                  num_heads=2, depth=1))
+        num_streams=2,
+        tokenizer=_cfg(),
+        vit=ViTConfig(embed_dim=32, depth=1, num_heads=4),
+        perceiver=PerceiverConfig(
+            stream_dims=(32, 32), num_latents=4, latent_dim=16, num_heads=2, depth=1
+        ),
+    )
     enc = build_encoder(cfg).eval()
     base = make_batch([300, 400], seed=2)
     stream = (base.coord[:, 0] > base.coord[:, 0].median()).long()
@@ -216,23 +226,29 @@ def test_stream_fusion_encoder_uses_both_streams_and_is_batch_independent() -> N
         out = enc(batch)
         assert out.level == "latent" and out.feat.shape == (2, 4, 16)
         one = select_event(batch, 1)
-        alone = enc(PointBatch(coord=one.coord, feat=one.feat, offset=one.offset,
-                               stream=stream[300:]))
+        alone = enc(
+            PointBatch(coord=one.coord, feat=one.feat, offset=one.offset, stream=stream[300:])
+        )
         torch.testing.assert_close(alone.feat[0], out.feat[1], atol=1e-5, rtol=1e-5)
         # Changing the energies of stream-1 points changes the fused latents.
         feat2 = batch.feat.clone()
         feat2[stream == 1] += 1.0
-        moved = enc(PointBatch(coord=batch.coord, feat=feat2, offset=batch.offset,
-                               stream=stream))
+        moved = enc(PointBatch(coord=batch.coord, feat=feat2, offset=batch.offset, stream=stream))
         assert not torch.allclose(moved.feat, out.feat)
     with pytest.raises(ValueError, match="batch.stream is None"):
         enc(base)
 
 
 def _small_cfg() -> PointMAETokenizerConfig:
-    return PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
-                                   group_upscale_points=16, context_length=64,
-                                   pointnet_dims=(16, 16, 16), pos_hidden=16)
+    return PointMAETokenizerConfig(
+        in_channels=4,
+        embed_dim=16,
+        group_max_points=8,
+        group_upscale_points=16,
+        context_length=64,
+        pointnet_dims=(16, 16, 16),
+        pos_hidden=16,
+    )
 
 
 def test_embed_groups_reproduces_forward_and_uses_own_weights() -> None:

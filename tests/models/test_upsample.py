@@ -16,8 +16,14 @@ def _tokens() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return feat, center, valid
 
 
-def _brute_idw(feat: torch.Tensor, center: torch.Tensor, valid: torch.Tensor,
-               coord: torch.Tensor, offset: torch.Tensor, k: int) -> torch.Tensor:
+def _brute_idw(
+    feat: torch.Tensor,
+    center: torch.Tensor,
+    valid: torch.Tensor,
+    coord: torch.Tensor,
+    offset: torch.Tensor,
+    k: int,
+) -> torch.Tensor:
     out = []
     start = 0
     for b, end in enumerate(offset.tolist()):

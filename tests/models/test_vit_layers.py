@@ -90,8 +90,9 @@ def _two_streams() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
 
 
 def test_perceiver_shapes_masking_and_gradients() -> None:
-    cfg = PerceiverConfig(stream_dims=(24, 16), num_latents=8, latent_dim=32, num_heads=4,
-                          depth=2, num_cross=2)
+    cfg = PerceiverConfig(
+        stream_dims=(24, 16), num_latents=8, latent_dim=32, num_heads=4, depth=2, num_cross=2
+    )
     model = PerceiverIO(cfg).eval()
     streams, valids = _two_streams()
     z = model(streams, valids)
@@ -119,8 +120,9 @@ def test_perceiver_shapes_masking_and_gradients() -> None:
 
 
 def test_perceiver_rejects_wrong_stream_width() -> None:
-    model = PerceiverIO(PerceiverConfig(stream_dims=(24, 16), num_latents=4, latent_dim=16,
-                                        num_heads=2, depth=1))
+    model = PerceiverIO(
+        PerceiverConfig(stream_dims=(24, 16), num_latents=4, latent_dim=16, num_heads=2, depth=1)
+    )
     streams, valids = _two_streams()
     with pytest.raises(ValueError, match="stream 1 has width 24"):
         model([streams[0], streams[0]], valids)

@@ -42,7 +42,12 @@ def test_fields_dtypes_and_ranges(events: list[Event]) -> None:
         assert len(ev.particles) == n_p and ev.vertices.shape == (n_i, 3)
         assert ev.instance.min() >= -1 and ev.instance.max() < n_p
         assert ev.interaction.min() >= 0 and ev.interaction.max() < n_i
-        assert ev.meta["total_energy"] == pytest.approx(float(ev.energy.sum(), ), rel=1e-5)
+        assert ev.meta["total_energy"] == pytest.approx(
+            float(
+                ev.energy.sum(),
+            ),
+            rel=1e-5,
+        )
 
 
 def test_label_consistency(events: list[Event]) -> None:
@@ -92,10 +97,10 @@ def test_generate_events_independent_of_workers() -> None:
     one = list(generate_events(6, seed=5, cfg=cfg, workers=1))
     two = list(generate_events(6, seed=5, cfg=cfg, workers=2))
     assert [e.event_id for e in two] == list(range(6))
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=False):
         _assert_same(a, b)
     # event i depends only on (seed, i): a shorter stream is a prefix
-    for a, b in zip(list(generate_events(3, seed=5, cfg=cfg)), one):
+    for a, b in zip(list(generate_events(3, seed=5, cfg=cfg)), one, strict=False):
         _assert_same(a, b)
 
 
@@ -106,10 +111,16 @@ def test_voxel_threshold_drops_only_small_voxels() -> None:
     np.testing.assert_array_equal(cut.coord, full.coord[full.energy > 0.13])
 
 
-@pytest.mark.parametrize("bad", [
-    {"muon_energy": (10.0, 5.0)}, {"mpv_particles": (0, 3)}, {"cosmic_fraction": 1.5},
-    {"particle_weights": (1.0, 0.0, 0.0, 0.0)}, {"step_cm": 0.0},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"muon_energy": (10.0, 5.0)},
+        {"mpv_particles": (0, 3)},
+        {"cosmic_fraction": 1.5},
+        {"particle_weights": (1.0, 0.0, 0.0, 0.0)},
+        {"step_cm": 0.0},
+    ],
+)
 def test_config_validation(bad: dict) -> None:
     with pytest.raises(ValueError, match="SimConfig"):
         SimConfig(**bad)
@@ -128,12 +139,12 @@ def test_sim_events_collate_into_a_point_batch() -> None:
     events = [simulate_event(s) for s in (0, 1)]
     batch = collate(events)
     np.testing.assert_array_equal(batch.offset.numpy(), np.cumsum([len(e) for e in events]))
-    np.testing.assert_array_equal(batch.segment.numpy(),
-                                  np.concatenate([e.segment for e in events]))
+    np.testing.assert_array_equal(
+        batch.segment.numpy(), np.concatenate([e.segment for e in events])
+    )
 
 
-def test_dense_event_grows_tables_and_stays_deterministic(caplog: pytest.LogCaptureFixture
-                                                          ) -> None:
+def test_dense_event_grows_tables_and_stays_deterministic(caplog: pytest.LogCaptureFixture) -> None:
     import logging
 
     cfg = replace(SimConfig(), mpv_mean=40.0, busyness_shape=0.0)

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from nufm.sim.physics import (
-    MICHEL_ENDPOINT_MEV, MMU, MP, compton_attenuation, csda_range_cm, dedx_bethe,
-    longo_profile, michel_pdf, shower_tmax,
+    MICHEL_ENDPOINT_MEV,
+    MMU,
+    MP,
+    compton_attenuation,
+    csda_range_cm,
+    dedx_bethe,
+    longo_profile,
+    michel_pdf,
+    shower_tmax,
 )
 from nufm.sim.plots import PDG_MUON_CSDA
 
@@ -49,7 +56,7 @@ def test_michel_pdf_normalised_with_mean_0p7() -> None:
     pdf = michel_pdf(x)
     assert np.trapezoid(pdf, x) == pytest.approx(1.0, abs=1e-6)
     assert np.trapezoid(x * pdf, x) == pytest.approx(0.7, abs=1e-6)  # 2 (3/4 - 2/5)
-    assert MICHEL_ENDPOINT_MEV == pytest.approx(52.8, abs=0.05)
+    assert pytest.approx(52.8, abs=0.05) == MICHEL_ENDPOINT_MEV
 
 
 def test_longo_profile_peaks_at_tmax_and_is_normalised() -> None:

@@ -14,14 +14,19 @@ import pytest
 
 from nufm.sim import SimConfig
 from nufm.sim.physics import (
-    MICHEL_ENDPOINT_MEV, ME, MP, compton_attenuation, csda_range_cm, csda_range_table,
-    pair_attenuation, shower_tmax,
+    ME,
+    MICHEL_ENDPOINT_MEV,
+    MP,
+    compton_attenuation,
+    csda_range_cm,
+    csda_range_table,
+    pair_attenuation,
+    shower_tmax,
 )
 from nufm.sim.plots import PDG_MUON_CSDA, shower_profile
 from nufm.sim.single import single_particle_deposits, track_profile
 
-NO_HADRONIC = replace(SimConfig(), proton_interaction_length_cm=1e9,
-                      pion_interaction_length_cm=1e9)
+NO_HADRONIC = replace(SimConfig(), proton_interaction_length_cm=1e9, pion_interaction_length_cm=1e9)
 MIP = 2.1  # MeV/cm
 JAXTPC = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "jaxtpc_muon.h5"
 
@@ -33,9 +38,12 @@ def _per_cm(dep, instance: int = 0) -> np.ndarray:
 
 
 def test_muon_mip_dedx_median_per_cm() -> None:
-    per_cm = np.concatenate([_per_cm(single_particle_deposits(13, 1000.0, s, NO_HADRONIC,
-                                                              world_cm=3000.0))[:100]
-                             for s in range(3)])
+    per_cm = np.concatenate(
+        [
+            _per_cm(single_particle_deposits(13, 1000.0, s, NO_HADRONIC, world_cm=3000.0))[:100]
+            for s in range(3)
+        ]
+    )
     # restricted loss (delta rays above 3 MeV are separate particles) + Landau-like skew
     assert np.median(per_cm) == pytest.approx(MIP, rel=0.10)
     assert per_cm.mean() == pytest.approx(MIP, rel=0.10)
@@ -44,15 +52,19 @@ def test_muon_mip_dedx_median_per_cm() -> None:
 @pytest.mark.parametrize("ke", [100.0, 300.0])
 def test_muon_range_matches_pdg_csda(ke: float) -> None:
     table = np.interp(np.log(ke), np.log(PDG_MUON_CSDA[0]), PDG_MUON_CSDA[1]) / 1.396
-    lengths = [track_profile(single_particle_deposits(13, ke, s, NO_HADRONIC,
-                                                      world_cm=3000.0))[2] for s in range(6)]
+    lengths = [
+        track_profile(single_particle_deposits(13, ke, s, NO_HADRONIC, world_cm=3000.0))[2]
+        for s in range(6)
+    ]
     assert np.mean(lengths) == pytest.approx(table, rel=0.05)
 
 
 @pytest.mark.parametrize("ke", [100.0, 200.0])
 def test_proton_range_matches_csda(ke: float) -> None:
-    lengths = [track_profile(single_particle_deposits(2212, ke, s, NO_HADRONIC,
-                                                      world_cm=3000.0))[2] for s in range(6)]
+    lengths = [
+        track_profile(single_particle_deposits(2212, ke, s, NO_HADRONIC, world_cm=3000.0))[2]
+        for s in range(6)
+    ]
     assert np.mean(lengths) == pytest.approx(float(csda_range_cm(ke, MP)), rel=0.05)
     if ke == 100.0:
         assert np.mean(lengths) == pytest.approx(7.7, rel=0.05)  # PSTAR value
@@ -65,8 +77,9 @@ def test_proton_bragg_peak() -> None:
     ke_5cm = np.exp(np.interp(np.log(r0 - 5.0), np.log(r_tab), np.log(ke_tab)))
     bethe_first5 = (200.0 - ke_5cm) / 5.0  # 4.72 MeV/cm
     for s in range(4):
-        rr, e, length = track_profile(single_particle_deposits(2212, 200.0, s, NO_HADRONIC,
-                                                               world_cm=3000.0))
+        rr, e, length = track_profile(
+            single_particle_deposits(2212, 200.0, s, NO_HADRONIC, world_cm=3000.0)
+        )
         last2 = e[rr < 2.0].sum() / 2.0
         first5 = e[rr > length - 5.0].sum() / 5.0
         assert last2 > 2.0 * MIP  # Bragg rise
@@ -78,8 +91,9 @@ def test_delta_rays_count_and_energies() -> None:
     cfg = NO_HADRONIC
     n, total_cm = 0, 0.0
     for s in range(6):
-        dep = single_particle_deposits(13, 2000.0, s, cfg, world_cm=250.0,
-                                       start_cm=np.array([1.0, 125.0, 125.0]))
+        dep = single_particle_deposits(
+            13, 2000.0, s, cfg, world_cm=250.0, start_cm=np.array([1.0, 125.0, 125.0])
+        )
         p = dep.particles
         is_delta = (p.parent == 0) & (p.pdg == 11)
         ke = np.hypot(np.linalg.norm(p.momentum[is_delta], axis=1) * 1e3, ME) - ME
@@ -148,8 +162,9 @@ def test_shower_is_fragmented() -> None:
     # disconnected 3 mm voxels clusters
     from scipy.ndimage import label
 
-    dep = single_particle_deposits(22, 800.0, 3, SimConfig(), world_cm=230.4,
-                                   start_cm=np.array([20.0, 115.2, 115.2]))
+    dep = single_particle_deposits(
+        22, 800.0, 3, SimConfig(), world_cm=230.4, start_cm=np.array([20.0, 115.2, 115.2])
+    )
     idx = np.floor(dep.position / 0.3).astype(int)
     grid = np.zeros((768, 64, 64), bool)
     rel = idx - [0, 384 - 32, 384 - 32]
@@ -207,8 +222,9 @@ def test_multiple_scattering_matches_highland_at_one_x0() -> None:
     # 500 MeV muon (p = 601 MeV/c, beta = 0.985): theta0 over X0 = 13.6 / (beta p) = 23 mrad
     angles = []
     for s in range(200):
-        dep = single_particle_deposits(13, 500.0, s, NO_HADRONIC, world_cm=30.0,
-                                       start_cm=np.array([0.0, 15.0, 15.0]))
+        dep = single_particle_deposits(
+            13, 500.0, s, NO_HADRONIC, world_cm=30.0, start_cm=np.array([0.0, 15.0, 15.0])
+        )
         own = dep.position[dep.instance == 0]
         d = own[140] - own[139]  # direction after 14 cm = 1 X0
         angles.append(np.arctan2(d[1], d[0]))

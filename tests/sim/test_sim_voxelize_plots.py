@@ -13,15 +13,17 @@ from nufm.sim.voxelize import voxelize_deposits
 def test_voxelize_sums_energy_and_picks_dominant_label() -> None:
     # columns: x, y, z (cm), energy (MeV), label row, half-step vector (0 = point deposit);
     # voxel pitch 0.3 cm
-    pts = np.array([
-        [0.05, 0.05, 0.05, 1.0, 0],  # voxel (0,0,0): label 0 gets 1.0 + 0.5 = 1.5
-        [0.25, 0.10, 0.20, 0.5, 0],
-        [0.15, 0.15, 0.15, 1.2, 1],  # label 1 gets 1.2 < 1.5 -> label 0 dominates
-        [0.35, 0.05, 0.05, 0.1, 0],  # voxel (1,0,0): label 2 dominates with 0.3
-        [0.40, 0.10, 0.10, 0.3, 2],
-        [-0.01, 0.1, 0.1, 5.0, 1],  # outside the cube: not voxelized, counted
-        [0.1, 0.1, 2.41, 0.2, 1],   # z index 8 is outside a 8-voxel cube
-    ])
+    pts = np.array(
+        [
+            [0.05, 0.05, 0.05, 1.0, 0],  # voxel (0,0,0): label 0 gets 1.0 + 0.5 = 1.5
+            [0.25, 0.10, 0.20, 0.5, 0],
+            [0.15, 0.15, 0.15, 1.2, 1],  # label 1 gets 1.2 < 1.5 -> label 0 dominates
+            [0.35, 0.05, 0.05, 0.1, 0],  # voxel (1,0,0): label 2 dominates with 0.3
+            [0.40, 0.10, 0.10, 0.3, 2],
+            [-0.01, 0.1, 0.1, 5.0, 1],  # outside the cube: not voxelized, counted
+            [0.1, 0.1, 2.41, 0.2, 1],  # z index 8 is outside a 8-voxel cube
+        ]
+    )
     dep = np.concatenate([pts, np.zeros((len(pts), 3))], axis=1)
     index, energy, label, n_outside = voxelize_deposits(dep, len(dep), 3, 0.3, 8)
     np.testing.assert_array_equal(index, [[0, 0, 0], [1, 0, 0]])
@@ -34,12 +36,14 @@ def test_voxelize_shares_a_step_by_chord_length() -> None:
     # a 1 mm step along x from 0.25 to 0.35 cm: half in voxel 0, half in voxel 1
     # a step from (0.28, 0.28, 0.1) to (0.32, 0.36, 0.1): crosses x = 0.3 at t = 0.5 and
     # y = 0.3 at t = 0.25 -> pieces 0.25 in (0,0), 0.25 in (0,1), 0.5 in (1,1)
-    dep = np.array([
-        [0.30, 0.10, 0.10, 1.0, 0, 0.05, 0.0, 0.0],
-        [0.30, 0.32, 0.10, 2.0, 1, 0.02, 0.04, 0.0],
-    ])
+    dep = np.array(
+        [
+            [0.30, 0.10, 0.10, 1.0, 0, 0.05, 0.0, 0.0],
+            [0.30, 0.32, 0.10, 2.0, 1, 0.02, 0.04, 0.0],
+        ]
+    )
     index, energy, label, n_outside = voxelize_deposits(dep, len(dep), 2, 0.3, 8)
-    got = {tuple(i): (e, lab) for i, e, lab in zip(index.tolist(), energy, label)}
+    got = {tuple(i): (e, lab) for i, e, lab in zip(index.tolist(), energy, label, strict=False)}
     assert set(got) == {(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0)}
     assert got[(0, 0, 0)][0] == pytest.approx(0.5 + 0.5)  # step 1 half + step 2 quarter
     assert got[(0, 0, 0)][1] in (0, 1)
@@ -52,8 +56,9 @@ def test_voxelize_shares_a_step_by_chord_length() -> None:
 def test_event_energy_equals_deposits_inside() -> None:
     ev = simulate_event(4)
     # every voxel is a distinct cell and energies are positive sums
-    assert ev.meta["total_energy"] == pytest.approx(float(ev.energy.astype(np.float64).sum()),
-                                                    rel=1e-5)
+    assert ev.meta["total_energy"] == pytest.approx(
+        float(ev.energy.astype(np.float64).sum()), rel=1e-5
+    )
     assert ev.meta["n_outside_deposits"] >= 0
 
 

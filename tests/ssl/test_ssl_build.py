@@ -12,12 +12,25 @@ from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
 
 
 def test_presets_exist_and_dispatch() -> None:
-    for name in ("mae-tiny", "distill-tiny", "forecast-tiny", "mae-vit-s", "sonata-panda-base",
-                 "distill-small", "forecast-small", "forecast-base", "mae-cpu", "mae-ctx-cpu",
-                 "distill-vit-cpu"):
+    for name in (
+        "mae-tiny",
+        "distill-tiny",
+        "forecast-tiny",
+        "mae-vit-s",
+        "sonata-panda-base",
+        "distill-small",
+        "forecast-small",
+        "forecast-base",
+        "mae-cpu",
+        "mae-ctx-cpu",
+        "distill-vit-cpu",
+    ):
         assert name in OBJECTIVE_PRESETS
-    expected = {MAEConfig: MaskedAutoencoder, DistillConfig: SelfDistillation,
-                ForecastConfig: Forecaster}
+    expected = {
+        MAEConfig: MaskedAutoencoder,
+        DistillConfig: SelfDistillation,
+        ForecastConfig: Forecaster,
+    }
     for name in ("mae-tiny", "distill-tiny", "forecast-tiny", "mae-ctx-cpu", "distill-vit-cpu"):
         cfg = OBJECTIVE_PRESETS[name]
         model = build_objective(cfg)

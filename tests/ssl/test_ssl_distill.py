@@ -8,11 +8,11 @@ import math
 
 import pytest
 import torch
+from ssl_helpers import preprocessed_batch
 
 from nufm.models.encoders import TokenViTConfig
 from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.ssl.distill import DistillConfig, PrototypeHead, SelfDistillation
-from ssl_helpers import preprocessed_batch
 
 
 def _tiny(**kw: object) -> DistillConfig:
@@ -27,8 +27,15 @@ def test_distill_forward_backward_student_only() -> None:
     assert not model.teacher_encoder.training and not model.teacher_mask_head.training
     out = model(preprocessed_batch(2))
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-    for key in ("mask", "roll_mask", "unmask", "teacher_entropy", "proto_entropy", "kl",
-                "feat_std"):
+    for key in (
+        "mask",
+        "roll_mask",
+        "unmask",
+        "teacher_entropy",
+        "proto_entropy",
+        "kl",
+        "feat_std",
+    ):
         assert key in out.metrics and torch.isfinite(out.metrics[key]), key
     P = model.cfg.num_prototypes
     assert 0.0 <= float(out.metrics["teacher_entropy"]) <= math.log(P) + 1e-4
@@ -71,8 +78,7 @@ def test_update_teacher_moves_teacher_towards_student() -> None:
     t0 = t0.clone()
     s = dict(model.encoder.named_parameters())[name].detach()
     model.update_teacher(0.5)
-    torch.testing.assert_close(dict(model.teacher_encoder.named_parameters())[name],
-                               0.5 * (t0 + s))
+    torch.testing.assert_close(dict(model.teacher_encoder.named_parameters())[name], 0.5 * (t0 + s))
 
 
 def test_schedules() -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from ssl_helpers import event_of, preprocessed_batch
 
 from nufm.geometry.grid import voxelize
 from nufm.geometry.serialize import serialization_order
 from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.ssl.forecast import ForecastConfig, Forecaster, SerializedPatchEncoder
-from ssl_helpers import event_of, preprocessed_batch
 
 
 def _tiny(**kw: object) -> ForecastConfig:
@@ -24,8 +24,8 @@ def test_patchify_covers_every_point_once_in_curve_order() -> None:
     cfg = _tiny()
     enc = SerializedPatchEncoder(cfg)
     patches = enc.patchify(batch)
-    B, T, P = patches.idx.shape
-    assert P == cfg.patch_points
+    B, _T, P = patches.idx.shape
+    assert cfg.patch_points == P
     rows = patches.idx[patches.idx >= 0]
     assert torch.equal(rows.sort().values, torch.arange(batch.num_points))
     n = batch.counts

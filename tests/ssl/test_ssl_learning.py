@@ -7,14 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from ssl_helpers import preprocessed_batch
 
 from nufm.ssl.build import OBJECTIVE_PRESETS, build_objective
 from nufm.step import StepOutput
-from ssl_helpers import preprocessed_batch
 
 
-def _train(name: str, steps: int, lr: float, n_events: int = 3, momentum: float = 0.996,
-           seed: int = 0) -> tuple[list[float], list[StepOutput]]:
+def _train(
+    name: str, steps: int, lr: float, n_events: int = 3, momentum: float = 0.996, seed: int = 0
+) -> tuple[list[float], list[StepOutput]]:
     torch.manual_seed(seed)
     model = build_objective(OBJECTIVE_PRESETS[name]).train()
     batch = preprocessed_batch(n_events, seed=seed)
@@ -51,8 +52,9 @@ def test_reconstruction_presets_learn(name: str) -> None:
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
 
 
-def _distill_checks(losses: list[float], outs: list[StepOutput], n_last: int,
-                    ratio: float, check_kl: bool) -> None:
+def _distill_checks(
+    losses: list[float], outs: list[StepOutput], n_last: int, ratio: float, check_kl: bool
+) -> None:
     """Self-distillation cannot fall towards 0 in a few steps: its floor is the entropy of the
     teacher targets, and a fresh EMA teacher is not yet view-invariant. It must still fall
     clearly, and without collapse (teacher targets not uniform, student matching better)."""

@@ -14,7 +14,7 @@ def _brute_chamfer(x: list[list[float]], y: list[list[float]], squared: bool) ->
         return 0.0
 
     def d(a: list[float], b: list[float]) -> float:
-        s = sum((ai - bi) ** 2 for ai, bi in zip(a, b))
+        s = sum((ai - bi) ** 2 for ai, bi in zip(a, b, strict=False))
         return s if squared else math.sqrt(s)
 
     fwd = sum(min(d(a, b) for b in y) for a in x) / len(x)
@@ -95,5 +95,6 @@ def test_sinkhorn_removes_a_prototype_bias() -> None:
     logits = torch.randn(64, 8) * 0.3
     biased = logits.clone()
     biased[:, 2] += 0.5  # a prototype every sample prefers: no centering needed
-    torch.testing.assert_close(sinkhorn_knopp(biased, 0.05), sinkhorn_knopp(logits, 0.05),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        sinkhorn_knopp(biased, 0.05), sinkhorn_knopp(logits, 0.05), atol=1e-5, rtol=1e-4
+    )

@@ -7,12 +7,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from ssl_helpers import event_of, preprocessed_batch
 
 from nufm.batch import PointBatch
 from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
 from nufm.ssl.masking import random_token_mask
-from ssl_helpers import event_of, preprocessed_batch
 
 
 def _tiny(**kw: object) -> MAEConfig:
@@ -51,9 +51,10 @@ def test_mae_encoder_sees_only_visible_tokens() -> None:
         is_masked = random_token_mask(tokens.valid, 0.6)
         visible = tokens.valid & ~is_masked
         a = model._encode_visible(tokens, visible)
-        noisy = dataclasses.replace(tokens, feat=torch.where(is_masked[..., None],
-                                                             torch.randn_like(tokens.feat) * 5,
-                                                             tokens.feat))
+        noisy = dataclasses.replace(
+            tokens,
+            feat=torch.where(is_masked[..., None], torch.randn_like(tokens.feat) * 5, tokens.feat),
+        )
         b = model._encode_visible(noisy, visible)
         full = model.encoder.encode_tokens(tokens, is_masked).feat  # attention-mask path
     torch.testing.assert_close(a[visible], b[visible])
@@ -87,6 +88,7 @@ def test_mae_block_masking_hides_blocks_and_trains() -> None:
     torch.manual_seed(5)
     tokens = model.encoder.tokenize(batch)
     from nufm.ssl.masking import block_token_mask
+
     expected = block_token_mask(tokens.center, tokens.valid, 0.03, 0.6)
     assert int(out.metrics["n_masked"]) == int(expected.sum())
     assert 0 < int(out.metrics["n_masked"]) < int(out.metrics["n_tokens"])
@@ -141,8 +143,15 @@ def test_mae_context_loss_matches_brute_force(with_energy: bool) -> None:
     n = that count."""
     torch.manual_seed(0)
     R, M = 0.05, 48
-    model = MaskedAutoencoder(_tiny(context_weight=1.0, context_radius=R, context_points=M,
-                                    context_candidates=M, context_with_energy=with_energy))
+    model = MaskedAutoencoder(
+        _tiny(
+            context_weight=1.0,
+            context_radius=R,
+            context_points=M,
+            context_candidates=M,
+            context_with_energy=with_energy,
+        )
+    )
     assert model.context_head is not None
     gen = torch.Generator().manual_seed(1)
     coord = torch.rand(70, 3, generator=gen) * 0.12  # event 0: rows 0-39, event 1: 40-69

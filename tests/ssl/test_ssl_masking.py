@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from nufm.ssl.masking import (block_token_mask, compact_tokens, gather_tokens, grid_mask, num_to_mask,
-                              random_token_mask, scatter_tokens)
+from nufm.ssl.masking import (
+    block_token_mask,
+    compact_tokens,
+    gather_tokens,
+    grid_mask,
+    num_to_mask,
+    random_token_mask,
+    scatter_tokens,
+)
 
 
 def test_num_to_mask_matches_python_int() -> None:
@@ -22,8 +29,9 @@ def test_random_token_mask_counts_and_padding() -> None:
     for ratio in (0.6, 0.25):
         for _ in range(5):
             is_masked = random_token_mask(valid, ratio)
-            assert torch.equal(is_masked.sum(1), torch.tensor([int(ratio * int(k))
-                                                               for k in n_valid]))
+            assert torch.equal(
+                is_masked.sum(1), torch.tensor([int(ratio * int(k)) for k in n_valid])
+            )
             assert not bool((is_masked & ~valid).any())
 
 
@@ -46,8 +54,9 @@ def test_grid_mask_hides_whole_cells_with_exact_count() -> None:
     for b in range(2):
         rows = batch == b
         cells, inv = torch.unique(key[rows], dim=0, return_inverse=True)
-        hidden = torch.zeros(len(cells), dtype=torch.long).index_add_(0, inv,
-                                                                      is_masked[rows].long())
+        hidden = torch.zeros(len(cells), dtype=torch.long).index_add_(
+            0, inv, is_masked[rows].long()
+        )
         sizes = torch.bincount(inv)
         assert bool(((hidden == 0) | (hidden == sizes)).all())  # a cell is all or nothing
         assert int((hidden > 0).sum()) == int(0.5 * len(cells))
@@ -67,7 +76,8 @@ def test_block_token_mask_hides_whole_blocks_and_never_padding() -> None:
         key = torch.floor((c - c.min(0).values) / cell).long()
         blocks, inv = torch.unique(key, dim=0, return_inverse=True)
         hidden = torch.zeros(len(blocks), dtype=torch.long).index_add_(
-            0, inv, is_masked[b, valid[b]].long())
+            0, inv, is_masked[b, valid[b]].long()
+        )
         sizes = torch.bincount(inv)
         assert bool(((hidden == 0) | (hidden == sizes)).all())  # a block is all or nothing
         assert int((hidden > 0).sum()) == int(0.6 * len(blocks))

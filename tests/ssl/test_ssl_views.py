@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from ssl_helpers import preprocessed_batch
 
 from nufm.geometry.offsets import offset_to_counts
 from nufm.ssl.views import ViewConfig, make_views, match_points, select_events
-from ssl_helpers import preprocessed_batch
 
 
 def test_views_are_k_nearest_crops_with_valid_sizes() -> None:
@@ -47,8 +47,12 @@ def test_augmentation_is_an_isometry_and_moves_feat_coords() -> None:
     e = int(g.batch.offset[0])
     a, o = g.batch.coord[:e], g.origin[:e]
     mode = "donot_use_mm_for_euclid_dist"
-    torch.testing.assert_close(torch.cdist(a, a, compute_mode=mode),
-                               torch.cdist(o, o, compute_mode=mode), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.cdist(a, a, compute_mode=mode),
+        torch.cdist(o, o, compute_mode=mode),
+        atol=1e-5,
+        rtol=0,
+    )
     torch.testing.assert_close(g.batch.feat[:e, :3], a, atol=1e-5, rtol=0)  # feat xyz == coord
     torch.testing.assert_close(g.batch.feat[:, 3], batch.feat[g.rows, 3])  # energy untouched
     torch.testing.assert_close(a.mean(0), torch.zeros(3), atol=1e-5, rtol=0)  # centre shift
@@ -59,8 +63,9 @@ def test_unaugmented_view_matched_to_itself_gives_identity_pairs() -> None:
     batch = preprocessed_batch(2)
     g, _ = make_views(batch, ViewConfig(num_global=2, num_local=0), augment=False)
     R = g.batch.offset.shape[0]
-    q, s = match_points(g.origin, g.batch.offset, g.origin, g.batch.offset,
-                        torch.arange(R), max_dist=1e-6)
+    q, s = match_points(
+        g.origin, g.batch.offset, g.origin, g.batch.offset, torch.arange(R), max_dist=1e-6
+    )
     assert torch.equal(q, torch.arange(g.batch.num_points)) and torch.equal(q, s)
 
 

@@ -17,18 +17,33 @@ from nufm.tasks.event import AddEventTargets
 def tiny_vit() -> TokenViTConfig:
     """Tokenizer + 2-block ViT, D = 16, on feat = [xyz, log energy]."""
     return TokenViTConfig(
-        tokenizer=PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
-                                          group_upscale_points=16, pointnet_dims=(16, 16, 16),
-                                          pos_hidden=16),
-        vit=ViTConfig(embed_dim=16, depth=2, num_heads=2, drop_path=0.0, attn_drop=0.0))
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=16,
+            group_max_points=8,
+            group_upscale_points=16,
+            pointnet_dims=(16, 16, 16),
+            pos_hidden=16,
+        ),
+        vit=ViTConfig(embed_dim=16, depth=2, num_heads=2, drop_path=0.0, attn_drop=0.0),
+    )
 
 
 def tiny_ptv3() -> PTv3Config:
     """Two-stage PTv3 with one block per stage, output width 8."""
-    return PTv3Config(stride=(2,), enc_depths=(1, 1), enc_channels=(8, 16), enc_num_head=(1, 2),
-                      enc_patch_size=(16, 16), dec_depths=(1,), dec_channels=(8,),
-                      dec_num_head=(1,), dec_patch_size=(16,), grid_size=1.0 / 665.1,
-                      drop_path=0.0)
+    return PTv3Config(
+        stride=(2,),
+        enc_depths=(1, 1),
+        enc_channels=(8, 16),
+        enc_num_head=(1, 2),
+        enc_patch_size=(16, 16),
+        dec_depths=(1,),
+        dec_channels=(8,),
+        dec_num_head=(1,),
+        dec_patch_size=(16,),
+        grid_size=1.0 / 665.1,
+        drop_path=0.0,
+    )
 
 
 ENCODERS = {"vit": tiny_vit, "ptv3": tiny_ptv3}

@@ -38,8 +38,9 @@ def eval_events() -> list[Event]:
 
 def _task(cfg_cls: type, **kw: object) -> TaskModule:
     torch.manual_seed(0)
-    return build_task(cfg_cls(encoder=tiny_vit(), mode="head", neck_hidden=(16,),
-                              head_hidden=(16,), **kw))
+    return build_task(
+        cfg_cls(encoder=tiny_vit(), mode="head", neck_hidden=(16,), head_hidden=(16,), **kw)
+    )
 
 
 def _concat(task: TaskModule, events: list[Event], key: str) -> np.ndarray:
@@ -48,8 +49,7 @@ def _concat(task: TaskModule, events: list[Event], key: str) -> np.ndarray:
 
 def _check_semantic(block: dict, t: np.ndarray, p: np.ndarray, names: list[str]) -> None:
     labels = sorted(set(t.tolist()) | set(p.tolist()))
-    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels,
-                                                             zero_division=0)
+    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
     iou = jaccard_score(t, p, labels=labels, average=None, zero_division=0)
     for j, c in enumerate(labels):
         entry = block["per_class"][names[c]]
@@ -70,8 +70,9 @@ def test_semseg_metrics_equal_sklearn(eval_events: list[Event]) -> None:
     assert res["task"] == "semseg" and res["num_events"] == 5 and res["num_batches"] > 1
     t, p = _concat(task, eval_events, "target"), _concat(task, eval_events, "pred")
     kept = t != -1
-    _check_semantic(res["semantic"], t[kept], p[kept],
-                    ["shower", "track", "michel", "delta", "low_energy"])
+    _check_semantic(
+        res["semantic"], t[kept], p[kept], ["shower", "track", "michel", "delta", "low_energy"]
+    )
 
 
 def test_pid_metrics_equal_sklearn_over_instances(eval_events: list[Event]) -> None:
@@ -80,8 +81,7 @@ def test_pid_metrics_equal_sklearn_over_instances(eval_events: list[Event]) -> N
     t, p = _concat(task, eval_events, "target"), _concat(task, eval_events, "pred")
     kept = t >= 0
     assert res["pid"]["num_instances"] == int(kept.sum()) > 10
-    _check_semantic(res["pid"], t[kept], p[kept],
-                    ["photon", "electron", "muon", "pion", "proton"])
+    _check_semantic(res["pid"], t[kept], p[kept], ["photon", "electron", "muon", "pion", "proton"])
 
 
 def test_cluster_metrics_equal_sklearn_ari_per_event(eval_events: list[Event]) -> None:
@@ -89,7 +89,9 @@ def test_cluster_metrics_equal_sklearn_ari_per_event(eval_events: list[Event]) -
     res = evaluate_task(task, eval_events, BATCH_POINTS)["instance"]
     aris, n_true = [], 0
     for batch, pred in iter_predictions(task, eval_events, BATCH_POINTS):
-        for s, e in zip((batch.offset - batch.counts).tolist(), batch.offset.tolist()):
+        for s, e in zip(
+            (batch.offset - batch.counts).tolist(), batch.offset.tolist(), strict=False
+        ):
             t, p = pred["target"][s:e].numpy(), pred["pred"][s:e].numpy()
             kept = t >= 0
             aris.append(adjusted_rand_score(t[kept], p[kept]))
@@ -109,13 +111,18 @@ def test_event_classification_and_regression_metrics(eval_events: list[Event]) -
     assert res["macro_f1"] == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
     assert res["class_names"] == ["1", "2", ">=3"]
 
-    reg = _task(EventTaskConfig, kind="regression", targets=("visible_energy", "n_interactions"),
-                transform="log")
+    reg = _task(
+        EventTaskConfig,
+        kind="regression",
+        targets=("visible_energy", "n_interactions"),
+        transform="log",
+    )
     out = evaluate_task(reg, eval_events, BATCH_POINTS)["regression"]
     pred, target = _concat(reg, eval_events, "pred"), _concat(reg, eval_events, "target")
     value = _concat(reg, eval_events, "target_value")
-    np.testing.assert_allclose(value[:, 0], [e.meta["visible_energy"] for e in eval_events],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        value[:, 0], [e.meta["visible_energy"] for e in eval_events], rtol=1e-5
+    )
     for j, name in enumerate(["log_visible_energy", "log_n_interactions"]):
         r = pred[:, j].astype(np.float64) - target[:, j]
         q25, q75 = np.percentile(r, [25, 75])
@@ -129,8 +136,16 @@ def test_event_classification_and_regression_metrics(eval_events: list[Event]) -
 def test_semseg_learns_on_frozen_random_encoder(mode: str) -> None:
     batch = collate(make_events(4, seed=20))
     torch.manual_seed(0)
-    task = build_task(SemsegConfig(encoder=tiny_vit(), mode=mode, neck_hidden=(32,),
-                                   head_hidden=(32,), loss="ce", class_weighting="none"))
+    task = build_task(
+        SemsegConfig(
+            encoder=tiny_vit(),
+            mode=mode,
+            neck_hidden=(32,),
+            head_hidden=(32,),
+            loss="ce",
+            class_weighting="none",
+        )
+    )
     task.train()
     opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=2e-2)
     losses = []

@@ -45,10 +45,13 @@ def test_encoder_weights_load_under_any_prefix(prefix: str) -> None:
 
 
 def test_student_prefix_wins_a_tie_and_prefix_can_be_chosen(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     student, teacher = _pretrained(1), _pretrained(2)
-    state = {**{f"encoder.{k}": v for k, v in student.items()},
-             **{f"teacher_encoder.{k}": v for k, v in teacher.items()}}
+    state = {
+        **{f"encoder.{k}": v for k, v in student.items()},
+        **{f"teacher_encoder.{k}": v for k, v in teacher.items()},
+    }
     enc = build_encoder(tiny_vit())
     with caplog.at_level(logging.WARNING):
         sub, used = extract_encoder_state(state, enc)

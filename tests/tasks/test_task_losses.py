@@ -13,9 +13,9 @@ from nufm_tasks_helpers import make_events, tiny_vit
 from nufm.data.collate import collate
 from nufm.data.lartpc import NORM_SCALE
 from nufm.data.synthetic import synthetic_event
+from nufm.models.base import PointFeatures
 from nufm.models.encoders import build_encoder
 from nufm.tasks.cluster import discriminative_loss, greedy_cluster
-from nufm.models.base import PointFeatures
 from nufm.tasks.common import segment_mean_max
 from nufm.tasks.event import AddEventTargets, EventTask, EventTaskConfig
 from nufm.tasks.pid import instance_keys, instance_labels
@@ -37,7 +37,7 @@ def test_focal_gamma_two_hand_computed() -> None:
     target = torch.tensor([0, 2, 1, -1])
     w = [1.0, 4.0, 2.0]
     num = den = 0.0
-    for row, y in zip(logits.tolist(), target.tolist()):
+    for row, y in zip(logits.tolist(), target.tolist(), strict=False):
         if y < 0:
             continue
         p = math.exp(row[y]) / sum(math.exp(v) for v in row)
@@ -80,8 +80,9 @@ def test_instance_keys_and_majority_labels_hand_case() -> None:
     assert big.point_instance.tolist() == [0, 0, -1, -1, 0, 1, 1, 2, 2]
 
 
-def _disc_loss_reference(emb: np.ndarray, ev: np.ndarray, inst: np.ndarray, B: int, dv: float,
-                         dd: float) -> tuple[float, float, float]:
+def _disc_loss_reference(
+    emb: np.ndarray, ev: np.ndarray, inst: np.ndarray, B: int, dv: float, dd: float
+) -> tuple[float, float, float]:
     """Brabandere et al. (arXiv:1708.02551) terms with explicit loops, per event then mean."""
     var_e, dist_e, reg_e = [], [], []
     for b in range(B):
@@ -90,14 +91,18 @@ def _disc_loss_reference(emb: np.ndarray, ev: np.ndarray, inst: np.ndarray, B: i
             continue
         mus = [emb[(ev == b) & (inst == i)].mean(0) for i in ids]
         var = 0.0
-        for i, mu in zip(ids, mus):
+        for i, mu in zip(ids, mus, strict=False):
             pts = emb[(ev == b) & (inst == i)]
             var += np.mean([max(np.linalg.norm(mu - p) - dv, 0.0) ** 2 for p in pts])
         var_e.append(var / len(ids))
         reg_e.append(np.mean([np.linalg.norm(mu) for mu in mus]))
         if len(ids) > 1:
-            d = [max(2 * dd - np.linalg.norm(mus[a] - mus[c]), 0.0) ** 2
-                 for a in range(len(ids)) for c in range(len(ids)) if a != c]
+            d = [
+                max(2 * dd - np.linalg.norm(mus[a] - mus[c]), 0.0) ** 2
+                for a in range(len(ids))
+                for c in range(len(ids))
+                if a != c
+            ]
             dist_e.append(np.sum(d) / (len(ids) * (len(ids) - 1)))
     return float(np.mean(var_e)), float(np.mean(dist_e)) if dist_e else 0.0, float(np.mean(reg_e))
 
@@ -107,8 +112,17 @@ def test_discriminative_loss_matches_loop_reference() -> None:
     ev = np.array([0] * 12 + [1] * 5 + [2] * 6)  # event 1: one cluster, event 2: none
     inst = np.concatenate([rng.integers(-1, 4, 12), np.full(5, 2), np.full(6, -1)])
     emb = rng.normal(size=(len(ev), 3)) * 0.8
-    terms = discriminative_loss(torch.tensor(emb), torch.tensor(ev), torch.tensor(inst), 3,
-                                delta_v=0.3, delta_d=0.8, w_var=1.0, w_dist=2.0, w_reg=0.1)
+    terms = discriminative_loss(
+        torch.tensor(emb),
+        torch.tensor(ev),
+        torch.tensor(inst),
+        3,
+        delta_v=0.3,
+        delta_d=0.8,
+        w_var=1.0,
+        w_dist=2.0,
+        w_reg=0.1,
+    )
     var, dist, reg = _disc_loss_reference(emb, ev, inst, 3, 0.3, 0.8)
     assert float(terms["var"]) == pytest.approx(var, rel=1e-6)
     assert float(terms["dist"]) == pytest.approx(dist, rel=1e-6)
@@ -128,7 +142,7 @@ def test_greedy_cluster_recovers_separated_clusters() -> None:
     label = greedy_cluster(emb[perm], radius=1.5)
     t = truth[perm]
     # same partition: a bijection between predicted and true ids
-    pairs = {(int(a), int(b)) for a, b in zip(label, t)}
+    pairs = {(int(a), int(b)) for a, b in zip(label, t, strict=False)}
     assert len(pairs) == 3 == len({a for a, _ in pairs}) == len({b for _, b in pairs})
     small = greedy_cluster(emb[perm], radius=1.5, min_points=3)
     assert bool((small[t == 2] == -1).all()) and bool((small[t != 2] >= 0).all())
@@ -144,20 +158,24 @@ def test_point_features_token_level_is_parameter_free_nearest_token_for_k1() -> 
     assert len(list(pf.parameters())) == 0
     feat = pf(out, batch)  # (N, D)
     assert out.tokens is not None and out.valid is not None
-    for b, (s, e) in enumerate(zip([0, int(batch.offset[0])], batch.offset.tolist())):
+    for b, (s, e) in enumerate(zip([0, int(batch.offset[0])], batch.offset.tolist(), strict=False)):
         centres = out.tokens.center[b][out.valid[b]]  # (G_b, 3)
         d, nearest = torch.cdist(batch.coord[s:e], centres).topk(2, largest=False)  # (n_b, 2)
         is_unique = d[:, 1] - d[:, 0] > 1e-5  # lattice points can tie between two centres
         assert float(is_unique.float().mean()) > 0.9
-        torch.testing.assert_close(feat[s:e][is_unique],
-                                   out.feat[b][out.valid[b]][nearest[is_unique, 0]])
+        torch.testing.assert_close(
+            feat[s:e][is_unique], out.feat[b][out.valid[b]][nearest[is_unique, 0]]
+        )
 
 
 def test_add_event_targets_and_class_binning() -> None:
     ev = make_events(1, n_interactions=3)[0]
     raw = synthetic_event(0, n_interactions=3)
-    np.testing.assert_allclose([ev.meta["vertex_x"], ev.meta["vertex_y"], ev.meta["vertex_z"]],
-                               (raw.vertices[0] - 384.0) / NORM_SCALE, rtol=1e-5)
+    np.testing.assert_allclose(
+        [ev.meta["vertex_x"], ev.meta["vertex_y"], ev.meta["vertex_z"]],
+        (raw.vertices[0] - 384.0) / NORM_SCALE,
+        rtol=1e-5,
+    )
     # visible energy is taken before the log scaling: equals the raw MeV sum (threshold 0)
     assert ev.meta["visible_energy"] == pytest.approx(float(raw.energy.sum()), rel=1e-5)
     with pytest.raises(ValueError, match="synthetic event 0: AddEventTargets"):

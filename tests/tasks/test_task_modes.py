@@ -28,13 +28,23 @@ from nufm.tasks.build import TaskConfig
 from nufm.train.loop import train
 from nufm.train.optim import build_optimizer, set_step_hyperparams
 
-TASK_CONFIGS = {"semseg": SemsegConfig, "pid": PIDConfig, "cluster": ClusterConfig,
-                "event": EventTaskConfig}
+TASK_CONFIGS = {
+    "semseg": SemsegConfig,
+    "pid": PIDConfig,
+    "cluster": ClusterConfig,
+    "event": EventTaskConfig,
+}
 
 
 def _cfg(task: str, mode: str, encoder: str = "vit", **kw: object) -> TaskConfig:
-    return TASK_CONFIGS[task](encoder=ENCODERS[encoder](), mode=mode, encoder_lr_scale=0.25,
-                              neck_hidden=(16,), head_hidden=(16,), **kw)  # type: ignore[arg-type]
+    return TASK_CONFIGS[task](
+        encoder=ENCODERS[encoder](),
+        mode=mode,
+        encoder_lr_scale=0.25,
+        neck_hidden=(16,),
+        head_hidden=(16,),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def _is_encoder(name: str) -> bool:
@@ -50,8 +60,13 @@ def _check_predict_shapes(task: TaskModule, batch: PointBatch) -> None:
             assert torch.equal(pred["target"], batch.segment)
         case PIDConfig():
             assert batch.instance is not None
-            n_inst = len({(int(e), int(i)) for e, i in zip(batch.batch_index, batch.instance)
-                          if i >= 0})
+            n_inst = len(
+                {
+                    (int(e), int(i))
+                    for e, i in zip(batch.batch_index, batch.instance, strict=False)
+                    if i >= 0
+                }
+            )
             assert pred["logits"].shape == (n_inst, 5)
             assert pred["instance_event"].shape == pred["target"].shape == (n_inst,)
             assert pred["point_pred"].shape == (N,)
@@ -68,8 +83,9 @@ def _check_predict_shapes(task: TaskModule, batch: PointBatch) -> None:
 @pytest.mark.parametrize("encoder", ["vit", "ptv3"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("task_name", list(TASK_CONFIGS))
-def test_task_mode_shapes_gradients_and_lr_scale(task_name: str, mode: str, encoder: str,
-                                                 batch: PointBatch) -> None:
+def test_task_mode_shapes_gradients_and_lr_scale(
+    task_name: str, mode: str, encoder: str, batch: PointBatch
+) -> None:
     torch.manual_seed(0)
     task = build_task(_cfg(task_name, mode, encoder))
     task.train()
@@ -145,7 +161,7 @@ def test_predictions_are_batch_independent(task_name: str, events: list[Event]) 
     match task_name:
         case "semseg":
             n0, n1 = len(events[0]), len(events[1])
-            torch.testing.assert_close(alone, together[key][n0:n0 + n1], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(alone, together[key][n0 : n0 + n1], atol=1e-5, rtol=1e-4)
         case "pid":
             rows = together["instance_event"] == 1
             torch.testing.assert_close(alone, together[key][rows], atol=1e-5, rtol=1e-4)
@@ -154,8 +170,16 @@ def test_predictions_are_batch_independent(task_name: str, events: list[Event]) 
 
 
 def test_presets_cover_every_task_and_mode() -> None:
-    for prefix in ("semseg", "semseg-polarmae", "pid", "cluster-particle", "cluster-interaction",
-                   "event-ninteractions", "event-energy", "event-vertex"):
+    for prefix in (
+        "semseg",
+        "semseg-polarmae",
+        "pid",
+        "cluster-particle",
+        "cluster-interaction",
+        "event-ninteractions",
+        "event-energy",
+        "event-vertex",
+    ):
         for mode in MODES:
             assert TASK_PRESETS[f"{prefix}-{mode}"].mode == mode
     assert TASK_PRESETS["semseg-polarmae-full"].encoder.tokenizer.in_channels == 4
@@ -182,7 +206,8 @@ def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -
         optim=OptimConfig(lr=1e-2, warmup_steps=1),
         train=TrainConfig(max_steps=5, device="cpu", checkpoint_every=5),
         logging=LoggingConfig(log_every=1, progress=False, tensorboard=False),
-        data=DataConfig(max_points=10_000, max_events=2))
+        data=DataConfig(max_points=10_000, max_events=2),
+    )
     torch.manual_seed(0)
     task = build_task(_cfg("pid", "head"))
     encoder_before = {k: v.clone() for k, v in task.backbone.encoder.state_dict().items()}

@@ -28,9 +28,16 @@ from nufm.train.toy import ToyObjective, ToyObjectiveConfig
 
 
 def _save(directory: Path, step: int, model: torch.nn.Module, keep: int = 5) -> Path:
-    return save_checkpoint(directory, step=step, model=model, optimizer=None,
-                           cursor=DataCursor(1, step), config={"objective": {"hidden": 8}},
-                           rng=[capture_rng_state()], keep=keep)
+    return save_checkpoint(
+        directory,
+        step=step,
+        model=model,
+        optimizer=None,
+        cursor=DataCursor(1, step),
+        config={"objective": {"hidden": 8}},
+        rng=[capture_rng_state()],
+        keep=keep,
+    )
 
 
 def test_round_trip_and_latest(tmp_path: Path) -> None:
@@ -38,8 +45,7 @@ def test_round_trip_and_latest(tmp_path: Path) -> None:
     model = ToyObjective(ToyObjectiveConfig(hidden=8))
     for step in (2, 4, 6):
         _save(tmp_path, step, model, keep=2)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004.pt",
-                                                           "step_00000006.pt"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000004.pt", "step_00000006.pt"]
     state = load_checkpoint(latest_checkpoint(tmp_path))
     assert state["step"] == 6 and state["cursor"] == {"epoch": 1, "batch": 6}
     for k, v in model.state_dict().items():
@@ -109,8 +115,9 @@ def test_sigkill_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> None:
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(_KILL_SCRIPT.format(env=SLOW_WRITE_ENV)))
     ckpt_dir = tmp_path / "ckpt"
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt_dir)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(ckpt_dir)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
         deadline = time.monotonic() + 60

@@ -27,13 +27,18 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
     assert isinstance(back.data.path, Path) and isinstance(back.optim.betas, tuple)
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: OptimConfig(lr=-1.0), "learning rates"),
-    (lambda: TrainConfig(grad_accum=0), "train.grad_accum"),
-    (lambda: DataConfig(source="file"), "data.path"),
-    (lambda: RunConfig(train=TrainConfig(max_steps=5), optim=OptimConfig(warmup_steps=9)),
-     "warmup_steps"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: OptimConfig(lr=-1.0), "learning rates"),
+        (lambda: TrainConfig(grad_accum=0), "train.grad_accum"),
+        (lambda: DataConfig(source="file"), "data.path"),
+        (
+            lambda: RunConfig(train=TrainConfig(max_steps=5), optim=OptimConfig(warmup_steps=9)),
+            "warmup_steps",
+        ),
+    ],
+)
 def test_validation_names_the_option(make, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make()
@@ -55,15 +60,31 @@ def test_presets_are_valid_and_lookup_errors() -> None:
 
 def test_cli_overrides_on_preset_and_config_file(tmp_path: Path) -> None:
     cfg, run_dir, resume = parse_pretrain_args(
-        ["--preset", "toy", "--run-dir", str(tmp_path), "--train.max-steps", "7",
-         "--optim.lr", "0.5", "--resume"])
+        [
+            "--preset",
+            "toy",
+            "--run-dir",
+            str(tmp_path),
+            "--train.max-steps",
+            "7",
+            "--optim.lr",
+            "0.5",
+            "--resume",
+        ]
+    )
     assert (cfg.train.max_steps, cfg.optim.lr, run_dir, resume) == (7, 0.5, tmp_path, True)
     assert cfg.objective == PRESETS["toy"].objective
     save_config(cfg, tmp_path / "c.yaml")
-    cfg2, _, resume2 = parse_pretrain_args(["--config-file", str(tmp_path / "c.yaml"),
-                                            "--run-dir", str(tmp_path),
-                                            "--objective.hidden", "4"])
+    cfg2, _, resume2 = parse_pretrain_args(
+        [
+            "--config-file",
+            str(tmp_path / "c.yaml"),
+            "--run-dir",
+            str(tmp_path),
+            "--objective.hidden",
+            "4",
+        ]
+    )
     assert cfg2.train.max_steps == 7 and cfg2.objective.hidden == 4 and not resume2
     with pytest.raises(SystemExit):
-        parse_pretrain_args(["--preset", "toy", "--run-dir", str(tmp_path),
-                             "--optim.lr", "-3"])
+        parse_pretrain_args(["--preset", "toy", "--run-dir", str(tmp_path), "--optim.lr", "-3"])

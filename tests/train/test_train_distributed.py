@@ -60,13 +60,27 @@ def test_torchrun_two_ranks_stay_identical(tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(textwrap.dedent(_DDP_SCRIPT.format(helpers=str(Path(__file__).parent))))
     torchrun = Path(sys.executable).parent / "torchrun"
-    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m",
-                                                          "torch.distributed.run"]
+    launcher = (
+        [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [*launcher, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-         str(_free_port()), str(script), str(tmp_path)],
-        capture_output=True, text=True, timeout=180, env=env)
+        [
+            *launcher,
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(_free_port()),
+            str(script),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["world"] == r1["world"] == 2
@@ -82,13 +96,27 @@ def test_torchrun_two_ranks_stay_identical(tmp_path: Path) -> None:
 def test_slurm_script_content(tmp_path: Path) -> None:
     cfg = make_cfg(root={"name": "big run"})
     run_dir = tmp_path / "run dir"
-    path = write_slurm_script(cfg, nodes=2, gpus_per_node=4, time="12:00:00", partition="gpu",
-                              account="lartpc", run_dir=run_dir, out_path=tmp_path / "job.sh")
+    path = write_slurm_script(
+        cfg,
+        nodes=2,
+        gpus_per_node=4,
+        time="12:00:00",
+        partition="gpu",
+        account="lartpc",
+        run_dir=run_dir,
+        out_path=tmp_path / "job.sh",
+    )
     text = path.read_text()
     assert text.startswith("#!/bin/bash\n")
-    for line in ["#SBATCH --nodes=2", "#SBATCH --gpus-per-node=4", "#SBATCH --time=12:00:00",
-                 "#SBATCH --partition=gpu", "#SBATCH --account=lartpc",
-                 "#SBATCH --ntasks-per-node=1", "#SBATCH --job-name='nufm-big run'"]:
+    for line in [
+        "#SBATCH --nodes=2",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --time=12:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=lartpc",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --job-name='nufm-big run'",
+    ]:
         assert line in text.splitlines(), line
     cmd = next(x for x in text.splitlines() if x.startswith("srun "))
     assert cmd.startswith('srun torchrun --nnodes "$SLURM_NNODES" --nproc_per_node 4 ')
@@ -98,13 +126,22 @@ def test_slurm_script_content(tmp_path: Path) -> None:
     assert cmd.endswith(f"--run-dir '{run_dir.resolve()}' --resume")
     assert load_config(config_path) == cfg
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
-    nopart = write_slurm_script(cfg, nodes=1, gpus_per_node=1, time="1:00:00", partition=None,
-                                account=None, run_dir=run_dir, out_path=tmp_path / "j2.sh")
+    nopart = write_slurm_script(
+        cfg,
+        nodes=1,
+        gpus_per_node=1,
+        time="1:00:00",
+        partition=None,
+        account=None,
+        run_dir=run_dir,
+        out_path=tmp_path / "j2.sh",
+    )
     assert "--partition" not in nopart.read_text() and "--account" not in nopart.read_text()
 
 
-def test_submit_without_sbatch_is_a_clear_error(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_submit_without_sbatch_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert shutil.which("sbatch") is None
     with pytest.raises(RuntimeError, match="sbatch not found on PATH"):
@@ -114,8 +151,20 @@ def test_submit_without_sbatch_is_a_clear_error(tmp_path: Path,
 def test_submit_cli_writes_script_with_overrides(tmp_path: Path) -> None:
     from nufm.train.run import submit_cli
 
-    path = submit_cli(["--preset", "toy", "--run-dir", str(tmp_path / "r"), "--nodes", "3",
-                       "--gpus-per-node", "2", "--train.max-steps", "11"])
+    path = submit_cli(
+        [
+            "--preset",
+            "toy",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--nodes",
+            "3",
+            "--gpus-per-node",
+            "2",
+            "--train.max-steps",
+            "11",
+        ]
+    )
     assert path == tmp_path / "r" / "submit.sbatch"
     assert "#SBATCH --nodes=3" in path.read_text()
     assert load_config(tmp_path / "r" / "config.yaml").train.max_steps == 11

@@ -18,11 +18,11 @@ from train_helpers import make_cfg, toy_factory
 from nufm.batch import PointBatch
 from nufm.config import RunConfig, load_config
 from nufm.data.event import Event
+from nufm.step import StepOutput
 from nufm.train.build import build_objective
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from nufm.train.data import DataError
 from nufm.train.loop import DivergenceError, seed_everything, train
-from nufm.step import StepOutput
 from nufm.train.toy import ToyObjective, random_rotation_z, toy_events
 
 
@@ -49,10 +49,12 @@ class _StopAt:
 
 
 @pytest.mark.parametrize("num_workers, grad_accum, augment", [(0, 1, False), (2, 2, True)])
-def test_resume_is_bit_identical(tmp_path: Path, num_workers: int, grad_accum: int,
-                                 augment: bool) -> None:
-    cfg = make_cfg(train={"grad_accum": grad_accum, "monitor_every": 1},
-                   data={"num_workers": num_workers})
+def test_resume_is_bit_identical(
+    tmp_path: Path, num_workers: int, grad_accum: int, augment: bool
+) -> None:
+    cfg = make_cfg(
+        train={"grad_accum": grad_accum, "monitor_every": 1}, data={"num_workers": num_workers}
+    )
     transform = random_rotation_z if augment else None
     full = _objective(cfg)
     res = train(cfg, full, toy_factory, tmp_path / "full", transform=transform)
@@ -65,11 +67,11 @@ def test_resume_is_bit_identical(tmp_path: Path, num_workers: int, grad_accum: i
     resumed = _objective(cfg)  # fresh weights: everything must come from the checkpoint
     res2 = train(cfg, resumed, toy_factory, tmp_path / "part", resume=True, transform=transform)
     assert res2.step == 8
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=False):
         assert torch.equal(a, b), k
     final_a = load_checkpoint(tmp_path / "full/checkpoints/step_00000008.pt")["optimizer"]
     final_b = load_checkpoint(tmp_path / "part/checkpoints/step_00000008.pt")["optimizer"]
-    for sa, sb in zip(final_a["state"].values(), final_b["state"].values()):
+    for sa, sb in zip(final_a["state"].values(), final_b["state"].values(), strict=False):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
     # the logged losses after the resume agree too, and each step is logged once
     assert _losses(tmp_path / "full") == _losses(tmp_path / "part")
@@ -148,15 +150,21 @@ def test_data_errors_name_file_and_event(tmp_path: Path, num_workers: int) -> No
     with pytest.raises(DataError, match="reading bad.h5 event 3 failed: OSError: truncated"):
         train(cfg, _objective(cfg), lambda c: _BadFile(), tmp_path / "a")
     with pytest.raises(DataError, match=r"transform of bad.h5 event 3 .*negative energy"):
-        train(cfg, _objective(cfg), lambda c: toy_events(12, source="bad.h5"), tmp_path / "b",
-              transform=_explode_on_3)
+        train(
+            cfg,
+            _objective(cfg),
+            lambda c: toy_events(12, source="bad.h5"),
+            tmp_path / "b",
+            transform=_explode_on_3,
+        )
 
 
 def test_logging_jsonl_tensorboard_and_monitor(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = make_cfg(train={"max_steps": 4, "monitor_every": 2},
-                   logging={"log_every": 2, "tensorboard": True})
+    cfg = make_cfg(
+        train={"max_steps": 4, "monitor_every": 2}, logging={"log_every": 2, "tensorboard": True}
+    )
     calls: list[int] = []
 
     def monitor(model: torch.nn.Module, step: int) -> dict[str, float]:
@@ -216,12 +224,15 @@ train(cfg, Slow(cfg.objective), toy_factory, sys.argv[1])
 def test_sigint_writes_checkpoint_then_exits(tmp_path: Path) -> None:
     """Ctrl-C as a terminal sends it: SIGINT to the whole process group (main + 2 workers)."""
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(_SIGINT_SCRIPT.format(
-        helpers=str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(_SIGINT_SCRIPT.format(helpers=str(Path(__file__).parent))))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), str(run_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         metrics = run_dir / "metrics.jsonl"

@@ -25,8 +25,14 @@ def test_cli_smoke_and_resume_extends(tmp_path: Path) -> None:
 
 def test_stream_from_cursor_continues_exactly() -> None:
     events = toy_events(10)
-    kwargs = dict(max_points=100, max_events=3, shuffle=True, seed=3, num_workers=0,
-                  transform=random_rotation_z)
+    kwargs = dict(
+        max_points=100,
+        max_events=3,
+        shuffle=True,
+        seed=3,
+        num_workers=0,
+        transform=random_rotation_z,
+    )
     full = EventStream(events, start=DataCursor(), **kwargs)
     seq = [next(full) for _ in range(3 * full.batches_per_epoch + 1)]  # crosses 3 epochs
     assert seq[full.batches_per_epoch - 1][1] == DataCursor(1, 0)
@@ -59,7 +65,10 @@ def test_update_teacher_gets_the_momentum_schedule(tmp_path: Path) -> None:
     train(cfg, obj, toy_factory, tmp_path)
     np.testing.assert_array_equal(obj.momenta, schedules_for(cfg).momentum)
     assert obj.momenta[0] == 0.9 and obj.momenta[-1] == 1.0
-    assert any(not torch.equal(a, b) for a, b in zip(teacher_before, obj.teacher.parameters()))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(teacher_before, obj.teacher.parameters(), strict=False)
+    )
 
 
 def test_toy_objective_backward_reaches_every_trainable_parameter() -> None:

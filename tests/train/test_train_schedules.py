@@ -30,9 +30,17 @@ def test_cosine_schedule_no_warmup_and_errors() -> None:
 
 
 def test_build_schedules_lengths_and_endpoints() -> None:
-    s = build_schedules(max_steps=10, lr=1e-3, min_lr=1e-5, warmup_steps=3, warmup_start_lr=0.0,
-                        weight_decay=0.04, weight_decay_end=0.4, momentum_start=0.99,
-                        momentum_end=1.0)
+    s = build_schedules(
+        max_steps=10,
+        lr=1e-3,
+        min_lr=1e-5,
+        warmup_steps=3,
+        warmup_start_lr=0.0,
+        weight_decay=0.04,
+        weight_decay_end=0.4,
+        momentum_start=0.99,
+        momentum_end=1.0,
+    )
     assert s.lr[0] == 0.0 and s.lr[3] == pytest.approx(1e-3) and s.lr[-1] == pytest.approx(1e-5)
     assert s.weight_decay[0] == pytest.approx(0.04) and s.weight_decay[-1] == pytest.approx(0.4)
     assert s.momentum[-1] == pytest.approx(1.0)
@@ -42,8 +50,7 @@ def test_build_schedules_lengths_and_endpoints() -> None:
 def test_weight_decay_excludes_biases_norms_tokens_and_frozen() -> None:
     model = ToyObjective(ToyObjectiveConfig(hidden=8))
     decay, no_decay = param_groups(model)
-    assert set(decay["names"]) == {"student.net.0.weight", "student.net.3.weight",
-                                   "head.weight"}
+    assert set(decay["names"]) == {"student.net.0.weight", "student.net.3.weight", "head.weight"}
     assert "mask_token" in no_decay["names"] and "student.net.2.weight" in no_decay["names"]
     assert not any(n.startswith("teacher") for n in decay["names"] + no_decay["names"])
     assert not is_decayed("pos_embed", nn.Parameter(torch.zeros(4, 4)))
@@ -81,8 +88,12 @@ def test_param_lr_scale_splits_groups_and_scales_the_learning_rate() -> None:
     model = _ScaledModel()
     groups = param_groups(model)
     by_key = {(g["is_decayed"], g["lr_scale"]): set(g["names"]) for g in groups}
-    assert by_key == {(True, 1.0): {"head.weight"}, (True, 0.1): {"encoder.weight"},
-                      (False, 1.0): {"head.bias"}, (False, 0.1): {"encoder.bias"}}
+    assert by_key == {
+        (True, 1.0): {"head.weight"},
+        (True, 0.1): {"encoder.weight"},
+        (False, 1.0): {"head.bias"},
+        (False, 0.1): {"encoder.bias"},
+    }
     opt = build_optimizer(model, lr=1.0, betas=(0.9, 0.95), eps=1e-8)
     set_step_hyperparams(opt, lr=2e-3, weight_decay=0.05)
     lrs = {frozenset(g["names"]): g["lr"] for g in opt.param_groups}

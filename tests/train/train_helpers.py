@@ -18,8 +18,11 @@ def make_cfg(**sections: dict) -> RunConfig:
         logging=LoggingConfig(log_every=1, progress=False, tensorboard=False),
         data=DataConfig(source="toy", num_events=24, max_points=120, max_events=4),
     )
-    updates = {name: dataclasses.replace(getattr(base, name), **fields)
-               for name, fields in sections.items() if name != "root"}
+    updates = {
+        name: dataclasses.replace(getattr(base, name), **fields)
+        for name, fields in sections.items()
+        if name != "root"
+    }
     return dataclasses.replace(base, **updates, **sections.get("root", {}))
 
 

@@ -11,16 +11,25 @@ import pytest
 from matplotlib import colors as mcolors
 
 from nufm.data.event import Event
-from nufm.viz import COLOR_OPTIONS, display_event, display_event_html, display_events_grid
-from nufm.viz import save_figure
+from nufm.viz import (
+    COLOR_OPTIONS,
+    display_event,
+    display_event_html,
+    display_events_grid,
+    save_figure,
+)
 from nufm.viz.colors import SEGMENT_COLORS, UNKNOWN_COLOR, energy_norm, make_coloring
 
-REAL_NPZ = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / \
-    "mlreco_tutorial_tracks.npz"
+REAL_NPZ = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "mlreco_tutorial_tracks.npz"
+)
 
 
-def tiny_event(seed: int = 0, offset: tuple[float, float, float] = (300.0, 380.0, 200.0),
-               source: str = "tiny.npz") -> Event:
+def tiny_event(
+    seed: int = 0,
+    offset: tuple[float, float, float] = (300.0, 380.0, 200.0),
+    source: str = "tiny.npz",
+) -> Event:
     """A track (10 pts), a shower blob (8 pts), low-energy deposits (3) and unlabelled (2),
     at integer voxel positions.
 
@@ -36,10 +45,16 @@ def tiny_event(seed: int = 0, offset: tuple[float, float, float] = (300.0, 380.0
     coord = np.round(np.concatenate([track, shower, led, unl])).astype(np.float32)  # (23, 3)
     n = [10, 8, 3, 2]
     rep = lambda vals: np.repeat(np.array(vals, np.int64), n)  # noqa: E731
-    return Event(coord=coord, energy=rng.uniform(0.2, 3.0, 23).astype(np.float32),
-                 segment=rep([1, 0, 4, -1]), pid=rep([2, 1, 5, -1]),
-                 instance=rep([0, 7, -1, -1]), interaction=rep([0, 0, -1, -1]),
-                 source=source, event_id=3)
+    return Event(
+        coord=coord,
+        energy=rng.uniform(0.2, 3.0, 23).astype(np.float32),
+        segment=rep([1, 0, 4, -1]),
+        pid=rep([2, 1, 5, -1]),
+        instance=rep([0, 7, -1, -1]),
+        interaction=rep([0, 0, -1, -1]),
+        source=source,
+        event_id=3,
+    )
 
 
 def display_axes(fig) -> list:
@@ -60,8 +75,7 @@ def test_four_panels_and_legend_per_class() -> None:
     assert [a.get_xlabel() for a in axes[:3]] == ["x [voxel]", "x [voxel]", "y [voxel]"]
     assert [a.get_ylabel() for a in axes[:3]] == ["y [voxel]", "z [voxel]", "z [voxel]"]
     # Classes present, in code order, unknown last, with their point counts.
-    assert legend_texts(fig) == [["shower (8)", "track (10)", "low_energy (3)",
-                                  "none/unknown (2)"]]
+    assert legend_texts(fig) == [["shower (8)", "track (10)", "low_energy (3)", "none/unknown (2)"]]
     assert "23 points" in fig._suptitle.get_text()
     assert f"{float(ev.energy.sum()):.1f} MeV" in fig._suptitle.get_text()
 
@@ -82,8 +96,11 @@ def test_id_colours_distinct_and_never_the_unknown_grey() -> None:
     n_ids = 18  # the palette size: every id gets its own colour
     ids = np.repeat(np.arange(n_ids) * 5 + 100, 2)  # (36,) arbitrary, non-contiguous ids
     ids[:2] = -1
-    ev = Event(coord=np.arange(108, dtype=np.float32).reshape(36, 3),
-               energy=np.ones(36, np.float32), instance=ids)
+    ev = Event(
+        coord=np.arange(108, dtype=np.float32).reshape(36, 3),
+        energy=np.ones(36, np.float32),
+        instance=ids,
+    )
     col = make_coloring(ev, "instance")
     grey = np.asarray(mcolors.to_rgba(UNKNOWN_COLOR))
     is_grey = np.all(np.isclose(col.rgba, grey), axis=1)
@@ -104,8 +121,9 @@ def test_projection_points_and_colours() -> None:
     is_track_face = np.all(np.isclose(face, track_rgba), axis=1)
     assert is_track_face.sum() == 10
     # The track points are exactly the first 10 coordinates.
-    assert sorted(map(tuple, offsets[is_track_face].round(4))) == \
-        sorted(map(tuple, ev.coord[:10, :2].round(4)))
+    assert sorted(map(tuple, offsets[is_track_face].round(4))) == sorted(
+        map(tuple, ev.coord[:10, :2].round(4))
+    )
 
 
 def test_auto_zoom_square_equal_aspect() -> None:
@@ -152,8 +170,14 @@ def test_pred_rows_and_error_count() -> None:
     assert len(display_axes(fig)) == 12
     assert legend_texts(fig) == [
         ["shower (8)", "track (10)", "low_energy (3)", "none/unknown (2)"],
-        ["shower (8)", "track (9)", "michel (1)", "delta (1)", "low_energy (3)",
-         "none/unknown (1)"],
+        [
+            "shower (8)",
+            "track (9)",
+            "michel (1)",
+            "delta (1)",
+            "low_energy (3)",
+            "none/unknown (1)",
+        ],
         ["correct (18)", "wrong (3)", "unlabelled (2)"],
     ]
     assert fig.subfigs[2]._suptitle.get_text().startswith("errors: 3 of 21 labelled points")
@@ -178,8 +202,12 @@ def test_grid_columns_and_shared_legend(tmp_path: Path) -> None:
     assert len(axes) == 4
     assert axes[0].get_title().startswith("query\n23 pts")
     assert axes[1].get_title().startswith("hit 1\n10 pts")
-    assert [t.get_text() for t in fig.legends[0].get_texts()] == \
-        ["shower", "track", "low_energy", "none/unknown"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "shower",
+        "track",
+        "low_energy",
+        "none/unknown",
+    ]
     fig = display_events_grid([a, b], "energy")
     assert len(display_axes(fig)) == 4
     assert sum(x.get_label() == "<colorbar>" for x in fig.axes) == 1
@@ -202,9 +230,11 @@ def test_html_has_plotly_points_and_hover(tmp_path: Path) -> None:
     assert out.read_text().count('"mode":"markers"') == 1
 
 
-def test_html_without_plotly_names_the_extra(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_html_without_plotly_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
+
     monkeypatch.setitem(sys.modules, "plotly", None)
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
     with pytest.raises(ImportError, match=r"nufm\[html\]"):
@@ -242,9 +272,15 @@ def _read_real(path: Path) -> Event:
     except ImportError:  # the reader is optional for this test
         d = np.load(path)
         a = np.concatenate([d[k] for k in d.files])  # (N, 10)
-        return Event(coord=a[:, :3].astype(np.float32), energy=a[:, 4].astype(np.float32),
-                     segment=a[:, 9].astype(np.int64), instance=a[:, 6].astype(np.int64),
-                     interaction=a[:, 7].astype(np.int64), source=str(path), event_id=0)
+        return Event(
+            coord=a[:, :3].astype(np.float32),
+            energy=a[:, 4].astype(np.float32),
+            segment=a[:, 9].astype(np.int64),
+            instance=a[:, 6].astype(np.int64),
+            interaction=a[:, 7].astype(np.int64),
+            source=str(path),
+            event_id=0,
+        )
     return read_mlreco_npz(path)
 
 
@@ -253,7 +289,7 @@ def test_real_mlreco_event(tmp_path: Path) -> None:
         pytest.skip(f"real test file absent: {REAL_NPZ}")
     ev = _read_real(REAL_NPZ)
     names, counts = np.unique(ev.segment, return_counts=True)
-    expected = [f"{SEGMENT_COLORS[int(c)][0]} ({n})" for c, n in zip(names, counts)]
+    expected = [f"{SEGMENT_COLORS[int(c)][0]} ({n})" for c, n in zip(names, counts, strict=False)]
     fig = display_event(ev, "segment")
     assert legend_texts(fig) == [expected]
     assert [e.split(" ")[0] for e in expected] == ["shower", "track", "michel", "low_energy"]

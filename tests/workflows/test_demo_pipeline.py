@@ -16,9 +16,18 @@ from nufm.workflows.demo import DemoConfig, run_demo
 def test_demo_pipeline_at_toy_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nufm.workflows.study as study
 
-    cfg = DemoConfig(out=tmp_path / "demo", events=60, workers=1, pretrain_preset="mae-tiny",
-                     pretrain_steps=4, probe_every=0, pretrain_events=16, study_preset="smoke", embed_events=12,
-                     anomaly_events=(8, 4))
+    cfg = DemoConfig(
+        out=tmp_path / "demo",
+        events=60,
+        workers=1,
+        pretrain_preset="mae-tiny",
+        pretrain_steps=4,
+        probe_every=0,
+        pretrain_events=16,
+        study_preset="smoke",
+        embed_events=12,
+        anomaly_events=(8, 4),
+    )
     report = run_demo(cfg)
     assert report.is_file() and "<table>" in report.read_text()
     rows = list(csv.DictReader((cfg.out / "study" / "results.csv").open()))

@@ -31,9 +31,9 @@ from nufm.workflows.anomaly import (
     energy_centre,
     plant_and_embed,
     planted_anomaly_study,
+    remove_slab,
     score_planted,
     token_anomaly_scores,
-    remove_slab,
 )
 from nufm.workflows.embed import (
     Embeddings,
@@ -58,7 +58,8 @@ def emb_pretrained(tmp_path_factory: pytest.TempPathFactory) -> Pretrained:
         train=TrainConfig(max_steps=2, checkpoint_every=2, device="cpu"),
         logging=LoggingConfig(progress=False, tensorboard=False),
         data=DataConfig(source="sim", num_events=8, max_points=20000, max_events=4),
-        optim=OptimConfig(warmup_steps=1))
+        optim=OptimConfig(warmup_steps=1),
+    )
     run_pretrain(cfg, run_dir)
     return load_pretrained(run_dir)
 
@@ -79,8 +80,9 @@ def emb_embeddings(emb_pretrained: Pretrained, emb_events: list[Event]) -> Embed
 # --------------------------------------------------------------------------------------------
 
 
-def test_embedding_shapes_and_pooling(emb_pretrained: Pretrained, emb_events: list[Event],
-                                      emb_embeddings: Embeddings) -> None:
+def test_embedding_shapes_and_pooling(
+    emb_pretrained: Pretrained, emb_events: list[Event], emb_embeddings: Embeddings
+) -> None:
     emb = emb_embeddings
     D = emb_pretrained.encoder.out_dim
     E = len(emb_events)
@@ -96,15 +98,17 @@ def test_embedding_shapes_and_pooling(emb_pretrained: Pretrained, emb_events: li
     # event embedding = [mean, max] over the event's valid tokens, by hand
     assert emb.token is not None and emb.token_offset is not None
     starts = np.r_[0, emb.token_offset[:-1]]
-    for i, (a, b) in enumerate(zip(starts, emb.token_offset)):
+    for i, (a, b) in enumerate(zip(starts, emb.token_offset, strict=False)):
         tok = emb.token[a:b]  # (G_i, D)
-        np.testing.assert_allclose(emb.event[i], np.r_[tok.mean(0), tok.max(0)], rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            emb.event[i], np.r_[tok.mean(0), tok.max(0)], rtol=1e-5, atol=1e-5
+        )
     assert emb.meta is not None and emb.meta["encoder_level"] == "token"
 
 
-def test_embedding_is_batch_independent(emb_pretrained: Pretrained, emb_events: list[Event],
-                                        emb_embeddings: Embeddings) -> None:
+def test_embedding_is_batch_independent(
+    emb_pretrained: Pretrained, emb_events: list[Event], emb_embeddings: Embeddings
+) -> None:
     few = emb_events[:5]
     alone = embed_events(emb_pretrained, few, batch_events=1, per_point=True)
     assert alone.point_offset is not None and emb_embeddings.point is not None
@@ -117,8 +121,8 @@ def test_embedding_is_batch_independent(emb_pretrained: Pretrained, emb_events: 
 
 
 def test_embed_file_matches_memory_and_skips_empty_events(
-        emb_pretrained: Pretrained, emb_events: list[Event], emb_embeddings: Embeddings,
-        tmp_path: Path) -> None:
+    emb_pretrained: Pretrained, emb_events: list[Event], emb_embeddings: Embeddings, tmp_path: Path
+) -> None:
     events = list(emb_events[:4])
     cold = dataclasses.replace(events[1], energy=np.full(len(events[1]), 0.05, np.float32))
     events[1] = cold  # nothing above the 0.13 MeV threshold: skipped
@@ -139,8 +143,16 @@ def test_embed_file_matches_memory_and_skips_empty_events(
 def test_embeddings_file_round_trip(emb_embeddings: Embeddings, tmp_path: Path) -> None:
     path = write_embeddings(tmp_path / "emb.h5", emb_embeddings, {"data_file": "sim"})
     back = read_embeddings(path)
-    for name in ("event", "event_id", "point", "point_offset", "point_segment", "token",
-                 "token_center", "token_offset"):
+    for name in (
+        "event",
+        "event_id",
+        "point",
+        "point_offset",
+        "point_segment",
+        "token",
+        "token_center",
+        "token_offset",
+    ):
         np.testing.assert_array_equal(getattr(back, name), getattr(emb_embeddings, name))
     assert back.meta is not None and emb_embeddings.meta is not None
     assert back.meta["data_file"] == "sim"
@@ -160,8 +172,9 @@ def test_embeddings_file_round_trip(emb_embeddings: Embeddings, tmp_path: Path) 
 # --------------------------------------------------------------------------------------------
 
 
-def test_search_excludes_query_and_finds_duplicate(emb_pretrained: Pretrained,
-                                                   emb_events: list[Event]) -> None:
+def test_search_excludes_query_and_finds_duplicate(
+    emb_pretrained: Pretrained, emb_events: list[Event]
+) -> None:
     events = [*emb_events, emb_events[3]]  # row 12 is an exact copy of row 3
     emb = embed_events(emb_pretrained, events)
     hits = search_similar(emb, 3, k=4)
@@ -181,9 +194,14 @@ def test_search_excludes_query_and_finds_duplicate(emb_pretrained: Pretrained,
 
 def _labelled(coord: np.ndarray) -> Event:
     n = len(coord)
-    return Event(coord=coord.astype(np.float32), energy=np.ones(n, np.float32),
-                 segment=np.arange(n) % 5, pid=np.zeros(n, np.int64),
-                 instance=np.arange(n, dtype=np.int64), interaction=np.zeros(n, np.int64))
+    return Event(
+        coord=coord.astype(np.float32),
+        energy=np.ones(n, np.float32),
+        segment=np.arange(n) % 5,
+        pid=np.zeros(n, np.int64),
+        instance=np.arange(n, dtype=np.int64),
+        interaction=np.zeros(n, np.int64),
+    )
 
 
 def test_remove_slab_by_hand() -> None:
@@ -247,11 +265,18 @@ def test_token_anomaly_scores_by_hand() -> None:
 
 
 @pytest.mark.parametrize("score", ["token", "event"])
-def test_planted_noise_burst_auc(emb_pretrained: Pretrained, tmp_path: Path,
-                                 score: str) -> None:
+def test_planted_noise_burst_auc(emb_pretrained: Pretrained, tmp_path: Path, score: str) -> None:
     cfg = CorruptionConfig(noise_points=10000, noise_box_cm=100.0)
-    result = planted_anomaly_study(emb_pretrained, n_reference=60, n_normal=25, n_anomalous=25,
-                                   kind="noise_burst", seed=0, cfg=cfg, score=score)
+    result = planted_anomaly_study(
+        emb_pretrained,
+        n_reference=60,
+        n_normal=25,
+        n_anomalous=25,
+        kind="noise_burst",
+        seed=0,
+        cfg=cfg,
+        score=score,
+    )
     assert result.score == score
     assert result.scores.shape == result.is_anomaly.shape == (50,)
     assert result.auc == pytest.approx(roc_auc_score(result.is_anomaly, result.scores))
@@ -259,19 +284,35 @@ def test_planted_noise_burst_auc(emb_pretrained: Pretrained, tmp_path: Path,
         # measured 0.80 for this seed with the 2-step model; the token score of an untrained
         # encoder is no better than chance here (0.37), so only its plumbing is checked
         assert result.auc > 0.6
-    for fig, name in ((anomaly_figure(result), "auc.png"),
-                      (corruption_figure(result), "examples.png")):
+    for fig, name in (
+        (anomaly_figure(result), "auc.png"),
+        (corruption_figure(result), "examples.png"),
+    ):
         assert save_figure(fig, tmp_path / name).read_bytes()[:8] == PNG_MAGIC
 
 
 def test_scores_of_one_planted_set_match_the_study(emb_pretrained: Pretrained) -> None:
     cfg = CorruptionConfig(noise_points=10000, noise_box_cm=100.0)
-    planted = plant_and_embed(emb_pretrained, n_reference=60, n_normal=25, n_anomalous=25,
-                              kind="noise_burst", seed=0, cfg=cfg)
+    planted = plant_and_embed(
+        emb_pretrained,
+        n_reference=60,
+        n_normal=25,
+        n_anomalous=25,
+        kind="noise_burst",
+        seed=0,
+        cfg=cfg,
+    )
     for score in ("token", "event"):  # embedding with tokens leaves the event score unchanged
-        alone = planted_anomaly_study(emb_pretrained, n_reference=60, n_normal=25,
-                                      n_anomalous=25, kind="noise_burst", seed=0, cfg=cfg,
-                                      score=score)
+        alone = planted_anomaly_study(
+            emb_pretrained,
+            n_reference=60,
+            n_normal=25,
+            n_anomalous=25,
+            kind="noise_burst",
+            seed=0,
+            cfg=cfg,
+            score=score,
+        )
         shared = score_planted(planted, score)
         np.testing.assert_allclose(shared.scores, alone.scores, rtol=1e-6)
         assert shared.auc == pytest.approx(alone.auc)
@@ -284,15 +325,16 @@ def test_scores_of_one_planted_set_match_the_study(emb_pretrained: Pretrained) -
 # --------------------------------------------------------------------------------------------
 
 
-def test_figures_render(emb_events: list[Event], emb_embeddings: Embeddings,
-                        tmp_path: Path) -> None:
+def test_figures_render(
+    emb_events: list[Event], emb_embeddings: Embeddings, tmp_path: Path
+) -> None:
     labels, names = event_labels(emb_events, "n_interactions")
     assert labels.shape == (len(emb_events),) and labels.max() < len(names)
     figs = {
-        "event_map.png": embedding_map(emb_embeddings, labels, names, method="pca",
-                                       label_name="interactions"),
-        "point_map.png": embedding_map(emb_embeddings, level="point", method="pca",
-                                       max_points=500),
+        "event_map.png": embedding_map(
+            emb_embeddings, labels, names, method="pca", label_name="interactions"
+        ),
+        "point_map.png": embedding_map(emb_embeddings, level="point", method="pca", max_points=500),
         "search.png": search_figure(emb_events, 0, search_similar(emb_embeddings, 0, k=3)),
     }
     for name, fig in figs.items():

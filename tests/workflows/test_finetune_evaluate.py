@@ -19,16 +19,32 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
     data = tmp_path / "events.h5"
     write_events(data, synthetic_events(20, seed=3))
     encoder = TokenViTConfig(
-        tokenizer=PointMAETokenizerConfig(in_channels=4, embed_dim=16, group_max_points=8,
-                                          group_upscale_points=16, context_length=32,
-                                          pointnet_dims=(16, 16, 16), pos_hidden=16),
-        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0))
-    cfg = FinetuneConfig(task="cluster-particle-scratch", data=(data,), n_train=4, n_test=2,
-                         steps=2, warmup_steps=1, bf16=False, progress=False,
-                         split_fractions=(0.6, 0.2, 0.2))
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=16,
+            group_max_points=8,
+            group_upscale_points=16,
+            context_length=32,
+            pointnet_dims=(16, 16, 16),
+            pos_hidden=16,
+        ),
+        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
+    )
+    cfg = FinetuneConfig(
+        task="cluster-particle-scratch",
+        data=(data,),
+        n_train=4,
+        n_test=2,
+        steps=2,
+        warmup_steps=1,
+        bf16=False,
+        progress=False,
+        split_fractions=(0.6, 0.2, 0.2),
+    )
     result = run_finetune(cfg, tmp_path / "run", encoder_config=encoder)
-    again = evaluate_run(tmp_path / "run", (data,), "test", n_events=2,
-                         split_fractions=(0.6, 0.2, 0.2))
+    again = evaluate_run(
+        tmp_path / "run", (data,), "test", n_events=2, split_fractions=(0.6, 0.2, 0.2)
+    )
     # same events, same weights: identical scores (NaN where a score is undefined)
     assert again["instance"] == pytest.approx(result.metrics["instance"], nan_ok=True)
     saved = json.loads((tmp_path / "run" / "eval_test.json").read_text())

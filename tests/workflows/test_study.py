@@ -18,20 +18,26 @@ from nufm.workflows.study import STUDY_PRESETS, run_study
 
 def test_baseline_modes_use_their_own_encoders(tmp_path: Path) -> None:
     run_dir = tmp_path / "pretrain"
-    run_pretrain(RunConfig(
-        objective=OBJECTIVE_PRESETS["mae-tiny"],
-        train=TrainConfig(max_steps=1, checkpoint_every=1, device="cpu"),
-        logging=LoggingConfig(progress=False, tensorboard=False),
-        data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=4),
-        optim=OptimConfig(warmup_steps=1)), run_dir)
+    run_pretrain(
+        RunConfig(
+            objective=OBJECTIVE_PRESETS["mae-tiny"],
+            train=TrainConfig(max_steps=1, checkpoint_every=1, device="cpu"),
+            logging=LoggingConfig(progress=False, tensorboard=False),
+            data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=4),
+            optim=OptimConfig(warmup_steps=1),
+        ),
+        run_dir,
+    )
     data = tmp_path / "events.h5"
     write_events(data, list(generate_events(60, 7)))  # >= 4 test events
-    cfg = dataclasses.replace(STUDY_PRESETS["smoke"], sizes=(4,),
-                              modes=("linear-geometry", "linear-random", "linear"))
+    cfg = dataclasses.replace(
+        STUDY_PRESETS["smoke"], sizes=(4,), modes=("linear-geometry", "linear-random", "linear")
+    )
     rows = run_study(cfg, run_dir, (data,), tmp_path / "study")
     assert [r.mode for r in rows] == ["linear-geometry", "linear-random", "linear"]
-    models = {r.mode: json.loads((Path(r.run_dir) / "metrics.json").read_text())["model"]
-              for r in rows}
+    models = {
+        r.mode: json.loads((Path(r.run_dir) / "metrics.json").read_text())["model"] for r in rows
+    }
     assert models["linear-geometry"]["encoder"] == "LocalGeometryConfig"
     assert models["linear-random"]["encoder"] == "TokenViTConfig"
     assert models["linear-geometry"]["pretrained"] is None

@@ -70,7 +70,7 @@ def make_event(n: int, seed: int = 0) -> Tensor:
     """
     rng = np.random.default_rng(seed)
     try:
-        from nufm.sim import simulate_event  # noqa: PLC0415 (optional, written in parallel)
+        from nufm.sim import simulate_event
 
         parts, total, s = [], 0, seed * 1000
         while total < n and s < seed * 1000 + 200:
@@ -97,10 +97,12 @@ def _pipeline(coord: Tensor, backend: str, seeds: bool) -> int:
         cand = coord[idx]
     else:
         cand, cand_off = coord, offset
-    keep, center_off, _ = centrality_nms(cand, cand_off, 2 * GROUP_RADIUS * OVERLAP, K_NMS,
-                                         CONTEXT, backend=backend)
-    _, count = ball_query(cand[keep], center_off, coord, offset, GROUP_RADIUS, K_GROUP, "first",
-                          backend=backend)
+    keep, center_off, _ = centrality_nms(
+        cand, cand_off, 2 * GROUP_RADIUS * OVERLAP, K_NMS, CONTEXT, backend=backend
+    )
+    _, count = ball_query(
+        cand[keep], center_off, coord, offset, GROUP_RADIUS, K_GROUP, "first", backend=backend
+    )
     return int(count.sum())
 
 
@@ -131,8 +133,10 @@ def bench_geometry(n_points: tuple[int, ...] = (4000, 20000), repeats: int = 5) 
         cases: dict[str, tuple[Callable[[str], object], str]] = {
             "pipeline_fps": (lambda b: _pipeline(coord, b, seeds=True), "numba"),
             "pipeline_all": (lambda b: _pipeline(coord, b, seeds=False), "numba"),
-            "fps": (lambda b: farthest_point_sampling(coord, offset, N_SEEDS, backend=b)[0],
-                    "numba"),
+            "fps": (
+                lambda b: farthest_point_sampling(coord, offset, N_SEEDS, backend=b)[0],
+                "numba",
+            ),
             "knn": (lambda b: knn(coord, offset, coord, offset, K_KNN, backend=b)[1], "scipy"),
         }
         for name, (fn, fast) in cases.items():
@@ -143,10 +147,25 @@ def bench_geometry(n_points: tuple[int, ...] = (4000, 20000), repeats: int = 5) 
                 agree = out_ref == out_fast
             t_ref = _median_time(lambda: fn("torch"), repeats)
             t_fast = _median_time(lambda: fn(fast), repeats)
-            rows.append({"case": name, "n_points": n, "reference_s": t_ref, "fast_s": t_fast,
-                         "speedup": t_ref / t_fast, "agree": agree})
-            log.info("%s n=%d: reference %.4f s, fast %.4f s, x%.1f, agree=%s", name, n, t_ref,
-                     t_fast, t_ref / t_fast, agree)
+            rows.append(
+                {
+                    "case": name,
+                    "n_points": n,
+                    "reference_s": t_ref,
+                    "fast_s": t_fast,
+                    "speedup": t_ref / t_fast,
+                    "agree": agree,
+                }
+            )
+            log.info(
+                "%s n=%d: reference %.4f s, fast %.4f s, x%.1f, agree=%s",
+                name,
+                n,
+                t_ref,
+                t_fast,
+                t_ref / t_fast,
+                agree,
+            )
     return rows
 
 
@@ -156,8 +175,10 @@ def main() -> None:
     rows = bench_geometry()
     print(f"{'case':<14}{'n':>8}{'reference s':>14}{'fast s':>10}{'speed-up':>10}  agree")
     for r in rows:
-        print(f"{r['case']:<14}{r['n_points']:>8}{r['reference_s']:>14.4f}{r['fast_s']:>10.4f}"
-              f"{r['speedup']:>10.1f}  {r['agree']}")
+        print(
+            f"{r['case']:<14}{r['n_points']:>8}{r['reference_s']:>14.4f}{r['fast_s']:>10.4f}"
+            f"{r['speedup']:>10.1f}  {r['agree']}"
+        )
 
 
 if __name__ == "__main__":

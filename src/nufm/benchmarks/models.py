@@ -130,11 +130,14 @@ def _autocast(dtype: str) -> contextlib.AbstractContextManager:
             raise ValueError(f"bench_models: unknown dtype {dtype!r}")
 
 
-def bench_models(sizes: Sequence[int] = (4000, 20000),
-                 ptv3_sizes: Sequence[int] = (4000, 16000, 64000, 128000),
-                 repeats: int = 3, vit: str = "vit-small",
-                 dtypes: Sequence[str] = ("fp32", "bf16"),
-                 threads: int | None = None) -> list[dict]:
+def bench_models(
+    sizes: Sequence[int] = (4000, 20000),
+    ptv3_sizes: Sequence[int] = (4000, 16000, 64000, 128000),
+    repeats: int = 3,
+    vit: str = "vit-small",
+    dtypes: Sequence[str] = ("fp32", "bf16"),
+    threads: int | None = None,
+) -> list[dict]:
     """Measure tokenizer, ViT encoder and PTv3-tiny speed on CPU, one event per forward.
 
     Args:
@@ -164,8 +167,9 @@ def bench_models(sizes: Sequence[int] = (4000, 20000),
         torch.set_num_threads(previous)
 
 
-def _bench(sizes: Sequence[int], ptv3_sizes: Sequence[int], repeats: int, vit: str,
-           dtypes: Sequence[str]) -> list[dict]:
+def _bench(
+    sizes: Sequence[int], ptv3_sizes: Sequence[int], repeats: int, vit: str, dtypes: Sequence[str]
+) -> list[dict]:
     torch.manual_seed(0)
     rows: list[dict] = []
     tok_cfg = PointMAETokenizerConfig(in_channels=1, embed_dim=VIT_PRESETS[vit].embed_dim)
@@ -181,9 +185,19 @@ def _bench(sizes: Sequence[int], ptv3_sizes: Sequence[int], repeats: int, vit: s
                 tokenizer(batch.coord, batch.feat, batch.offset)
 
         med, mem = _time(tokenize, repeats)
-        rows.append(dict(bench="tokenize", n_points=n, dtype="fp32", median_s=med,
-                         events_per_s=1 / med, n_tokens=n_tokens, **mem))
+        rows.append(
+            dict(
+                bench="tokenize",
+                n_points=n,
+                dtype="fp32",
+                median_s=med,
+                events_per_s=1 / med,
+                n_tokens=n_tokens,
+                **mem,
+            )
+        )
         for dtype in dtypes:
+
             def forward(batch: PointBatch = batch, dtype: str = dtype) -> None:
                 encoder.eval()
                 with torch.no_grad(), _autocast(dtype):
@@ -199,8 +213,17 @@ def _bench(sizes: Sequence[int], ptv3_sizes: Sequence[int], repeats: int, vit: s
 
             for name, fn in ((f"{vit}_forward", forward), (f"{vit}_fwd_bwd", train_step)):
                 med, mem = _time(fn, repeats)
-                rows.append(dict(bench=name, n_points=n, dtype=dtype, median_s=med,
-                                 events_per_s=1 / med, n_tokens=n_tokens, **mem))
+                rows.append(
+                    dict(
+                        bench=name,
+                        n_points=n,
+                        dtype=dtype,
+                        median_s=med,
+                        events_per_s=1 / med,
+                        n_tokens=n_tokens,
+                        **mem,
+                    )
+                )
                 log.info("%s", rows[-1])
     model = PTv3(PTV3_PRESETS["tiny"]).eval()
     times, fastest, cpu = [], [], []
@@ -215,23 +238,42 @@ def _bench(sizes: Sequence[int], ptv3_sizes: Sequence[int], repeats: int, vit: s
         times.append(med)
         fastest.append(float(mem["min_s"]))
         cpu.append(float(mem["cpu_s"]))
-        rows.append(dict(bench="ptv3_tiny_forward", n_points=n, dtype="fp32", median_s=med,
-                         events_per_s=1 / med, **mem))
+        rows.append(
+            dict(
+                bench="ptv3_tiny_forward",
+                n_points=n,
+                dtype="fp32",
+                median_s=med,
+                events_per_s=1 / med,
+                **mem,
+            )
+        )
         log.info("%s", rows[-1])
     if len(ptv3_sizes) >= 2:
         log_n = np.log(np.asarray(ptv3_sizes, float))
-        rows.append(dict(bench="ptv3_tiny_scaling", n_points=max(ptv3_sizes), dtype="fp32",
-                         exponent=float(np.polyfit(log_n, np.log(times), 1)[0]),
-                         exponent_min=float(np.polyfit(log_n, np.log(fastest), 1)[0]),
-                         exponent_cpu=float(np.polyfit(log_n, np.log(cpu), 1)[0]),
-                         median_s=math.nan, events_per_s=math.nan))
+        rows.append(
+            dict(
+                bench="ptv3_tiny_scaling",
+                n_points=max(ptv3_sizes),
+                dtype="fp32",
+                exponent=float(np.polyfit(log_n, np.log(times), 1)[0]),
+                exponent_min=float(np.polyfit(log_n, np.log(fastest), 1)[0]),
+                exponent_cpu=float(np.polyfit(log_n, np.log(cpu), 1)[0]),
+                median_s=math.nan,
+                events_per_s=math.nan,
+            )
+        )
     return rows
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log.info("torch %s, %d threads, load average %s", torch.__version__,
-             torch.get_num_threads(), os.getloadavg())
+    log.info(
+        "torch %s, %d threads, load average %s",
+        torch.__version__,
+        torch.get_num_threads(),
+        os.getloadavg(),
+    )
     for row in bench_models():
         log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     log.info("load average after: %s", os.getloadavg())

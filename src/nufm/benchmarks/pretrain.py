@@ -76,8 +76,16 @@ def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> float:
     return 2.0 * n**3 / med
 
 
-def _train_rows(name: str, model: nn.Module, loss_fn: Callable[[], torch.Tensor], n_events: int,
-                repeats: int, dtypes: Sequence[str], bf16_peak: float, threads: int) -> list[dict]:
+def _train_rows(
+    name: str,
+    model: nn.Module,
+    loss_fn: Callable[[], torch.Tensor],
+    n_events: int,
+    repeats: int,
+    dtypes: Sequence[str],
+    bf16_peak: float,
+    threads: int,
+) -> list[dict]:
     """Time full AdamW steps of ``loss_fn`` in each dtype; one row per dtype."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
@@ -85,6 +93,7 @@ def _train_rows(name: str, model: nn.Module, loss_fn: Callable[[], torch.Tensor]
     model.zero_grad(set_to_none=True)
     rows: list[dict] = []
     for dtype in dtypes:
+
         def step(dtype: str = dtype) -> None:
             opt.zero_grad(set_to_none=True)
             with _autocast(dtype):
@@ -97,10 +106,21 @@ def _train_rows(name: str, model: nn.Module, loss_fn: Callable[[], torch.Tensor]
         torch.manual_seed(0)
         med, mem = _time(step, repeats)
         achieved = flops / med
-        rows.append(dict(bench="pretrain_step", preset=name, dtype=dtype, threads=threads,
-                         n_events=n_events, median_s=med, events_per_s=n_events / med,
-                         flops_per_event=flops / n_events, achieved_tflops=achieved / 1e12,
-                         mfu_bf16=achieved / bf16_peak, **mem))
+        rows.append(
+            dict(
+                bench="pretrain_step",
+                preset=name,
+                dtype=dtype,
+                threads=threads,
+                n_events=n_events,
+                median_s=med,
+                events_per_s=n_events / med,
+                flops_per_event=flops / n_events,
+                achieved_tflops=achieved / 1e12,
+                mfu_bf16=achieved / bf16_peak,
+                **mem,
+            )
+        )
         log.debug("%s", rows[-1])
     return rows
 
@@ -121,20 +141,46 @@ def _ddp_run(torchrun: str, nproc: int, steps: int, threads: int, root: Path) ->
     """Total events/s of the last logged window (``steps // 2`` steps) of a ``torchrun``
     mae-tiny run with ``threads`` OMP threads per process."""
     run_dir = root / f"nproc{nproc}"
-    cmd = [torchrun, "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "nufm.cli", "pretrain",
-           "--preset", "mae-tiny", "--run-dir", str(run_dir), "--train.max-steps", str(steps),
-           "--logging.no-progress", "--logging.log-every", str(max(1, steps // 2)),
-           "--data.num-events", "64", "--train.monitor-every", "0",
-           "--optim.warmup-steps", str(min(steps, 2))]
+    cmd = [
+        torchrun,
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "nufm.cli",
+        "pretrain",
+        "--preset",
+        "mae-tiny",
+        "--run-dir",
+        str(run_dir),
+        "--train.max-steps",
+        str(steps),
+        "--logging.no-progress",
+        "--logging.log-every",
+        str(max(1, steps // 2)),
+        "--data.num-events",
+        "64",
+        "--train.monitor-every",
+        "0",
+        "--optim.warmup-steps",
+        str(min(steps, 2)),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"bench_pretrain: {' '.join(cmd)} failed "
-                           f"(exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"bench_pretrain: {' '.join(cmd)} failed "
+            f"(exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     metrics = run_dir / "metrics.jsonl"
-    rates = [row["events_per_s"] for row in map(json.loads, metrics.read_text().splitlines())
-             if "events_per_s" in row]
+    rates = [
+        row["events_per_s"]
+        for row in map(json.loads, metrics.read_text().splitlines())
+        if "events_per_s" in row
+    ]
     if not rates:
         raise RuntimeError(f"bench_pretrain: no events_per_s column in {metrics}")
     return float(rates[-1])  # last window: excludes the warm-up steps
@@ -146,19 +192,40 @@ def _ddp_rows(steps: int, threads: int) -> list[dict]:
     per_proc = max(1, threads // 2)
     torchrun = _torchrun()
     if torchrun is None:
-        return [dict(bench="ddp_scaling", preset="mae-tiny", threads=threads,
-                     skipped="torchrun not found next to the interpreter or on PATH")]
+        return [
+            dict(
+                bench="ddp_scaling",
+                preset="mae-tiny",
+                threads=threads,
+                skipped="torchrun not found next to the interpreter or on PATH",
+            )
+        ]
     with tempfile.TemporaryDirectory(prefix="nufm_ddp_bench_") as tmp:
         rate = {n: _ddp_run(torchrun, n, steps, per_proc, Path(tmp)) for n in (1, 2)}
-    return [dict(bench="ddp_scaling", preset="mae-tiny", threads=per_proc, max_steps=steps,
-                 events_per_s_1proc=rate[1], events_per_s_2proc=rate[2],
-                 scaling_efficiency=rate[2] / (2 * rate[1]))]
+    return [
+        dict(
+            bench="ddp_scaling",
+            preset="mae-tiny",
+            threads=per_proc,
+            max_steps=steps,
+            events_per_s_1proc=rate[1],
+            events_per_s_2proc=rate[2],
+            scaling_efficiency=rate[2] / (2 * rate[1]),
+        )
+    ]
 
 
-def bench_pretrain(quick: bool = False, *, presets: Sequence[str] = TINY_PRESETS,
-                   repeats: int | None = None, batch_events: int = 8,
-                   dtypes: Sequence[str] = ("fp32", "bf16"), ddp: bool = True,
-                   ddp_steps: int = 20, threads: int | None = None) -> list[dict]:
+def bench_pretrain(
+    quick: bool = False,
+    *,
+    presets: Sequence[str] = TINY_PRESETS,
+    repeats: int | None = None,
+    batch_events: int = 8,
+    dtypes: Sequence[str] = ("fp32", "bf16"),
+    ddp: bool = True,
+    ddp_steps: int = 20,
+    threads: int | None = None,
+) -> list[dict]:
     """Measure pretraining-step speed, FLOPs and hardware utilisation on this CPU.
 
     Args:
@@ -182,35 +249,62 @@ def bench_pretrain(quick: bool = False, *, presets: Sequence[str] = TINY_PRESETS
     """
     unknown = [p for p in presets if p not in OBJECTIVE_PRESETS]
     if unknown:
-        raise ValueError(f"bench_pretrain: unknown presets {unknown}; choose from "
-                         f"{sorted(OBJECTIVE_PRESETS)}")
+        raise ValueError(
+            f"bench_pretrain: unknown presets {unknown}; choose from {sorted(OBJECTIVE_PRESETS)}"
+        )
     previous = torch.get_num_threads()
     n_threads = previous if threads is None else threads
     torch.set_num_threads(n_threads)
     try:
-        return _bench(quick, presets, repeats if repeats is not None else (1 if quick else 5),
-                      2 if quick else batch_events, dtypes, ddp and not quick, ddp_steps,
-                      n_threads)
+        return _bench(
+            quick,
+            presets,
+            repeats if repeats is not None else (1 if quick else 5),
+            2 if quick else batch_events,
+            dtypes,
+            ddp and not quick,
+            ddp_steps,
+            n_threads,
+        )
     finally:
         torch.set_num_threads(previous)
 
 
-def _bench(quick: bool, presets: Sequence[str], repeats: int, n_events: int,
-           dtypes: Sequence[str], ddp: bool, ddp_steps: int, threads: int) -> list[dict]:
+def _bench(
+    quick: bool,
+    presets: Sequence[str],
+    repeats: int,
+    n_events: int,
+    dtypes: Sequence[str],
+    ddp: bool,
+    ddp_steps: int,
+    threads: int,
+) -> list[dict]:
     rows: list[dict] = []
     mm_n = 2048  # smaller products under-state the peak (AMX/AVX-512 need large tiles)
     peaks: dict[str, float] = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
         peaks[name] = matmul_peak(mm_n, dtype, max(repeats, 3 if quick else 10))
-        rows.append(dict(bench="matmul_peak", dtype=name, threads=threads, n=mm_n,
-                         tflops=peaks[name] / 1e12))
+        rows.append(
+            dict(
+                bench="matmul_peak", dtype=name, threads=threads, n=mm_n, tflops=peaks[name] / 1e12
+            )
+        )
         log.debug("%s", rows[-1])
     batch = simulated_batch(n_events, seed=0)
     for name in presets:
         torch.manual_seed(0)
         objective = build_objective(OBJECTIVE_PRESETS[name])
-        rows += _train_rows(name, objective, lambda o=objective: o(batch).loss, n_events,
-                            repeats, dtypes, peaks["bf16"], threads)
+        rows += _train_rows(
+            name,
+            objective,
+            lambda o=objective: o(batch).loss,
+            n_events,
+            repeats,
+            dtypes,
+            peaks["bf16"],
+            threads,
+        )
     # Compute-bound reference: the ViT-S transformer alone on (8, 512, 384) tokens.
     torch.manual_seed(0)
     vit_cfg = VIT_PRESETS["vit-small"]
@@ -221,8 +315,9 @@ def _bench(quick: bool, presets: Sequence[str], repeats: int, n_events: int,
     def vit_loss() -> torch.Tensor:
         return vit(tokens, None, None).feat.float().square().mean()
 
-    for row in _train_rows("vit-small", vit, vit_loss, n_seq, repeats, ("bf16",), peaks["bf16"],
-                           threads):
+    for row in _train_rows(
+        "vit-small", vit, vit_loss, n_seq, repeats, ("bf16",), peaks["bf16"], threads
+    ):
         rows.append(dict(row, bench="vit_reference", n_tokens=n_tok))
     if ddp:
         rows += _ddp_rows(ddp_steps, threads)
@@ -235,8 +330,13 @@ def main() -> None:
     log.info("torch %s, load average %s", torch.__version__, os.getloadavg())
     t0 = time.perf_counter()
     for row in bench_pretrain(quick=quick):
-        log.info("%s", {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
-                        for k, v in row.items()})
+        log.info(
+            "%s",
+            {
+                k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v)
+                for k, v in row.items()
+            },
+        )
     log.info("%.0f s, load average after: %s", time.perf_counter() - t0, os.getloadavg())
 
 

@@ -34,14 +34,16 @@ def run_suite(name: Suite, quick: bool) -> list[dict]:
         case "geometry":
             from nufm.benchmarks.geometry import bench_geometry
 
-            return bench_geometry(n_points=(4000,) if quick else (4000, 20000),
-                                  repeats=2 if quick else 3)
+            return bench_geometry(
+                n_points=(4000,) if quick else (4000, 20000), repeats=2 if quick else 3
+            )
         case "models":
             from nufm.benchmarks.models import bench_models
 
             if quick:
-                return bench_models(sizes=(4000,), ptv3_sizes=(4000, 16000), repeats=1,
-                                    vit="vit-tiny")
+                return bench_models(
+                    sizes=(4000,), ptv3_sizes=(4000, 16000), repeats=1, vit="vit-tiny"
+                )
             return bench_models()
         case "pretrain":
             from nufm.benchmarks.pretrain import bench_pretrain
@@ -53,10 +55,14 @@ def run_suite(name: Suite, quick: bool) -> list[dict]:
 
 def machine_info() -> dict:
     """What the numbers were measured on."""
-    return {"platform": platform.platform(), "processor": platform.processor(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def _fmt(v: object) -> str:

@@ -32,12 +32,15 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
         points_per_event (mean), points_per_s, n_events, repeats.
     """
     if n_events < 1 or repeats < 1:
-        raise ValueError(f"bench_simulator: need n_events >= 1 and repeats >= 1, "
-                         f"got {n_events}, {repeats}")
+        raise ValueError(
+            f"bench_simulator: need n_events >= 1 and repeats >= 1, got {n_events}, {repeats}"
+        )
     simulate_event(0)  # load / compile the numba kernels outside the timing
     rows = []
-    for name, cfg in (("default", SimConfig()), ("no_cosmics", replace(SimConfig(),
-                                                                       cosmic_fraction=0.0))):
+    for name, cfg in (
+        ("default", SimConfig()),
+        ("no_cosmics", replace(SimConfig(), cosmic_fraction=0.0)),
+    ):
         seeds = [event_seed(seed, i) for i in range(n_events)]
         times, points = [], 0
         for _ in range(repeats):
@@ -45,9 +48,21 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
             points = sum(len(simulate_event(s, cfg)) for s in seeds)
             times.append(time.perf_counter() - t0)
         dt = float(np.median(times))
-        rows.append({"name": name, "events_per_s": n_events / dt,
-                     "ms_per_event": 1e3 * dt / n_events, "points_per_event": points / n_events,
-                     "points_per_s": points / dt, "n_events": n_events, "repeats": repeats})
-        log.info("sim bench %s: %.0f events/s, %.0f points/event", name,
-                 rows[-1]["events_per_s"], rows[-1]["points_per_event"])
+        rows.append(
+            {
+                "name": name,
+                "events_per_s": n_events / dt,
+                "ms_per_event": 1e3 * dt / n_events,
+                "points_per_event": points / n_events,
+                "points_per_s": points / dt,
+                "n_events": n_events,
+                "repeats": repeats,
+            }
+        )
+        log.info(
+            "sim bench %s: %.0f events/s, %.0f points/event",
+            name,
+            rows[-1]["events_per_s"],
+            rows[-1]["points_per_event"],
+        )
     return rows

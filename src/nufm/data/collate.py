@@ -40,14 +40,18 @@ def collate(events: Sequence[Event]) -> PointBatch:
         arrays = [getattr(e, name) for e in events]
         if all(a is None for a in arrays):
             continue
-        filled = [a if a is not None else np.full(len(e), -1, np.int64)
-                  for a, e in zip(arrays, events)]
+        filled = [
+            a if a is not None else np.full(len(e), -1, np.int64)
+            for a, e in zip(arrays, events, strict=False)
+        ]
         labels[name] = torch.from_numpy(np.concatenate(filled).astype(np.int64))
     keys = set.intersection(*(set(e.meta) for e in events)) if events[0].meta else set()
-    targets = {k: torch.tensor([float(e.meta[k]) for e in events], dtype=torch.float32)
-               for k in sorted(keys)
-               if isinstance(events[0].meta[k], (int, float, np.number))
-               and not k.startswith(_BOOKKEEPING_PREFIX)}
+    targets = {
+        k: torch.tensor([float(e.meta[k]) for e in events], dtype=torch.float32)
+        for k in sorted(keys)
+        if isinstance(events[0].meta[k], (int, float, np.number))
+        and not k.startswith(_BOOKKEEPING_PREFIX)
+    }
     return PointBatch(
         coord=coord,
         feat=torch.from_numpy(feat),
@@ -69,9 +73,16 @@ class PointBudgetSampler:
     steps.
     """
 
-    def __init__(self, points_per_event: Sequence[int] | np.ndarray, max_points: int,
-                 max_events: int | None = None, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        points_per_event: Sequence[int] | np.ndarray,
+        max_points: int,
+        max_events: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if max_points <= 0:
             raise ValueError(f"max_points must be positive, got {max_points}")
         self.sizes = np.asarray(points_per_event, dtype=np.int64)
@@ -106,7 +117,7 @@ class PointBudgetSampler:
         return batches[: len(batches) - len(batches) % self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
-        yield from self._all_batches()[self.rank::self.world_size]
+        yield from self._all_batches()[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         return len(self._all_batches()) // self.world_size

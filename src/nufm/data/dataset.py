@@ -57,12 +57,14 @@ class FilterReport:
 def _index_header(path: str, energy_threshold: float) -> np.ndarray:
     st = os.stat(path)
     thr_bits = np.array([energy_threshold], np.float64).view(np.int64)[0]
-    return np.array([[st.st_size, st.st_mtime_ns], [thr_bits, _INDEX_MAGIC * 16 + _INDEX_FORMAT]],
-                    np.int64)
+    return np.array(
+        [[st.st_size, st.st_mtime_ns], [thr_bits, _INDEX_MAGIC * 16 + _INDEX_FORMAT]], np.int64
+    )
 
 
-def load_point_index(path: str, energy_threshold: float = ENERGY_THRESHOLD_MEV,
-                     use_cache: bool = True) -> np.ndarray:
+def load_point_index(
+    path: str, energy_threshold: float = ENERGY_THRESHOLD_MEV, use_cache: bool = True
+) -> np.ndarray:
     """Point counts per event of one file, from the cache beside it when still valid.
 
     The cache ``<path>.points.npy`` is an int64 array (2 + E, 2): row 0 = [file size in bytes,
@@ -86,8 +88,7 @@ def load_point_index(path: str, energy_threshold: float = ENERGY_THRESHOLD_MEV,
             stored = np.load(cache, allow_pickle=False)
             if stored.ndim == 2 and stored.shape[1] == 2 and np.array_equal(stored[:2], header):
                 return stored[2:]
-            log.info("point index %s is stale (file changed or other threshold); rebuilding",
-                     cache)
+            log.info("point index %s is stale (file changed or other threshold); rebuilding", cache)
         except (OSError, ValueError) as err:
             log.info("point index %s unreadable (%s); rebuilding", cache, err)
     with open_pilarnet(path) as f:
@@ -129,24 +130,35 @@ class PILArNetDataset:
         points_per_event: (len,) int64 points above the threshold of each served event.
     """
 
-    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike],
-                 transform: Transform | None = None, min_points: int = 0,
-                 split: str | None = None,
-                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0,
-                 energy_threshold: float = ENERGY_THRESHOLD_MEV,
-                 use_index_cache: bool = True) -> None:
+    def __init__(
+        self,
+        paths: str | os.PathLike | Sequence[str | os.PathLike],
+        transform: Transform | None = None,
+        min_points: int = 0,
+        split: str | None = None,
+        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        energy_threshold: float = ENERGY_THRESHOLD_MEV,
+        use_index_cache: bool = True,
+    ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths = [str(p) for p in paths]
         if not self.paths:
             raise ValueError("PILArNetDataset: no files given")
         if split is not None and split not in SPLITS:
-            raise ValueError(f"PILArNetDataset: split must be one of {SPLITS} or None, "
-                             f"got {split!r}")
-        if len(split_fractions) != 3 or min(split_fractions) < 0 or \
-                abs(sum(split_fractions) - 1.0) > 1e-6:
-            raise ValueError(f"PILArNetDataset: split_fractions must be 3 non-negative numbers "
-                             f"summing to 1, got {split_fractions}")
+            raise ValueError(
+                f"PILArNetDataset: split must be one of {SPLITS} or None, got {split!r}"
+            )
+        if (
+            len(split_fractions) != 3
+            or min(split_fractions) < 0
+            or abs(sum(split_fractions) - 1.0) > 1e-6
+        ):
+            raise ValueError(
+                f"PILArNetDataset: split_fractions must be 3 non-negative numbers "
+                f"summing to 1, got {split_fractions}"
+            )
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -162,21 +174,42 @@ class PILArNetDataset:
             perm = np.random.default_rng(seed).permutation(n_total)
             # cumulative rounding: boundaries are monotone and the three parts cover everything
             n_train = min(int(np.floor(split_fractions[0] * n_total + 0.5)), n_total)
-            n_val = min(int(np.floor((split_fractions[0] + split_fractions[1]) * n_total + 0.5)),
-                        n_total) - n_train
-            bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val),
-                      "test": (n_train + n_val, n_total)}[split]
-            chosen = np.sort(perm[bounds[0]:bounds[1]])
+            n_val = (
+                min(
+                    int(np.floor((split_fractions[0] + split_fractions[1]) * n_total + 0.5)),
+                    n_total,
+                )
+                - n_train
+            )
+            bounds = {
+                "train": (0, n_train),
+                "val": (n_train, n_train + n_val),
+                "test": (n_train + n_val, n_total),
+            }[split]
+            chosen = np.sort(perm[bounds[0] : bounds[1]])
         effective_min = max(int(min_points), 1)
         is_kept = above[chosen] >= effective_min
         kept = chosen[is_kept]
         self.filter_report = FilterReport(
-            n_total=n_total, n_in_split=len(chosen), n_removed_min_points=int((~is_kept).sum()),
-            n_kept=len(kept), min_points=effective_min, energy_threshold=energy_threshold)
-        log.info("PILArNetDataset(%d files, split=%s): %d events, %d in split, %d removed with "
-                 "< %d points above %.3g MeV, %d kept", len(self.paths), split, n_total,
-                 len(chosen), self.filter_report.n_removed_min_points, effective_min,
-                 energy_threshold, len(kept))
+            n_total=n_total,
+            n_in_split=len(chosen),
+            n_removed_min_points=int((~is_kept).sum()),
+            n_kept=len(kept),
+            min_points=effective_min,
+            energy_threshold=energy_threshold,
+        )
+        log.info(
+            "PILArNetDataset(%d files, split=%s): %d events, %d in split, %d removed with "
+            "< %d points above %.3g MeV, %d kept",
+            len(self.paths),
+            split,
+            n_total,
+            len(chosen),
+            self.filter_report.n_removed_min_points,
+            effective_min,
+            energy_threshold,
+            len(kept),
+        )
         self._file = file_of[kept]
         self._row = row_of[kept]
         self.points_per_event = above[kept]

@@ -66,8 +66,15 @@ class Particles:
     @staticmethod
     def empty() -> Particles:
         z = np.zeros(0, np.int64)
-        return Particles(z, z.copy(), np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32),
-                         np.zeros(0, bool), z.copy(), z.copy())
+        return Particles(
+            z,
+            z.copy(),
+            np.zeros((0, 3), np.float32),
+            np.zeros((0, 3), np.float32),
+            np.zeros(0, bool),
+            z.copy(),
+            z.copy(),
+        )
 
 
 @dataclass
@@ -99,7 +106,8 @@ class Event:
             arr = getattr(self, name)
             if arr is not None and arr.shape[0] != n:
                 raise ValueError(
-                    f"{self.where}: field '{name}' has {arr.shape[0]} rows, coord has {n}")
+                    f"{self.where}: field '{name}' has {arr.shape[0]} rows, coord has {n}"
+                )
 
     @property
     def where(self) -> str:
@@ -114,8 +122,11 @@ class Event:
 
         Every per-point field is indexed together, so labels stay aligned.
         """
-        updates = {name: getattr(self, name)[keep] for name in POINT_FIELDS
-                   if getattr(self, name) is not None}
+        updates = {
+            name: getattr(self, name)[keep]
+            for name in POINT_FIELDS
+            if getattr(self, name) is not None
+        }
         return replace(self, **updates)
 
     def with_fields(self, **updates) -> Event:
@@ -125,5 +136,8 @@ class Event:
 
 def point_field_names(event: Event) -> list[str]:
     """Names of the per-point fields that are set on ``event``."""
-    return [f.name for f in fields(event) if f.name in POINT_FIELDS
-            and getattr(event, f.name) is not None]
+    return [
+        f.name
+        for f in fields(event)
+        if f.name in POINT_FIELDS and getattr(event, f.name) is not None
+    ]

@@ -27,6 +27,14 @@ PID_NAMES = ("photon", "electron", "muon", "pion", "proton", "none")
 """Particle-type codes: 0 photon, 1 electron, 2 muon, 3 pion, 4 proton, 5 none."""
 PHOTON, ELECTRON, MUON, PION, PROTON, PID_NONE = range(6)
 
-PDG_TO_PID = {22: PHOTON, 11: ELECTRON, -11: ELECTRON, 13: MUON, -13: MUON,
-              211: PION, -211: PION, 2212: PROTON}
+PDG_TO_PID = {
+    22: PHOTON,
+    11: ELECTRON,
+    -11: ELECTRON,
+    13: MUON,
+    -13: MUON,
+    211: PION,
+    -211: PION,
+    2212: PROTON,
+}
 """PDG code -> PID code; anything else maps to ``PID_NONE``."""

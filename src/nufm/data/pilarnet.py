@@ -55,12 +55,26 @@ NUFM_LAYOUT_VERSION = 1
 VERSION_ATTR = "pilarnet_version"
 """File attribute holding the PILArNet layout version (1 or 2) of a nufm-written file."""
 
-_FIELD_BITS = {"segment": 1, "pid": 2, "instance": 4, "interaction": 8, "particles": 16,
-               "vertices": 32}
+_FIELD_BITS = {
+    "segment": 1,
+    "pid": 2,
+    "instance": 4,
+    "interaction": 8,
+    "particles": 16,
+    "vertices": 32,
+}
 """Bits of the ``nufm_fields`` dataset: which optional Event fields were set (not None)."""
 
-PDG_MASS_MEV = {11: 0.51099895, 13: 105.6583755, 22: 0.0, 111: 134.9768, 211: 139.57039,
-                321: 493.677, 2112: 939.56542052, 2212: 938.27208816}
+PDG_MASS_MEV = {
+    11: 0.51099895,
+    13: 105.6583755,
+    22: 0.0,
+    111: 134.9768,
+    211: 139.57039,
+    321: 493.677,
+    2112: 939.56542052,
+    2212: 938.27208816,
+}
 """Rest masses used to fill the ``cluster_extra`` mass column; other PDG codes get -1."""
 
 
@@ -97,8 +111,9 @@ def _labels(event: Event) -> np.ndarray:
     """(N, 4) int64 [instance, interaction, segment, pid], -1 where a field is unset."""
     n = len(event)
     cols = [getattr(event, name) for name in ("instance", "interaction", "segment", "pid")]
-    return np.stack([np.full(n, -1, np.int64) if c is None else np.asarray(c, np.int64)
-                     for c in cols], axis=1)
+    return np.stack(
+        [np.full(n, -1, np.int64) if c is None else np.asarray(c, np.int64) for c in cols], axis=1
+    )
 
 
 def cluster_order(event: Event) -> tuple[np.ndarray, np.ndarray]:
@@ -171,9 +186,11 @@ def _check_event_for_writing(event: Event, k: int, path: str) -> None:
     if not (np.isfinite(event.coord).all() and np.isfinite(event.energy).all()):
         raise DataError(f"{where}: coord or energy contains NaN/inf")
     if event.coord.min() < 0 or event.coord.max() > VOLUME_SIZE:
-        raise DataError(f"{where}: coordinates span [{event.coord.min():.1f}, "
-                        f"{event.coord.max():.1f}], outside the [0, {VOLUME_SIZE}] voxel cube "
-                        f"(write raw voxel coordinates, not normalised ones)")
+        raise DataError(
+            f"{where}: coordinates span [{event.coord.min():.1f}, "
+            f"{event.coord.max():.1f}], outside the [0, {VOLUME_SIZE}] voxel cube "
+            f"(write raw voxel coordinates, not normalised ones)"
+        )
     if event.stream is not None and np.unique(event.stream).size > 1:
         raise DataError(f"{where}: multi-stream events cannot be stored in PILArNet-M files")
 
@@ -186,30 +203,49 @@ def _encode(event: Event, version: int) -> dict[str, object]:
     point[:, 0:3] = event.coord[order]
     point[:, 3] = event.energy[order]  # voxel value
     point[:, 4] = event.energy[order]  # energy deposit
-    cluster = np.stack([table[:, 0], _fragments(table), table[:, 1], table[:, 2], table[:, 3],
-                        table[:, 4]], axis=1)  # (M, 6)
+    cluster = np.stack(
+        [table[:, 0], _fragments(table), table[:, 1], table[:, 2], table[:, 3], table[:, 4]], axis=1
+    )  # (M, 6)
     row: dict[str, object] = {
         "point": point.reshape(-1),
-        "cluster": cluster[:, :CLUSTER_WIDTH[version]].astype(np.int32).reshape(-1),
+        "cluster": cluster[:, : CLUSTER_WIDTH[version]].astype(np.int32).reshape(-1),
     }
     if version >= 2:
         row["cluster_extra"] = _cluster_extra(table, event).reshape(-1)
     parts = event.particles if event.particles is not None else Particles.empty()
-    row["particle"] = np.concatenate([
-        parts.id[:, None], parts.pdg[:, None], parts.momentum, parts.start,
-        parts.is_primary[:, None], parts.interaction[:, None], parts.parent[:, None],
-    ], axis=1).astype(np.float64).reshape(-1)
+    row["particle"] = (
+        np.concatenate(
+            [
+                parts.id[:, None],
+                parts.pdg[:, None],
+                parts.momentum,
+                parts.start,
+                parts.is_primary[:, None],
+                parts.interaction[:, None],
+                parts.parent[:, None],
+            ],
+            axis=1,
+        )
+        .astype(np.float64)
+        .reshape(-1)
+    )
     verts = event.vertices if event.vertices is not None else np.zeros((0, 3))
     row["vertex"] = np.asarray(verts, np.float64).reshape(-1)
     meta = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in event.meta.items()}
     row["meta"] = json.dumps(meta)
-    row["nufm_fields"] = sum(bit for name, bit in _FIELD_BITS.items()
-                             if getattr(event, name) is not None)
+    row["nufm_fields"] = sum(
+        bit for name, bit in _FIELD_BITS.items() if getattr(event, name) is not None
+    )
     return row
 
 
-def write_events(path: str | os.PathLike, events: Iterable[Event], version: int = 2,
-                 progress: bool = False, chunk_events: int = 256) -> WriteSummary:
+def write_events(
+    path: str | os.PathLike,
+    events: Iterable[Event],
+    version: int = 2,
+    progress: bool = False,
+    chunk_events: int = 256,
+) -> WriteSummary:
     """Write events to a PILArNet-M HDF5 file, atomically.
 
     The file is written to a temporary file in the same directory and renamed into place on
@@ -236,11 +272,11 @@ def write_events(path: str | os.PathLike, events: Iterable[Event], version: int 
         raise ValueError(f"write_events: version must be 1 or 2, got {version}")
     path = str(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
     if progress:
         from tqdm import tqdm
+
         events = tqdm(events, desc=f"writing {os.path.basename(path)}", unit="event")
     n_events = n_points = n_clusters = 0
     try:
@@ -248,22 +284,27 @@ def write_events(path: str | os.PathLike, events: Iterable[Event], version: int 
             f.attrs[LAYOUT_ATTR] = NUFM_LAYOUT_VERSION
             f.attrs[VERSION_ATTR] = version
             dsets = {
-                "point": f.create_dataset("point", (0,), maxshape=(None,),
-                                          dtype=h5py.vlen_dtype(np.float32)),
-                "cluster": f.create_dataset("cluster", (0,), maxshape=(None,),
-                                            dtype=h5py.vlen_dtype(np.int32)),
-                "particle": f.create_dataset("particle", (0,), maxshape=(None,),
-                                             dtype=h5py.vlen_dtype(np.float64)),
-                "vertex": f.create_dataset("vertex", (0,), maxshape=(None,),
-                                           dtype=h5py.vlen_dtype(np.float64)),
-                "meta": f.create_dataset("meta", (0,), maxshape=(None,),
-                                         dtype=h5py.string_dtype()),
-                "nufm_fields": f.create_dataset("nufm_fields", (0,), maxshape=(None,),
-                                                dtype=np.int32),
+                "point": f.create_dataset(
+                    "point", (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float32)
+                ),
+                "cluster": f.create_dataset(
+                    "cluster", (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.int32)
+                ),
+                "particle": f.create_dataset(
+                    "particle", (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float64)
+                ),
+                "vertex": f.create_dataset(
+                    "vertex", (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float64)
+                ),
+                "meta": f.create_dataset("meta", (0,), maxshape=(None,), dtype=h5py.string_dtype()),
+                "nufm_fields": f.create_dataset(
+                    "nufm_fields", (0,), maxshape=(None,), dtype=np.int32
+                ),
             }
             if version >= 2:
                 dsets["cluster_extra"] = f.create_dataset(
-                    "cluster_extra", (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float32))
+                    "cluster_extra", (0,), maxshape=(None,), dtype=h5py.vlen_dtype(np.float32)
+                )
             buffer: list[dict[str, object]] = []
 
             def flush() -> None:
@@ -298,8 +339,9 @@ def write_events(path: str | os.PathLike, events: Iterable[Event], version: int 
             os.remove(tmp)
         raise
     log.info("wrote %d events (%d points) to %s", n_events, n_points, path)
-    return WriteSummary(path=path, version=version, n_events=n_events, n_points=n_points,
-                        n_clusters=n_clusters)
+    return WriteSummary(
+        path=path, version=version, n_events=n_events, n_points=n_points, n_clusters=n_clusters
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,15 +363,17 @@ def open_pilarnet(path: str | os.PathLike) -> h5py.File:
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {err}") \
-            from err
+        raise DataError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {err}") from err
     try:
         missing = [name for name in ("point", "cluster") if name not in f]
         if missing:
-            raise DataError(f"{path}: not a PILArNet-M file: missing dataset(s) {missing}; "
-                            f"found {sorted(f.keys())}")
-        lengths = {name: f[name].shape[0] for name in ("point", "cluster", "cluster_extra")
-                   if name in f}
+            raise DataError(
+                f"{path}: not a PILArNet-M file: missing dataset(s) {missing}; "
+                f"found {sorted(f.keys())}"
+            )
+        lengths = {
+            name: f[name].shape[0] for name in ("point", "cluster", "cluster_extra") if name in f
+        }
         if len(set(lengths.values())) != 1:
             raise DataError(f"{path}: datasets have different numbers of events {lengths}")
     except Exception:
@@ -352,12 +396,14 @@ def _row(h5file: h5py.File, name: str, i: int) -> np.ndarray:
     try:
         return np.asarray(h5file[name][i])
     except OSError as err:
-        raise DataError(f"{h5file.filename} event {i}: cannot read '{name}' "
-                        f"(truncated or corrupt file?): {err}") from err
+        raise DataError(
+            f"{h5file.filename} event {i}: cannot read '{name}' (truncated or corrupt file?): {err}"
+        ) from err
 
 
-def _cluster_width(h5file: h5py.File, cluster: np.ndarray, n_points: int,
-                   extra: np.ndarray | None) -> int:
+def _cluster_width(
+    h5file: h5py.File, cluster: np.ndarray, n_points: int, extra: np.ndarray | None
+) -> int:
     """Column count of this event's cluster table: 6 (v2) or 5 (v1)."""
     if LAYOUT_ATTR in h5file.attrs:
         return CLUSTER_WIDTH[int(h5file.attrs[VERSION_ATTR])]
@@ -413,30 +459,36 @@ def read_event(h5file: h5py.File | str | os.PathLike, i: int) -> Event:
         raise DataError(f"{where}: empty event (0 points)")
     bad = ~np.isfinite(point[:, :5]).all(axis=1)
     if bad.any():
-        raise DataError(f"{where}: {int(bad.sum())} of {n} points have NaN/inf coordinates "
-                        f"or energies")
+        raise DataError(
+            f"{where}: {int(bad.sum())} of {n} points have NaN/inf coordinates or energies"
+        )
     coord = point[:, 0:3].astype(np.float32)
     outside = ((coord < 0) | (coord > VOLUME_SIZE)).any(axis=1)
     if outside.any():
-        raise DataError(f"{where}: {int(outside.sum())} of {n} points lie outside the "
-                        f"[0, {VOLUME_SIZE}] voxel cube (coord range {coord.min():.1f} to "
-                        f"{coord.max():.1f})")
+        raise DataError(
+            f"{where}: {int(outside.sum())} of {n} points lie outside the "
+            f"[0, {VOLUME_SIZE}] voxel cube (coord range {coord.min():.1f} to "
+            f"{coord.max():.1f})"
+        )
     cluster_flat = _row(h5file, "cluster", i).astype(np.int64)
     extra = _row(h5file, "cluster_extra", i) if "cluster_extra" in h5file else None
     width = _cluster_width(h5file, cluster_flat, n, extra)
     if cluster_flat.size % width:
-        raise DataError(f"{where}: 'cluster' row has {cluster_flat.size} values, not a multiple "
-                        f"of {width}")
+        raise DataError(
+            f"{where}: 'cluster' row has {cluster_flat.size} values, not a multiple of {width}"
+        )
     cluster = cluster_flat.reshape(-1, width)  # (M, 5|6)
     sizes = cluster[:, 0]
     if (sizes < 0).any():
         raise DataError(f"{where}: negative cluster sizes {sizes[sizes < 0].tolist()}")
     if int(sizes.sum()) != n:
-        raise DataError(f"{where}: cluster sizes add up to {int(sizes.sum())} but the event has "
-                        f"{n} points")
+        raise DataError(
+            f"{where}: cluster sizes add up to {int(sizes.sum())} but the event has {n} points"
+        )
     if extra is not None and len(cluster) and extra.size % len(cluster):
-        raise DataError(f"{where}: 'cluster_extra' has {extra.size} values for {len(cluster)} "
-                        f"clusters")
+        raise DataError(
+            f"{where}: 'cluster_extra' has {extra.size} values for {len(cluster)} clusters"
+        )
     is_nufm = LAYOUT_ATTR in h5file.attrs
     pid_col = cluster[:, 5].copy() if width == 6 else np.full(len(cluster), -1, np.int64)
     if width == 6 and not is_nufm:
@@ -455,8 +507,9 @@ def read_event(h5file: h5py.File | str | os.PathLike, i: int) -> Event:
         for name, bit in _FIELD_BITS.items():
             if flags >= 0 and not flags & bit:
                 fields[name] = None
-    return Event(coord=coord, energy=_event_energy(point), event_id=i, source=path, meta=meta,
-                 **fields)  # type: ignore[arg-type]
+    return Event(
+        coord=coord, energy=_event_energy(point), event_id=i, source=path, meta=meta, **fields
+    )  # type: ignore[arg-type]
 
 
 def _read_nufm_truth(h5file: h5py.File, i: int, where: str) -> dict[str, object]:
@@ -464,14 +517,20 @@ def _read_nufm_truth(h5file: h5py.File, i: int, where: str) -> dict[str, object]
     if "particle" in h5file:
         flat = _row(h5file, "particle", i)
         if flat.size % PARTICLE_WIDTH:
-            raise DataError(f"{where}: 'particle' row has {flat.size} values, not a multiple "
-                            f"of {PARTICLE_WIDTH}")
+            raise DataError(
+                f"{where}: 'particle' row has {flat.size} values, not a multiple "
+                f"of {PARTICLE_WIDTH}"
+            )
         p = flat.reshape(-1, PARTICLE_WIDTH)  # (P, 11)
         out["particles"] = Particles(
-            id=p[:, 0].astype(np.int64), pdg=p[:, 1].astype(np.int64),
-            momentum=p[:, 2:5].astype(np.float32), start=p[:, 5:8].astype(np.float32),
-            is_primary=p[:, 8] != 0, interaction=p[:, 9].astype(np.int64),
-            parent=p[:, 10].astype(np.int64))
+            id=p[:, 0].astype(np.int64),
+            pdg=p[:, 1].astype(np.int64),
+            momentum=p[:, 2:5].astype(np.float32),
+            start=p[:, 5:8].astype(np.float32),
+            is_primary=p[:, 8] != 0,
+            interaction=p[:, 9].astype(np.int64),
+            parent=p[:, 10].astype(np.int64),
+        )
     if "vertex" in h5file:
         flat = _row(h5file, "vertex", i)
         if flat.size % 3:
@@ -480,8 +539,7 @@ def _read_nufm_truth(h5file: h5py.File, i: int, where: str) -> dict[str, object]
     return out
 
 
-def count_points(h5file: h5py.File, energy_threshold: float = 0.0,
-                 chunk: int = 1024) -> np.ndarray:
+def count_points(h5file: h5py.File, energy_threshold: float = 0.0, chunk: int = 1024) -> np.ndarray:
     """Points per event, all and above an energy threshold, reading every row once.
 
     Args:
@@ -498,10 +556,12 @@ def count_points(h5file: h5py.File, energy_threshold: float = 0.0,
     out = np.zeros((n_ev, 2), np.int64)
     for start in range(0, n_ev, chunk):
         try:
-            rows = ds[start:start + chunk]
+            rows = ds[start : start + chunk]
         except OSError as err:
-            raise DataError(f"{h5file.filename} events {start}..{start + chunk - 1}: cannot "
-                            f"read 'point' (truncated or corrupt file?): {err}") from err
+            raise DataError(
+                f"{h5file.filename} events {start}..{start + chunk - 1}: cannot "
+                f"read 'point' (truncated or corrupt file?): {err}"
+            ) from err
         for k, flat in enumerate(rows):
             point = np.asarray(flat).reshape(-1, POINT_WIDTH)
             out[start + k, 0] = point.shape[0]

@@ -39,14 +39,25 @@ from nufm.data.pilarnet import DataError, MissingFileError
 
 log = logging.getLogger(__name__)
 
-MLRECO_COLUMNS = ("x", "y", "z", "batch", "energy", "fragment", "group", "interaction",
-                  "unused", "semantic")
+MLRECO_COLUMNS = (
+    "x",
+    "y",
+    "z",
+    "batch",
+    "energy",
+    "fragment",
+    "group",
+    "interaction",
+    "unused",
+    "semantic",
+)
 """Columns of each ``Trajectory k`` array of the mlreco tutorial npz."""
 _TRACK_LIKE_PDG = (13, 211, 321, 2212)
 
 
-def voxelize(voxel: np.ndarray, energy: np.ndarray,
-             labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def voxelize(
+    voxel: np.ndarray, energy: np.ndarray, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Merge deposits that share a voxel.
 
     Args:
@@ -92,12 +103,13 @@ def read_mlreco_npz(path: str | os.PathLike) -> Event:
         data = np.load(path)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: not a readable npz file: {err}") from err
-    keys = sorted((k for k in data.files if k.startswith("Trajectory ")),
-                  key=lambda k: int(k.split()[1]))
+    keys = sorted(
+        (k for k in data.files if k.startswith("Trajectory ")), key=lambda k: int(k.split()[1])
+    )
     if not keys:
         raise DataError(f"{path}: no 'Trajectory k' arrays (found {data.files})")
     arrays = [np.asarray(data[k], np.float64) for k in keys]
-    for k, a in zip(keys, arrays):
+    for k, a in zip(keys, arrays, strict=False):
         if a.ndim != 2 or a.shape[1] != len(MLRECO_COLUMNS):
             raise DataError(f"{path}: '{k}' has shape {a.shape}, expected (n, 10)")
     rows = np.concatenate(arrays)  # (N, 10)
@@ -107,17 +119,30 @@ def read_mlreco_npz(path: str | os.PathLike) -> Event:
     coord, energy, lab = voxelize(rows[:, :3].astype(np.int64), rows[:, 4], labels)
     n_dup = len(rows) - len(coord)
     if n_dup:
-        log.info("%s: merged %d duplicated voxels (%d rows -> %d voxels)", path, n_dup,
-                 len(rows), len(coord))
+        log.info(
+            "%s: merged %d duplicated voxels (%d rows -> %d voxels)",
+            path,
+            n_dup,
+            len(rows),
+            len(coord),
+        )
     assert lab is not None
-    return Event(coord=coord, energy=energy, segment=lab[:, 2].copy(),
-                 pid=np.full(len(coord), -1, np.int64), instance=lab[:, 0].copy(),
-                 interaction=lab[:, 1].copy(), event_id=0, source=path,
-                 meta={"n_duplicates_merged": n_dup, "n_rows": len(rows)})
+    return Event(
+        coord=coord,
+        energy=energy,
+        segment=lab[:, 2].copy(),
+        pid=np.full(len(coord), -1, np.int64),
+        instance=lab[:, 0].copy(),
+        interaction=lab[:, 1].copy(),
+        event_id=0,
+        source=path,
+        meta={"n_duplicates_merged": n_dup, "n_rows": len(rows)},
+    )
 
 
-def _into_cube(pos: np.ndarray, energy: np.ndarray,
-               voxel_size: float) -> tuple[np.ndarray, np.ndarray]:
+def _into_cube(
+    pos: np.ndarray, energy: np.ndarray, voxel_size: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Voxel indices placing the cube where it contains the most deposited energy.
 
     Per axis, the window of the cube's length holding the most energy is found (sliding window
@@ -182,12 +207,20 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
             raise DataError(f"{path}: no tree '{tree}' (found {f.keys()})")
         t = f[tree]
         branches = ["EnDepX", "EnDepY", "EnDepZ", "EnDepE"]
-        optional = ["RunID", "SubRunID", "EventID", "TruePrimariesPDG", "TrueVx", "TrueVy",
-                    "TrueVz", "TrueVEnergy"]
-        missing = [b for b in branches if b not in t.keys()]
+        optional = [
+            "RunID",
+            "SubRunID",
+            "EventID",
+            "TruePrimariesPDG",
+            "TrueVx",
+            "TrueVy",
+            "TrueVz",
+            "TrueVEnergy",
+        ]
+        missing = [b for b in branches if b not in t]
         if missing:
             raise DataError(f"{path}:{tree}: missing branches {missing}")
-        arrays = t.arrays(branches + [b for b in optional if b in t.keys()], library="np")
+        arrays = t.arrays(branches + [b for b in optional if b in t], library="np")
     voxel_cm = VOXEL_SIZE_CM
     events = []
     for i in range(len(arrays["EnDepX"])):
@@ -198,8 +231,9 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
         voxel, centre = _into_cube(pos, de, voxel_cm)
         n_out, (voxel, de) = _crop(voxel, de)
         if n_out:
-            log.info("%s event %d: %d of %d deposits outside the cube dropped", path, i, n_out,
-                     len(pos))
+            log.info(
+                "%s event %d: %d of %d deposits outside the cube dropped", path, i, n_out, len(pos)
+            )
         coord, energy, _ = voxelize(voxel, de)
         if len(coord) == 0:
             log.warning("%s event %d: no deposit inside the cube", path, i)
@@ -216,8 +250,14 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
         particles = None
         if "TruePrimariesPDG" in arrays:
             pdg = np.asarray(arrays["TruePrimariesPDG"][i], np.int64)
-            kinds = {"muon": (13,), "proton": (2212,), "neutron": (2112,), "pion": (211, 111),
-                     "electron": (11,), "photon": (22,)}
+            kinds = {
+                "muon": (13,),
+                "proton": (2212,),
+                "neutron": (2112,),
+                "pion": (211, 111),
+                "electron": (11,),
+                "photon": (22,),
+            }
             known = np.zeros(len(pdg), bool)
             for name, codes in kinds.items():
                 is_kind = np.isin(np.abs(pdg), codes)
@@ -225,14 +265,31 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
                 known |= is_kind
             meta["n_primary_other"] = int((~known).sum())
             p = len(pdg)
-            start = np.repeat(vertices, p, 0) if vertices is not None else \
-                np.full((p, 3), np.nan, np.float32)
-            particles = Particles(id=np.arange(p, dtype=np.int64), pdg=pdg,
-                                  momentum=np.full((p, 3), np.nan, np.float32), start=start,
-                                  is_primary=np.ones(p, bool), interaction=np.zeros(p, np.int64),
-                                  parent=np.full(p, -1, np.int64))
-        events.append(Event(coord=coord, energy=energy, particles=particles, vertices=vertices,
-                            event_id=i, source=path, meta=meta))
+            start = (
+                np.repeat(vertices, p, 0)
+                if vertices is not None
+                else np.full((p, 3), np.nan, np.float32)
+            )
+            particles = Particles(
+                id=np.arange(p, dtype=np.int64),
+                pdg=pdg,
+                momentum=np.full((p, 3), np.nan, np.float32),
+                start=start,
+                is_primary=np.ones(p, bool),
+                interaction=np.zeros(p, np.int64),
+                parent=np.full(p, -1, np.int64),
+            )
+        events.append(
+            Event(
+                coord=coord,
+                energy=energy,
+                particles=particles,
+                vertices=vertices,
+                event_id=i,
+                source=path,
+                meta=meta,
+            )
+        )
     return events
 
 
@@ -287,31 +344,46 @@ def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
     parent = parts["parent_track_id"].astype(np.int64)
     row_of = {int(t): r for r, t in enumerate(track)}
     parent_pdg = np.array([pdg[row_of[int(p)]] if int(p) in row_of else 0 for p in parent])
-    process = [(x.decode() if isinstance(x, bytes) else str(x))
-               for x in parts["proc_name_start"]]
+    process = [(x.decode() if isinstance(x, bytes) else str(x)) for x in parts["proc_name_start"]]
     seg_of_particle = _segment_of(pdg, parent_pdg, process)
     step_row = np.array([row_of.get(int(t), -1) for t in steps["track_id"]])
     step_pdg = steps["pdg"].astype(np.int64)
-    labels = np.stack([
-        steps["track_id"].astype(np.int64),
-        np.where(step_row >= 0, seg_of_particle[step_row], -1),
-        np.array([PDG_TO_PID.get(int(p), PID_NONE) for p in step_pdg]),
-    ], 1)  # (S, 3) instance, segment, pid
+    labels = np.stack(
+        [
+            steps["track_id"].astype(np.int64),
+            np.where(step_row >= 0, seg_of_particle[step_row], -1),
+            np.array([PDG_TO_PID.get(int(p), PID_NONE) for p in step_pdg]),
+        ],
+        1,
+    )  # (S, 3) instance, segment, pid
     n_out, (voxel, de, labels) = _crop(voxel, de, labels)
     coord, energy, lab = voxelize(voxel, de, labels)
     assert lab is not None
-    to_vox = lambda x: ((np.asarray(x, np.float64) - centre) / (VOXEL_SIZE_CM * 10.0)
-                        + VOLUME_SIZE // 2).astype(np.float32)  # noqa: E731
+    to_vox = lambda x: (
+        (np.asarray(x, np.float64) - centre) / (VOXEL_SIZE_CM * 10.0) + VOLUME_SIZE // 2
+    ).astype(np.float32)
     particles = Particles(
-        id=track, pdg=pdg,
-        momentum=(np.stack([parts["px"], parts["py"], parts["pz"]], 1) / 1000.0).astype(
-            np.float32),
+        id=track,
+        pdg=pdg,
+        momentum=(np.stack([parts["px"], parts["py"], parts["pz"]], 1) / 1000.0).astype(np.float32),
         start=to_vox(np.stack([parts["x"], parts["y"], parts["z"]], 1)),
-        is_primary=parent == -1, interaction=np.zeros(len(track), np.int64), parent=parent)
+        is_primary=parent == -1,
+        interaction=np.zeros(len(track), np.int64),
+        parent=parent,
+    )
     vertices = None
     if vtx_table is not None and len(vtx_table):
         vertices = to_vox(np.stack([vtx_table["x"], vtx_table["y"], vtx_table["z"]], 1))
-    return Event(coord=coord, energy=energy, segment=lab[:, 1].copy(), pid=lab[:, 2].copy(),
-                 instance=lab[:, 0].copy(), interaction=np.zeros(len(coord), np.int64),
-                 particles=particles, vertices=vertices, event_id=event, source=path,
-                 meta={"n_steps": len(pos), "n_outside": n_out})
+    return Event(
+        coord=coord,
+        energy=energy,
+        segment=lab[:, 1].copy(),
+        pid=lab[:, 2].copy(),
+        instance=lab[:, 0].copy(),
+        interaction=np.zeros(len(coord), np.int64),
+        particles=particles,
+        vertices=vertices,
+        event_id=event,
+        source=path,
+        meta={"n_steps": len(pos), "n_outside": n_out},
+    )

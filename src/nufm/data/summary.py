@@ -44,8 +44,8 @@ class DatasetSummary:
             f"voxel energy [MeV]: min {self.energy_min:.4g}, max {self.energy_max:.4g}; "
             f"event energy: mean {self.energy_per_event.mean():.1f}, "
             f"max {self.energy_per_event.max():.1f}",
-            "segment fractions: " + ", ".join(f"{k} {v:.2%}"
-                                              for k, v in self.segment_fraction.items()),
+            "segment fractions: "
+            + ", ".join(f"{k} {v:.2%}" for k, v in self.segment_fraction.items()),
             "pid fractions: " + ", ".join(f"{k} {v:.2%}" for k, v in self.pid_fraction.items()),
         ]
         return "\n".join(lines)
@@ -53,7 +53,7 @@ class DatasetSummary:
 
 def _fractions(counts: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
     total = counts.sum()
-    return {n: float(c / total) if total else 0.0 for n, c in zip(names, counts)}
+    return {n: float(c / total) if total else 0.0 for n, c in zip(names, counts, strict=False)}
 
 
 def summarize(events: Iterable[Event]) -> DatasetSummary:
@@ -73,16 +73,22 @@ def summarize(events: Iterable[Event]) -> DatasetSummary:
         if ev.pid is not None:
             p = ev.pid[ev.pid >= 0]
             pid_counts += np.bincount(p, minlength=len(PID_NAMES))[: len(PID_NAMES)]
-        n_int.append(len(np.unique(ev.interaction[ev.interaction >= 0]))
-                     if ev.interaction is not None else 0)
-        n_part.append(len(np.unique(ev.instance[ev.instance >= 0]))
-                      if ev.instance is not None else 0)
+        n_int.append(
+            len(np.unique(ev.interaction[ev.interaction >= 0])) if ev.interaction is not None else 0
+        )
+        n_part.append(
+            len(np.unique(ev.instance[ev.instance >= 0])) if ev.instance is not None else 0
+        )
     if not sizes:
         raise ValueError("summarize: no events")
     return DatasetSummary(
-        n_events=len(sizes), points_per_event=np.asarray(sizes, np.int64),
+        n_events=len(sizes),
+        points_per_event=np.asarray(sizes, np.int64),
         segment_fraction=_fractions(seg_counts, SEGMENT_NAMES),
         pid_fraction=_fractions(pid_counts, PID_NAMES),
-        energy_min=e_min, energy_max=e_max, energy_per_event=np.asarray(energies),
+        energy_min=e_min,
+        energy_max=e_max,
+        energy_per_event=np.asarray(energies),
         interactions_per_event=np.asarray(n_int, np.int64),
-        particles_per_event=np.asarray(n_part, np.int64))
+        particles_per_event=np.asarray(n_part, np.int64),
+    )

@@ -44,10 +44,17 @@ def _line(start: np.ndarray, direction: np.ndarray, length: float) -> np.ndarray
     return start[None, :] + steps * direction[None, :]
 
 
-def synthetic_event(seed: int = 0, *, n_tracks: int = 2, n_showers: int = 1,
-                    n_interactions: int = 1, n_scatter: int = 20, michel: bool = True,
-                    track_length: tuple[float, float] = (20.0, 60.0),
-                    shower_points: tuple[int, int] = (30, 80)) -> Event:
+def synthetic_event(
+    seed: int = 0,
+    *,
+    n_tracks: int = 2,
+    n_showers: int = 1,
+    n_interactions: int = 1,
+    n_scatter: int = 20,
+    michel: bool = True,
+    track_length: tuple[float, float] = (20.0, 60.0),
+    shower_points: tuple[int, int] = (30, 80),
+) -> Event:
     """One small labelled event on the integer voxel grid of the 768^3 cube.
 
     Per interaction: ``n_tracks`` straight tracks (muon first, then protons/pions) and
@@ -79,8 +86,9 @@ def synthetic_event(seed: int = 0, *, n_tracks: int = 2, n_showers: int = 1,
     part_rows: list[tuple[int, int, np.ndarray, np.ndarray, bool, int, int]] = []
     vertices = rng.uniform(200.0, VOLUME_SIZE - 200.0, size=(n_interactions, 3))
 
-    def add(points: np.ndarray, energy: np.ndarray, seg: int, pid: int, inst: int,
-            inter: int) -> None:
+    def add(
+        points: np.ndarray, energy: np.ndarray, seg: int, pid: int, inst: int, inter: int
+    ) -> None:
         pts.append(points)
         energies.append(energy.astype(np.float64))
         labels.append((seg, pid, inst, inter))
@@ -103,16 +111,14 @@ def synthetic_event(seed: int = 0, *, n_tracks: int = 2, n_showers: int = 1,
                 md = _unit(rng)
                 mline = _line(end + md, md, rng.uniform(5.0, 12.0))
                 part_rows.append((pid_counter, 11, md * 0.03, end, False, inter, track_id))
-                add(mline, rng.gamma(2.0, 0.5, len(mline)), MICHEL, ELECTRON, pid_counter,
-                    inter)
+                add(mline, rng.gamma(2.0, 0.5, len(mline)), MICHEL, ELECTRON, pid_counter, inter)
                 pid_counter += 1
             if t == 0:
                 mid = line[len(line) // 2]
                 dd = _unit(rng)
                 dline = _line(mid + dd, dd, rng.uniform(3.0, 6.0))
                 part_rows.append((pid_counter, 11, dd * 0.005, mid, False, inter, track_id))
-                add(dline, rng.gamma(2.0, 0.3, len(dline)), DELTA, ELECTRON, pid_counter,
-                    inter)
+                add(dline, rng.gamma(2.0, 0.3, len(dline)), DELTA, ELECTRON, pid_counter, inter)
                 pid_counter += 1
         for _ in range(n_showers):
             pid, pdg = _SHOWER_PIDS[int(rng.integers(0, 2))]
@@ -123,8 +129,7 @@ def synthetic_event(seed: int = 0, *, n_tracks: int = 2, n_showers: int = 1,
             depth = rng.gamma(3.0, 4.0, n)  # (n,) longitudinal depth, voxels
             spread = rng.normal(size=(n, 3)) * (0.3 * depth[:, None] + 0.5)
             blob = start[None, :] + depth[:, None] * d[None, :] + spread
-            part_rows.append((pid_counter, pdg, d * rng.uniform(0.05, 0.5), start, True,
-                              inter, -1))
+            part_rows.append((pid_counter, pdg, d * rng.uniform(0.05, 0.5), start, True, inter, -1))
             add(blob, rng.exponential(0.8, n) + 0.05, SHOWER, pid, pid_counter, inter)
             pid_counter += 1
     centre = vertices.mean(0)
@@ -146,20 +151,29 @@ def synthetic_event(seed: int = 0, *, n_tracks: int = 2, n_showers: int = 1,
     keep_energy[remap] = summed
     lab = lab[order]
 
-    ids, pdgs, moms, starts, prim, inters, parents = zip(*part_rows)
+    ids, pdgs, moms, starts, prim, inters, parents = zip(*part_rows, strict=False)
     particles = Particles(
-        id=np.asarray(ids, np.int64), pdg=np.asarray(pdgs, np.int64),
+        id=np.asarray(ids, np.int64),
+        pdg=np.asarray(pdgs, np.int64),
         momentum=np.asarray(moms, np.float32).reshape(-1, 3),
         start=np.asarray(starts, np.float32).reshape(-1, 3),
-        is_primary=np.asarray(prim, bool), interaction=np.asarray(inters, np.int64),
-        parent=np.asarray(parents, np.int64))
+        is_primary=np.asarray(prim, bool),
+        interaction=np.asarray(inters, np.int64),
+        parent=np.asarray(parents, np.int64),
+    )
     return Event(
         coord=coord[order].astype(np.float32),
         energy=keep_energy.astype(np.float32),
-        segment=lab[:, 0].copy(), pid=lab[:, 1].copy(), instance=lab[:, 2].copy(),
-        interaction=lab[:, 3].copy(), particles=particles,
-        vertices=vertices.astype(np.float32), event_id=seed, source="synthetic",
-        meta={"n_interactions": n_interactions})
+        segment=lab[:, 0].copy(),
+        pid=lab[:, 1].copy(),
+        instance=lab[:, 2].copy(),
+        interaction=lab[:, 3].copy(),
+        particles=particles,
+        vertices=vertices.astype(np.float32),
+        event_id=seed,
+        source="synthetic",
+        meta={"n_interactions": n_interactions},
+    )
 
 
 def synthetic_events(n: int, seed: int = 0, **kwargs: object) -> list[Event]:

@@ -46,8 +46,9 @@ def _with_meta(event: Event, **updates: object) -> dict:
     return meta
 
 
-def _move(event: Event, positions: Callable[[np.ndarray], np.ndarray],
-          linear: np.ndarray | None = None) -> Event:
+def _move(
+    event: Event, positions: Callable[[np.ndarray], np.ndarray], linear: np.ndarray | None = None
+) -> Event:
     """Apply ``positions`` to coord, vertices and particle starts, ``linear`` (3, 3) to momenta."""
     updates: dict[str, object] = {"coord": positions(event.coord).astype(np.float32)}
     if event.vertices is not None:
@@ -77,9 +78,11 @@ class EnergyThreshold:
         is_kept = event.energy > self.threshold  # (N,)
         n_kept = int(is_kept.sum())
         if n_kept == 0:
-            raise DataError(f"{event.where}: no point above the energy threshold "
-                            f"{self.threshold} MeV ({len(event)} points); filter such events "
-                            f"with min_points >= 1")
+            raise DataError(
+                f"{event.where}: no point above the energy threshold "
+                f"{self.threshold} MeV ({len(event)} points); filter such events "
+                f"with min_points >= 1"
+            )
         out = event.select(is_kept)
         return out.with_fields(meta=_with_meta(event, n_removed_threshold=len(event) - n_kept))
 
@@ -96,10 +99,13 @@ class RemoveLowEnergy:
         is_kept = event.segment != LOW_ENERGY
         n_kept = int(is_kept.sum())
         if n_kept == 0:
-            raise DataError(f"{event.where}: only low-energy scatter points "
-                            f"({len(event)}); nothing left after RemoveLowEnergy")
+            raise DataError(
+                f"{event.where}: only low-energy scatter points "
+                f"({len(event)}); nothing left after RemoveLowEnergy"
+            )
         return event.select(is_kept).with_fields(
-            meta=_with_meta(event, n_removed_low_energy=len(event) - n_kept))
+            meta=_with_meta(event, n_removed_low_energy=len(event) - n_kept)
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,8 +151,10 @@ class LogEnergy:
 
     def __call__(self, event: Event, rng: np.random.Generator) -> Event:
         if (event.energy < 0).any():
-            raise DataError(f"{event.where}: negative energies cannot be log-scaled "
-                            f"(min {event.energy.min():.3g} MeV)")
+            raise DataError(
+                f"{event.where}: negative energies cannot be log-scaled "
+                f"(min {event.energy.min():.3g} MeV)"
+            )
         return event.with_fields(energy=log_energy(event.energy, self.eps, self.emax))
 
 
@@ -169,11 +177,13 @@ def random_rotation_matrix(rng: np.random.Generator) -> np.ndarray:
     w, x, y, z = rng.normal(size=4)
     n = math.sqrt(w * w + x * x + y * y + z * z)
     w, x, y, z = w / n, x / n, y / n, z / n
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -313,15 +323,18 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         if self.energy_threshold < 0:
-            raise ValueError(f"Preprocess.energy_threshold must be >= 0, got "
-                             f"{self.energy_threshold}")
+            raise ValueError(
+                f"Preprocess.energy_threshold must be >= 0, got {self.energy_threshold}"
+            )
         if self.min_points < 0:
             raise ValueError(f"Preprocess.min_points must be >= 0, got {self.min_points}")
         if self.scale <= 0:
             raise ValueError(f"Preprocess.scale must be > 0, got {self.scale}")
         if not 0 < self.log_energy_eps < self.log_energy_max:
-            raise ValueError(f"Preprocess needs 0 < log_energy_eps < log_energy_max, got "
-                             f"{self.log_energy_eps}, {self.log_energy_max}")
+            raise ValueError(
+                f"Preprocess needs 0 < log_energy_eps < log_energy_max, got "
+                f"{self.log_energy_eps}, {self.log_energy_max}"
+            )
 
     def transforms(self, augment: Sequence[Transform] = ()) -> Compose:
         """The transform list; ``augment`` runs on normalised coordinates and MeV energies."""

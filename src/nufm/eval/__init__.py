@@ -47,7 +47,6 @@ from nufm.eval.token_probe import (
     token_multi_hot,
 )
 
-
 __all__ = [
     "SCHEMA_VERSION",
     "ConfusionMatrix",

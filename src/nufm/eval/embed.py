@@ -52,11 +52,18 @@ def embed_2d(
             return PCA(n_components=2, random_state=seed).fit_transform(arr).astype(np.float32)
         case "tsne":
             n_pre = min(pca_dims, D, N)
-            pre = PCA(n_components=n_pre, random_state=seed).fit_transform(arr) if n_pre < D \
-                else arr
-            tsne = TSNE(n_components=2, perplexity=min(perplexity, (N - 1) / 3.0),
-                        init="pca", random_state=seed, max_iter=max_iter)
+            pre = (
+                PCA(n_components=n_pre, random_state=seed).fit_transform(arr) if n_pre < D else arr
+            )
+            tsne = TSNE(
+                n_components=2,
+                perplexity=min(perplexity, (N - 1) / 3.0),
+                init="pca",
+                random_state=seed,
+                max_iter=max_iter,
+            )
             return tsne.fit_transform(pre).astype(np.float32)
         case _:
-            raise ValueError(f"embed_2d method must be 'tsne' or 'pca' (UMAP is not installed), "
-                             f"got {method!r}")
+            raise ValueError(
+                f"embed_2d method must be 'tsne' or 'pca' (UMAP is not installed), got {method!r}"
+            )

@@ -102,9 +102,11 @@ class SemanticMetrics:
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """JSON-ready dict (NaN kept as float; :func:`nufm.eval.report.write_metrics_json`
         writes it as ``null``)."""
-        names = list(class_names) if class_names is not None else [
-            str(c) for c in range(self.num_classes)
-        ]
+        names = (
+            list(class_names)
+            if class_names is not None
+            else [str(c) for c in range(self.num_classes)]
+        )
         if len(names) != self.num_classes:
             raise ValueError(
                 f"class_names has {len(names)} entries but the confusion matrix has "
@@ -401,9 +403,9 @@ def panoptic_counts(
         return PanopticCounts(tp=0, fp=n_p, fn=n_t, iou_sum=0.0)
     t_size = np.bincount(t_idx, minlength=n_t)  # (n_t,)
     p_size = np.bincount(p_idx, minlength=n_p)  # (n_p,)
-    inter = np.bincount(
-        t_idx[p_is_assigned] * n_p + p_idx, minlength=n_t * n_p
-    ).reshape(n_t, n_p)  # (n_t, n_p)
+    inter = np.bincount(t_idx[p_is_assigned] * n_p + p_idx, minlength=n_t * n_p).reshape(
+        n_t, n_p
+    )  # (n_t, n_p)
     ti, pi = np.nonzero(inter)
     iou = inter[ti, pi] / (t_size[ti] + p_size[pi] - inter[ti, pi])
     is_match = iou > iou_threshold

@@ -31,9 +31,9 @@ MONITOR_SEED = 987_654
 """Simulator seed of the monitor's labelled events (disjoint from training seeds < 1e5)."""
 
 
-def encoder_point_features(encoder: nn.Module, events: list[Event],
-                           max_points: int = 60_000) -> tuple[torch.Tensor, torch.Tensor,
-                                                               torch.Tensor]:
+def encoder_point_features(
+    encoder: nn.Module, events: list[Event], max_points: int = 60_000
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Frozen per-point features of preprocessed ``events``.
 
     Returns:
@@ -64,10 +64,13 @@ def encoder_point_features(encoder: nn.Module, events: list[Event],
     return torch.cat(feats), torch.cat(labels), torch.cat(event_ids)
 
 
-def probe_monitor(n_events: int = 48, seed: int = MONITOR_SEED,
-                  preprocess: Preprocess | None = None,
-                  probe: LinearProbeConfig | None = None,
-                  n_splits: int = 4) -> Callable[[nn.Module, int], dict[str, float]]:
+def probe_monitor(
+    n_events: int = 48,
+    seed: int = MONITOR_SEED,
+    preprocess: Preprocess | None = None,
+    probe: LinearProbeConfig | None = None,
+    n_splits: int = 4,
+) -> Callable[[nn.Module, int], dict[str, float]]:
     """A ``monitor(objective, step) -> {name: value}`` for :func:`nufm.train.loop.train`.
 
     With 48 events one event split leaves 12 test events, and the probe score then moves by
@@ -96,14 +99,24 @@ def probe_monitor(n_events: int = 48, seed: int = MONITOR_SEED,
         if encoder is None:
             raise AttributeError(f"{type(objective).__name__} has no .encoder to probe")
         x, y, ev = encoder_point_features(encoder, events)
-        runs = [run_probe(dataclasses.replace(probe, seed=seed + i), x, y, ev,
-                          num_classes=len(SEGMENT_NAMES)).test for i in range(n_splits)]
+        runs = [
+            run_probe(
+                dataclasses.replace(probe, seed=seed + i), x, y, ev, num_classes=len(SEGMENT_NAMES)
+            ).test
+            for i in range(n_splits)
+        ]
         f1 = np.array([r.macro_f1 for r in runs])
-        out = {"probe_macro_f1": float(f1.mean()), "probe_macro_f1_std": float(f1.std()),
-               "probe_miou": float(np.mean([r.miou for r in runs])),
-               "probe_accuracy": float(np.mean([r.accuracy for r in runs]))}
-        log.info("step %d linear probe (per-point semantic, test events): %s", step,
-                 {k: round(v, 4) for k, v in out.items()})
+        out = {
+            "probe_macro_f1": float(f1.mean()),
+            "probe_macro_f1_std": float(f1.std()),
+            "probe_miou": float(np.mean([r.miou for r in runs])),
+            "probe_accuracy": float(np.mean([r.accuracy for r in runs])),
+        }
+        log.info(
+            "step %d linear probe (per-point semantic, test events): %s",
+            step,
+            {k: round(v, 4) for k, v in out.items()},
+        )
         return out
 
     return monitor

@@ -61,8 +61,15 @@ def plot_confusion_matrix(
     for i in range(C):
         for j in range(C):
             text = f"{cm[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if cm[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if cm[i, j] > threshold else "black",
+            )
     return fig
 
 
@@ -148,7 +155,7 @@ def plot_embedding_2d(
     pts, lab = to_numpy(xy), to_numpy(labels).astype(np.int64)
     if pts.ndim != 2 or pts.shape[1] != 2 or lab.shape != (pts.shape[0],):
         raise ValueError(f"need xy (N, 2) and labels (N,), got {pts.shape} and {lab.shape}")
-    n_cls = (int(lab.max()) + 1 if lab.size and lab.max() >= 0 else 0)
+    n_cls = int(lab.max()) + 1 if lab.size and lab.max() >= 0 else 0
     if class_names is not None:
         if n_cls > len(class_names):
             raise ValueError(f"label {n_cls - 1} has no name among {len(class_names)} names")
@@ -162,8 +169,7 @@ def plot_embedding_2d(
     for c in range(n_cls):
         sel = lab == c
         if sel.any():
-            ax.scatter(pts[sel, 0], pts[sel, 1], s=point_size, label=names[c],
-                       color=f"C{c % 10}")
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=point_size, label=names[c], color=f"C{c % 10}")
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
     ax.set_title(title)

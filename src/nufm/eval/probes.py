@@ -74,8 +74,9 @@ class LinearProbeConfig(ProbeSplitConfig):
         if not self.learning_rates or min(self.learning_rates) <= 0:
             raise ValueError(f"learning_rates must be positive: {self.learning_rates}")
         if self.epochs < 1 or self.batch_size < 0:
-            raise ValueError(f"need epochs >= 1 and batch_size >= 0: {self.epochs}, "
-                             f"{self.batch_size}")
+            raise ValueError(
+                f"need epochs >= 1 and batch_size >= 0: {self.epochs}, {self.batch_size}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,8 +147,9 @@ def _class_weights(y: Tensor, num_classes: int) -> Tensor:
 
 
 def _macro_f1(pred: np.ndarray, y: np.ndarray, num_classes: int, cfg: ProbeSplitConfig) -> float:
-    cm = ConfusionMatrix(num_classes, ignore_index=cfg.ignore_index,
-                         macro_ignore_classes=cfg.macro_ignore_classes)
+    cm = ConfusionMatrix(
+        num_classes, ignore_index=cfg.ignore_index, macro_ignore_classes=cfg.macro_ignore_classes
+    )
     cm.update(pred, y)
     return cm.compute().macro_f1
 
@@ -161,7 +163,10 @@ def _fit_linear_bag(
     weights = [torch.zeros(C, D, device=x.device, requires_grad=True) for _ in range(L)]
     biases = [torch.zeros(C, device=x.device, requires_grad=True) for _ in range(L)]
     optim = torch.optim.AdamW(
-        [{"params": [w, b], "lr": lr} for w, b, lr in zip(weights, biases, cfg.learning_rates)],
+        [
+            {"params": [w, b], "lr": lr}
+            for w, b, lr in zip(weights, biases, cfg.learning_rates, strict=False)
+        ],
         weight_decay=cfg.weight_decay,
     )
     class_w = _class_weights(y, C) if cfg.class_balanced else None
@@ -175,9 +180,10 @@ def _fit_linear_bag(
             w_all = torch.stack(weights)  # (L, C, D)
             b_all = torch.stack(biases)  # (L, C)
             logits = torch.einsum("nd,lcd->nlc", xb, w_all) + b_all  # (b, L, C)
-            loss = F.cross_entropy(
-                logits.permute(0, 2, 1), yb[:, None].expand(-1, L), weight=class_w
-            ) * L  # sum over heads of each head's mean loss
+            loss = (
+                F.cross_entropy(logits.permute(0, 2, 1), yb[:, None].expand(-1, L), weight=class_w)
+                * L
+            )  # sum over heads of each head's mean loss
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -196,8 +202,12 @@ def _predict_linear(x: Tensor, w: Tensor, b: Tensor, chunk: int = 65536) -> np.n
 
 @torch.no_grad()
 def _knn_votes(
-    train_x: Tensor, train_y: Tensor, query_x: Tensor, ks: tuple[int, ...],
-    num_classes: int, cfg: KNNProbeConfig,
+    train_x: Tensor,
+    train_y: Tensor,
+    query_x: Tensor,
+    ks: tuple[int, ...],
+    num_classes: int,
+    cfg: KNNProbeConfig,
 ) -> np.ndarray:
     """(n, len(ks)) int64 majority-vote class for each k (vote ties -> smallest class id).
 
@@ -210,8 +220,11 @@ def _knn_votes(
         ref_sq = None
     else:
         ref, ref_sq = train_x, (train_x * train_x).sum(1)  # (n_train,)
-    vote_w = (_class_weights(train_y, num_classes) if cfg.class_balanced
-              else torch.ones(num_classes, device=train_x.device))  # (C,)
+    vote_w = (
+        _class_weights(train_y, num_classes)
+        if cfg.class_balanced
+        else torch.ones(num_classes, device=train_x.device)
+    )  # (C,)
     chunk = max(1, 2**24 // max(n_train, 1))
     preds = []
     for s in range(0, query_x.shape[0], chunk):
@@ -263,8 +276,9 @@ def run_probe(
     is_labelled = y_np != cfg.ignore_index  # (N,)
     bad = is_labelled & ((y_np < 0) | (y_np >= num_classes))
     if bad.any():
-        raise ValueError(f"{int(bad.sum())} probe labels outside [0, {num_classes}), "
-                         f"e.g. {int(y_np[bad][0])}")
+        raise ValueError(
+            f"{int(bad.sum())} probe labels outside [0, {num_classes}), e.g. {int(y_np[bad][0])}"
+        )
     if split is None:
         train_ev, val_ev, test_ev = split_event_ids(ev_np[is_labelled], cfg.fractions, cfg.seed)
         split = EventSplit(train=train_ev, val=val_ev, test=test_ev)
@@ -274,8 +288,10 @@ def run_probe(
     }
     for name, r in rows.items():
         if r.size == 0:
-            raise ValueError(f"probe {name} set has no labelled points (events: "
-                             f"{getattr(split, name).size}); use more events")
+            raise ValueError(
+                f"probe {name} set has no labelled points (events: "
+                f"{getattr(split, name).size}); use more events"
+            )
     assert_disjoint_events(**{name: ev_np[r] for name, r in rows.items()})
     num_points = {name: int(r.size) for name, r in rows.items()}
 
@@ -295,8 +311,11 @@ def run_probe(
         case KNNProbeConfig():
             train_x, train_y = x["train"], torch.as_tensor(y["train"], device=device)
             if 0 < cfg.max_train_points < train_x.shape[0]:
-                keep = np.sort(np.random.default_rng(cfg.seed).choice(
-                    train_x.shape[0], cfg.max_train_points, replace=False))
+                keep = np.sort(
+                    np.random.default_rng(cfg.seed).choice(
+                        train_x.shape[0], cfg.max_train_points, replace=False
+                    )
+                )
                 keep_t = torch.as_tensor(keep, device=device)
                 train_x, train_y = train_x[keep_t], train_y[keep_t]
             names = [f"k={k}" for k in cfg.ks]
@@ -305,16 +324,24 @@ def run_probe(
         case _:
             raise TypeError(f"unknown probe config {type(cfg).__name__}")
 
-    val_f1 = {n: _macro_f1(val_pred[:, i], y["val"], num_classes, cfg)
-              for i, n in enumerate(names)}
+    val_f1 = {n: _macro_f1(val_pred[:, i], y["val"], num_classes, cfg) for i, n in enumerate(names)}
     scores = np.array([v if np.isfinite(v) else -1.0 for v in val_f1.values()])
     best = int(np.argmax(scores))  # first maximum: ties go to the earlier candidate
-    cm = ConfusionMatrix(num_classes, ignore_index=cfg.ignore_index,
-                         macro_ignore_classes=cfg.macro_ignore_classes)
+    cm = ConfusionMatrix(
+        num_classes, ignore_index=cfg.ignore_index, macro_ignore_classes=cfg.macro_ignore_classes
+    )
     cm.update(test_pred[:, best], y["test"])
-    result = ProbeResult(test=cm.compute(), best=names[best], val_macro_f1=val_f1,
-                         split=split, num_points=num_points)
-    log.info("probe %s: best %s, val mF1 %.4f, test mF1 %.4f (%d/%d/%d events)",
-             type(cfg).__name__, result.best, val_f1[result.best], result.test.macro_f1,
-             split.train.size, split.val.size, split.test.size)
+    result = ProbeResult(
+        test=cm.compute(), best=names[best], val_macro_f1=val_f1, split=split, num_points=num_points
+    )
+    log.info(
+        "probe %s: best %s, val mF1 %.4f, test mF1 %.4f (%d/%d/%d events)",
+        type(cfg).__name__,
+        result.best,
+        val_f1[result.best],
+        result.test.macro_f1,
+        split.train.size,
+        split.val.size,
+        split.test.size,
+    )
     return result

@@ -57,7 +57,9 @@ def split_events(n_events: int, fractions: Sequence[float], seed: int) -> list[n
     counts = split_counts(n_events, fractions)
     perm = np.random.default_rng(seed).permutation(n_events)
     bounds = np.cumsum([0, *counts])
-    return [np.sort(perm[a:b]).astype(np.int64) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [
+        np.sort(perm[a:b]).astype(np.int64) for a, b in zip(bounds[:-1], bounds[1:], strict=False)
+    ]
 
 
 def split_event_ids(

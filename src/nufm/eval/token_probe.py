@@ -61,10 +61,14 @@ class TokenProbeResult:
         names = class_names or [str(c) for c in range(self.f1.size)]
         return {
             "mean_f1": self.mean_f1,
-            "per_class": {n: {"f1": float(self.f1[c]), "support": int(self.support[c])}
-                          for c, n in enumerate(names)},
-            "num_events": {"train": int(self.train_events.size),
-                           "test": int(self.test_events.size)},
+            "per_class": {
+                n: {"f1": float(self.f1[c]), "support": int(self.support[c])}
+                for c, n in enumerate(names)
+            },
+            "num_events": {
+                "train": int(self.train_events.size),
+                "test": int(self.test_events.size),
+            },
         }
 
 
@@ -131,10 +135,11 @@ def run_token_svm_probe(
     y = to_numpy(multi_hot).astype(bool)
     ev = to_numpy(event_ids).astype(np.int64)
     if x.ndim != 2 or y.ndim != 2 or ev.shape != (x.shape[0],) or y.shape[0] != x.shape[0]:
-        raise ValueError(f"need features (T, D), multi_hot (T, C), event_ids (T,); got "
-                         f"{x.shape}, {y.shape}, {ev.shape}")
-    train_ev, test_ev = split_event_ids(ev, (1.0 - cfg.test_fraction, cfg.test_fraction),
-                                        cfg.seed)
+        raise ValueError(
+            f"need features (T, D), multi_hot (T, C), event_ids (T,); got "
+            f"{x.shape}, {y.shape}, {ev.shape}"
+        )
+    train_ev, test_ev = split_event_ids(ev, (1.0 - cfg.test_fraction, cfg.test_fraction), cfg.seed)
     train, test = points_in_events(ev, train_ev), points_in_events(ev, test_ev)
     assert_disjoint_events(train=ev[train], test=ev[test])
     rng = np.random.default_rng(cfg.seed)
@@ -153,10 +158,18 @@ def run_token_svm_probe(
         if y_c.all() or not y_c.any():  # one label only: predict it
             pred[:, c] = bool(y_c[0]) if y_c.size else False
             continue
-        svm = LinearSVC(C=cfg.svm_c, class_weight="balanced" if cfg.class_balanced else None,
-                        random_state=cfg.seed)
+        svm = LinearSVC(
+            C=cfg.svm_c,
+            class_weight="balanced" if cfg.class_balanced else None,
+            random_state=cfg.seed,
+        )
         pred[:, c] = svm.fit(x_train, y_c).predict(x_test).astype(bool)
     f1, mean_f1 = multilabel_f1(pred, y[test])
     log.info("token SVM probe: mean F1 %.4f on %d test tokens", mean_f1, int(test.sum()))
-    return TokenProbeResult(f1=f1, support=y[test].sum(0).astype(np.int64), mean_f1=mean_f1,
-                            train_events=train_ev, test_events=test_ev)
+    return TokenProbeResult(
+        f1=f1,
+        support=y[test].sum(0).astype(np.int64),
+        mean_f1=mean_f1,
+        train_events=train_ev,
+        test_events=test_ev,
+    )

@@ -41,8 +41,10 @@ def check_packed(coord: Tensor, offset: Tensor, op: str, name: str = "coord") ->
     if coord.ndim != 2 or coord.shape[1] != 3:
         raise ValueError(f"{op}: {name} must be (N, 3), got {tuple(coord.shape)}")
     if offset.ndim != 1 or offset.dtype != torch.int64:
-        raise ValueError(f"{op}: {name} offset must be a (B,) int64 tensor, got "
-                         f"{tuple(offset.shape)} {offset.dtype}")
+        raise ValueError(
+            f"{op}: {name} offset must be a (B,) int64 tensor, got "
+            f"{tuple(offset.shape)} {offset.dtype}"
+        )
     end = int(offset[-1]) if offset.numel() else 0
     if end != coord.shape[0]:
         raise ValueError(f"{op}: {name} offset ends at {end} but {name} has {coord.shape[0]} rows")

@@ -52,8 +52,24 @@ def _ball_torch_event(q: Tensor, s: Tensor, r2: float, k: int, nearest: bool) ->
 
 
 @njit(cache=True)
-def _ball_numba(q, q_starts, q_counts, s, s_starts, s_counts, lo, cell, r2_arr, dims, perm,
-                skeys, k, nearest, out_idx, out_count):  # pragma: no cover
+def _ball_numba(
+    q,
+    q_starts,
+    q_counts,
+    s,
+    s_starts,
+    s_counts,
+    lo,
+    cell,
+    r2_arr,
+    dims,
+    perm,
+    skeys,
+    k,
+    nearest,
+    out_idx,
+    out_count,
+):  # pragma: no cover
     r2 = r2_arr[0]  # radius**2 in the coordinate dtype
     buf_d = np.empty(k, dtype=q.dtype)
     buf_j = np.empty(k, dtype=np.int64)
@@ -119,17 +135,21 @@ def _cell_index(support: np.ndarray, s_counts: np.ndarray, radius: float) -> tup
     nonempty = s_counts > 0
     lo = np.zeros((b, 3), dtype=np.float64)
     if support.shape[0]:
-        lo[nonempty] = np.minimum.reduceat(support, (np.cumsum(s_counts) - s_counts)[nonempty],
-                                           axis=0)
+        lo[nonempty] = np.minimum.reduceat(
+            support, (np.cumsum(s_counts) - s_counts)[nonempty], axis=0
+        )
     cell = float(radius) * (1.0 + 1e-6)  # a margin so a neighbour is always in the 27 cells
     cells = np.floor((support - lo[batch]) / cell).astype(np.int64)  # (S, 3)
     dims = np.ones((b, 3), dtype=np.int64)
     if support.shape[0]:
-        dims[nonempty] = np.maximum.reduceat(cells + 1, (np.cumsum(s_counts) - s_counts)[nonempty],
-                                             axis=0)
+        dims[nonempty] = np.maximum.reduceat(
+            cells + 1, (np.cumsum(s_counts) - s_counts)[nonempty], axis=0
+        )
     if bool((dims.astype(np.float64).prod(axis=1) >= 2.0**62).any()):
-        raise ValueError(f"ball_query: radius {radius} is too small for the event extent "
-                         "(cell keys overflow int64)")
+        raise ValueError(
+            f"ball_query: radius {radius} is too small for the event extent "
+            "(cell keys overflow int64)"
+        )
     d = dims[batch]
     keys = (cells[:, 0] * d[:, 1] + cells[:, 1]) * d[:, 2] + cells[:, 2]  # (S,)
     order = np.lexsort((keys, batch))  # stable: by event, key, row
@@ -166,8 +186,9 @@ def ball_query(
     check_packed(query, query_offset, "ball_query", "query")
     check_packed(support, support_offset, "ball_query", "support")
     if query_offset.shape != support_offset.shape:
-        raise ValueError(f"ball_query: query has {query_offset.numel()} events, support "
-                         f"{support_offset.numel()}")
+        raise ValueError(
+            f"ball_query: query has {query_offset.numel()} events, support {support_offset.numel()}"
+        )
     if k < 1 or not radius > 0:
         raise ValueError(f"ball_query: need k >= 1 and radius > 0, got k={k}, radius={radius}")
     if mode not in MODES:
@@ -181,10 +202,16 @@ def ball_query(
         case "torch":
             r2 = float(torch.tensor(radius, dtype=query.dtype) ** 2)  # in the coord dtype
             parts = []
-            for q0, nq, s0, ns in zip(q_starts.tolist(), q_counts.tolist(), s_starts.tolist(),
-                                      s_counts.tolist()):
-                local = _ball_torch_event(query[q0 : q0 + nq], support[s0 : s0 + ns], r2, k,
-                                          nearest)  # (Q_i, k)
+            for q0, nq, s0, ns in zip(
+                q_starts.tolist(),
+                q_counts.tolist(),
+                s_starts.tolist(),
+                s_counts.tolist(),
+                strict=False,
+            ):
+                local = _ball_torch_event(
+                    query[q0 : q0 + nq], support[s0 : s0 + ns], r2, k, nearest
+                )  # (Q_i, k)
                 parts.append(torch.where(local >= 0, local + s0, local))
             idx = torch.cat(parts) if parts else query.new_zeros((0, k), dtype=torch.int64)
             count = (idx >= 0).sum(dim=1)  # (Q,)
@@ -194,8 +221,23 @@ def ball_query(
             count_np = np.zeros(query.shape[0], dtype=np.int64)
             s_np = to_numpy(support)
             lo, cell, dims, perm, skeys = _cell_index(s_np, to_numpy(s_counts), radius)
-            _ball_numba(to_numpy(query), to_numpy(q_starts), to_numpy(q_counts), s_np,
-                        to_numpy(s_starts), to_numpy(s_counts), lo, cell, r2_arr, dims, perm,
-                        skeys, int(k), nearest, idx_np, count_np)
+            _ball_numba(
+                to_numpy(query),
+                to_numpy(q_starts),
+                to_numpy(q_counts),
+                s_np,
+                to_numpy(s_starts),
+                to_numpy(s_counts),
+                lo,
+                cell,
+                r2_arr,
+                dims,
+                perm,
+                skeys,
+                int(k),
+                nearest,
+                idx_np,
+                count_np,
+            )
             idx, count = torch.from_numpy(idx_np), torch.from_numpy(count_np)
     return idx, count

@@ -84,15 +84,16 @@ def centrality_nms(
         raise ValueError(f"centrality_nms: max_per_event must be >= 1 or None, got {max_per_event}")
     device = centers.device
     use = resolve_backend(backend, device, "numba", "centrality_nms")
-    idx, count = ball_query(centers, center_offset, centers, center_offset, radius, k, "first",
-                            backend=use)  # (N, k), (N,)
+    idx, count = ball_query(
+        centers, center_offset, centers, center_offset, radius, k, "first", backend=use
+    )  # (N, k), (N,)
     starts, counts = offset_to_starts(center_offset), offset_to_counts(center_offset)
     n = centers.shape[0]
     match use:
         case "torch":
             keep = torch.zeros(n, dtype=torch.bool)
             idx_l, count_l = idx.cpu().tolist(), count.cpu().tolist()
-            for s0, nb in zip(starts.tolist(), counts.tolist()):
+            for s0, nb in zip(starts.tolist(), counts.tolist(), strict=False):
                 kept = _greedy_python(idx_l[s0 : s0 + nb], count_l[s0 : s0 + nb], s0)
                 keep[torch.tensor(kept, dtype=torch.int64) + s0] = True
             keep = keep.to(device)
@@ -100,8 +101,9 @@ def centrality_nms(
             keep_np = np.zeros(n, dtype=np.bool_)
             batch = np.repeat(np.arange(counts.numel()), to_numpy(counts))
             order = np.lexsort((-to_numpy(count), batch))  # stable: event, -count, row
-            _greedy_numba(to_numpy(idx), to_numpy(count), order, to_numpy(starts),
-                          to_numpy(counts), keep_np)
+            _greedy_numba(
+                to_numpy(idx), to_numpy(count), order, to_numpy(starts), to_numpy(counts), keep_np
+            )
             keep = torch.from_numpy(keep_np)
     keep_idx = torch.nonzero(keep).flatten()  # (M,) ascending, events contiguous
     event_of = torch.searchsorted(center_offset, keep_idx, right=True)  # (M,)
@@ -116,8 +118,9 @@ def centrality_nms(
         first = kept_offset - n_kept
         start = order[first.clamp(max=max(len(order) - 1, 0))] - first  # (B,) local starts
         start = torch.where(n_kept > 0, start, torch.zeros_like(start))
-        sub, _ = farthest_point_sampling(centers[keep_idx], kept_offset, max_per_event,
-                                         start=start, backend=use)
+        sub, _ = farthest_point_sampling(
+            centers[keep_idx], kept_offset, max_per_event, start=start, backend=use
+        )
         keep_idx = torch.sort(keep_idx[sub]).values
         n_dropped = (n_kept - max_per_event).clamp(min=0)
         n_kept = n_kept - n_dropped

@@ -50,8 +50,9 @@ _BUCKET = 64  # points per spatial bucket of the numba kernel
 
 
 @njit(cache=True)
-def _fps_numba(coord, perm, starts, counts, n_take, start_local, out_start,
-               out):  # pragma: no cover
+def _fps_numba(
+    coord, perm, starts, counts, n_take, start_local, out_start, out
+):  # pragma: no cover
     # Points of each event are visited in ``perm`` (a space-filling-curve order) and grouped in
     # buckets of _BUCKET; a bucket whose bounding box is farther from the new sample than its
     # largest current distance cannot change and is skipped. Distances use the reference's
@@ -124,7 +125,7 @@ def _curve_order(coord: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
     numpy on purpose: a handful of vectorized passes, no thread pool to wake up.
     """
-    from nufm.geometry.serialize import _interleave  # noqa: PLC0415 (works on numpy too)
+    from nufm.geometry.serialize import _interleave
 
     n = coord.shape[0]
     if n == 0:
@@ -171,8 +172,10 @@ def farthest_point_sampling(
     b = counts.numel()
     if isinstance(n_samples, Tensor):
         if n_samples.shape != (b,):
-            raise ValueError(f"farthest_point_sampling: n_samples must be int or ({b},), got "
-                             f"{tuple(n_samples.shape)}")
+            raise ValueError(
+                f"farthest_point_sampling: n_samples must be int or ({b},), got "
+                f"{tuple(n_samples.shape)}"
+            )
         n_req = n_samples.to(device=device, dtype=torch.int64)
     else:
         n_req = torch.full((b,), int(n_samples), dtype=torch.int64, device=device)
@@ -190,11 +193,15 @@ def farthest_point_sampling(
             start_local = start.to(device=device, dtype=torch.int64)
             bad = (start_local < 0) | ((start_local >= counts) & (counts > 0))
             if start_local.shape != (b,) or bool(bad.any()):
-                raise ValueError(f"farthest_point_sampling: start must be ({b},) local indices "
-                                 f"in [0, n_i), got {start.tolist()}")
+                raise ValueError(
+                    f"farthest_point_sampling: start must be ({b},) local indices "
+                    f"in [0, n_i), got {start.tolist()}"
+                )
         case _:
-            raise ValueError(f"farthest_point_sampling: unknown start {start!r}; expected "
-                             "'first', 'random' or a (B,) tensor")
+            raise ValueError(
+                f"farthest_point_sampling: unknown start {start!r}; expected "
+                "'first', 'random' or a (B,) tensor"
+            )
     new_offset = torch.cumsum(n_take, 0)  # (B,)
     match resolve_backend(backend, device, "numba", "farthest_point_sampling"):
         case "torch":
@@ -205,8 +212,15 @@ def farthest_point_sampling(
             m = int(new_offset[-1]) if b else 0
             out = np.zeros(m, dtype=np.int64)
             coord_np, counts_np = to_numpy(coord), to_numpy(counts)
-            _fps_numba(coord_np, _curve_order(coord_np, counts_np),
-                       to_numpy(offset_to_starts(offset)), to_numpy(counts), to_numpy(n_take),
-                       to_numpy(start_local), to_numpy(new_offset - n_take), out)
+            _fps_numba(
+                coord_np,
+                _curve_order(coord_np, counts_np),
+                to_numpy(offset_to_starts(offset)),
+                to_numpy(counts),
+                to_numpy(n_take),
+                to_numpy(start_local),
+                to_numpy(new_offset - n_take),
+                out,
+            )
             idx = torch.from_numpy(out)
     return idx, new_offset

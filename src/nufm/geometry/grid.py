@@ -82,8 +82,10 @@ def _cell_key(batch: Tensor, grid_coord: Tensor, op: str) -> Tensor:
     span = (grid_coord.max(dim=0).values + 1).tolist()  # per-axis extent
     n_events = int(batch.max()) + 1
     if n_events * span[0] * span[1] * span[2] >= 1 << 62:
-        raise ValueError(f"{op}: lattice {span} x {n_events} events does not fit a 62-bit key; "
-                         "use a larger grid size")
+        raise ValueError(
+            f"{op}: lattice {span} x {n_events} events does not fit a 62-bit key; "
+            "use a larger grid size"
+        )
     return ((batch * span[0] + grid_coord[:, 0]) * span[1] + grid_coord[:, 1]) * span[2] + (
         grid_coord[:, 2]
     )
@@ -161,18 +163,21 @@ def grid_pool(
     if reduce_feat not in REDUCE_FEAT:
         raise ValueError(f"grid_pool: unknown reduce_feat {reduce_feat!r}; expected {REDUCE_FEAT}")
     if feat.shape[0] != grid_coord.shape[0]:
-        raise ValueError(f"grid_pool: feat has {feat.shape[0]} rows, grid_coord "
-                         f"{grid_coord.shape[0]}")
+        raise ValueError(
+            f"grid_pool: feat has {feat.shape[0]} rows, grid_coord {grid_coord.shape[0]}"
+        )
     batch = offset_to_batch_index(offset)
     if batch.numel() != feat.shape[0]:
-        raise ValueError(f"grid_pool: offset ends at {batch.numel()} but feat has "
-                         f"{feat.shape[0]} rows")
+        raise ValueError(
+            f"grid_pool: offset ends at {batch.numel()} but feat has {feat.shape[0]} rows"
+        )
     coarse = torch.div(grid_coord.long(), stride, rounding_mode="floor")  # (N, 3)
     inverse, first, new_offset = _unique_cells(batch, coarse, offset.numel(), "grid_pool")
     m = first.numel()
     reduce = {"max": "amax", "min": "amin", "mean": "mean", "sum": "sum"}[reduce_feat]
     out = feat.new_zeros((m, feat.shape[1]))  # (M, C)
-    out = out.scatter_reduce(0, inverse[:, None].expand_as(feat), feat, reduce,
-                             include_self=False)  # (M, C)
+    out = out.scatter_reduce(
+        0, inverse[:, None].expand_as(feat), feat, reduce, include_self=False
+    )  # (M, C)
     pooled_coord = _segment_mean(coord, inverse, m) if coord is not None else None
     return GridPoolResult(out, coarse[first], pooled_coord, inverse, new_offset)

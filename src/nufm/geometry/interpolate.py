@@ -43,8 +43,10 @@ def interpolate(
         (Q, C) interpolated features, dtype of ``support_feat``.
     """
     if support_feat.shape[0] != support.shape[0]:
-        raise ValueError(f"interpolate: support_feat has {support_feat.shape[0]} rows, support "
-                         f"{support.shape[0]}")
+        raise ValueError(
+            f"interpolate: support_feat has {support_feat.shape[0]} rows, support "
+            f"{support.shape[0]}"
+        )
     if support_feat.shape[0] == 0:
         return support_feat.new_zeros((query.shape[0], support_feat.shape[1]))
     idx, dist = knn(query, query_offset, support, support_offset, k, backend=backend)  # (Q, k)

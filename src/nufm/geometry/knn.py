@@ -64,8 +64,9 @@ def knn(
     check_packed(query, query_offset, "knn", "query")
     check_packed(support, support_offset, "knn", "support")
     if query_offset.shape != support_offset.shape:
-        raise ValueError(f"knn: query has {query_offset.numel()} events, support "
-                         f"{support_offset.numel()}")
+        raise ValueError(
+            f"knn: query has {query_offset.numel()} events, support {support_offset.numel()}"
+        )
     if k < 1:
         raise ValueError(f"knn: k must be >= 1, got {k}")
     support = support.to(query.dtype)
@@ -76,8 +77,9 @@ def knn(
     use = resolve_backend(backend, query.device, "scipy", "knn")
     q_np = to_numpy(query) if use == "scipy" else None
     s_np = to_numpy(support) if use == "scipy" else None
-    for q0, nq, s0, ns in zip(q_starts.tolist(), q_counts.tolist(), s_starts.tolist(),
-                              s_counts.tolist()):
+    for q0, nq, s0, ns in zip(
+        q_starts.tolist(), q_counts.tolist(), s_starts.tolist(), s_counts.tolist(), strict=False
+    ):
         if nq == 0 or ns == 0:
             continue
         match use:

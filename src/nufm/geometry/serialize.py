@@ -52,7 +52,7 @@ def _compact3(v: Tensor) -> Tensor:
     """Inverse of ``_spread3``: gather bits 3i of ``v`` (N,) int64 into bit i."""
     v = v & 0x1249249249249249
     masks = [magic for _, magic in reversed(_SPREAD[:-1])] + [0x1FFFFF]
-    for (shift, _), magic in zip(reversed(_SPREAD), masks):
+    for (shift, _), magic in zip(reversed(_SPREAD), masks, strict=False):
         v = (v | (v >> shift)) & magic
     return v
 

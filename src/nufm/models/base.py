@@ -76,16 +76,24 @@ class PointFeatures(nn.Module):
         match out.level:
             case "point":
                 if out.feat.shape[0] != N:
-                    raise ValueError(f"PointFeatures: point-level features have "
-                                     f"{out.feat.shape[0]} rows, the batch {N} points")
+                    raise ValueError(
+                        f"PointFeatures: point-level features have "
+                        f"{out.feat.shape[0]} rows, the batch {N} points"
+                    )
                 return out.feat
             case "token":
                 if out.tokens is None or out.valid is None:
                     raise ValueError("PointFeatures: token-level output without tokens/valid")
                 valid = out.valid  # (B, G)
                 support_offset = torch.cumsum(valid.sum(1), 0)  # (B,)
-                return interpolate(batch.coord, batch.offset, out.tokens.center[valid],
-                                   support_offset, out.feat[valid], k=self.k,
-                                   power=self.power)  # (N, D)
+                return interpolate(
+                    batch.coord,
+                    batch.offset,
+                    out.tokens.center[valid],
+                    support_offset,
+                    out.feat[valid],
+                    k=self.k,
+                    power=self.power,
+                )  # (N, D)
             case _:
                 raise ValueError(f"PointFeatures: unknown encoder output level {out.level!r}")

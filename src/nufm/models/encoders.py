@@ -51,8 +51,10 @@ class TokenViTConfig:
 
     def __post_init__(self) -> None:
         if self.tokenizer.embed_dim != self.vit.embed_dim:
-            raise ValueError(f"TokenViTConfig: tokenizer.embed_dim {self.tokenizer.embed_dim} "
-                             f"!= vit.embed_dim {self.vit.embed_dim}")
+            raise ValueError(
+                f"TokenViTConfig: tokenizer.embed_dim {self.tokenizer.embed_dim} "
+                f"!= vit.embed_dim {self.vit.embed_dim}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,17 +68,22 @@ class StreamFusionConfig:
     vit: ViTConfig = field(default_factory=ViTConfig)
     """Transformer shared by all streams (run on each stream's tokens separately)."""
     perceiver: PerceiverConfig = field(
-        default_factory=lambda: PerceiverConfig(stream_dims=(384, 384)))
+        default_factory=lambda: PerceiverConfig(stream_dims=(384, 384))
+    )
     """Latent fusion; ``stream_dims`` must list vit.embed_dim once per stream."""
 
     def __post_init__(self) -> None:
         if self.tokenizer.embed_dim != self.vit.embed_dim:
-            raise ValueError(f"StreamFusionConfig: tokenizer.embed_dim {self.tokenizer.embed_dim}"
-                             f" != vit.embed_dim {self.vit.embed_dim}")
+            raise ValueError(
+                f"StreamFusionConfig: tokenizer.embed_dim {self.tokenizer.embed_dim}"
+                f" != vit.embed_dim {self.vit.embed_dim}"
+            )
         if self.perceiver.stream_dims != (self.vit.embed_dim,) * self.num_streams:
-            raise ValueError(f"StreamFusionConfig: perceiver.stream_dims "
-                             f"{self.perceiver.stream_dims} must be ({self.vit.embed_dim},) * "
-                             f"num_streams={self.num_streams}")
+            raise ValueError(
+                f"StreamFusionConfig: perceiver.stream_dims "
+                f"{self.perceiver.stream_dims} must be ({self.vit.embed_dim},) * "
+                f"num_streams={self.num_streams}"
+            )
 
 
 class TokenViTEncoder(Encoder):
@@ -87,8 +94,7 @@ class TokenViTEncoder(Encoder):
         self.cfg = cfg
         self.tokenizer = PointMAETokenizer(cfg.tokenizer)
         self.vit = ViT(cfg.vit)
-        self.mask_token = (nn.Parameter(torch.zeros(cfg.vit.embed_dim)) if cfg.mask_token
-                           else None)
+        self.mask_token = nn.Parameter(torch.zeros(cfg.vit.embed_dim)) if cfg.mask_token else None
         if self.mask_token is not None:
             nn.init.trunc_normal_(self.mask_token, std=0.02)
 
@@ -100,8 +106,9 @@ class TokenViTEncoder(Encoder):
         """Packed batch -> padded :class:`Tokens`."""
         return self.tokenizer(batch.coord, batch.feat, batch.offset)
 
-    def encode_tokens(self, tokens: Tokens, is_masked: Tensor | None = None,
-                      return_blocks: Sequence[int] = ()) -> ViTOutput:
+    def encode_tokens(
+        self, tokens: Tokens, is_masked: Tensor | None = None, return_blocks: Sequence[int] = ()
+    ) -> ViTOutput:
         """Run the ViT on tokens.
 
         Args:
@@ -129,8 +136,9 @@ class TokenViTEncoder(Encoder):
         member = tokens.group_idx >= 0  # (B, G, K)
         hit = is_masked[tokens.group_idx.clamp(min=0)] & member  # (B, G, K)
         hidden = (2 * hit.sum(-1) > member.sum(-1)) & tokens.valid  # (B, G)
-        feat = torch.where(hidden[..., None], self.mask_token.to(tokens.feat.dtype),
-                           tokens.feat)  # (B, G, D)
+        feat = torch.where(
+            hidden[..., None], self.mask_token.to(tokens.feat.dtype), tokens.feat
+        )  # (B, G, D)
         return replace(tokens, feat=feat)
 
     def forward(self, batch: PointBatch, is_masked: Tensor | None = None) -> EncoderOutput:
@@ -139,8 +147,14 @@ class TokenViTEncoder(Encoder):
         if is_masked is not None:
             tokens = self.mask_tokens(tokens, is_masked)
         out = self.encode_tokens(tokens, return_blocks=self.cfg.return_blocks)
-        return EncoderOutput(feat=out.feat, level="token", offset=batch.offset,
-                             valid=tokens.valid, tokens=tokens, hidden=out.hidden)
+        return EncoderOutput(
+            feat=out.feat,
+            level="token",
+            offset=batch.offset,
+            valid=tokens.valid,
+            tokens=tokens,
+            hidden=out.hidden,
+        )
 
 
 class PTv3Encoder(Encoder):
@@ -167,8 +181,9 @@ class StreamFusionEncoder(Encoder):
     def __init__(self, cfg: StreamFusionConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.tokenizers = nn.ModuleList(PointMAETokenizer(cfg.tokenizer)
-                                        for _ in range(cfg.num_streams))
+        self.tokenizers = nn.ModuleList(
+            PointMAETokenizer(cfg.tokenizer) for _ in range(cfg.num_streams)
+        )
         self.vit = ViT(cfg.vit)
         self.perceiver = PerceiverIO(cfg.perceiver)
 
@@ -179,12 +194,16 @@ class StreamFusionEncoder(Encoder):
     def forward(self, batch: PointBatch) -> EncoderOutput:
         """Returns latents (B, L, D); ``hidden`` holds each stream's ViT tokens under key s."""
         if batch.stream is None:
-            raise ValueError("StreamFusionEncoder: batch.stream is None; every point needs a "
-                             "stream id in 0..num_streams-1")
+            raise ValueError(
+                "StreamFusionEncoder: batch.stream is None; every point needs a "
+                "stream id in 0..num_streams-1"
+            )
         S = self.cfg.num_streams
         if batch.num_points and (int(batch.stream.min()) < 0 or int(batch.stream.max()) >= S):
-            raise ValueError(f"StreamFusionEncoder: stream ids must be in [0, {S}), got "
-                             f"[{int(batch.stream.min())}, {int(batch.stream.max())}]")
+            raise ValueError(
+                f"StreamFusionEncoder: stream ids must be in [0, {S}), got "
+                f"[{int(batch.stream.min())}, {int(batch.stream.max())}]"
+            )
         B = batch.num_events
         event = offset_to_batch_index(batch.offset)  # (N,)
         feats, valids, per_stream = [], [], {}
@@ -197,12 +216,12 @@ class StreamFusionEncoder(Encoder):
             valids.append(tokens.valid)
             per_stream[s] = out.feat
         latents = self.perceiver(feats, valids)  # (B, L, D)
-        return EncoderOutput(feat=latents, level="latent", offset=batch.offset,
-                             hidden=per_stream)
+        return EncoderOutput(feat=latents, level="latent", offset=batch.offset, hidden=per_stream)
 
 
-def build_encoder(cfg: TokenViTConfig | PTv3Config | StreamFusionConfig
-                  | LocalGeometryConfig) -> Encoder:
+def build_encoder(
+    cfg: TokenViTConfig | PTv3Config | StreamFusionConfig | LocalGeometryConfig,
+) -> Encoder:
     """Build the encoder a config describes."""
     match cfg:
         case LocalGeometryConfig():

@@ -45,8 +45,9 @@ class LocalGeometryConfig:
         if not self.ks or min(self.ks) < 2:
             raise ValueError(f"LocalGeometryConfig.ks needs sizes >= 2, got {self.ks}")
         if self.in_channels < 1:
-            raise ValueError(f"LocalGeometryConfig.in_channels must be >= 1, got "
-                             f"{self.in_channels}")
+            raise ValueError(
+                f"LocalGeometryConfig.in_channels must be >= 1, got {self.in_channels}"
+            )
 
     @property
     def out_dim(self) -> int:
@@ -79,8 +80,10 @@ def local_shape_features(coord: Tensor, feat: Tensor, idx: Tensor, dist: Tensor)
     shape = eig / (total[:, None] + _EPS)  # (N, 3)
     far = torch.where(has, dist.to(torch.float64), torch.zeros_like(w)).amax(1)  # (N,)
     energy = (feat[:, -1].to(torch.float64)[idx.clamp(min=0)] * w).sum(1) / n  # (N,)
-    out = torch.cat([shape, torch.log(total + _EPS)[:, None], torch.log(far + _EPS)[:, None],
-                     energy[:, None]], dim=1)  # (N, 6)
+    out = torch.cat(
+        [shape, torch.log(total + _EPS)[:, None], torch.log(far + _EPS)[:, None], energy[:, None]],
+        dim=1,
+    )  # (N, 6)
     return out.to(torch.float32)
 
 
@@ -97,14 +100,19 @@ class LocalGeometryEncoder(Encoder):
 
     def forward(self, batch: PointBatch) -> EncoderOutput:
         if batch.feat.shape[1] != self.cfg.in_channels:
-            raise ValueError(f"LocalGeometryEncoder: batch.feat has {batch.feat.shape[1]} "
-                             f"channels, the config says in_channels={self.cfg.in_channels}")
+            raise ValueError(
+                f"LocalGeometryEncoder: batch.feat has {batch.feat.shape[1]} "
+                f"channels, the config says in_channels={self.cfg.in_channels}"
+            )
         with torch.no_grad():
             # one query at the largest k: the k nearest are a prefix (sorted by distance)
-            idx, dist = knn(batch.coord, batch.offset, batch.coord, batch.offset,
-                            max(self.cfg.ks))  # (N, K)
+            idx, dist = knn(
+                batch.coord, batch.offset, batch.coord, batch.offset, max(self.cfg.ks)
+            )  # (N, K)
             parts = [batch.feat.float()] + [
                 local_shape_features(batch.coord, batch.feat, idx[:, :k], dist[:, :k])
-                for k in self.cfg.ks]
-        return EncoderOutput(feat=torch.cat(parts, dim=1), level="point",
-                             offset=batch.offset)  # (N, D)
+                for k in self.cfg.ks
+            ]
+        return EncoderOutput(
+            feat=torch.cat(parts, dim=1), level="point", offset=batch.offset
+        )  # (N, D)

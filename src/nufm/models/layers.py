@@ -83,8 +83,14 @@ def key_mask(valid: Tensor | None) -> Tensor | None:
 class Attention(nn.Module):
     """Multi-head self-attention with ``F.scaled_dot_product_attention`` and a key mask."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"Attention: dim {dim} not divisible by num_heads {num_heads}")
@@ -103,7 +109,10 @@ class Attention(nn.Module):
         H = self.num_heads
         qkv = self.qkv(x).reshape(B, G, 3, H, D // H).permute(2, 0, 3, 1, 4)  # (3, B, H, G, D/H)
         out = F.scaled_dot_product_attention(
-            qkv[0], qkv[1], qkv[2], attn_mask=key_mask(valid),
+            qkv[0],
+            qkv[1],
+            qkv[2],
+            attn_mask=key_mask(valid),
             dropout_p=self.attn_drop if self.training else 0.0,
         )  # (B, H, G, D/H)
         out = out.transpose(1, 2).reshape(B, G, D)  # (B, G, D)
@@ -113,8 +122,9 @@ class Attention(nn.Module):
 class CrossAttention(nn.Module):
     """Multi-head cross-attention: queries (B, Q, Dq) attend to keys/values (B, S, Dkv)."""
 
-    def __init__(self, dim: int, kv_dim: int, num_heads: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, kv_dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0
+    ) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(f"CrossAttention: dim {dim} not divisible by num_heads {num_heads}")
@@ -124,8 +134,9 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
 
-    def forward(self, query: Tensor, context: Tensor,
-                context_valid: Tensor | None = None) -> Tensor:
+    def forward(
+        self, query: Tensor, context: Tensor, context_valid: Tensor | None = None
+    ) -> Tensor:
         """Args: query (B, Q, D); context (B, S, Dkv); context_valid (B, S) bool.
 
         Returns (B, Q, D).
@@ -136,7 +147,10 @@ class CrossAttention(nn.Module):
         q = self.q(query).reshape(B, Q, H, D // H).transpose(1, 2)  # (B, H, Q, D/H)
         kv = self.kv(context).reshape(B, S, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (2,B,H,S,D/H)
         out = F.scaled_dot_product_attention(
-            q, kv[0], kv[1], attn_mask=key_mask(context_valid),
+            q,
+            kv[0],
+            kv[1],
+            attn_mask=key_mask(context_valid),
             dropout_p=self.attn_drop if self.training else 0.0,
         )  # (B, H, Q, D/H)
         return self.proj(out.transpose(1, 2).reshape(B, Q, D))
@@ -145,9 +159,17 @@ class CrossAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + DP(LS(Attn(LN(x)))), then x + DP(LS(MLP(LN(x))))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
-                 drop_path: float = 0.0, attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 layer_scale: float | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        layer_scale: float | None = None,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, num_heads, qkv_bias, attn_drop, proj_drop)
@@ -166,8 +188,15 @@ class Block(nn.Module):
 class CrossBlock(nn.Module):
     """Pre-norm cross-attention block: q + CA(LN(q), LN(ctx)), then q + MLP(LN(q))."""
 
-    def __init__(self, dim: int, kv_dim: int, num_heads: int, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, drop_path: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        kv_dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_path: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm_q = nn.LayerNorm(dim)
         self.norm_kv = nn.LayerNorm(kv_dim)
@@ -176,9 +205,11 @@ class CrossBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)
 
-    def forward(self, query: Tensor, context: Tensor,
-                context_valid: Tensor | None = None) -> Tensor:
+    def forward(
+        self, query: Tensor, context: Tensor, context_valid: Tensor | None = None
+    ) -> Tensor:
         """query (B, Q, D), context (B, S, Dkv), context_valid (B, S) -> (B, Q, D)."""
-        q = query + self.drop_path(self.attn(self.norm_q(query), self.norm_kv(context),
-                                             context_valid))
+        q = query + self.drop_path(
+            self.attn(self.norm_q(query), self.norm_kv(context), context_valid)
+        )
         return q + self.drop_path(self.mlp(self.norm2(q)))

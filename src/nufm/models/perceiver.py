@@ -44,8 +44,10 @@ class PerceiverConfig:
         if len(self.stream_dims) < 1:
             raise ValueError("PerceiverConfig: stream_dims needs at least one stream")
         if self.latent_dim % self.num_heads != 0:
-            raise ValueError(f"PerceiverConfig: latent_dim {self.latent_dim} not divisible by "
-                             f"num_heads {self.num_heads}")
+            raise ValueError(
+                f"PerceiverConfig: latent_dim {self.latent_dim} not divisible by "
+                f"num_heads {self.num_heads}"
+            )
 
 
 class PerceiverIO(nn.Module):
@@ -59,11 +61,15 @@ class PerceiverIO(nn.Module):
         self.stream_proj = nn.ModuleList(nn.Linear(d, D) for d in cfg.stream_dims)
         self.stream_embed = nn.Parameter(torch.randn(len(cfg.stream_dims), D) * 0.02)  # (S, D)
         self.cross = nn.ModuleList(
-            CrossBlock(D, D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.num_cross))
+            CrossBlock(D, D, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.num_cross)
+        )
         self.self_blocks = nn.ModuleList(
-            nn.ModuleList(Block(D, cfg.num_heads, cfg.mlp_ratio, drop_path=cfg.drop_path)
-                          for _ in range(cfg.depth))
-            for _ in range(cfg.num_cross))
+            nn.ModuleList(
+                Block(D, cfg.num_heads, cfg.mlp_ratio, drop_path=cfg.drop_path)
+                for _ in range(cfg.depth)
+            )
+            for _ in range(cfg.num_cross)
+        )
         self.norm = nn.LayerNorm(D)
         self.decoder = CrossBlock(D, D, cfg.num_heads, cfg.mlp_ratio)
 
@@ -78,21 +84,25 @@ class PerceiverIO(nn.Module):
             (B, L, latent_dim) latents.
         """
         if len(streams) != len(self.stream_proj) or len(valids) != len(streams):
-            raise ValueError(f"PerceiverIO: expected {len(self.stream_proj)} streams and valid "
-                             f"masks, got {len(streams)} and {len(valids)}")
+            raise ValueError(
+                f"PerceiverIO: expected {len(self.stream_proj)} streams and valid "
+                f"masks, got {len(streams)} and {len(valids)}"
+            )
         B = streams[0].shape[0]
         tokens = []
-        for s, (x, proj) in enumerate(zip(streams, self.stream_proj)):
+        for s, (x, proj) in enumerate(zip(streams, self.stream_proj, strict=False)):
             if x.shape[-1] != self.cfg.stream_dims[s]:
-                raise ValueError(f"PerceiverIO: stream {s} has width {x.shape[-1]}, "
-                                 f"config says {self.cfg.stream_dims[s]}")
+                raise ValueError(
+                    f"PerceiverIO: stream {s} has width {x.shape[-1]}, "
+                    f"config says {self.cfg.stream_dims[s]}"
+                )
             # Zero the padding so non-finite junk there cannot leak through 0-weight attention.
             x = x.masked_fill(~valids[s][..., None], 0.0)
             tokens.append(proj(x) + self.stream_embed[s])  # (B, G_s, D)
         context = torch.cat(tokens, dim=1)  # (B, sum G_s, D)
         context_valid = torch.cat(list(valids), dim=1)  # (B, sum G_s)
         z = self.latents.expand(B, -1, -1)  # (B, L, D)
-        for cross, blocks in zip(self.cross, self.self_blocks):
+        for cross, blocks in zip(self.cross, self.self_blocks, strict=False):
             z = cross(z, context, context_valid)
             for block in blocks:
                 z = block(z)

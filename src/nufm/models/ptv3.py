@@ -92,10 +92,15 @@ class PTv3Config:
         if not self.enc_mode:
             for name in ("dec_depths", "dec_channels", "dec_num_head", "dec_patch_size"):
                 if len(getattr(self, name)) != S - 1:
-                    raise ValueError(f"PTv3Config: {name} needs {S - 1} entries (one per decoder"
-                                     " stage) unless enc_mode=True")
-        for c, h in zip(self.enc_channels + self.dec_channels,
-                        self.enc_num_head + self.dec_num_head):
+                    raise ValueError(
+                        f"PTv3Config: {name} needs {S - 1} entries (one per decoder"
+                        " stage) unless enc_mode=True"
+                    )
+        for c, h in zip(
+            self.enc_channels + self.dec_channels,
+            self.enc_num_head + self.dec_num_head,
+            strict=False,
+        ):
             if c % h != 0:
                 raise ValueError(f"PTv3Config: width {c} not divisible by {h} heads")
         if not self.order:
@@ -185,8 +190,9 @@ def make_patch_plan(order: Tensor, inverse: Tensor, offset: Tensor, patch_size: 
 class SerializedAttention(nn.Module):
     """Multi-head attention inside serialized patches, with SDPA on (P, H, K, C/H)."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
@@ -195,15 +201,19 @@ class SerializedAttention(nn.Module):
 
     def forward(self, feat: Tensor, plan: _PatchPlan) -> Tensor:
         """feat (N, C) -> (N, C); points attend only within their patch."""
-        N, C = feat.shape
+        _N, C = feat.shape
         H = self.num_heads
         P, Kp = plan.rows.shape
         qkv = self.qkv(feat)[plan.rows]  # (P, Kp, 3C)
         qkv = qkv.reshape(P, Kp, 3, H, C // H).permute(2, 0, 3, 1, 4)  # (3, P, H, Kp, C/H)
         attn_mask = None if plan.slot_valid is None else plan.slot_valid[:, None, None, :]
         out = F.scaled_dot_product_attention(
-            qkv[0], qkv[1], qkv[2], attn_mask=attn_mask,
-            dropout_p=self.attn_drop if self.training else 0.0)  # (P, H, Kp, C/H)
+            qkv[0],
+            qkv[1],
+            qkv[2],
+            attn_mask=attn_mask,
+            dropout_p=self.attn_drop if self.training else 0.0,
+        )  # (P, H, Kp, C/H)
         out = out.transpose(1, 2).reshape(P * Kp, C)[plan.back]  # (N, C)
         return self.proj(out)
 
@@ -211,8 +221,16 @@ class SerializedAttention(nn.Module):
 class PTv3Block(nn.Module):
     """CPE (sparse conv -> Linear -> LN, residual), then pre-norm attention and MLP."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
-                 drop_path: float, attn_drop: float, layer_scale: float | None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop_path: float,
+        attn_drop: float,
+        layer_scale: float | None,
+    ) -> None:
         super().__init__()
         self.cpe_conv = SubMConv3d(dim, dim)
         self.cpe_linear = nn.Linear(dim, dim)
@@ -247,19 +265,29 @@ class PTv3(nn.Module):
         self.cfg = cfg
         S = len(cfg.enc_channels)
         self.stem = _Proj(cfg.in_channels, cfg.enc_channels[0])
-        self.mask_token = (nn.Parameter(torch.zeros(1, cfg.enc_channels[0]))
-                           if cfg.mask_token else None)
+        self.mask_token = (
+            nn.Parameter(torch.zeros(1, cfg.enc_channels[0])) if cfg.mask_token else None
+        )
         enc_rates = linear_rates(cfg.drop_path, sum(cfg.enc_depths))
-        self.pools = nn.ModuleList(_Proj(cfg.enc_channels[s - 1], cfg.enc_channels[s])
-                                   for s in range(1, S))
+        self.pools = nn.ModuleList(
+            _Proj(cfg.enc_channels[s - 1], cfg.enc_channels[s]) for s in range(1, S)
+        )
         self.enc = nn.ModuleList()
         i = 0
         for s in range(S):
             blocks = nn.ModuleList()
             for _ in range(cfg.enc_depths[s]):
-                blocks.append(PTv3Block(cfg.enc_channels[s], cfg.enc_num_head[s], cfg.mlp_ratio,
-                                        cfg.qkv_bias, enc_rates[i], cfg.attn_drop,
-                                        cfg.layer_scale))
+                blocks.append(
+                    PTv3Block(
+                        cfg.enc_channels[s],
+                        cfg.enc_num_head[s],
+                        cfg.mlp_ratio,
+                        cfg.qkv_bias,
+                        enc_rates[i],
+                        cfg.attn_drop,
+                        cfg.layer_scale,
+                    )
+                )
                 i += 1
             self.enc.append(blocks)
         self.unpool_up = nn.ModuleList()
@@ -274,9 +302,17 @@ class PTv3(nn.Module):
                 self.unpool_skip.append(_Proj(cfg.enc_channels[s], cfg.dec_channels[s]))
                 blocks = nn.ModuleList()
                 for _ in range(cfg.dec_depths[s]):
-                    blocks.append(PTv3Block(cfg.dec_channels[s], cfg.dec_num_head[s],
-                                            cfg.mlp_ratio, cfg.qkv_bias, dec_rates[i],
-                                            cfg.attn_drop, cfg.layer_scale))
+                    blocks.append(
+                        PTv3Block(
+                            cfg.dec_channels[s],
+                            cfg.dec_num_head[s],
+                            cfg.mlp_ratio,
+                            cfg.qkv_bias,
+                            dec_rates[i],
+                            cfg.attn_drop,
+                            cfg.layer_scale,
+                        )
+                    )
                     i += 1
                 self.dec.append(blocks)
 
@@ -300,14 +336,19 @@ class PTv3(nn.Module):
             return
         depth = self.cfg.serialization_depth - level.depth_drop
         if level.grid_coord.numel() and int(level.grid_coord.max()) >= 2**depth:
-            raise ValueError(f"PTv3: grid_coord up to {int(level.grid_coord.max())} does not fit "
-                             f"serialization_depth={self.cfg.serialization_depth} bits; raise it "
-                             "or coarsen grid_size")
-        order, inverse = serialization_order(level.grid_coord, level.offset, depth,
-                                             tuple(self._orders()))
+            raise ValueError(
+                f"PTv3: grid_coord up to {int(level.grid_coord.max())} does not fit "
+                f"serialization_depth={self.cfg.serialization_depth} bits; raise it "
+                "or coarsen grid_size"
+            )
+        order, inverse = serialization_order(
+            level.grid_coord, level.offset, depth, tuple(self._orders())
+        )
         for p in missing:
-            level.plans[p] = [make_patch_plan(order[k], inverse[k], level.offset, p)
-                              for k in range(order.shape[0])]
+            level.plans[p] = [
+                make_patch_plan(order[k], inverse[k], level.offset, p)
+                for k in range(order.shape[0])
+            ]
 
     @staticmethod
     def _run(blocks: nn.ModuleList, level: _Level, patch: int) -> Tensor:
@@ -318,8 +359,14 @@ class PTv3(nn.Module):
             feat = block(feat, level.nbr, plans[i % len(plans)])
         return feat
 
-    def forward(self, coord: Tensor, feat: Tensor, offset: Tensor,
-                grid_coord: Tensor | None = None, is_masked: Tensor | None = None) -> PTv3Output:
+    def forward(
+        self,
+        coord: Tensor,
+        feat: Tensor,
+        offset: Tensor,
+        grid_coord: Tensor | None = None,
+        is_masked: Tensor | None = None,
+    ) -> PTv3Output:
         """Encode (and decode) a packed batch.
 
         Args:
@@ -336,8 +383,9 @@ class PTv3(nn.Module):
         """
         cfg = self.cfg
         if feat.shape[-1] != cfg.in_channels:
-            raise ValueError(f"PTv3: feat has {feat.shape[-1]} channels, config in_channels="
-                             f"{cfg.in_channels}")
+            raise ValueError(
+                f"PTv3: feat has {feat.shape[-1]} channels, config in_channels={cfg.in_channels}"
+            )
         if grid_coord is None:
             grid_coord = voxelize(coord, offset, cfg.grid_size)
         x = self.stem(feat)  # (N, C0)
@@ -345,20 +393,31 @@ class PTv3(nn.Module):
             if self.mask_token is None:
                 raise ValueError("PTv3: is_masked given but cfg.mask_token is False")
             x = torch.where(is_masked[:, None], self.mask_token.to(x.dtype), x)
-        levels = [_Level(feat=x, coord=coord, grid_coord=grid_coord.to(torch.int64),
-                         offset=offset)]
+        levels = [_Level(feat=x, coord=coord, grid_coord=grid_coord.to(torch.int64), offset=offset)]
         S = len(cfg.enc_channels)
         for s in range(S):
             if s > 0:
                 prev = levels[-1]
-                pooled = grid_pool(self.pools[s - 1][0](prev.feat), prev.grid_coord, prev.offset,
-                                   cfg.stride[s - 1], reduce_feat="max", coord=prev.coord)
+                pooled = grid_pool(
+                    self.pools[s - 1][0](prev.feat),
+                    prev.grid_coord,
+                    prev.offset,
+                    cfg.stride[s - 1],
+                    reduce_feat="max",
+                    coord=prev.coord,
+                )
                 # grid_coord // (product of strides) needs floor(log2(product)) fewer bits.
                 drop = int(math.log2(math.prod(cfg.stride[:s])))
-                levels.append(_Level(feat=self.pools[s - 1][2](self.pools[s - 1][1](pooled.feat)),
-                                     coord=pooled.coord, grid_coord=pooled.grid_coord,
-                                     offset=pooled.new_offset, cluster=pooled.cluster,
-                                     depth_drop=min(drop, cfg.serialization_depth - 1)))
+                levels.append(
+                    _Level(
+                        feat=self.pools[s - 1][2](self.pools[s - 1][1](pooled.feat)),
+                        coord=pooled.coord,
+                        grid_coord=pooled.grid_coord,
+                        offset=pooled.new_offset,
+                        cluster=pooled.cluster,
+                        depth_drop=min(drop, cfg.serialization_depth - 1),
+                    )
+                )
             level = levels[s]
             sizes = {cfg.enc_patch_size[s]}
             if not cfg.enc_mode and s < S - 1:
@@ -373,7 +432,7 @@ class PTv3(nn.Module):
             to_point.append(cl[to_point[-1]])
         if cfg.enc_mode:
             if cfg.enc_upcast == "concat":
-                out = torch.cat([f[m] for f, m in zip(stage_feat, to_point)], dim=-1)
+                out = torch.cat([f[m] for f, m in zip(stage_feat, to_point, strict=False)], dim=-1)
             else:
                 out = stage_feat[-1][to_point[-1]]
         else:
@@ -386,6 +445,12 @@ class PTv3(nn.Module):
                 up = self._run(self.dec[s], level, cfg.dec_patch_size[s])
             out = up
         deep = levels[-1]
-        return PTv3Output(feat=out, offset=offset, deep_feat=deep.feat, deep_coord=deep.coord,
-                          deep_offset=deep.offset, point_to_deep=to_point[-1],
-                          stage_feat=stage_feat)
+        return PTv3Output(
+            feat=out,
+            offset=offset,
+            deep_feat=deep.feat,
+            deep_coord=deep.coord,
+            deep_offset=deep.offset,
+            point_to_deep=to_point[-1],
+            stage_feat=stage_feat,
+        )

@@ -93,8 +93,10 @@ class SubMConv3d(nn.Module):
         rows = torch.where(nbr < 0, torch.full_like(nbr, N), nbr)  # (N, 27)
         weight = self.weight.reshape(27 * C, -1).to(feat.dtype)  # (27 C, C')
         step = max(1, CHUNK_ELEMENTS // (27 * C))
-        parts = [padded[rows[i : i + step]].reshape(-1, 27 * C) @ weight  # (rows, C')
-                 for i in range(0, N, step)]
+        parts = [
+            padded[rows[i : i + step]].reshape(-1, 27 * C) @ weight  # (rows, C')
+            for i in range(0, N, step)
+        ]
         out = torch.cat(parts) if len(parts) != 1 else parts[0]  # (N, C')
         if self.bias is not None:
             out = out + self.bias.to(feat.dtype)

@@ -77,23 +77,31 @@ class PointMAETokenizerConfig:
 
     def __post_init__(self) -> None:
         if self.group_radius <= 0:
-            raise ValueError(f"PointMAETokenizerConfig: group_radius must be > 0, "
-                             f"got {self.group_radius}")
+            raise ValueError(
+                f"PointMAETokenizerConfig: group_radius must be > 0, got {self.group_radius}"
+            )
         if self.group_upscale_points < self.group_max_points:
-            raise ValueError("PointMAETokenizerConfig: group_upscale_points "
-                             f"({self.group_upscale_points}) < group_max_points "
-                             f"({self.group_max_points})")
+            raise ValueError(
+                "PointMAETokenizerConfig: group_upscale_points "
+                f"({self.group_upscale_points}) < group_max_points "
+                f"({self.group_max_points})"
+            )
         if self.context_length < 1:
-            raise ValueError(f"PointMAETokenizerConfig: context_length must be >= 1, "
-                             f"got {self.context_length}")
+            raise ValueError(
+                f"PointMAETokenizerConfig: context_length must be >= 1, got {self.context_length}"
+            )
 
 
 TOKENIZER_PRESETS: dict[str, PointMAETokenizerConfig] = {
     "polarmae-5voxel": PointMAETokenizerConfig(),
     "polarmae-5voxel-paper": PointMAETokenizerConfig(num_init_groups=2048, cnms_k=2048),
     "polarmae-2.5voxel": PointMAETokenizerConfig(
-        group_radius=2.5 / VOXELS_PER_UNIT, group_max_points=16, group_upscale_points=64,
-        overlap_factor=0.73, context_length=1024),
+        group_radius=2.5 / VOXELS_PER_UNIT,
+        group_max_points=16,
+        group_upscale_points=64,
+        overlap_factor=0.73,
+        context_length=1024,
+    ),
 }
 """PoLAr-MAE tokenizer presets (anchors 1.2)."""
 
@@ -141,10 +149,12 @@ class MiniPointNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, dims: tuple[int, int, int]) -> None:
         super().__init__()
         h1, p1, h2 = dims
-        self.first = nn.Sequential(nn.Linear(in_dim, h1, bias=False), nn.LayerNorm(h1), nn.ReLU(),
-                                   nn.Linear(h1, p1))
-        self.second = nn.Sequential(nn.Linear(2 * p1, h2, bias=False), nn.LayerNorm(h2),
-                                    nn.ReLU(), nn.Linear(h2, out_dim))
+        self.first = nn.Sequential(
+            nn.Linear(in_dim, h1, bias=False), nn.LayerNorm(h1), nn.ReLU(), nn.Linear(h1, p1)
+        )
+        self.second = nn.Sequential(
+            nn.Linear(2 * p1, h2, bias=False), nn.LayerNorm(h2), nn.ReLU(), nn.Linear(h2, out_dim)
+        )
 
     @staticmethod
     def _segment_max(x: Tensor, group: Tensor, Q: int) -> Tensor:
@@ -181,7 +191,7 @@ def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
         0..k-1 unchanged (all their valid points, then their empty slots); only the others run
         the k - 1 sequential FPS steps, on their first max(n_valid) slots.
     """
-    Q, Ku, _ = points.shape
+    Q, _Ku, _ = points.shape
     dev = points.device
     n_valid = point_valid.sum(1)  # (Q,)
     out = torch.arange(k, device=dev).expand(Q, k).clone()  # (Q, k)
@@ -207,9 +217,16 @@ def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
     return out
 
 
-def ball_group(center: Tensor, center_offset: Tensor, coord: Tensor, offset: Tensor,
-               radius: float, candidates: int, k: int,
-               reduction: Literal["fps", "nearest"] = "fps") -> Tensor:
+def ball_group(
+    center: Tensor,
+    center_offset: Tensor,
+    coord: Tensor,
+    offset: Tensor,
+    radius: float,
+    candidates: int,
+    k: int,
+    reduction: Literal["fps", "nearest"] = "fps",
+) -> Tensor:
     """Up to ``k`` points of the same event within ``radius`` of every centre.
 
     The ``candidates`` nearest points in the ball (:func:`ball_query`, "nearest" mode) are
@@ -225,8 +242,9 @@ def ball_group(center: Tensor, center_offset: Tensor, coord: Tensor, offset: Ten
     Returns:
         (Q, k) int64 global rows of ``coord``, -1 in empty slots (filled slots first).
     """
-    idx, _ = ball_query(center, center_offset, coord, offset, radius, candidates,
-                        mode="nearest")  # (Q, Ku)
+    idx, _ = ball_query(
+        center, center_offset, coord, offset, radius, candidates, mode="nearest"
+    )  # (Q, Ku)
     if candidates > k:
         match reduction:
             case "fps":
@@ -266,8 +284,9 @@ class PointMAETokenizer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.pointnet = MiniPointNet(3 + cfg.in_channels, cfg.embed_dim, cfg.pointnet_dims)
-        self.pos_embed = nn.Sequential(nn.Linear(3, cfg.pos_hidden), nn.GELU(),
-                                       nn.Linear(cfg.pos_hidden, cfg.embed_dim))
+        self.pos_embed = nn.Sequential(
+            nn.Linear(3, cfg.pos_hidden), nn.GELU(), nn.Linear(cfg.pos_hidden, cfg.embed_dim)
+        )
 
     @torch.no_grad()
     def group(self, coord: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -291,30 +310,45 @@ class PointMAETokenizer(nn.Module):
         idx = torch.where(idx >= 0, order[idx.clamp(min=0)], idx)  # (Q, K) stored rows
         return order[center_row], center_offset, idx, n_dropped
 
-    def _group_sorted(self, coord: Tensor, offset: Tensor
-                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _group_sorted(self, coord: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """:meth:`group` on points already in canonical order (rows refer to that order)."""
         cfg = self.cfg
         N = coord.shape[0]
         if cfg.num_init_groups is not None:
             start = "random" if (self.training and cfg.random_fps_start_in_training) else "first"
-            cand_row, cand_offset = farthest_point_sampling(coord, offset, cfg.num_init_groups,
-                                                            start=start)
+            cand_row, cand_offset = farthest_point_sampling(
+                coord, offset, cfg.num_init_groups, start=start
+            )
         else:
             cand_row = torch.arange(N, device=coord.device)
             cand_offset = offset
         keep, center_offset, n_dropped = centrality_nms(
-            coord[cand_row], cand_offset, 2.0 * cfg.group_radius * cfg.overlap_factor,
-            cfg.cnms_k, cfg.context_length)
+            coord[cand_row],
+            cand_offset,
+            2.0 * cfg.group_radius * cfg.overlap_factor,
+            cfg.cnms_k,
+            cfg.context_length,
+        )
         center_row = cand_row[keep]  # (Q,)
         if bool((n_dropped > 0).any()) and not PointMAETokenizer._warned_overflow:
             PointMAETokenizer._warned_overflow = True
-            log.warning("PointMAETokenizer: %d events had more than context_length=%d C-NMS "
-                        "centres; extra centres dropped (counted in Tokens.n_dropped; logged "
-                        "once)", int((n_dropped > 0).sum()), cfg.context_length)
-        idx = ball_group(coord[center_row], center_offset, coord, offset, cfg.group_radius,
-                         cfg.group_upscale_points, cfg.group_max_points,
-                         cfg.reduction)  # (Q, K)
+            log.warning(
+                "PointMAETokenizer: %d events had more than context_length=%d C-NMS "
+                "centres; extra centres dropped (counted in Tokens.n_dropped; logged "
+                "once)",
+                int((n_dropped > 0).sum()),
+                cfg.context_length,
+            )
+        idx = ball_group(
+            coord[center_row],
+            center_offset,
+            coord,
+            offset,
+            cfg.group_radius,
+            cfg.group_upscale_points,
+            cfg.group_max_points,
+            cfg.reduction,
+        )  # (Q, K)
         return center_row, center_offset, idx, n_dropped
 
     def forward(self, coord: Tensor, feat: Tensor, offset: Tensor) -> Tokens:
@@ -330,11 +364,14 @@ class PointMAETokenizer(nn.Module):
         """
         cfg = self.cfg
         if feat.shape[-1] != cfg.in_channels:
-            raise ValueError(f"PointMAETokenizer: feat has {feat.shape[-1]} channels, config "
-                             f"in_channels={cfg.in_channels}")
+            raise ValueError(
+                f"PointMAETokenizer: feat has {feat.shape[-1]} channels, config "
+                f"in_channels={cfg.in_channels}"
+            )
         if coord.shape[0] != feat.shape[0]:
-            raise ValueError(f"PointMAETokenizer: coord has {coord.shape[0]} rows, "
-                             f"feat {feat.shape[0]}")
+            raise ValueError(
+                f"PointMAETokenizer: coord has {coord.shape[0]} rows, feat {feat.shape[0]}"
+            )
         center_row, center_offset, idx, n_dropped = self.group(coord, offset)
         center = coord[center_row]  # (Q, 3)
         tok = self.embed(coord, feat, center, idx)  # (Q, D)
@@ -343,8 +380,14 @@ class PointMAETokenizer(nn.Module):
         group_p, _ = pad(idx, center_offset, fill=-1)  # (B, G, K)
         valid = valid & (group_p >= 0).any(-1)
         pos = self.pos_embed(center_p)  # (B, G, D)
-        return Tokens(feat=tok_p, pos=pos, center=center_p, valid=valid, group_idx=group_p,
-                      n_dropped=n_dropped)
+        return Tokens(
+            feat=tok_p,
+            pos=pos,
+            center=center_p,
+            valid=valid,
+            group_idx=group_p,
+            n_dropped=n_dropped,
+        )
 
     def embed(self, coord: Tensor, feat: Tensor, center: Tensor, group_idx: Tensor) -> Tensor:
         """Mini-PointNet embedding of groups.
@@ -379,8 +422,9 @@ class PointMAETokenizer(nn.Module):
             feat: (N, C) the packed features.
             tokens: from :meth:`forward` (of this or a same-config tokenizer).
         """
-        tok = self.embed(coord, feat, tokens.center[tokens.valid],
-                         tokens.group_idx[tokens.valid])  # (Qv, D)
+        tok = self.embed(
+            coord, feat, tokens.center[tokens.valid], tokens.group_idx[tokens.valid]
+        )  # (Qv, D)
         out = tok.new_zeros(*tokens.valid.shape, tok.shape[-1])  # (B, G, D)
         out[tokens.valid] = tok
         return replace(tokens, feat=out, pos=self.pos_embed(tokens.center))
@@ -391,6 +435,15 @@ def tokens_per_event(tokens: Tokens) -> Tensor:
     return tokens.valid.sum(1)
 
 
-__all__ = ["PointMAETokenizerConfig", "TOKENIZER_PRESETS", "Tokens", "MiniPointNet",
-           "PointMAETokenizer", "ball_group", "canonical_order", "fps_in_groups",
-           "gather_groups", "tokens_per_event"]
+__all__ = [
+    "TOKENIZER_PRESETS",
+    "MiniPointNet",
+    "PointMAETokenizer",
+    "PointMAETokenizerConfig",
+    "Tokens",
+    "ball_group",
+    "canonical_order",
+    "fps_in_groups",
+    "gather_groups",
+    "tokens_per_event",
+]

@@ -19,14 +19,20 @@ from nufm.geometry.interpolate import interpolate
 class FeaturePropagation(nn.Module):
     """Padded tokens (B, G, D) -> packed per-point features (N, D_out)."""
 
-    def __init__(self, token_dim: int, point_dim: int, hidden: Sequence[int] = (384, 384),
-                 k: int = 3, power: float = 2.0) -> None:
+    def __init__(
+        self,
+        token_dim: int,
+        point_dim: int,
+        hidden: Sequence[int] = (384, 384),
+        k: int = 3,
+        power: float = 2.0,
+    ) -> None:
         """Args:
-            token_dim: D of the token features.
-            point_dim: C of the per-point features concatenated after interpolation (0 = none).
-            hidden: widths of the per-point MLP; the last one is the output width.
-            k: nearest token centres used for interpolation (PointNet++ uses 3).
-            power: inverse-distance exponent (weights 1 / d^power).
+        token_dim: D of the token features.
+        point_dim: C of the per-point features concatenated after interpolation (0 = none).
+        hidden: widths of the per-point MLP; the last one is the output width.
+        k: nearest token centres used for interpolation (PointNet++ uses 3).
+        power: inverse-distance exponent (weights 1 / d^power).
         """
         super().__init__()
         if not 1 <= k <= 16:
@@ -44,8 +50,15 @@ class FeaturePropagation(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.out_dim = d
 
-    def forward(self, token_feat: Tensor, center: Tensor, valid: Tensor, coord: Tensor,
-                offset: Tensor, point_feat: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        token_feat: Tensor,
+        center: Tensor,
+        valid: Tensor,
+        coord: Tensor,
+        offset: Tensor,
+        point_feat: Tensor | None = None,
+    ) -> Tensor:
         """Propagate token features to points.
 
         Args:
@@ -60,12 +73,21 @@ class FeaturePropagation(nn.Module):
             (N, D_out) per-point features.
         """
         support_offset = torch.cumsum(valid.sum(1), 0)  # (B,)
-        up = interpolate(coord, offset, center[valid], support_offset, token_feat[valid],
-                         k=self.k, power=self.power)  # (N, D)
+        up = interpolate(
+            coord,
+            offset,
+            center[valid],
+            support_offset,
+            token_feat[valid],
+            k=self.k,
+            power=self.power,
+        )  # (N, D)
         if self.point_dim > 0:
             if point_feat is None or point_feat.shape[-1] != self.point_dim:
                 got = None if point_feat is None else tuple(point_feat.shape)
-                raise ValueError(f"FeaturePropagation: expected point_feat with "
-                                 f"{self.point_dim} channels, got {got}")
+                raise ValueError(
+                    f"FeaturePropagation: expected point_feat with "
+                    f"{self.point_dim} channels, got {got}"
+                )
             up = torch.cat([up, point_feat], dim=-1)  # (N, D + C)
         return self.mlp(up)

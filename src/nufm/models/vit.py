@@ -46,8 +46,9 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         if self.embed_dim % self.num_heads != 0:
-            raise ValueError(f"ViTConfig: embed_dim {self.embed_dim} not divisible by "
-                             f"num_heads {self.num_heads}")
+            raise ValueError(
+                f"ViTConfig: embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}"
+            )
         if self.depth < 1:
             raise ValueError(f"ViTConfig: depth must be >= 1, got {self.depth}")
 
@@ -81,8 +82,16 @@ class ViT(nn.Module):
         self.cfg = cfg
         rates = linear_rates(cfg.drop_path, cfg.depth)
         self.blocks = nn.ModuleList(
-            Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, rates[i],
-                  cfg.attn_drop, cfg.proj_drop, cfg.layer_scale)
+            Block(
+                cfg.embed_dim,
+                cfg.num_heads,
+                cfg.mlp_ratio,
+                cfg.qkv_bias,
+                rates[i],
+                cfg.attn_drop,
+                cfg.proj_drop,
+                cfg.layer_scale,
+            )
             for i in range(cfg.depth)
         )
         self.norm = nn.LayerNorm(cfg.embed_dim) if cfg.final_norm else nn.Identity()
@@ -92,8 +101,9 @@ class ViT(nn.Module):
     def out_dim(self) -> int:
         return self.cfg.embed_dim
 
-    def forward(self, x: Tensor, pos: Tensor | None, valid: Tensor | None,
-                return_blocks: Sequence[int] = ()) -> ViTOutput:
+    def forward(
+        self, x: Tensor, pos: Tensor | None, valid: Tensor | None, return_blocks: Sequence[int] = ()
+    ) -> ViTOutput:
         """Encode tokens.
 
         Args:

@@ -85,9 +85,12 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         ranges = {
-            "photon_energy": self.photon_energy, "electron_energy": self.electron_energy,
-            "muon_energy": self.muon_energy, "pion_energy": self.pion_energy,
-            "proton_energy": self.proton_energy, "cosmic_energy": self.cosmic_energy,
+            "photon_energy": self.photon_energy,
+            "electron_energy": self.electron_energy,
+            "muon_energy": self.muon_energy,
+            "pion_energy": self.pion_energy,
+            "proton_energy": self.proton_energy,
+            "cosmic_energy": self.cosmic_energy,
         }
         for name, (lo, hi) in ranges.items():
             if not 0.0 < lo <= hi:
@@ -95,13 +98,19 @@ class SimConfig:
         lo, hi = self.mpv_particles
         if not 1 <= lo <= hi:
             raise ValueError(f"SimConfig.mpv_particles: need 1 <= low <= high, got {(lo, hi)}")
-        if len(self.particle_weights) != 5 or min(self.particle_weights) < 0 or \
-                sum(self.particle_weights) <= 0:
-            raise ValueError("SimConfig.particle_weights: need 5 non-negative weights, "
-                             f"not all zero, got {self.particle_weights}")
+        if (
+            len(self.particle_weights) != 5
+            or min(self.particle_weights) < 0
+            or sum(self.particle_weights) <= 0
+        ):
+            raise ValueError(
+                "SimConfig.particle_weights: need 5 non-negative weights, "
+                f"not all zero, got {self.particle_weights}"
+            )
         if not 0.0 <= self.cosmic_fraction <= 1.0:
-            raise ValueError(f"SimConfig.cosmic_fraction must be in [0, 1], "
-                             f"got {self.cosmic_fraction}")
+            raise ValueError(
+                f"SimConfig.cosmic_fraction must be in [0, 1], got {self.cosmic_fraction}"
+            )
         if self.busyness_shape < 0:
             raise ValueError(f"SimConfig.busyness_shape must be >= 0, got {self.busyness_shape}")
         if self.mpv_mean < 0 or self.mpr_mean < 0:
@@ -111,5 +120,6 @@ class SimConfig:
         if self.delta_cut_mev <= 0 or self.brem_cut_mev <= 0:
             raise ValueError("SimConfig.delta_cut_mev and brem_cut_mev must be > 0")
         if not 0.0 <= self.vertex_margin_cm < 115.0:
-            raise ValueError(f"SimConfig.vertex_margin_cm must be in [0, 115), "
-                             f"got {self.vertex_margin_cm}")
+            raise ValueError(
+                f"SimConfig.vertex_margin_cm must be in [0, 115), got {self.vertex_margin_cm}"
+            )

@@ -22,9 +22,9 @@ import numpy as np
 from nufm.data.event import Event, Particles
 from nufm.data.lartpc import PDG_TO_PID, PID_NONE, SHOWER, TRACK, VOLUME_SIZE, VOXEL_SIZE_CM
 from nufm.sim import kernel as kn
-from nufm.sim.transport import transport
 from nufm.sim.config import SimConfig
 from nufm.sim.physics import ME, MMU, MP, MPI
+from nufm.sim.transport import transport
 from nufm.sim.voxelize import voxelize_deposits
 
 log = logging.getLogger(__name__)
@@ -84,16 +84,20 @@ def _sample_primary(rng: np.random.Generator, cfg: SimConfig) -> tuple[int, floa
     w = np.asarray(cfg.particle_weights, np.float64)
     kind = int(rng.choice(5, p=w / w.sum()))
     pdg = _TYPE_PDG[kind]
-    lo, hi = (cfg.photon_energy, cfg.electron_energy, cfg.muon_energy, cfg.pion_energy,
-              cfg.proton_energy)[kind]
+    lo, hi = (
+        cfg.photon_energy,
+        cfg.electron_energy,
+        cfg.muon_energy,
+        cfg.pion_energy,
+        cfg.proton_energy,
+    )[kind]
     ke = float(rng.uniform(lo, hi))
     if pdg in (13, 211) and rng.random() < 0.5:
         pdg = -pdg
     return pdg, ke
 
 
-def _cosmic(rng: np.random.Generator, cfg: SimConfig) -> tuple[int, float, np.ndarray,
-                                                               np.ndarray]:
+def _cosmic(rng: np.random.Generator, cfg: SimConfig) -> tuple[int, float, np.ndarray, np.ndarray]:
     """A cosmic-like muon: cos^2 zenith law around -y, entering through the cube surface."""
     cos_z = rng.random() ** (1.0 / 3.0)
     sin_z = math.sqrt(1.0 - cos_z * cos_z)
@@ -102,8 +106,7 @@ def _cosmic(rng: np.random.Generator, cfg: SimConfig) -> tuple[int, float, np.nd
     p = rng.uniform(0.0, SIZE_CM, 3)
     # walk back from p along -d to the surface
     with np.errstate(divide="ignore"):
-        t_face = np.where(d > 0, p / np.abs(d), np.where(d < 0, (SIZE_CM - p) / np.abs(d),
-                                                           np.inf))
+        t_face = np.where(d > 0, p / np.abs(d), np.where(d < 0, (SIZE_CM - p) / np.abs(d), np.inf))
     start = p - d * (float(t_face.min()) - 1e-4)
     lo, hi = cfg.cosmic_energy
     ke = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
@@ -111,8 +114,9 @@ def _cosmic(rng: np.random.Generator, cfg: SimConfig) -> tuple[int, float, np.nd
     return pdg, ke, start, d
 
 
-def _primaries(rng: np.random.Generator, cfg: SimConfig) -> tuple[list[tuple], np.ndarray,
-                                                                  list[int]]:
+def _primaries(
+    rng: np.random.Generator, cfg: SimConfig
+) -> tuple[list[tuple], np.ndarray, list[int]]:
     """Choose the interactions of one image.
 
     Returns:
@@ -150,9 +154,14 @@ def _primaries(rng: np.random.Generator, cfg: SimConfig) -> tuple[list[tuple], n
     return prims, np.asarray(vertices, np.float64).reshape(-1, 3), list(range(n_mpv))
 
 
-def _run_kernel(prims: list[tuple], vertices: np.ndarray, mpv_ids: list[int], cfg: SimConfig,
-                kernel_seed: int, nuc_rng: np.random.Generator
-                ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, int]:
+def _run_kernel(
+    prims: list[tuple],
+    vertices: np.ndarray,
+    mpv_ids: list[int],
+    cfg: SimConfig,
+    kernel_seed: int,
+    nuc_rng: np.random.Generator,
+) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, int]:
     """Fill the initial tables and transport; grow the tables and rerun while they overflow."""
     prm = params_from_config(cfg)
     n_p, n_inter = len(prims), len(vertices)
@@ -162,8 +171,7 @@ def _run_kernel(prims: list[tuple], vertices: np.ndarray, mpv_ids: list[int], cf
         for _ in range(int(nuc_rng.poisson(cfg.nuclear_gamma_mean))):
             e = min(float(nuc_rng.exponential(cfg.nuclear_gamma_energy_mev)), 10.0)
             nuc.append((e, _isotropic(nuc_rng), iid))
-    cap = {"dep": 1 << 16, "stk": 2048, "lab": 512 + 2 * (n_p + n_inter),
-           "par": 512 + 2 * n_p}
+    cap = {"dep": 1 << 16, "stk": 2048, "lab": 512 + 2 * (n_p + n_inter), "par": 512 + 2 * n_p}
     while True:
         stk = np.zeros((cap["stk"] + n_p + len(nuc), 10))
         dep = np.empty((cap["dep"], 8))  # only rows [0, cnt[0]) are read
@@ -173,8 +181,12 @@ def _run_kernel(prims: list[tuple], vertices: np.ndarray, mpv_ids: list[int], cf
         for i, (pdg, ke, start, d, iid) in enumerate(prims):
             p_gev = math.sqrt(ke * (ke + 2.0 * _MASS[abs(pdg)])) * 1e-3
             par[i] = (pdg, *(p_gev * d), *start, 1.0, iid, -1)
-            lab[i] = (i, SHOWER if abs(pdg) in (11, 22) else TRACK, PDG_TO_PID.get(pdg, PID_NONE),
-                      iid)
+            lab[i] = (
+                i,
+                SHOWER if abs(pdg) in (11, 22) else TRACK,
+                PDG_TO_PID.get(pdg, PID_NONE),
+                iid,
+            )
             stk[i] = (*start, *d, ke, pdg, i, i)
         for j in range(n_inter):
             lab[n_p + j] = (-1, 4, PID_NONE, j)
@@ -209,10 +221,10 @@ def simulate_event(seed: int, cfg: SimConfig = SimConfig(), event_id: int = 0) -
     rng = np.random.default_rng(seed)
     prims, vertices_cm, mpv_ids = _primaries(rng, cfg)
     kernel_seed = int(rng.integers(0, 2**31 - 1))
-    dep, n_dep, lab, par, n_p = _run_kernel(prims, vertices_cm, mpv_ids, cfg, kernel_seed,
-                                            rng)
-    index, energy, label, n_outside = voxelize_deposits(dep, n_dep, len(lab), VOXEL_SIZE_CM,
-                                                        VOLUME_SIZE)
+    dep, n_dep, lab, par, _n_p = _run_kernel(prims, vertices_cm, mpv_ids, cfg, kernel_seed, rng)
+    index, energy, label, n_outside = voxelize_deposits(
+        dep, n_dep, len(lab), VOXEL_SIZE_CM, VOLUME_SIZE
+    )
     keep = energy > cfg.voxel_threshold_mev
     index, energy, label = index[keep], energy[keep], label[keep]
     particles = Particles(
@@ -235,8 +247,12 @@ def simulate_event(seed: int, cfg: SimConfig = SimConfig(), event_id: int = 0) -
         vertices=(vertices_cm / VOXEL_SIZE_CM).astype(np.float32),
         event_id=event_id,
         source="sim",
-        meta={"n_interactions": int(len(vertices_cm)), "n_particles": int(len(par)),
-              "total_energy": float(energy.sum()), "n_outside_deposits": int(n_outside)},
+        meta={
+            "n_interactions": len(vertices_cm),
+            "n_particles": len(par),
+            "total_energy": float(energy.sum()),
+            "n_outside_deposits": int(n_outside),
+        },
     )
 
 
@@ -249,8 +265,9 @@ def _simulate_indexed(index: int, seed: int, cfg: SimConfig) -> Event:
     return simulate_event(event_seed(seed, index), cfg, event_id=index)
 
 
-def generate_events(n: int, seed: int, cfg: SimConfig = SimConfig(), workers: int = 1,
-                    progress: bool = False) -> Iterator[Event]:
+def generate_events(
+    n: int, seed: int, cfg: SimConfig = SimConfig(), workers: int = 1, progress: bool = False
+) -> Iterator[Event]:
     """Yield events 0..n-1 in order; event i depends only on (seed, i).
 
     Args:
@@ -261,8 +278,9 @@ def generate_events(n: int, seed: int, cfg: SimConfig = SimConfig(), workers: in
         progress: show a tqdm progress bar.
     """
     if n < 0 or workers < 1:
-        raise ValueError(f"generate_events: need n >= 0 and workers >= 1, got n={n}, "
-                         f"workers={workers}")
+        raise ValueError(
+            f"generate_events: need n >= 0 and workers >= 1, got n={n}, workers={workers}"
+        )
     work = partial(_simulate_indexed, seed=seed, cfg=cfg)
     bar = None
     if progress:

@@ -25,9 +25,24 @@ from nufm.sim.physics import ME, MMU, MP, MPI, max_energy_transfer
 STATUS_OK, STATUS_FULL = 0, 1
 
 # Parameter vector layout (float64), filled by ``params_from_config``.
-P_STEP, P_DELTA_CUT, P_LANDAU_W, P_MOYAL_CLIP, P_MOYAL_MEAN, P_LAMBDA_PI, P_LAMBDA_P, \
-    P_CAPTURE, P_BREM_CUT, P_E_CUT, P_G_CUT, P_LED_MAX, P_NUC_MEAN, P_NUC_E, P_SIZE, \
-    P_MOYAL_STD = range(16)
+(
+    P_STEP,
+    P_DELTA_CUT,
+    P_LANDAU_W,
+    P_MOYAL_CLIP,
+    P_MOYAL_MEAN,
+    P_LAMBDA_PI,
+    P_LAMBDA_P,
+    P_CAPTURE,
+    P_BREM_CUT,
+    P_E_CUT,
+    P_G_CUT,
+    P_LED_MAX,
+    P_NUC_MEAN,
+    P_NUC_E,
+    P_SIZE,
+    P_MOYAL_STD,
+) = range(16)
 N_PARAMS = 16
 CDELTA = 0.5 * 0.307075 * 18.0 / 39.948 * 1.396
 """K/2 Z/A rho = 0.0966 MeV/cm: xi = CDELTA * x / beta^2 (Landau width parameter)."""
@@ -80,8 +95,9 @@ def _isotropic() -> tuple[float, float, float]:
 
 
 @numba.njit(cache=True)
-def _rotate(dx: float, dy: float, dz: float, cos_t: float, phi: float
-            ) -> tuple[float, float, float]:
+def _rotate(
+    dx: float, dy: float, dz: float, cos_t: float, phi: float
+) -> tuple[float, float, float]:
     """Turn unit vector d by polar angle acos(cos_t) at azimuth phi around itself."""
     sin_t = math.sqrt(max(0.0, 1.0 - cos_t * cos_t))
     # orthonormal basis (u, v) perpendicular to d
@@ -124,15 +140,26 @@ def _fluctuate(mean: float, ke: float, mass: float, wcut: float, prm: np.ndarray
 
 
 @numba.njit(cache=True)
-def _deposit(dep: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, e: float,
-             label: int) -> bool:
+def _deposit(
+    dep: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, e: float, label: int
+) -> bool:
     """Append a point deposit (local absorption): False when the table is full."""
     return _deposit_step(dep, cnt, x, y, z, e, label, 0.0, 0.0, 0.0)
 
 
 @numba.njit(cache=True)
-def _deposit_step(dep: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, e: float,
-                  label: int, hx: float, hy: float, hz: float) -> bool:
+def _deposit_step(
+    dep: np.ndarray,
+    cnt: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    e: float,
+    label: int,
+    hx: float,
+    hy: float,
+    hz: float,
+) -> bool:
     """Append the deposit of a straight step with midpoint (x, y, z) and half vector h."""
     i = cnt[0]
     if i >= dep.shape[0]:
@@ -144,8 +171,20 @@ def _deposit_step(dep: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float
 
 
 @numba.njit(cache=True)
-def _push(stk: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, dx: float, dy: float,
-          dz: float, ke: float, pdg: int, label: int, part: int) -> bool:
+def _push(
+    stk: np.ndarray,
+    cnt: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    ke: float,
+    pdg: int,
+    label: int,
+    part: int,
+) -> bool:
     i = cnt[1]
     if i >= stk.shape[0]:
         return False
@@ -157,9 +196,22 @@ def _push(stk: np.ndarray, cnt: np.ndarray, x: float, y: float, z: float, dx: fl
 
 
 @numba.njit(cache=True)
-def _new_particle(par: np.ndarray, lab: np.ndarray, cnt: np.ndarray, pdg: int, x: float,
-                  y: float, z: float, dx: float, dy: float, dz: float, ke: float,
-                  interaction: int, parent: int, segment: int) -> tuple[int, int]:
+def _new_particle(
+    par: np.ndarray,
+    lab: np.ndarray,
+    cnt: np.ndarray,
+    pdg: int,
+    x: float,
+    y: float,
+    z: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    ke: float,
+    interaction: int,
+    parent: int,
+    segment: int,
+) -> tuple[int, int]:
     """Append a labelled secondary: returns (particle row, label row), (-1, -1) when full."""
     ip, il = cnt[3], cnt[2]
     if ip >= par.shape[0] or il >= lab.shape[0]:
@@ -190,8 +242,17 @@ def _led_label(lab: np.ndarray, cnt: np.ndarray, led_rows: np.ndarray, interacti
 
 
 @numba.njit(cache=True)
-def _nuclear_gammas(stk: np.ndarray, lab: np.ndarray, cnt: np.ndarray, led_rows: np.ndarray,
-                    prm: np.ndarray, x: float, y: float, z: float, interaction: int) -> bool:
+def _nuclear_gammas(
+    stk: np.ndarray,
+    lab: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    interaction: int,
+) -> bool:
     """Emit Poisson(nuclear_gamma_mean) de-excitation photons (low-energy-deposit label)."""
     n = np.random.poisson(prm[P_NUC_MEAN])
     if n == 0:

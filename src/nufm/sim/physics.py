@@ -90,8 +90,11 @@ def dedx_bethe(ke: float, mass: float, tcut: float) -> float:
     wmax = 2.0 * ME * bg2 / (1.0 + 2.0 * gamma * ratio + ratio * ratio)
     delta = density_effect(math.sqrt(bg2))
     if 0.0 < tcut < wmax:
-        bracket = 0.5 * math.log(2.0 * ME * bg2 * tcut / (I_MEV * I_MEV)) \
-            - 0.5 * beta2 * (1.0 + tcut / wmax) - 0.5 * delta
+        bracket = (
+            0.5 * math.log(2.0 * ME * bg2 * tcut / (I_MEV * I_MEV))
+            - 0.5 * beta2 * (1.0 + tcut / wmax)
+            - 0.5 * delta
+        )
     else:
         bracket = 0.5 * math.log(2.0 * ME * bg2 * wmax / (I_MEV * I_MEV)) - beta2 - 0.5 * delta
     return max(K_BETHE * Z_OVER_A * DENSITY / beta2 * bracket, 0.0)
@@ -125,9 +128,17 @@ def compton_attenuation(e_mev: float) -> float:
     k = e_mev / ME
     a = 1.0 + 2.0 * k
     lg = math.log(a)
-    sigma = 2.0 * math.pi * R_E_CM * R_E_CM * (
-        (1.0 + k) / (k * k) * (2.0 * (1.0 + k) / a - lg / k) + lg / (2.0 * k)
-        - (1.0 + 3.0 * k) / (a * a))
+    sigma = (
+        2.0
+        * math.pi
+        * R_E_CM
+        * R_E_CM
+        * (
+            (1.0 + k) / (k * k) * (2.0 * (1.0 + k) / a - lg / k)
+            + lg / (2.0 * k)
+            - (1.0 + 3.0 * k) / (a * a)
+        )
+    )
     return sigma * N_ELECTRON_PER_CM3
 
 
@@ -183,8 +194,9 @@ def michel_pdf(x: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def csda_range_table(mass: float, ke_max: float = 1.0e5, n: int = 4000) -> tuple[np.ndarray,
-                                                                                    np.ndarray]:
+def csda_range_table(
+    mass: float, ke_max: float = 1.0e5, n: int = 4000
+) -> tuple[np.ndarray, np.ndarray]:
     """CSDA range by integrating 1 / (dE/dx) of the full Bethe-Bloch formula.
 
     Args:

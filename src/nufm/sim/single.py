@@ -16,9 +16,9 @@ import numpy as np
 from nufm.data.event import Particles
 from nufm.data.lartpc import PDG_TO_PID, PID_NONE, SHOWER, TRACK
 from nufm.sim import kernel as kn
-from nufm.sim.transport import transport
 from nufm.sim.config import SimConfig
 from nufm.sim.generator import _MASS, SIZE_CM, params_from_config
+from nufm.sim.transport import transport
 
 
 @dataclass
@@ -40,9 +40,15 @@ class Deposits:
     particles: Particles
 
 
-def single_particle_deposits(pdg: int, ke_mev: float, seed: int, cfg: SimConfig = SimConfig(),
-                             world_cm: float = SIZE_CM, start_cm: np.ndarray | None = None,
-                             direction: np.ndarray | None = None) -> Deposits:
+def single_particle_deposits(
+    pdg: int,
+    ke_mev: float,
+    seed: int,
+    cfg: SimConfig = SimConfig(),
+    world_cm: float = SIZE_CM,
+    start_cm: np.ndarray | None = None,
+    direction: np.ndarray | None = None,
+) -> Deposits:
     """Transport one primary and return its (and its descendants') step deposits.
 
     Args:
@@ -88,12 +94,21 @@ def single_particle_deposits(pdg: int, ke_mev: float, seed: int, cfg: SimConfig 
     par = par[: cnt[3]]
     rows = dep[:, 4].astype(np.int64)
     particles = Particles(
-        id=np.arange(len(par), dtype=np.int64), pdg=par[:, 0].astype(np.int64),
-        momentum=par[:, 1:4].astype(np.float32), start=par[:, 4:7].astype(np.float32),
-        is_primary=par[:, 7] > 0.5, interaction=par[:, 8].astype(np.int64),
-        parent=par[:, 9].astype(np.int64))
-    return Deposits(position=dep[:, :3], energy=dep[:, 3], instance=lab[rows, 0],
-                    segment=lab[rows, 1], particles=particles)
+        id=np.arange(len(par), dtype=np.int64),
+        pdg=par[:, 0].astype(np.int64),
+        momentum=par[:, 1:4].astype(np.float32),
+        start=par[:, 4:7].astype(np.float32),
+        is_primary=par[:, 7] > 0.5,
+        interaction=par[:, 8].astype(np.int64),
+        parent=par[:, 9].astype(np.int64),
+    )
+    return Deposits(
+        position=dep[:, :3],
+        energy=dep[:, 3],
+        instance=lab[rows, 0],
+        segment=lab[rows, 1],
+        particles=particles,
+    )
 
 
 def track_profile(dep: Deposits, instance: int = 0) -> tuple[np.ndarray, np.ndarray, float]:

@@ -33,20 +33,59 @@ import numba
 import numpy as np
 
 from nufm.sim.kernel import (
-    CDELTA, DELTA, MICHEL, P_BREM_CUT, P_CAPTURE, P_DELTA_CUT, P_E_CUT, P_G_CUT, P_LAMBDA_P,
-    P_LAMBDA_PI, P_LED_MAX, P_SIZE, P_STEP, SHOWER, STATUS_FULL, STATUS_OK, TRACK, _deposit,
+    CDELTA,
+    DELTA,
+    MICHEL,
+    P_BREM_CUT,
+    P_CAPTURE,
+    P_DELTA_CUT,
+    P_E_CUT,
+    P_G_CUT,
+    P_LAMBDA_P,
+    P_LAMBDA_PI,
+    P_LED_MAX,
+    P_SIZE,
+    P_STEP,
+    SHOWER,
+    STATUS_FULL,
+    STATUS_OK,
+    TRACK,
+    _deposit,
     _deposit_step,
-    _fluctuate, _inside, _isotropic, _led_label, _mass, _new_particle, _nuclear_gammas, _push,
+    _fluctuate,
+    _inside,
+    _isotropic,
+    _led_label,
+    _mass,
+    _new_particle,
+    _nuclear_gammas,
+    _push,
     _rotate,
 )
 from nufm.sim.physics import (
-    ME, X0_CM, compton_attenuation, dedx_bethe, highland_step_sigma, max_energy_transfer,
-    pair_attenuation, sample_compton, sample_michel_energy,
+    ME,
+    X0_CM,
+    compton_attenuation,
+    dedx_bethe,
+    highland_step_sigma,
+    max_energy_transfer,
+    pair_attenuation,
+    sample_compton,
+    sample_michel_energy,
 )
 
+
 @numba.njit(cache=True)
-def transport(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray,
-              cnt: np.ndarray, led_rows: np.ndarray, prm: np.ndarray, seed: int) -> int:
+def transport(
+    stk: np.ndarray,
+    dep: np.ndarray,
+    lab: np.ndarray,
+    par: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    seed: int,
+) -> int:
     """Transport every particle on the stack (and all their descendants) to the end.
 
     Args:
@@ -76,23 +115,57 @@ def transport(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray
         interaction = lab[label, 3]
         apdg = abs(pdg)
         if apdg == 22:
-            ok = _photon(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, label,
-                         interaction)
+            ok = _photon(
+                stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, label, interaction
+            )
         elif apdg == 11:
-            ok = _electron(stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg,
-                           label, interaction)
+            ok = _electron(
+                stk, dep, lab, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg, label, interaction
+            )
         else:
-            ok = _heavy(stk, dep, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, pdg,
-                        label, part, interaction)
+            ok = _heavy(
+                stk,
+                dep,
+                lab,
+                par,
+                cnt,
+                led_rows,
+                prm,
+                x,
+                y,
+                z,
+                dx,
+                dy,
+                dz,
+                ke,
+                pdg,
+                label,
+                part,
+                interaction,
+            )
         if not ok:
             return STATUS_FULL
     return STATUS_OK
 
 
 @numba.njit(cache=True)
-def _photon(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray,
-            led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
-            dy: float, dz: float, e: float, label: int, interaction: int) -> bool:
+def _photon(
+    stk: np.ndarray,
+    dep: np.ndarray,
+    lab: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    e: float,
+    label: int,
+    interaction: int,
+) -> bool:
     """Follow a photon through Compton scatters until it converts, is absorbed or leaves."""
     size = prm[P_SIZE]
     is_shower = lab[label, 1] == SHOWER
@@ -120,8 +193,9 @@ def _photon(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray,
                 th = np.random.normal() * ME / max(e, 1.0)
                 ex, ey, ez = _rotate(dx, dy, dz, math.cos(th), 2.0 * math.pi * np.random.random())
                 row = _child_label(lab, cnt, led_rows, prm, label, is_shower, t, interaction)
-                if row < 0 or not _push(stk, cnt, x, y, z, ex, ey, ez, t,
-                                        11 if k == 0 else -11, row, -1):
+                if row < 0 or not _push(
+                    stk, cnt, x, y, z, ex, ey, ez, t, 11 if k == 0 else -11, row, -1
+                ):
                     return False
             return True
         eps, cos_g = sample_compton(e)
@@ -144,8 +218,16 @@ def _photon(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray,
 
 
 @numba.njit(cache=True)
-def _child_label(lab: np.ndarray, cnt: np.ndarray, led_rows: np.ndarray, prm: np.ndarray,
-                 label: int, is_shower: bool, t: float, interaction: int) -> int:
+def _child_label(
+    lab: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    label: int,
+    is_shower: bool,
+    t: float,
+    interaction: int,
+) -> int:
     """Label of an electron set free by a photon: the shower's own label when the photon
     belongs to a shower and the electron is above ``led_max``; else low-energy deposit."""
     if is_shower and t >= prm[P_LED_MAX]:
@@ -173,9 +255,24 @@ def _brem_fraction(yc: float) -> float:
 
 
 @numba.njit(cache=True)
-def _electron(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray,
-              led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
-              dy: float, dz: float, ke: float, pdg: int, label: int, interaction: int) -> bool:
+def _electron(
+    stk: np.ndarray,
+    dep: np.ndarray,
+    lab: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    ke: float,
+    pdg: int,
+    label: int,
+    interaction: int,
+) -> bool:
     """Step an electron/positron to rest or out of the volume, emitting brems photons."""
     size = prm[P_SIZE]
     step = prm[P_STEP]
@@ -192,9 +289,18 @@ def _electron(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray
         mean = (dedx_bethe(ke, ME, 0.0) + soft_brem) * step
         if mean >= ke:  # last piece of the range
             ln = ke / mean * step
-            if not _deposit_step(dep, cnt, x + 0.5 * ln * dx, y + 0.5 * ln * dy,
-                                 z + 0.5 * ln * dz, ke, label, 0.5 * ln * dx, 0.5 * ln * dy,
-                                 0.5 * ln * dz):
+            if not _deposit_step(
+                dep,
+                cnt,
+                x + 0.5 * ln * dx,
+                y + 0.5 * ln * dy,
+                z + 0.5 * ln * dz,
+                ke,
+                label,
+                0.5 * ln * dx,
+                0.5 * ln * dy,
+                0.5 * ln * dz,
+            ):
                 return False
             x, y, z = x + ln * dx, y + ln * dy, z + ln * dz
             ke = 0.0
@@ -203,8 +309,9 @@ def _electron(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray
         mx, my, mz = x + 0.5 * step * dx, y + 0.5 * step * dy, z + 0.5 * step * dz
         if not _inside(mx, my, mz, size):
             return True
-        if not _deposit_step(dep, cnt, mx, my, mz, loss, label, 0.5 * step * dx, 0.5 * step * dy,
-                             0.5 * step * dz):
+        if not _deposit_step(
+            dep, cnt, mx, my, mz, loss, label, 0.5 * step * dx, 0.5 * step * dy, 0.5 * step * dz
+        ):
             return False
         x, y, z = x + step * dx, y + step * dy, z + step * dz
         ke -= loss
@@ -230,10 +337,26 @@ def _electron(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, cnt: np.ndarray
 
 
 @numba.njit(cache=True)
-def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
-           led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
-           dy: float, dz: float, ke: float, pdg: int, label: int, part: int, interaction: int
-           ) -> bool:
+def _heavy(
+    stk: np.ndarray,
+    dep: np.ndarray,
+    lab: np.ndarray,
+    par: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    ke: float,
+    pdg: int,
+    label: int,
+    part: int,
+    interaction: int,
+) -> bool:
     """Step a muon, pion or proton until it stops, interacts or leaves the volume."""
     size = prm[P_SIZE]
     step = prm[P_STEP]
@@ -249,9 +372,18 @@ def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, c
         mean = dedx_bethe(ke, mass, tcut) * step
         if mean >= ke or ke < 0.05:
             ln = ke / max(mean, 1e-12) * step
-            if not _deposit_step(dep, cnt, x + 0.5 * ln * dx, y + 0.5 * ln * dy,
-                                 z + 0.5 * ln * dz, ke, label, 0.5 * ln * dx, 0.5 * ln * dy,
-                                 0.5 * ln * dz):
+            if not _deposit_step(
+                dep,
+                cnt,
+                x + 0.5 * ln * dx,
+                y + 0.5 * ln * dy,
+                z + 0.5 * ln * dz,
+                ke,
+                label,
+                0.5 * ln * dx,
+                0.5 * ln * dy,
+                0.5 * ln * dz,
+            ):
                 return False
             x, y, z = x + ln * dx, y + ln * dy, z + ln * dz
             ke = 0.0
@@ -263,8 +395,9 @@ def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, c
         mx, my, mz = x + 0.5 * step * dx, y + 0.5 * step * dy, z + 0.5 * step * dz
         if not _inside(mx, my, mz, size):
             return True  # leaves the volume
-        if not _deposit_step(dep, cnt, mx, my, mz, loss, label, 0.5 * step * dx, 0.5 * step * dy,
-                             0.5 * step * dz):
+        if not _deposit_step(
+            dep, cnt, mx, my, mz, loss, label, 0.5 * step * dx, 0.5 * step * dy, 0.5 * step * dz
+        ):
             return False
         ke -= loss
         # explicit delta rays above tcut: N = cdelta / beta^2 (1/tcut - 1/wmax) per cm
@@ -277,7 +410,6 @@ def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, c
                 t = 1.0 / (1.0 / tcut - np.random.random() * (1.0 / tcut - 1.0 / wmax))
                 t = min(t, ke)
                 if np.random.random() > 1.0 - beta2 * t / wmax:  # spin-0 factor
-
                     t = 0.0
             else:
                 t = 0.0
@@ -286,8 +418,9 @@ def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, c
                 p_e = math.sqrt(t * (t + 2.0 * ME))
                 cos_t = min(1.0, t / p_e * (ke + mass + ME) / p_in)
                 ex, ey, ez = _rotate(dx, dy, dz, cos_t, 2.0 * math.pi * np.random.random())
-                ip, il = _new_particle(par, lab, cnt, 11, mx, my, mz, ex, ey, ez, t,
-                                       interaction, part, DELTA)
+                ip, il = _new_particle(
+                    par, lab, cnt, 11, mx, my, mz, ex, ey, ez, t, interaction, part, DELTA
+                )
                 if ip < 0 or not _push(stk, cnt, mx, my, mz, ex, ey, ez, t, 11, il, ip):
                     return False
                 ke -= t
@@ -297,8 +430,9 @@ def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, c
             stopped = True
             break
         if travelled >= d_int:
-            return _hadronic(stk, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, part,
-                             interaction)
+            return _hadronic(
+                stk, lab, par, cnt, led_rows, prm, x, y, z, dx, dy, dz, ke, part, interaction
+            )
         sig = highland_step_sigma(ke, mass, step)
         tx, ty = np.random.normal() * sig, np.random.normal() * sig
         th = math.sqrt(tx * tx + ty * ty)
@@ -309,30 +443,44 @@ def _heavy(stk: np.ndarray, dep: np.ndarray, lab: np.ndarray, par: np.ndarray, c
 
 
 @numba.njit(cache=True)
-def _at_rest(stk: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
-             led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, pdg: int,
-             part: int, interaction: int) -> bool:
+def _at_rest(
+    stk: np.ndarray,
+    lab: np.ndarray,
+    par: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    pdg: int,
+    part: int,
+    interaction: int,
+) -> bool:
     """Decay or capture of a stopped muon or pion."""
     if pdg == -13 or (pdg == 13 and np.random.random() >= prm[P_CAPTURE]):
         e = max(sample_michel_energy() - ME, 0.01)  # kinetic energy of the Michel electron
         ux, uy, uz = _isotropic()
         epdg = -11 if pdg == -13 else 11
-        ip, il = _new_particle(par, lab, cnt, epdg, x, y, z, ux, uy, uz, e, interaction, part,
-                               MICHEL)
+        ip, il = _new_particle(
+            par, lab, cnt, epdg, x, y, z, ux, uy, uz, e, interaction, part, MICHEL
+        )
         return ip >= 0 and _push(stk, cnt, x, y, z, ux, uy, uz, e, epdg, il, ip)
     if pdg == 13:  # nuclear capture
         return _nuclear_gammas(stk, lab, cnt, led_rows, prm, x, y, z, interaction)
     if pdg == 211:  # pi+ -> mu+ nu at rest: 4.12 MeV muon
         ux, uy, uz = _isotropic()
-        ip, il = _new_particle(par, lab, cnt, -13, x, y, z, ux, uy, uz, 4.12, interaction, part,
-                               TRACK)
+        ip, il = _new_particle(
+            par, lab, cnt, -13, x, y, z, ux, uy, uz, 4.12, interaction, part, TRACK
+        )
         return ip >= 0 and _push(stk, cnt, x, y, z, ux, uy, uz, 4.12, -13, il, ip)
     if pdg == -211:  # absorbed: a soft proton half of the time plus nuclear photons
         if np.random.random() < 0.5:
             ux, uy, uz = _isotropic()
             t = 5.0 + 35.0 * np.random.random()
-            ip, il = _new_particle(par, lab, cnt, 2212, x, y, z, ux, uy, uz, t, interaction,
-                                   part, TRACK)
+            ip, il = _new_particle(
+                par, lab, cnt, 2212, x, y, z, ux, uy, uz, t, interaction, part, TRACK
+            )
             if ip < 0 or not _push(stk, cnt, x, y, z, ux, uy, uz, t, 2212, il, ip):
                 return False
         return _nuclear_gammas(stk, lab, cnt, led_rows, prm, x, y, z, interaction)
@@ -340,9 +488,23 @@ def _at_rest(stk: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
 
 
 @numba.njit(cache=True)
-def _hadronic(stk: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray,
-              led_rows: np.ndarray, prm: np.ndarray, x: float, y: float, z: float, dx: float,
-              dy: float, dz: float, ke: float, part: int, interaction: int) -> bool:
+def _hadronic(
+    stk: np.ndarray,
+    lab: np.ndarray,
+    par: np.ndarray,
+    cnt: np.ndarray,
+    led_rows: np.ndarray,
+    prm: np.ndarray,
+    x: float,
+    y: float,
+    z: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    ke: float,
+    part: int,
+    interaction: int,
+) -> bool:
     """Inelastic interaction in flight: the track ends in 1-3 secondaries plus nuclear photons.
 
     A fraction U(0.4, 0.9) of the kinetic energy is shared (uniform spacings) among the
@@ -364,18 +526,25 @@ def _hadronic(stk: np.ndarray, lab: np.ndarray, par: np.ndarray, cnt: np.ndarray
             u = np.random.random()
             for j in range(2):
                 eg = etot * (u if j == 0 else 1.0 - u)
-                gx, gy, gz = _rotate(ex, ey, ez, math.cos(0.3 * np.random.random()),
-                                     2.0 * math.pi * np.random.random())
-                ip, il = _new_particle(par, lab, cnt, 22, x, y, z, gx, gy, gz, eg, interaction,
-                                       part, SHOWER)
+                gx, gy, gz = _rotate(
+                    ex,
+                    ey,
+                    ez,
+                    math.cos(0.3 * np.random.random()),
+                    2.0 * math.pi * np.random.random(),
+                )
+                ip, il = _new_particle(
+                    par, lab, cnt, 22, x, y, z, gx, gy, gz, eg, interaction, part, SHOWER
+                )
                 if ip < 0 or not _push(stk, cnt, x, y, z, gx, gy, gz, eg, 22, il, ip):
                     return False
             continue
         spdg = 2212 if r < 0.75 else (211 if np.random.random() < 0.5 else -211)
         if t < 2.0:
             continue
-        ip, il = _new_particle(par, lab, cnt, spdg, x, y, z, ex, ey, ez, t, interaction, part,
-                               TRACK)
+        ip, il = _new_particle(
+            par, lab, cnt, spdg, x, y, z, ex, ey, ez, t, interaction, part, TRACK
+        )
         if ip < 0 or not _push(stk, cnt, x, y, z, ex, ey, ez, t, spdg, il, ip):
             return False
     return _nuclear_gammas(stk, lab, cnt, led_rows, prm, x, y, z, interaction)

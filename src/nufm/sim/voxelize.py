@@ -17,8 +17,9 @@ import numpy as np
 
 
 @numba.njit(cache=True)
-def _split_step(x: float, y: float, z: float, hx: float, hy: float, hz: float, voxel_cm: float,
-                ts: np.ndarray) -> int:
+def _split_step(
+    x: float, y: float, z: float, hx: float, hy: float, hz: float, voxel_cm: float, ts: np.ndarray
+) -> int:
     """Fill ``ts`` with the sorted segment parameters in [0, 1] where the step from
     (x, y, z) - h to (x, y, z) + h crosses voxel planes, with 0 and 1 at the ends.
 
@@ -51,8 +52,9 @@ def _split_step(x: float, y: float, z: float, hx: float, hy: float, hz: float, v
     return n
 
 
-def voxelize_deposits(dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: float,
-                      n_vox: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def voxelize_deposits(
+    dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: float, n_vox: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Sum deposits per voxel and pick the label row with the largest energy in each voxel.
 
     Args:
@@ -75,15 +77,16 @@ def voxelize_deposits(dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: floa
 
 
 @numba.njit(cache=True)
-def _pieces(dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: float, n_vox: int
-            ) -> tuple[np.ndarray, np.ndarray, int]:
+def _pieces(
+    dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: float, n_vox: int
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Split steps at voxel planes: (key (K,) int64 = voxel * n_labels + label, energy (K,),
     n_outside). Consecutive pieces with the same key are merged."""
     # upper bound of pieces per step: one plus the plane crossings on each axis
     hmax = 0.0
     for i in range(n_dep):
         hmax = max(hmax, abs(dep[i, 5]), abs(dep[i, 6]), abs(dep[i, 7]))
-    per_axis = int(math.ceil(2.0 * hmax / voxel_cm)) + 1
+    per_axis = math.ceil(2.0 * hmax / voxel_cm) + 1
     per_step = 3 * per_axis + 2
     cap = n_dep * (3 * per_axis + 1)
     keys = np.empty(cap, np.int64)
@@ -101,9 +104,9 @@ def _pieces(dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: float, n_vox: 
             if frac <= 0.0:
                 continue
             tm = 0.5 * (ts[j] + ts[j + 1]) * 2.0 - 1.0  # piece midpoint in [-1, 1] units of h
-            ix = int(math.floor((x + tm * hx) / voxel_cm))
-            iy = int(math.floor((y + tm * hy) / voxel_cm))
-            iz = int(math.floor((z + tm * hz) / voxel_cm))
+            ix = math.floor((x + tm * hx) / voxel_cm)
+            iy = math.floor((y + tm * hy) / voxel_cm)
+            iz = math.floor((z + tm * hz) / voxel_cm)
             if ix < 0 or iy < 0 or iz < 0 or ix >= n_vox or iy >= n_vox or iz >= n_vox:
                 n_outside += 1
                 continue
@@ -118,8 +121,9 @@ def _pieces(dep: np.ndarray, n_dep: int, n_labels: int, voxel_cm: float, n_vox: 
 
 
 @numba.njit(cache=True)
-def _reduce(keys: np.ndarray, piece_e: np.ndarray, order: np.ndarray, n_labels: int, n_vox: int
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _reduce(
+    keys: np.ndarray, piece_e: np.ndarray, order: np.ndarray, n_labels: int, n_vox: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sum pieces per voxel in key order and keep the label with the largest energy sum."""
     n_piece = len(keys)
     index = np.empty((n_piece, 3), np.int64)

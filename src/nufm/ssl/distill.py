@@ -108,8 +108,9 @@ class DistillConfig:
     def __post_init__(self) -> None:
         match self.encoder:
             case PTv3Config() if not (self.encoder.enc_mode and self.encoder.mask_token):
-                raise ValueError("DistillConfig: a PTv3 encoder needs enc_mode=True and "
-                                 "mask_token=True")
+                raise ValueError(
+                    "DistillConfig: a PTv3 encoder needs enc_mode=True and mask_token=True"
+                )
             case TokenViTConfig() if not self.encoder.mask_token:
                 raise ValueError("DistillConfig: a token-ViT encoder needs mask_token=True")
         if min(self.teacher_temp) <= 0:
@@ -121,8 +122,9 @@ class DistillConfig:
         if not all(s > 0 for s in self.mask_size):
             raise ValueError(f"DistillConfig: mask_size must be > 0, got {self.mask_size}")
         if not 0.0 < self.schedule_warmup <= 1.0:
-            raise ValueError(f"DistillConfig: schedule_warmup must be in (0, 1], got "
-                             f"{self.schedule_warmup}")
+            raise ValueError(
+                f"DistillConfig: schedule_warmup must be in (0, 1], got {self.schedule_warmup}"
+            )
 
 
 class PrototypeHead(nn.Module):
@@ -131,8 +133,9 @@ class PrototypeHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, bottleneck: int, num_prototypes: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(),
-                                 nn.Linear(hidden, bottleneck))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, bottleneck)
+        )
         self.prototypes = nn.Parameter(torch.empty(num_prototypes, bottleneck))
         nn.init.normal_(self.prototypes, std=1.0)
 
@@ -192,8 +195,9 @@ class SelfDistillation(nn.Module):
     def set_schedule(self, progress: float) -> None:
         """Training progress in [0, 1]; sets the teacher temperature and the masking."""
         if not 0.0 <= progress <= 1.0:
-            raise ValueError(f"SelfDistillation.set_schedule: progress must be in [0, 1], "
-                             f"got {progress}")
+            raise ValueError(
+                f"SelfDistillation.set_schedule: progress must be in [0, 1], got {progress}"
+            )
         self.progress = float(progress)
 
     @property
@@ -231,9 +235,11 @@ class SelfDistillation(nn.Module):
         is_masked = grid_mask(g.coord, g.offset, self.mask_size, self.mask_ratio)  # (Ng,)
         jitter = (torch.randn_like(g.coord) * cfg.mask_jitter).clamp(max=2 * cfg.mask_jitter)
         student_g = dataclasses.replace(
-            g, coord=torch.where(is_masked[:, None], g.coord + jitter, g.coord))
-        s_global = self.to_points(self.encoder(student_g, is_masked=is_masked),
-                                  student_g)  # (Ng, D)
+            g, coord=torch.where(is_masked[:, None], g.coord + jitter, g.coord)
+        )
+        s_global = self.to_points(
+            self.encoder(student_g, is_masked=is_masked), student_g
+        )  # (Ng, D)
         with torch.no_grad():
             t_global = self.to_points(self.teacher_encoder(g), g)  # (Ng, D)
             t_mask_logits = self.teacher_mask_head(t_global)  # (Ng, P)
@@ -249,23 +255,25 @@ class SelfDistillation(nn.Module):
         if Vg >= 2 and cfg.roll_mask_weight > 0:
             view = torch.arange(B * Vg, device=g.offset.device)
             rolled = view - view % Vg + (view % Vg + 1) % Vg  # (B Vg,) teacher view per view
-            qr, sr = match_points(gv.origin, g.offset, gv.origin, g.offset, rolled,
-                                  cfg.match_max_r)
+            qr, sr = match_points(gv.origin, g.offset, gv.origin, g.offset, rolled, cfg.match_max_r)
             ce_roll = soft_cross_entropy(s_mask_logits[qr], q_mask[sr], tau_s)  # (pairs,)
             roll_loss = _per_event_mean(ce_roll, g_event[qr], B)
             loss = loss + cfg.roll_mask_weight * roll_loss
             metrics["roll_mask"] = roll_loss.detach()
-            metrics["roll_matched"] = qr.new_tensor(qr.numel() / max(g.num_points, 1),
-                                                    dtype=torch.float32)
+            metrics["roll_matched"] = qr.new_tensor(
+                qr.numel() / max(g.num_points, 1), dtype=torch.float32
+            )
 
         if Vl >= 1 and cfg.unmask_weight > 0:
             s_local = self.to_points(self.encoder(lv.batch), lv.batch)  # (Nl, D)
             with torch.no_grad():
-                q_unmask = sinkhorn_knopp(self.teacher_unmask_head(t_global), self.teacher_temp,
-                                          cfg.sinkhorn_iters)  # (Ng, P)
+                q_unmask = sinkhorn_knopp(
+                    self.teacher_unmask_head(t_global), self.teacher_temp, cfg.sinkhorn_iters
+                )  # (Ng, P)
             major = lv.event * Vg  # (B Vl,) global pseudo-event 0 of the same event
-            ql, sg = match_points(lv.origin, lv.batch.offset, gv.origin, g.offset, major,
-                                  cfg.match_max_r)
+            ql, sg = match_points(
+                lv.origin, lv.batch.offset, gv.origin, g.offset, major, cfg.match_max_r
+            )
             s_unmask_logits = self.unmask_head(s_local[ql])  # (pairs, P)
             ce_unmask = soft_cross_entropy(s_unmask_logits, q_unmask[sg], tau_s)
             l_event = lv.event[offset_to_batch_index(lv.batch.offset)]  # (Nl,)

@@ -56,4 +56,4 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
             tb.copy_(sb)
 
 
-__all__ = ["make_teacher", "ema_update"]
+__all__ = ["ema_update", "make_teacher"]

@@ -87,11 +87,15 @@ class ForecastConfig:
 
     def __post_init__(self) -> None:
         if self.patch_points < 1 or self.max_patches < 2:
-            raise ValueError(f"ForecastConfig: need patch_points >= 1 and max_patches >= 2, "
-                             f"got {self.patch_points}, {self.max_patches}")
+            raise ValueError(
+                f"ForecastConfig: need patch_points >= 1 and max_patches >= 2, "
+                f"got {self.patch_points}, {self.max_patches}"
+            )
         if self.embed_dim % self.num_heads != 0:
-            raise ValueError(f"ForecastConfig: embed_dim {self.embed_dim} not divisible by "
-                             f"num_heads {self.num_heads}")
+            raise ValueError(
+                f"ForecastConfig: embed_dim {self.embed_dim} not divisible by "
+                f"num_heads {self.num_heads}"
+            )
         if self.grid_size <= 0 or self.target_scale <= 0:
             raise ValueError("ForecastConfig: grid_size and target_scale must be > 0")
 
@@ -124,8 +128,12 @@ class CausalBlock(Block):
         allowed = causal[None] & valid[:, None, :]  # (B, T, T) query t sees valid keys <= t
         allowed = allowed | torch.eye(T, dtype=torch.bool, device=x.device)[None]  # never empty
         out = F.scaled_dot_product_attention(
-            qkv[0], qkv[1], qkv[2], attn_mask=allowed[:, None],
-            dropout_p=attn.attn_drop if self.training else 0.0)  # (B, H, T, D/H)
+            qkv[0],
+            qkv[1],
+            qkv[2],
+            attn_mask=allowed[:, None],
+            dropout_p=attn.attn_drop if self.training else 0.0,
+        )  # (B, H, T, D/H)
         out = out.transpose(1, 2).reshape(B, T, D)
         return attn.proj_drop(attn.proj(out))
 
@@ -150,8 +158,9 @@ class SerializedPatchEncoder(Encoder):
         self.pointnet = MiniPointNet(3 + cfg.in_channels, D, cfg.pointnet_dims)
         self.pos_embed = nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, D))
         rates = linear_rates(cfg.drop_path, cfg.depth)
-        self.blocks = nn.ModuleList(CausalBlock(D, cfg.num_heads, cfg.mlp_ratio, True, rates[i])
-                                    for i in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            CausalBlock(D, cfg.num_heads, cfg.mlp_ratio, True, rates[i]) for i in range(cfg.depth)
+        )
         self.norm = nn.LayerNorm(D)
 
     @property
@@ -186,7 +195,7 @@ class SerializedPatchEncoder(Encoder):
         cfg = self.cfg
         B, T, P = patches.idx.shape
         point_valid = patches.idx >= 0  # (B, T, P)
-        rel = (gather_groups(batch.coord, patches.idx) - patches.center[:, :, None])
+        rel = gather_groups(batch.coord, patches.idx) - patches.center[:, :, None]
         rel = rel / cfg.target_scale  # (B, T, P, 3)
         x = torch.cat([rel, gather_groups(batch.feat, patches.idx)], dim=-1)
         x = x * point_valid[..., None].to(x.dtype)
@@ -215,7 +224,7 @@ class Forecaster(nn.Module):
         cfg = self.cfg
         patches = self.encoder.patchify(batch)
         h = self.encoder.encode(batch, patches)  # (B, T, D)
-        B, T, P = patches.idx.shape
+        _B, _T, P = patches.idx.shape
         has_next = patches.valid[:, 1:]  # (B, T-1) pair (t, t+1) exists
         src = h[:, :-1][has_next]  # (Q, D)
         center = patches.center[:, :-1][has_next]  # (Q, 3) centre of patch t
@@ -239,4 +248,4 @@ class Forecaster(nn.Module):
         return StepOutput(loss=chamfer, metrics=metrics)
 
 
-__all__ = ["ForecastConfig", "Patches", "CausalBlock", "SerializedPatchEncoder", "Forecaster"]
+__all__ = ["CausalBlock", "ForecastConfig", "Forecaster", "Patches", "SerializedPatchEncoder"]

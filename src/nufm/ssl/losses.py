@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def masked_chamfer(pred: Tensor, pred_valid: Tensor, target: Tensor, target_valid: Tensor,
-                   squared: bool = True) -> Tensor:
+def masked_chamfer(
+    pred: Tensor, pred_valid: Tensor, target: Tensor, target_valid: Tensor, squared: bool = True
+) -> Tensor:
     """Symmetric Chamfer distance of Q pairs of padded point sets.
 
     ``cd = mean_{x in X} min_{y in Y} d(x, y) + mean_{y in Y} min_{x in X} d(x, y)`` with X the
@@ -34,8 +35,10 @@ def masked_chamfer(pred: Tensor, pred_valid: Tensor, target: Tensor, target_vali
         (Q,) float Chamfer distance per pair.
     """
     if pred.shape[0] != target.shape[0] or pred.shape[-1] != target.shape[-1]:
-        raise ValueError(f"masked_chamfer: pred {tuple(pred.shape)} and target "
-                         f"{tuple(target.shape)} must share Q and F")
+        raise ValueError(
+            f"masked_chamfer: pred {tuple(pred.shape)} and target "
+            f"{tuple(target.shape)} must share Q and F"
+        )
     diff = pred[:, :, None, :] - target[:, None, :, :]  # (Q, K1, K2, F)
     d = diff.square().sum(-1)  # (Q, K1, K2)
     if not squared:
@@ -126,4 +129,4 @@ def entropy(p: Tensor) -> Tensor:
     return -(p * torch.log(p.clamp(min=1e-12))).sum(-1)
 
 
-__all__ = ["masked_chamfer", "masked_mse", "soft_cross_entropy", "sinkhorn_knopp", "entropy"]
+__all__ = ["entropy", "masked_chamfer", "masked_mse", "sinkhorn_knopp", "soft_cross_entropy"]

@@ -139,22 +139,31 @@ class MAEConfig:
         if not 0.0 < self.mask_ratio < 1.0:
             raise ValueError(f"MAEConfig: mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if self.chamfer_weight < 0 or self.energy_weight < 0:
-            raise ValueError("MAEConfig: loss weights must be >= 0, got "
-                             f"{self.chamfer_weight}, {self.energy_weight}")
+            raise ValueError(
+                "MAEConfig: loss weights must be >= 0, got "
+                f"{self.chamfer_weight}, {self.energy_weight}"
+            )
         if self.mask_block < 0:
-            raise ValueError(f"MAEConfig: mask_block must be >= 0 (0 = random tokens), got "
-                             f"{self.mask_block}")
+            raise ValueError(
+                f"MAEConfig: mask_block must be >= 0 (0 = random tokens), got {self.mask_block}"
+            )
         if self.latent_weight < 0:
             raise ValueError(f"MAEConfig: latent_weight must be >= 0, got {self.latent_weight}")
         if not 1 <= self.latent_blocks <= self.encoder.vit.depth:
-            raise ValueError(f"MAEConfig: latent_blocks must be in [1, encoder depth "
-                             f"{self.encoder.vit.depth}], got {self.latent_blocks}")
+            raise ValueError(
+                f"MAEConfig: latent_blocks must be in [1, encoder depth "
+                f"{self.encoder.vit.depth}], got {self.latent_blocks}"
+            )
         if self.context_weight < 0 or not self.context_radius > 0:
-            raise ValueError(f"MAEConfig: need context_weight >= 0 and context_radius > 0, got "
-                             f"{self.context_weight}, {self.context_radius}")
+            raise ValueError(
+                f"MAEConfig: need context_weight >= 0 and context_radius > 0, got "
+                f"{self.context_weight}, {self.context_radius}"
+            )
         if not 1 <= self.context_points <= self.context_candidates:
-            raise ValueError(f"MAEConfig: need 1 <= context_points <= context_candidates, got "
-                             f"{self.context_points}, {self.context_candidates}")
+            raise ValueError(
+                f"MAEConfig: need 1 <= context_points <= context_candidates, got "
+                f"{self.context_points}, {self.context_candidates}"
+            )
         if self.energy_hidden < 1:
             raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
 
@@ -246,15 +255,20 @@ class MaskedAutoencoder(nn.Module):
         """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
         G = visible.shape[1]
         index, vis_valid = compact_tokens(visible)  # (B, Gv), (B, Gv)
-        vis = replace(tokens, feat=gather_tokens(tokens.feat, index),
-                      pos=gather_tokens(tokens.pos, index),
-                      center=gather_tokens(tokens.center, index), valid=vis_valid,
-                      group_idx=gather_tokens(tokens.group_idx, index))
+        vis = replace(
+            tokens,
+            feat=gather_tokens(tokens.feat, index),
+            pos=gather_tokens(tokens.pos, index),
+            center=gather_tokens(tokens.center, index),
+            valid=vis_valid,
+            group_idx=gather_tokens(tokens.group_idx, index),
+        )
         out = self.encoder.encode_tokens(vis)  # feat (B, Gv, D)
         return scatter_tokens(out.feat, index, vis_valid, G)  # (B, G, D)
 
-    def context_loss(self, batch: PointBatch, center: Tensor, center_offset: Tensor,
-                     feat: Tensor) -> Tensor:
+    def context_loss(
+        self, batch: PointBatch, center: Tensor, center_offset: Tensor, feat: Tensor
+    ) -> Tensor:
         """Chamfer loss of the context reconstruction (step 8 of the module docstring).
 
         Args:
@@ -267,8 +281,9 @@ class MaskedAutoencoder(nn.Module):
         assert self.context_head is not None
         M, R = cfg.context_points, cfg.context_radius
         with torch.no_grad():
-            idx = ball_group(center, center_offset, batch.coord, batch.offset, R,
-                             cfg.context_candidates, M)  # (Qv, M)
+            idx = ball_group(
+                center, center_offset, batch.coord, batch.offset, R, cfg.context_candidates, M
+            )  # (Qv, M)
         point_valid = idx >= 0  # (Qv, M); the centre itself is always found
         target = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
         if cfg.context_with_energy:
@@ -285,8 +300,9 @@ class MaskedAutoencoder(nn.Module):
         tokens = self.encoder.tokenize(batch)
         valid = tokens.valid  # (B, G)
         if cfg.mask_block > 0:
-            is_masked = block_token_mask(tokens.center, valid, cfg.mask_block,
-                                         cfg.mask_ratio)  # (B, G)
+            is_masked = block_token_mask(
+                tokens.center, valid, cfg.mask_block, cfg.mask_ratio
+            )  # (B, G)
         else:
             is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
         latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
@@ -324,12 +340,14 @@ class MaskedAutoencoder(nn.Module):
             loss = loss + cfg.latent_weight * latent
             metrics["latent"] = latent.detach()
             # spread of the targets across tokens: near 0 would mean a collapsed teacher
-            metrics["target_std"] = (target.std(0).mean().detach() if Qm > 1
-                                     else target.new_zeros(()))
+            metrics["target_std"] = (
+                target.std(0).mean().detach() if Qm > 1 else target.new_zeros(())
+            )
         if self.context_head is not None:
             visible = valid & ~is_masked  # (B, G)
-            context = self.context_loss(batch, tokens.center[visible],
-                                        torch.cumsum(visible.sum(1), 0), latent[visible])
+            context = self.context_loss(
+                batch, tokens.center[visible], torch.cumsum(visible.sum(1), 0), latent[visible]
+            )
             loss = loss + cfg.context_weight * context
             metrics["context"] = context.detach()
         metrics |= {
@@ -341,4 +359,4 @@ class MaskedAutoencoder(nn.Module):
         return StepOutput(loss=loss, metrics=metrics)
 
 
-__all__ = ["MAEConfig", "EnergyInfillHead", "MaskedAutoencoder"]
+__all__ = ["EnergyInfillHead", "MAEConfig", "MaskedAutoencoder"]

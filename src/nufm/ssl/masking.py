@@ -32,8 +32,9 @@ def num_to_mask(n_valid: Tensor, ratio: float) -> Tensor:
     return torch.floor(n_valid.to(torch.float64) * ratio).to(torch.int64)
 
 
-def random_token_mask(valid: Tensor, ratio: float,
-                      generator: torch.Generator | None = None) -> Tensor:
+def random_token_mask(
+    valid: Tensor, ratio: float, generator: torch.Generator | None = None
+) -> Tensor:
     """Hide ``int(ratio * n_valid)`` random valid tokens of every event.
 
     Args:
@@ -53,8 +54,13 @@ def random_token_mask(valid: Tensor, ratio: float,
     return rank < n_masked[:, None]  # (B, G) True = hidden
 
 
-def grid_mask(coord: Tensor, offset: Tensor, cell_size: float, ratio: float,
-              generator: torch.Generator | None = None) -> Tensor:
+def grid_mask(
+    coord: Tensor,
+    offset: Tensor,
+    cell_size: float,
+    ratio: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Sonata grid masking: voxelize each event with side ``cell_size`` and hide a random
     ``int(ratio * n_cells)`` of its occupied cells (every point in a hidden cell is masked).
 
@@ -83,8 +89,13 @@ def grid_mask(coord: Tensor, offset: Tensor, cell_size: float, ratio: float,
     return cell_hidden[cells.inverse]  # (N,)
 
 
-def block_token_mask(center: Tensor, valid: Tensor, cell_size: float, ratio: float,
-                     generator: torch.Generator | None = None) -> Tensor:
+def block_token_mask(
+    center: Tensor,
+    valid: Tensor,
+    cell_size: float,
+    ratio: float,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """Hide tokens in whole spatial blocks: :func:`grid_mask` over the valid token centres.
 
     Random token masking of small tokens on a track hides a token between two visible
@@ -121,7 +132,7 @@ def compact_tokens(keep: Tensor) -> tuple[Tensor, Tensor]:
         index (B, Gk) int64 source column of each compact slot (0 at padding) and
         valid (B, Gk) bool, with Gk the largest kept count. Kept tokens stay in their order.
     """
-    B, G = keep.shape
+    B, _G = keep.shape
     n_keep = keep.sum(1)  # (B,)
     Gk = int(n_keep.max()) if B else 0
     # stable sort: kept tokens first, in their original order
@@ -154,5 +165,11 @@ def scatter_tokens(x: Tensor, index: Tensor, valid: Tensor, G: int) -> Tensor:
     return out[:, :G]
 
 
-__all__ = ["num_to_mask", "random_token_mask", "grid_mask", "compact_tokens", "gather_tokens",
-           "scatter_tokens"]
+__all__ = [
+    "compact_tokens",
+    "gather_tokens",
+    "grid_mask",
+    "num_to_mask",
+    "random_token_mask",
+    "scatter_tokens",
+]

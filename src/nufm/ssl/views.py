@@ -59,16 +59,20 @@ class ViewConfig:
 
     def __post_init__(self) -> None:
         if self.num_global < 1 or self.num_local < 0:
-            raise ValueError(f"ViewConfig: need num_global >= 1 and num_local >= 0, got "
-                             f"{self.num_global}, {self.num_local}")
+            raise ValueError(
+                f"ViewConfig: need num_global >= 1 and num_local >= 0, got "
+                f"{self.num_global}, {self.num_local}"
+            )
         for name in ("global_fraction", "local_fraction"):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi <= 1.0:
-                raise ValueError(f"ViewConfig: {name} must satisfy 0 < lo <= hi <= 1, "
-                                 f"got {(lo, hi)}")
+                raise ValueError(
+                    f"ViewConfig: {name} must satisfy 0 < lo <= hi <= 1, got {(lo, hi)}"
+                )
         if len(self.coord_channels) not in (0, 3):
-            raise ValueError(f"ViewConfig: coord_channels needs 0 or 3 columns, "
-                             f"got {self.coord_channels}")
+            raise ValueError(
+                f"ViewConfig: coord_channels needs 0 or 3 columns, got {self.coord_channels}"
+            )
 
 
 @dataclass
@@ -118,8 +122,9 @@ def _rotation(angle: Tensor, axis: int) -> Tensor:
     return rot
 
 
-def _augment(coord: Tensor, feat: Tensor, offset: Tensor, cfg: ViewConfig,
-             augment: bool) -> tuple[Tensor, Tensor]:
+def _augment(
+    coord: Tensor, feat: Tensor, offset: Tensor, cfg: ViewConfig, augment: bool
+) -> tuple[Tensor, Tensor]:
     """Per-view centre shift, rotation, flip, jitter of coord (and coordinate feat columns)."""
     if not augment:
         return coord, feat
@@ -131,8 +136,9 @@ def _augment(coord: Tensor, feat: Tensor, offset: Tensor, cfg: ViewConfig,
     rot = torch.eye(3, dtype=dt, device=dev).expand(R, 3, 3)
     for axis in (2, 0, 1):  # z, then x, then y (Sonata order)
         angle = (torch.rand(R, device=dev, dtype=dt) * 2 - 1) * math.pi
-        angle = torch.where(torch.rand(R, device=dev) < cfg.rotate_p, angle,
-                            torch.zeros_like(angle))
+        angle = torch.where(
+            torch.rand(R, device=dev) < cfg.rotate_p, angle, torch.zeros_like(angle)
+        )
         rot = _rotation(angle, axis) @ rot  # (R, 3, 3)
     sign = torch.where(torch.rand(R, 3, device=dev) < cfg.flip_p, -1.0, 1.0).to(dt)  # (R, 3)
     lin = rot * sign[:, :, None]  # (R, 3, 3): flip after rotation
@@ -151,8 +157,15 @@ def _augment(coord: Tensor, feat: Tensor, offset: Tensor, cfg: ViewConfig,
     return new_coord, feat
 
 
-def _pack(batch: PointBatch, coord_p: Tensor, valid_p: Tensor, centre: Tensor, k: Tensor,
-          cfg: ViewConfig, augment: bool) -> Views:
+def _pack(
+    batch: PointBatch,
+    coord_p: Tensor,
+    valid_p: Tensor,
+    centre: Tensor,
+    k: Tensor,
+    cfg: ViewConfig,
+    augment: bool,
+) -> Views:
     B, V = k.shape
     local_rows, counts = _crop(coord_p, valid_p, centre, k)
     view_event = torch.arange(B, device=k.device).repeat_interleave(V)  # (B*V,)
@@ -196,8 +209,9 @@ def make_views(batch: PointBatch, cfg: ViewConfig, augment: bool = True) -> tupl
     d0 = (coord_p - centre0[:, None]).square().sum(-1).masked_fill(~valid_p, float("inf"))
     order0 = d0.argsort(dim=1)  # (B, Nmax)
     n_other = cfg.num_global - 1 + cfg.num_local
-    pick = (torch.rand(B, n_other, device=dev, dtype=torch.float64)
-            * k_global[:, :1]).to(torch.int64)  # (B, n_other) rank inside the major view
+    pick = (torch.rand(B, n_other, device=dev, dtype=torch.float64) * k_global[:, :1]).to(
+        torch.int64
+    )  # (B, n_other) rank inside the major view
     other = coord_p[torch.arange(B, device=dev)[:, None], torch.gather(order0, 1, pick)]
     centres = torch.cat([centre0[:, None], other], dim=1)  # (B, Vg + Vl, 3)
     g = _pack(batch, coord_p, valid_p, centres[:, : cfg.num_global], k_global, cfg, augment)
@@ -219,16 +233,23 @@ def select_events(offset: Tensor, events: Tensor) -> tuple[Tensor, Tensor]:
     counts = offset_to_counts(offset)[events]  # (R,)
     starts = offset_to_starts(offset)[events]  # (R,)
     new_offset = torch.cumsum(counts, 0)
-    out_event = torch.repeat_interleave(torch.arange(events.shape[0], device=offset.device),
-                                        counts)  # (M,)
-    local = torch.arange(out_event.shape[0], device=offset.device) - (new_offset - counts)[
-        out_event]
+    out_event = torch.repeat_interleave(
+        torch.arange(events.shape[0], device=offset.device), counts
+    )  # (M,)
+    local = (
+        torch.arange(out_event.shape[0], device=offset.device) - (new_offset - counts)[out_event]
+    )
     return starts[out_event] + local, new_offset
 
 
-def match_points(query_origin: Tensor, query_offset: Tensor, support_origin: Tensor,
-                 support_offset: Tensor, support_events: Tensor,
-                 max_dist: float) -> tuple[Tensor, Tensor]:
+def match_points(
+    query_origin: Tensor,
+    query_offset: Tensor,
+    support_origin: Tensor,
+    support_offset: Tensor,
+    support_events: Tensor,
+    max_dist: float,
+) -> tuple[Tensor, Tensor]:
     """Pair every query point with its nearest support point (by original coordinates) in the
     support pseudo-event assigned to its own pseudo-event; keep pairs closer than ``max_dist``.
 
@@ -250,4 +271,4 @@ def match_points(query_origin: Tensor, query_offset: Tensor, support_origin: Ten
     return query_rows, rows[idx[query_rows, 0]]
 
 
-__all__ = ["ViewConfig", "Views", "make_views", "select_events", "match_points"]
+__all__ = ["ViewConfig", "Views", "make_views", "match_points", "select_events"]

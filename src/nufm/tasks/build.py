@@ -32,8 +32,13 @@ TaskConfig = SemsegConfig | PIDConfig | ClusterConfig | EventTaskConfig
 """Union of task configs, discriminated by their ``name`` literal."""
 
 
-def build_task(cfg: TaskConfig, encoder_state: Mapping[str, Tensor] | None = None, *,
-               encoder_prefix: str | None = None, strict: bool = False) -> TaskModule:
+def build_task(
+    cfg: TaskConfig,
+    encoder_state: Mapping[str, Tensor] | None = None,
+    *,
+    encoder_prefix: str | None = None,
+    strict: bool = False,
+) -> TaskModule:
     """Build a task and (unless mode is scratch) load pretrained encoder weights.
 
     Parameters are created in a fixed order (encoder, neck, head) before any weights are
@@ -70,25 +75,37 @@ def build_task(cfg: TaskConfig, encoder_state: Mapping[str, Tensor] | None = Non
             raise TypeError(f"build_task: no task for config type {type(cfg).__name__}")
     if cfg.mode == "scratch":
         if encoder_state is not None:
-            raise ValueError(f"build_task: mode='scratch' trains the {cfg.name} task from a "
-                             "random encoder; do not pass encoder_state (use mode='full')")
+            raise ValueError(
+                f"build_task: mode='scratch' trains the {cfg.name} task from a "
+                "random encoder; do not pass encoder_state (use mode='full')"
+            )
         return task
     if encoder_state is None:
-        log.warning("build_task: %s in mode %r with a randomly initialised encoder (no "
-                    "encoder_state given)", cfg.name, cfg.mode)
+        log.warning(
+            "build_task: %s in mode %r with a randomly initialised encoder (no "
+            "encoder_state given)",
+            cfg.name,
+            cfg.mode,
+        )
         return task
     task.encoder_load_report = load_encoder_state(
-        task.backbone.encoder, encoder_state, prefix=encoder_prefix,
-        source=f"{cfg.name} task encoder_state", strict=strict)
+        task.backbone.encoder,
+        encoder_state,
+        prefix=encoder_prefix,
+        source=f"{cfg.name} task encoder_state",
+        strict=strict,
+    )
     return task
 
 
 def count_parameters(task: torch.nn.Module) -> dict[str, int]:
     """Parameter counts: ``total``, ``trainable``, ``encoder``."""
     enc = task.get_submodule("backbone.encoder")
-    return {"total": sum(p.numel() for p in task.parameters()),
-            "trainable": sum(p.numel() for p in task.parameters() if p.requires_grad),
-            "encoder": sum(p.numel() for p in enc.parameters())}
+    return {
+        "total": sum(p.numel() for p in task.parameters()),
+        "trainable": sum(p.numel() for p in task.parameters() if p.requires_grad),
+        "encoder": sum(p.numel() for p in enc.parameters()),
+    }
 
 
 def _token_vit() -> TokenViTConfig:
@@ -97,8 +114,10 @@ def _token_vit() -> TokenViTConfig:
 
 
 def _modes(base: TaskConfig, prefix: str) -> dict[str, TaskConfig]:
-    return {f"{prefix}-{m}": dataclasses.replace(base, mode=m)
-            for m in ("linear", "head", "full", "scratch")}
+    return {
+        f"{prefix}-{m}": dataclasses.replace(base, mode=m)
+        for m in ("linear", "head", "full", "scratch")
+    }
 
 
 _PTV3_TINY = PTV3_PRESETS["tiny"]
@@ -109,24 +128,54 @@ TASK_PRESETS: dict[str, TaskConfig] = {
     # short CPU runs: cross-entropy with square-root inverse-frequency weights (the full
     # PoLAr-MAE alpha, up to 60x track weight for Michel, drags accuracy down within 100s of
     # steps; measured in the study notes of docs/tasks.md)
-    **_modes(SemsegConfig(encoder=_PTV3_TINY, loss="ce", class_weighting="pilarnet-sqrt"),
-             "semseg-ce"),
+    **_modes(
+        SemsegConfig(encoder=_PTV3_TINY, loss="ce", class_weighting="pilarnet-sqrt"), "semseg-ce"
+    ),
     # PoLAr-MAE-style 4-class semseg (LED removed) on the ViT-S tokenizer encoder
-    **_modes(SemsegConfig(encoder=_token_vit(), num_classes=4, neck_hidden=(384, 384),
-                          head_hidden=(512, 256), dropout=0.5), "semseg-polarmae"),
+    **_modes(
+        SemsegConfig(
+            encoder=_token_vit(),
+            num_classes=4,
+            neck_hidden=(384, 384),
+            head_hidden=(512, 256),
+            dropout=0.5,
+        ),
+        "semseg-polarmae",
+    ),
     **_modes(PIDConfig(encoder=_PTV3_TINY), "pid"),
     **_modes(ClusterConfig(encoder=_PTV3_TINY, target="particle"), "cluster-particle"),
     **_modes(ClusterConfig(encoder=_PTV3_TINY, target="interaction"), "cluster-interaction"),
-    **_modes(EventTaskConfig(encoder=_PTV3_TINY, kind="classification",
-                             targets=("n_interactions",), num_classes=4, class_offset=1),
-             "event-ninteractions"),
+    **_modes(
+        EventTaskConfig(
+            encoder=_PTV3_TINY,
+            kind="classification",
+            targets=("n_interactions",),
+            num_classes=4,
+            class_offset=1,
+        ),
+        "event-ninteractions",
+    ),
     # log visible energy (MeV, AddEventTargets); shift/scale put typical events near 0 +- 1
-    **_modes(EventTaskConfig(encoder=_PTV3_TINY, kind="regression", targets=("visible_energy",),
-                             transform="log", target_shift=6.5, target_scale=1.0),
-             "event-energy"),
+    **_modes(
+        EventTaskConfig(
+            encoder=_PTV3_TINY,
+            kind="regression",
+            targets=("visible_energy",),
+            transform="log",
+            target_shift=6.5,
+            target_scale=1.0,
+        ),
+        "event-energy",
+    ),
     # first-interaction vertex in normalised coordinates (AddEventTargets)
-    **_modes(EventTaskConfig(encoder=_PTV3_TINY, kind="regression",
-                             targets=("vertex_x", "vertex_y", "vertex_z"), target_scale=0.3),
-             "event-vertex"),
+    **_modes(
+        EventTaskConfig(
+            encoder=_PTV3_TINY,
+            kind="regression",
+            targets=("vertex_x", "vertex_y", "vertex_z"),
+            target_scale=0.3,
+        ),
+        "event-vertex",
+    ),
 }
 """Named task configs: ``<task>-<mode>`` for every task and mode."""

@@ -31,9 +31,9 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_starts
+from nufm.step import StepOutput
 from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp
 from nufm.tasks.pid import instance_keys
-from nufm.step import StepOutput
 
 _EPS = 1e-12
 
@@ -43,9 +43,18 @@ def _norm(x: Tensor) -> Tensor:
     return (x.pow(2).sum(-1) + _EPS).sqrt()
 
 
-def discriminative_loss(emb: Tensor, batch_index: Tensor, instance: Tensor, num_events: int, *,
-                        delta_v: float = 0.5, delta_d: float = 1.5, w_var: float = 1.0,
-                        w_dist: float = 1.0, w_reg: float = 0.001) -> dict[str, Tensor]:
+def discriminative_loss(
+    emb: Tensor,
+    batch_index: Tensor,
+    instance: Tensor,
+    num_events: int,
+    *,
+    delta_v: float = 0.5,
+    delta_d: float = 1.5,
+    w_var: float = 1.0,
+    w_dist: float = 1.0,
+    w_reg: float = 0.001,
+) -> dict[str, Tensor]:
     """De Brabandere et al. discriminative loss over a packed batch.
 
     Args:
@@ -81,13 +90,15 @@ def discriminative_loss(emb: Tensor, batch_index: Tensor, instance: Tensor, num_
     pairs = n_c * n_c  # (B,)
     pair_event = torch.repeat_interleave(torch.arange(B, device=emb.device), pairs)  # (Q,)
     local = torch.arange(int(pairs.sum()), device=emb.device) - torch.repeat_interleave(
-        torch.cumsum(pairs, 0) - pairs, pairs)  # (Q,)
+        torch.cumsum(pairs, 0) - pairs, pairs
+    )  # (Q,)
     a = starts[pair_event] + local // n_c[pair_event]  # (Q,)
     b = starts[pair_event] + local % n_c[pair_event]  # (Q,)
     is_other = a != b
     push = F.relu(2 * delta_d - _norm(mu[a[is_other]] - mu[b[is_other]])).pow(2)  # (Q',)
     dist_event = emb.new_zeros(B).index_add_(0, pair_event[is_other], push) / (
-        n_c * (n_c - 1)).clamp(min=1)
+        n_c * (n_c - 1)
+    ).clamp(min=1)
     has_pairs = n_c > 1
     L_var = var_event[has_any].mean()
     L_reg = reg_event[has_any].mean()
@@ -161,19 +172,23 @@ class ClusterConfig(TaskBaseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.target not in ("particle", "interaction"):
-            raise ValueError(f"ClusterConfig.target={self.target!r} is not particle or "
-                             "interaction")
+            raise ValueError(f"ClusterConfig.target={self.target!r} is not particle or interaction")
         if self.method not in ("greedy", "dbscan"):
             raise ValueError(f"ClusterConfig.method={self.method!r} is not greedy or dbscan")
         if self.embed_dim < 1 or self.min_cluster_points < 1:
-            raise ValueError(f"ClusterConfig: embed_dim and min_cluster_points must be >= 1, "
-                             f"got {self.embed_dim}, {self.min_cluster_points}")
+            raise ValueError(
+                f"ClusterConfig: embed_dim and min_cluster_points must be >= 1, "
+                f"got {self.embed_dim}, {self.min_cluster_points}"
+            )
         if not 0 < self.delta_v < 2 * self.delta_d:
-            raise ValueError(f"ClusterConfig needs 0 < delta_v < 2 delta_d, got {self.delta_v}, "
-                             f"{self.delta_d}")
+            raise ValueError(
+                f"ClusterConfig needs 0 < delta_v < 2 delta_d, got {self.delta_v}, {self.delta_d}"
+            )
         if self.cluster_radius <= 0 or self.dbscan_eps <= 0:
-            raise ValueError(f"ClusterConfig: cluster_radius and dbscan_eps must be > 0, got "
-                             f"{self.cluster_radius}, {self.dbscan_eps}")
+            raise ValueError(
+                f"ClusterConfig: cluster_radius and dbscan_eps must be > 0, got "
+                f"{self.cluster_radius}, {self.dbscan_eps}"
+            )
 
 
 class InstanceClustering(TaskModule):
@@ -210,9 +225,16 @@ class InstanceClustering(TaskModule):
         if target is None:
             raise ValueError(f"cluster: the batch has no {self.cfg.target} labels")
         terms = discriminative_loss(
-            self.embed(batch), batch.batch_index, target, batch.num_events,
-            delta_v=self.cfg.delta_v, delta_d=self.cfg.delta_d, w_var=self.cfg.w_var,
-            w_dist=self.cfg.w_dist, w_reg=self.cfg.w_reg)
+            self.embed(batch),
+            batch.batch_index,
+            target,
+            batch.num_events,
+            delta_v=self.cfg.delta_v,
+            delta_d=self.cfg.delta_d,
+            w_var=self.cfg.w_var,
+            w_dist=self.cfg.w_dist,
+            w_reg=self.cfg.w_reg,
+        )
         return StepOutput(loss=terms["loss"], metrics={k: v.detach() for k, v in terms.items()})
 
     def cluster(self, emb: Tensor) -> Tensor:
@@ -223,8 +245,9 @@ class InstanceClustering(TaskModule):
             case "dbscan":
                 from sklearn.cluster import DBSCAN
 
-                label = DBSCAN(eps=self.cfg.dbscan_eps, min_samples=self.cfg.min_cluster_points
-                               ).fit_predict(emb.detach().cpu().double().numpy())
+                label = DBSCAN(
+                    eps=self.cfg.dbscan_eps, min_samples=self.cfg.min_cluster_points
+                ).fit_predict(emb.detach().cpu().double().numpy())
                 return torch.from_numpy(np.asarray(label, np.int64)).to(emb.device)
             case _:
                 raise ValueError(f"ClusterConfig.method={self.cfg.method!r}")
@@ -236,7 +259,7 @@ class InstanceClustering(TaskModule):
         emb = self.embed(batch)
         pred = torch.full((batch.num_points,), -1, dtype=torch.int64, device=emb.device)
         starts = offset_to_starts(batch.offset).tolist()
-        for s, e in zip(starts, batch.offset.tolist()):
+        for s, e in zip(starts, batch.offset.tolist(), strict=False):
             if e > s:
                 pred[s:e] = self.cluster(emb[s:e])
         out = {"embedding": emb, "pred": pred}

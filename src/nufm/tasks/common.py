@@ -90,14 +90,16 @@ class TaskBaseConfig:
         if self.mode not in MODES:
             raise ValueError(f"{type(self).__name__}.mode={self.mode!r} is not one of {MODES}")
         if self.encoder_lr_scale <= 0:
-            raise ValueError(f"{type(self).__name__}.encoder_lr_scale must be > 0, got "
-                             f"{self.encoder_lr_scale}")
+            raise ValueError(
+                f"{type(self).__name__}.encoder_lr_scale must be > 0, got {self.encoder_lr_scale}"
+            )
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got "
-                             f"{self.dropout}")
+            raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout}")
         if min(self.neck_hidden, default=1) < 1 or min(self.head_hidden, default=1) < 1:
-            raise ValueError(f"{type(self).__name__}: neck_hidden / head_hidden widths must be "
-                             f">= 1, got {self.neck_hidden} / {self.head_hidden}")
+            raise ValueError(
+                f"{type(self).__name__}: neck_hidden / head_hidden widths must be "
+                f">= 1, got {self.neck_hidden} / {self.head_hidden}"
+            )
         if len(self.neck_hidden) == 0:
             raise ValueError(f"{type(self).__name__}.neck_hidden needs at least one width")
 
@@ -127,7 +129,8 @@ def segment_mean_max(x: Tensor, index: Tensor, num_segments: int) -> Tensor:
     counts = torch.bincount(index, minlength=num_segments).clamp(min=1).to(x.dtype)  # (S,)
     mean = x.new_zeros(num_segments, D).index_add_(0, index, x) / counts[:, None]  # (S, D)
     amax = x.new_zeros(num_segments, D).scatter_reduce(
-        0, index[:, None].expand(N, D), x, reduce="amax", include_self=False)  # (S, D)
+        0, index[:, None].expand(N, D), x, reduce="amax", include_self=False
+    )  # (S, D)
     return torch.cat([mean, amax], dim=1)  # (S, 2D)
 
 
@@ -170,8 +173,12 @@ class TaskBackbone(nn.Module):
         self._out_dim = self.encoder.out_dim
         if isinstance(cfg.encoder, TokenViTConfig) and cfg.mode != "linear":
             self.neck = FeaturePropagation(
-                token_dim=self.encoder.out_dim, point_dim=cfg.encoder.tokenizer.in_channels,
-                hidden=cfg.neck_hidden, k=cfg.interp_k, power=cfg.interp_power)
+                token_dim=self.encoder.out_dim,
+                point_dim=cfg.encoder.tokenizer.in_channels,
+                hidden=cfg.neck_hidden,
+                k=cfg.interp_k,
+                power=cfg.interp_power,
+            )
             self._out_dim = self.neck.out_dim
         if self.is_frozen:
             self.encoder.requires_grad_(False)
@@ -203,8 +210,9 @@ class TaskBackbone(nn.Module):
         if self.neck is None:
             return self.point_features(out, batch)  # (N, D)
         assert out.tokens is not None and out.valid is not None
-        return self.neck(out.feat, out.tokens.center, out.valid, batch.coord, batch.offset,
-                         batch.feat)  # (N, D_neck)
+        return self.neck(
+            out.feat, out.tokens.center, out.valid, batch.coord, batch.offset, batch.feat
+        )  # (N, D_neck)
 
 
 class TaskModule(nn.Module):
@@ -225,7 +233,8 @@ class TaskModule(nn.Module):
         else 1.0 (frozen parameters have ``requires_grad=False`` and are not optimised).
         """
         is_encoder = name.startswith("backbone.encoder.") or name.startswith(
-            "module.backbone.encoder.")
+            "module.backbone.encoder."
+        )
         if is_encoder and self.cfg.mode in ("full", "scratch"):
             return self.cfg.encoder_lr_scale
         return 1.0
@@ -239,8 +248,9 @@ class TaskModule(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
-def extract_encoder_state(state: Mapping[str, Tensor], encoder: nn.Module,
-                          prefix: str | None = None) -> tuple[dict[str, Tensor], str]:
+def extract_encoder_state(
+    state: Mapping[str, Tensor], encoder: nn.Module, prefix: str | None = None
+) -> tuple[dict[str, Tensor], str]:
     """Pick the encoder's tensors out of a larger state dict.
 
     ``state`` may be an encoder state dict (prefix ""), an objective's (``encoder.``), a task's
@@ -258,7 +268,7 @@ def extract_encoder_state(state: Mapping[str, Tensor], encoder: nn.Module,
             if key in own:
                 votes[""] += 1
             for i, ch in enumerate(key):
-                if ch == "." and key[i + 1:] in own:
+                if ch == "." and key[i + 1 :] in own:
                     votes[key[: i + 1]] += 1
         if not votes:
             return {}, ""
@@ -266,14 +276,23 @@ def extract_encoder_state(state: Mapping[str, Tensor], encoder: nn.Module,
         tied = sorted((p for p, v in votes.items() if v == best), key=len)
         prefix = tied[0]
         if len(tied) > 1:
-            log.warning("encoder weights found under several prefixes %s; using %r (pass "
-                        "prefix= to choose)", tied, prefix)
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, prefix
+            log.warning(
+                "encoder weights found under several prefixes %s; using %r (pass "
+                "prefix= to choose)",
+                tied,
+                prefix,
+            )
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, prefix
 
 
-def load_encoder_state(encoder: nn.Module, state: Mapping[str, Tensor], *,
-                       prefix: str | None = None, source: str = "<state dict>",
-                       strict: bool = False) -> LoadReport:
+def load_encoder_state(
+    encoder: nn.Module,
+    state: Mapping[str, Tensor],
+    *,
+    prefix: str | None = None,
+    source: str = "<state dict>",
+    strict: bool = False,
+) -> LoadReport:
     """Copy pretrained weights into ``encoder``, skipping (and reporting) bad keys.
 
     Args:
@@ -292,9 +311,11 @@ def load_encoder_state(encoder: nn.Module, state: Mapping[str, Tensor], *,
     sub, used = extract_encoder_state(state, encoder, prefix)
     usable, report = match_state(encoder.state_dict(), sub)
     if not usable:
-        raise ValueError(f"{source}: no tensor fits the {type(encoder).__name__} "
-                         f"({len(state)} tensors given, prefix {used!r}; the encoder config "
-                         f"must match the pretrained one)\n{report}")
+        raise ValueError(
+            f"{source}: no tensor fits the {type(encoder).__name__} "
+            f"({len(state)} tensors given, prefix {used!r}; the encoder config "
+            f"must match the pretrained one)\n{report}"
+        )
     if strict and not report.is_exact:
         raise ValueError(f"{source}: encoder load is not exact (prefix {used!r})\n{report}")
     encoder.load_state_dict(usable, strict=False)

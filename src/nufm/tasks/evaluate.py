@@ -45,8 +45,13 @@ class EventSource(Protocol):
     def __getitem__(self, index: int) -> Event: ...
 
 
-def iter_batches(events: EventSource | Sequence[Event], batch_points: int, *,
-                 transform: Transform | None = None, seed: int = 0) -> Iterator[PointBatch]:
+def iter_batches(
+    events: EventSource | Sequence[Event],
+    batch_points: int,
+    *,
+    transform: Transform | None = None,
+    seed: int = 0,
+) -> Iterator[PointBatch]:
     """Pack events in order into batches of at most ``batch_points`` points (an event larger
     than the budget forms a batch alone).
 
@@ -74,10 +79,15 @@ def iter_batches(events: EventSource | Sequence[Event], batch_points: int, *,
         yield collate(current)
 
 
-def iter_predictions(task: TaskModule, events: EventSource | Sequence[Event], batch_points: int,
-                     *, transform: Transform | None = None, seed: int = 0,
-                     device: torch.device | str | None = None
-                     ) -> Iterator[tuple[PointBatch, dict[str, Tensor]]]:
+def iter_predictions(
+    task: TaskModule,
+    events: EventSource | Sequence[Event],
+    batch_points: int,
+    *,
+    transform: Transform | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[PointBatch, dict[str, Tensor]]]:
     """Yield ``(batch, task.predict(batch))`` in eval mode, without gradients, on CPU."""
     if device is None:
         device = next(task.parameters()).device
@@ -98,9 +108,15 @@ def _class_names_event(offset: int, num_classes: int) -> list[str]:
     return names
 
 
-def evaluate_task(task: TaskModule, events: EventSource | Sequence[Event],
-                  batch_points: int = 200_000, *, transform: Transform | None = None,
-                  seed: int = 0, device: torch.device | str | None = None) -> dict[str, Any]:
+def evaluate_task(
+    task: TaskModule,
+    events: EventSource | Sequence[Event],
+    batch_points: int = 200_000,
+    *,
+    transform: Transform | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
     """Dataset-level metrics of ``task`` on ``events``.
 
     * semseg: ``semantic`` (per-class precision / recall / F1 / IoU, macro F1, mIoU,
@@ -118,29 +134,35 @@ def evaluate_task(task: TaskModule, events: EventSource | Sequence[Event],
     cfg = task.cfg
     num_events = 0
     num_batches = 0
-    stream = iter_predictions(task, events, batch_points, transform=transform, seed=seed,
-                              device=device)
+    stream = iter_predictions(
+        task, events, batch_points, transform=transform, seed=seed, device=device
+    )
     match task:
         case SemanticSegmentation():
             cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=task.cfg.ignore_index)
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
                 cm.update(pred["pred"], pred["target"])
-            blocks = metrics_report(semantic=cm,
-                                    class_names=SEGMENT_NAMES[: task.cfg.num_classes])
+            blocks = metrics_report(semantic=cm, class_names=SEGMENT_NAMES[: task.cfg.num_classes])
         case ParticleID():
             cm = ConfusionMatrix(NUM_PID_CLASSES, ignore_index=-1)
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
                 cm.update(pred["pred"], pred["target"])
             scores = cm.compute()
-            blocks = {"pid": {**scores.to_dict(PID_NAMES[:NUM_PID_CLASSES]),
-                              "num_instances": scores.num_points}}
+            blocks = {
+                "pid": {
+                    **scores.to_dict(PID_NAMES[:NUM_PID_CLASSES]),
+                    "num_instances": scores.num_points,
+                }
+            }
         case InstanceClustering():
             inst = InstanceMetrics()
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
-                for s, e in zip((batch.offset - batch.counts).tolist(), batch.offset.tolist()):
+                for s, e in zip(
+                    (batch.offset - batch.counts).tolist(), batch.offset.tolist(), strict=False
+                ):
                     inst.update(pred["pred"][s:e], pred["target"][s:e])
             blocks = metrics_report(instance=inst)
             blocks["instance"]["target"] = task.cfg.target
@@ -159,8 +181,9 @@ def evaluate_task(task: TaskModule, events: EventSource | Sequence[Event],
                 cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=-1)
                 cm.update(p, t)
                 names = _class_names_event(task.cfg.class_offset, task.cfg.num_classes)
-                blocks = {"event_class": {**cm.compute().to_dict(names),
-                                          "target": task.cfg.targets[0]}}
+                blocks = {
+                    "event_class": {**cm.compute().to_dict(names), "target": task.cfg.targets[0]}
+                }
             else:
                 reg = {}
                 is_log = task.cfg.transform == "log"
@@ -173,7 +196,13 @@ def evaluate_task(task: TaskModule, events: EventSource | Sequence[Event],
                 blocks = metrics_report(regression=reg)
         case _:
             raise TypeError(f"evaluate_task: no evaluation for {type(task).__name__}")
-    log.info("evaluated %s (%s) on %d events in %d batches", cfg.name, cfg.mode, num_events,
-             num_batches)
-    return {"task": cfg.name, "mode": cfg.mode, "num_events": num_events,
-            "num_batches": num_batches, **blocks}
+    log.info(
+        "evaluated %s (%s) on %d events in %d batches", cfg.name, cfg.mode, num_events, num_batches
+    )
+    return {
+        "task": cfg.name,
+        "mode": cfg.mode,
+        "num_events": num_events,
+        "num_batches": num_batches,
+        **blocks,
+    }

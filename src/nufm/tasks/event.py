@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.data.event import Event
-from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
 from nufm.step import StepOutput
+from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +48,10 @@ class AddEventTargets:
             meta["visible_energy"] = float(np.asarray(event.energy, np.float64).sum())
         if self.vertex:
             if event.vertices is None or len(event.vertices) == 0:
-                raise ValueError(f"{event.where}: AddEventTargets(vertex=True) needs "
-                                 "event.vertices, the event has none")
+                raise ValueError(
+                    f"{event.where}: AddEventTargets(vertex=True) needs "
+                    "event.vertices, the event has none"
+                )
             x, y, z = (float(v) for v in event.vertices[0])
             meta.update(vertex_x=x, vertex_y=y, vertex_z=z)
         return event.with_fields(meta=meta)
@@ -86,18 +88,24 @@ class EventTaskConfig(TaskBaseConfig):
         match self.kind:
             case "classification":
                 if len(self.targets) != 1 or self.num_classes < 2:
-                    raise ValueError(f"EventTaskConfig: classification needs one target and "
-                                     f"num_classes >= 2, got {self.targets}, {self.num_classes}")
+                    raise ValueError(
+                        f"EventTaskConfig: classification needs one target and "
+                        f"num_classes >= 2, got {self.targets}, {self.num_classes}"
+                    )
             case "regression":
                 if self.target_scale <= 0:
-                    raise ValueError(f"EventTaskConfig.target_scale must be > 0, got "
-                                     f"{self.target_scale}")
+                    raise ValueError(
+                        f"EventTaskConfig.target_scale must be > 0, got {self.target_scale}"
+                    )
             case _:
-                raise ValueError(f"EventTaskConfig.kind={self.kind!r} is not classification or "
-                                 "regression")
+                raise ValueError(
+                    f"EventTaskConfig.kind={self.kind!r} is not classification or regression"
+                )
         if self.transform not in ("none", "log") or self.regression_loss not in ("mse", "huber"):
-            raise ValueError(f"EventTaskConfig: transform {self.transform!r} / regression_loss "
-                             f"{self.regression_loss!r} not recognised")
+            raise ValueError(
+                f"EventTaskConfig: transform {self.transform!r} / regression_loss "
+                f"{self.regression_loss!r} not recognised"
+            )
 
     @property
     def out_dim(self) -> int:
@@ -124,8 +132,10 @@ class EventTask(TaskModule):
         """(B, T) float targets as stored in the batch."""
         missing = [t for t in self.cfg.targets if t not in batch.targets]
         if missing:
-            raise ValueError(f"event task: targets {missing} are not in the batch (have "
-                             f"{sorted(batch.targets)}; see AddEventTargets)")
+            raise ValueError(
+                f"event task: targets {missing} are not in the batch (have "
+                f"{sorted(batch.targets)}; see AddEventTargets)"
+            )
         return torch.stack([batch.targets[t].float() for t in self.cfg.targets], dim=1)
 
     def class_target(self, batch: PointBatch) -> Tensor:
@@ -139,8 +149,10 @@ class EventTask(TaskModule):
         match self.cfg.transform:
             case "log":
                 if bool((y <= 0).any()):
-                    raise ValueError(f"event task: transform='log' needs targets > 0, got "
-                                     f"min {float(y.min())} in {self.cfg.targets}")
+                    raise ValueError(
+                        f"event task: transform='log' needs targets > 0, got "
+                        f"min {float(y.min())} in {self.cfg.targets}"
+                    )
                 return y.log()
             case "none":
                 return y
@@ -163,8 +175,11 @@ class EventTask(TaskModule):
                 return StepOutput(loss=loss, metrics={"loss": loss.detach(), "acc": acc.detach()})
             case "regression":
                 z = (self.value_target(batch) - self.cfg.target_shift) / self.cfg.target_scale
-                loss = F.mse_loss(out, z) if self.cfg.regression_loss == "mse" else \
-                    F.huber_loss(out, z, delta=1.0)
+                loss = (
+                    F.mse_loss(out, z)
+                    if self.cfg.regression_loss == "mse"
+                    else F.huber_loss(out, z, delta=1.0)
+                )
                 mae = (out.detach() - z).abs().mean() * self.cfg.target_scale
                 return StepOutput(loss=loss, metrics={"loss": loss.detach(), "mae": mae})
             case _:

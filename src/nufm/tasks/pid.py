@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.data.lartpc import PID_NONE
-from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
 from nufm.step import StepOutput
+from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
 
 NUM_PID_CLASSES = PID_NONE
 """5 classes: 0 photon, 1 electron, 2 muon, 3 pion, 4 proton (``nufm.data.lartpc``)."""
@@ -81,8 +81,9 @@ def instance_labels(pid: Tensor, index: InstanceIndex) -> Tensor:
     col = torch.where(pid[is_in] < 0, torch.full_like(pid[is_in], PID_NONE + 1), pid[is_in])
     if bool((col > PID_NONE + 1).any()):
         raise ValueError(f"pid: labels above {PID_NONE} found: {pid[pid > PID_NONE].unique()}")
-    counts = torch.bincount(index.point_instance[is_in] * (PID_NONE + 2) + col,
-                            minlength=I * (PID_NONE + 2)).view(I, PID_NONE + 2)  # (I, 7)
+    counts = torch.bincount(
+        index.point_instance[is_in] * (PID_NONE + 2) + col, minlength=I * (PID_NONE + 2)
+    ).view(I, PID_NONE + 2)  # (I, 7)
     label = counts.argmax(1)  # (I,) ties -> lowest class id
     return torch.where(label < NUM_PID_CLASSES, label, torch.full_like(label, -1))
 
@@ -101,11 +102,13 @@ class PIDConfig(TaskBaseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.min_instance_points < 1:
-            raise ValueError(f"PIDConfig.min_instance_points must be >= 1, got "
-                             f"{self.min_instance_points}")
+            raise ValueError(
+                f"PIDConfig.min_instance_points must be >= 1, got {self.min_instance_points}"
+            )
         if self.class_weights and len(self.class_weights) != NUM_PID_CLASSES:
-            raise ValueError(f"PIDConfig.class_weights needs {NUM_PID_CLASSES} entries, got "
-                             f"{self.class_weights}")
+            raise ValueError(
+                f"PIDConfig.class_weights needs {NUM_PID_CLASSES} entries, got {self.class_weights}"
+            )
 
 
 class ParticleID(TaskModule):
@@ -134,8 +137,9 @@ class ParticleID(TaskModule):
         """(I, 5) class scores of the instances in ``index``."""
         x = self.backbone(batch)  # (N, D)
         is_in = index.point_instance >= 0
-        pooled = segment_mean_max(x[is_in], index.point_instance[is_in],
-                                  index.num_instances)  # (I, 2D)
+        pooled = segment_mean_max(
+            x[is_in], index.point_instance[is_in], index.num_instances
+        )  # (I, 2D)
         return self.head(pooled)
 
     def forward(self, batch: PointBatch) -> StepOutput:
@@ -146,13 +150,20 @@ class ParticleID(TaskModule):
         logits = self.logits(batch, index)  # (I, 5)
         is_kept = target >= 0
         if bool(is_kept.any()):
-            loss = F.cross_entropy(logits[is_kept], target[is_kept],
-                                   weight=self.class_weight.to(logits.device))
+            loss = F.cross_entropy(
+                logits[is_kept], target[is_kept], weight=self.class_weight.to(logits.device)
+            )
             acc = (logits[is_kept].argmax(1) == target[is_kept]).float().mean()
         else:
             loss, acc = logits.sum() * 0.0, logits.new_zeros(())
-        return StepOutput(loss=loss, metrics={"loss": loss.detach(), "acc": acc.detach(),
-                                              "instances": is_kept.sum().float()})
+        return StepOutput(
+            loss=loss,
+            metrics={
+                "loss": loss.detach(),
+                "acc": acc.detach(),
+                "instances": is_kept.sum().float(),
+            },
+        )
 
     @torch.no_grad()
     def predict(self, batch: PointBatch) -> dict[str, Tensor]:
@@ -165,8 +176,13 @@ class ParticleID(TaskModule):
         point_pred = torch.full_like(index.point_instance, -1)  # (N,)
         is_in = index.point_instance >= 0
         point_pred[is_in] = pred[index.point_instance[is_in]]
-        out = {"logits": logits, "pred": pred, "instance_event": index.event,
-               "instance_id": index.instance_id, "point_pred": point_pred}
+        out = {
+            "logits": logits,
+            "pred": pred,
+            "instance_event": index.event,
+            "instance_id": index.instance_id,
+            "point_pred": point_pred,
+        }
         if batch.pid is not None:
             out["target"] = instance_labels(batch.pid, index)
         return out

@@ -24,11 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
 from nufm.step import StepOutput
+from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
 
-PILARNET_SEGMENT_COUNTS: tuple[int, ...] = (1_926_651_899, 2_038_240_940, 34_083_197,
-                                            92_015_482, 1_145_363_125)
+PILARNET_SEGMENT_COUNTS: tuple[int, ...] = (
+    1_926_651_899,
+    2_038_240_940,
+    34_083_197,
+    92_015_482,
+    1_145_363_125,
+)
 """Points per class (shower, track, Michel, delta, LED) in PILArNet-M v1 (anchors 1.1)."""
 
 
@@ -38,8 +43,14 @@ def inverse_frequency_weights(counts: Sequence[float]) -> tuple[float, ...]:
     return tuple(total / float(c) if c > 0 else 0.0 for c in counts)
 
 
-def focal_loss(logits: Tensor, target: Tensor, *, gamma: float = 2.0,
-               weight: Tensor | None = None, ignore_index: int = -1) -> Tensor:
+def focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    gamma: float = 2.0,
+    weight: Tensor | None = None,
+    ignore_index: int = -1,
+) -> Tensor:
     """Weighted-mean softmax focal loss.
 
     ``l_i = -w_{y_i} (1 - p_i)^gamma log p_i``, averaged as ``sum l_i / sum w_{y_i}`` over
@@ -89,18 +100,25 @@ class SemsegConfig(TaskBaseConfig):
         super().__post_init__()
         if self.num_classes < 2:
             raise ValueError(f"SemsegConfig.num_classes must be >= 2, got {self.num_classes}")
-        if (self.class_weighting in ("pilarnet", "pilarnet-sqrt")
-                and self.num_classes > len(PILARNET_SEGMENT_COUNTS)):
-            raise ValueError(f"SemsegConfig: class_weighting='pilarnet' knows 5 classes, "
-                             f"num_classes is {self.num_classes}; use 'custom' or 'none'")
+        if self.class_weighting in ("pilarnet", "pilarnet-sqrt") and self.num_classes > len(
+            PILARNET_SEGMENT_COUNTS
+        ):
+            raise ValueError(
+                f"SemsegConfig: class_weighting='pilarnet' knows 5 classes, "
+                f"num_classes is {self.num_classes}; use 'custom' or 'none'"
+            )
         if self.class_weighting == "custom" and len(self.class_weights) != self.num_classes:
-            raise ValueError(f"SemsegConfig.class_weights needs {self.num_classes} entries for "
-                             f"class_weighting='custom', got {self.class_weights}")
+            raise ValueError(
+                f"SemsegConfig.class_weights needs {self.num_classes} entries for "
+                f"class_weighting='custom', got {self.class_weights}"
+            )
         if min(self.class_weights, default=0.0) < 0:
             raise ValueError(f"SemsegConfig.class_weights must be >= 0: {self.class_weights}")
         if self.loss not in ("ce", "focal") or self.focal_gamma < 0:
-            raise ValueError(f"SemsegConfig: loss must be ce|focal and focal_gamma >= 0, got "
-                             f"{self.loss!r}, {self.focal_gamma}")
+            raise ValueError(
+                f"SemsegConfig: loss must be ce|focal and focal_gamma >= 0, got "
+                f"{self.loss!r}, {self.focal_gamma}"
+            )
 
     @property
     def weights(self) -> tuple[float, ...]:
@@ -111,13 +129,17 @@ class SemsegConfig(TaskBaseConfig):
             case "pilarnet":
                 return inverse_frequency_weights(PILARNET_SEGMENT_COUNTS[: self.num_classes])
             case "pilarnet-sqrt":
-                return tuple(w ** 0.5 for w in inverse_frequency_weights(
-                    PILARNET_SEGMENT_COUNTS[: self.num_classes]))
+                return tuple(
+                    w**0.5
+                    for w in inverse_frequency_weights(PILARNET_SEGMENT_COUNTS[: self.num_classes])
+                )
             case "custom":
                 return self.class_weights
             case _:
-                raise ValueError(f"SemsegConfig.class_weighting={self.class_weighting!r} is not "
-                                 "one of none, pilarnet, pilarnet-sqrt, custom")
+                raise ValueError(
+                    f"SemsegConfig.class_weighting={self.class_weighting!r} is not "
+                    "one of none, pilarnet, pilarnet-sqrt, custom"
+                )
 
 
 class SemanticSegmentation(TaskModule):
@@ -136,8 +158,9 @@ class SemanticSegmentation(TaskModule):
         else:
             in_dim = 3 * D if self.use_global else D
             self.head = mlp(in_dim, cfg.head_hidden, cfg.num_classes, cfg.dropout)
-        self.register_buffer("class_weight", torch.tensor(cfg.weights, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "class_weight", torch.tensor(cfg.weights, dtype=torch.float32), persistent=False
+        )
 
     def logits(self, batch: PointBatch) -> Tensor:
         """(N, C) per-point class scores."""
@@ -158,17 +181,20 @@ class SemanticSegmentation(TaskModule):
                 gamma = self.cfg.focal_gamma
             case _:
                 raise ValueError(f"SemsegConfig.loss={self.cfg.loss!r} is not ce or focal")
-        return focal_loss(logits, target, gamma=gamma, weight=weight,
-                          ignore_index=self.cfg.ignore_index)
+        return focal_loss(
+            logits, target, gamma=gamma, weight=weight, ignore_index=self.cfg.ignore_index
+        )
 
     def _target(self, batch: PointBatch) -> Tensor:
         if batch.segment is None:
             raise ValueError("semseg: the batch has no segment labels")
         bad = (batch.segment >= self.cfg.num_classes) | (batch.segment < self.cfg.ignore_index)
         if bool(bad.any()):
-            raise ValueError(f"semseg: segment labels outside [0, {self.cfg.num_classes}) or "
-                             f"{self.cfg.ignore_index}: {batch.segment[bad].unique().tolist()} "
-                             f"(set num_classes=5 or Preprocess.remove_low_energy)")
+            raise ValueError(
+                f"semseg: segment labels outside [0, {self.cfg.num_classes}) or "
+                f"{self.cfg.ignore_index}: {batch.segment[bad].unique().tolist()} "
+                f"(set num_classes=5 or Preprocess.remove_low_energy)"
+            )
         return batch.segment
 
     def forward(self, batch: PointBatch) -> StepOutput:
@@ -176,8 +202,11 @@ class SemanticSegmentation(TaskModule):
         logits = self.logits(batch)  # (N, C)
         loss = self.loss(logits, target)
         is_kept = target != self.cfg.ignore_index
-        acc = (logits.argmax(1)[is_kept] == target[is_kept]).float().mean() if bool(
-            is_kept.any()) else logits.new_zeros(())
+        acc = (
+            (logits.argmax(1)[is_kept] == target[is_kept]).float().mean()
+            if bool(is_kept.any())
+            else logits.new_zeros(())
+        )
         return StepOutput(loss=loss, metrics={"loss": loss.detach(), "acc": acc.detach()})
 
     @torch.no_grad()

@@ -52,8 +52,10 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
             try:
                 from nufm.sim import generate_events  # type: ignore[attr-defined]
             except ImportError as e:
-                raise RuntimeError("data.source='sim' needs nufm.sim.generate_events, which "
-                                   f"is not available ({e})") from e
+                raise RuntimeError(
+                    "data.source='sim' needs nufm.sim.generate_events, which "
+                    f"is not available ({e})"
+                ) from e
             log.info("simulating %d events (seed %d)", cfg.num_events, cfg.sim_seed)
             return list(generate_events(cfg.num_events, cfg.sim_seed))
         case "file":
@@ -64,8 +66,12 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
             from nufm.data.transforms import Preprocess
 
             pre = Preprocess()  # the loop applies the transforms, seeded per (epoch, event)
-            return PILArNetDataset(cfg.path, transform=None, min_points=pre.min_points,
-                                   energy_threshold=pre.energy_threshold)
+            return PILArNetDataset(
+                cfg.path,
+                transform=None,
+                min_points=pre.min_points,
+                energy_threshold=pre.energy_threshold,
+            )
         case _:
             raise ValueError(f"data.source={cfg.source!r} is not one of toy, sim, file")
 

@@ -62,9 +62,13 @@ def capture_rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].copy()),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np_state[1].copy()),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -78,15 +82,23 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     """Inverse of :func:`capture_rng_state`."""
     random.setstate(state["python"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (
+            n["kind"],
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state:
         if torch.cuda.is_available():
             torch.cuda.set_rng_state(state["cuda"]["state"], torch.cuda.current_device())
         else:
-            log.warning("checkpoint has a CUDA RNG state but CUDA is not available here; "
-                        "not restored")
+            log.warning(
+                "checkpoint has a CUDA RNG state but CUDA is not available here; not restored"
+            )
 
 
 # ---------------------------------------------------------------- writing
@@ -146,10 +158,18 @@ def marker_path(ckpt: Path) -> Path:
     return ckpt.with_name(ckpt.stem + ".complete.json")
 
 
-def save_checkpoint(directory: str | Path, *, step: int, model: nn.Module,
-                    optimizer: torch.optim.Optimizer | None, cursor: DataCursor,
-                    config: dict, rng: list[dict[str, Any]], keep: int = 3,
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    *,
+    step: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    cursor: DataCursor,
+    config: dict,
+    rng: list[dict[str, Any]],
+    keep: int = 3,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``step_XXXXXXXX.pt`` atomically, then its completeness marker; prune old ones.
 
     The state holds ``model`` (state dict), ``optimizer``, ``step`` (next step to run, i.e.
@@ -181,8 +201,13 @@ def save_checkpoint(directory: str | Path, *, step: int, model: nn.Module,
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(directory)
-    marker = {"step": step, "file": path.name, "sha256": writer.sha.hexdigest(),
-              "bytes": writer.bytes, "nufm_version": nufm.__version__}
+    marker = {
+        "step": step,
+        "file": path.name,
+        "sha256": writer.sha.hexdigest(),
+        "bytes": writer.bytes,
+        "nufm_version": nufm.__version__,
+    }
     _atomic_write_bytes(marker_path(path), json.dumps(marker, indent=1).encode())
     _fsync_dir(directory)
     log.info("checkpoint written: %s", path)
@@ -247,8 +272,10 @@ def verify_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     mpath = marker_path(path)
     if not mpath.is_file():
-        raise CheckpointError(f"{path}: no completeness marker {mpath.name}; the write was "
-                              "interrupted, so this checkpoint is not trusted")
+        raise CheckpointError(
+            f"{path}: no completeness marker {mpath.name}; the write was "
+            "interrupted, so this checkpoint is not trusted"
+        )
     try:
         marker = json.loads(mpath.read_text())
         expected_sha, expected_bytes = marker["sha256"], int(marker["bytes"])
@@ -256,17 +283,21 @@ def verify_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{mpath}: unreadable completeness marker ({e})") from e
     size = path.stat().st_size
     if size != expected_bytes:
-        raise CheckpointError(f"{path}: size {size} bytes differs from the {expected_bytes} "
-                              "recorded when it was written (truncated or overwritten)")
+        raise CheckpointError(
+            f"{path}: size {size} bytes differs from the {expected_bytes} "
+            "recorded when it was written (truncated or overwritten)"
+        )
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             sha.update(chunk)
     if sha.hexdigest() != expected_sha:
-        raise CheckpointError(f"{path}: sha256 {sha.hexdigest()[:12]}… differs from "
-                              f"{expected_sha[:12]}… recorded when it was written (corrupt "
-                              "file); delete it (and its .complete.json) to resume from an "
-                              "older checkpoint")
+        raise CheckpointError(
+            f"{path}: sha256 {sha.hexdigest()[:12]}… differs from "
+            f"{expected_sha[:12]}… recorded when it was written (corrupt "
+            "file); delete it (and its .complete.json) to resume from an "
+            "older checkpoint"
+        )
     return marker
 
 
@@ -276,25 +307,33 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     verify_checkpoint(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means unusable
+    except Exception as e:
         raise CheckpointError(f"{path}: cannot be read by torch.load ({e})") from e
     for key in ("step", "model", "cursor", "config"):
         if key not in state:
             raise CheckpointError(f"{path}: not a nufm training checkpoint (no '{key}')")
     if state.get("nufm_version") != nufm.__version__:
-        log.warning("%s was written by nufm %s, this is nufm %s", path,
-                    state.get("nufm_version"), nufm.__version__)
+        log.warning(
+            "%s was written by nufm %s, this is nufm %s",
+            path,
+            state.get("nufm_version"),
+            nufm.__version__,
+        )
     return state
 
 
-def check_model_compatible(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                           where: str) -> None:
+def check_model_compatible(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], where: str
+) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected and shape-mismatched keys."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    mismatched = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-                  for k, v in own.items() if k in state_dict and state_dict[k].shape != v.shape]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
     if missing or unexpected or mismatched:
         parts = []
         if mismatched:
@@ -303,8 +342,9 @@ def check_model_compatible(model: nn.Module, state_dict: Mapping[str, torch.Tens
             parts.append(f"missing in checkpoint: {missing[:5]}")
         if unexpected:
             parts.append(f"not in model: {unexpected[:5]}")
-        raise CheckpointError(f"{where}: incompatible with the current model ("
-                              + "; ".join(parts) + ")")
+        raise CheckpointError(
+            f"{where}: incompatible with the current model (" + "; ".join(parts) + ")"
+        )
 
 
 def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:

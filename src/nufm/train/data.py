@@ -68,8 +68,9 @@ def points_per_event(dataset: EventDataset) -> np.ndarray:
     else:
         sizes = np.array([len(dataset[i]) for i in range(len(dataset))], dtype=np.int64)
     if sizes.shape != (len(dataset),):
-        raise ValueError(f"points_per_event: got shape {sizes.shape}, dataset has "
-                         f"{len(dataset)} events")
+        raise ValueError(
+            f"points_per_event: got shape {sizes.shape}, dataset has {len(dataset)} events"
+        )
     return sizes
 
 
@@ -99,16 +100,17 @@ class SeededEventDataset(Dataset):
         try:
             event = self.base[index]
         except Exception as e:
-            raise DataError(f"reading {self._where(index)} failed: "
-                            f"{type(e).__name__}: {e}") from e
+            raise DataError(f"reading {self._where(index)} failed: {type(e).__name__}: {e}") from e
         if self.transform is None:
             return event
         rng = np.random.default_rng((self.seed, epoch, index))
         try:
             return self.transform(event, rng)
         except Exception as e:
-            raise DataError(f"transform of {event.where} (dataset index {index}) failed: "
-                            f"{type(e).__name__}: {e}") from e
+            raise DataError(
+                f"transform of {event.where} (dataset index {index}) failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
 
 
 def collate_events(events: Sequence[Event]) -> PointBatch:
@@ -117,8 +119,9 @@ def collate_events(events: Sequence[Event]) -> PointBatch:
         return collate(events)
     except Exception as e:
         names = ", ".join(ev.where for ev in events[:8])
-        raise DataError(f"collating [{names}{', …' if len(events) > 8 else ''}] failed: "
-                        f"{type(e).__name__}: {e}") from e
+        raise DataError(
+            f"collating [{names}{', …' if len(events) > 8 else ''}] failed: {type(e).__name__}: {e}"
+        ) from e
 
 
 class EventStream:
@@ -128,10 +131,21 @@ class EventStream:
     checkpoint makes a resumed stream yield exactly the next micro-batch.
     """
 
-    def __init__(self, dataset: EventDataset, *, max_points: int, max_events: int | None,
-                 shuffle: bool, seed: int, num_workers: int, transform: Transform | None,
-                 start: DataCursor, rank: int = 0, world_size: int = 1,
-                 pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: EventDataset,
+        *,
+        max_points: int,
+        max_events: int | None,
+        shuffle: bool,
+        seed: int,
+        num_workers: int,
+        transform: Transform | None,
+        start: DataCursor,
+        rank: int = 0,
+        world_size: int = 1,
+        pin_memory: bool = False,
+    ) -> None:
         self.data = SeededEventDataset(dataset, transform, seed)
         self.sizes = points_per_event(dataset)
         self.max_points = max_points
@@ -147,26 +161,39 @@ class EventStream:
         self._epoch_len = 0
         self.batches_per_epoch = len(self._sampler(0))
         if self.batches_per_epoch == 0:
-            raise ValueError(f"dataset of {len(dataset)} events gives no batch per rank "
-                             f"(world size {world_size}); add events")
+            raise ValueError(
+                f"dataset of {len(dataset)} events gives no batch per rank "
+                f"(world size {world_size}); add events"
+            )
 
     def _sampler(self, epoch: int) -> PointBudgetSampler:
-        s = PointBudgetSampler(self.sizes, self.max_points, self.max_events,
-                               shuffle=self.shuffle, seed=self.seed, rank=self.rank,
-                               world_size=self.world_size)
+        s = PointBudgetSampler(
+            self.sizes,
+            self.max_points,
+            self.max_events,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
         s.set_epoch(epoch)
         return s
 
     def _open(self, cursor: DataCursor) -> None:
         batches = list(self._sampler(cursor.epoch))
         self._epoch_len = len(batches)
-        tagged = [[(cursor.epoch, i) for i in b] for b in batches[cursor.batch:]]
+        tagged = [[(cursor.epoch, i) for i in b] for b in batches[cursor.batch :]]
         gen = torch.Generator()
         seq = np.random.SeedSequence([self.seed, cursor.epoch, cursor.batch, self.rank])
         gen.manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
         loader: DataLoader[Any] = DataLoader(
-            self.data, batch_sampler=tagged, collate_fn=collate_events,
-            num_workers=self.num_workers, generator=gen, pin_memory=self.pin_memory)
+            self.data,
+            batch_sampler=tagged,
+            collate_fn=collate_events,
+            num_workers=self.num_workers,
+            generator=gen,
+            pin_memory=self.pin_memory,
+        )
         self._it = iter(loader)
 
     def __iter__(self) -> EventStream:

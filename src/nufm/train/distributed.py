@@ -59,10 +59,15 @@ def init_distributed(device_kind: str) -> DistInfo:
         return DistInfo()
     for var in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
-            raise RuntimeError(f"WORLD_SIZE={world_size} but {var} is not set: launch "
-                               "multi-process runs with torchrun")
-    info = DistInfo(rank=int(os.environ["RANK"]), world_size=world_size,
-                    local_rank=int(os.environ["LOCAL_RANK"]))
+            raise RuntimeError(
+                f"WORLD_SIZE={world_size} but {var} is not set: launch "
+                "multi-process runs with torchrun"
+            )
+    info = DistInfo(
+        rank=int(os.environ["RANK"]),
+        world_size=world_size,
+        local_rank=int(os.environ["LOCAL_RANK"]),
+    )
     if dist.is_initialized():
         return info
     if device_kind == "cuda":
@@ -71,8 +76,13 @@ def init_distributed(device_kind: str) -> DistInfo:
     else:
         backend = "gloo"
     dist.init_process_group(backend=backend, init_method="env://")
-    log.info("DDP: rank %d / %d (local %d), backend %s", info.rank, info.world_size,
-             info.local_rank, backend)
+    log.info(
+        "DDP: rank %d / %d (local %d), backend %s",
+        info.rank,
+        info.world_size,
+        info.local_rank,
+        backend,
+    )
     return info
 
 
@@ -120,10 +130,20 @@ def barrier(info: DistInfo) -> None:
 # ---------------------------------------------------------------- Slurm
 
 
-def write_slurm_script(cfg: Any, *, nodes: int, gpus_per_node: int, time: str,
-                       partition: str | None, account: str | None, run_dir: str | Path,
-                       out_path: str | Path, cpus_per_task: int | None = None,
-                       rdzv_port: int = 29500, submit: bool = False) -> Path:
+def write_slurm_script(
+    cfg: Any,
+    *,
+    nodes: int,
+    gpus_per_node: int,
+    time: str,
+    partition: str | None,
+    account: str | None,
+    run_dir: str | Path,
+    out_path: str | Path,
+    cpus_per_task: int | None = None,
+    rdzv_port: int = 29500,
+    submit: bool = False,
+) -> Path:
     """Write an sbatch script that runs ``nufm pretrain`` on ``nodes`` x ``gpus_per_node``.
 
     The run config is saved as ``run_dir/config.yaml`` and the job starts
@@ -155,8 +175,10 @@ def write_slurm_script(cfg: Any, *, nodes: int, gpus_per_node: int, time: str,
     if not isinstance(cfg, RunConfig):
         raise TypeError(f"write_slurm_script: cfg must be a RunConfig, got {type(cfg).__name__}")
     if nodes <= 0 or gpus_per_node <= 0:
-        raise ValueError(f"write_slurm_script: nodes ({nodes}) and gpus_per_node "
-                         f"({gpus_per_node}) must be positive")
+        raise ValueError(
+            f"write_slurm_script: nodes ({nodes}) and gpus_per_node "
+            f"({gpus_per_node}) must be positive"
+        )
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.yaml"
@@ -184,7 +206,7 @@ def write_slurm_script(cfg: Any, *, nodes: int, gpus_per_node: int, time: str,
         "set -euo pipefail",
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         f"export OMP_NUM_THREADS={max(1, cpus // gpus_per_node)}",
-        "srun torchrun --nnodes \"$SLURM_NNODES\" "
+        'srun torchrun --nnodes "$SLURM_NNODES" '
         f"--nproc_per_node {gpus_per_node} "
         '--rdzv_id "$SLURM_JOB_ID" --rdzv_backend c10d '
         f'--rdzv_endpoint "$head:{rdzv_port}" '
@@ -210,10 +232,13 @@ def submit_slurm(script: str | Path) -> str:
     """
     sbatch = shutil.which("sbatch")
     if sbatch is None:
-        raise RuntimeError(f"sbatch not found on PATH: run this on a Slurm login node, or "
-                           f"submit the written script yourself with `sbatch {script}`")
-    proc = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True,
-                          check=False)
+        raise RuntimeError(
+            f"sbatch not found on PATH: run this on a Slurm login node, or "
+            f"submit the written script yourself with `sbatch {script}`"
+        )
+    proc = subprocess.run(
+        [sbatch, "--parsable", str(script)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"sbatch {script} failed ({proc.returncode}): {proc.stderr.strip()}")
     job_id = proc.stdout.strip().split(";")[0]

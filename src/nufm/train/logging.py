@@ -48,8 +48,16 @@ class RunLogger:
         config: The run config dict (stored in W&B).
     """
 
-    def __init__(self, run_dir: str | Path, cfg: LoggingConfig, *, max_steps: int,
-                 start_step: int, run_name: str, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        cfg: LoggingConfig,
+        *,
+        max_steps: int,
+        start_step: int,
+        run_name: str,
+        config: dict[str, Any],
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         _truncate_jsonl(self.jsonl_path, start_step)
@@ -58,19 +66,34 @@ class RunLogger:
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.run_dir / "tensorboard"),
-                                     purge_step=start_step + 1 if start_step > 0 else None)
+            self._tb = SummaryWriter(
+                str(self.run_dir / "tensorboard"),
+                purge_step=start_step + 1 if start_step > 0 else None,
+            )
         self._wandb = None
         if cfg.wandb:
             try:
                 import wandb  # type: ignore[import-not-found]
             except ImportError as e:
-                raise RuntimeError("logging.wandb=True but the wandb package is not installed "
-                                   "(pip install wandb), or set --logging.no-wandb") from e
-            self._wandb = wandb.init(project=cfg.wandb_project, name=run_name, config=config,
-                                     dir=str(self.run_dir), resume="allow")
-        self._bar = tqdm(total=max_steps, initial=start_step, desc=run_name,
-                         disable=not cfg.progress, dynamic_ncols=True, leave=True)
+                raise RuntimeError(
+                    "logging.wandb=True but the wandb package is not installed "
+                    "(pip install wandb), or set --logging.no-wandb"
+                ) from e
+            self._wandb = wandb.init(
+                project=cfg.wandb_project,
+                name=run_name,
+                config=config,
+                dir=str(self.run_dir),
+                resume="allow",
+            )
+        self._bar = tqdm(
+            total=max_steps,
+            initial=start_step,
+            desc=run_name,
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+            leave=True,
+        )
 
     def progress(self, step: int, loss: float, events_per_s: float) -> None:
         """Advance the bar to ``step`` and show the latest loss and throughput."""
@@ -79,8 +102,9 @@ class RunLogger:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Write one JSONL line and one scalar per metric (TensorBoard tag ``train/<name>``)."""
-        clean = {k: (float(v) if math.isfinite(float(v)) else str(float(v)))
-                 for k, v in metrics.items()}
+        clean = {
+            k: (float(v) if math.isfinite(float(v)) else str(float(v))) for k, v in metrics.items()
+        }
         self._jsonl.write(json.dumps({"step": step, **clean}) + "\n")
         self._jsonl.flush()
         if self._tb is not None:

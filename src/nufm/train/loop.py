@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from nufm.config import DataConfig, RunConfig, config_to_dict, save_config
+from nufm.step import StepOutput
 from nufm.train.checkpoint import (
     CheckpointError,
     DataCursor,
@@ -56,7 +57,6 @@ from nufm.train.distributed import (
 from nufm.train.logging import RunLogger
 from nufm.train.optim import build_optimizer, set_step_hyperparams
 from nufm.train.schedules import Schedules, build_schedules
-from nufm.step import StepOutput
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,17 @@ def seed_everything(seed: int) -> None:
 
 def schedules_for(cfg: RunConfig) -> Schedules:
     o = cfg.optim
-    return build_schedules(max_steps=cfg.train.max_steps, lr=o.lr, min_lr=o.min_lr,
-                           warmup_steps=o.warmup_steps, warmup_start_lr=o.warmup_start_lr,
-                           weight_decay=o.weight_decay, weight_decay_end=o.weight_decay_end,
-                           momentum_start=o.momentum_start, momentum_end=o.momentum_end)
+    return build_schedules(
+        max_steps=cfg.train.max_steps,
+        lr=o.lr,
+        min_lr=o.min_lr,
+        warmup_steps=o.warmup_steps,
+        warmup_start_lr=o.warmup_start_lr,
+        weight_decay=o.weight_decay,
+        weight_decay_end=o.weight_decay_end,
+        momentum_start=o.momentum_start,
+        momentum_end=o.momentum_end,
+    )
 
 
 class _StopFlag:
@@ -131,17 +138,26 @@ class _StopFlag:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("interrupt received: writing a checkpoint after this step (Ctrl-C again "
-                    "to abort without one)")
+        log.warning(
+            "interrupt received: writing a checkpoint after this step (Ctrl-C again "
+            "to abort without one)"
+        )
 
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
-          run_dir: str | Path, resume: bool = False, *, transform: Transform | None = None,
-          monitor: Monitor | None = None) -> TrainResult:
+def train(
+    cfg: RunConfig,
+    objective: nn.Module,
+    dataset_factory: DatasetFactory,
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    transform: Transform | None = None,
+    monitor: Monitor | None = None,
+) -> TrainResult:
     """Train ``objective`` on the events of ``dataset_factory(cfg.data)``.
 
     Args:
@@ -166,8 +182,11 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
         KeyboardInterrupt: After SIGINT, once the checkpoint of the last step is written.
     """
     tc = cfg.train
-    device_kind = "cuda" if tc.device == "cuda" or (
-        tc.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device_kind = (
+        "cuda"
+        if tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     info = init_distributed(device_kind)
     device = _resolve_device(tc.device, info)
     run_dir = Path(run_dir)
@@ -175,8 +194,10 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
     config_dict = config_to_dict(cfg)
     existing = latest_checkpoint(ckpt_dir)
     if existing is not None and not resume:
-        raise FileExistsError(f"{run_dir} already has checkpoints (latest {existing.name}); "
-                              "pass resume=True (--resume) to continue it, or use a new run_dir")
+        raise FileExistsError(
+            f"{run_dir} already has checkpoints (latest {existing.name}); "
+            "pass resume=True (--resume) to continue it, or use a new run_dir"
+        )
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
@@ -184,18 +205,22 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
     seed_everything(tc.seed + info.rank)
     objective.to(device)
     objective.train()
-    optimizer = build_optimizer(objective, lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                eps=cfg.optim.eps)
+    optimizer = build_optimizer(
+        objective, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps
+    )
     sched = schedules_for(cfg)
     step, cursor, last_ckpt = 0, DataCursor(), existing
 
     if resume and existing is not None:
         state = load_checkpoint(existing)
-        diffs = config_differences(state["config"].get("objective"), config_dict["objective"],
-                                   "objective.")
+        diffs = config_differences(
+            state["config"].get("objective"), config_dict["objective"], "objective."
+        )
         if diffs:
-            raise CheckpointError(f"{existing}: written for a different objective config "
-                                  f"({'; '.join(diffs)}); refusing to resume")
+            raise CheckpointError(
+                f"{existing}: written for a different objective config "
+                f"({'; '.join(diffs)}); refusing to resume"
+            )
         other = config_differences(state["config"], config_dict)
         if other:
             log.warning("resuming %s with a changed config: %s", existing, "; ".join(other))
@@ -208,8 +233,12 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
         if len(state["rng"]) == info.world_size:
             restore_rng_state(state["rng"][info.rank])
         else:
-            log.warning("checkpoint from %d ranks, now %d: RNG states not restored; the run "
-                        "continues but is not bit-identical", len(state["rng"]), info.world_size)
+            log.warning(
+                "checkpoint from %d ranks, now %d: RNG states not restored; the run "
+                "continues but is not bit-identical",
+                len(state["rng"]),
+                info.world_size,
+            )
         log.info("resumed from %s at step %d, data cursor %s", existing, step, cursor)
         del state
     elif resume:
@@ -223,20 +252,39 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
     model: nn.Module = objective
     if info.enabled:
         model = DistributedDataParallel(
-            objective, device_ids=[info.local_rank] if device.type == "cuda" else None)
+            objective, device_ids=[info.local_rank] if device.type == "cuda" else None
+        )
     forward: Callable[[Any], StepOutput] = torch.compile(model) if tc.compile else model
     update_teacher = getattr(objective, "update_teacher", None)
     set_schedule = getattr(objective, "set_schedule", None)  # e.g. teacher temperature, masking
     params = [p for p in objective.parameters() if p.requires_grad]
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
 
-    stream = EventStream(dataset_factory(cfg.data), max_points=cfg.data.max_points,
-                         max_events=cfg.data.max_events, shuffle=cfg.data.shuffle,
-                         seed=tc.seed, num_workers=cfg.data.num_workers, transform=transform,
-                         start=cursor, rank=info.rank, world_size=info.world_size,
-                         pin_memory=device.type == "cuda")
-    logger = (RunLogger(run_dir, cfg.logging, max_steps=tc.max_steps, start_step=step,
-                        run_name=cfg.name, config=config_dict) if info.is_main else None)
+    stream = EventStream(
+        dataset_factory(cfg.data),
+        max_points=cfg.data.max_points,
+        max_events=cfg.data.max_events,
+        shuffle=cfg.data.shuffle,
+        seed=tc.seed,
+        num_workers=cfg.data.num_workers,
+        transform=transform,
+        start=cursor,
+        rank=info.rank,
+        world_size=info.world_size,
+        pin_memory=device.type == "cuda",
+    )
+    logger = (
+        RunLogger(
+            run_dir,
+            cfg.logging,
+            max_steps=tc.max_steps,
+            start_step=step,
+            run_name=cfg.name,
+            config=config_dict,
+        )
+        if info.is_main
+        else None
+    )
 
     saved_step = step if existing is not None and resume else -1
 
@@ -244,16 +292,22 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
         nonlocal last_ckpt, saved_step
         rng = rng if rng is not None else gather_objects(capture_rng_state(), info)
         if info.is_main:
-            last_ckpt = save_checkpoint(ckpt_dir, step=step, model=objective,
-                                        optimizer=optimizer, cursor=cursor, config=config_dict,
-                                        rng=rng, keep=tc.keep_checkpoints)
+            last_ckpt = save_checkpoint(
+                ckpt_dir,
+                step=step,
+                model=objective,
+                optimizer=optimizer,
+                cursor=cursor,
+                config=config_dict,
+                rng=rng,
+                keep=tc.keep_checkpoints,
+            )
         saved_step = step
         barrier(info)
 
     window: dict[str, float] = {}
     window_steps, window_events, window_time = 0, 0, 0.0
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if tc.bf16
-                else nullcontext())
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tc.bf16 else nullcontext()
     in_update = False
     boundary_rng = capture_rng_state()
     if monitor is not None and tc.monitor_every and step == 0:  # baseline: random init
@@ -269,8 +323,9 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
         with stop:
             while step < tc.max_steps:
                 t0 = time.perf_counter()
-                set_step_hyperparams(optimizer, float(sched.lr[step]),
-                                     float(sched.weight_decay[step]))
+                set_step_hyperparams(
+                    optimizer, float(sched.lr[step]), float(sched.weight_decay[step])
+                )
                 if set_schedule is not None:
                     set_schedule(step / max(tc.max_steps - 1, 1))
                 optimizer.zero_grad(set_to_none=True)
@@ -284,21 +339,27 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                     n_events += batch.num_events
                     is_last = micro == tc.grad_accum - 1
                     # DDP all-reduces gradients only on the last micro-batch of the step
-                    sync = (model.no_sync()  # type: ignore[operator]
-                            if info.enabled and not is_last else nullcontext())
+                    sync = (
+                        model.no_sync()  # type: ignore[operator]
+                        if info.enabled and not is_last
+                        else nullcontext()
+                    )
                     with sync:
                         with autocast:
                             out = forward(batch)
                         (out.loss.float() / tc.grad_accum).backward()
                     loss_sum += out.loss.detach().float() / tc.grad_accum
                     for k, v in out.metrics.items():
-                        metric_sums[k] = (metric_sums.get(k, 0.0)
-                                          + v.detach().float() / tc.grad_accum)
+                        metric_sums[k] = (
+                            metric_sums.get(k, 0.0) + v.detach().float() / tc.grad_accum
+                        )
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                flags = torch.stack([
-                    (~torch.isfinite(loss_sum) | ~torch.isfinite(grad_norm)).float(),
-                    torch.tensor(float(stop.requested), device=device),
-                ])
+                flags = torch.stack(
+                    [
+                        (~torch.isfinite(loss_sum) | ~torch.isfinite(grad_norm)).float(),
+                        torch.tensor(float(stop.requested), device=device),
+                    ]
+                )
                 flags = all_reduce_max(flags, info)
                 if flags[0] > 0:
                     raise DivergenceError(
@@ -306,7 +367,8 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                         f"({grad_norm.item()}) at step {step} (some rank); weights were not "
                         f"updated and no checkpoint was written; last good checkpoint: "
                         f"{last_ckpt}. Lower optim.lr, raise optim.warmup_steps or check the "
-                        "data")
+                        "data"
+                    )
                 in_update = True
                 optimizer.step()
                 if update_teacher is not None:
@@ -323,31 +385,37 @@ def train(cfg: RunConfig, objective: nn.Module, dataset_factory: DatasetFactory,
                 window_steps += 1
                 window_events += n_events
                 window_time += time.perf_counter() - t0
-                for k, v in zip(step_values, host):
+                for k, v in zip(step_values, host, strict=False):
                     window[k] = window.get(k, 0.0) + v
                 events_per_s = window_events * info.world_size / max(window_time, 1e-9)
                 if logger is not None:
                     logger.progress(step, loss_value, events_per_s)
                 if step % cfg.logging.log_every == 0 or step == tc.max_steps:
                     names = sorted(window)
-                    means = torch.tensor([window[k] / window_steps for k in names],
-                                         dtype=torch.float64, device=device)
+                    means = torch.tensor(
+                        [window[k] / window_steps for k in names],
+                        dtype=torch.float64,
+                        device=device,
+                    )
                     means = all_reduce_mean(means, info)
-                    metrics = {k: float(v) for k, v in zip(names, means.tolist())}
-                    metrics.update(lr=float(sched.lr[step - 1]), events_per_s=events_per_s,
-                                   weight_decay=float(sched.weight_decay[step - 1]))
+                    metrics = {k: float(v) for k, v in zip(names, means.tolist(), strict=False)}
+                    metrics.update(
+                        lr=float(sched.lr[step - 1]),
+                        events_per_s=events_per_s,
+                        weight_decay=float(sched.weight_decay[step - 1]),
+                    )
                     if update_teacher is not None:
                         metrics["momentum"] = float(sched.momentum[step - 1])
                     if logger is not None:
                         logger.log(step, metrics)
                     result.metrics = metrics
                     window, window_steps, window_events, window_time = {}, 0, 0, 0.0
-                if (monitor is not None and tc.monitor_every
-                        and step % tc.monitor_every == 0):
+                if monitor is not None and tc.monitor_every and step % tc.monitor_every == 0:
                     if info.is_main:
                         rng_before = capture_rng_state()  # the monitor never shifts training RNG
-                        found = {f"monitor/{k}": float(v)
-                                 for k, v in monitor(objective, step).items()}
+                        found = {
+                            f"monitor/{k}": float(v) for k, v in monitor(objective, step).items()
+                        }
                         restore_rng_state(rng_before)
                         if logger is not None:
                             logger.log(step, found)

@@ -51,26 +51,38 @@ def param_groups(model: nn.Module) -> list[dict]:
             continue
         scale = float(scale_of(name)) if callable(scale_of) else 1.0
         if scale <= 0:
-            raise ValueError(f"{type(model).__name__}.param_lr_scale({name!r}) = {scale}; "
-                             "freeze the parameter (requires_grad=False) instead of scale 0")
+            raise ValueError(
+                f"{type(model).__name__}.param_lr_scale({name!r}) = {scale}; "
+                "freeze the parameter (requires_grad=False) instead of scale 0"
+            )
         key = (is_decayed(name, p), scale)
-        group = groups.setdefault(key, {"params": [], "names": [], "is_decayed": key[0],
-                                        "lr_scale": scale, "weight_decay": 0.0})
+        group = groups.setdefault(
+            key,
+            {
+                "params": [],
+                "names": [],
+                "is_decayed": key[0],
+                "lr_scale": scale,
+                "weight_decay": 0.0,
+            },
+        )
         group["params"].append(p)
         group["names"].append(name)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     ordered = [groups[k] for k in sorted(groups, key=lambda k: (not k[0], -k[1]))]
-    log.debug("optimizer groups: %s", [(g["is_decayed"], g["lr_scale"], len(g["params"]))
-                                       for g in ordered])
+    log.debug(
+        "optimizer groups: %s",
+        [(g["is_decayed"], g["lr_scale"], len(g["params"])) for g in ordered],
+    )
     return ordered
 
 
-def build_optimizer(model: nn.Module, *, lr: float, betas: tuple[float, float],
-                    eps: float) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, *, lr: float, betas: tuple[float, float], eps: float
+) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; lr and weight decay are set by the loop every step."""
-    return torch.optim.AdamW(param_groups(model), lr=lr, betas=betas, eps=eps,
-                             weight_decay=0.0)
+    return torch.optim.AdamW(param_groups(model), lr=lr, betas=betas, eps=eps, weight_decay=0.0)
 
 
 def set_step_hyperparams(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:

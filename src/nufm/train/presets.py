@@ -10,17 +10,29 @@ from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.train.toy import ToyObjectiveConfig
 
 
-def _cpu_pretrain(objective: str, steps: int, lr: float, num_events: int = 2000,
-                  max_events: int = 8) -> RunConfig:
+def _cpu_pretrain(
+    objective: str, steps: int, lr: float, num_events: int = 2000, max_events: int = 8
+) -> RunConfig:
     """A pretraining run sized for a 2-core CPU on simulated events (bf16 autocast)."""
     return RunConfig(
-        name=objective, objective=OBJECTIVE_PRESETS[objective],
+        name=objective,
+        objective=OBJECTIVE_PRESETS[objective],
         optim=OptimConfig(lr=lr, min_lr=lr / 100, warmup_steps=max(steps // 10, 1)),
-        train=TrainConfig(max_steps=steps, checkpoint_every=max(steps // 4, 1), bf16=True,
-                          monitor_every=max(steps // 5, 1)),
+        train=TrainConfig(
+            max_steps=steps,
+            checkpoint_every=max(steps // 4, 1),
+            bf16=True,
+            monitor_every=max(steps // 5, 1),
+        ),
         logging=LoggingConfig(log_every=max(steps // 50, 1)),
-        data=DataConfig(source="sim", num_events=num_events, max_points=60_000,
-                        max_events=max_events, augment=True))
+        data=DataConfig(
+            source="sim",
+            num_events=num_events,
+            max_points=60_000,
+            max_events=max_events,
+            augment=True,
+        ),
+    )
 
 
 PRESETS: dict[str, RunConfig] = {
@@ -42,8 +54,7 @@ PRESETS: dict[str, RunConfig] = {
     ),
     # each self-supervised objective's tiny preset: learns visibly on CPU in minutes
     "mae-tiny": _cpu_pretrain("mae-tiny", steps=300, lr=1e-3, num_events=512),
-    "distill-tiny": _cpu_pretrain("distill-tiny", steps=100, lr=5e-4, num_events=256,
-                                  max_events=4),
+    "distill-tiny": _cpu_pretrain("distill-tiny", steps=100, lr=5e-4, num_events=256, max_events=4),
     "forecast-tiny": _cpu_pretrain("forecast-tiny", steps=300, lr=1e-3, num_events=512),
     # CPU-sized token-ViT runs (about 5 minutes on 2 cores; distill-vit-cpu about 30): the
     # demo pretrains mae-ctx-cpu, PoLAr-MAE's objective plus the context term

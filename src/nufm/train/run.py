@@ -24,8 +24,9 @@ from nufm.train.presets import PRESETS, get_preset
 log = logging.getLogger(__name__)
 
 
-def run_pretrain(cfg: RunConfig, run_dir: str | Path, resume: bool = False, *,
-                 monitor: Monitor | None = None) -> TrainResult:
+def run_pretrain(
+    cfg: RunConfig, run_dir: str | Path, resume: bool = False, *, monitor: Monitor | None = None
+) -> TrainResult:
     """Build the objective, dataset and augmentation of ``cfg`` and train.
 
     With ``cfg.train.monitor_every > 0`` on simulated or file data and no ``monitor`` given,
@@ -42,8 +43,15 @@ def run_pretrain(cfg: RunConfig, run_dir: str | Path, resume: bool = False, *,
     seed_everything(cfg.train.seed)
     objective = build_objective(cfg.objective)
     try:
-        return train(cfg, objective, build_dataset, run_dir, resume,
-                     transform=build_transform(cfg.data), monitor=monitor)
+        return train(
+            cfg,
+            objective,
+            build_dataset,
+            run_dir,
+            resume,
+            transform=build_transform(cfg.data),
+            monitor=monitor,
+        )
     finally:
         cleanup_distributed()
 
@@ -72,11 +80,17 @@ def parse_pretrain_args(argv: list[str]) -> tuple[RunConfig, Path, bool]:
             base = get_preset(known.preset or "toy")
         except KeyError as e:
             raise SystemExit(f"nufm pretrain: {e.args[0]}") from e
-    description = ("Pretrain a nufm objective.\n\n"
-                   + _LAUNCHER_HELP.format(presets=", ".join(sorted(PRESETS))))
-    cfg = tyro.cli(RunConfig, default=base, args=rest, prog="nufm pretrain",
-                   config=(tyro.conf.AvoidSubcommands,),
-                   description=description)
+    description = "Pretrain a nufm objective.\n\n" + _LAUNCHER_HELP.format(
+        presets=", ".join(sorted(PRESETS))
+    )
+    cfg = tyro.cli(
+        RunConfig,
+        default=base,
+        args=rest,
+        prog="nufm pretrain",
+        config=(tyro.conf.AvoidSubcommands,),
+        description=description,
+    )
     if known.run_dir is None:
         raise SystemExit("nufm pretrain: --run-dir is required")
     return cfg, known.run_dir, known.resume
@@ -100,11 +114,17 @@ def submit_cli(argv: list[str] | None = None) -> Path:
     parser.add_argument("--submit", action="store_true")
     known, rest = parser.parse_known_args(argv)
     cfg, run_dir, _ = parse_pretrain_args(rest)
-    return write_slurm_script(cfg, nodes=known.nodes, gpus_per_node=known.gpus_per_node,
-                              time=known.time, partition=known.partition,
-                              account=known.account, run_dir=run_dir,
-                              out_path=known.script or run_dir / "submit.sbatch",
-                              submit=known.submit)
+    return write_slurm_script(
+        cfg,
+        nodes=known.nodes,
+        gpus_per_node=known.gpus_per_node,
+        time=known.time,
+        partition=known.partition,
+        account=known.account,
+        run_dir=run_dir,
+        out_path=known.script or run_dir / "submit.sbatch",
+        submit=known.submit,
+    )
 
 
 def pretrain_cli(argv: list[str] | None = None) -> TrainResult:

@@ -12,8 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def cosine_schedule(base_value: float, final_value: float, total_steps: int,
-                    warmup_steps: int = 0, warmup_start_value: float = 0.0) -> np.ndarray:
+def cosine_schedule(
+    base_value: float,
+    final_value: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    warmup_start_value: float = 0.0,
+) -> np.ndarray:
     """Linear warmup then half-cosine decay.
 
     Args:
@@ -32,10 +37,13 @@ def cosine_schedule(base_value: float, final_value: float, total_steps: int,
     if total_steps <= 0:
         raise ValueError(f"cosine_schedule: total_steps must be positive, got {total_steps}")
     if not 0 <= warmup_steps <= total_steps:
-        raise ValueError(f"cosine_schedule: warmup_steps={warmup_steps} must be in "
-                         f"[0, total_steps={total_steps}]")
+        raise ValueError(
+            f"cosine_schedule: warmup_steps={warmup_steps} must be in "
+            f"[0, total_steps={total_steps}]"
+        )
     warmup = warmup_start_value + (base_value - warmup_start_value) * (
-        np.arange(warmup_steps, dtype=np.float64) / max(warmup_steps, 1))
+        np.arange(warmup_steps, dtype=np.float64) / max(warmup_steps, 1)
+    )
     n_decay = total_steps - warmup_steps
     t = np.arange(n_decay, dtype=np.float64)
     denom = max(n_decay - 1, 1)
@@ -59,9 +67,18 @@ class Schedules:
     """EMA teacher momentum passed to ``objective.update_teacher`` after each step."""
 
 
-def build_schedules(*, max_steps: int, lr: float, min_lr: float, warmup_steps: int,
-                    warmup_start_lr: float, weight_decay: float, weight_decay_end: float,
-                    momentum_start: float, momentum_end: float) -> Schedules:
+def build_schedules(
+    *,
+    max_steps: int,
+    lr: float,
+    min_lr: float,
+    warmup_steps: int,
+    warmup_start_lr: float,
+    weight_decay: float,
+    weight_decay_end: float,
+    momentum_start: float,
+    momentum_end: float,
+) -> Schedules:
     """Precompute the learning-rate, weight-decay and EMA-momentum schedules.
 
     Learning rate: linear warmup then cosine to ``min_lr``. Weight decay and momentum: cosine

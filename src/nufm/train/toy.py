@@ -51,8 +51,9 @@ class ToyObjectiveConfig:
 class _PointMLP(nn.Module):
     def __init__(self, in_dim: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden),
-                                 nn.Linear(hidden, hidden))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, hidden)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -82,9 +83,10 @@ class ToyObjective(nn.Module):
     def forward(self, batch: PointBatch) -> StepOutput:
         """Args: batch with coord (N, 3) and feat (N, C). Returns loss and metrics."""
         N, C = batch.feat.shape
-        if C != self.cfg.in_channels:
-            raise ValueError(f"ToyObjective expects feat with {self.cfg.in_channels} channels, "
-                             f"got {C}")
+        if self.cfg.in_channels != C:
+            raise ValueError(
+                f"ToyObjective expects feat with {self.cfg.in_channels} channels, got {C}"
+            )
         coord = batch.coord / 768.0  # (N, 3) roughly unit scale
         is_masked = torch.rand(N, device=coord.device) < self.cfg.mask_ratio  # (N,) True=hidden
         feat_in = torch.where(is_masked[:, None], self.mask_token.expand(N, C), batch.feat)
@@ -108,21 +110,28 @@ class ToyObjective(nn.Module):
         """EMA: teacher <- momentum * teacher + (1 - momentum) * student."""
         if self.teacher is None:
             return
-        for pt, ps in zip(self.teacher.parameters(), self.student.parameters()):
+        for pt, ps in zip(self.teacher.parameters(), self.student.parameters(), strict=False):
             pt.mul_(momentum).add_(ps.detach(), alpha=1.0 - momentum)
 
 
-def toy_events(num_events: int, seed: int = 0, min_points: int = 8, max_points: int = 48,
-               source: str = "toy") -> list[Event]:
+def toy_events(
+    num_events: int, seed: int = 0, min_points: int = 8, max_points: int = 48, source: str = "toy"
+) -> list[Event]:
     """Deterministic small random events (uniform points in the 768^3 volume, exponential
     energies in MeV). Event i depends only on (seed, i)."""
     events = []
     for i in range(num_events):
         rng = np.random.default_rng((seed, i))
         n = int(rng.integers(min_points, max_points + 1))
-        events.append(Event(coord=rng.uniform(0, 768, (n, 3)).astype(np.float32),
-                            energy=rng.exponential(1.0, n).astype(np.float32),
-                            segment=rng.integers(0, 5, n), event_id=i, source=source))
+        events.append(
+            Event(
+                coord=rng.uniform(0, 768, (n, 3)).astype(np.float32),
+                energy=rng.exponential(1.0, n).astype(np.float32),
+                segment=rng.integers(0, 5, n),
+                event_id=i,
+                source=source,
+            )
+        )
     return events
 
 

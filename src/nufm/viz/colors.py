@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from matplotlib import colors as mcolors
 from matplotlib import colormaps
+from matplotlib import colors as mcolors
 
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, PID_NONE, SEGMENT_NAMES
@@ -60,7 +60,8 @@ PID_COLORS: dict[int, tuple[str, str]] = {
 # tab20 without its two greys (reserved for unlabelled points), dark shades first so
 # consecutive ids get clearly different colours.
 _ID_PALETTE = np.asarray(colormaps["tab20"].colors)[
-    [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]]  # (18, 3)
+    [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
+]  # (18, 3)
 
 ENERGY_CMAP = "viridis"
 """Colormap of the energy colouring (log scale)."""
@@ -124,8 +125,10 @@ def require_field(event: Event, option: str) -> np.ndarray:
         raise ValueError(f"unknown color option {option!r}; allowed: {', '.join(COLOR_OPTIONS)}")
     values = getattr(event, option)
     if values is None:
-        raise ValueError(f"{event.where}: cannot color by {option!r}, the event has no "
-                         f"'{option}' field (it is None)")
+        raise ValueError(
+            f"{event.where}: cannot color by {option!r}, the event has no "
+            f"'{option}' field (it is None)"
+        )
     return np.asarray(values)
 
 
@@ -151,8 +154,9 @@ def _categorical(option: str, codes: np.ndarray, where: str) -> Coloring:
     unknown_codes = [int(c) for c in present if int(c) not in table]
     if unknown_codes:
         allowed = sorted(c for c in table)
-        raise ValueError(f"{where}: field '{option}' has codes {unknown_codes} outside the known "
-                         f"codes {allowed}")
+        raise ValueError(
+            f"{where}: field '{option}' has codes {unknown_codes} outside the known codes {allowed}"
+        )
     N = codes.shape[0]
     rgba = np.zeros((N, 4))
     names = np.empty(N, dtype=object)
@@ -167,13 +171,22 @@ def _categorical(option: str, codes: np.ndarray, where: str) -> Coloring:
         color_of[name] = color
     # Legend in code order, unknown last.
     ordered = [table[c][0] for c in sorted(table) if c >= 0] + [UNKNOWN_NAME]
-    legend = tuple(LegendEntry(name=n, color=color_of[n], count=counts[n])
-                   for n in dict.fromkeys(ordered) if n in counts)
+    legend = tuple(
+        LegendEntry(name=n, color=color_of[n], count=counts[n])
+        for n in dict.fromkeys(ordered)
+        if n in counts
+    )
     priority = {c: i for i, c in enumerate(DRAW_PRIORITY[option])}
     rank = np.array([priority.get(int(c), 0) for c in range(-1, max(table) + 1)])
     draw_order = np.argsort(rank[codes + 1], kind="stable")
-    return Coloring(option=option, kind="categorical", rgba=rgba, draw_order=draw_order,
-                    legend=legend, point_names=names.astype(str))
+    return Coloring(
+        option=option,
+        kind="categorical",
+        rgba=rgba,
+        draw_order=draw_order,
+        legend=legend,
+        point_names=names.astype(str),
+    )
 
 
 def _ids(option: str, ids: np.ndarray) -> Coloring:
@@ -186,15 +199,27 @@ def _ids(option: str, ids: np.ndarray) -> Coloring:
     noun = "particle" if option == "instance" else "interaction"
     names = np.where(is_known, ids.astype(str), UNKNOWN_NAME)
     n_shown = int(min(max(uniq.size, 1), 4))
-    legend = [LegendEntry(name=f"{uniq.size} {noun} id{'s' if uniq.size != 1 else ''}",
-                          color=mcolors.to_hex(_ID_PALETTE[0]), count=int(is_known.sum()),
-                          swatch=tuple(mcolors.to_hex(c) for c in _ID_PALETTE[:n_shown]))]
+    legend = [
+        LegendEntry(
+            name=f"{uniq.size} {noun} id{'s' if uniq.size != 1 else ''}",
+            color=mcolors.to_hex(_ID_PALETTE[0]),
+            count=int(is_known.sum()),
+            swatch=tuple(mcolors.to_hex(c) for c in _ID_PALETTE[:n_shown]),
+        )
+    ]
     if (~is_known).any():
-        legend.append(LegendEntry(name=UNKNOWN_NAME, color=UNKNOWN_COLOR,
-                                  count=int((~is_known).sum())))
+        legend.append(
+            LegendEntry(name=UNKNOWN_NAME, color=UNKNOWN_COLOR, count=int((~is_known).sum()))
+        )
     draw_order = np.argsort(is_known, kind="stable")  # unknown first, under the ids
-    return Coloring(option=option, kind="ids", rgba=rgba, draw_order=draw_order,
-                    legend=tuple(legend), point_names=names.astype(str))
+    return Coloring(
+        option=option,
+        kind="ids",
+        rgba=rgba,
+        draw_order=draw_order,
+        legend=tuple(legend),
+        point_names=names.astype(str),
+    )
 
 
 def _energy(energy: np.ndarray, norm: mcolors.LogNorm | None) -> Coloring:
@@ -203,9 +228,16 @@ def _energy(energy: np.ndarray, norm: mcolors.LogNorm | None) -> Coloring:
     rgba = colormaps[ENERGY_CMAP](norm(np.clip(energy, norm.vmin, None)))
     names = np.char.add(np.char.mod("%.3g", energy), " MeV")
     draw_order = np.argsort(energy, kind="stable")  # high energy on top
-    return Coloring(option="energy", kind="energy", rgba=np.asarray(rgba), draw_order=draw_order,
-                    legend=(), point_names=names.astype(str), norm=norm,
-                    n_below_norm=int((energy < norm.vmin).sum()))
+    return Coloring(
+        option="energy",
+        kind="energy",
+        rgba=np.asarray(rgba),
+        draw_order=draw_order,
+        legend=(),
+        point_names=names.astype(str),
+        norm=norm,
+        n_below_norm=int((energy < norm.vmin).sum()),
+    )
 
 
 def merged_legend(colorings: list[Coloring]) -> tuple[LegendEntry, ...]:
@@ -217,8 +249,9 @@ def merged_legend(colorings: list[Coloring]) -> tuple[LegendEntry, ...]:
             if col.kind != "categorical" and e.name != UNKNOWN_NAME:
                 continue
             old = merged.get(e.name)
-            merged[e.name] = LegendEntry(name=e.name, color=e.color,
-                                         count=e.count + (old.count if old else 0))
+            merged[e.name] = LegendEntry(
+                name=e.name, color=e.color, count=e.count + (old.count if old else 0)
+            )
     if not colorings or colorings[0].option not in DRAW_PRIORITY:
         return tuple(merged.values())
     table = SEGMENT_COLORS if colorings[0].option == "segment" else PID_COLORS
@@ -226,8 +259,9 @@ def merged_legend(colorings: list[Coloring]) -> tuple[LegendEntry, ...]:
     return tuple(merged[n] for n in dict.fromkeys(order) if n in merged)
 
 
-def make_coloring(event: Event, option: str, values: np.ndarray | None = None,
-                  norm: mcolors.LogNorm | None = None) -> Coloring:
+def make_coloring(
+    event: Event, option: str, values: np.ndarray | None = None, norm: mcolors.LogNorm | None = None
+) -> Coloring:
     """Colour the points of ``event`` by ``option``.
 
     Args:
@@ -249,8 +283,9 @@ def make_coloring(event: Event, option: str, values: np.ndarray | None = None,
         field_values = np.asarray(values)
         where = f"{event.where} (prediction)"
         if field_values.shape != (len(event),):
-            raise ValueError(f"{where}: labels must have shape ({len(event)},), "
-                             f"got {field_values.shape}")
+            raise ValueError(
+                f"{where}: labels must have shape ({len(event)},), got {field_values.shape}"
+            )
     match option:
         case "segment" | "pid":
             return _categorical(option, field_values, where)
@@ -259,5 +294,6 @@ def make_coloring(event: Event, option: str, values: np.ndarray | None = None,
         case "energy":
             return _energy(field_values, norm)
         case _:
-            raise ValueError(f"unknown color option {option!r}; allowed: "
-                             f"{', '.join(COLOR_OPTIONS)}")
+            raise ValueError(
+                f"unknown color option {option!r}; allowed: {', '.join(COLOR_OPTIONS)}"
+            )

@@ -133,15 +133,29 @@ def _set_square_view(ax: Axes, lims: np.ndarray, a: int, b: int) -> None:
     ax.set_aspect("equal", adjustable="box")
 
 
-def _draw_projections(axes: Sequence[Axes], coord: np.ndarray, col: Coloring, lims: np.ndarray,
-                      marker_pt: float, vertices: np.ndarray | None) -> None:
+def _draw_projections(
+    axes: Sequence[Axes],
+    coord: np.ndarray,
+    col: Coloring,
+    lims: np.ndarray,
+    marker_pt: float,
+    vertices: np.ndarray | None,
+) -> None:
     order = col.draw_order
-    for ax, (a, b) in zip(axes, PROJECTIONS):
-        ax.scatter(coord[order, a], coord[order, b], c=col.rgba[order], s=marker_pt ** 2,
-                   linewidths=0, marker="o", rasterized=True)
+    for ax, (a, b) in zip(axes, PROJECTIONS, strict=False):
+        ax.scatter(
+            coord[order, a],
+            coord[order, b],
+            c=col.rgba[order],
+            s=marker_pt**2,
+            linewidths=0,
+            marker="o",
+            rasterized=True,
+        )
         if vertices is not None and len(vertices):
-            ax.scatter(vertices[:, a], vertices[:, b], marker="+", s=60, c="k", linewidths=1.0,
-                       zorder=5)
+            ax.scatter(
+                vertices[:, a], vertices[:, b], marker="+", s=60, c="k", linewidths=1.0, zorder=5
+            )
         _set_square_view(ax, lims, a, b)
         ax.set_xlabel(f"{AXIS_NAMES[a]} [voxel]", fontsize=8, labelpad=1)
         ax.set_ylabel(f"{AXIS_NAMES[b]} [voxel]", fontsize=8, labelpad=1)
@@ -150,55 +164,92 @@ def _draw_projections(axes: Sequence[Axes], coord: np.ndarray, col: Coloring, li
         _cm_axis(ax, "y", AXIS_NAMES[b])
 
 
-def _draw_3d(ax: Axes, coord: np.ndarray, col: Coloring, lims: np.ndarray,
-             marker_pt: float) -> None:
+def _draw_3d(
+    ax: Axes, coord: np.ndarray, col: Coloring, lims: np.ndarray, marker_pt: float
+) -> None:
     order = col.draw_order
-    ax.scatter(coord[order, 0], coord[order, 1], coord[order, 2], c=col.rgba[order],
-               s=(0.8 * marker_pt) ** 2, linewidths=0, depthshade=False, rasterized=True)
+    ax.scatter(
+        coord[order, 0],
+        coord[order, 1],
+        coord[order, 2],
+        c=col.rgba[order],
+        s=(0.8 * marker_pt) ** 2,
+        linewidths=0,
+        depthshade=False,
+        rasterized=True,
+    )
     center = lims.mean(1)  # (3,)
     half = float((lims[:, 1] - lims[:, 0]).max()) / 2.0
-    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), center):
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), center, strict=False):
         setter(c - half, c + half)
     ax.set_box_aspect((1, 1, 1), zoom=1.1)
-    for name, setter in zip(AXIS_NAMES, (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel)):
+    for name, setter in zip(
+        AXIS_NAMES, (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), strict=False
+    ):
         setter(f"{name} [voxel]", fontsize=7, labelpad=-6)
     ax.tick_params(labelsize=6, pad=-2)
     ax.set_title("3D", fontsize=8, color="0.3")
 
 
 def _dot(color: str | tuple[float, ...], size: float = 7.0) -> Line2D:
-    return Line2D([], [], ls="", marker="o", markersize=size, markerfacecolor=color,
-                  markeredgewidth=0)
+    return Line2D(
+        [], [], ls="", marker="o", markersize=size, markerfacecolor=color, markeredgewidth=0
+    )
 
 
-def _legend(ax: Axes | Figure | SubFigure, entries: Sequence[LegendEntry], with_counts: bool,
-            **kwargs: object) -> None:
+def _legend(
+    ax: Axes | Figure | SubFigure,
+    entries: Sequence[LegendEntry],
+    with_counts: bool,
+    **kwargs: object,
+) -> None:
     """Legend with one dot per entry, or a row of dots for an id palette (``swatch``)."""
-    handles = [tuple(_dot(c, 4.5) for c in e.swatch) if e.swatch else _dot(e.color)
-               for e in entries]
+    handles = [
+        tuple(_dot(c, 4.5) for c in e.swatch) if e.swatch else _dot(e.color) for e in entries
+    ]
     labels = [e.label if with_counts else e.name for e in entries]
     handlelength = 3.0 if any(e.swatch for e in entries) else 1.5
-    ax.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=None, pad=0.0)},
-              handlelength=handlelength, **kwargs)
+    ax.legend(
+        handles,
+        labels,
+        handler_map={tuple: HandlerTuple(ndivide=None, pad=0.0)},
+        handlelength=handlelength,
+        **kwargs,
+    )
 
 
 def _add_key(fig: Figure | SubFigure, axes: Sequence[Axes], col: Coloring, title: str) -> None:
     """Legend (categorical, ids) or log colorbar (energy) at the right of a row."""
     if col.kind == "energy":
         sm = ScalarMappable(norm=col.norm, cmap=colormaps[ENERGY_CMAP])
-        cb = fig.colorbar(sm, ax=list(axes), fraction=0.02, pad=0.04, aspect=25,
-                          extend="min" if col.n_below_norm else "neither")
+        cb = fig.colorbar(
+            sm,
+            ax=list(axes),
+            fraction=0.02,
+            pad=0.04,
+            aspect=25,
+            extend="min" if col.n_below_norm else "neither",
+        )
         cb.set_label("voxel energy [MeV] (log)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
         return
-    _legend(fig, col.legend, with_counts=True, title=title, loc="outside right center",
-            fontsize=8, title_fontsize=8, frameon=False, handletextpad=0.4, alignment="left")
+    _legend(
+        fig,
+        col.legend,
+        with_counts=True,
+        title=title,
+        loc="outside right center",
+        fontsize=8,
+        title_fontsize=8,
+        frameon=False,
+        handletextpad=0.4,
+        alignment="left",
+    )
 
 
 def _extent_text(coord: np.ndarray) -> str:
     span_cm = (coord.max(0) - coord.min(0) + 1) * VOXEL_SIZE_CM  # (3,)
-    return "extent {:.1f} x {:.1f} x {:.1f} cm (voxel {:g} mm)".format(*span_cm,
-                                                                       VOXEL_SIZE_CM * 10)
+    return "extent {:.1f} x {:.1f} x {:.1f} cm (voxel {:g} mm)".format(*span_cm, VOXEL_SIZE_CM * 10)
 
 
 def _header(event: Event, title: str | None) -> str:
@@ -209,8 +260,14 @@ def _header(event: Event, title: str | None) -> str:
     return text
 
 
-def _draw_row(fig: Figure | SubFigure, event: Event, col: Coloring, lims: np.ndarray,
-              marker_pt: float, key_title: str) -> list[Axes]:
+def _draw_row(
+    fig: Figure | SubFigure,
+    event: Event,
+    col: Coloring,
+    lims: np.ndarray,
+    marker_pt: float,
+    key_title: str,
+) -> list[Axes]:
     gs = fig.add_gridspec(1, 4, width_ratios=(1, 1, 1, 1.15))
     axes = [fig.add_subplot(gs[0, i]) for i in range(3)]
     ax3d = fig.add_subplot(gs[0, 3], projection="3d")
@@ -230,22 +287,34 @@ def _error_coloring(truth: np.ndarray, pred: np.ndarray) -> tuple[Coloring, str]
     rgba[~is_labelled] = mcolors.to_rgba(UNKNOWN_COLOR, alpha=0.4)
     rgba[is_wrong] = mcolors.to_rgba(ERROR_COLOR)
     n_wrong, n_lab = int(is_wrong.sum()), int(is_labelled.sum())
-    legend = [LegendEntry(name="correct", color="#d0d0d0", count=n_lab - n_wrong),
-              LegendEntry(name="wrong", color=ERROR_COLOR, count=n_wrong)]
+    legend = [
+        LegendEntry(name="correct", color="#d0d0d0", count=n_lab - n_wrong),
+        LegendEntry(name="wrong", color=ERROR_COLOR, count=n_wrong),
+    ]
     if (~is_labelled).any():
-        legend.append(LegendEntry(name="unlabelled", color=UNKNOWN_COLOR,
-                                  count=int((~is_labelled).sum())))
+        legend.append(
+            LegendEntry(name="unlabelled", color=UNKNOWN_COLOR, count=int((~is_labelled).sum()))
+        )
     acc = 1.0 - n_wrong / n_lab if n_lab else float("nan")
     names = np.where(is_wrong, "wrong", "correct")
-    col = Coloring(option="errors", kind="categorical", rgba=rgba,
-                   draw_order=np.argsort(is_wrong, kind="stable"), legend=tuple(legend),
-                   point_names=names)
+    col = Coloring(
+        option="errors",
+        kind="categorical",
+        rgba=rgba,
+        draw_order=np.argsort(is_wrong, kind="stable"),
+        legend=tuple(legend),
+        point_names=names,
+    )
     return col, f"errors: {n_wrong} of {n_lab} labelled points wrong (accuracy {acc:.1%})"
 
 
-def display_event(event: Event, color: str = "segment", title: str | None = None,
-                  pred: np.ndarray | None = None,
-                  style: DisplayStyle = DisplayStyle()) -> Figure:
+def display_event(
+    event: Event,
+    color: str = "segment",
+    title: str | None = None,
+    pred: np.ndarray | None = None,
+    style: DisplayStyle = DisplayStyle(),
+) -> Figure:
     """Draw one event: x-y, x-z, y-z projections and a 3D view, coloured by ``color``.
 
     Args:
@@ -266,16 +335,20 @@ def display_event(event: Event, color: str = "segment", title: str | None = None
     """
     _check_event(event, color)
     if pred is not None and color not in PRED_OPTIONS:
-        raise ValueError(f"{event.where}: pred is compared point by point with the truth, so "
-                         f"color must be one of {', '.join(PRED_OPTIONS)}, got {color!r}")
+        raise ValueError(
+            f"{event.where}: pred is compared point by point with the truth, so "
+            f"color must be one of {', '.join(PRED_OPTIONS)}, got {color!r}"
+        )
     coord = np.asarray(event.coord)
     lims = _limits(coord, style)
     marker_pt = _marker_pt(lims, style)
     truth_col = make_coloring(event, color)
     n_rows = 1 if pred is None else 3
     # A bare Figure (no pyplot state): nothing leaks if the caller never closes it.
-    fig = Figure(figsize=(4.15 * style.panel_inches + 2.0, style.panel_inches * n_rows + 0.7),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(4.15 * style.panel_inches + 2.0, style.panel_inches * n_rows + 0.7),
+        layout="constrained",
+    )
     rows = fig.subfigures(n_rows, 1, squeeze=False)[:, 0]
     key_title = color if color != "energy" else ""
     _draw_row(rows[0], event, truth_col, lims, marker_pt, key_title=key_title)
@@ -288,14 +361,16 @@ def display_event(event: Event, color: str = "segment", title: str | None = None
         rows[2].suptitle(err_text, fontsize=10, x=0.02, ha="left")
         _draw_row(rows[1], event, pred_col, lims, marker_pt, key_title=key_title)
         _draw_row(rows[2], event, err_col, lims, marker_pt, key_title="errors")
-    fig.suptitle(f"{_header(event, title)}, colour: {color}; {_extent_text(coord)}",
-                 fontsize=10)
+    fig.suptitle(f"{_header(event, title)}, colour: {color}; {_extent_text(coord)}", fontsize=10)
     return fig
 
 
-def display_events_grid(events: Sequence[Event], color: str = "segment",
-                        titles: Sequence[str] | None = None,
-                        style: DisplayStyle = DisplayStyle()) -> Figure:
+def display_events_grid(
+    events: Sequence[Event],
+    color: str = "segment",
+    titles: Sequence[str] | None = None,
+    style: DisplayStyle = DisplayStyle(),
+) -> Figure:
     """Side-by-side events (e.g. a search query and its hits): one column per event, rows x-y
     and x-z, each column zoomed to its own event, colours shared.
 
@@ -319,8 +394,10 @@ def display_events_grid(events: Sequence[Event], color: str = "segment",
         _check_event(ev, color)
     norm = energy_norm([np.asarray(ev.energy) for ev in events]) if color == "energy" else None
     E = len(events)
-    fig = Figure(figsize=(style.panel_inches * 0.85 * E + 0.6, 2 * style.panel_inches * 0.85 + 1.2),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(style.panel_inches * 0.85 * E + 0.6, 2 * style.panel_inches * 0.85 + 1.2),
+        layout="constrained",
+    )
     axes = fig.subplots(2, E, squeeze=False)  # (2, E)
     colorings: list[Coloring] = []
     for j, ev in enumerate(events):
@@ -331,8 +408,14 @@ def display_events_grid(events: Sequence[Event], color: str = "segment",
         for i, (a, b) in enumerate(PROJECTIONS[:2]):
             ax = axes[i, j]
             order = col.draw_order
-            ax.scatter(coord[order, a], coord[order, b], c=col.rgba[order], s=marker_pt ** 2,
-                       linewidths=0, rasterized=True)
+            ax.scatter(
+                coord[order, a],
+                coord[order, b],
+                c=col.rgba[order],
+                s=marker_pt**2,
+                linewidths=0,
+                rasterized=True,
+            )
             _set_square_view(ax, lims, a, b)
             ax.set_xlabel(f"{AXIS_NAMES[a]} [voxel]", fontsize=7, labelpad=1)
             ax.set_ylabel(f"{AXIS_NAMES[b]} [voxel]", fontsize=7, labelpad=1)
@@ -340,21 +423,37 @@ def display_events_grid(events: Sequence[Event], color: str = "segment",
         head = titles[j] if titles is not None else ev.where
         ids_text = f", {col.legend[0].name}" if col.kind == "ids" else ""
         span = float((coord.max(0) - coord.min(0)).max() + 1) * VOXEL_SIZE_CM
-        axes[0, j].set_title(f"{head}\n{len(ev)} pts, {float(ev.energy.sum()):.0f} MeV, "
-                             f"{span:.0f} cm{ids_text}", fontsize=8)
+        axes[0, j].set_title(
+            f"{head}\n{len(ev)} pts, {float(ev.energy.sum()):.0f} MeV, {span:.0f} cm{ids_text}",
+            fontsize=8,
+        )
         colorings.append(col)
     legend = merged_legend(colorings)
     if color == "energy":
         clipped = any(c.n_below_norm for c in colorings)
-        cb = fig.colorbar(ScalarMappable(norm=norm, cmap=colormaps[ENERGY_CMAP]),
-                          ax=axes.ravel().tolist(), fraction=0.03, pad=0.01, shrink=0.8,
-                          aspect=30, extend="min" if clipped else "neither")
+        cb = fig.colorbar(
+            ScalarMappable(norm=norm, cmap=colormaps[ENERGY_CMAP]),
+            ax=axes.ravel().tolist(),
+            fraction=0.03,
+            pad=0.01,
+            shrink=0.8,
+            aspect=30,
+            extend="min" if clipped else "neither",
+        )
         cb.set_label("voxel energy [MeV] (log)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
     elif legend:
-        _legend(fig, legend, with_counts=False, loc="outside lower center",
-                ncols=min(len(legend), 6), fontsize=8, frameon=False, title=color,
-                title_fontsize=8)
+        _legend(
+            fig,
+            legend,
+            with_counts=False,
+            loc="outside lower center",
+            ncols=min(len(legend), 6),
+            fontsize=8,
+            frameon=False,
+            title=color,
+            title_fontsize=8,
+        )
     fig.suptitle(f"colour: {color}; axes in voxels of {VOXEL_SIZE_CM * 10:g} mm", fontsize=9)
     return fig
 
@@ -388,8 +487,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-def display_event_html(event: Event, color: str, path: str | os.PathLike,
-                       include_plotlyjs: bool | str = True) -> Path:
+def display_event_html(
+    event: Event, color: str, path: str | os.PathLike, include_plotlyjs: bool | str = True
+) -> Path:
     """Write an interactive plotly 3D scatter of ``event`` to ``path`` (atomically).
 
     Hovering a point shows its coordinate, energy and every label set on the event.
@@ -422,31 +522,61 @@ def display_event_html(event: Event, color: str, path: str | os.PathLike,
     if col.kind == "energy":
         assert col.norm is not None
         log_e = np.log10(np.clip(energy, col.norm.vmin, None))
-        decades = np.arange(np.floor(np.log10(col.norm.vmin)), np.ceil(np.log10(col.norm.vmax))
-                            + 1)
-        traces.append(go.Scatter3d(
-            x=coord[:, 0], y=coord[:, 1], z=coord[:, 2], mode="markers", name="energy",
-            hovertext=hover, hoverinfo="text",
-            marker=dict(size=marker_size, color=log_e, colorscale="Viridis",
-                        cmin=np.log10(col.norm.vmin), cmax=np.log10(col.norm.vmax),
-                        colorbar=dict(title="MeV", tickvals=decades,
-                                      ticktext=[f"{10.0 ** d:g}" for d in decades]))))
+        decades = np.arange(np.floor(np.log10(col.norm.vmin)), np.ceil(np.log10(col.norm.vmax)) + 1)
+        traces.append(
+            go.Scatter3d(
+                x=coord[:, 0],
+                y=coord[:, 1],
+                z=coord[:, 2],
+                mode="markers",
+                name="energy",
+                hovertext=hover,
+                hoverinfo="text",
+                marker=dict(
+                    size=marker_size,
+                    color=log_e,
+                    colorscale="Viridis",
+                    cmin=np.log10(col.norm.vmin),
+                    cmax=np.log10(col.norm.vmax),
+                    colorbar=dict(
+                        title="MeV", tickvals=decades, ticktext=[f"{10.0**d:g}" for d in decades]
+                    ),
+                ),
+            )
+        )
     else:
         for entry in col.legend:
-            is_in = col.point_names == entry.name if col.kind == "categorical" else (
-                (np.asarray(getattr(event, color)) >= 0) == (entry.name != UNKNOWN_NAME))
+            is_in = (
+                col.point_names == entry.name
+                if col.kind == "categorical"
+                else ((np.asarray(getattr(event, color)) >= 0) == (entry.name != UNKNOWN_NAME))
+            )
             rgb = [mcolors.to_hex(c) for c in col.rgba[is_in]]
-            traces.append(go.Scatter3d(
-                x=coord[is_in, 0], y=coord[is_in, 1], z=coord[is_in, 2], mode="markers",
-                name=entry.label, hovertext=hover[is_in], hoverinfo="text",
-                marker=dict(size=marker_size, color=rgb, line=dict(width=0))))
+            traces.append(
+                go.Scatter3d(
+                    x=coord[is_in, 0],
+                    y=coord[is_in, 1],
+                    z=coord[is_in, 2],
+                    mode="markers",
+                    name=entry.label,
+                    hovertext=hover[is_in],
+                    hoverinfo="text",
+                    marker=dict(size=marker_size, color=rgb, line=dict(width=0)),
+                )
+            )
     fig = go.Figure(traces)
     fig.update_layout(
         title=f"{event.where}: {len(event)} points, {energy.sum():.1f} MeV total, colour: "
-              f"{color}; {_extent_text(coord)}",
-        scene=dict(aspectmode="data", xaxis_title="x [voxel]", yaxis_title="y [voxel]",
-                   zaxis_title="z [voxel]"),
-        legend=dict(itemsizing="constant"), margin=dict(l=0, r=0, t=50, b=0))
+        f"{color}; {_extent_text(coord)}",
+        scene=dict(
+            aspectmode="data",
+            xaxis_title="x [voxel]",
+            yaxis_title="y [voxel]",
+            zaxis_title="z [voxel]",
+        ),
+        legend=dict(itemsizing="constant"),
+        margin=dict(l=0, r=0, t=50, b=0),
+    )
     path, tmp = _atomic_target(path)
     try:
         fig.write_html(tmp, include_plotlyjs=include_plotlyjs, full_html=True)
@@ -460,10 +590,13 @@ def display_event_html(event: Event, color: str, path: str | os.PathLike,
 
 def _hover_text(event: Event, coord: np.ndarray, energy: np.ndarray) -> np.ndarray:
     """(N,) str hover lines: position in voxels and cm, energy and each label set."""
-    pos = [f"voxel ({x:.0f}, {y:.0f}, {z:.0f}) = ({x * cm:.1f}, {y * cm:.1f}, {z * cm:.1f}) cm"
-           for x, y, z, cm in zip(*coord.T, np.full(len(coord), VOXEL_SIZE_CM))]
-    text = np.char.add(np.char.add(np.char.mod("E = %.3g MeV", energy), "<br>"),
-                       np.asarray(pos, dtype=str))
+    pos = [
+        f"voxel ({x:.0f}, {y:.0f}, {z:.0f}) = ({x * cm:.1f}, {y * cm:.1f}, {z * cm:.1f}) cm"
+        for x, y, z, cm in zip(*coord.T, np.full(len(coord), VOXEL_SIZE_CM), strict=False)
+    ]
+    text = np.char.add(
+        np.char.add(np.char.mod("E = %.3g MeV", energy), "<br>"), np.asarray(pos, dtype=str)
+    )
     for option in COLOR_OPTIONS[:4]:
         if getattr(event, option) is None:
             continue

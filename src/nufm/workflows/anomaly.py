@@ -72,15 +72,18 @@ class CorruptionConfig:
 
     def __post_init__(self) -> None:
         if self.slab_width_cm <= 0 or self.noise_box_cm <= 0:
-            raise ValueError(f"CorruptionConfig: slab_width_cm and noise_box_cm must be > 0, got "
-                             f"{self.slab_width_cm}, {self.noise_box_cm}")
+            raise ValueError(
+                f"CorruptionConfig: slab_width_cm and noise_box_cm must be > 0, got "
+                f"{self.slab_width_cm}, {self.noise_box_cm}"
+            )
         if self.noise_points < 1:
-            raise ValueError(f"CorruptionConfig.noise_points must be >= 1, got "
-                             f"{self.noise_points}")
+            raise ValueError(f"CorruptionConfig.noise_points must be >= 1, got {self.noise_points}")
         lo, hi = self.noise_energy_mev
         if not 0 <= lo <= hi:
-            raise ValueError(f"CorruptionConfig.noise_energy_mev must be 0 <= lo <= hi, got "
-                             f"{self.noise_energy_mev}")
+            raise ValueError(
+                f"CorruptionConfig.noise_energy_mev must be 0 <= lo <= hi, got "
+                f"{self.noise_energy_mev}"
+            )
 
 
 @dataclass
@@ -141,9 +144,14 @@ def remove_slab(event: Event, axis: int, center: float, width: float) -> Event:
     return event.select(~is_inside)
 
 
-def add_noise_burst(event: Event, n_points: int, center: np.ndarray, size: float,
-                    rng: np.random.Generator,
-                    energy_range: tuple[float, float] = (0.2, 1.0)) -> Event:
+def add_noise_burst(
+    event: Event,
+    n_points: int,
+    center: np.ndarray,
+    size: float,
+    rng: np.random.Generator,
+    energy_range: tuple[float, float] = (0.2, 1.0),
+) -> Event:
     """Append ``n_points`` noise hits uniformly in the cube ``center +- size / 2``.
 
     Coordinates are whole voxels clipped to the detector volume [0, 768); energies uniform in
@@ -161,11 +169,14 @@ def add_noise_burst(event: Event, n_points: int, center: np.ndarray, size: float
         A new event: the original N points first, then the n noise points.
     """
     if event.feat is not None:
-        raise ValueError(f"{event.where}: add_noise_burst works on raw events (feat must be "
-                         "None, i.e. before preprocessing)")
+        raise ValueError(
+            f"{event.where}: add_noise_burst works on raw events (feat must be "
+            "None, i.e. before preprocessing)"
+        )
     if n_points < 1 or size <= 0:
-        raise ValueError(f"add_noise_burst: need n_points >= 1 and size > 0, got {n_points}, "
-                         f"{size}")
+        raise ValueError(
+            f"add_noise_burst: need n_points >= 1 and size > 0, got {n_points}, {size}"
+        )
     c = np.asarray(center, np.float64).reshape(3)
     lo = np.clip(c - size / 2, 0, VOLUME_SIZE - 1)  # (3,)
     hi = np.clip(c + size / 2, 0, VOLUME_SIZE - 1)  # (3,)
@@ -175,19 +186,23 @@ def add_noise_burst(event: Event, n_points: int, center: np.ndarray, size: float
     noise_label = {"segment": -1, "pid": NOISE_PID, "instance": -1, "interaction": -1}
     updates: dict[str, np.ndarray] = {
         "coord": np.concatenate([event.coord, coord]),
-        "energy": np.concatenate([event.energy, energy])}
+        "energy": np.concatenate([event.energy, energy]),
+    }
     for name, value in noise_label.items():
         arr = getattr(event, name)
         if arr is not None:
             updates[name] = np.concatenate([arr, np.full(n_points, value, arr.dtype)])
     if event.stream is not None:
-        updates["stream"] = np.concatenate([event.stream,
-                                            np.zeros(n_points, event.stream.dtype)])
+        updates["stream"] = np.concatenate([event.stream, np.zeros(n_points, event.stream.dtype)])
     return event.with_fields(**updates)
 
 
-def corrupt(event: Event, kind: AnomalyKind, rng: np.random.Generator,
-            cfg: CorruptionConfig = CorruptionConfig()) -> Event:
+def corrupt(
+    event: Event,
+    kind: AnomalyKind,
+    rng: np.random.Generator,
+    cfg: CorruptionConfig = CorruptionConfig(),
+) -> Event:
     """Plant one pathology on a raw event (voxel coordinates), placement drawn from ``rng``.
 
     ``dead_region``: a ``cfg.slab_width_cm`` slab through the energy-weighted centre,
@@ -197,15 +212,21 @@ def corrupt(event: Event, kind: AnomalyKind, rng: np.random.Generator,
     match kind:
         case "dead_region":
             axis = int(rng.integers(3))
-            return remove_slab(event, axis, float(energy_centre(event)[axis]),
-                               cfg.slab_width_cm / VOXEL_SIZE_CM)
+            return remove_slab(
+                event, axis, float(energy_centre(event)[axis]), cfg.slab_width_cm / VOXEL_SIZE_CM
+            )
         case "noise_burst":
             centre = event.coord[int(rng.integers(len(event)))]
-            return add_noise_burst(event, cfg.noise_points, centre,
-                                   cfg.noise_box_cm / VOXEL_SIZE_CM, rng, cfg.noise_energy_mev)
+            return add_noise_burst(
+                event,
+                cfg.noise_points,
+                centre,
+                cfg.noise_box_cm / VOXEL_SIZE_CM,
+                rng,
+                cfg.noise_energy_mev,
+            )
         case _:
-            raise ValueError(f"corrupt: kind must be 'dead_region' or 'noise_burst', got "
-                             f"{kind!r}")
+            raise ValueError(f"corrupt: kind must be 'dead_region' or 'noise_burst', got {kind!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,8 +234,9 @@ def corrupt(event: Event, kind: AnomalyKind, rng: np.random.Generator,
 # --------------------------------------------------------------------------------------------
 
 
-def anomaly_scores(reference_emb: np.ndarray, query_emb: np.ndarray, k: int = 5,
-                   standardize: bool = True) -> np.ndarray:
+def anomaly_scores(
+    reference_emb: np.ndarray, query_emb: np.ndarray, k: int = 5, standardize: bool = True
+) -> np.ndarray:
     """kNN anomaly score of each query: mean Euclidean distance to its ``k`` nearest reference
     embeddings.
 
@@ -233,18 +255,25 @@ def anomaly_scores(reference_emb: np.ndarray, query_emb: np.ndarray, k: int = 5,
     ref = np.asarray(reference_emb, np.float64)  # (R, D)
     qry = np.asarray(query_emb, np.float64)  # (Q, D)
     if ref.ndim != 2 or qry.ndim != 2 or ref.shape[1] != qry.shape[1]:
-        raise ValueError(f"anomaly_scores: need (R, D) and (Q, D) embeddings, got {ref.shape} "
-                         f"and {qry.shape}")
+        raise ValueError(
+            f"anomaly_scores: need (R, D) and (Q, D) embeddings, got {ref.shape} and {qry.shape}"
+        )
     if not standardize:
         return knn_anomaly_score(ref, qry, k, normalize=True, metric="euclidean")
     mean, std = ref.mean(0), ref.std(0) + 1e-6  # (D,)
-    return knn_anomaly_score((ref - mean) / std, (qry - mean) / std, k, normalize=False,
-                             metric="euclidean")
+    return knn_anomaly_score(
+        (ref - mean) / std, (qry - mean) / std, k, normalize=False, metric="euclidean"
+    )
 
 
-def token_anomaly_scores(reference_tokens: np.ndarray, query_tokens: np.ndarray,
-                         query_offset: np.ndarray, top_fraction: float = 0.1,
-                         bank_size: int = 30_000, seed: int = 0) -> np.ndarray:
+def token_anomaly_scores(
+    reference_tokens: np.ndarray,
+    query_tokens: np.ndarray,
+    query_offset: np.ndarray,
+    top_fraction: float = 0.1,
+    bank_size: int = 30_000,
+    seed: int = 0,
+) -> np.ndarray:
     """PatchCore-style event scores from token features (module docstring).
 
     Args:
@@ -266,24 +295,29 @@ def token_anomaly_scores(reference_tokens: np.ndarray, query_tokens: np.ndarray,
     qry = np.asarray(query_tokens, np.float64)  # (T, D)
     ends = np.asarray(query_offset, np.int64)  # (Q,)
     if ref.ndim != 2 or qry.ndim != 2 or ref.shape[1] != qry.shape[1] or len(ref) == 0:
-        raise ValueError(f"token_anomaly_scores: need (R>0, D) and (T, D) token features, got "
-                         f"{ref.shape} and {qry.shape}")
+        raise ValueError(
+            f"token_anomaly_scores: need (R>0, D) and (T, D) token features, got "
+            f"{ref.shape} and {qry.shape}"
+        )
     if ends.size and (np.any(np.diff(ends) < 0) or ends[-1] != len(qry) or ends[0] < 0):
-        raise ValueError(f"token_anomaly_scores: query_offset must rise to {len(qry)}, got "
-                         f"{ends[:5]}...")
+        raise ValueError(
+            f"token_anomaly_scores: query_offset must rise to {len(qry)}, got {ends[:5]}..."
+        )
     if not 0.0 < top_fraction <= 1.0 or bank_size < 1:
-        raise ValueError(f"token_anomaly_scores: need 0 < top_fraction <= 1 and bank_size >= 1,"
-                         f" got {top_fraction}, {bank_size}")
+        raise ValueError(
+            f"token_anomaly_scores: need 0 < top_fraction <= 1 and bank_size >= 1,"
+            f" got {top_fraction}, {bank_size}"
+        )
     mean, std = ref.mean(0), ref.std(0) + 1e-6  # (D,)
     if len(ref) > bank_size:
         ref = ref[np.random.default_rng(seed).choice(len(ref), bank_size, replace=False)]
     dist, _ = cKDTree((ref - mean) / std).query((qry - mean) / std, k=1)  # (T,)
     starts = np.concatenate([[0], ends[:-1]])
     scores = np.zeros(len(ends), np.float64)
-    for i, (a, b) in enumerate(zip(starts, ends)):
+    for i, (a, b) in enumerate(zip(starts, ends, strict=False)):
         if b > a:
             d = np.sort(dist[a:b])
-            scores[i] = d[-max(1, int(np.ceil(top_fraction * (b - a)))):].mean()
+            scores[i] = d[-max(1, int(np.ceil(top_fraction * (b - a)))) :].mean()
     return scores
 
 
@@ -333,52 +367,90 @@ def plant_and_embed(
     from nufm.sim import generate_events
 
     if min(n_reference, n_normal, n_anomalous) < 1:
-        raise ValueError(f"plant_and_embed: need >= 1 event of each kind, got {n_reference}, "
-                         f"{n_normal}, {n_anomalous}")
+        raise ValueError(
+            f"plant_and_embed: need >= 1 event of each kind, got {n_reference}, "
+            f"{n_normal}, {n_anomalous}"
+        )
     reference = list(generate_events(n_reference, seed))
     queries = list(generate_events(n_normal + n_anomalous, seed + 1))
     rng = np.random.default_rng(seed)
     originals = queries[n_normal:]
     queries[n_normal:] = [corrupt(ev, kind, rng, cfg) for ev in originals]
     is_anomaly = np.arange(len(queries)) >= n_normal  # (Q,)
-    ref_emb = embed_events(pretrained, reference, batch_points=batch_points, device=device,
-                           per_token=per_token)
-    query_emb = embed_events(pretrained, queries, batch_points=batch_points, device=device,
-                             per_token=per_token)
+    ref_emb = embed_events(
+        pretrained, reference, batch_points=batch_points, device=device, per_token=per_token
+    )
+    query_emb = embed_events(
+        pretrained, queries, batch_points=batch_points, device=device, per_token=per_token
+    )
     examples = [(originals[i], queries[n_normal + i]) for i in range(min(2, n_anomalous))]
-    return PlantedEvents(reference=ref_emb, queries=query_emb,
-                         is_anomaly=is_anomaly[query_emb.event_id], kind=kind, seed=seed,
-                         model_source=pretrained.source, examples=examples)
+    return PlantedEvents(
+        reference=ref_emb,
+        queries=query_emb,
+        is_anomaly=is_anomaly[query_emb.event_id],
+        kind=kind,
+        seed=seed,
+        model_source=pretrained.source,
+        examples=examples,
+    )
 
 
-def score_planted(planted: PlantedEvents, score: ScoreKind = "token", *, k: int = 5,
-                  standardize: bool = True, top_fraction: float = 0.1) -> AnomalyResult:
+def score_planted(
+    planted: PlantedEvents,
+    score: ScoreKind = "token",
+    *,
+    k: int = 5,
+    standardize: bool = True,
+    top_fraction: float = 0.1,
+) -> AnomalyResult:
     """Score the queries of :func:`plant_and_embed`: the event-level kNN score (``k``,
     ``standardize``) or the token-level score (``top_fraction``; needs ``per_token``)."""
     ref_emb, query_emb = planted.reference, planted.queries
     if not 1 <= k <= len(ref_emb):
-        raise ValueError(f"score_planted: need 1 <= k <= {len(ref_emb)} reference events, "
-                         f"got k={k}")
+        raise ValueError(
+            f"score_planted: need 1 <= k <= {len(ref_emb)} reference events, got k={k}"
+        )
     match score:
         case "event":
             scores = anomaly_scores(ref_emb.event, query_emb.event, k, standardize)  # (Q',)
         case "token":
             if ref_emb.token is None or query_emb.token is None:
-                raise ValueError(f"{planted.model_source}: score='token' needs token features "
-                                 "(a token encoder, embedded with per_token=True); use "
-                                 "score='event'")
-            scores = token_anomaly_scores(ref_emb.token, query_emb.token,
-                                          query_emb.token_offset, top_fraction,
-                                          seed=planted.seed)
+                raise ValueError(
+                    f"{planted.model_source}: score='token' needs token features "
+                    "(a token encoder, embedded with per_token=True); use "
+                    "score='event'"
+                )
+            scores = token_anomaly_scores(
+                ref_emb.token,
+                query_emb.token,
+                query_emb.token_offset,
+                top_fraction,
+                seed=planted.seed,
+            )
         case _:
             raise ValueError(f"score_planted: score must be 'event' or 'token', got {score!r}")
     labels = planted.is_anomaly
     auc = roc_auc(scores, labels)
-    log.info("planted %s: %s-score AUC %.3f (%d normal, %d anomalous queries; %d reference)",
-             planted.kind, score, auc, int((~labels).sum()), int(labels.sum()), len(ref_emb))
-    return AnomalyResult(scores=scores, is_anomaly=labels, auc=auc, kind=planted.kind, k=k,
-                         n_reference=len(ref_emb), model_source=planted.model_source,
-                         score=score, examples=planted.examples)
+    log.info(
+        "planted %s: %s-score AUC %.3f (%d normal, %d anomalous queries; %d reference)",
+        planted.kind,
+        score,
+        auc,
+        int((~labels).sum()),
+        int(labels.sum()),
+        len(ref_emb),
+    )
+    return AnomalyResult(
+        scores=scores,
+        is_anomaly=labels,
+        auc=auc,
+        kind=planted.kind,
+        k=k,
+        n_reference=len(ref_emb),
+        model_source=planted.model_source,
+        score=score,
+        examples=planted.examples,
+    )
 
 
 def planted_anomaly_study(
@@ -405,13 +477,23 @@ def planted_anomaly_study(
         The :class:`AnomalyResult` (scores, labels, AUC, two example pairs).
     """
     if not 1 <= k <= n_reference:
-        raise ValueError(f"planted_anomaly_study: need 1 <= k <= n_reference, got k={k}, "
-                         f"n_reference={n_reference}")
-    planted = plant_and_embed(pretrained, n_reference, n_normal, n_anomalous, kind, seed,
-                              per_token=score == "token", cfg=cfg, batch_points=batch_points,
-                              device=device)
-    return score_planted(planted, score, k=k, standardize=standardize,
-                         top_fraction=top_fraction)
+        raise ValueError(
+            f"planted_anomaly_study: need 1 <= k <= n_reference, got k={k}, "
+            f"n_reference={n_reference}"
+        )
+    planted = plant_and_embed(
+        pretrained,
+        n_reference,
+        n_normal,
+        n_anomalous,
+        kind,
+        seed,
+        per_token=score == "token",
+        cfg=cfg,
+        batch_points=batch_points,
+        device=device,
+    )
+    return score_planted(planted, score, k=k, standardize=standardize, top_fraction=top_fraction)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,11 +510,12 @@ def anomaly_figure(result: AnomalyResult) -> Figure:
     ax_h, ax_r = fig.subplots(1, 2, width_ratios=(1.6, 1.0))
     bins = np.histogram_bin_edges(s, bins=30)
     ax_h.hist(s[~pos], bins=bins, alpha=0.6, color="C0", label=f"normal ({int((~pos).sum())})")
-    ax_h.hist(s[pos], bins=bins, alpha=0.6, color="C3",
-              label=f"{result.kind} ({int(pos.sum())})")
-    ax_h.set_xlabel(f"anomaly score (mean distance to {result.k} nearest reference events)"
-                    if result.score == "event" else
-                    "anomaly score (mean of the largest token distances to reference tokens)")
+    ax_h.hist(s[pos], bins=bins, alpha=0.6, color="C3", label=f"{result.kind} ({int(pos.sum())})")
+    ax_h.set_xlabel(
+        f"anomaly score (mean distance to {result.k} nearest reference events)"
+        if result.score == "event"
+        else "anomaly score (mean of the largest token distances to reference tokens)"
+    )
     ax_h.set_ylabel("events")
     ax_h.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_h.legend()
@@ -443,8 +526,10 @@ def anomaly_figure(result: AnomalyResult) -> Figure:
     ax_r.set_ylabel("true positive rate (anomaly flagged)")
     ax_r.set_aspect("equal")
     ax_r.legend(loc="lower right")
-    fig.suptitle(f"Planted {result.kind}, {result.score} score: ROC AUC = {result.auc:.3f} "
-                 f"({result.n_reference} reference events)")
+    fig.suptitle(
+        f"Planted {result.kind}, {result.score} score: ROC AUC = {result.auc:.3f} "
+        f"({result.n_reference} reference events)"
+    )
     return fig
 
 
@@ -457,6 +542,8 @@ def corruption_figure(result: AnomalyResult, color: str = "segment") -> Figure:
     events, titles = [], []
     for before, after in result.examples:
         events += [before, after]
-        titles += [f"event {before.event_id}: original",
-                   f"event {before.event_id}: {result.kind} ({len(after) - len(before):+d} pts)"]
+        titles += [
+            f"event {before.event_id}: original",
+            f"event {before.event_id}: {result.kind} ({len(after) - len(before):+d} pts)",
+        ]
     return display_events_grid(events, color=color, titles=titles)

@@ -77,22 +77,29 @@ def run_demo(cfg: DemoConfig) -> Path:
     data = out / "data" / "sim.h5"
     if not data.is_file():
         data.parent.mkdir(parents=True, exist_ok=True)
-        write_events(data, generate_events(cfg.events, cfg.seed + 1000, workers=cfg.workers,
-                                           progress=True))
+        write_events(
+            data, generate_events(cfg.events, cfg.seed + 1000, workers=cfg.workers, progress=True)
+        )
     timings["simulate"] = time.perf_counter() - t
 
     t = _step("pretrain")
     run_dir = out / "pretrain"
     base = get_preset(cfg.pretrain_preset)
     pre_cfg = dataclasses.replace(
-        base, train=dataclasses.replace(
-            base.train, max_steps=cfg.pretrain_steps,
+        base,
+        train=dataclasses.replace(
+            base.train,
+            max_steps=cfg.pretrain_steps,
             checkpoint_every=max(cfg.pretrain_steps // 4, 1),
-            monitor_every=(max(cfg.pretrain_steps // 4, 1) if cfg.probe_every is None
-                           else cfg.probe_every)),
+            monitor_every=(
+                max(cfg.pretrain_steps // 4, 1) if cfg.probe_every is None else cfg.probe_every
+            ),
+        ),
         optim=dataclasses.replace(base.optim, warmup_steps=max(cfg.pretrain_steps // 10, 1)),
-        data=dataclasses.replace(base.data, sim_seed=cfg.seed,
-                                 num_events=cfg.pretrain_events or base.data.num_events))
+        data=dataclasses.replace(
+            base.data, sim_seed=cfg.seed, num_events=cfg.pretrain_events or base.data.num_events
+        ),
+    )
     done = run_dir / "checkpoints" / f"step_{cfg.pretrain_steps:08d}.complete.json"
     if not done.is_file():
         run_pretrain(pre_cfg, run_dir, resume=True)
@@ -132,19 +139,27 @@ def _use_the_encoder(pretrained, data: Path, figures: Path, cfg: DemoConfig) -> 
     events = read_events(data, list(range(min(cfg.embed_events, cfg.events))))
     emb = embed_events(pretrained, events, per_point=True)
     labels, names = event_labels(events, "n_interactions")
-    save_figure(embedding_map(emb, labels, names, level="event", label_name="interactions"),
-                figures / "embedding_events.png")
-    save_figure(embedding_map(emb, level="point", names=SEGMENT_NAMES),
-                figures / "embedding_points.png")
+    save_figure(
+        embedding_map(emb, labels, names, level="event", label_name="interactions"),
+        figures / "embedding_events.png",
+    )
+    save_figure(
+        embedding_map(emb, level="point", names=SEGMENT_NAMES), figures / "embedding_points.png"
+    )
     query = int(emb.event_id[0])
     hits = search_similar(emb, query, k=4)
-    save_figure(search_figure(events, query, hits),
-                figures / "search.png")
+    save_figure(search_figure(events, query, hits), figures / "search.png")
     found = {}
     n_ref, n_query = cfg.anomaly_events
     for kind in ("noise_burst", "dead_region"):
-        planted = plant_and_embed(pretrained, n_reference=n_ref, n_normal=n_query,
-                                  n_anomalous=n_query, kind=kind, seed=cfg.seed + 2000)
+        planted = plant_and_embed(
+            pretrained,
+            n_reference=n_ref,
+            n_normal=n_query,
+            n_anomalous=n_query,
+            kind=kind,
+            seed=cfg.seed + 2000,
+        )
         for score in ("token", "event"):  # both scores on the same embedded events
             res = score_planted(planted, score)
             save_figure(anomaly_figure(res), figures / f"anomaly_{kind}_{score}.png")
@@ -166,8 +181,10 @@ def _prediction_figure(study_dir: Path, data: Path, figures: Path) -> str | None
     from nufm.viz.display import display_event
     from nufm.workflows.finetune import load_split_events
 
-    runs = sorted((study_dir / "runs").glob("full-n*-s0"),
-                  key=lambda p: int(p.name.split("-n")[1].split("-")[0]))
+    runs = sorted(
+        (study_dir / "runs").glob("full-n*-s0"),
+        key=lambda p: int(p.name.split("-n")[1].split("-")[0]),
+    )
     if not runs:
         return None
     run = runs[-1]
@@ -178,19 +195,26 @@ def _prediction_figure(study_dir: Path, data: Path, figures: Path) -> str | None
     meta = json.loads((run / "metrics.json").read_text())
     pre = Preprocess.from_dict(meta["preprocess"])
     # the first test event of the run's split (the study evaluates on the test split)
-    event = load_split_events((data,), pre, "test", 1, split_seed=meta["data"]["split_seed"],
-                              split_fractions=tuple(meta["data"]["split_fractions"]))[0]
+    event = load_split_events(
+        (data,),
+        pre,
+        "test",
+        1,
+        split_seed=meta["data"]["split_seed"],
+        split_fractions=tuple(meta["data"]["split_fractions"]),
+    )[0]
     model_input = pre.transforms()(event, np.random.default_rng(0))
     with torch.no_grad():
         pred = task.predict(collate([model_input]))["pred"].numpy()
     disp = event.select(event.energy > pre.energy_threshold)  # the points the model saw
     if len(disp) != len(pred):
-        log.warning("prediction display skipped: %d points vs %d predictions", len(disp),
-                    len(pred))
+        log.warning("prediction display skipped: %d points vs %d predictions", len(disp), len(pred))
         return None
     name = "prediction.png"
-    save_figure(display_event(disp, color="segment", pred=pred,
-                              title=f"{run.name}: truth vs prediction"), figures / name)
+    save_figure(
+        display_event(disp, color="segment", pred=pred, title=f"{run.name}: truth vs prediction"),
+        figures / name,
+    )
     return name
 
 
@@ -199,25 +223,34 @@ def _curves(run_dir: Path, figures: Path) -> list[str]:
 
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     loss = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    probe = [(r["step"], r["monitor/probe_macro_f1"]) for r in rows
-             if "monitor/probe_macro_f1" in r]
+    probe = [
+        (r["step"], r["monitor/probe_macro_f1"]) for r in rows if "monitor/probe_macro_f1" in r
+    ]
     names = []
     if loss:
-        s, v = zip(*loss)
-        save_figure(plot_loss_curves({"MAE loss": (s, v)}, title="Pretraining loss"),
-                    figures / "pretrain_loss.png")
+        s, v = zip(*loss, strict=False)
+        save_figure(
+            plot_loss_curves({"MAE loss": (s, v)}, title="Pretraining loss"),
+            figures / "pretrain_loss.png",
+        )
         names.append("pretrain_loss.png")
     if probe:
-        s, v = zip(*probe)
-        save_figure(plot_loss_curves({"linear probe macro F1 (test events)": (s, v)},
-                                     ylabel="macro F1", title="Probe during pretraining"),
-                    figures / "pretrain_probe.png")
+        s, v = zip(*probe, strict=False)
+        save_figure(
+            plot_loss_curves(
+                {"linear probe macro F1 (test events)": (s, v)},
+                ylabel="macro F1",
+                title="Probe during pretraining",
+            ),
+            figures / "pretrain_probe.png",
+        )
         names.append("pretrain_probe.png")
     return names
 
 
-def write_report(out: Path, data: Path, figures: Path, extras: dict,
-                 timings: dict[str, float]) -> Path:
+def write_report(
+    out: Path, data: Path, figures: Path, extras: dict, timings: dict[str, float]
+) -> Path:
     """report/index.md and report/index.html from the files of this demo run."""
     import shutil
 
@@ -225,31 +258,63 @@ def write_report(out: Path, data: Path, figures: Path, extras: dict,
     shutil.copy(study_dir / "label_efficiency.png", figures / "label_efficiency.png")
     curves = _curves(out / "pretrain", figures)
     pred = _prediction_figure(study_dir, data, figures)
-    probe_rows = [json.loads(x) for x in (out / "pretrain" / "metrics.jsonl").read_text()
-                  .splitlines() if "monitor/probe_macro_f1" in x]
-    md = ["# nufm demo report", "",
-          f"Data: `{data}` (simulated, split by event). Timings (s): "
-          + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()), "",
-          "## Pretraining", "",
-          "Per-point linear probe of the frozen encoder during pretraining (macro F1 on "
-          "held-out simulated events; step 0 = random initialisation):", "",
-          "| step | probe macro F1 | probe mIoU |", "|---|---|---|"]
-    md += [f"| {r['step']} | {r['monitor/probe_macro_f1']:.3f} | {r['monitor/probe_miou']:.3f} |"
-           for r in probe_rows]
-    md += ["", *[f"![{c}](figures/{c})" for c in curves], "",
-           "## Label efficiency (semantic segmentation, 5 classes)", "",
-           (study_dir / "results.md").read_text(), "", "![](figures/label_efficiency.png)", ""]
+    probe_rows = [
+        json.loads(x)
+        for x in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()
+        if "monitor/probe_macro_f1" in x
+    ]
+    md = [
+        "# nufm demo report",
+        "",
+        f"Data: `{data}` (simulated, split by event). Timings (s): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+        "",
+        "## Pretraining",
+        "",
+        "Per-point linear probe of the frozen encoder during pretraining (macro F1 on "
+        "held-out simulated events; step 0 = random initialisation):",
+        "",
+        "| step | probe macro F1 | probe mIoU |",
+        "|---|---|---|",
+    ]
+    md += [
+        f"| {r['step']} | {r['monitor/probe_macro_f1']:.3f} | {r['monitor/probe_miou']:.3f} |"
+        for r in probe_rows
+    ]
+    md += [
+        "",
+        *[f"![{c}](figures/{c})" for c in curves],
+        "",
+        "## Label efficiency (semantic segmentation, 5 classes)",
+        "",
+        (study_dir / "results.md").read_text(),
+        "",
+        "![](figures/label_efficiency.png)",
+        "",
+    ]
     if pred:
         md += ["## Predicted vs true classes", "", f"![](figures/{pred})", ""]
-    md += ["## Embeddings", "", "![](figures/embedding_events.png)",
-           "![](figures/embedding_points.png)", "", "## Search", "",
-           f"Query event {extras['search']['query']}; hits (event, cosine distance): "
-           + ", ".join(f"{e} ({d:.3f})" for e, d in extras["search"]["hits"]), "",
-           "![](figures/search.png)", "", "## Anomaly detection (planted)", "",
-           "Token score: mean of an event's largest token distances to a bank of reference "
-           "tokens; event score: mean distance of the pooled embedding to the 5 nearest "
-           "reference events. ROC AUC of normal vs corrupted events: "
-           + ", ".join(f"{k} {v:.3f}" for k, v in extras["anomaly_auc"].items()), ""]
+    md += [
+        "## Embeddings",
+        "",
+        "![](figures/embedding_events.png)",
+        "![](figures/embedding_points.png)",
+        "",
+        "## Search",
+        "",
+        f"Query event {extras['search']['query']}; hits (event, cosine distance): "
+        + ", ".join(f"{e} ({d:.3f})" for e, d in extras["search"]["hits"]),
+        "",
+        "![](figures/search.png)",
+        "",
+        "## Anomaly detection (planted)",
+        "",
+        "Token score: mean of an event's largest token distances to a bank of reference "
+        "tokens; event score: mean distance of the pooled embedding to the 5 nearest "
+        "reference events. ROC AUC of normal vs corrupted events: "
+        + ", ".join(f"{k} {v:.3f}" for k, v in extras["anomaly_auc"].items()),
+        "",
+    ]
     md += [f"![](figures/{p.name})" for p in sorted(figures.glob("anomaly_*.png"))]
     report = out / "report"
     (report / "index.md").write_text("\n".join(md) + "\n")
@@ -264,12 +329,21 @@ def _to_html(markdown: str) -> str:
     def flush() -> None:
         if table:
             rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")]
-                     for r in rows]
-            body.append("<table>" + "".join(
-                "<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{c}</{'th' if i == 0 else 'td'}>"
-                                 for c in row) + "</tr>" for i, row in enumerate(cells))
-                + "</table>")
+            cells = [
+                [html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows
+            ]
+            body.append(
+                "<table>"
+                + "".join(
+                    "<tr>"
+                    + "".join(
+                        f"<{'th' if i == 0 else 'td'}>{c}</{'th' if i == 0 else 'td'}>" for c in row
+                    )
+                    + "</tr>"
+                    for i, row in enumerate(cells)
+                )
+                + "</table>"
+            )
             table.clear()
 
     for line in markdown.splitlines():
@@ -281,12 +355,16 @@ def _to_html(markdown: str) -> str:
             level = len(line) - len(line.lstrip("#"))
             body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
         elif line.startswith("!["):
-            src = line[line.index("(") + 1: line.rindex(")")]
+            src = line[line.index("(") + 1 : line.rindex(")")]
             body.append(f'<p><img src="{html.escape(src)}" style="max-width:100%"></p>')
         elif line.strip():
             body.append(f"<p>{html.escape(line)}</p>")
     flush()
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>nufm demo</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>nufm demo</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )

@@ -39,8 +39,8 @@ from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import DataError
 from nufm.geometry.offsets import offset_to_batch_index
-from nufm.models.encoders import EncoderOutput
 from nufm.models.base import PointFeatures
+from nufm.models.encoders import EncoderOutput
 from nufm.tasks.common import segment_mean_max
 from nufm.workflows.pretrained import Pretrained
 
@@ -88,8 +88,10 @@ class Embeddings:
         """Row of the event with ``event_id`` (its input row); KeyError if not embedded."""
         rows = np.flatnonzero(self.event_id == event_id)
         if rows.size == 0:
-            raise KeyError(f"event {event_id} is not among the {len(self)} embedded events "
-                           "(out of range, or skipped for having no point above threshold)")
+            raise KeyError(
+                f"event {event_id} is not among the {len(self)} embedded events "
+                "(out of range, or skipped for having no point above threshold)"
+            )
         return int(rows[0])
 
 
@@ -98,8 +100,9 @@ class Embeddings:
 # --------------------------------------------------------------------------------------------
 
 
-def _budget_batches(items: Iterable[tuple[int, Event]], batch_points: int,
-                    batch_events: int) -> Iterator[list[tuple[int, Event]]]:
+def _budget_batches(
+    items: Iterable[tuple[int, Event]], batch_points: int, batch_events: int
+) -> Iterator[list[tuple[int, Event]]]:
     """Group a stream of (row, event) into lists bounded by points and events (an event larger
     than the budget forms a batch alone)."""
     chunk: list[tuple[int, Event]] = []
@@ -127,13 +130,16 @@ def _pool_event(out: EncoderOutput, batch: PointBatch) -> torch.Tensor:
             feat = out.feat  # (N, D)
             index = offset_to_batch_index(batch.offset)  # (N,)
         case _:
-            raise ValueError(f"cannot pool an encoder output of level {out.level!r}; use an "
-                             "encoder with token or point output (MAE or distillation)")
+            raise ValueError(
+                f"cannot pool an encoder output of level {out.level!r}; use an "
+                "encoder with token or point output (MAE or distillation)"
+            )
     return segment_mean_max(feat.float(), index, B)  # (B, 2D)
 
 
-def _iter_inputs(events_or_path: Sequence[Event] | str | os.PathLike
-                 ) -> tuple[Iterable[tuple[int, Event]], str]:
+def _iter_inputs(
+    events_or_path: Sequence[Event] | str | os.PathLike,
+) -> tuple[Iterable[tuple[int, Event]], str]:
     if isinstance(events_or_path, (str, os.PathLike)):
         from nufm.data.pilarnet import iter_events
 
@@ -177,8 +183,10 @@ def embed_events(
         ValueError: no event could be embedded, or the encoder's output cannot be pooled.
     """
     if batch_points <= 0 or batch_events <= 0:
-        raise ValueError(f"embed_events: batch_points and batch_events must be positive, got "
-                         f"{batch_points}, {batch_events}")
+        raise ValueError(
+            f"embed_events: batch_points and batch_events must be positive, got "
+            f"{batch_points}, {batch_events}"
+        )
     encoder = pretrained.encoder.to(device).eval()
     transform = pretrained.preprocess.transforms()
     point_features = PointFeatures(k=interp_k)
@@ -194,8 +202,7 @@ def embed_events(
                 n_skipped += 1
                 log.warning("embed_events: skipping event %d: %s", row, e)
         if n_skipped:
-            log.warning("embed_events: skipped %d events with no point above threshold",
-                        n_skipped)
+            log.warning("embed_events: skipped %d events with no point above threshold", n_skipped)
 
     rows: list[int] = []
     event_vecs: list[np.ndarray] = []
@@ -228,12 +235,19 @@ def embed_events(
     if not rows:
         raise ValueError(f"embed_events: no event of {data_source} could be embedded")
     meta: dict[str, str | int] = {
-        "model_source": pretrained.source, "model_step": int(pretrained.step),
-        "data_source": data_source, "encoder": type(encoder).__name__, "encoder_level": level,
+        "model_source": pretrained.source,
+        "model_step": int(pretrained.step),
+        "data_source": data_source,
+        "encoder": type(encoder).__name__,
+        "encoder_level": level,
         "preprocess": json.dumps(pretrained.preprocess.to_dict(), sort_keys=True),
-        "pooling": "concat(mean, max) over valid tokens or points"}
-    emb = Embeddings(event=np.concatenate(event_vecs).astype(np.float32),
-                     event_id=np.asarray(rows, np.int64), meta=meta)
+        "pooling": "concat(mean, max) over valid tokens or points",
+    }
+    emb = Embeddings(
+        event=np.concatenate(event_vecs).astype(np.float32),
+        event_id=np.asarray(rows, np.int64),
+        meta=meta,
+    )
     if per_point:
         emb.point = np.concatenate(points).astype(np.float32)
         emb.point_offset = np.cumsum(np.concatenate(point_counts)).astype(np.int64)
@@ -242,8 +256,14 @@ def embed_events(
         emb.token = np.concatenate(tokens).astype(np.float32)
         emb.token_center = np.concatenate(centers).astype(np.float32)
         emb.token_offset = np.cumsum(np.concatenate(token_counts)).astype(np.int64)
-    log.info("embedded %d events of %s with %s (%s level): event embedding dim %d", len(emb),
-             data_source, meta["encoder"], level, emb.event.shape[1])
+    log.info(
+        "embedded %d events of %s with %s (%s level): event embedding dim %d",
+        len(emb),
+        data_source,
+        meta["encoder"],
+        level,
+        emb.event.shape[1],
+    )
     return emb
 
 
@@ -252,10 +272,16 @@ def embed_events(
 # --------------------------------------------------------------------------------------------
 
 _ARRAYS = ("point", "point_offset", "point_segment", "token", "token_center", "token_offset")
-_H5_NAMES = {"event": "event_embedding", "event_id": "event_id", "point": "point_embedding",
-             "point_offset": "point_offset", "point_segment": "point_segment",
-             "token": "token_embedding", "token_center": "token_center",
-             "token_offset": "token_offset"}
+_H5_NAMES = {
+    "event": "event_embedding",
+    "event_id": "event_id",
+    "point": "point_embedding",
+    "point_offset": "point_offset",
+    "point_segment": "point_segment",
+    "token": "token_embedding",
+    "token_center": "token_center",
+    "token_offset": "token_offset",
+}
 """Embeddings attribute -> HDF5 dataset name."""
 
 
@@ -264,8 +290,9 @@ def _tmp_next_to(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def write_embeddings(path: str | os.PathLike, emb: Embeddings,
-                     meta: dict[str, str | int] | None = None) -> Path:
+def write_embeddings(
+    path: str | os.PathLike, emb: Embeddings, meta: dict[str, str | int] | None = None
+) -> Path:
     """Write embeddings atomically (temporary file + rename).
 
     ``.h5``/``.hdf5``: datasets ``event_embedding`` (E, 2D), ``event_id`` (E,), and when present
@@ -292,8 +319,9 @@ def write_embeddings(path: str | os.PathLike, emb: Embeddings,
                     for name in _ARRAYS:
                         arr = getattr(emb, name)
                         if arr is not None:
-                            f.create_dataset(_H5_NAMES[name], data=arr, compression="gzip",
-                                             compression_opts=1)
+                            f.create_dataset(
+                                _H5_NAMES[name], data=arr, compression="gzip", compression_opts=1
+                            )
                     for key, value in attrs.items():
                         f.attrs[key] = value
                 os.replace(tmp, path)
@@ -330,8 +358,9 @@ def read_embeddings(path: str | os.PathLike) -> Embeddings:
     with h5py.File(path, "r") as f:
         for name in ("event_embedding", "event_id"):
             if name not in f:
-                raise ValueError(f"read_embeddings: {path} has no dataset {name!r}; not an "
-                                 "embeddings file")
+                raise ValueError(
+                    f"read_embeddings: {path} has no dataset {name!r}; not an embeddings file"
+                )
         loaded = {attr: f[h5][()] for attr, h5 in _H5_NAMES.items() if h5 in f}
         meta = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     return Embeddings(**loaded, meta=meta)
@@ -342,8 +371,9 @@ def read_embeddings(path: str | os.PathLike) -> Embeddings:
 # --------------------------------------------------------------------------------------------
 
 
-def event_labels(events: Sequence[Event], kind: EventLabel = "n_interactions"
-                 ) -> tuple[np.ndarray, list[str]]:
+def event_labels(
+    events: Sequence[Event], kind: EventLabel = "n_interactions"
+) -> tuple[np.ndarray, list[str]]:
     """An event-level truth label and its class names, for colouring an event map.
 
     Args:
@@ -365,13 +395,15 @@ def event_labels(events: Sequence[Event], kind: EventLabel = "n_interactions"
             for i, e in enumerate(events):
                 if e.segment is not None and (e.segment >= 0).any():
                     known = e.segment >= 0
-                    energy = np.bincount(e.segment[known], weights=e.energy[known],
-                                         minlength=len(SEGMENT_NAMES))
+                    energy = np.bincount(
+                        e.segment[known], weights=e.energy[known], minlength=len(SEGMENT_NAMES)
+                    )
                     labels[i] = int(np.argmax(energy))
             return labels, list(SEGMENT_NAMES)
         case _:
-            raise ValueError(f"event_labels: kind must be 'n_interactions' or "
-                             f"'dominant_segment', got {kind!r}")
+            raise ValueError(
+                f"event_labels: kind must be 'n_interactions' or 'dominant_segment', got {kind!r}"
+            )
 
 
 def embedding_map(
@@ -415,22 +447,27 @@ def embedding_map(
                 raise ValueError(f"embedding_map: labels must be ({len(x)},), got {lab.shape}")
         case "point":
             if emb.point is None:
-                raise ValueError("embedding_map(level='point') needs point embeddings; embed "
-                                 "with per_point=True")
+                raise ValueError(
+                    "embedding_map(level='point') needs point embeddings; embed with per_point=True"
+                )
             rng = np.random.default_rng(seed)
             n = len(emb.point)
             pick = np.sort(rng.choice(n, size=min(max_points, n), replace=False))  # (M,)
             x = emb.point[pick]
-            lab = (emb.point_segment[pick] if emb.point_segment is not None
-                   else np.full(len(pick), -1, np.int64))
+            lab = (
+                emb.point_segment[pick]
+                if emb.point_segment is not None
+                else np.full(len(pick), -1, np.int64)
+            )
             names = list(SEGMENT_NAMES) if names is None else names
         case _:
             raise ValueError(f"embedding_map: level must be 'event' or 'point', got {level!r}")
     xy = embed_2d(x, method=method, seed=seed)  # (M, 2)
     what = "event embeddings" if level == "event" else "point embeddings (random subsample)"
     head = title or f"{'t-SNE' if method == 'tsne' else 'PCA'} of {len(x)} {what}"
-    fig = plot_embedding_2d(xy, lab, names, title=head,
-                            point_size=12.0 if level == "event" else 3.0)
+    fig = plot_embedding_2d(
+        xy, lab, names, title=head, point_size=12.0 if level == "event" else 3.0
+    )
     legend = fig.axes[0].get_legend()
     key = label_name or ("semantic class" if level == "point" else None)
     if legend is not None and key:

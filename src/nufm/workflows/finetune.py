@@ -86,14 +86,17 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         if self.task not in TASK_PRESETS:
-            raise ValueError(f"finetune: unknown task preset {self.task!r}; known: "
-                             f"{sorted(TASK_PRESETS)}")
+            raise ValueError(
+                f"finetune: unknown task preset {self.task!r}; known: {sorted(TASK_PRESETS)}"
+            )
         for n, name in ((self.n_train, "n_train"), (self.n_test, "n_test")):
             if n is not None and n <= 0:
                 raise ValueError(f"finetune: {name} must be positive, got {n}")
         if self.steps <= 0 or self.warmup_steps > self.steps:
-            raise ValueError(f"finetune: need steps > 0 and warmup_steps <= steps, got "
-                             f"{self.steps}, {self.warmup_steps}")
+            raise ValueError(
+                f"finetune: need steps > 0 and warmup_steps <= steps, got "
+                f"{self.steps}, {self.warmup_steps}"
+            )
 
 
 @dataclass
@@ -108,10 +111,15 @@ class FinetuneResult:
     train_losses: list[float] = field(default_factory=list)
 
 
-def load_split_events(data: tuple[Path, ...], preprocess: Preprocess, split: Split,
-                      n: int | None, *, split_seed: int = 0,
-                      split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-                      ) -> list[Event]:
+def load_split_events(
+    data: tuple[Path, ...],
+    preprocess: Preprocess,
+    split: Split,
+    n: int | None,
+    *,
+    split_seed: int = 0,
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> list[Event]:
     """The first ``n`` events (raw, untransformed) of a seeded permutation of ``split``.
 
     Raises:
@@ -120,23 +128,36 @@ def load_split_events(data: tuple[Path, ...], preprocess: Preprocess, split: Spl
     """
     if not data:
         raise ValueError("finetune: give at least one data file (--data FILE.h5)")
-    ds = PILArNetDataset(list(data), split=split, split_fractions=split_fractions,
-                         seed=split_seed, min_points=preprocess.min_points,
-                         energy_threshold=preprocess.energy_threshold)
+    ds = PILArNetDataset(
+        list(data),
+        split=split,
+        split_fractions=split_fractions,
+        seed=split_seed,
+        min_points=preprocess.min_points,
+        energy_threshold=preprocess.energy_threshold,
+    )
     order = np.random.default_rng((split_seed, 7)).permutation(len(ds))
     if n is not None:
         if n > len(ds):
-            raise ValueError(f"finetune: asked for {n} {split} events but {list(data)} "
-                             f"has only {len(ds)} in the {split} split")
+            raise ValueError(
+                f"finetune: asked for {n} {split} events but {list(data)} "
+                f"has only {len(ds)} in the {split} split"
+            )
         order = order[:n]
     return [ds[int(i)] for i in order]
 
 
-def run_finetune(cfg: FinetuneConfig, run_dir: str | Path,
-                 pretrained: Pretrained | None = None, *, random_encoder: bool = False,
-                 encoder_config: object | None = None, preprocess: Preprocess | None = None,
-                 train_events: list[Event] | None = None,
-                 test_events: list[Event] | None = None) -> FinetuneResult:
+def run_finetune(
+    cfg: FinetuneConfig,
+    run_dir: str | Path,
+    pretrained: Pretrained | None = None,
+    *,
+    random_encoder: bool = False,
+    encoder_config: object | None = None,
+    preprocess: Preprocess | None = None,
+    train_events: list[Event] | None = None,
+    test_events: list[Event] | None = None,
+) -> FinetuneResult:
     """Train and evaluate one task (see the module docstring).
 
     Args:
@@ -160,9 +181,11 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path,
         encoder_config = pretrained.encoder_config
         preprocess = pretrained.preprocess
         if encoder_config is None:
-            raise ValueError(f"{pretrained.source}: a "
-                             f"{type(pretrained.objective_config).__name__} encoder cannot be "
-                             "fine-tuned by the tasks (use an MAE or distillation model)")
+            raise ValueError(
+                f"{pretrained.source}: a "
+                f"{type(pretrained.objective_config).__name__} encoder cannot be "
+                "fine-tuned by the tasks (use an MAE or distillation model)"
+            )
     if encoder_config is not None:
         task_cfg = dataclasses.replace(task_cfg, encoder=encoder_config)
     preprocess = preprocess or Preprocess()
@@ -170,52 +193,103 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path,
     if task_cfg.mode != "scratch" and not use_weights and not random_encoder:
         raise ValueError(f"finetune: mode {task_cfg.mode!r} needs --pretrained")
     if train_events is None:
-        train_events = load_split_events(cfg.data, preprocess, "train", cfg.n_train,
-                                         split_seed=cfg.split_seed,
-                                         split_fractions=cfg.split_fractions)
+        train_events = load_split_events(
+            cfg.data,
+            preprocess,
+            "train",
+            cfg.n_train,
+            split_seed=cfg.split_seed,
+            split_fractions=cfg.split_fractions,
+        )
     if test_events is None:
-        test_events = load_split_events(cfg.data, preprocess, "test", cfg.n_test,
-                                        split_seed=cfg.split_seed,
-                                        split_fractions=cfg.split_fractions)
+        test_events = load_split_events(
+            cfg.data,
+            preprocess,
+            "test",
+            cfg.n_test,
+            split_seed=cfg.split_seed,
+            split_fractions=cfg.split_fractions,
+        )
     run_cfg = RunConfig(
-        name=f"{cfg.task}-n{len(train_events)}-s{cfg.seed}", objective=task_cfg,
-        optim=OptimConfig(lr=cfg.lr, min_lr=cfg.lr * 0.01, warmup_steps=cfg.warmup_steps,
-                          weight_decay=cfg.weight_decay, weight_decay_end=cfg.weight_decay,
-                          grad_clip=1.0),
-        train=TrainConfig(max_steps=cfg.steps, seed=cfg.seed, bf16=cfg.bf16,
-                          checkpoint_every=cfg.steps, keep_checkpoints=1),
-        logging=LoggingConfig(log_every=max(cfg.steps // 20, 1), progress=cfg.progress,
-                              tensorboard=True),
-        data=DataConfig(source="file", path=cfg.data[0], max_points=cfg.max_points,
-                        max_events=cfg.max_events, augment=cfg.augment))
+        name=f"{cfg.task}-n{len(train_events)}-s{cfg.seed}",
+        objective=task_cfg,
+        optim=OptimConfig(
+            lr=cfg.lr,
+            min_lr=cfg.lr * 0.01,
+            warmup_steps=cfg.warmup_steps,
+            weight_decay=cfg.weight_decay,
+            weight_decay_end=cfg.weight_decay,
+            grad_clip=1.0,
+        ),
+        train=TrainConfig(
+            max_steps=cfg.steps,
+            seed=cfg.seed,
+            bf16=cfg.bf16,
+            checkpoint_every=cfg.steps,
+            keep_checkpoints=1,
+        ),
+        logging=LoggingConfig(
+            log_every=max(cfg.steps // 20, 1), progress=cfg.progress, tensorboard=True
+        ),
+        data=DataConfig(
+            source="file",
+            path=cfg.data[0],
+            max_points=cfg.max_points,
+            max_events=cfg.max_events,
+            augment=cfg.augment,
+        ),
+    )
     seed_everything(cfg.seed)
     task = build_task(task_cfg, pretrained.state if use_weights else None)
     transform = preprocess.transforms(augment=[RandomRotation()] if cfg.augment else [])
     result = train(run_cfg, task, lambda _: train_events, run_dir, transform=transform)
     task.eval()
     with torch.no_grad():
-        metrics = evaluate_task(task, test_events, cfg.eval_batch_points,
-                                transform=preprocess.transforms(), seed=cfg.seed)
+        metrics = evaluate_task(
+            task,
+            test_events,
+            cfg.eval_batch_points,
+            transform=preprocess.transforms(),
+            seed=cfg.seed,
+        )
     write_metrics_json(
-        run_dir / "metrics.json", metrics,
-        model={"task": cfg.task, "mode": task_cfg.mode, "random_encoder": random_encoder,
-               "encoder": type(task_cfg.encoder).__name__,
-               "pretrained": pretrained.source if use_weights else None,
-               "pretrained_step": pretrained.step if use_weights else None,
-               "steps": cfg.steps, "final_train_metrics": result.metrics},
-        data={"files": [str(p) for p in cfg.data], "split_fractions": cfg.split_fractions,
-              "split_seed": cfg.split_seed, "n_train": len(train_events),
-              "n_test": len(test_events)},
-        preprocess=preprocess.to_dict(), seed=cfg.seed)
+        run_dir / "metrics.json",
+        metrics,
+        model={
+            "task": cfg.task,
+            "mode": task_cfg.mode,
+            "random_encoder": random_encoder,
+            "encoder": type(task_cfg.encoder).__name__,
+            "pretrained": pretrained.source if use_weights else None,
+            "pretrained_step": pretrained.step if use_weights else None,
+            "steps": cfg.steps,
+            "final_train_metrics": result.metrics,
+        },
+        data={
+            "files": [str(p) for p in cfg.data],
+            "split_fractions": cfg.split_fractions,
+            "split_seed": cfg.split_seed,
+            "n_train": len(train_events),
+            "n_test": len(test_events),
+        },
+        preprocess=preprocess.to_dict(),
+        seed=cfg.seed,
+    )
     log.info("%s: test %s", run_cfg.name, _headline(metrics))
-    return FinetuneResult(metrics=metrics, run_dir=run_dir, n_train=len(train_events),
-                          n_test=len(test_events))
+    return FinetuneResult(
+        metrics=metrics, run_dir=run_dir, n_train=len(train_events), n_test=len(test_events)
+    )
 
 
-def evaluate_run(run_dir: str | Path, data: tuple[Path, ...], split: Split = "test",
-                 n_events: int | None = None, split_seed: int = 0,
-                 split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-                 out: Path | None = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    data: tuple[Path, ...],
+    split: Split = "test",
+    n_events: int | None = None,
+    split_seed: int = 0,
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    out: Path | None = None,
+) -> dict[str, Any]:
     """Evaluate the latest checkpoint of a fine-tuning run on a split of ``data``.
 
     The task is rebuilt from the run's saved config and loaded strictly; the preprocessing is
@@ -239,15 +313,29 @@ def evaluate_run(run_dir: str | Path, data: tuple[Path, ...], split: Split = "te
     task = build_task(cfg.objective)
     task.load_state_dict(load_checkpoint(ckpt)["model"], strict=True)
     task.eval()
-    events = load_split_events(tuple(data), preprocess, split, n_events, split_seed=split_seed,
-                               split_fractions=split_fractions)
+    events = load_split_events(
+        tuple(data),
+        preprocess,
+        split,
+        n_events,
+        split_seed=split_seed,
+        split_fractions=split_fractions,
+    )
     with torch.no_grad():
         metrics = evaluate_task(task, events, transform=preprocess.transforms())
-    write_metrics_json(out or run_dir / f"eval_{split}.json", metrics,
-                       model={"run_dir": str(run_dir), "checkpoint": str(ckpt)},
-                       data={"files": [str(p) for p in data], "split": split,
-                             "split_seed": split_seed, "n_events": len(events)},
-                       preprocess=preprocess.to_dict(), seed=split_seed)
+    write_metrics_json(
+        out or run_dir / f"eval_{split}.json",
+        metrics,
+        model={"run_dir": str(run_dir), "checkpoint": str(ckpt)},
+        data={
+            "files": [str(p) for p in data],
+            "split": split,
+            "split_seed": split_seed,
+            "n_events": len(events),
+        },
+        preprocess=preprocess.to_dict(),
+        seed=split_seed,
+    )
     log.info("%s on %d %s events: %s", run_dir, len(events), split, _headline(metrics))
     return metrics
 

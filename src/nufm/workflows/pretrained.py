@@ -95,7 +95,8 @@ def load_pretrained(path: str | Path) -> Pretrained:
     else:
         raise FileNotFoundError(
             f"{path}: not a pretraining run (config.yaml + checkpoints/) or an exported model "
-            "(model.safetensors + config.json)")
+            "(model.safetensors + config.json)"
+        )
     torch.manual_seed(0)  # deterministic init of anything the state does not cover
     objective = build_objective(objective_cfg)
     try:
@@ -103,8 +104,13 @@ def load_pretrained(path: str | Path) -> Pretrained:
     except RuntimeError as e:
         raise ValueError(f"{source}: weights do not fit the saved objective config: {e}") from e
     encoder = objective.encoder.eval()
-    log.info("loaded pretrained %s encoder from %s (step %d)", type(encoder).__name__, source,
-             step)
-    return Pretrained(objective_config=objective_cfg, encoder=encoder,
-                      encoder_config=getattr(objective_cfg, "encoder", None), state=state,
-                      preprocess=preprocess, source=source, step=step)
+    log.info("loaded pretrained %s encoder from %s (step %d)", type(encoder).__name__, source, step)
+    return Pretrained(
+        objective_config=objective_cfg,
+        encoder=encoder,
+        encoder_config=getattr(objective_cfg, "encoder", None),
+        state=state,
+        preprocess=preprocess,
+        source=source,
+        step=step,
+    )

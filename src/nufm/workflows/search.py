@@ -24,8 +24,9 @@ from nufm.workflows.embed import Embeddings
 log = logging.getLogger(__name__)
 
 
-def search_similar(emb: Embeddings, query_event: int, k: int = 5,
-                   metric: Literal["cosine", "euclidean"] = "cosine") -> list[tuple[int, float]]:
+def search_similar(
+    emb: Embeddings, query_event: int, k: int = 5, metric: Literal["cosine", "euclidean"] = "cosine"
+) -> list[tuple[int, float]]:
     """The ``k`` embedded events most similar to event ``query_event`` (the query excluded).
 
     Args:
@@ -45,20 +46,22 @@ def search_similar(emb: Embeddings, query_event: int, k: int = 5,
     """
     row = emb.row_of(query_event)
     if not 1 <= k <= len(emb) - 1:
-        raise ValueError(f"search_similar: k={k} must be in [1, {len(emb) - 1}] for "
-                         f"{len(emb)} embedded events")
+        raise ValueError(
+            f"search_similar: k={k} must be in [1, {len(emb) - 1}] for {len(emb)} embedded events"
+        )
     index = EmbeddingIndex(emb.event, normalize=True, metric=metric)
     idx, dist = index.query_rows(np.array([row]), k)  # (1, k)
-    hits = [(int(emb.event_id[i]), float(d)) for i, d in zip(idx[0], dist[0])]
-    log.info("event %d: nearest %s", query_event,
-             ", ".join(f"{e} ({d:.3g})" for e, d in hits))
+    hits = [(int(emb.event_id[i]), float(d)) for i, d in zip(idx[0], dist[0], strict=False)]
+    log.info("event %d: nearest %s", query_event, ", ".join(f"{e} ({d:.3g})" for e, d in hits))
     return hits
 
 
-def search_figure(events: Sequence[Event] | Mapping[int, Event], query: int,
-                  hits: Sequence[tuple[int, float]],
-                  color: Literal["segment", "pid", "instance", "interaction",
-                                 "energy"] = "segment") -> Figure:
+def search_figure(
+    events: Sequence[Event] | Mapping[int, Event],
+    query: int,
+    hits: Sequence[tuple[int, float]],
+    color: Literal["segment", "pid", "instance", "interaction", "energy"] = "segment",
+) -> Figure:
     """Query and hits side by side (x-y and x-z projections per event).
 
     Args:
@@ -77,8 +80,9 @@ def search_figure(events: Sequence[Event] | Mapping[int, Event], query: int,
     try:
         shown = [events[i] for i in ids]
     except (IndexError, KeyError) as e:
-        raise KeyError(f"search_figure: event {e} of query/hits {ids} is not in the events "
-                       "given") from e
+        raise KeyError(
+            f"search_figure: event {e} of query/hits {ids} is not in the events given"
+        ) from e
     titles = [f"QUERY: event {query}"]
     titles += [f"#{n + 1}: event {i}, d = {d:.3g}" for n, (i, d) in enumerate(hits)]
     return display_events_grid(shown, color=color, titles=titles)

@@ -54,8 +54,14 @@ class StudyConfig:
     """Task preset prefix (``<task>-<mode>`` in nufm.tasks.build.TASK_PRESETS)."""
     sizes: tuple[int, ...] = (10, 100, 1000)
     """Labelled training events per run (nested subsets)."""
-    modes: tuple[StudyMode, ...] = ("linear-random", "linear-geometry", "linear", "head", "full",
-                                   "scratch")
+    modes: tuple[StudyMode, ...] = (
+        "linear-random",
+        "linear-geometry",
+        "linear",
+        "head",
+        "full",
+        "scratch",
+    )
     """Modes to run at every size."""
     seeds: tuple[int, ...] = (0,)
     """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
@@ -79,19 +85,31 @@ class StudyConfig:
 
 STUDY_PRESETS: dict[str, StudyConfig] = {
     # a seconds-long pipeline check (tests), not a measurement
-    "smoke": StudyConfig(sizes=(4, 8), n_test=4,
-                         finetune=FinetuneConfig(task="semseg-full", steps=3, warmup_steps=1,
-                                                 max_events=4, progress=False)),
+    "smoke": StudyConfig(
+        sizes=(4, 8),
+        n_test=4,
+        finetune=FinetuneConfig(
+            task="semseg-full", steps=3, warmup_steps=1, max_events=4, progress=False
+        ),
+    ),
     # about 15 minutes on 2 CPU cores with the mae-cpu encoder
-    "quick": StudyConfig(task="semseg-ce", sizes=(10, 100, 1000), n_test=100,
-                         finetune=FinetuneConfig(task="semseg-ce-full",
-                                                 steps=160, warmup_steps=16, lr=2e-3,
-                                                 max_events=8, progress=False)),
+    "quick": StudyConfig(
+        task="semseg-ce",
+        sizes=(10, 100, 1000),
+        n_test=100,
+        finetune=FinetuneConfig(
+            task="semseg-ce-full", steps=160, warmup_steps=16, lr=2e-3, max_events=8, progress=False
+        ),
+    ),
     # for a GPU node: 5 sizes, 3 seeds, longer runs
-    "full": StudyConfig(sizes=(10, 100, 1000, 10_000, 100_000), seeds=(0, 1, 2), n_test=1000,
-                        finetune=FinetuneConfig(task="semseg-full",
-                                                steps=5000, warmup_steps=250, lr=1e-3,
-                                                max_events=32, progress=True)),
+    "full": StudyConfig(
+        sizes=(10, 100, 1000, 10_000, 100_000),
+        seeds=(0, 1, 2),
+        n_test=1000,
+        finetune=FinetuneConfig(
+            task="semseg-full", steps=5000, warmup_steps=250, lr=1e-3, max_events=32, progress=True
+        ),
+    ),
 }
 
 
@@ -118,18 +136,31 @@ def _task_preset(task: str, mode: str) -> str:
     return f"{task}-{'linear' if mode in LINEAR_MODES else mode}"
 
 
-def run_study(cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, ...],
-              out_dir: str | Path) -> list[StudyRow]:
+def run_study(
+    cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, ...], out_dir: str | Path
+) -> list[StudyRow]:
     """Run every (size, mode, seed) of ``cfg`` and write the table and plot into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pretrained = load_pretrained(pretrained_path)
     base = dataclasses.replace(cfg.finetune, data=tuple(data))
     pre = pretrained.preprocess
-    pool = load_split_events(base.data, pre, "train", max(cfg.sizes), split_seed=base.split_seed,
-                             split_fractions=base.split_fractions)
-    test = load_split_events(base.data, pre, "test", cfg.n_test, split_seed=base.split_seed,
-                             split_fractions=base.split_fractions)
+    pool = load_split_events(
+        base.data,
+        pre,
+        "train",
+        max(cfg.sizes),
+        split_seed=base.split_seed,
+        split_fractions=base.split_fractions,
+    )
+    test = load_split_events(
+        base.data,
+        pre,
+        "test",
+        cfg.n_test,
+        split_seed=base.split_seed,
+        split_fractions=base.split_fractions,
+    )
     rows: list[StudyRow] = []
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
@@ -140,25 +171,46 @@ def run_study(cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, .
                 encoder_config = pretrained.encoder_config
                 if mode == "linear-geometry":
                     encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
-                run_cfg = dataclasses.replace(base, task=_task_preset(cfg.task, mode),
-                                              n_train=n, n_test=cfg.n_test, seed=seed,
-                                              pretrained=None, lr=lr)
+                run_cfg = dataclasses.replace(
+                    base,
+                    task=_task_preset(cfg.task, mode),
+                    n_train=n,
+                    n_test=cfg.n_test,
+                    seed=seed,
+                    pretrained=None,
+                    lr=lr,
+                )
                 t0 = time.perf_counter()
                 result = run_finetune(
-                    run_cfg, out_dir / "runs" / name,
+                    run_cfg,
+                    out_dir / "runs" / name,
                     pretrained=None if mode in ("scratch", "linear-geometry") else pretrained,
                     random_encoder=mode in ("linear-random", "linear-geometry"),
                     encoder_config=encoder_config,
-                    preprocess=pre, train_events=pool[:n], test_events=test)
+                    preprocess=pre,
+                    train_events=pool[:n],
+                    test_events=test,
+                )
                 sem = result.metrics["semantic"]
-                rows.append(StudyRow(
-                    mode=mode, n_train=n, seed=seed, macro_f1=float(sem["macro_f1"]),
-                    miou=float(sem["miou"]), accuracy=float(sem["accuracy"]),
-                    per_class_f1={k: float(v["f1"]) if v["f1"] is not None else math.nan
-                                  for k, v in sem["per_class"].items()},
-                    seconds=time.perf_counter() - t0, run_dir=str(result.run_dir)))
-                log.info("study %s: macro F1 %.3f (%.0f s)", name, rows[-1].macro_f1,
-                         rows[-1].seconds)
+                rows.append(
+                    StudyRow(
+                        mode=mode,
+                        n_train=n,
+                        seed=seed,
+                        macro_f1=float(sem["macro_f1"]),
+                        miou=float(sem["miou"]),
+                        accuracy=float(sem["accuracy"]),
+                        per_class_f1={
+                            k: float(v["f1"]) if v["f1"] is not None else math.nan
+                            for k, v in sem["per_class"].items()
+                        },
+                        seconds=time.perf_counter() - t0,
+                        run_dir=str(result.run_dir),
+                    )
+                )
+                log.info(
+                    "study %s: macro F1 %.3f (%.0f s)", name, rows[-1].macro_f1, rows[-1].seconds
+                )
                 write_study_outputs(rows, cfg, out_dir, pretrained.source)
     return rows
 
@@ -175,8 +227,10 @@ def markdown_table(rows: list[StudyRow]) -> str:
     """Mean (and std over seeds) macro F1 per mode and size, as Markdown."""
     table = summarize(rows)
     sizes = sorted({r.n_train for r in rows})
-    lines = ["| mode | " + " | ".join(f"{n} events" for n in sizes) + " |",
-             "|---|" + "---|" * len(sizes)]
+    lines = [
+        "| mode | " + " | ".join(f"{n} events" for n in sizes) + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for mode, by_size in table.items():
         cells = []
         for n in sizes:
@@ -191,24 +245,48 @@ def markdown_table(rows: list[StudyRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path,
-                        source: str) -> None:
+def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, source: str) -> None:
     """results.csv (one row per run), results.md (the table) and label_efficiency.png."""
     classes = list(rows[0].per_class_f1) if rows else []
     tmp = out_dir / "results.csv.tmp"
     with tmp.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["mode", "n_train", "seed", "macro_f1", "miou", "accuracy",
-                    *[f"f1_{c}" for c in classes], "seconds", "run_dir"])
+        w.writerow(
+            [
+                "mode",
+                "n_train",
+                "seed",
+                "macro_f1",
+                "miou",
+                "accuracy",
+                *[f"f1_{c}" for c in classes],
+                "seconds",
+                "run_dir",
+            ]
+        )
         for r in rows:
-            w.writerow([r.mode, r.n_train, r.seed, f"{r.macro_f1:.4f}", f"{r.miou:.4f}",
-                        f"{r.accuracy:.4f}", *[f"{r.per_class_f1[c]:.4f}" for c in classes],
-                        f"{r.seconds:.1f}", r.run_dir])
+            w.writerow(
+                [
+                    r.mode,
+                    r.n_train,
+                    r.seed,
+                    f"{r.macro_f1:.4f}",
+                    f"{r.miou:.4f}",
+                    f"{r.accuracy:.4f}",
+                    *[f"{r.per_class_f1[c]:.4f}" for c in classes],
+                    f"{r.seconds:.1f}",
+                    r.run_dir,
+                ]
+            )
     tmp.replace(out_dir / "results.csv")
-    header = (f"Task {cfg.task}, {cfg.n_test} test events, {cfg.finetune.steps} steps per run, "
-              f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
-              "semantic classes on the test events (data-set level).\n\n")
+    header = (
+        f"Task {cfg.task}, {cfg.n_test} test events, {cfg.finetune.steps} steps per run, "
+        f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
+        "semantic classes on the test events (data-set level).\n\n"
+    )
     (out_dir / "results.md").write_text(header + markdown_table(rows))
-    fig = plot_label_efficiency({MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
-                                title=f"Label efficiency: {cfg.task}")
+    fig = plot_label_efficiency(
+        {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
+        title=f"Label efficiency: {cfg.task}",
+    )
     save_figure(fig, out_dir / "label_efficiency.png")
