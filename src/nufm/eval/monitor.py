@@ -95,9 +95,7 @@ def probe_monitor(
     probe = probe or LinearProbeConfig(epochs=10, seed=seed)
 
     def monitor(objective: nn.Module, step: int) -> dict[str, float]:
-        encoder = getattr(objective, "encoder", None)
-        if encoder is None:
-            raise AttributeError(f"{type(objective).__name__} has no .encoder to probe")
+        encoder = objective.get_submodule("encoder")  # the online encoder (nufm.step)
         x, y, ev = encoder_point_features(encoder, events)
         runs = [
             run_probe(
