@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from torch import nn
 
 from nufm.ssl.distill import SelfDistillation
 from nufm.ssl.forecast import Forecaster
-from nufm.step import HasParamLRScale, HasSchedule, HasTeacher
+from nufm.step import HasParamLRScale, HasSchedule, HasTeacher, online_encoder
 from nufm.tasks.common import TaskModule
 from nufm.train.optim import param_groups
 
@@ -38,3 +39,11 @@ def test_param_lr_scale_is_used_when_declared_and_defaults_to_one() -> None:
     ]
     plain = nn.Sequential(nn.Linear(2, 2))
     assert [g["lr_scale"] for g in param_groups(plain)] == [1.0, 1.0]
+
+
+def test_online_encoder_is_the_encoder_submodule() -> None:
+    objective = nn.Module()
+    objective.encoder = nn.Linear(2, 2)
+    assert online_encoder(objective) is objective.encoder
+    with pytest.raises(AttributeError, match="Linear has no online encoder"):
+        online_encoder(nn.Linear(2, 2))

@@ -13,9 +13,8 @@ HasTeacher)`` instead of probing for attribute names:
 * :class:`HasParamLRScale`: ``param_lr_scale(name)``, per-parameter learning-rate multipliers
   (fine-tuning tasks scale the encoder down).
 
-A pretraining objective also owns its online encoder as the submodule ``encoder``; the
-representation monitor and the pretrained-model loader read it with
-``objective.get_submodule("encoder")``.
+A pretraining objective also owns its online encoder as the submodule ``encoder``
+(:func:`online_encoder`), which the representation monitor probes and the loader returns.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 
@@ -75,3 +74,18 @@ class HasParamLRScale(Protocol):
         """Multiplier (> 0) of the learning rate of parameter ``name`` (as in
         ``named_parameters``)."""
         ...
+
+
+def online_encoder(objective: nn.Module) -> nn.Module:
+    """The online encoder of a pretraining objective: its submodule ``encoder``.
+
+    Raises:
+        AttributeError: the module has none (a fine-tuned task keeps its encoder at
+            ``backbone.encoder``).
+    """
+    try:
+        return objective.get_submodule("encoder")
+    except AttributeError as e:
+        raise AttributeError(
+            f"{type(objective).__name__} has no online encoder (submodule 'encoder')"
+        ) from e

@@ -40,6 +40,7 @@ from nufm.data.transforms import Preprocess
 from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, read_pretrained, save_pretrained
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.mae import MAEConfig
+from nufm.step import online_encoder
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.common import TaskBaseConfig, TaskModule
 from nufm.train.build import build_objective, preprocess_contract
@@ -212,7 +213,7 @@ def load_encoder(path: str | Path) -> Pretrained:
     else:
         contract = saved.preprocess
     preprocess = _preprocess_from(contract, str(path))
-    encoder = _rebuild(saved).get_submodule("encoder")  # the online encoder (nufm.step)
+    encoder = online_encoder(_rebuild(saved))
     log.info(
         "loaded pretrained %s encoder from %s (step %d)",
         type(encoder).__name__,
