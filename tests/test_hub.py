@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from nufm.config import config_to_dict
-from nufm.hub import export, from_pretrained, save_pretrained
+from nufm.hub import from_pretrained, read_pretrained, save_pretrained
 from nufm.train.toy import ToyObjective, ToyObjectiveConfig
+from nufm.workflows.load import export_run
 
 sys.path.insert(0, str(Path(__file__).parent / "train"))
 
@@ -57,7 +58,7 @@ def test_nothing_loads_is_an_error(tmp_path: Path) -> None:
     save_pretrained(torch.nn.Linear(3, 3), tmp_path, config={}, preprocess={})
     with pytest.raises(ValueError, match="none of the 2 saved tensors"):
         from_pretrained(tmp_path, lambda cfg: torch.nn.Conv1d(2, 2, 1))
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"no model\.safetensors"):
         from_pretrained(tmp_path / "nowhere", lambda cfg: torch.nn.Linear(3, 3))
 
 
@@ -71,11 +72,33 @@ def test_export_latest_checkpoint(tmp_path: Path) -> None:
     seed_everything(0)
     train(cfg, ToyObjective(cfg.objective), toy_factory, tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
-        export(tmp_path / "empty", tmp_path / "x")
-    out = export(tmp_path / "run", tmp_path / "export")
+        export_run(tmp_path / "empty", tmp_path / "x")
+    out = export_run(tmp_path / "run", tmp_path / "export")
     state = load_checkpoint(latest_checkpoint(tmp_path / "run" / "checkpoints"))
     model, report = from_pretrained(out, _build)
     assert report.is_exact and report.config["model"] == config_to_dict(cfg.objective)
     assert report.config["preprocess"]["source"] == "toy"
     for k, v in state["model"].items():
         assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_read_pretrained_returns_weights_and_config_and_refuses_other_formats(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    linear = torch.nn.Linear(3, 2)
+    save_pretrained(linear, tmp_path, config={"name": "lin"}, preprocess={"scale": 2.0})
+    state, meta = read_pretrained(tmp_path)
+    assert set(state) == {"weight", "bias"} and torch.equal(state["weight"], linear.weight)
+    assert meta["model"] == {"name": "lin"} and meta["preprocess"] == {"scale": 2.0}
+    meta["nufm_version"] = "0.0.0"
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="nufm.hub"):
+        read_pretrained(tmp_path)
+    assert "saved by nufm 0.0.0" in caplog.text
+    meta["format"] = "other"
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format 'other', expected 'nufm-pretrained-v1'"):
+        read_pretrained(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+        read_pretrained(tmp_path)

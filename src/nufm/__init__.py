@@ -12,4 +12,6 @@ Layout (one folder per concern, dependencies point one way):
 - ``eval/``: metrics and probes. ``viz/``: event displays and plots.
 """
 
-__version__ = "0.1.0"
+from nufm._version import __version__
+
+__all__ = ["__version__"]

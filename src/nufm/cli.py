@@ -214,7 +214,7 @@ def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
         run_dir: A pretraining run directory.
         out_dir: Output directory.
     """
-    from nufm.hub import export as export_run
+    from nufm.workflows.load import export_run
 
     export_run(run_dir, out_dir)
 
@@ -273,9 +273,9 @@ def embed(
     from nufm.data.pilarnet import read_events
     from nufm.viz.display import save_figure
     from nufm.workflows.embed import embed_events, embedding_map, event_labels, write_embeddings
-    from nufm.workflows.pretrained import load_pretrained
+    from nufm.workflows.load import load_encoder
 
-    pretrained = load_pretrained(model)
+    pretrained = load_encoder(model)
     emb = embed_events(
         pretrained, file, batch_points=batch_points, per_point=per_point, device=device
     )
@@ -378,13 +378,13 @@ def anomaly(
         corruption_figure,
         planted_anomaly_study,
     )
-    from nufm.workflows.pretrained import load_pretrained
+    from nufm.workflows.load import load_encoder
 
     cfg = CorruptionConfig(
         noise_points=noise_points, noise_box_cm=noise_box_cm, slab_width_cm=slab_width_cm
     )
     result = planted_anomaly_study(
-        load_pretrained(model),
+        load_encoder(model),
         n_reference,
         n_normal,
         n_anomalous,

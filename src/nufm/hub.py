@@ -1,10 +1,12 @@
 """Pretrained-model files: ``model.safetensors`` + ``config.json`` (weights, the config to
 rebuild the model, the nufm version and the preprocessing contract the model expects).
 
-Owns :func:`save_pretrained`, :func:`from_pretrained` (with an explicit report of missing,
-unexpected and shape-mismatched keys; loading nothing is an error, as pimm does for
-PoLAr-MAE arXiv:2502.02558 / Panda arXiv:2512.01324 weights) and :func:`export` (latest
-complete training checkpoint of a run -> pretrained directory).
+File I/O and key matching only (no config, training or task code): :func:`save_pretrained`,
+:func:`read_pretrained`, :func:`match_state` with its :class:`LoadReport` of missing,
+unexpected and shape-mismatched keys, and :func:`from_pretrained` into a model you build
+(loading nothing is an error, as pimm does for PoLAr-MAE arXiv:2502.02558 / Panda
+arXiv:2512.01324 weights). Rebuilding nufm objectives and tasks from these files, from
+training checkpoints and from run directories is :mod:`nufm.workflows.load`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import nufm
+from nufm._version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +124,11 @@ def save_pretrained(
     save_file(
         _plain_state(state),
         str(directory / WEIGHTS_NAME),
-        metadata={"format": FORMAT, "nufm_version": nufm.__version__},
+        metadata={"format": FORMAT, "nufm_version": __version__},
     )
     meta = {
         "format": FORMAT,
-        "nufm_version": nufm.__version__,
+        "nufm_version": __version__,
         "model": config,
         "preprocess": preprocess,
     }
@@ -135,12 +137,43 @@ def save_pretrained(
     return directory
 
 
+def read_pretrained(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a directory written by :func:`save_pretrained`.
+
+    Returns:
+        (the saved tensors on CPU, the full ``config.json``: ``model``, ``preprocess``,
+        ``nufm_version``, ``format``). A different nufm version is logged, not refused.
+
+    Raises:
+        FileNotFoundError: A file is missing.
+        ValueError: ``config.json`` names another format.
+    """
+    directory = Path(directory)
+    for name in (WEIGHTS_NAME, CONFIG_NAME):
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
+    meta = json.loads((directory / CONFIG_NAME).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(
+            f"{directory / CONFIG_NAME}: format {meta.get('format')!r}, expected {FORMAT!r}"
+        )
+    if meta.get("nufm_version") != __version__:
+        log.warning(
+            "%s was saved by nufm %s, this is nufm %s",
+            directory,
+            meta.get("nufm_version"),
+            __version__,
+        )
+    return load_file(str(directory / WEIGHTS_NAME)), meta
+
+
 def from_pretrained(
     directory: str | Path, build_fn: Callable[[dict[str, Any]], nn.Module], strict: bool = False
 ) -> tuple[nn.Module, LoadReport]:
     """Rebuild a model with ``build_fn(config["model"])`` and load the saved weights into it.
 
-    Keys whose shapes differ are skipped and reported, never loaded partially.
+    Keys whose shapes differ are skipped and reported, never loaded partially. For nufm's own
+    objectives and tasks (no ``build_fn``) use :mod:`nufm.workflows.load`.
 
     Args:
         directory: A directory written by :func:`save_pretrained`.
@@ -152,26 +185,12 @@ def from_pretrained(
 
     Raises:
         FileNotFoundError: A file is missing.
-        ValueError: No tensor could be loaded, or ``strict`` and the load is not exact.
+        ValueError: Another file format, no tensor could be loaded, or ``strict`` and the load
+            is not exact.
     """
     directory = Path(directory)
-    for name in (WEIGHTS_NAME, CONFIG_NAME):
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
-    meta = json.loads((directory / CONFIG_NAME).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(
-            f"{directory / CONFIG_NAME}: format {meta.get('format')!r}, expected {FORMAT!r}"
-        )
-    if meta.get("nufm_version") != nufm.__version__:
-        log.warning(
-            "%s was saved by nufm %s, this is nufm %s",
-            directory,
-            meta.get("nufm_version"),
-            nufm.__version__,
-        )
+    saved, meta = read_pretrained(directory)
     model = build_fn(meta["model"])
-    saved = load_file(str(directory / WEIGHTS_NAME))
     usable, report = match_state(model.state_dict(), saved, LoadReport(config=meta))
     if not usable:
         raise ValueError(
@@ -184,32 +203,3 @@ def from_pretrained(
     if not report.is_exact:
         log.warning("%s: partial load\n%s", directory, report)
     return model, report
-
-
-def export(
-    run_dir: str | Path, out_dir: str | Path, preprocess: dict[str, Any] | None = None
-) -> Path:
-    """Export the latest complete checkpoint of a training run as a pretrained directory.
-
-    The weights are the objective's state dict; ``config.json`` holds the objective config
-    (rebuild with ``nufm.train.build.build_objective``) and ``preprocess`` (default:
-    ``nufm.train.build.preprocess_contract`` of the run's data config).
-
-    Raises:
-        FileNotFoundError: The run has no complete checkpoint.
-        nufm.train.checkpoint.CheckpointError: The latest checkpoint fails verification.
-    """
-    from nufm.config import config_from_dict
-    from nufm.train.build import preprocess_contract
-    from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
-
-    ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
-    state = load_checkpoint(ckpt)
-    cfg = state["config"]
-    if preprocess is None:
-        preprocess = preprocess_contract(config_from_dict(cfg).data)
-    out = save_pretrained(state["model"], out_dir, config=cfg["objective"], preprocess=preprocess)
-    log.info("exported %s (step %d) to %s", ckpt, state["step"], out)
-    return out

@@ -1,16 +1,30 @@
-"""The result of one objective forward: a scalar loss plus named metrics.
+"""The objective contract: what the training loop, the optimizer and the monitor may call.
 
 Every objective (``nufm.ssl``) and task (``nufm.tasks``) is an ``nn.Module`` whose
-``forward(batch: PointBatch) -> StepOutput``. The training loop (:mod:`nufm.train.loop`)
-backpropagates ``loss`` and logs ``metrics``; it never looks inside the module otherwise,
-except for the optional ``update_teacher(momentum: float)`` EMA step (DINO, arXiv:2104.14294).
+``forward(batch: PointBatch) -> StepOutput`` (:class:`Objective`). The training loop
+(:mod:`nufm.train.loop`) backpropagates ``loss`` and logs ``metrics``. Three optional parts are
+declared here as runtime-checkable protocols, so the loop asks ``isinstance(objective,
+HasTeacher)`` instead of probing for attribute names:
+
+* :class:`HasTeacher`: ``update_teacher(momentum)``, the EMA step after each optimizer step
+  (DINO, arXiv:2104.14294);
+* :class:`HasSchedule`: ``set_schedule(progress)``, training progress in [0, 1] before each
+  step's forward (teacher temperature, mask size);
+* :class:`HasParamLRScale`: ``param_lr_scale(name)``, per-parameter learning-rate multipliers
+  (fine-tuning tasks scale the encoder down).
+
+A pretraining objective also owns its online encoder as the submodule ``encoder``
+(:func:`online_encoder`), which the representation monitor probes and the loader returns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
-from torch import Tensor
+from torch import Tensor, nn
+
+from nufm.batch import PointBatch
 
 
 @dataclass
@@ -25,3 +39,53 @@ class StepOutput:
 
     loss: Tensor
     metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Objective(Protocol):
+    """An ``nn.Module`` trained by :func:`nufm.train.loop.train`."""
+
+    def forward(self, batch: PointBatch) -> StepOutput: ...
+
+
+@runtime_checkable
+class HasTeacher(Protocol):
+    """An objective with an EMA teacher."""
+
+    def update_teacher(self, momentum: float) -> None:
+        """``teacher = momentum * teacher + (1 - momentum) * student``, after the optimizer
+        step (momentum from the run's schedule)."""
+        ...
+
+
+@runtime_checkable
+class HasSchedule(Protocol):
+    """An objective with its own schedules (teacher temperature, mask size, ...)."""
+
+    def set_schedule(self, progress: float) -> None:
+        """Set the schedules for ``progress = step / (max_steps - 1)`` in [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class HasParamLRScale(Protocol):
+    """A module with per-parameter learning-rate multipliers."""
+
+    def param_lr_scale(self, name: str) -> float:
+        """Multiplier (> 0) of the learning rate of parameter ``name`` (as in
+        ``named_parameters``)."""
+        ...
+
+
+def online_encoder(objective: nn.Module) -> nn.Module:
+    """The online encoder of a pretraining objective: its submodule ``encoder``.
+
+    Raises:
+        AttributeError: the module has none (a fine-tuned task keeps its encoder at
+            ``backbone.encoder``).
+    """
+    try:
+        return objective.get_submodule("encoder")
+    except AttributeError as e:
+        raise AttributeError(
+            f"{type(objective).__name__} has no online encoder (submodule 'encoder')"
+        ) from e

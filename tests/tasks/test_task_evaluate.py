@@ -17,6 +17,7 @@ from sklearn.metrics import (
 
 from nufm.data.collate import collate
 from nufm.data.event import Event
+from nufm.eval.tasks import evaluate_task, iter_predictions
 from nufm.tasks import (
     ClusterConfig,
     EventTaskConfig,
@@ -24,8 +25,6 @@ from nufm.tasks import (
     SemsegConfig,
     TaskModule,
     build_task,
-    evaluate_task,
-    iter_predictions,
 )
 
 BATCH_POINTS = 700  # forces several batches

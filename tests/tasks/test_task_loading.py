@@ -16,8 +16,8 @@ from nufm.tasks import (
     build_task,
     extract_encoder_state,
     load_encoder_state,
-    read_state_dict,
 )
+from nufm.workflows.load import read_state_dict
 
 
 def _pretrained(seed: int = 7) -> dict[str, torch.Tensor]:

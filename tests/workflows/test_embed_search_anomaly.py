@@ -43,7 +43,7 @@ from nufm.workflows.embed import (
     read_embeddings,
     write_embeddings,
 )
-from nufm.workflows.pretrained import Pretrained, load_pretrained
+from nufm.workflows.load import Pretrained, load_encoder
 from nufm.workflows.search import search_figure, search_similar
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -61,7 +61,7 @@ def emb_pretrained(tmp_path_factory: pytest.TempPathFactory) -> Pretrained:
         optim=OptimConfig(warmup_steps=1),
     )
     run_pretrain(cfg, run_dir)
-    return load_pretrained(run_dir)
+    return load_encoder(run_dir)
 
 
 @pytest.fixture(scope="module")

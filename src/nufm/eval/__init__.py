@@ -7,6 +7,7 @@
 - ``probes.py``: bag of linear heads and kNN probes on frozen features.
 - ``token_probe.py``: PoLAr-MAE-style token multi-label SVM probe (a separate, named metric).
 - ``retrieval.py``: :class:`EmbeddingIndex`, kNN anomaly scores, ROC AUC.
+- ``tasks.py``: :func:`evaluate_task`, dataset-level scores of a fine-tuned task.
 - ``embed.py``: 2D t-SNE / PCA maps. ``plots.py``: figures (pure functions).
 
 See ``docs/evaluation.md`` for the definitions and the protocol.
@@ -40,6 +41,7 @@ from nufm.eval.splits import (
     split_event_ids,
     split_events,
 )
+from nufm.eval.tasks import evaluate_task, iter_batches, iter_predictions
 from nufm.eval.token_probe import (
     TokenProbeResult,
     TokenSVMProbeConfig,
@@ -65,6 +67,9 @@ __all__ = [
     "adjusted_rand_index",
     "assert_disjoint_events",
     "embed_2d",
+    "evaluate_task",
+    "iter_batches",
+    "iter_predictions",
     "knn_anomaly_score",
     "metrics_from_counts",
     "metrics_report",

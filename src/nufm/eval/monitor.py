@@ -24,6 +24,7 @@ from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.transforms import Preprocess
 from nufm.eval.probes import LinearProbeConfig, run_probe
+from nufm.step import online_encoder
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,7 @@ def probe_monitor(
     probe = probe or LinearProbeConfig(epochs=10, seed=seed)
 
     def monitor(objective: nn.Module, step: int) -> dict[str, float]:
-        encoder = getattr(objective, "encoder", None)
-        if encoder is None:
-            raise AttributeError(f"{type(objective).__name__} has no .encoder to probe")
-        x, y, ev = encoder_point_features(encoder, events)
+        x, y, ev = encoder_point_features(online_encoder(objective), events)
         runs = [
             run_probe(
                 dataclasses.replace(probe, seed=seed + i), x, y, ev, num_classes=len(SEGMENT_NAMES)

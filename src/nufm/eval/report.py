@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nufm._version import __version__
 from nufm.eval.metrics import ConfusionMatrix, InstanceMetrics, RegressionMetrics, SemanticMetrics
 
 SCHEMA_VERSION = 1
@@ -118,14 +119,12 @@ def write_metrics_json(
     Returns:
         The written path.
     """
-    import nufm
-
     path = Path(path)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "kind": SCHEMA_KIND,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "nufm_version": nufm.__version__,
+        "nufm_version": __version__,
         "seed": int(seed),
         "model": to_jsonable(model),
         "data": to_jsonable(data),

@@ -1,4 +1,4 @@
-"""nufm.tasks: downstream fine-tuning tasks (encoder + head + loss) and their evaluation.
+"""nufm.tasks: downstream fine-tuning tasks (encoder + head + loss).
 
 - ``common.py``: modes (linear | head | full | scratch), the encoder + neck backbone,
   parameter-free per-point features, pooling, loading pretrained encoder weights.
@@ -7,7 +7,9 @@
 - ``cluster.py``: particle / interaction clustering with a discriminative embedding loss.
 - ``event.py``: event-level classification and regression from pooled features.
 - ``build.py``: :data:`TaskConfig`, :func:`build_task`, :data:`TASK_PRESETS`.
-- ``evaluate.py``: :func:`evaluate_task`, dataset-level metrics.
+
+Their dataset-level evaluation is :mod:`nufm.eval.tasks`; loading a fine-tuned task from a run
+or an export is :mod:`nufm.workflows.load`.
 
 See ``docs/tasks.md``.
 """
@@ -23,9 +25,7 @@ from nufm.tasks.common import (
     TaskModule,
     extract_encoder_state,
     load_encoder_state,
-    read_state_dict,
 )
-from nufm.tasks.evaluate import evaluate_task, iter_batches, iter_predictions
 from nufm.tasks.event import AddEventTargets, EventTask, EventTaskConfig
 from nufm.tasks.pid import ParticleID, PIDConfig
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig, focal_loss
@@ -51,11 +51,7 @@ __all__ = [
     "build_task",
     "count_parameters",
     "discriminative_loss",
-    "evaluate_task",
     "extract_encoder_state",
     "focal_loss",
-    "iter_batches",
-    "iter_predictions",
     "load_encoder_state",
-    "read_state_dict",
 ]

@@ -19,7 +19,7 @@ mode when the task's ``.train()`` is called (dropout / drop-path / random FPS st
 
 Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`,
 :class:`TaskModule`, :func:`segment_mean_max`, :func:`mlp`, :func:`extract_encoder_state`,
-:func:`load_encoder_state`, :func:`read_state_dict`.
+:func:`load_encoder_state` (reading weights from files is :mod:`nufm.workflows.load`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, get_args
 
 import torch
@@ -322,23 +321,3 @@ def load_encoder_state(
     level = logging.INFO if report.is_exact else logging.WARNING
     log.log(level, "%s: encoder weights (prefix %r): %s", source, used, report)
     return report
-
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Read weights from a pretrained directory (``model.safetensors``), a ``.safetensors``
-    file or a nufm training checkpoint (its ``model`` entry)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise FileNotFoundError(f"{path}: directory without model.safetensors")
-        return load_file(str(weights))
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file or directory")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    from nufm.train.checkpoint import load_checkpoint  # a training checkpoint
-
-    return dict(load_checkpoint(path)["model"])

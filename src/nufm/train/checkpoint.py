@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import nufm
+from nufm._version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def save_checkpoint(
         "cursor": asdict(cursor),
         "rng": rng,
         "config": config,
-        "nufm_version": nufm.__version__,
+        "nufm_version": __version__,
         "extra": extra or {},
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -206,7 +206,7 @@ def save_checkpoint(
         "file": path.name,
         "sha256": writer.sha.hexdigest(),
         "bytes": writer.bytes,
-        "nufm_version": nufm.__version__,
+        "nufm_version": __version__,
     }
     _atomic_write_bytes(marker_path(path), json.dumps(marker, indent=1).encode())
     _fsync_dir(directory)
@@ -312,12 +312,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     for key in ("step", "model", "cursor", "config"):
         if key not in state:
             raise CheckpointError(f"{path}: not a nufm training checkpoint (no '{key}')")
-    if state.get("nufm_version") != nufm.__version__:
+    if state.get("nufm_version") != __version__:
         log.warning(
             "%s was written by nufm %s, this is nufm %s",
             path,
             state.get("nufm_version"),
-            nufm.__version__,
+            __version__,
         )
     return state
 

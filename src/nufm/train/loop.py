@@ -8,7 +8,8 @@ checkpoint is written), ``optimizer.step()``, then ``objective.update_teacher(mo
 when the objective has an EMA teacher. Objectives with other schedules (teacher temperature,
 mask size) get ``objective.set_schedule(step / (max_steps - 1))`` before the step's forward.
 Logging, monitoring and checkpointing happen at step boundaries; a fresh run also calls the
-monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT (Ctrl-C) is turned into a checkpoint at the next step boundary followed by
+monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT
+(Ctrl-C) is turned into a checkpoint at the next step boundary followed by
 ``KeyboardInterrupt``. Resuming restores model, optimizer, step, RNG states and the data cursor,
 so on CPU a resumed run is bit-identical to an uninterrupted one.
 """
@@ -33,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from nufm.config import DataConfig, RunConfig, config_to_dict, save_config
-from nufm.step import StepOutput
+from nufm.step import HasSchedule, HasTeacher, StepOutput
 from nufm.train.checkpoint import (
     CheckpointError,
     DataCursor,
@@ -162,8 +163,9 @@ def train(
 
     Args:
         cfg: The run configuration.
-        objective: ``forward(PointBatch) -> StepOutput``; optionally
-            ``update_teacher(momentum: float)``. Built (and seeded) by the caller.
+        objective: ``forward(PointBatch) -> StepOutput`` (:class:`nufm.step.Objective`);
+            optionally :class:`nufm.step.HasTeacher` / :class:`nufm.step.HasSchedule`. Built
+            (and seeded) by the caller.
         dataset_factory: Returns the map-style dataset of events.
         run_dir: Run directory: ``config.yaml``, ``checkpoints/``, ``metrics.jsonl``,
             ``tensorboard/``.
@@ -255,8 +257,8 @@ def train(
             objective, device_ids=[info.local_rank] if device.type == "cuda" else None
         )
     forward: Callable[[Any], StepOutput] = torch.compile(model) if tc.compile else model
-    update_teacher = getattr(objective, "update_teacher", None)
-    set_schedule = getattr(objective, "set_schedule", None)  # e.g. teacher temperature, masking
+    teacher = objective if isinstance(objective, HasTeacher) else None  # EMA teacher
+    scheduled = objective if isinstance(objective, HasSchedule) else None  # e.g. temperature
     params = [p for p in objective.parameters() if p.requires_grad]
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
 
@@ -326,8 +328,8 @@ def train(
                 set_step_hyperparams(
                     optimizer, float(sched.lr[step]), float(sched.weight_decay[step])
                 )
-                if set_schedule is not None:
-                    set_schedule(step / max(tc.max_steps - 1, 1))
+                if scheduled is not None:
+                    scheduled.set_schedule(step / max(tc.max_steps - 1, 1))
                 optimizer.zero_grad(set_to_none=True)
                 loss_sum = torch.zeros((), device=device)
                 metric_sums: dict[str, torch.Tensor] = {}
@@ -371,8 +373,8 @@ def train(
                     )
                 in_update = True
                 optimizer.step()
-                if update_teacher is not None:
-                    update_teacher(float(sched.momentum[step]))
+                if teacher is not None:
+                    teacher.update_teacher(float(sched.momentum[step]))
                 step += 1
                 cursor = next_cursor
                 in_update = False
@@ -404,7 +406,7 @@ def train(
                         events_per_s=events_per_s,
                         weight_decay=float(sched.weight_decay[step - 1]),
                     )
-                    if update_teacher is not None:
+                    if teacher is not None:
                         metrics["momentum"] = float(sched.momentum[step - 1])
                     if logger is not None:
                         logger.log(step, metrics)

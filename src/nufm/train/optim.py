@@ -12,6 +12,8 @@ import logging
 import torch
 from torch import nn
 
+from nufm.step import HasParamLRScale
+
 log = logging.getLogger(__name__)
 
 NO_DECAY_NAME_PARTS = ("token", "pos_embed", "pos_emb", "relative_position")
@@ -35,8 +37,8 @@ def param_groups(model: nn.Module) -> list[dict]:
     """Split the trainable parameters of ``model`` by weight decay and learning-rate scale.
 
     A module may declare per-parameter learning-rate multipliers with a method
-    ``param_lr_scale(name: str) -> float`` (fine-tuning tasks scale the encoder down); without
-    it every parameter has scale 1.
+    ``param_lr_scale(name: str) -> float`` (:class:`nufm.step.HasParamLRScale`; fine-tuning
+    tasks scale the encoder down); without it every parameter has scale 1.
 
     Returns:
         Optimizer groups ``{"params", "names", "is_decayed", "lr_scale", "weight_decay"}``, one
@@ -44,12 +46,12 @@ def param_groups(model: nn.Module) -> list[dict]:
         ``lr = schedule * lr_scale`` and ``weight_decay`` of decayed groups at every step;
         undecayed groups always have 0.
     """
-    scale_of = getattr(model, "param_lr_scale", None)
+    scale_of = model.param_lr_scale if isinstance(model, HasParamLRScale) else None
     groups: dict[tuple[bool, float], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        scale = float(scale_of(name)) if callable(scale_of) else 1.0
+        scale = float(scale_of(name)) if scale_of is not None else 1.0
         if scale <= 0:
             raise ValueError(
                 f"{type(model).__name__}.param_lr_scale({name!r}) = {scale}; "

@@ -44,7 +44,7 @@ from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, VOLUME_SIZE, VOXEL_SIZE_CM
 from nufm.eval.retrieval import knn_anomaly_score, roc_auc
 from nufm.workflows.embed import Embeddings, embed_events
-from nufm.workflows.pretrained import Pretrained
+from nufm.workflows.load import Pretrained
 
 log = logging.getLogger(__name__)
 

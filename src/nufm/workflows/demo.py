@@ -66,7 +66,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     from nufm.sim import generate_events
     from nufm.train.presets import get_preset
     from nufm.train.run import run_pretrain
-    from nufm.workflows.pretrained import load_pretrained
+    from nufm.workflows.load import load_encoder
     from nufm.workflows.study import STUDY_PRESETS, run_study
 
     out = cfg.out
@@ -113,7 +113,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     timings["study"] = time.perf_counter() - t
 
     t = _step("embeddings, search, anomalies")
-    pretrained = load_pretrained(run_dir)
+    pretrained = load_encoder(run_dir)
     figures = out / "report" / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     extras = _use_the_encoder(pretrained, data, figures, cfg)

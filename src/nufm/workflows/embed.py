@@ -42,7 +42,7 @@ from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import EncoderOutput
 from nufm.tasks.common import segment_mean_max
-from nufm.workflows.pretrained import Pretrained
+from nufm.workflows.load import Pretrained
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def embed_events(
     """Embed events with a pretrained encoder (eval mode, its own preprocessing).
 
     Args:
-        pretrained: from :func:`nufm.workflows.pretrained.load_pretrained`.
+        pretrained: from :func:`nufm.workflows.load.load_encoder`.
         events_or_path: raw events (voxel coordinates, MeV) or a PILArNet-M HDF5 file.
         batch_points: point budget of one encoder call.
         batch_events: most events in one encoder call.

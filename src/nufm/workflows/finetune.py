@@ -10,7 +10,7 @@ One run = one task config (task x mode), one labelled subset, one seed:
    weights (scratch), always with the pretrained model's preprocessing contract, so only the
    encoder's starting weights differ between modes;
 3. the same training loop as pretraining (:func:`nufm.train.loop.train`) trains it;
-4. :func:`nufm.tasks.evaluate.evaluate_task` scores it on the test events at data-set level, and
+4. :func:`nufm.eval.tasks.evaluate_task` scores it on the test events at data-set level, and
    a versioned ``metrics.json`` records model, data, preprocessing and seed.
 """
 
@@ -30,10 +30,10 @@ from nufm.data.dataset import PILArNetDataset
 from nufm.data.event import Event
 from nufm.data.transforms import Preprocess, RandomRotation
 from nufm.eval.report import write_metrics_json
+from nufm.eval.tasks import evaluate_task
 from nufm.tasks.build import TASK_PRESETS, build_task
-from nufm.tasks.evaluate import evaluate_task
 from nufm.train.loop import seed_everything, train
-from nufm.workflows.pretrained import Pretrained, load_pretrained
+from nufm.workflows.load import Pretrained, load_encoder, load_task
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class FinetuneResult:
     """What a fine-tuning run produced."""
 
     metrics: dict[str, Any]
-    """Output of :func:`nufm.tasks.evaluate.evaluate_task` on the test events."""
+    """Output of :func:`nufm.eval.tasks.evaluate_task` on the test events."""
     run_dir: Path
     n_train: int
     n_test: int
@@ -175,7 +175,7 @@ def run_finetune(
     """
     run_dir = Path(run_dir)
     if pretrained is None and cfg.pretrained is not None:
-        pretrained = load_pretrained(cfg.pretrained)
+        pretrained = load_encoder(cfg.pretrained)
     task_cfg = TASK_PRESETS[cfg.task]
     if pretrained is not None:
         encoder_config = pretrained.encoder_config
@@ -293,26 +293,13 @@ def evaluate_run(
     """Evaluate the latest checkpoint of a fine-tuning run on a split of ``data``.
 
     The task is rebuilt from the run's saved config and loaded strictly; the preprocessing is
-    the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`).
+    the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`), see
+    :func:`nufm.workflows.load.load_task`.
     Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``).
     """
-    import json
-
-    from nufm.config import load_config
-    from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
-
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
-    recorded = run_dir / "metrics.json"
-    if not recorded.is_file():
-        raise FileNotFoundError(f"{recorded}: missing; it records the preprocessing contract")
-    preprocess = Preprocess.from_dict(json.loads(recorded.read_text())["preprocess"])
-    task = build_task(cfg.objective)
-    task.load_state_dict(load_checkpoint(ckpt)["model"], strict=True)
-    task.eval()
+    loaded = load_task(run_dir)
+    task, preprocess = loaded.task, loaded.preprocess
     events = load_split_events(
         tuple(data),
         preprocess,
@@ -326,7 +313,7 @@ def evaluate_run(
     write_metrics_json(
         out or run_dir / f"eval_{split}.json",
         metrics,
-        model={"run_dir": str(run_dir), "checkpoint": str(ckpt)},
+        model={"run_dir": str(run_dir), "checkpoint": loaded.source},
         data={
             "files": [str(p) for p in data],
             "split": split,

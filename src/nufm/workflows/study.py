@@ -31,7 +31,7 @@ from nufm.eval.plots import plot_label_efficiency
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import FinetuneConfig, load_split_events, run_finetune
-from nufm.workflows.pretrained import load_pretrained
+from nufm.workflows.load import load_encoder
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def run_study(
     """Run every (size, mode, seed) of ``cfg`` and write the table and plot into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pretrained = load_pretrained(pretrained_path)
+    pretrained = load_encoder(pretrained_path)
     base = dataclasses.replace(cfg.finetune, data=tuple(data))
     pre = pretrained.preprocess
     pool = load_split_events(

@@ -1,4 +1,4 @@
-"""Dataset-level evaluation of a fine-tuned task.
+"""Dataset-level evaluation of a fine-tuned task (:mod:`nufm.tasks`).
 
 Predictions come from each task's ``predict(batch)``; the scores are accumulated over the
 whole data set and computed once at the end (one confusion matrix, one list of per-event

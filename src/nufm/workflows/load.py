@@ -1,0 +1,290 @@
+"""Load trained models and export runs: the one place that reads weights back.
+
+Accepted sources, for every loader:
+
+* a run directory (``config.yaml`` + ``checkpoints/``): its latest complete, verified
+  checkpoint;
+* a training checkpoint file (``checkpoints/step_XXXXXXXX.pt``, verified against its marker);
+* an exported directory (``model.safetensors`` + ``config.json``, written by
+  :func:`export_run` through :func:`nufm.hub.save_pretrained`).
+
+:func:`load_encoder` rebuilds a pretraining objective from its saved config, loads its weights
+*strictly* (a checkpoint that does not fit its own config is refused) and returns its online
+encoder with the preprocessing contract it was trained with, so features are never computed
+with the wrong preprocessing. :func:`load_task` does the same for a fine-tuned task.
+:func:`read_state_dict` returns the raw tensors (also of a bare ``.safetensors`` file), for
+:func:`nufm.tasks.build.build_task`. File formats live in :mod:`nufm.hub` and
+:mod:`nufm.train.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from nufm.config import (
+    ObjectiveConfig,
+    RunConfig,
+    config_from_dict,
+    load_config,
+    objective_config_from_dict,
+)
+from nufm.data.transforms import Preprocess
+from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, read_pretrained, save_pretrained
+from nufm.ssl.distill import DistillConfig
+from nufm.ssl.mae import MAEConfig
+from nufm.step import online_encoder
+from nufm.tasks.build import TaskConfig
+from nufm.tasks.common import TaskBaseConfig, TaskModule
+from nufm.train.build import build_objective, preprocess_contract
+from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Pretrained:
+    """A loaded pretraining objective and what downstream code needs from it.
+
+    Attributes:
+        objective_config: the objective's typed config.
+        encoder: the online encoder module (eval mode).
+        encoder_config: the encoder's config for :func:`nufm.tasks.build.build_task`
+            (``objective_config.encoder``), or None when the objective's encoder is not a
+            task encoder (forecasting).
+        state: the objective's full state dict (tasks pick the encoder's tensors from it).
+        preprocess: the preprocessing contract the encoder was trained with.
+        source: where it was loaded from, for messages and metrics files.
+        step: the optimizer step of the checkpoint (-1 for exports that do not record it).
+    """
+
+    objective_config: ObjectiveConfig
+    encoder: nn.Module
+    encoder_config: object | None
+    state: dict[str, Tensor]
+    preprocess: Preprocess
+    source: str
+    step: int = -1
+
+
+@dataclass
+class FineTuned:
+    """A loaded fine-tuned task.
+
+    Attributes:
+        task: the task module (eval mode); ``task.predict(batch)`` gives its predictions.
+        config: the task's typed config.
+        preprocess: the preprocessing contract of its inputs.
+        source: the checkpoint file or exported directory it was loaded from.
+        step: the optimizer step of the checkpoint (-1 for exports).
+    """
+
+    task: TaskModule
+    config: TaskConfig
+    preprocess: Preprocess
+    source: str
+    step: int = -1
+
+
+@dataclass
+class _Saved:
+    """What :func:`_read` found: the objective config and weights, and where they came from."""
+
+    objective_config: ObjectiveConfig
+    state: dict[str, Tensor]
+    step: int
+    source: str
+    run_dir: Path | None
+    """The run a checkpoint belongs to (None for exports)."""
+    run_config: RunConfig | None
+    """The run's config (None for exports)."""
+    preprocess: dict[str, Any] | None
+    """The contract stored in an export (None for checkpoints)."""
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "checkpoints").is_dir()
+
+
+def _latest(run_dir: Path) -> Path:
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
+    return ckpt
+
+
+def _read(path: Path) -> _Saved:
+    """Read a run directory, a checkpoint file or an exported directory (module docstring)."""
+    if path.is_dir() and _is_run_dir(path):
+        cfg = load_config(path / "config.yaml")
+        ckpt = _latest(path)
+        saved = load_checkpoint(ckpt)
+        return _Saved(cfg.objective, saved["model"], int(saved["step"]), str(ckpt), path, cfg, None)
+    if path.is_dir() and (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
+        state, meta = read_pretrained(path)
+        objective_cfg = objective_config_from_dict(meta["model"])
+        return _Saved(objective_cfg, state, -1, str(path), None, None, meta.get("preprocess"))
+    if path.is_file():
+        saved = load_checkpoint(path)
+        cfg = config_from_dict(saved["config"])
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+        return _Saved(
+            cfg.objective, saved["model"], int(saved["step"]), str(path), run_dir, cfg, None
+        )
+    raise FileNotFoundError(
+        f"{path}: not a run directory (config.yaml + checkpoints/), an exported model "
+        f"({WEIGHTS_NAME} + {CONFIG_NAME}) or a training checkpoint file"
+    )
+
+
+def _preprocess_from(contract: dict | None, source: str) -> Preprocess:
+    if not contract:
+        log.warning("%s: no preprocessing contract saved; using the defaults", source)
+        return Preprocess()
+    known = {k: v for k, v in contract.items() if k != "source"}
+    try:
+        return Preprocess.from_dict(known)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{source}: the saved preprocessing contract is not readable: {e}") from e
+
+
+def _rebuild(saved: _Saved) -> nn.Module:
+    """The objective or task of ``saved.objective_config`` with ``saved.state`` loaded strictly."""
+    torch.manual_seed(0)  # deterministic init of anything the state does not cover
+    model = build_objective(saved.objective_config)
+    try:
+        model.load_state_dict(saved.state, strict=True)
+    except RuntimeError as e:
+        kind = "task" if isinstance(saved.objective_config, TaskBaseConfig) else "objective"
+        raise ValueError(f"{saved.source}: weights do not fit the saved {kind} config: {e}") from e
+    return model.eval()
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The saved tensors of any source of the module docstring, or of a ``.safetensors`` file
+    (for :func:`nufm.tasks.build.build_task`, which finds the encoder's tensors in them).
+
+    Raises:
+        FileNotFoundError: nothing to read at ``path``, or a run without a complete checkpoint.
+        nufm.train.checkpoint.CheckpointError: a checkpoint fails verification.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        return load_file(str(path))
+    if path.is_dir() and (path / WEIGHTS_NAME).is_file():
+        return load_file(str(path / WEIGHTS_NAME))
+    if path.is_dir() and not _is_run_dir(path):
+        raise FileNotFoundError(
+            f"{path}: directory without {WEIGHTS_NAME} (and not a run directory with "
+            "config.yaml + checkpoints/)"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such weights file or directory")
+    return dict(_read(path).state)
+
+
+def load_encoder(path: str | Path) -> Pretrained:
+    """Load the encoder of a pretraining run, checkpoint or export, with its preprocessing.
+
+    Example: ``pre = load_encoder("runs/mae-tiny"); features = pre.encoder(batch)``.
+
+    Raises:
+        FileNotFoundError: ``path`` is none of the accepted sources, or a run has no complete
+            checkpoint.
+        ValueError: a fine-tuned task (use :func:`load_task`), or the weights do not fit the
+            saved config.
+    """
+    saved = _read(Path(path))
+    cfg = saved.objective_config
+    if isinstance(cfg, TaskBaseConfig):
+        raise ValueError(
+            f"{saved.source}: a fine-tuned {cfg.name} task, not a pretraining run "
+            "(load it with load_task)"
+        )
+    if saved.run_config is not None:
+        contract = preprocess_contract(saved.run_config.data)
+    else:
+        contract = saved.preprocess
+    preprocess = _preprocess_from(contract, str(path))
+    encoder = online_encoder(_rebuild(saved))
+    log.info(
+        "loaded pretrained %s encoder from %s (step %d)",
+        type(encoder).__name__,
+        saved.source,
+        saved.step,
+    )
+    return Pretrained(
+        objective_config=cfg,
+        encoder=encoder,
+        encoder_config=cfg.encoder if isinstance(cfg, MAEConfig | DistillConfig) else None,
+        state=saved.state,
+        preprocess=preprocess,
+        source=saved.source,
+        step=saved.step,
+    )
+
+
+def load_task(path: str | Path) -> FineTuned:
+    """Load a fine-tuned task from its run, checkpoint or export, with its preprocessing.
+
+    A run's preprocessing is the one its ``metrics.json`` records (written by ``nufm
+    finetune``); an export stores it in ``config.json``.
+
+    Example: ``ft = load_task("runs/semseg-full"); pred = ft.task.predict(batch)["pred"]``.
+
+    Raises:
+        FileNotFoundError: ``path`` is none of the accepted sources, a run has no complete
+            checkpoint or no ``metrics.json``.
+        ValueError: not a fine-tuned task (use :func:`load_encoder`), or the weights do not fit
+            the saved config.
+    """
+    saved = _read(Path(path))
+    cfg = saved.objective_config
+    if not isinstance(cfg, TaskBaseConfig):
+        raise ValueError(
+            f"{saved.source}: a {type(cfg).__name__} pretraining objective, not a fine-tuned "
+            "task (load it with load_encoder)"
+        )
+    if saved.run_dir is not None:
+        recorded = saved.run_dir / "metrics.json"
+        if not recorded.is_file():
+            raise FileNotFoundError(f"{recorded}: missing; it records the preprocessing contract")
+        preprocess = _preprocess_from(json.loads(recorded.read_text())["preprocess"], str(recorded))
+    else:
+        preprocess = _preprocess_from(saved.preprocess, saved.source)
+    task = _rebuild(saved)
+    assert isinstance(task, TaskModule)
+    log.info("loaded %s task (%s) from %s (step %d)", cfg.name, cfg.mode, saved.source, saved.step)
+    return FineTuned(
+        task=task, config=cfg, preprocess=preprocess, source=saved.source, step=saved.step
+    )
+
+
+def export_run(
+    run_dir: str | Path, out_dir: str | Path, preprocess: dict[str, Any] | None = None
+) -> Path:
+    """Export the latest complete checkpoint of a training run as a pretrained directory.
+
+    The weights are the objective's state dict; ``config.json`` holds the objective config and
+    ``preprocess`` (default: :func:`nufm.train.build.preprocess_contract` of the run's data
+    config). :func:`load_encoder` and :func:`load_task` read it back.
+
+    Raises:
+        FileNotFoundError: The run has no complete checkpoint.
+        nufm.train.checkpoint.CheckpointError: The latest checkpoint fails verification.
+    """
+    ckpt = _latest(Path(run_dir))
+    state = load_checkpoint(ckpt)
+    cfg = state["config"]
+    if preprocess is None:
+        preprocess = preprocess_contract(config_from_dict(cfg).data)
+    out = save_pretrained(state["model"], out_dir, config=cfg["objective"], preprocess=preprocess)
+    log.info("exported %s (step %d) to %s", ckpt, state["step"], out)
+    return out

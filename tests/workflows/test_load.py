@@ -1,0 +1,144 @@
+"""nufm.workflows.load: the same encoder or task from a run directory, a checkpoint file and an
+export; raw tensors for build_task; clear errors for the wrong kind of source."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
+from nufm.data.synthetic import synthetic_events
+from nufm.data.transforms import Preprocess
+from nufm.models.encoders import TokenViTConfig
+from nufm.models.tokenizers import PointMAETokenizerConfig
+from nufm.models.vit import ViTConfig
+from nufm.ssl.build import OBJECTIVE_PRESETS
+from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
+from nufm.train.checkpoint import CheckpointError, latest_checkpoint
+from nufm.train.loop import seed_everything, train
+from nufm.train.run import run_pretrain
+from nufm.workflows.load import export_run, load_encoder, load_task, read_state_dict
+
+_RUN = {
+    "train": TrainConfig(max_steps=2, checkpoint_every=2, device="cpu"),
+    "logging": LoggingConfig(progress=False, tensorboard=False),
+    "optim": OptimConfig(warmup_steps=1),
+}
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def mae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step mae-tiny pretraining run on 8 simulated events."""
+    run_dir = tmp_path_factory.mktemp("mae_run")
+    cfg = RunConfig(
+        objective=OBJECTIVE_PRESETS["mae-tiny"],
+        data=DataConfig(source="sim", num_events=8, max_points=20000, max_events=4),
+        **_RUN,
+    )
+    run_pretrain(cfg, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def task_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A 2-step semseg run (tiny token ViT, scratch) and its final weights; its metrics.json
+    records the preprocessing as ``nufm finetune`` does."""
+    run_dir = tmp_path_factory.mktemp("task_run")
+    encoder = TokenViTConfig(
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=16,
+            group_max_points=8,
+            group_upscale_points=16,
+            context_length=32,
+            pointnet_dims=(16, 16, 16),
+            pos_hidden=16,
+        ),
+        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
+    )
+    task_cfg = SemsegConfig(encoder=encoder, mode="scratch")
+    cfg = RunConfig(
+        objective=task_cfg,
+        data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=2),
+        **_RUN,
+    )
+    preprocess = Preprocess(energy_threshold=0.1)
+    seed_everything(0)
+    task = SemanticSegmentation(task_cfg)
+    events = synthetic_events(4, seed=3)
+    train(cfg, task, lambda _: events, run_dir, transform=preprocess.transforms())
+    (run_dir / "metrics.json").write_text(json.dumps({"preprocess": preprocess.to_dict()}))
+    return run_dir, {k: v.clone() for k, v in task.state_dict().items()}
+
+
+def test_encoder_is_the_same_from_run_checkpoint_and_export(mae_run: Path, tmp_path: Path) -> None:
+    from_run = load_encoder(mae_run)
+    ckpt = latest_checkpoint(mae_run / "checkpoints")
+    assert ckpt is not None and from_run.source == str(ckpt) and from_run.step == 2
+    from_ckpt = load_encoder(ckpt)
+    from_export = load_encoder(export_run(mae_run, tmp_path / "export"))
+    assert from_ckpt.step == 2 and from_export.step == -1
+    assert from_export.source == str(tmp_path / "export")
+    for other in (from_ckpt, from_export):
+        assert _equal(other.encoder.state_dict(), from_run.encoder.state_dict())
+        assert _equal(other.state, from_run.state)
+        assert other.preprocess == from_run.preprocess == Preprocess()
+        assert (
+            other.encoder_config == from_run.encoder_config == OBJECTIVE_PRESETS["mae-tiny"].encoder
+        )
+    assert not from_run.encoder.training
+    # the raw tensors, for build_task, from every kind of source
+    for source in (mae_run, ckpt, tmp_path / "export", tmp_path / "export" / "model.safetensors"):
+        assert _equal(read_state_dict(source), from_run.state), source
+
+
+def test_task_is_the_same_from_run_checkpoint_and_export(
+    task_run: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
+    run_dir, trained = task_run
+    from_run = load_task(run_dir)
+    assert isinstance(from_run.task, SemanticSegmentation) and not from_run.task.training
+    assert _equal(from_run.task.state_dict(), trained)
+    assert from_run.preprocess == Preprocess(energy_threshold=0.1) and from_run.step == 2
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    assert ckpt is not None and load_task(ckpt).preprocess == from_run.preprocess
+    assert _equal(load_task(ckpt).task.state_dict(), trained)
+    out = export_run(run_dir, tmp_path / "export", preprocess=from_run.preprocess.to_dict())
+    from_export = load_task(out)
+    assert _equal(from_export.task.state_dict(), trained)
+    assert from_export.config == from_run.config and from_export.step == -1
+    assert from_export.preprocess == from_run.preprocess
+
+
+def test_wrong_kind_of_source_is_refused(
+    mae_run: Path, task_run: tuple[Path, dict[str, torch.Tensor]], tmp_path: Path
+) -> None:
+    run_dir, _ = task_run
+    with pytest.raises(ValueError, match=r"not a fine-tuned task \(load it with load_encoder\)"):
+        load_task(mae_run)
+    with pytest.raises(ValueError, match="fine-tuned semseg task, not a pretraining run"):
+        load_encoder(run_dir)
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        load_encoder(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"directory without model\.safetensors"):
+        read_state_dict(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="no completeness marker"):
+        load_encoder(tmp_path / "notes.txt")
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match="records the preprocessing contract"):
+        load_task(copy)
+    shutil.rmtree(copy / "checkpoints")
+    (copy / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint under checkpoints/"):
+        load_task(copy)
