@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,10 @@ def test_mlreco_npz_event(tmp_path: Path) -> None:
 
 
 def test_mlreco_missing_and_bad(tmp_path: Path) -> None:
-    with pytest.raises(MissingFileError, match="absent.npz"):
+    with pytest.raises(MissingFileError, match=re.escape("absent.npz")):
         read_mlreco_npz(tmp_path / "absent.npz")
     np.savez(tmp_path / "other.npz", data=np.zeros(3))
-    with pytest.raises(DataError, match="other.npz: no 'Trajectory k'"):
+    with pytest.raises(DataError, match=re.escape("other.npz: no 'Trajectory k'")):
         read_mlreco_npz(tmp_path / "other.npz")
 
 

@@ -359,9 +359,12 @@ def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
     n_out, (voxel, de, labels) = _crop(voxel, de, labels)
     coord, energy, lab = voxelize(voxel, de, labels)
     assert lab is not None
-    to_vox = lambda x: (
-        (np.asarray(x, np.float64) - centre) / (VOXEL_SIZE_CM * 10.0) + VOLUME_SIZE // 2
-    ).astype(np.float32)
+
+    def to_vox(x: np.ndarray) -> np.ndarray:
+        return (
+            (np.asarray(x, np.float64) - centre) / (VOXEL_SIZE_CM * 10.0) + VOLUME_SIZE // 2
+        ).astype(np.float32)
+
     particles = Particles(
         id=track,
         pdg=pdg,
