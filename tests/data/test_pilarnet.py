@@ -204,6 +204,15 @@ def test_not_hdf5(tmp_path: Path) -> None:
         open_pilarnet(path)
 
 
+def test_group_where_a_dataset_belongs(tmp_path: Path) -> None:
+    path = tmp_path / "grp.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("point")  # was an AttributeError (a Group has no shape)
+        f.create_dataset("cluster", data=np.zeros(3))
+    with pytest.raises(DataError, match=re.escape("grp.h5: 'point' is a Group, not a dataset")):
+        open_pilarnet(path)
+
+
 def test_other_layout(tmp_path: Path) -> None:
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as f:

@@ -168,6 +168,16 @@ def test_embeddings_file_round_trip(emb_embeddings: Embeddings, tmp_path: Path) 
         write_embeddings(tmp_path / "emb.txt", emb_embeddings)
 
 
+def test_read_embeddings_rejects_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "grp.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("event_embedding", data=np.zeros((2, 4), np.float32))
+        f.create_dataset("event_id", data=np.arange(2))
+        f.create_group("point_embedding")  # was a TypeError from h5py (group indexed by ())
+    with pytest.raises(ValueError, match=re.escape("'point_embedding' is not a dataset")):
+        read_embeddings(path)
+
+
 # --------------------------------------------------------------------------------------------
 # search
 # --------------------------------------------------------------------------------------------

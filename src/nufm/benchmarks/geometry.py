@@ -144,7 +144,7 @@ def bench_geometry(n_points: tuple[int, ...] = (4000, 20000), repeats: int = 5) 
         }
         for name, (fn, fast) in cases.items():
             out_ref, out_fast = fn("torch"), fn(fast)  # warm-up (numba compile)
-            if isinstance(out_ref, Tensor):
+            if isinstance(out_ref, Tensor) and isinstance(out_fast, Tensor):
                 agree = bool(torch.allclose(out_ref, out_fast.to(out_ref.dtype)))
             else:
                 agree = out_ref == out_fast

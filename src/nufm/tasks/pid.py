@@ -115,6 +115,7 @@ class ParticleID(TaskModule):
     """Encoder -> per-point features -> mean+max per true instance -> 5 class logits."""
 
     cfg: PIDConfig
+    class_weight: Tensor  # (5,) buffer
 
     def __init__(self, cfg: PIDConfig) -> None:
         super().__init__()
