@@ -239,10 +239,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if classes:
         if not isinstance(value, dict):
             raise ValueError(f"config: {where} must be a mapping, got {value!r}")
-        if len(classes) > 1:
-            cls = _pick_member(classes, value, where)
-        else:
-            cls = classes[0]
+        cls = _pick_member(classes, value, where) if len(classes) > 1 else classes[0]
         return _from_dict(cls, value, where)
     if Path in members:
         return Path(value)

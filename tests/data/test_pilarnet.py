@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import h5py
@@ -180,7 +181,7 @@ def test_foreign_v1_file(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope.h5"
-    with pytest.raises(MissingFileError, match="nope.h5"):
+    with pytest.raises(MissingFileError, match=re.escape("nope.h5")):
         open_pilarnet(path)
     with pytest.raises(FileNotFoundError):
         read_event(path, 0)
@@ -192,14 +193,23 @@ def test_truncated_file(tmp_path: Path) -> None:
     size = os.path.getsize(path)
     with open(path, "r+b") as fh:
         fh.truncate(size // 2)
-    with pytest.raises(DataError, match="trunc.h5"):
+    with pytest.raises(DataError, match=re.escape("trunc.h5")):
         read_events(path)
 
 
 def test_not_hdf5(tmp_path: Path) -> None:
     path = tmp_path / "text.h5"
     path.write_text("hello")
-    with pytest.raises(DataError, match="text.h5.*not a readable HDF5"):
+    with pytest.raises(DataError, match=r"text\.h5.*not a readable HDF5"):
+        open_pilarnet(path)
+
+
+def test_group_where_a_dataset_belongs(tmp_path: Path) -> None:
+    path = tmp_path / "grp.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("point")  # was an AttributeError (a Group has no shape)
+        f.create_dataset("cluster", data=np.zeros(3))
+    with pytest.raises(DataError, match=re.escape("grp.h5: 'point' is a Group, not a dataset")):
         open_pilarnet(path)
 
 
@@ -242,7 +252,7 @@ def test_bad_event_names_file_and_event(tmp_path: Path, fault: str, message: str
 def test_index_out_of_range(tmp_path: Path) -> None:
     path = tmp_path / "one.h5"
     write_events(path, synthetic_events(1))
-    with pytest.raises(IndexError, match="one.h5: event 3 out of range"):
+    with pytest.raises(IndexError, match=re.escape("one.h5: event 3 out of range")):
         read_event(path, 3)
 
 
@@ -252,7 +262,7 @@ def test_write_rejects_bad_event_atomically(tmp_path: Path) -> None:
     before = path.read_bytes()
     bad = synthetic_event(seed=1)
     bad.coord[0, 0] = np.nan
-    with pytest.raises(DataError, match="out.h5: input event 1"):
+    with pytest.raises(DataError, match=re.escape("out.h5: input event 1")):
         write_events(path, [synthetic_event(seed=0), bad, synthetic_event(seed=2)])
     assert path.read_bytes() == before  # old file untouched
     assert sorted(os.listdir(tmp_path)) == ["out.h5"]  # no temporary left

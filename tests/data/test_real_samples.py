@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,10 @@ def test_mlreco_npz_event(tmp_path: Path) -> None:
 
 
 def test_mlreco_missing_and_bad(tmp_path: Path) -> None:
-    with pytest.raises(MissingFileError, match="absent.npz"):
+    with pytest.raises(MissingFileError, match=re.escape("absent.npz")):
         read_mlreco_npz(tmp_path / "absent.npz")
     np.savez(tmp_path / "other.npz", data=np.zeros(3))
-    with pytest.raises(DataError, match="other.npz: no 'Trajectory k'"):
+    with pytest.raises(DataError, match=re.escape("other.npz: no 'Trajectory k'")):
         read_mlreco_npz(tmp_path / "other.npz")
 
 
@@ -116,3 +117,21 @@ def test_jaxtpc_muon() -> None:
     voxel_extent_mm = np.ptp(e.coord[is_muon], axis=0) * 3.0
     np.testing.assert_allclose(voxel_extent_mm, step_extent_mm, atol=3.0 + 1e-3)
     assert 250.0 < step_extent_mm.max() < 350.0
+
+
+def test_jaxtpc_group_where_a_dataset_belongs(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "jax.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("pstep/lar_vol")  # was a TypeError from h5py (group indexed by int)
+        f.create_dataset("particle/geant4", data=np.zeros(1))
+    with pytest.raises(DataError, match=re.escape("'pstep/lar_vol' is a Group, not a dataset")):
+        read_jaxtpc_h5(path)
+
+
+def test_larsoft_root_tree_that_is_a_directory() -> None:
+    pytest.importorskip("uproot")
+    path = _need("tfm_analyzeItOutput_R2-2_SR1-1.root")
+    with pytest.raises(DataError, match=re.escape("'ana' is a ReadOnlyDirectory, not a TTree")):
+        read_larsoft_root(path, tree="ana")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -107,7 +109,7 @@ def test_patch_padding_multi_event() -> None:
     # each padded slot holds a row of its own event, and every patch has distinct rows
     batch = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
     cu = pp.cu_seqlens.tolist()
-    for a, b in zip(cu[:-1], cu[1:], strict=False):
+    for a, b in itertools.pairwise(cu):
         rows = pp.pad_idx[a:b]
         assert rows.unique().numel() == b - a
         assert batch[rows].unique().numel() == 1

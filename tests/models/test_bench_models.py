@@ -34,3 +34,9 @@ def test_bench_models_smoke() -> None:
         "ptv3_tiny_scaling",
     } <= names
     assert all(r["median_s"] > 0 for r in rows if not math.isnan(r["median_s"]))
+
+
+def test_synthetic_event_of_zero_points_is_empty() -> None:
+    coord, energy = synthetic_event(0, seed=1)  # was an UnboundLocalError
+    assert coord.shape == (0, 3) and coord.dtype == np.float32
+    assert energy.shape == (0,) and energy.dtype == np.float32

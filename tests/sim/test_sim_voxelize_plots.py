@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,13 @@ def test_bench_simulator_reports_points_per_event() -> None:
     assert rows[0]["events_per_s"] > 0 and rows[0]["ms_per_event"] > 0
     with pytest.raises(ValueError, match="n_events"):
         bench_simulator(n_events=0)
+
+
+def test_event_stats_names_events_without_segment_labels() -> None:
+    from dataclasses import replace
+
+    from nufm.sim.plots import event_stats
+
+    events = [simulate_event(0), replace(simulate_event(1), segment=None)]
+    with pytest.raises(ValueError, match=re.escape("1 of 2 events have no segment labels")):
+        event_stats(events)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,7 +85,7 @@ def test_fresh_run_refuses_existing_checkpoints_and_changed_objective(tmp_path: 
     with pytest.raises(FileExistsError, match="resume"):
         train(cfg, _objective(cfg), toy_factory, tmp_path)
     other = make_cfg(train={"max_steps": 3}, objective={"hidden": 4})
-    with pytest.raises(CheckpointError, match="objective.hidden: 8 -> 4"):
+    with pytest.raises(CheckpointError, match=re.escape("objective.hidden: 8 -> 4")):
         train(other, _objective(other), toy_factory, tmp_path, resume=True)
 
 
@@ -147,7 +148,9 @@ def _explode_on_3(event: Event, rng: np.random.Generator) -> Event:
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_data_errors_name_file_and_event(tmp_path: Path, num_workers: int) -> None:
     cfg = make_cfg(data={"num_workers": num_workers, "shuffle": False, "num_events": 12})
-    with pytest.raises(DataError, match="reading bad.h5 event 3 failed: OSError: truncated"):
+    with pytest.raises(
+        DataError, match=re.escape("reading bad.h5 event 3 failed: OSError: truncated")
+    ):
         train(cfg, _objective(cfg), lambda c: _BadFile(), tmp_path / "a")
     with pytest.raises(DataError, match=r"transform of bad.h5 event 3 .*negative energy"):
         train(

@@ -6,6 +6,7 @@ One 2-step ``mae-tiny`` pretraining run is made per module (a few seconds on a C
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import h5py
@@ -136,7 +137,7 @@ def test_embed_file_matches_memory_and_skips_empty_events(
     assert any(not np.array_equal(read_back[i].coord, events[i].coord) for i in (0, 2, 3))
     in_memory = embed_events(emb_pretrained, [events[i] for i in (0, 2, 3)], batch_events=1)
     np.testing.assert_allclose(from_file.event, in_memory.event, atol=1e-5)
-    with pytest.raises(FileNotFoundError, match="missing.h5"):
+    with pytest.raises(FileNotFoundError, match=re.escape("missing.h5")):
         embed_events(emb_pretrained, tmp_path / "missing.h5")
 
 
@@ -163,8 +164,18 @@ def test_embeddings_file_round_trip(emb_embeddings: Embeddings, tmp_path: Path) 
     npy = read_embeddings(write_embeddings(tmp_path / "emb.npy", emb_embeddings))
     np.testing.assert_array_equal(npy.event, emb_embeddings.event)
     np.testing.assert_array_equal(npy.event_id, emb_embeddings.event_id)
-    with pytest.raises(ValueError, match="emb.txt"):
+    with pytest.raises(ValueError, match=re.escape("emb.txt")):
         write_embeddings(tmp_path / "emb.txt", emb_embeddings)
+
+
+def test_read_embeddings_rejects_a_group(tmp_path: Path) -> None:
+    path = tmp_path / "grp.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("event_embedding", data=np.zeros((2, 4), np.float32))
+        f.create_dataset("event_id", data=np.arange(2))
+        f.create_group("point_embedding")  # was a TypeError from h5py (group indexed by ())
+    with pytest.raises(ValueError, match=re.escape("'point_embedding' is not a dataset")):
+        read_embeddings(path)
 
 
 # --------------------------------------------------------------------------------------------

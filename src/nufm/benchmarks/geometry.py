@@ -131,22 +131,25 @@ def bench_geometry(n_points: tuple[int, ...] = (4000, 20000), repeats: int = 5) 
         coord = make_event(n, seed=n)
         offset = torch.tensor([n])
         cases: dict[str, tuple[Callable[[str], object], str]] = {
-            "pipeline_fps": (lambda b: _pipeline(coord, b, seeds=True), "numba"),
-            "pipeline_all": (lambda b: _pipeline(coord, b, seeds=False), "numba"),
+            "pipeline_fps": (lambda b, c=coord: _pipeline(c, b, seeds=True), "numba"),
+            "pipeline_all": (lambda b, c=coord: _pipeline(c, b, seeds=False), "numba"),
             "fps": (
-                lambda b: farthest_point_sampling(coord, offset, N_SEEDS, backend=b)[0],
+                lambda b, c=coord, o=offset: farthest_point_sampling(c, o, N_SEEDS, backend=b)[0],
                 "numba",
             ),
-            "knn": (lambda b: knn(coord, offset, coord, offset, K_KNN, backend=b)[1], "scipy"),
+            "knn": (
+                lambda b, c=coord, o=offset: knn(c, o, c, o, K_KNN, backend=b)[1],
+                "scipy",
+            ),
         }
         for name, (fn, fast) in cases.items():
             out_ref, out_fast = fn("torch"), fn(fast)  # warm-up (numba compile)
-            if isinstance(out_ref, Tensor):
+            if isinstance(out_ref, Tensor) and isinstance(out_fast, Tensor):
                 agree = bool(torch.allclose(out_ref, out_fast.to(out_ref.dtype)))
             else:
                 agree = out_ref == out_fast
-            t_ref = _median_time(lambda: fn("torch"), repeats)
-            t_fast = _median_time(lambda: fn(fast), repeats)
+            t_ref = _median_time(lambda fn=fn: fn("torch"), repeats)
+            t_fast = _median_time(lambda fn=fn, fast=fast: fn(fast), repeats)
             rows.append(
                 {
                     "case": name,
@@ -169,16 +172,21 @@ def bench_geometry(n_points: tuple[int, ...] = (4000, 20000), repeats: int = 5) 
     return rows
 
 
+def format_table(rows: list[dict]) -> str:
+    """The rows of :func:`bench_geometry` as a fixed-width text table."""
+    lines = [f"{'case':<14}{'n':>8}{'reference s':>14}{'fast s':>10}{'speed-up':>10}  agree"]
+    lines += [
+        f"{r['case']:<14}{r['n_points']:>8}{r['reference_s']:>14.4f}{r['fast_s']:>10.4f}"
+        f"{r['speedup']:>10.1f}  {r['agree']}"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Print the benchmark table (CLI output)."""
-    logging.basicConfig(level=logging.WARNING)
-    rows = bench_geometry()
-    print(f"{'case':<14}{'n':>8}{'reference s':>14}{'fast s':>10}{'speed-up':>10}  agree")
-    for r in rows:
-        print(
-            f"{r['case']:<14}{r['n_points']:>8}{r['reference_s']:>14.4f}{r['fast_s']:>10.4f}"
-            f"{r['speedup']:>10.1f}  {r['agree']}"
-        )
+    """Log the benchmark table."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    log.info("%s", format_table(bench_geometry()))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def synthetic_event(n_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     """
     rng = np.random.default_rng(seed)
     chunks: list[np.ndarray] = []
+    allpts, first = np.empty((0, 3)), np.empty(0, np.int64)
     total = 0
     while total < n_points:
         n_tr = max(4, (n_points - total) // 250 + 1)

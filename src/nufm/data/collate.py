@@ -27,11 +27,12 @@ def collate(events: Sequence[Event]) -> PointBatch:
     if len(events) == 0:
         raise ValueError("collate: got an empty list of events")
     coord = torch.from_numpy(np.concatenate([e.coord for e in events]).astype(np.float32))
-    if all(e.feat is not None for e in events):
-        widths = {e.feat.shape[1] for e in events}
+    feats = [e.feat for e in events if e.feat is not None]
+    if len(feats) == len(events):
+        widths = {f.shape[1] for f in feats}
         if len(widths) != 1:
             raise ValueError(f"collate: events have different feature widths {sorted(widths)}")
-        feat = np.concatenate([e.feat for e in events]).astype(np.float32)
+        feat = np.concatenate(feats).astype(np.float32)
     else:
         feat = np.concatenate([e.energy for e in events]).astype(np.float32)[:, None]
     counts = torch.tensor([len(e) for e in events], dtype=torch.int64)

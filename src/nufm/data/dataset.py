@@ -13,6 +13,7 @@ Owns: :class:`PILArNetDataset`, :class:`FilterReport`, :func:`load_point_index`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -270,10 +271,10 @@ class PILArNetDataset:
         return state
 
     def __del__(self) -> None:
-        try:
+        # Any error must be swallowed here: at interpreter shutdown h5py (or this object's
+        # attributes, after a failed __init__) may already be gone.
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # interpreter shutdown: h5py may already be gone
-            pass
 
     def total_events(self) -> int:
         """Events in all files, before split and filters."""

@@ -30,6 +30,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -169,7 +170,7 @@ def _cluster_extra(table: np.ndarray, event: Event) -> np.ndarray:
     parts = event.particles
     row_of_id = {int(pid): r for r, pid in enumerate(parts.id)} if parts is not None else {}
     for m, (_, inst, inter, _, _) in enumerate(table):
-        if inst >= 0 and int(inst) in row_of_id:
+        if parts is not None and inst >= 0 and int(inst) in row_of_id:
             r = row_of_id[int(inst)]
             extra[m, 0] = PDG_MASS_MEV.get(abs(int(parts.pdg[r])), -1.0)
             extra[m, 1] = float(np.linalg.norm(parts.momentum[r]))
@@ -372,7 +373,9 @@ def open_pilarnet(path: str | os.PathLike) -> h5py.File:
                 f"found {sorted(f.keys())}"
             )
         lengths = {
-            name: f[name].shape[0] for name in ("point", "cluster", "cluster_extra") if name in f
+            name: _dataset(f, name).shape[0]
+            for name in ("point", "cluster", "cluster_extra")
+            if name in f
         }
         if len(set(lengths.values())) != 1:
             raise DataError(f"{path}: datasets have different numbers of events {lengths}")
@@ -384,7 +387,7 @@ def open_pilarnet(path: str | os.PathLike) -> h5py.File:
 
 def num_events(h5file: h5py.File) -> int:
     """Number of events (rows) in an open PILArNet-M file."""
-    return int(h5file["point"].shape[0])
+    return int(_dataset(h5file, "point").shape[0])
 
 
 def _event_energy(point: np.ndarray) -> np.ndarray:
@@ -392,9 +395,17 @@ def _event_energy(point: np.ndarray) -> np.ndarray:
     return np.where(point[:, 4] != 0, point[:, 4], point[:, 3]).astype(np.float32)
 
 
+def _dataset(h5file: h5py.File, name: str) -> h5py.Dataset:
+    """``h5file[name]``, which must be a dataset (not a group or a named type)."""
+    obj = h5file[name]
+    if not isinstance(obj, h5py.Dataset):
+        raise DataError(f"{h5file.filename}: '{name}' is a {type(obj).__name__}, not a dataset")
+    return obj
+
+
 def _row(h5file: h5py.File, name: str, i: int) -> np.ndarray:
     try:
-        return np.asarray(h5file[name][i])
+        return np.asarray(_dataset(h5file, name)[i])
     except OSError as err:
         raise DataError(
             f"{h5file.filename} event {i}: cannot read '{name}' (truncated or corrupt file?): {err}"
@@ -406,7 +417,7 @@ def _cluster_width(
 ) -> int:
     """Column count of this event's cluster table: 6 (v2) or 5 (v1)."""
     if LAYOUT_ATTR in h5file.attrs:
-        return CLUSTER_WIDTH[int(h5file.attrs[VERSION_ATTR])]
+        return CLUSTER_WIDTH[int(cast(np.integer, h5file.attrs[VERSION_ATTR]))]
     preferred = (6, 5) if extra is not None else (5, 6)
     for width in preferred:
         if cluster.size % width or (cluster.size == 0):
@@ -493,7 +504,7 @@ def read_event(h5file: h5py.File | str | os.PathLike, i: int) -> Event:
     pid_col = cluster[:, 5].copy() if width == 6 else np.full(len(cluster), -1, np.int64)
     if width == 6 and not is_nufm:
         pid_col[pid_col == -1] = PID_NONE
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {  # Event keyword arguments of different types
         "segment": np.repeat(cluster[:, 4], sizes),
         "pid": np.repeat(pid_col, sizes),
         "instance": np.repeat(cluster[:, 2], sizes),
@@ -503,17 +514,17 @@ def read_event(h5file: h5py.File | str | os.PathLike, i: int) -> Event:
     if is_nufm:
         fields.update(_read_nufm_truth(h5file, i, where))
         meta = json.loads(_row(h5file, "meta", i).item() or "{}") if "meta" in h5file else {}
-        flags = int(h5file["nufm_fields"][i]) if "nufm_fields" in h5file else -1
+        flags = int(_row(h5file, "nufm_fields", i)) if "nufm_fields" in h5file else -1
         for name, bit in _FIELD_BITS.items():
             if flags >= 0 and not flags & bit:
                 fields[name] = None
     return Event(
         coord=coord, energy=_event_energy(point), event_id=i, source=path, meta=meta, **fields
-    )  # type: ignore[arg-type]
+    )
 
 
-def _read_nufm_truth(h5file: h5py.File, i: int, where: str) -> dict[str, object]:
-    out: dict[str, object] = {}
+def _read_nufm_truth(h5file: h5py.File, i: int, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     if "particle" in h5file:
         flat = _row(h5file, "particle", i)
         if flat.size % PARTICLE_WIDTH:
@@ -551,7 +562,7 @@ def count_points(h5file: h5py.File, energy_threshold: float = 0.0, chunk: int = 
     Returns:
         (E, 2) int64: column 0 all points, column 1 points above the threshold.
     """
-    ds = h5file["point"]
+    ds = _dataset(h5file, "point")
     n_ev = ds.shape[0]
     out = np.zeros((n_ev, 2), np.int64)
     for start in range(0, n_ev, chunk):

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import cast
 
+import h5py
 import numpy as np
 
 from nufm.data.event import Event, Particles
@@ -202,10 +204,14 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
         f = uproot.open(path)
     except Exception as err:  # uproot raises many types for non-ROOT input
         raise DataError(f"{path}: not a readable ROOT file: {err}") from err
+    if not isinstance(f, uproot.ReadOnlyDirectory):  # only with a "file:object" path
+        raise DataError(f"{path}: not a ROOT file path (it names an object inside a file)")
     with f:
         if tree not in f:
             raise DataError(f"{path}: no tree '{tree}' (found {f.keys()})")
         t = f[tree]
+        if not isinstance(t, uproot.TTree):
+            raise DataError(f"{path}: '{tree}' is a {type(t).__name__}, not a TTree")
         branches = ["EnDepX", "EnDepY", "EnDepZ", "EnDepE"]
         optional = [
             "RunID",
@@ -310,6 +316,14 @@ def _segment_of(pdg: np.ndarray, parent_pdg: np.ndarray, process: list[str]) -> 
     return seg
 
 
+def _h5_row(f: h5py.File, name: str, event: int) -> np.ndarray:
+    """Row ``event`` of data set ``name``: the event's structured array of records."""
+    ds = f[name]
+    if not isinstance(ds, h5py.Dataset):
+        raise DataError(f"{f.filename}: '{name}' is a {type(ds).__name__}, not a dataset")
+    return cast(np.ndarray, ds[event])  # h5py returns the stored numpy array, untyped
+
+
 def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
     """Read one Geant4 event of a JAXTPC file (step truth in liquid argon), voxelised at 3 mm.
 
@@ -321,8 +335,6 @@ def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
     for other e+-/photons, -1 otherwise. Particles: every Geant4 particle (momentum in GeV/c,
     start in the voxel frame); vertices: the primary vertex.
     """
-    import h5py
-
     path = str(path)
     _check_exists(path)
     try:
@@ -333,9 +345,9 @@ def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
         for name in ("pstep/lar_vol", "particle/geant4"):
             if name not in f:
                 raise DataError(f"{path}: not a JAXTPC file: missing '{name}'")
-        steps = f["pstep/lar_vol"][event]
-        parts = f["particle/geant4"][event]
-        vtx_table = f["vertex/geant4"][event] if "vertex/geant4" in f else None
+        steps = _h5_row(f, "pstep/lar_vol", event)
+        parts = _h5_row(f, "particle/geant4", event)
+        vtx_table = _h5_row(f, "vertex/geant4", event) if "vertex/geant4" in f else None
     pos = np.stack([steps["x"], steps["y"], steps["z"]], 1).astype(np.float64)  # (S, 3) mm
     de = steps["de"].astype(np.float64)
     voxel, centre = _into_cube(pos, de, VOXEL_SIZE_CM * 10.0)
@@ -359,9 +371,12 @@ def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
     n_out, (voxel, de, labels) = _crop(voxel, de, labels)
     coord, energy, lab = voxelize(voxel, de, labels)
     assert lab is not None
-    to_vox = lambda x: (
-        (np.asarray(x, np.float64) - centre) / (VOXEL_SIZE_CM * 10.0) + VOLUME_SIZE // 2
-    ).astype(np.float32)
+
+    def to_vox(x: np.ndarray) -> np.ndarray:
+        return (
+            (np.asarray(x, np.float64) - centre) / (VOXEL_SIZE_CM * 10.0) + VOLUME_SIZE // 2
+        ).astype(np.float32)
+
     particles = Particles(
         id=track,
         pdg=pdg,

@@ -10,6 +10,7 @@ quality of the features. Every probe here splits event ids and calls
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,9 +58,7 @@ def split_events(n_events: int, fractions: Sequence[float], seed: int) -> list[n
     counts = split_counts(n_events, fractions)
     perm = np.random.default_rng(seed).permutation(n_events)
     bounds = np.cumsum([0, *counts])
-    return [
-        np.sort(perm[a:b]).astype(np.int64) for a, b in zip(bounds[:-1], bounds[1:], strict=False)
-    ]
+    return [np.sort(perm[a:b]).astype(np.int64) for a, b in itertools.pairwise(bounds)]
 
 
 def split_event_ids(

@@ -163,7 +163,7 @@ def run_token_svm_probe(
             class_weight="balanced" if cfg.class_balanced else None,
             random_state=cfg.seed,
         )
-        pred[:, c] = svm.fit(x_train, y_c).predict(x_test).astype(bool)
+        pred[:, c] = np.asarray(svm.fit(x_train, y_c).predict(x_test)).astype(bool)
     f1, mean_f1 = multilabel_f1(pred, y[test])
     log.info("token SVM probe: mean F1 %.4f on %d test tokens", mean_f1, int(test.sum()))
     return TokenProbeResult(

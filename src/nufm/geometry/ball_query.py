@@ -105,10 +105,7 @@ def _ball_numba(
                             pos = m
                             while pos > 0:
                                 pd, pj = buf_d[pos - 1], buf_j[pos - 1]
-                                if nearest:
-                                    before = d < pd or (d == pd and j < pj)
-                                else:
-                                    before = j < pj
+                                before = (d < pd or (d == pd and j < pj)) if nearest else j < pj
                                 if not before:
                                     break
                                 pos -= 1

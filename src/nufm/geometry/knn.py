@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
+from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]  # stub gap
 from torch import Tensor
 
 from nufm.geometry._backend import check_packed, resolve_backend, to_numpy
@@ -87,6 +87,8 @@ def knn(
                 li, ld = _knn_torch_event(query[q0 : q0 + nq], support[s0 : s0 + ns], k)
                 li = torch.where(li >= 0, li + s0, li)
             case _:
+                if q_np is None or s_np is None:
+                    raise RuntimeError(f"knn: backend {use!r} without numpy copies")
                 kk = min(k, ns)
                 tree = cKDTree(s_np[s0 : s0 + ns])
                 d_np, i_np = tree.query(q_np[q0 : q0 + nq], k=kk)

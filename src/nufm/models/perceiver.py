@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -104,7 +105,7 @@ class PerceiverIO(nn.Module):
         z = self.latents.expand(B, -1, -1)  # (B, L, D)
         for cross, blocks in zip(self.cross, self.self_blocks, strict=False):
             z = cross(z, context, context_valid)
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 z = block(z)
         return self.norm(z)
 

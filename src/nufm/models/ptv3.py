@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -321,7 +321,7 @@ class PTv3(nn.Module):
         return self.cfg.out_dim
 
     def _orders(self) -> list[str]:
-        orders = list(self.cfg.order)
+        orders: list[str] = list(self.cfg.order)
         if self.training and self.cfg.shuffle_orders:
             perm = torch.randperm(len(orders)).tolist()
             orders = [orders[j] for j in perm]
@@ -398,19 +398,21 @@ class PTv3(nn.Module):
         for s in range(S):
             if s > 0:
                 prev = levels[-1]
+                pool = cast(_Proj, self.pools[s - 1])
                 pooled = grid_pool(
-                    self.pools[s - 1][0](prev.feat),
+                    pool[0](prev.feat),
                     prev.grid_coord,
                     prev.offset,
                     cfg.stride[s - 1],
                     reduce_feat="max",
                     coord=prev.coord,
                 )
+                assert pooled.coord is not None  # grid_pool reduces the coord it is given
                 # grid_coord // (product of strides) needs floor(log2(product)) fewer bits.
                 drop = int(math.log2(math.prod(cfg.stride[:s])))
                 levels.append(
                     _Level(
-                        feat=self.pools[s - 1][2](self.pools[s - 1][1](pooled.feat)),
+                        feat=pool[2](pool[1](pooled.feat)),
                         coord=pooled.coord,
                         grid_coord=pooled.grid_coord,
                         offset=pooled.new_offset,
@@ -423,7 +425,7 @@ class PTv3(nn.Module):
             if not cfg.enc_mode and s < S - 1:
                 sizes.add(cfg.dec_patch_size[s])
             self._prepare(level, sizes)
-            level.feat = self._run(self.enc[s], level, cfg.enc_patch_size[s])
+            level.feat = self._run(cast(nn.ModuleList, self.enc[s]), level, cfg.enc_patch_size[s])
         stage_feat = [lv.feat for lv in levels]
         to_point = [torch.arange(coord.shape[0], device=coord.device)]  # level s row per point
         for s in range(1, S):
@@ -442,7 +444,7 @@ class PTv3(nn.Module):
                 assert cl is not None
                 level = levels[s]
                 level.feat = self.unpool_skip[s](stage_feat[s]) + self.unpool_up[s](up)[cl]
-                up = self._run(self.dec[s], level, cfg.dec_patch_size[s])
+                up = self._run(cast(nn.ModuleList, self.dec[s]), level, cfg.dec_patch_size[s])
             out = up
         deep = levels[-1]
         return PTv3Output(

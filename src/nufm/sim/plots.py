@@ -86,7 +86,8 @@ def dedx_vs_residual_range(
         (bin centres (K,) cm, dE/dx (K,) MeV/cm) averaged over ``seeds``.
     """
     cfg = replace(cfg, **_NO_HADRONIC)
-    edges = np.arange(0.0, csda_range_cm(ke_mev, MMU if abs(pdg) == 13 else MP) + bin_cm, bin_cm)
+    range_cm = float(csda_range_cm(ke_mev, MMU if abs(pdg) == 13 else MP))
+    edges = np.arange(0.0, range_cm + bin_cm, bin_cm)
     total = np.zeros(len(edges) - 1)
     for s in seeds:
         dep = single_particle_deposits(pdg, ke_mev, s, cfg, world_cm=3000.0)
@@ -251,10 +252,16 @@ class EventStats:
 
 
 def event_stats(events: list[Event]) -> EventStats:
-    """Collect :class:`EventStats` from events."""
+    """Collect :class:`EventStats` from events (which must have segment labels)."""
+    segments = [e.segment for e in events if e.segment is not None]
+    if len(segments) != len(events):
+        raise ValueError(
+            f"event_stats: {len(events) - len(segments)} of {len(events)} events have no "
+            "segment labels"
+        )
     return EventStats(
         n_points=np.array([len(e) for e in events]),
-        class_counts=np.stack([np.bincount(e.segment, minlength=5)[:5] for e in events]),
+        class_counts=np.stack([np.bincount(s, minlength=5)[:5] for s in segments]),
         n_interactions=np.array([e.meta["n_interactions"] for e in events]),
         n_particles=np.array([e.meta["n_particles"] for e in events]),
     )

@@ -9,12 +9,15 @@ step; objectives forward to :func:`ema_update`.
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import nn
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-def make_teacher(student: nn.Module) -> nn.Module:
+
+def make_teacher(student: ModuleT) -> ModuleT:
     """A deep copy of ``student`` in eval mode (no drop-path, no dropout) whose parameters have
     ``requires_grad=False``."""
     teacher = copy.deepcopy(student)
@@ -45,8 +48,9 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
     t_list = [t_params[n].data for n in names]
     s_list = [s_params[n].data.to(t_params[n].dtype) for n in names]
     if t_list:
-        torch._foreach_mul_(t_list, momentum)
-        torch._foreach_add_(t_list, s_list, alpha=1.0 - momentum)
+        # The foreach ops are public API but missing from torch's __all__.
+        torch._foreach_mul_(t_list, momentum)  # pyright: ignore[reportPrivateImportUsage]
+        torch._foreach_add_(t_list, s_list, alpha=1.0 - momentum)  # pyright: ignore[reportPrivateImportUsage]
     s_bufs = dict(student.named_buffers())
     for name, tb in teacher.named_buffers():
         sb = s_bufs[name]

@@ -76,14 +76,14 @@ def instance_keys(batch_index: Tensor, instance: Tensor, min_points: int = 1) ->
 
 def instance_labels(pid: Tensor, index: InstanceIndex) -> Tensor:
     """(I,) int64 majority pid of each instance; -1 when the majority is none (5) or -1."""
-    I = index.num_instances
+    n_inst = index.num_instances
     is_in = index.point_instance >= 0  # (N,)
     col = torch.where(pid[is_in] < 0, torch.full_like(pid[is_in], PID_NONE + 1), pid[is_in])
     if bool((col > PID_NONE + 1).any()):
         raise ValueError(f"pid: labels above {PID_NONE} found: {pid[pid > PID_NONE].unique()}")
     counts = torch.bincount(
-        index.point_instance[is_in] * (PID_NONE + 2) + col, minlength=I * (PID_NONE + 2)
-    ).view(I, PID_NONE + 2)  # (I, 7)
+        index.point_instance[is_in] * (PID_NONE + 2) + col, minlength=n_inst * (PID_NONE + 2)
+    ).view(n_inst, PID_NONE + 2)  # (I, 7)
     label = counts.argmax(1)  # (I,) ties -> lowest class id
     return torch.where(label < NUM_PID_CLASSES, label, torch.full_like(label, -1))
 
@@ -115,6 +115,7 @@ class ParticleID(TaskModule):
     """Encoder -> per-point features -> mean+max per true instance -> 5 class logits."""
 
     cfg: PIDConfig
+    class_weight: Tensor  # (5,) buffer
 
     def __init__(self, cfg: PIDConfig) -> None:
         super().__init__()

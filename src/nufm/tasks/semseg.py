@@ -146,6 +146,7 @@ class SemanticSegmentation(TaskModule):
     """Encoder -> per-point features -> per-point class logits (N, C)."""
 
     cfg: SemsegConfig
+    class_weight: Tensor  # (C,) buffer
 
     def __init__(self, cfg: SemsegConfig) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -59,7 +59,9 @@ class DataCursor:
 def capture_rng_state() -> dict[str, Any]:
     """RNG states of python, numpy, torch CPU and this process's CUDA device when CUDA is in
     use (weights_only-safe). Under DDP each rank owns one device (``cuda:LOCAL_RANK``)."""
-    np_state = np.random.get_state()
+    np_state = np.random.get_state(legacy=True)
+    if not isinstance(np_state, tuple):  # a dict only when the global generator is not MT19937
+        raise RuntimeError(f"capture_rng_state: unsupported numpy global RNG {np_state!r:.80}")
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {
@@ -196,7 +198,7 @@ def save_checkpoint(
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         writer = _HashingWriter(f)
-        torch.save(state, writer)
+        torch.save(state, cast(IO[bytes], writer))  # torch.save needs only write() and flush()
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

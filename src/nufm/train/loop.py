@@ -8,8 +8,13 @@ checkpoint is written), ``optimizer.step()``, then ``objective.update_teacher(mo
 when the objective has an EMA teacher. Objectives with other schedules (teacher temperature,
 mask size) get ``objective.set_schedule(step / (max_steps - 1))`` before the step's forward.
 Logging, monitoring and checkpointing happen at step boundaries; a fresh run also calls the
+<<<<<<< HEAD
 monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT
 (Ctrl-C) is turned into a checkpoint at the next step boundary followed by
+=======
+monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT (Ctrl-C)
+is turned into a checkpoint at the next step boundary followed by
+>>>>>>> wt-E
 ``KeyboardInterrupt``. Resuming restores model, optimizer, step, RNG states and the data cursor,
 so on CPU a resumed run is bit-identical to an uninterrupted one.
 """

@@ -19,11 +19,13 @@ Three kinds of colouring:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib import colors as mcolors
+from matplotlib.colors import ListedColormap
+from matplotlib.typing import ColorType
 
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, PID_NONE, SEGMENT_NAMES
@@ -59,7 +61,7 @@ PID_COLORS: dict[int, tuple[str, str]] = {
 
 # tab20 without its two greys (reserved for unlabelled points), dark shades first so
 # consecutive ids get clearly different colours.
-_ID_PALETTE = np.asarray(colormaps["tab20"].colors)[
+_ID_PALETTE = np.asarray(cast(ListedColormap, colormaps["tab20"]).colors)[
     [i for i in (*range(0, 20, 2), *range(1, 20, 2)) if i not in (14, 15)]
 ]  # (18, 3)
 
@@ -80,7 +82,7 @@ class LegendEntry:
 
     name: str
     """Class name ("track") or a summary ("12 particle ids")."""
-    color: str | tuple[float, ...]
+    color: ColorType
     """Matplotlib colour."""
     count: int
     """Number of points in this entry."""

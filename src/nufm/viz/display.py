@@ -22,16 +22,20 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import colormaps
 from matplotlib import colors as mcolors
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
+from matplotlib.typing import ColorType
+from mpl_toolkits.mplot3d import Axes3D
 
 from nufm.data.event import Event
 from nufm.data.lartpc import VOLUME_SIZE, VOXEL_SIZE_CM
@@ -165,15 +169,17 @@ def _draw_projections(
 
 
 def _draw_3d(
-    ax: Axes, coord: np.ndarray, col: Coloring, lims: np.ndarray, marker_pt: float
+    ax: Axes3D, coord: np.ndarray, col: Coloring, lims: np.ndarray, marker_pt: float
 ) -> None:
     order = col.draw_order
+    # mplot3d is unannotated: pyright types its parameters from their int defaults (zs=0, s=20,
+    # zoom=1), hence the ignores below.
     ax.scatter(
         coord[order, 0],
         coord[order, 1],
-        coord[order, 2],
+        coord[order, 2],  # pyright: ignore[reportArgumentType]
         c=col.rgba[order],
-        s=(0.8 * marker_pt) ** 2,
+        s=(0.8 * marker_pt) ** 2,  # pyright: ignore[reportArgumentType]
         linewidths=0,
         depthshade=False,
         rasterized=True,
@@ -182,7 +188,7 @@ def _draw_3d(
     half = float((lims[:, 1] - lims[:, 0]).max()) / 2.0
     for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), center, strict=False):
         setter(c - half, c + half)
-    ax.set_box_aspect((1, 1, 1), zoom=1.1)
+    ax.set_box_aspect((1, 1, 1), zoom=1.1)  # pyright: ignore[reportArgumentType]
     for name, setter in zip(
         AXIS_NAMES, (ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), strict=False
     ):
@@ -191,7 +197,7 @@ def _draw_3d(
     ax.set_title("3D", fontsize=8, color="0.3")
 
 
-def _dot(color: str | tuple[float, ...], size: float = 7.0) -> Line2D:
+def _dot(color: ColorType, size: float = 7.0) -> Line2D:
     return Line2D(
         [], [], ls="", marker="o", markersize=size, markerfacecolor=color, markeredgewidth=0
     )
@@ -201,16 +207,17 @@ def _legend(
     ax: Axes | Figure | SubFigure,
     entries: Sequence[LegendEntry],
     with_counts: bool,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> None:
     """Legend with one dot per entry, or a row of dots for an id palette (``swatch``)."""
-    handles = [
+    handles: list[Artist | tuple[Artist, ...]] = [
         tuple(_dot(c, 4.5) for c in e.swatch) if e.swatch else _dot(e.color) for e in entries
     ]
     labels = [e.label if with_counts else e.name for e in entries]
     handlelength = 3.0 if any(e.swatch for e in entries) else 1.5
+    # Figure.legend's stub, unlike Axes.legend's, omits the tuple handles it accepts.
     ax.legend(
-        handles,
+        handles,  # pyright: ignore[reportArgumentType]
         labels,
         handler_map={tuple: HandlerTuple(ndivide=None, pad=0.0)},
         handlelength=handlelength,
@@ -270,7 +277,7 @@ def _draw_row(
 ) -> list[Axes]:
     gs = fig.add_gridspec(1, 4, width_ratios=(1, 1, 1, 1.15))
     axes = [fig.add_subplot(gs[0, i]) for i in range(3)]
-    ax3d = fig.add_subplot(gs[0, 3], projection="3d")
+    ax3d = cast(Axes3D, fig.add_subplot(gs[0, 3], projection="3d"))
     coord = np.asarray(event.coord, dtype=np.float64)
     _draw_projections(axes, coord, col, lims, marker_pt, event.vertices)
     _draw_3d(ax3d, coord, col, lims, marker_pt)
@@ -521,8 +528,11 @@ def display_event_html(
     marker_size = float(np.clip(6.0 - 1.2 * np.log10(max(len(event), 1) / 1000.0), 1.5, 6.0))
     if col.kind == "energy":
         assert col.norm is not None
-        log_e = np.log10(np.clip(energy, col.norm.vmin, None))
-        decades = np.arange(np.floor(np.log10(col.norm.vmin)), np.ceil(np.log10(col.norm.vmax)) + 1)
+        vmin, vmax = col.norm.vmin, col.norm.vmax
+        if vmin is None or vmax is None:
+            raise ValueError("display_event_html: the energy norm needs vmin and vmax set")
+        log_e = np.log10(np.clip(energy, vmin, None))
+        decades = np.arange(np.floor(np.log10(vmin)), np.ceil(np.log10(vmax)) + 1)
         traces.append(
             go.Scatter3d(
                 x=coord[:, 0],
@@ -536,8 +546,8 @@ def display_event_html(
                     size=marker_size,
                     color=log_e,
                     colorscale="Viridis",
-                    cmin=np.log10(col.norm.vmin),
-                    cmax=np.log10(col.norm.vmax),
+                    cmin=np.log10(vmin),
+                    cmax=np.log10(vmax),
                     colorbar=dict(
                         title="MeV", tickvals=decades, ticktext=[f"{10.0**d:g}" for d in decades]
                     ),

@@ -361,7 +361,13 @@ def read_embeddings(path: str | os.PathLike) -> Embeddings:
                 raise ValueError(
                     f"read_embeddings: {path} has no dataset {name!r}; not an embeddings file"
                 )
-        loaded = {attr: f[h5][()] for attr, h5 in _H5_NAMES.items() if h5 in f}
+        loaded: dict[str, np.ndarray] = {}
+        for attr, h5 in _H5_NAMES.items():
+            if h5 in f:
+                ds = f[h5]
+                if not isinstance(ds, h5py.Dataset):
+                    raise ValueError(f"read_embeddings: {path}: {h5!r} is not a dataset")
+                loaded[attr] = ds[()]
         meta = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
     return Embeddings(**loaded, meta=meta)
 

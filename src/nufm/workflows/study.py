@@ -7,7 +7,8 @@ encoder + trainable neck/head), ``full`` (everything trains, encoder at a lower 
 ``scratch`` (same architecture and head, random encoder), ``linear-random`` (the linear
 probe on a randomly initialised frozen encoder, the baseline a pretrained representation must
 beat) and ``linear-geometry`` (the same linear probe on classical local-shape descriptors,
-:mod:`nufm.models.geometric`: what a representation must beat to be worth a network). Every run uses the same step budget, preprocessing and test events, so only the encoder's
+:mod:`nufm.models.geometric`: what a representation must beat to be worth a network). Every
+run uses the same step budget, preprocessing and test events, so only the encoder's
 starting weights and what trains differ. Writes ``results.csv``, ``results.md`` and
 ``label_efficiency.png`` (macro F1 vs labelled events, log x) plus one run directory with a
 ``metrics.json`` per run. The claim under test is that of PoLAr-MAE (arXiv:2502.02558) and
