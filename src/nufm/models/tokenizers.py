@@ -25,7 +25,7 @@ Pipeline per batch (no Python loop over events):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -410,30 +410,6 @@ class PointMAETokenizer(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.pointnet(x.float(), point_valid)  # (Q, D)
 
-    def embed_groups(self, coord: Tensor, feat: Tensor, tokens: Tokens) -> Tokens:
-        """Re-embed the groups of existing ``tokens`` with this tokenizer's weights.
-
-        The grouping (centres, members) is kept; only ``feat`` and ``pos`` are recomputed, so
-        an EMA teacher sees exactly the student's tokens. Equal to :meth:`forward` when
-        ``tokens`` came from this tokenizer on the same points.
-
-        Args:
-            coord: (N, 3) the packed coordinates ``tokens.group_idx`` points into.
-            feat: (N, C) the packed features.
-            tokens: from :meth:`forward` (of this or a same-config tokenizer).
-        """
-        tok = self.embed(
-            coord, feat, tokens.center[tokens.valid], tokens.group_idx[tokens.valid]
-        )  # (Qv, D)
-        out = tok.new_zeros(*tokens.valid.shape, tok.shape[-1])  # (B, G, D)
-        out[tokens.valid] = tok
-        return replace(tokens, feat=out, pos=self.pos_embed(tokens.center))
-
-
-def tokens_per_event(tokens: Tokens) -> Tensor:
-    """(B,) int64 number of valid tokens per event."""
-    return tokens.valid.sum(1)
-
 
 __all__ = [
     "TOKENIZER_PRESETS",
@@ -445,5 +421,4 @@ __all__ = [
     "canonical_order",
     "fps_in_groups",
     "gather_groups",
-    "tokens_per_event",
 ]
