@@ -1,6 +1,6 @@
 """Point Transformer V3 encoder-decoder over packed points, without spconv (PTv3
-arXiv:2312.10035; Sonata arXiv:2503.16429; as configured by Panda arXiv:2512.01324, anchors
-2.1-2.2 and 3).
+arXiv:2312.10035; Sonata arXiv:2503.16429; as configured by Panda arXiv:2512.01324;
+docs/references.md).
 
 Owns :class:`PTv3Config`, :class:`PTv3Output` and :class:`PTv3`: a U-Net of serialized-attention
 stages. Each stage serializes its voxels along space-filling curves (orders shuffled per forward
@@ -33,7 +33,7 @@ Order = Literal["z", "z-trans", "hilbert", "hilbert-trans"]
 
 @dataclass(frozen=True, kw_only=True)
 class PTv3Config:
-    """Serialized point transformer (defaults: Panda-Base encoder + semseg decoder, anchors 2.1)."""
+    """Serialized point transformer (defaults: Panda-Base encoder + semseg decoder)."""
 
     in_channels: int = 4
     """Channels C of ``PointBatch.feat``."""
@@ -162,7 +162,7 @@ class _Level:
 
 
 def make_patch_plan(order: Tensor, inverse: Tensor, offset: Tensor, patch_size: int) -> _PatchPlan:
-    """Patch plan of one order with the PTv3 padding rule (anchors 2.2).
+    """Patch plan of one order with the PTv3 padding rule (arXiv:2312.10035).
 
     Args:
         order: (N,) int64 point row at each serialized position.

@@ -1,4 +1,5 @@
-"""PoLAr-MAE volumetric tokenizer (arXiv:2502.02558, anchors 1.2-1.3; Point-MAE arXiv:2203.06604).
+"""PoLAr-MAE volumetric tokenizer (arXiv:2502.02558; Point-MAE arXiv:2203.06604; see
+docs/references.md).
 
 Owns :class:`PointMAETokenizerConfig`, :data:`TOKENIZER_PRESETS`, the :class:`Tokens` output,
 :class:`MiniPointNet`, :class:`PointMAETokenizer` and the grouping helpers
@@ -39,7 +40,7 @@ from nufm.geometry.offsets import offset_to_batch_index, pad
 log = logging.getLogger(__name__)
 
 VOXELS_PER_UNIT = 665.1
-"""PILArNet normalisation: 1 normalised unit = 665.1 voxels (anchors 1.1)."""
+"""PILArNet-M normalisation: 1 normalised unit = 665.1 voxels (arXiv:2502.02558)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +104,7 @@ TOKENIZER_PRESETS: dict[str, PointMAETokenizerConfig] = {
         context_length=1024,
     ),
 }
-"""PoLAr-MAE tokenizer presets (anchors 1.2)."""
+"""PoLAr-MAE tokenizer presets (arXiv:2502.02558)."""
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Multi-view prototype self-distillation: Sonata (Wu et al. 2025, arXiv:2503.16429) as used by
-Panda (arXiv:2512.01324) for LArTPC pretraining (anchors 2.3).
+Panda (arXiv:2512.01324) for LArTPC pretraining; see docs/references.md.
 
 Owns :class:`DistillConfig`, :class:`PrototypeHead` and :class:`SelfDistillation`.
 
@@ -60,13 +60,13 @@ from nufm.step import StepOutput
 
 
 def _default_encoder() -> PTv3Config:
-    """Panda-Base encoder in pretraining mode (anchors 2.1)."""
+    """Panda-Base encoder in pretraining mode (arXiv:2512.01324)."""
     return PTv3Config(enc_mode=True, mask_token=True, layer_scale=1e-5)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
-    """Sonata/Panda self-distillation (defaults: Panda pretraining, anchors 2.3)."""
+    """Sonata/Panda self-distillation (defaults: Panda pretraining, arXiv:2512.01324)."""
 
     name: Literal["distill"] = "distill"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""

@@ -1,5 +1,5 @@
-"""Autoregressive forecasting along a space-filling curve, after FM4NPP (arXiv:2508.14087,
-anchors 4).
+"""Autoregressive forecasting along a space-filling curve, after FM4NPP (arXiv:2508.14087;
+docs/references.md).
 
 Owns :class:`ForecastConfig`, :class:`Patches`, :class:`CausalBlock`,
 :class:`SerializedPatchEncoder` and :class:`Forecaster`.
@@ -47,7 +47,7 @@ from nufm.ssl.losses import masked_chamfer
 from nufm.step import StepOutput
 
 VOXEL = 1.0 / 665.1
-"""One PILArNet voxel in normalised coordinate units (anchors 1.1)."""
+"""One PILArNet-M voxel in normalised coordinate units (arXiv:2502.02558)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -86,7 +86,7 @@ def soft_cross_entropy(student_logits: Tensor, target: Tensor, temperature: floa
 
 @torch.no_grad()
 def sinkhorn_knopp(logits: Tensor, temperature: float, n_iters: int = 3) -> Tensor:
-    """Sinkhorn-Knopp targets (SwAV arXiv:2006.09882; DINOv2 / Sonata teacher, anchors 2.3).
+    """Sinkhorn-Knopp targets (SwAV arXiv:2006.09882; the Sonata teacher, arXiv:2503.16429).
 
     Alternately normalises ``exp(logits / temperature)`` so that every prototype gets the same
     total mass and every sample a distribution. Under ``torch.distributed`` the sums (and the

@@ -1,6 +1,6 @@
-"""Random masking for the pretraining objectives: token masking (PoLAr-MAE arXiv:2502.02558,
-anchors 1.4 ``VariablePointcloudMasking``) and grid (cell) masking of points (Sonata
-arXiv:2503.16429 / Panda arXiv:2512.01324, anchors 2.3), plus compaction of visible tokens.
+"""Random masking for the pretraining objectives: token masking (PoLAr-MAE arXiv:2502.02558)
+and grid (cell) masking of points (Sonata arXiv:2503.16429 / Panda arXiv:2512.01324), plus
+compaction of visible tokens; see docs/references.md.
 
 Owns :func:`num_to_mask`, :func:`random_token_mask`, :func:`grid_mask`,
 :func:`compact_tokens` and :func:`scatter_tokens`. Everything is vectorized over events with the

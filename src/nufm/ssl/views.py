@@ -1,5 +1,5 @@
 """Multi-view generation and cross-view point matching for self-distillation (Sonata
-arXiv:2503.16429, Panda arXiv:2512.01324; anchors 2.3 ``MultiViewGenerator`` and matching).
+arXiv:2503.16429, Panda arXiv:2512.01324; docs/references.md).
 
 Owns :class:`ViewConfig`, :class:`Views`, :func:`make_views`, :func:`select_events` and
 :func:`match_points`.
@@ -34,7 +34,7 @@ from nufm.geometry.offsets import offset_to_batch_index, offset_to_counts, offse
 
 @dataclass(frozen=True, kw_only=True)
 class ViewConfig:
-    """Crops and per-view augmentation (defaults: Panda, anchors 2.3)."""
+    """Crops and per-view augmentation (defaults: Panda, arXiv:2512.01324)."""
 
     num_global: int = 2
     """Global views per event (>= 2 for the roll-mask loss)."""

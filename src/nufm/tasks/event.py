@@ -1,6 +1,6 @@
 """Event-level heads: global pooling of per-point features, then an MLP that classifies or
 regresses per-event targets (the FASERCal pattern of pooled event heads for flavour, momentum
-and vertex, arXiv:2604.07037, anchors 5).
+and vertex, arXiv:2604.07037; docs/references.md).
 
 Targets are the per-event scalars that :func:`nufm.data.collate.collate` packs from
 ``Event.meta`` into ``PointBatch.targets``: e.g. ``n_interactions`` (classification, clipped
