@@ -139,3 +139,19 @@ def test_mae_config_validation() -> None:
         _tiny(context_weight=1.0, context_points=300, context_candidates=256)
     with pytest.raises(ValueError, match="mask_ratio"):
         MAEConfig(mask_ratio=1.0)
+
+
+def test_config_saved_before_the_removed_options_still_loads() -> None:
+    from nufm.config import config_to_dict, objective_config_from_dict
+
+    old = config_to_dict(MAEConfig()) | {
+        "mask_block": 0.0,
+        "latent_weight": 0.0,
+        "latent_blocks": 3,
+        "context_with_energy": False,
+    }
+    assert objective_config_from_dict(old) == MAEConfig()
+    with pytest.raises(ValueError, match=r"latent_weight=1\.0 was removed"):
+        objective_config_from_dict(old | {"latent_weight": 1.0})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['mask_blocks'\]"):
+        objective_config_from_dict(old | {"mask_blocks": 0.0})

@@ -18,7 +18,7 @@ with PoLAr-MAE and the measurements are in docs/objectives.md, section 1.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,16 @@ def _default_decoder() -> ViTConfig:
 @dataclass(frozen=True, kw_only=True)
 class MAEConfig:
     """Masked autoencoder (defaults: PoLAr-MAE ViT-S, arXiv:2502.02558)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {
+        "mask_block": 0.0,
+        "latent_weight": 0.0,
+        "latent_blocks": None,
+        "context_with_energy": False,
+    }
+    """Options removed after commit 26beabe (docs/objectives.md) -> the value that means what the
+    code does now (None: any value, it had no effect); a saved config carrying them at that
+    value still loads."""
 
     name: Literal["mae"] = "mae"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
