@@ -261,7 +261,12 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
                 f"config: {where}.name={value.get('name')!r} is not one of {sorted(by_name)}"
             )
         return by_name[value["name"]]
-    fits = [c for c in classes if set(value) <= {f.name for f in dataclasses.fields(c)}]
+    fits = [
+        c
+        for c in classes
+        if set(value)
+        <= {f.name for f in dataclasses.fields(c)} | set(getattr(c, "REMOVED_OPTIONS", {}))
+    ]
     if len(fits) != 1:
         raise ValueError(
             f"config: {where} matches {len(fits)} of "

@@ -23,7 +23,7 @@ import numpy as np
 
 from nufm.data.event import Event
 from nufm.data.lartpc import ENERGY_THRESHOLD_MEV
-from nufm.data.pilarnet import count_points, num_events, open_pilarnet, read_event
+from nufm.data.pilarnet import count_points, open_pilarnet, read_event
 
 log = logging.getLogger(__name__)
 
@@ -274,13 +274,3 @@ class PILArNetDataset:
             self.close()
         except Exception:  # interpreter shutdown: h5py may already be gone
             pass
-
-    def total_events(self) -> int:
-        """Events in all files, before split and filters."""
-        return self.filter_report.n_total
-
-    @staticmethod
-    def count_events(path: str) -> int:
-        """Events in one file."""
-        with open_pilarnet(path) as f:
-            return num_events(f)

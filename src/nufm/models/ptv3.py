@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,14 +35,16 @@ Order = Literal["z", "z-trans", "hilbert", "hilbert-trans"]
 class PTv3Config:
     """Serialized point transformer (defaults: Panda-Base encoder + semseg decoder)."""
 
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {"shuffle_orders": True}
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
+
     in_channels: int = 4
     """Channels C of ``PointBatch.feat``."""
     grid_size: float = 0.001
     """Voxel size of stage 0 in coordinate units, used when the batch has no ``grid_coord``."""
     order: tuple[Order, ...] = ("hilbert", "hilbert-trans", "z", "z-trans")
-    """Space-filling curves; block i of a stage uses order i % len(order)."""
-    shuffle_orders: bool = True
-    """Randomly permute the orders per forward and stage in training (never in eval)."""
+    """Space-filling curves; block i of a stage uses order i % len(order). In training the orders
+    are randomly permuted per forward and stage (never in eval)."""
     serialization_depth: int = 16
     """Bits per axis of the stage-0 curve codes; stage s uses this minus log2 of the product of
     the strides so far. Fixed (not adaptive), so codes never depend on batch composition."""
@@ -322,7 +324,7 @@ class PTv3(nn.Module):
 
     def _orders(self) -> list[str]:
         orders = list(self.cfg.order)
-        if self.training and self.cfg.shuffle_orders:
+        if self.training:
             perm = torch.randperm(len(orders)).tolist()
             orders = [orders[j] for j in perm]
         return orders

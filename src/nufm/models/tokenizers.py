@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,13 @@ VOXELS_PER_UNIT = 665.1
 class PointMAETokenizerConfig:
     """Centre selection, grouping and mini-PointNet embedding (defaults: PoLAr-MAE 5 voxel)."""
 
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {
+        "reduction": "fps",
+        "rescale_by_group_radius": True,
+        "random_fps_start_in_training": True,
+    }
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
+
     in_channels: int = 1
     """Channels C of ``PointBatch.feat`` appended to the relative xyz of every point."""
     embed_dim: int = 384
@@ -57,8 +64,6 @@ class PointMAETokenizerConfig:
     """Points per token K after reduction."""
     group_upscale_points: int = 256
     """Neighbours gathered by the ball query before reduction to ``group_max_points``."""
-    reduction: Literal["fps", "nearest"] = "fps"
-    """How to reduce the upscaled group: farthest-point sampling or the nearest points."""
     overlap_factor: float = 0.72
     """C-NMS suppression radius is ``2 * group_radius * overlap_factor``."""
     num_init_groups: int | None = None
@@ -67,10 +72,6 @@ class PointMAETokenizerConfig:
     """Neighbour-list cap of the C-NMS ball query (256 on PoLAr-MAE main, 2048 paper-era)."""
     context_length: int = 512
     """Maximum tokens per event; extra C-NMS centres are dropped and counted."""
-    rescale_by_group_radius: bool = True
-    """Divide relative coordinates by ``group_radius`` (PointNeXt-style)."""
-    random_fps_start_in_training: bool = True
-    """FPS seeding starts at a random point in training mode (first point in eval)."""
     pointnet_dims: tuple[int, int, int] = (128, 256, 512)
     """Mini-PointNet widths: first MLP hidden, first MLP out (pooled), second MLP hidden."""
     pos_hidden: int = 128
@@ -226,19 +227,17 @@ def ball_group(
     radius: float,
     candidates: int,
     k: int,
-    reduction: Literal["fps", "nearest"] = "fps",
 ) -> Tensor:
     """Up to ``k`` points of the same event within ``radius`` of every centre.
 
     The ``candidates`` nearest points in the ball (:func:`ball_query`, "nearest" mode) are
     reduced to ``k`` by farthest-point sampling seeded at the nearest one
-    (:func:`fps_in_groups`) or by keeping the nearest ``k``.
+    (:func:`fps_in_groups`).
 
     Args:
         center: (Q, 3) centres, event-major; center_offset: (B,) their event ends.
         coord: (N, 3) packed points (same dtype as ``center``); offset: (B,) event ends.
         radius: ball radius; candidates: neighbours gathered first (>= k); k: kept.
-        reduction: "fps" or "nearest".
 
     Returns:
         (Q, k) int64 global rows of ``coord``, -1 in empty slots (filled slots first).
@@ -247,14 +246,8 @@ def ball_group(
         center, center_offset, coord, offset, radius, candidates, mode="nearest"
     )  # (Q, Ku)
     if candidates > k:
-        match reduction:
-            case "fps":
-                slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0, k)  # (Q, k)
-                idx = torch.gather(idx, 1, slots)
-            case "nearest":
-                idx = idx[:, :k]
-            case _:
-                raise ValueError(f"ball_group: unknown reduction {reduction!r}")
+        slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0, k)  # (Q, k)
+        idx = torch.gather(idx, 1, slots)
     return idx
 
 
@@ -316,7 +309,7 @@ class PointMAETokenizer(nn.Module):
         cfg = self.cfg
         N = coord.shape[0]
         if cfg.num_init_groups is not None:
-            start = "random" if (self.training and cfg.random_fps_start_in_training) else "first"
+            start = "random" if self.training else "first"
             cand_row, cand_offset = farthest_point_sampling(
                 coord, offset, cfg.num_init_groups, start=start
             )
@@ -348,7 +341,6 @@ class PointMAETokenizer(nn.Module):
             cfg.group_radius,
             cfg.group_upscale_points,
             cfg.group_max_points,
-            cfg.reduction,
         )  # (Q, K)
         return center_row, center_offset, idx, n_dropped
 
@@ -404,8 +396,7 @@ class PointMAETokenizer(nn.Module):
         cfg = self.cfg
         point_valid = group_idx >= 0  # (Q, K)
         rel = gather_groups(coord, group_idx) - center[:, None]  # (Q, K, 3)
-        if cfg.rescale_by_group_radius:
-            rel = rel / cfg.group_radius
+        rel = rel / cfg.group_radius
         x = torch.cat([rel, gather_groups(feat, group_idx)], dim=-1)  # (Q, K, 3 + C)
         x = x * point_valid[..., None].to(x.dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):

@@ -30,7 +30,7 @@ beyond "more of the same here".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ VOXEL = 1.0 / 665.1
 @dataclass(frozen=True, kw_only=True)
 class ForecastConfig:
     """Next-patch forecasting (defaults: a ~FM4NPP-5M-sized transformer)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {"squared_chamfer": True}
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
 
     name: Literal["forecast"] = "forecast"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
@@ -82,8 +85,6 @@ class ForecastConfig:
     """Maximum stochastic-depth rate."""
     pointnet_dims: tuple[int, int, int] = (128, 256, 512)
     """Mini-PointNet widths of the patch embedding."""
-    squared_chamfer: bool = True
-    """Squared Euclidean point distance in the Chamfer loss."""
 
     def __post_init__(self) -> None:
         if self.patch_points < 1 or self.max_patches < 2:
@@ -235,11 +236,11 @@ class Forecaster(nn.Module):
         target = (gather_groups(batch.coord, nxt) - center[:, None]) / cfg.target_scale
         pred = self.head(src).reshape(Q, P, 3)  # (Q, P, 3)
         pred_valid = torch.arange(P, device=pred.device) < target_valid.sum(1)[:, None]
-        cd = masked_chamfer(pred, pred_valid, target, target_valid, cfg.squared_chamfer)
+        cd = masked_chamfer(pred, pred_valid, target, target_valid)
         chamfer = cd.sum() / max(Q, 1)
         with torch.no_grad():
             copy = (gather_groups(batch.coord, cur) - center[:, None]) / cfg.target_scale
-            copy_cd = masked_chamfer(copy, cur >= 0, target, target_valid, cfg.squared_chamfer)
+            copy_cd = masked_chamfer(copy, cur >= 0, target, target_valid)
         metrics = {
             "chamfer": chamfer.detach(),
             "copy_baseline": copy_cd.sum() / max(Q, 1),

@@ -62,6 +62,7 @@ class MAEConfig:
         "latent_weight": 0.0,
         "latent_blocks": None,
         "context_with_energy": False,
+        "squared_chamfer": True,
     }
     """Options removed after commit 26beabe (docs/objectives.md) -> the value that means what the
     code does now (None: any value, it had no effect); a saved config carrying them at that
@@ -82,8 +83,6 @@ class MAEConfig:
     chamfer_with_energy: bool = False
     """True = predict (xyz, energy) per point and take the Chamfer distance in 4-D, as
     PoLAr-MAE does; False = Chamfer on xyz only (energy is learned by infilling alone)."""
-    squared_chamfer: bool = True
-    """Squared Euclidean point distance in the Chamfer term (pytorch3d default)."""
     energy_channel: int = -1
     """Column of ``PointBatch.feat`` holding the log energy (target of the infilling)."""
     energy_hidden: int = 128
@@ -209,7 +208,7 @@ class MaskedAutoencoder(nn.Module):
         target = target * point_valid[..., None].to(target.dtype)
         pred = self.context_head(feat).reshape(-1, M, 3).float()  # (Qv, M, 3)
         pred_valid = torch.arange(M, device=pred.device) < point_valid.sum(1, keepdim=True)
-        cd = masked_chamfer(pred, pred_valid, target.float(), point_valid, cfg.squared_chamfer)
+        cd = masked_chamfer(pred, pred_valid, target.float(), point_valid)
         return cd.sum() / max(cd.numel(), 1)
 
     def forward(self, batch: PointBatch) -> StepOutput:
@@ -228,8 +227,7 @@ class MaskedAutoencoder(nn.Module):
         Qm, K = group_idx.shape
         point_valid = group_idx >= 0  # (Qm, K)
         rel = gather_groups(batch.coord, group_idx) - center[:, None]  # (Qm, K, 3)
-        if cfg.encoder.tokenizer.rescale_by_group_radius:
-            rel = rel / cfg.encoder.tokenizer.group_radius
+        rel = rel / cfg.encoder.tokenizer.group_radius
         rel = rel * point_valid[..., None].to(rel.dtype)
         energy_true = gather_groups(batch.feat[:, [cfg.energy_channel]], group_idx)[..., 0]
 
@@ -237,7 +235,7 @@ class MaskedAutoencoder(nn.Module):
         target = rel if self.point_dim == 3 else torch.cat([rel, energy_true[..., None]], -1)
         n_true = point_valid.sum(1)  # (Qm,)
         pred_valid = torch.arange(K, device=pred.device) < n_true[:, None]  # (Qm, K)
-        cd = masked_chamfer(pred, pred_valid, target, point_valid, cfg.squared_chamfer)  # (Qm,)
+        cd = masked_chamfer(pred, pred_valid, target, point_valid)  # (Qm,)
         chamfer = cd.sum() / max(Qm, 1)
 
         energy_pred = self.energy_head(hidden, rel, point_valid)  # (Qm, K)
