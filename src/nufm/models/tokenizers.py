@@ -3,24 +3,10 @@ docs/references.md).
 
 Owns :class:`PointMAETokenizerConfig`, :data:`TOKENIZER_PRESETS`, the :class:`Tokens` output,
 :class:`MiniPointNet`, :class:`PointMAETokenizer` and the grouping helpers
-(:func:`ball_group`, :func:`fps_in_groups`, :func:`gather_groups`).
-
-Pipeline per batch (no Python loop over events):
-
-1. Candidate centres: every point (PoLAr-MAE main since PR #3) or ``num_init_groups`` FPS seeds
-   per event (paper-era default, 2048).
-2. Centrality NMS over the candidates (radius ``2 * r * overlap_factor``), keeping at most
-   ``context_length`` centres per event; the overflow is counted in ``Tokens.n_dropped`` and
-   logged once.
-3. Ball query of radius r around each centre for ``group_upscale_points`` nearest points, then
-   reduction to ``group_max_points`` by farthest-point sampling inside each group (vectorized over
-   groups, starting from the point nearest the centre) or by keeping the nearest ones.
-4. Points relative to their centre, divided by r; input per point = (rel xyz, feat).
-5. Mini-PointNet (fp32 even under autocast, as PoLAr-MAE) with masked max pooling over valid
-   points; only valid points are pushed through its MLPs. Normalisation is per-point
-   ``LayerNorm`` instead of PoLAr-MAE's MaskedBatchNorm: it needs no running statistics, behaves
-   the same in train and eval, and an event's tokens never depend on the rest of the batch.
-6. Positional embedding of the centres: Linear(3, 128) -> GELU -> Linear(128, D).
+(:func:`ball_group`, :func:`fps_in_groups`, :func:`gather_groups`, :func:`canonical_order`):
+centres by centrality NMS, groups by ball query reduced by FPS, a mini-PointNet of
+``((xyz - centre) / r, feat)`` per group and an MLP position embedding of the centre. The
+pipeline step by step, and where it differs from PoLAr-MAE: docs/objectives.md, section 1.
 """
 
 from __future__ import annotations
