@@ -64,9 +64,9 @@ class MAEConfig:
         "context_with_energy": False,
         "squared_chamfer": True,
     }
-    """Options removed after commit 26beabe (docs/objectives.md) -> the value that means what the
-    code does now (None: any value, it had no effect); a saved config carrying them at that
-    value still loads."""
+    """Options removed after commit 26beabe (the measured ones: docs/objectives.md) -> the value
+    that means what the code does now (None: any value, it had no effect); a saved config
+    carrying them at that value still loads (``nufm.config``)."""
 
     name: Literal["mae"] = "mae"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
