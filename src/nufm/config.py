@@ -258,7 +258,12 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
                 f"config: {where}.name={value.get('name')!r} is not one of {sorted(by_name)}"
             )
         return by_name[value["name"]]
-    fits = [c for c in classes if set(value) <= {f.name for f in dataclasses.fields(c)}]
+    fits = [
+        c
+        for c in classes
+        if set(value)
+        <= {f.name for f in dataclasses.fields(c)} | set(getattr(c, "REMOVED_OPTIONS", {}))
+    ]
     if len(fits) != 1:
         raise ValueError(
             f"config: {where} matches {len(fits)} of "
@@ -270,6 +275,14 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
 def _from_dict(cls: type, data: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    removed = getattr(cls, "REMOVED_OPTIONS", {})  # configs saved before an option was removed
+    for k in sorted(set(data) & set(removed) - names):
+        if removed[k] is not None and data[k] != removed[k]:
+            raise ValueError(
+                f"config: option {where + '.' if where else ''}{k}={data[k]!r} was removed "
+                f"({cls.__name__}); only {removed[k]!r}, today's behaviour, can still be read"
+            )
+    data = {k: v for k, v in data.items() if k not in removed or k in names}
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(

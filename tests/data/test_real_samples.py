@@ -1,8 +1,10 @@
-"""Readers of the real simulated samples in /work/shared/data/real (skipped when absent)."""
+"""Readers of the simulated sample files (marker ``real_data``: they are read from
+``$NUFM_REAL_DATA``, see tests/conftest.py); the synthetic cases run in the default suite."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +20,6 @@ from nufm.data.pilarnet import (
 )
 from nufm.data.real import read_jaxtpc_h5, read_larsoft_root, read_mlreco_npz, voxelize
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-if not REAL.is_dir():
-    REAL = Path("/work/shared/data/real")
-
-
-def _need(name: str) -> Path:
-    path = REAL / name
-    if not path.exists():
-        pytest.skip(f"real sample {name} not found in {REAL} (see its README)")
-    return path
-
 
 def test_voxelize_sums_energy_and_keeps_dominant_label() -> None:
     vox = np.array([[1, 2, 3], [1, 2, 3], [0, 0, 0]])
@@ -38,8 +29,9 @@ def test_voxelize_sums_energy_and_keeps_dominant_label() -> None:
     np.testing.assert_array_equal(lab[:, 0], [4, 9])
 
 
-def test_mlreco_npz_event(tmp_path: Path) -> None:
-    path = _need("mlreco_tutorial_tracks.npz")
+@pytest.mark.real_data
+def test_mlreco_npz_event(tmp_path: Path, real_data: Callable[[str], Path]) -> None:
+    path = real_data("mlreco_tutorial_tracks.npz")
     raw = np.load(path)
     rows = np.concatenate([raw[k] for k in raw.files])
     assert len(rows) == 4986  # README
@@ -75,10 +67,11 @@ def test_mlreco_missing_and_bad(tmp_path: Path) -> None:
         read_mlreco_npz(tmp_path / "other.npz")
 
 
+@pytest.mark.real_data
 @pytest.mark.parametrize("k", range(1, 6))
-def test_larsoft_root_files(k: int) -> None:
+def test_larsoft_root_files(k: int, real_data: Callable[[str], Path]) -> None:
     uproot = pytest.importorskip("uproot")
-    path = _need(f"tfm_analyzeItOutput_R2-2_SR{k}-{k}.root")
+    path = real_data(f"tfm_analyzeItOutput_R2-2_SR{k}-{k}.root")
     events = read_larsoft_root(path)
     assert len(events) == 10  # README: 10 events per file
     raw = uproot.open(path)["ana/AnaTPCTree"].arrays(["EnDepE"], library="np")["EnDepE"]
@@ -97,9 +90,10 @@ def test_larsoft_root_files(k: int) -> None:
         assert e.vertices.shape == (1, 3) and (e.particles.pdg == 13).sum() == 1
 
 
-def test_jaxtpc_muon() -> None:
+@pytest.mark.real_data
+def test_jaxtpc_muon(real_data: Callable[[str], Path]) -> None:
     h5py = pytest.importorskip("h5py")
-    path = _need("jaxtpc_muon.h5")
+    path = real_data("jaxtpc_muon.h5")
     e = read_jaxtpc_h5(path)
     with h5py.File(path) as f:
         steps = f["pstep/lar_vol"][0]
@@ -130,8 +124,9 @@ def test_jaxtpc_group_where_a_dataset_belongs(tmp_path: Path) -> None:
         read_jaxtpc_h5(path)
 
 
-def test_larsoft_root_tree_that_is_a_directory() -> None:
+@pytest.mark.real_data
+def test_larsoft_root_tree_that_is_a_directory(real_data: Callable[[str], Path]) -> None:
     pytest.importorskip("uproot")
-    path = _need("tfm_analyzeItOutput_R2-2_SR1-1.root")
+    path = real_data("tfm_analyzeItOutput_R2-2_SR1-1.root")
     with pytest.raises(DataError, match=re.escape("'ana' is a ReadOnlyDirectory, not a TTree")):
         read_larsoft_root(path, tree="ana")

@@ -252,23 +252,6 @@ def _small_cfg() -> PointMAETokenizerConfig:
     )
 
 
-def test_embed_groups_reproduces_forward_and_uses_own_weights() -> None:
-    torch.manual_seed(0)
-    coord = torch.rand(300, 3) * 0.1
-    feat = torch.cat([coord, torch.rand(300, 1)], 1)
-    offset = torch.tensor([120, 300])
-    cfg = _small_cfg()
-    tok = PointMAETokenizer(cfg).eval()
-    tokens = tok(coord, feat, offset)
-    again = tok.embed_groups(coord, feat, tokens)
-    v = tokens.valid
-    assert torch.allclose(again.feat[v], tokens.feat[v], atol=1e-6)
-    assert torch.allclose(again.pos[v], tokens.pos[v], atol=1e-6)
-    assert torch.equal(again.group_idx, tokens.group_idx)
-    other = PointMAETokenizer(cfg).eval()  # different weights, same grouping
-    assert not torch.allclose(other.embed_groups(coord, feat, tokens).feat[v], tokens.feat[v])
-
-
 def test_tokens_do_not_depend_on_point_order() -> None:
     torch.manual_seed(0)
     # voxel-like data: points on a lattice, so C-NMS / ball-query ties really occur

@@ -6,6 +6,7 @@ Numbers are compared with the PDG liquid-argon tables and the formulas cited in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from nufm.sim.single import single_particle_deposits, track_profile
 
 NO_HADRONIC = replace(SimConfig(), proton_interaction_length_cm=1e9, pion_interaction_length_cm=1e9)
 MIP = 2.1  # MeV/cm
-JAXTPC = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "jaxtpc_muon.h5"
 
 
 def _per_cm(dep, instance: int = 0) -> np.ndarray:
@@ -196,12 +196,11 @@ def test_mu_minus_capture_fraction() -> None:
     assert n_michel / 100 == pytest.approx(1.0 - SimConfig().mu_minus_capture_prob, abs=0.12)
 
 
-def test_muon_dedx_against_geant4_sample() -> None:
-    if not JAXTPC.exists():
-        pytest.skip(f"Geant4 muon sample absent: {JAXTPC}")
+@pytest.mark.real_data
+def test_muon_dedx_against_geant4_sample(real_data: Callable[[str], Path]) -> None:
     import h5py
 
-    with h5py.File(JAXTPC, "r") as f:
+    with h5py.File(real_data("jaxtpc_muon.h5"), "r") as f:
         steps = f["pstep/lar_vol"][0]
     mu = steps[steps["track_id"] == 0]
     s_cm = np.cumsum(mu["dx"]) / 10.0  # dx is in mm

@@ -45,7 +45,7 @@ def test_gpu_presets_build_on_meta_device() -> None:
     n_mae_enc = sum(p.numel() for p in mae.encoder.vit.parameters())
     assert 20e6 < n_mae_enc < 23e6  # ViT-S blocks: 12 x 1.77 M
     n_panda = sum(p.numel() for p in panda.encoder.parameters())
-    assert 60e6 < n_panda < 120e6  # Panda-Base encoder, 90.8 M published (anchors 2.1)
+    assert 60e6 < n_panda < 120e6  # Panda-Base encoder, 90.8 M published (docs/references.md)
     assert hasattr(panda, "update_teacher") and hasattr(panda, "set_schedule")
 
 

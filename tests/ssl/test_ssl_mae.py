@@ -79,68 +79,15 @@ def test_mae_visible_encoding_is_batch_independent() -> None:
     torch.testing.assert_close(alone[0][vis], together[1, :G1][vis], atol=1e-5, rtol=1e-4)
 
 
-def test_mae_block_masking_hides_blocks_and_trains() -> None:
-    torch.manual_seed(0)
-    model = MaskedAutoencoder(_tiny(mask_block=0.03)).train()
-    batch = preprocessed_batch(2)
-    torch.manual_seed(5)
-    out = model(batch)
-    torch.manual_seed(5)
-    tokens = model.encoder.tokenize(batch)
-    from nufm.ssl.masking import block_token_mask
-
-    expected = block_token_mask(tokens.center, tokens.valid, 0.03, 0.6)
-    assert int(out.metrics["n_masked"]) == int(expected.sum())
-    assert 0 < int(out.metrics["n_masked"]) < int(out.metrics["n_tokens"])
-    out.loss.backward()
-    assert all(p.grad is not None for p in model.parameters())
-
-
-def test_mae_latent_term_trains_student_and_ema_teacher() -> None:
-    torch.manual_seed(0)
-    model = MaskedAutoencoder(_tiny(latent_weight=1.0)).train()
-    assert model.teacher_encoder is not None and not model.teacher_encoder.training
-    batch = preprocessed_batch(2)
-    out = model(batch)
-    assert {"latent", "target_std"} <= set(out.metrics)
-    assert float(out.metrics["latent"]) > 0
-    out.loss.backward()
-    for name, p in model.named_parameters():
-        if name.startswith("teacher_encoder."):
-            assert not p.requires_grad and p.grad is None, name
-        else:
-            assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
-    # targets are layer-normed per token: mean 0, variance 1 over the feature dimension
-    tokens = model.encoder.tokenize(batch)
-    target = model.latent_target(batch, tokens)[tokens.valid]  # (Qv, D)
-    assert torch.allclose(target.mean(1), torch.zeros(len(target)), atol=1e-5)
-    assert torch.allclose(target.var(1, unbiased=False), torch.ones(len(target)), atol=1e-3)
-    # EMA: momentum 0.5 moves the teacher halfway to the (changed) student
-    student = dict(model.encoder.named_parameters())
-    with torch.no_grad():
-        for p in student.values():
-            p.add_(1.0)
-    before = {n: p.clone() for n, p in model.teacher_encoder.named_parameters()}
-    model.update_teacher(0.5)
-    for n, p in model.teacher_encoder.named_parameters():
-        assert torch.allclose(p, 0.5 * before[n] + 0.5 * student[n])
-    # without the term there is no teacher, and update_teacher is a no-op
-    plain = MaskedAutoencoder(_tiny())
-    assert plain.teacher_encoder is None
-    plain.update_teacher(0.5)
-
-
 def _brute_chamfer(pred: np.ndarray, target: np.ndarray) -> float:
     d = ((pred[:, None] - target[None]) ** 2).sum(-1)  # (n, m) squared distances
     return float(d.min(1).mean() + d.min(0).mean())
 
 
-@pytest.mark.parametrize("with_energy", [False, True])
-def test_mae_context_loss_matches_brute_force(with_energy: bool) -> None:
+def test_mae_context_loss_matches_brute_force() -> None:
     """Each visible token's context target is every point of its event within the radius
-    (fewer than context_points here, so FPS keeps them all), in units of the radius (plus the
-    log-energy column); the loss is the mean Chamfer distance to the first n predicted points,
-    n = that count."""
+    (fewer than context_points here, so FPS keeps them all), in units of the radius; the loss
+    is the mean Chamfer distance to the first n predicted points, n = that count."""
     torch.manual_seed(0)
     R, M = 0.05, 48
     model = MaskedAutoencoder(
@@ -149,7 +96,6 @@ def test_mae_context_loss_matches_brute_force(with_energy: bool) -> None:
             context_radius=R,
             context_points=M,
             context_candidates=M,
-            context_with_energy=with_energy,
         )
     )
     assert model.context_head is not None
@@ -162,16 +108,13 @@ def test_mae_context_loss_matches_brute_force(with_energy: bool) -> None:
     center, center_offset = coord[rows], torch.tensor([2, 3])
     tok = torch.randn(3, model.cfg.encoder.vit.embed_dim, generator=gen, requires_grad=True)
     loss = model.context_loss(batch, center, center_offset, tok)
-    F = 4 if with_energy else 3
-    pred = model.context_head(tok).reshape(3, M, F).detach().numpy()
+    pred = model.context_head(tok).reshape(3, M, 3).detach().numpy()
     expected = []
     for q, r in enumerate(rows):
         lo, hi = (0, 40) if r < 40 else (40, 70)
         pts = coord[lo:hi].numpy()
         is_near = np.linalg.norm(pts - pts[r - lo], axis=1) < R
         target = (pts[is_near] - pts[r - lo]) / R
-        if with_energy:
-            target = np.concatenate([target, energy[lo:hi].numpy()[is_near, None]], axis=1)
         assert 1 <= len(target) <= M
         expected.append(_brute_chamfer(pred[q, : len(target)], target))
     assert float(loss.detach()) == pytest.approx(np.mean(expected), rel=1e-5)
@@ -194,9 +137,21 @@ def test_mae_context_term_in_the_step() -> None:
 def test_mae_config_validation() -> None:
     with pytest.raises(ValueError, match="context_points"):
         _tiny(context_weight=1.0, context_points=300, context_candidates=256)
-    with pytest.raises(ValueError, match="latent_blocks"):
-        _tiny(latent_weight=1.0, latent_blocks=3)
-    with pytest.raises(ValueError, match="mask_block"):
-        MAEConfig(mask_block=-1.0)
     with pytest.raises(ValueError, match="mask_ratio"):
         MAEConfig(mask_ratio=1.0)
+
+
+def test_config_saved_before_the_removed_options_still_loads() -> None:
+    from nufm.config import config_to_dict, objective_config_from_dict
+
+    old = config_to_dict(MAEConfig()) | {
+        "mask_block": 0.0,
+        "latent_weight": 0.0,
+        "latent_blocks": 3,
+        "context_with_energy": False,
+    }
+    assert objective_config_from_dict(old) == MAEConfig()
+    with pytest.raises(ValueError, match=r"latent_weight=1\.0 was removed"):
+        objective_config_from_dict(old | {"latent_weight": 1.0})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['mask_blocks'\]"):
+        objective_config_from_dict(old | {"mask_blocks": 0.0})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from nufm.ssl.masking import (
-    block_token_mask,
     compact_tokens,
     gather_tokens,
     grid_mask,
@@ -60,28 +59,6 @@ def test_grid_mask_hides_whole_cells_with_exact_count() -> None:
         sizes = torch.bincount(inv)
         assert bool(((hidden == 0) | (hidden == sizes)).all())  # a cell is all or nothing
         assert int((hidden > 0).sum()) == int(0.5 * len(cells))
-
-
-def test_block_token_mask_hides_whole_blocks_and_never_padding() -> None:
-    torch.manual_seed(1)
-    B, G, cell = 3, 40, 0.25
-    center = torch.rand(B, G, 3)
-    valid = torch.ones(B, G, dtype=torch.bool)
-    valid[0, 25:] = False
-    valid[2, 5:] = False
-    is_masked = block_token_mask(center, valid, cell, 0.6)
-    assert not bool(is_masked[~valid].any())
-    for b in range(B):
-        c = center[b, valid[b]]
-        key = torch.floor((c - c.min(0).values) / cell).long()
-        blocks, inv = torch.unique(key, dim=0, return_inverse=True)
-        hidden = torch.zeros(len(blocks), dtype=torch.long).index_add_(
-            0, inv, is_masked[b, valid[b]].long()
-        )
-        sizes = torch.bincount(inv)
-        assert bool(((hidden == 0) | (hidden == sizes)).all())  # a block is all or nothing
-        assert int((hidden > 0).sum()) == int(0.6 * len(blocks))
-        assert int((hidden == 0).sum()) >= 1  # something stays visible
 
 
 def test_compact_and_scatter_round_trip() -> None:

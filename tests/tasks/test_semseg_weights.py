@@ -13,5 +13,5 @@ def test_class_weightings_follow_pilarnet_counts() -> None:
         assert full[c] == pytest.approx(total / count)
         assert sqrt[c] == pytest.approx(math.sqrt(total / count))
     assert SemsegConfig(class_weighting="none").weights == (1.0,) * 5
-    # Michel is the rarest class: 0.65% of points (anchors 1.1)
+    # Michel is the rarest class: 0.65% of points (PILArNet-M v1, docs/references.md)
     assert max(range(5), key=lambda c: sqrt[c]) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -19,10 +20,6 @@ from nufm.viz import (
     save_figure,
 )
 from nufm.viz.colors import SEGMENT_COLORS, UNKNOWN_COLOR, energy_norm, make_coloring
-
-REAL_NPZ = (
-    Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "mlreco_tutorial_tracks.npz"
-)
 
 
 def tiny_event(
@@ -284,10 +281,9 @@ def _read_real(path: Path) -> Event:
     return read_mlreco_npz(path)
 
 
-def test_real_mlreco_event(tmp_path: Path) -> None:
-    if not REAL_NPZ.exists():
-        pytest.skip(f"real test file absent: {REAL_NPZ}")
-    ev = _read_real(REAL_NPZ)
+@pytest.mark.real_data
+def test_real_mlreco_event(tmp_path: Path, real_data: Callable[[str], Path]) -> None:
+    ev = _read_real(real_data("mlreco_tutorial_tracks.npz"))
     names, counts = np.unique(ev.segment, return_counts=True)
     expected = [f"{SEGMENT_COLORS[int(c)][0]} ({n})" for c, n in zip(names, counts, strict=False)]
     fig = display_event(ev, "segment")

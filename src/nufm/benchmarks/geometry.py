@@ -1,7 +1,7 @@
 """Benchmark of the geometry kernels: reference PyTorch path vs fast CPU path.
 
-Times (median of ``repeats``) the PoLAr-MAE tokenization pipeline (arXiv:2502.02558, anchors
-1.2, 5-voxel preset, coordinates in voxels) on one event of n points:
+Times (median of ``repeats``) the PoLAr-MAE tokenization pipeline (arXiv:2502.02558,
+5-voxel preset, coordinates in voxels) on one event of n points:
 
 * "pipeline_fps": FPS seeds (2048) -> C-NMS (radius 2 * 5 * 0.72 = 7.2, K 256, at most 512
   centers) -> ball query around the centers (radius 5, K 256, mode "first"); the paper-era and

@@ -24,7 +24,7 @@ import numpy as np
 
 from nufm.data.event import Event
 from nufm.data.lartpc import ENERGY_THRESHOLD_MEV
-from nufm.data.pilarnet import count_points, num_events, open_pilarnet, read_event
+from nufm.data.pilarnet import count_points, open_pilarnet, read_event
 
 log = logging.getLogger(__name__)
 
@@ -275,13 +275,3 @@ class PILArNetDataset:
         # attributes, after a failed __init__) may already be gone.
         with contextlib.suppress(Exception):
             self.close()
-
-    def total_events(self) -> int:
-        """Events in all files, before split and filters."""
-        return self.filter_report.n_total
-
-    @staticmethod
-    def count_events(path: str) -> int:
-        """Events in one file."""
-        with open_pilarnet(path) as f:
-            return num_events(f)

@@ -30,7 +30,7 @@ vertex of interaction id i.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -132,12 +132,3 @@ class Event:
     def with_fields(self, **updates) -> Event:
         """Return a copy with some fields replaced (validated again)."""
         return replace(self, **updates)
-
-
-def point_field_names(event: Event) -> list[str]:
-    """Names of the per-point fields that are set on ``event``."""
-    return [
-        f.name
-        for f in fields(event)
-        if f.name in POINT_FIELDS and getattr(event, f.name) is not None
-    ]

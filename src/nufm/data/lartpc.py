@@ -1,7 +1,7 @@
 """LArTPC (PILArNet-M) constants: the detector volume and the label codes.
 
 Everything LArTPC-specific lives here and in ``nufm.sim``; models and the packed batch never
-import it. Codes follow PILArNet-M (arXiv:2502.02558, anchors reference section 1.1).
+import it. Codes follow PILArNet-M (arXiv:2502.02558; docs/references.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Readers of small real simulated LArTPC samples into :class:`~nufm.data.event.Event`.
 
 These files come from the field's own simulation chains and are used for loader tests and
-sanity checks (``/work/shared/data/real/``, see its README; never copied into the project):
+sanity checks; they are not shipped with the repository (the tests marked ``real_data`` read
+them from ``$NUFM_REAL_DATA``):
 
 * :func:`read_mlreco_npz`: one PILArNet-style event of the lartpc_mlreco3d tutorials (the data
   of PILArNet, arXiv:2006.01993), already voxelised in the 768^3 cube.

@@ -1,8 +1,8 @@
 """Tiny, dependency-free fake LArTPC events for tests: straight tracks, blob showers, scatters.
 
 This is NOT the physics simulator (that is :mod:`nufm.sim`). It makes small, fully labelled
-:class:`~nufm.data.event.Event` records in the PILArNet-M voxel cube (arXiv:2502.02558, anchors
-section 1.1) fast enough for unit tests: every point has a semantic class, PID, particle
+:class:`~nufm.data.event.Event` records in the PILArNet-M voxel cube (arXiv:2502.02558;
+docs/references.md) fast enough for unit tests: every point has a semantic class, PID, particle
 (instance) and interaction id, and the particle table and interaction vertices are filled and
 consistent with the per-point labels.
 

@@ -1,6 +1,6 @@
 """Event transforms (``Event -> Event``) and the preprocessing contract :class:`Preprocess`.
 
-Preprocessing follows PoLAr-MAE (arXiv:2502.02558, anchors section 1.1): energy threshold
+Preprocessing follows PoLAr-MAE (arXiv:2502.02558; docs/references.md): energy threshold
 0.13 MeV, optional removal of low-energy scatters, coordinates centred on 384 and divided by
 768*sqrt(3)/2 (the cube fits in the unit ball), energies log-scaled to [-1, 1] with
 ``2*(log10(x+eps)-log10(eps))/(log10(eps+emax)-log10(eps))-1`` (eps 0.01, emax 20 MeV).

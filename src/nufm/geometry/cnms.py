@@ -1,6 +1,6 @@
 """Centrality non-maximum suppression (C-NMS) of candidate token centers.
 
-PoLAr-MAE's volumetric tokenizer (Young et al., arXiv:2502.02558, anchors 1.2 step 2) picks
+PoLAr-MAE's volumetric tokenizer (Young et al., arXiv:2502.02558; docs/references.md) picks
 token centers by C-NMS: every candidate is scored by its neighbour count within ``radius``
 (ball query, first K in candidate order, so the score is capped at K); candidates are visited
 in descending score (ties: lower row first); a visited candidate not yet suppressed is kept

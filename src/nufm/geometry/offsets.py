@@ -15,11 +15,6 @@ def offset_to_counts(offset: Tensor) -> Tensor:
     return torch.diff(offset, prepend=offset.new_zeros(1))
 
 
-def counts_to_offset(counts: Tensor) -> Tensor:
-    """(B,) points per event -> (B,) exclusive ends."""
-    return torch.cumsum(counts, 0)
-
-
 def offset_to_batch_index(offset: Tensor) -> Tensor:
     """(B,) offsets -> (N,) int64 event index of every point."""
     counts = offset_to_counts(offset)

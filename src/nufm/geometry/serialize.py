@@ -251,7 +251,7 @@ class PatchPadding(NamedTuple):
 
 
 def patch_padding(offset: Tensor, patch_size: int) -> PatchPadding:
-    """PTv3 patch padding (Wu et al., arXiv:2312.10035; anchors 2.2 "Patches").
+    """PTv3 patch padding (Wu et al., arXiv:2312.10035; docs/references.md).
 
     An event of n points with n > K is padded to ceil(n/K)*K: slots past n in the last patch take
     the rows at the same positions of the previous patch

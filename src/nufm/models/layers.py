@@ -2,7 +2,7 @@
 self/cross attention and the pre-norm transformer block.
 
 The transformer follows ViT (arXiv:2010.11929) as used by Point-MAE / PoLAr-MAE
-(arXiv:2502.02558, anchors 1.4) with one deliberate difference: normalisation is the standard
+(arXiv:2502.02558; docs/references.md) with one deliberate difference: normalisation is the standard
 per-token ``nn.LayerNorm``, not PoLAr-MAE's batch-global ``MaskedLayerNorm``, so an event's
 outputs never depend on the other events in its batch.
 """

@@ -1,5 +1,5 @@
 """Perceiver-IO multi-stream fusion block (Perceiver IO arXiv:2107.14795; used as the latent
-bottleneck that fuses the FASERCal sub-detector streams, arXiv:2604.07037, anchors 5).
+bottleneck that fuses the FASERCal sub-detector streams, arXiv:2604.07037; docs/references.md).
 
 Owns :class:`PerceiverConfig` and :class:`PerceiverIO`. Learned latents cross-attend to several
 padded token streams, each projected to the latent width and tagged with a learned stream

@@ -1,6 +1,6 @@
 """Point Transformer V3 encoder-decoder over packed points, without spconv (PTv3
-arXiv:2312.10035; Sonata arXiv:2503.16429; as configured by Panda arXiv:2512.01324, anchors
-2.1-2.2 and 3).
+arXiv:2312.10035; Sonata arXiv:2503.16429; as configured by Panda arXiv:2512.01324;
+docs/references.md).
 
 Owns :class:`PTv3Config`, :class:`PTv3Output` and :class:`PTv3`: a U-Net of serialized-attention
 stages. Each stage serializes its voxels along space-filling curves (orders shuffled per forward
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import ClassVar, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -33,16 +33,18 @@ Order = Literal["z", "z-trans", "hilbert", "hilbert-trans"]
 
 @dataclass(frozen=True, kw_only=True)
 class PTv3Config:
-    """Serialized point transformer (defaults: Panda-Base encoder + semseg decoder, anchors 2.1)."""
+    """Serialized point transformer (defaults: Panda-Base encoder + semseg decoder)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {"shuffle_orders": True}
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
 
     in_channels: int = 4
     """Channels C of ``PointBatch.feat``."""
     grid_size: float = 0.001
     """Voxel size of stage 0 in coordinate units, used when the batch has no ``grid_coord``."""
     order: tuple[Order, ...] = ("hilbert", "hilbert-trans", "z", "z-trans")
-    """Space-filling curves; block i of a stage uses order i % len(order)."""
-    shuffle_orders: bool = True
-    """Randomly permute the orders per forward and stage in training (never in eval)."""
+    """Space-filling curves; block i of a stage uses order i % len(order). In training the orders
+    are randomly permuted per forward and stage (never in eval)."""
     serialization_depth: int = 16
     """Bits per axis of the stage-0 curve codes; stage s uses this minus log2 of the product of
     the strides so far. Fixed (not adaptive), so codes never depend on batch composition."""
@@ -162,7 +164,7 @@ class _Level:
 
 
 def make_patch_plan(order: Tensor, inverse: Tensor, offset: Tensor, patch_size: int) -> _PatchPlan:
-    """Patch plan of one order with the PTv3 padding rule (anchors 2.2).
+    """Patch plan of one order with the PTv3 padding rule (arXiv:2312.10035).
 
     Args:
         order: (N,) int64 point row at each serialized position.
@@ -322,7 +324,7 @@ class PTv3(nn.Module):
 
     def _orders(self) -> list[str]:
         orders: list[str] = list(self.cfg.order)
-        if self.training and self.cfg.shuffle_orders:
+        if self.training:
             perm = torch.randperm(len(orders)).tolist()
             orders = [orders[j] for j in perm]
         return orders

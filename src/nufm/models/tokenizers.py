@@ -1,32 +1,19 @@
-"""PoLAr-MAE volumetric tokenizer (arXiv:2502.02558, anchors 1.2-1.3; Point-MAE arXiv:2203.06604).
+"""PoLAr-MAE volumetric tokenizer (arXiv:2502.02558; Point-MAE arXiv:2203.06604; see
+docs/references.md).
 
 Owns :class:`PointMAETokenizerConfig`, :data:`TOKENIZER_PRESETS`, the :class:`Tokens` output,
 :class:`MiniPointNet`, :class:`PointMAETokenizer` and the grouping helpers
-(:func:`ball_group`, :func:`fps_in_groups`, :func:`gather_groups`).
-
-Pipeline per batch (no Python loop over events):
-
-1. Candidate centres: every point (PoLAr-MAE main since PR #3) or ``num_init_groups`` FPS seeds
-   per event (paper-era default, 2048).
-2. Centrality NMS over the candidates (radius ``2 * r * overlap_factor``), keeping at most
-   ``context_length`` centres per event; the overflow is counted in ``Tokens.n_dropped`` and
-   logged once.
-3. Ball query of radius r around each centre for ``group_upscale_points`` nearest points, then
-   reduction to ``group_max_points`` by farthest-point sampling inside each group (vectorized over
-   groups, starting from the point nearest the centre) or by keeping the nearest ones.
-4. Points relative to their centre, divided by r; input per point = (rel xyz, feat).
-5. Mini-PointNet (fp32 even under autocast, as PoLAr-MAE) with masked max pooling over valid
-   points; only valid points are pushed through its MLPs. Normalisation is per-point
-   ``LayerNorm`` instead of PoLAr-MAE's MaskedBatchNorm: it needs no running statistics, behaves
-   the same in train and eval, and an event's tokens never depend on the rest of the batch.
-6. Positional embedding of the centres: Linear(3, 128) -> GELU -> Linear(128, D).
+(:func:`ball_group`, :func:`fps_in_groups`, :func:`gather_groups`, :func:`canonical_order`):
+centres by centrality NMS, groups by ball query reduced by FPS, a mini-PointNet of
+``((xyz - centre) / r, feat)`` per group and an MLP position embedding of the centre. The
+pipeline step by step, and where it differs from PoLAr-MAE: docs/objectives.md, section 1.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -39,12 +26,19 @@ from nufm.geometry.offsets import offset_to_batch_index, pad
 log = logging.getLogger(__name__)
 
 VOXELS_PER_UNIT = 665.1
-"""PILArNet normalisation: 1 normalised unit = 665.1 voxels (anchors 1.1)."""
+"""PILArNet-M normalisation: 1 normalised unit = 665.1 voxels (arXiv:2502.02558)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class PointMAETokenizerConfig:
     """Centre selection, grouping and mini-PointNet embedding (defaults: PoLAr-MAE 5 voxel)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {
+        "reduction": "fps",
+        "rescale_by_group_radius": True,
+        "random_fps_start_in_training": True,
+    }
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
 
     in_channels: int = 1
     """Channels C of ``PointBatch.feat`` appended to the relative xyz of every point."""
@@ -56,8 +50,6 @@ class PointMAETokenizerConfig:
     """Points per token K after reduction."""
     group_upscale_points: int = 256
     """Neighbours gathered by the ball query before reduction to ``group_max_points``."""
-    reduction: Literal["fps", "nearest"] = "fps"
-    """How to reduce the upscaled group: farthest-point sampling or the nearest points."""
     overlap_factor: float = 0.72
     """C-NMS suppression radius is ``2 * group_radius * overlap_factor``."""
     num_init_groups: int | None = None
@@ -66,10 +58,6 @@ class PointMAETokenizerConfig:
     """Neighbour-list cap of the C-NMS ball query (256 on PoLAr-MAE main, 2048 paper-era)."""
     context_length: int = 512
     """Maximum tokens per event; extra C-NMS centres are dropped and counted."""
-    rescale_by_group_radius: bool = True
-    """Divide relative coordinates by ``group_radius`` (PointNeXt-style)."""
-    random_fps_start_in_training: bool = True
-    """FPS seeding starts at a random point in training mode (first point in eval)."""
     pointnet_dims: tuple[int, int, int] = (128, 256, 512)
     """Mini-PointNet widths: first MLP hidden, first MLP out (pooled), second MLP hidden."""
     pos_hidden: int = 128
@@ -103,7 +91,7 @@ TOKENIZER_PRESETS: dict[str, PointMAETokenizerConfig] = {
         context_length=1024,
     ),
 }
-"""PoLAr-MAE tokenizer presets (anchors 1.2)."""
+"""PoLAr-MAE tokenizer presets (arXiv:2502.02558)."""
 
 
 @dataclass
@@ -225,19 +213,17 @@ def ball_group(
     radius: float,
     candidates: int,
     k: int,
-    reduction: Literal["fps", "nearest"] = "fps",
 ) -> Tensor:
     """Up to ``k`` points of the same event within ``radius`` of every centre.
 
     The ``candidates`` nearest points in the ball (:func:`ball_query`, "nearest" mode) are
     reduced to ``k`` by farthest-point sampling seeded at the nearest one
-    (:func:`fps_in_groups`) or by keeping the nearest ``k``.
+    (:func:`fps_in_groups`).
 
     Args:
         center: (Q, 3) centres, event-major; center_offset: (B,) their event ends.
         coord: (N, 3) packed points (same dtype as ``center``); offset: (B,) event ends.
         radius: ball radius; candidates: neighbours gathered first (>= k); k: kept.
-        reduction: "fps" or "nearest".
 
     Returns:
         (Q, k) int64 global rows of ``coord``, -1 in empty slots (filled slots first).
@@ -246,14 +232,8 @@ def ball_group(
         center, center_offset, coord, offset, radius, candidates, mode="nearest"
     )  # (Q, Ku)
     if candidates > k:
-        match reduction:
-            case "fps":
-                slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0, k)  # (Q, k)
-                idx = torch.gather(idx, 1, slots)
-            case "nearest":
-                idx = idx[:, :k]
-            case _:
-                raise ValueError(f"ball_group: unknown reduction {reduction!r}")
+        slots = fps_in_groups(coord[idx.clamp(min=0)], idx >= 0, k)  # (Q, k)
+        idx = torch.gather(idx, 1, slots)
     return idx
 
 
@@ -315,7 +295,7 @@ class PointMAETokenizer(nn.Module):
         cfg = self.cfg
         N = coord.shape[0]
         if cfg.num_init_groups is not None:
-            start = "random" if (self.training and cfg.random_fps_start_in_training) else "first"
+            start = "random" if self.training else "first"
             cand_row, cand_offset = farthest_point_sampling(
                 coord, offset, cfg.num_init_groups, start=start
             )
@@ -347,7 +327,6 @@ class PointMAETokenizer(nn.Module):
             cfg.group_radius,
             cfg.group_upscale_points,
             cfg.group_max_points,
-            cfg.reduction,
         )  # (Q, K)
         return center_row, center_offset, idx, n_dropped
 
@@ -403,36 +382,11 @@ class PointMAETokenizer(nn.Module):
         cfg = self.cfg
         point_valid = group_idx >= 0  # (Q, K)
         rel = gather_groups(coord, group_idx) - center[:, None]  # (Q, K, 3)
-        if cfg.rescale_by_group_radius:
-            rel = rel / cfg.group_radius
+        rel = rel / cfg.group_radius
         x = torch.cat([rel, gather_groups(feat, group_idx)], dim=-1)  # (Q, K, 3 + C)
         x = x * point_valid[..., None].to(x.dtype)
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.pointnet(x.float(), point_valid)  # (Q, D)
-
-    def embed_groups(self, coord: Tensor, feat: Tensor, tokens: Tokens) -> Tokens:
-        """Re-embed the groups of existing ``tokens`` with this tokenizer's weights.
-
-        The grouping (centres, members) is kept; only ``feat`` and ``pos`` are recomputed, so
-        an EMA teacher sees exactly the student's tokens. Equal to :meth:`forward` when
-        ``tokens`` came from this tokenizer on the same points.
-
-        Args:
-            coord: (N, 3) the packed coordinates ``tokens.group_idx`` points into.
-            feat: (N, C) the packed features.
-            tokens: from :meth:`forward` (of this or a same-config tokenizer).
-        """
-        tok = self.embed(
-            coord, feat, tokens.center[tokens.valid], tokens.group_idx[tokens.valid]
-        )  # (Qv, D)
-        out = tok.new_zeros(*tokens.valid.shape, tok.shape[-1])  # (B, G, D)
-        out[tokens.valid] = tok
-        return replace(tokens, feat=out, pos=self.pos_embed(tokens.center))
-
-
-def tokens_per_event(tokens: Tokens) -> Tensor:
-    """(B,) int64 number of valid tokens per event."""
-    return tokens.valid.sum(1)
 
 
 __all__ = [
@@ -445,5 +399,4 @@ __all__ = [
     "canonical_order",
     "fps_in_groups",
     "gather_groups",
-    "tokens_per_event",
 ]

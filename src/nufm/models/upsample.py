@@ -1,5 +1,5 @@
 """Token-to-point feature propagation (PointNet++ FP layer, arXiv:1706.02413; used by PoLAr-MAE
-segmentation, arXiv:2502.02558 anchors 1.7).
+segmentation, arXiv:2502.02558; docs/references.md).
 
 Owns :class:`FeaturePropagation`: token features are interpolated to every point by
 inverse-distance weighting over the k nearest valid token centres of the same event, concatenated

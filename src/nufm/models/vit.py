@@ -1,5 +1,5 @@
-"""ViT encoder over padded point tokens (Point-MAE / PoLAr-MAE style, arXiv:2502.02558, anchors
-1.4; ViT arXiv:2010.11929).
+"""ViT encoder over padded point tokens (Point-MAE / PoLAr-MAE style, arXiv:2502.02558;
+ViT arXiv:2010.11929; docs/references.md).
 
 Owns :class:`ViTConfig`, the named size presets :data:`VIT_PRESETS` and :class:`ViT`. Blocks are
 pre-norm with per-token ``nn.LayerNorm`` (not PoLAr-MAE's batch-global MaskedLayerNorm, which makes
@@ -58,7 +58,7 @@ VIT_PRESETS: dict[str, ViTConfig] = {
     "vit-small": ViTConfig(embed_dim=384, depth=12, num_heads=6),
     "vit-base": ViTConfig(embed_dim=768, depth=12, num_heads=12),
 }
-"""PoLAr-MAE sizes (anchors 1.4)."""
+"""PoLAr-MAE sizes (arXiv:2502.02558)."""
 
 
 @dataclass

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 PILARNET_CLASS_FRACTIONS = (0.368, 0.389, 0.0065, 0.0176, 0.219)
 """Point shares of shower, track, Michel, delta, low-energy in PILArNet-M v1 (PoLAr-MAE class
-weights, anchors section 1.1)."""
+weights, arXiv:2502.02558; docs/references.md)."""
 PDG_MUON_CSDA = (
     np.array([10, 14, 20, 30, 40, 80, 100, 140, 200, 300, 400, 800, 1000, 1400, 2000.0]),
     np.array(

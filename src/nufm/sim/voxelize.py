@@ -71,7 +71,7 @@ def voxelize_deposits(
         outside the cube (particles leaving the volume), which are not voxelized.
     """
     keys, piece_e, n_outside = _pieces(dep, n_dep, n_labels, voxel_cm, n_vox)
-    order = np.argsort(keys, kind="quicksort")  # numpy's C sort: ~5x faster than numba's
+    order = np.argsort(keys, kind="quicksort")  # numpy's C sort beats numba's here
     index, energy, label = _reduce(keys, piece_e, order, n_labels, n_vox)
     return index, energy, label, n_outside
 

@@ -1,39 +1,15 @@
-"""Multi-view prototype self-distillation: Sonata (Wu et al. 2025, arXiv:2503.16429) as used by
-Panda (arXiv:2512.01324) for LArTPC pretraining (anchors 2.3).
+"""Multi-view prototype self-distillation: Sonata (arXiv:2503.16429) as used by Panda
+(arXiv:2512.01324) for LArTPC pretraining; see docs/references.md.
 
-Owns :class:`DistillConfig`, :class:`PrototypeHead` and :class:`SelfDistillation`.
+Owns :class:`DistillConfig`, :class:`PrototypeHead` and :class:`SelfDistillation`: the student
+sees grid-masked global views and local views, an EMA teacher the unmasked global views; points
+of two views are paired by nearest pre-augmentation coordinate and, with q the teacher's
+Sinkhorn-Knopp targets and s the student's prototype scores,
 
-One step, per batch (views from :mod:`nufm.ssl.views`):
+    CE(i, j)  = -sum_p q_j,p log softmax(s_i / tau_s)_p        (mean per event, then over events)
+    loss      = w_mask * mask + w_roll * roll_mask + w_unmask * unmask     (Sonata: 2/8, 2/8, 4/8)
 
-1. Cut ``num_global`` global and ``num_local`` local views of every event; augment each.
-2. Grid-mask the student's global views (cells of side ``mask_size``, a ``mask_ratio`` fraction
-   hidden, :func:`nufm.ssl.masking.grid_mask`): hidden points get the encoder's mask token at the
-   stem and a small coordinate jitter.
-3. Student encoder on masked global and local views; EMA teacher (eval mode, no drop-path, no
-   gradients) on the unmasked global views. Features are per point: PTv3 (``enc_mode``)
-   up-casts its stages; a token ViT (masked tokens get its mask token, iBOT-style) has its
-   token features interpolated to the points without parameters, the same features its linear
-   probe reads.
-4. Prototype heads (MLP -> L2 norm -> cosine to P unit prototypes): a ``mask_head`` for the
-   mask and roll-mask losses and an ``unmask_head`` for the unmask loss, each with an EMA copy.
-5. Teacher targets: Sinkhorn-Knopp (3 iterations, temperature ``tau_t``), no centering.
-6. Points of two views are paired by nearest original (pre-augmentation) coordinate within
-   ``match_max_r``; the loss of a pair is ``-sum_p q_t log softmax(s / tau_s)``, averaged per
-   event and then over events:
-   * mask: masked global view v against the teacher on the same view (identity pairs);
-   * roll-mask: masked global view v against the teacher on global view (v + 1) mod Vg;
-   * unmask: every local view against the teacher on the major (first) global view.
-   ``loss = w_mask * mask + w_roll * roll_mask + w_unmask * unmask`` (Sonata: 2/8, 2/8, 4/8).
-
-Schedules: the loop calls ``update_teacher(momentum)`` after each optimizer step and
-``set_schedule(progress)`` (progress in [0, 1]) before each step; ``tau_t`` warms up linearly
-0.04 -> 0.07 and ``mask_size`` / ``mask_ratio`` follow a cosine warm-up over the first
-``schedule_warmup`` of training, then stay constant.
-
-Collapse metrics: ``teacher_entropy`` (mean entropy of the targets; 0 = one-hot),
-``proto_entropy`` (entropy of the batch-mean target; log P = all prototypes used),
-``kl`` (mean KL(teacher || student) of the mask pairs) and ``feat_std`` (per-dimension std of
-the L2-normalised student features, times sqrt(D); ~1 healthy, -> 0 collapsed).
+The views, pairs, schedules and collapse metrics are described in docs/objectives.md, section 2.
 """
 
 from __future__ import annotations
@@ -60,13 +36,13 @@ from nufm.step import StepOutput
 
 
 def _default_encoder() -> PTv3Config:
-    """Panda-Base encoder in pretraining mode (anchors 2.1)."""
+    """Panda-Base encoder in pretraining mode (arXiv:2512.01324)."""
     return PTv3Config(enc_mode=True, mask_token=True, layer_scale=1e-5)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DistillConfig:
-    """Sonata/Panda self-distillation (defaults: Panda pretraining, anchors 2.3)."""
+    """Sonata/Panda self-distillation (defaults: Panda pretraining, arXiv:2512.01324)."""
 
     name: Literal["distill"] = "distill"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""

@@ -1,36 +1,23 @@
-"""Autoregressive forecasting along a space-filling curve, after FM4NPP (arXiv:2508.14087,
-anchors 4).
+"""Autoregressive forecasting along a space-filling curve, after FM4NPP (arXiv:2508.14087;
+docs/references.md).
 
 Owns :class:`ForecastConfig`, :class:`Patches`, :class:`CausalBlock`,
-:class:`SerializedPatchEncoder` and :class:`Forecaster`.
+:class:`SerializedPatchEncoder` and :class:`Forecaster`: every event is serialized along a
+Hilbert curve and cut into patches of ``patch_points`` points; a causal transformer over the
+patches predicts, from patch t, the points X_{t+1} of patch t + 1 relative to the centre c_t
+of patch t (in units of ``target_scale``):
 
-FM4NPP sorts TPC hits from the inside out (by radius, then coarse voxels) and trains a causal
-Mamba to predict, at hit t, the coordinates of the k = 30 nearest *later* hits of hit t + 1
-(masked MSE with a fixed neighbour order). LArTPC events have no natural radial order, so here:
+    loss = mean over pairs (t, t+1) of Chamfer(X^_t, (X_{t+1} - c_t) / target_scale)
 
-1. Every event is serialized along a space-filling curve of its voxel grid
-   (:func:`nufm.geometry.serialize.serialization_order`, Hilbert by default; fixed depth, so an
-   event's order never depends on its batch mates) and cut into contiguous patches of
-   ``patch_points`` points (the last patch of an event may be shorter).
-2. A mini-PointNet embeds each patch (points relative to the patch centre, divided by
-   ``target_scale``, plus ``feat``); a learned MLP embeds the centre.
-3. A causal pre-norm transformer (:class:`CausalBlock`: the ViT ``Block`` with a causal plus
-   key-validity attention mask) runs over the patches of each event.
-4. From position t, ``head`` predicts the ``patch_points`` points of patch t + 1 relative to
-   the centre of patch t (in units of ``target_scale``). Loss: Chamfer distance to the true
-   points of patch t + 1 (predicted set truncated to the true count), averaged over all
-   (t, t + 1) pairs of the batch. A set loss replaces FM4NPP's ordered MSE because points
-   within a patch have no canonical order once the curve leaves the radial sweep.
-
-Metric ``copy_baseline``: the Chamfer distance obtained by predicting patch t + 1 as a copy of
-patch t (both relative to centre t); the model must go below it to have learned anything
-beyond "more of the same here".
+with X^_t truncated to |X_{t+1}|. Metric ``copy_baseline`` is the same loss for the forecast
+"patch t + 1 looks like patch t". Step by step, and how it differs from FM4NPP:
+docs/objectives.md, section 3.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,12 +34,15 @@ from nufm.ssl.losses import masked_chamfer
 from nufm.step import StepOutput
 
 VOXEL = 1.0 / 665.1
-"""One PILArNet voxel in normalised coordinate units (anchors 1.1)."""
+"""One PILArNet-M voxel in normalised coordinate units (arXiv:2502.02558)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class ForecastConfig:
     """Next-patch forecasting (defaults: a ~FM4NPP-5M-sized transformer)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {"squared_chamfer": True}
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
 
     name: Literal["forecast"] = "forecast"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
@@ -82,8 +72,6 @@ class ForecastConfig:
     """Maximum stochastic-depth rate."""
     pointnet_dims: tuple[int, int, int] = (128, 256, 512)
     """Mini-PointNet widths of the patch embedding."""
-    squared_chamfer: bool = True
-    """Squared Euclidean point distance in the Chamfer loss."""
 
     def __post_init__(self) -> None:
         if self.patch_points < 1 or self.max_patches < 2:
@@ -235,11 +223,11 @@ class Forecaster(nn.Module):
         target = (gather_groups(batch.coord, nxt) - center[:, None]) / cfg.target_scale
         pred = self.head(src).reshape(Q, P, 3)  # (Q, P, 3)
         pred_valid = torch.arange(P, device=pred.device) < target_valid.sum(1)[:, None]
-        cd = masked_chamfer(pred, pred_valid, target, target_valid, cfg.squared_chamfer)
+        cd = masked_chamfer(pred, pred_valid, target, target_valid)
         chamfer = cd.sum() / max(Q, 1)
         with torch.no_grad():
             copy = (gather_groups(batch.coord, cur) - center[:, None]) / cfg.target_scale
-            copy_cd = masked_chamfer(copy, cur >= 0, target, target_valid, cfg.squared_chamfer)
+            copy_cd = masked_chamfer(copy, cur >= 0, target, target_valid)
         metrics = {
             "chamfer": chamfer.detach(),
             "copy_baseline": copy_cd.sum() / max(Q, 1),

@@ -15,21 +15,20 @@ from torch import Tensor
 
 
 def masked_chamfer(
-    pred: Tensor, pred_valid: Tensor, target: Tensor, target_valid: Tensor, squared: bool = True
+    pred: Tensor, pred_valid: Tensor, target: Tensor, target_valid: Tensor
 ) -> Tensor:
     """Symmetric Chamfer distance of Q pairs of padded point sets.
 
     ``cd = mean_{x in X} min_{y in Y} d(x, y) + mean_{y in Y} min_{x in X} d(x, y)`` with X the
     valid predicted points and Y the valid target points; ``d`` is the squared Euclidean
-    distance (pytorch3d default) or the Euclidean distance when ``squared=False``. Padding slots
-    of either set never contribute. Pairs where either set is empty give 0.
+    distance (pytorch3d default). Padding slots of either set never contribute. Pairs where
+    either set is empty give 0.
 
     Args:
         pred: (Q, K1, F) float predicted points.
         pred_valid: (Q, K1) bool, True = real predicted point.
         target: (Q, K2, F) float target points.
         target_valid: (Q, K2) bool, True = real target point.
-        squared: squared (True) or plain Euclidean point distance.
 
     Returns:
         (Q,) float Chamfer distance per pair.
@@ -41,8 +40,6 @@ def masked_chamfer(
         )
     diff = pred[:, :, None, :] - target[:, None, :, :]  # (Q, K1, K2, F)
     d = diff.square().sum(-1)  # (Q, K1, K2)
-    if not squared:
-        d = (d + 1e-12).sqrt()
     pair_valid = pred_valid[:, :, None] & target_valid[:, None, :]  # (Q, K1, K2)
     big = torch.finfo(d.dtype).max
     d = d.masked_fill(~pair_valid, big)
@@ -86,7 +83,7 @@ def soft_cross_entropy(student_logits: Tensor, target: Tensor, temperature: floa
 
 @torch.no_grad()
 def sinkhorn_knopp(logits: Tensor, temperature: float, n_iters: int = 3) -> Tensor:
-    """Sinkhorn-Knopp targets (SwAV arXiv:2006.09882; DINOv2 / Sonata teacher, anchors 2.3).
+    """Sinkhorn-Knopp targets (SwAV arXiv:2006.09882; the Sonata teacher, arXiv:2503.16429).
 
     Alternately normalises ``exp(logits / temperature)`` so that every prototype gets the same
     total mass and every sample a distribution. Under ``torch.distributed`` the sums (and the

@@ -1,59 +1,26 @@
-"""Masked autoencoding of point tokens: PoLAr-MAE (arXiv:2502.02558, anchors 1.4-1.6), after
-Point-MAE (arXiv:2203.06604) and MAE (arXiv:2111.06377).
+"""Masked autoencoding of point tokens: PoLAr-MAE (arXiv:2502.02558), after Point-MAE
+(arXiv:2203.06604) and MAE (arXiv:2111.06377); see docs/references.md.
 
-Owns :class:`MAEConfig`, :class:`EnergyInfillHead` and :class:`MaskedAutoencoder`.
+Owns :class:`MAEConfig`, :class:`EnergyInfillHead` and :class:`MaskedAutoencoder`: hide
+``int(mask_ratio * n_valid)`` random tokens per event, encode the visible ones, decode every
+token and, at hidden tokens, reconstruct the group's points and infill their energies. The
+optional context term (``context_weight > 0``, this project's addition) asks each visible
+token's encoder output alone for the points within ``context_radius`` of its centre.
 
-One step, per batch:
+    loss    = chamfer_weight * chamfer + energy_weight * energy + context_weight * context
+    chamfer = mean_g [mean_{x in X^} min_{y in X} |x-y|^2 + mean_{y in X} min_{x in X^} |x-y|^2]
 
-1. Tokenize (``TokenViTEncoder.tokenize``): C-NMS centres, ball-query groups of K points.
-2. Hide ``int(mask_ratio * n_valid)`` random valid tokens per event (padding never masked),
-   or, with ``mask_block > 0``, every token in a random ``mask_ratio`` of the occupied cubes of
-   side ``mask_block`` (block masking, :func:`nufm.ssl.masking.block_token_mask`).
-3. The encoder runs on the visible tokens only, packed to the front of a shorter sequence
-   (MAE-style compaction; PoLAr-MAE instead keeps the full sequence with an attention mask,
-   which gives the same visible outputs at a higher cost).
-4. A light ViT decoder sees encoder outputs at visible tokens and a learned ``mask_token`` at
-   hidden ones, plus its own positional embedding of every centre, re-added at every block.
-5. ``point_head`` predicts K points per hidden token (xyz relative to the centre in units of the
-   group radius, optionally also the energy); loss = Chamfer distance to the group's true valid
-   points, with the predicted set truncated to the true count (PoLAr-MAE's pytorch3d call).
-6. Energy infilling: given the true relative xyz of each hidden group, predict the log-energy
-   feature of every point; MSE over valid points. PoLAr-MAE uses an "equivariant" mini-PointNet
-   plus a sinusoidal slot embedding and a Conv1d per slot; :class:`EnergyInfillHead` is the
-   simpler permutation-equivariant form (per-point MLP + max-pooled group context + the decoder
-   token), documented in docs/objectives.md.
-
-7. Optional latent prediction (``latent_weight > 0``, data2vec 2.0, arXiv:2212.07525): an EMA
-   teacher copy of the encoder sees *all* tokens (the student's grouping, re-embedded with the
-   teacher's weights); its target per token is the mean of its last ``latent_blocks`` block
-   outputs, each layer-normed (no affine), then layer-normed again (data2vec,
-   arXiv:2202.03555). A linear head on the decoder output regresses that target at hidden
-   tokens (MSE). Reconstructing points is mostly solvable from the hidden tokens' centres,
-   which the decoder is given; a target in feature space is not, so the term is meant to push
-   semantics into the encoder. At CPU scale it did not (docs/objectives.md, measured).
-
-8. Optional context reconstruction (``context_weight > 0``, this project's addition): from the
-   encoder output of each *visible* token alone, a per-token MLP (``context_head``, no
-   attention, no positions of hidden tokens) predicts ``context_points`` points sampled by FPS
-   from every point of the event within ``context_radius`` of the token's centre, hidden
-   ones included, in units of that radius (with ``context_with_energy``, also their log
-   energies: a 4-D Chamfer); Chamfer loss as in step 5. The decoder of step 4
-   is told where the hidden tokens are, and their centres already trace the tracks; here
-   nothing but the encoder's own output at a token is available, so that output has to
-   describe the wider neighbourhood (where a track continues, how a shower spreads, whether
-   the deposit is isolated), which is what a linear probe on encoder features reads.
-
-``loss = chamfer_weight * chamfer + energy_weight * energy + latent_weight * latent
-+ context_weight * context`` (PoLAr-MAE: 1, 1 and no latent or context term).
+over hidden groups g, X^ the first |X| predicted points; ``energy`` is the MSE of the log energy
+over the hidden groups' valid points. The step-by-step description, the comparison
+with PoLAr-MAE and the measurements are in docs/objectives.md, section 1.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
@@ -66,10 +33,8 @@ from nufm.models.tokenizers import (
     gather_groups,
 )
 from nufm.models.vit import ViT, ViTConfig
-from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import masked_chamfer, masked_mse
 from nufm.ssl.masking import (
-    block_token_mask,
     compact_tokens,
     gather_tokens,
     random_token_mask,
@@ -90,7 +55,18 @@ def _default_decoder() -> ViTConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class MAEConfig:
-    """Masked autoencoder (defaults: PoLAr-MAE ViT-S, anchors 1.4-1.5)."""
+    """Masked autoencoder (defaults: PoLAr-MAE ViT-S, arXiv:2502.02558)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {
+        "mask_block": 0.0,
+        "latent_weight": 0.0,
+        "latent_blocks": None,
+        "context_with_energy": False,
+        "squared_chamfer": True,
+    }
+    """Options removed after commit 26beabe (the measured ones: docs/objectives.md) -> the value
+    that means what the code does now (None: any value, it had no effect); a saved config
+    carrying them at that value still loads (``nufm.config``)."""
 
     name: Literal["mae"] = "mae"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
@@ -99,12 +75,7 @@ class MAEConfig:
     decoder: ViTConfig = field(default_factory=_default_decoder)
     """Light decoder over all tokens (its width may differ from the encoder's)."""
     mask_ratio: float = 0.6
-    """Fraction of each event's valid tokens (or, with ``mask_block``, of its occupied blocks)
-    hidden from the encoder (``int(ratio * n)``)."""
-    mask_block: float = 0.0
-    """0 = hide random single tokens (PoLAr-MAE); > 0 = hide whole cubes of this side
-    (normalised units; 0.03 = 20 voxels = 6 cm), so masked tokens cannot be filled in from
-    their immediate neighbours."""
+    """Fraction of each event's valid tokens hidden from the encoder (``int(ratio * n)``)."""
     chamfer_weight: float = 1.0
     """Weight of the Chamfer reconstruction term."""
     energy_weight: float = 1.0
@@ -112,16 +83,10 @@ class MAEConfig:
     chamfer_with_energy: bool = False
     """True = predict (xyz, energy) per point and take the Chamfer distance in 4-D, as
     PoLAr-MAE does; False = Chamfer on xyz only (energy is learned by infilling alone)."""
-    squared_chamfer: bool = True
-    """Squared Euclidean point distance in the Chamfer term (pytorch3d default)."""
     energy_channel: int = -1
     """Column of ``PointBatch.feat`` holding the log energy (target of the infilling)."""
     energy_hidden: int = 128
     """Width of the energy-infilling head."""
-    latent_weight: float = 0.0
-    """Weight of the latent-prediction term (0 = off, PoLAr-MAE; > 0 adds an EMA teacher)."""
-    latent_blocks: int = 2
-    """Teacher blocks (the last ones) averaged into the latent target."""
     context_weight: float = 0.0
     """Weight of the context-reconstruction term (0 = off, PoLAr-MAE)."""
     context_radius: float = 0.03
@@ -131,9 +96,6 @@ class MAEConfig:
     """Points predicted per visible token (the target is FPS-sampled to this many)."""
     context_candidates: int = 256
     """Nearest points within the radius gathered before the FPS reduction."""
-    context_with_energy: bool = False
-    """True = the context points carry their log energy too (Chamfer in 4-D: xyz in units of
-    the radius, energy column of ``feat``)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
@@ -142,17 +104,6 @@ class MAEConfig:
             raise ValueError(
                 "MAEConfig: loss weights must be >= 0, got "
                 f"{self.chamfer_weight}, {self.energy_weight}"
-            )
-        if self.mask_block < 0:
-            raise ValueError(
-                f"MAEConfig: mask_block must be >= 0 (0 = random tokens), got {self.mask_block}"
-            )
-        if self.latent_weight < 0:
-            raise ValueError(f"MAEConfig: latent_weight must be >= 0, got {self.latent_weight}")
-        if not 1 <= self.latent_blocks <= self.encoder.vit.depth:
-            raise ValueError(
-                f"MAEConfig: latent_blocks must be in [1, encoder depth "
-                f"{self.encoder.vit.depth}], got {self.latent_blocks}"
             )
         if self.context_weight < 0 or not self.context_radius > 0:
             raise ValueError(
@@ -215,41 +166,9 @@ class MaskedAutoencoder(nn.Module):
         self.decoder = ViT(cfg.decoder)
         self.point_head = nn.Linear(Dd, K * self.point_dim)
         self.energy_head = EnergyInfillHead(Dd, cfg.energy_hidden)
-        self.teacher_encoder: TokenViTEncoder | None = None
-        self.latent_head: nn.Linear | None = None
-        if cfg.latent_weight > 0:
-            self.teacher_encoder = make_teacher(self.encoder)
-            self.latent_head = nn.Linear(Dd, D)
         self.context_head: Mlp | None = None
         if cfg.context_weight > 0:
-            self.context_dim = 4 if cfg.context_with_energy else 3
-            self.context_head = Mlp(D, 2 * D, self.context_dim * cfg.context_points)
-
-    def train(self, mode: bool = True) -> MaskedAutoencoder:
-        """Set train/eval mode; an EMA teacher always stays in eval mode (no drop-path)."""
-        super().train(mode)
-        if self.teacher_encoder is not None:
-            self.teacher_encoder.eval()
-        return self
-
-    def update_teacher(self, momentum: float) -> None:
-        """EMA step of the teacher encoder (called by the loop after each step; no-op without
-        the latent term)."""
-        if self.teacher_encoder is not None:
-            ema_update(self.teacher_encoder, self.encoder, momentum)
-
-    @torch.no_grad()
-    def latent_target(self, batch: PointBatch, tokens: Tokens) -> Tensor:
-        """(B, G, D) teacher targets of every token (see step 7 of the module docstring)."""
-        assert self.teacher_encoder is not None
-        teacher = self.teacher_encoder
-        t_tokens = teacher.tokenizer.embed_groups(batch.coord, batch.feat, tokens)
-        depth = self.cfg.encoder.vit.depth
-        blocks = tuple(range(depth - self.cfg.latent_blocks, depth))
-        hidden = teacher.encode_tokens(t_tokens, return_blocks=blocks).hidden
-        D = self.cfg.encoder.vit.embed_dim
-        target = torch.stack([F.layer_norm(hidden[i].float(), (D,)) for i in blocks]).mean(0)
-        return F.layer_norm(target, (D,))  # (B, G, D)
+            self.context_head = Mlp(D, 2 * D, 3 * cfg.context_points)
 
     def _encode_visible(self, tokens: Tokens, visible: Tensor) -> Tensor:
         """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
@@ -269,7 +188,7 @@ class MaskedAutoencoder(nn.Module):
     def context_loss(
         self, batch: PointBatch, center: Tensor, center_offset: Tensor, feat: Tensor
     ) -> Tensor:
-        """Chamfer loss of the context reconstruction (step 8 of the module docstring).
+        """Chamfer loss of the context reconstruction (docs/objectives.md, section 1).
 
         Args:
             batch: the packed input points.
@@ -286,25 +205,17 @@ class MaskedAutoencoder(nn.Module):
             )  # (Qv, M)
         point_valid = idx >= 0  # (Qv, M); the centre itself is always found
         target = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
-        if cfg.context_with_energy:
-            energy = gather_groups(batch.feat[:, [cfg.energy_channel]], idx)  # (Qv, M, 1)
-            target = torch.cat([target, energy], dim=-1)  # (Qv, M, 4)
         target = target * point_valid[..., None].to(target.dtype)
-        pred = self.context_head(feat).reshape(-1, M, self.context_dim).float()  # (Qv, M, F)
+        pred = self.context_head(feat).reshape(-1, M, 3).float()  # (Qv, M, 3)
         pred_valid = torch.arange(M, device=pred.device) < point_valid.sum(1, keepdim=True)
-        cd = masked_chamfer(pred, pred_valid, target.float(), point_valid, cfg.squared_chamfer)
+        cd = masked_chamfer(pred, pred_valid, target.float(), point_valid)
         return cd.sum() / max(cd.numel(), 1)
 
     def forward(self, batch: PointBatch) -> StepOutput:
         cfg = self.cfg
         tokens = self.encoder.tokenize(batch)
         valid = tokens.valid  # (B, G)
-        if cfg.mask_block > 0:
-            is_masked = block_token_mask(
-                tokens.center, valid, cfg.mask_block, cfg.mask_ratio
-            )  # (B, G)
-        else:
-            is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
+        is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
         latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
         x = self.enc_to_dec(latent)  # (B, G, Dd)
         x = torch.where(is_masked[..., None], self.mask_token.to(x.dtype), x)
@@ -316,8 +227,7 @@ class MaskedAutoencoder(nn.Module):
         Qm, K = group_idx.shape
         point_valid = group_idx >= 0  # (Qm, K)
         rel = gather_groups(batch.coord, group_idx) - center[:, None]  # (Qm, K, 3)
-        if cfg.encoder.tokenizer.rescale_by_group_radius:
-            rel = rel / cfg.encoder.tokenizer.group_radius
+        rel = rel / cfg.encoder.tokenizer.group_radius
         rel = rel * point_valid[..., None].to(rel.dtype)
         energy_true = gather_groups(batch.feat[:, [cfg.energy_channel]], group_idx)[..., 0]
 
@@ -325,7 +235,7 @@ class MaskedAutoencoder(nn.Module):
         target = rel if self.point_dim == 3 else torch.cat([rel, energy_true[..., None]], -1)
         n_true = point_valid.sum(1)  # (Qm,)
         pred_valid = torch.arange(K, device=pred.device) < n_true[:, None]  # (Qm, K)
-        cd = masked_chamfer(pred, pred_valid, target, point_valid, cfg.squared_chamfer)  # (Qm,)
+        cd = masked_chamfer(pred, pred_valid, target, point_valid)  # (Qm,)
         chamfer = cd.sum() / max(Qm, 1)
 
         energy_pred = self.energy_head(hidden, rel, point_valid)  # (Qm, K)
@@ -333,16 +243,6 @@ class MaskedAutoencoder(nn.Module):
 
         loss = cfg.chamfer_weight * chamfer + cfg.energy_weight * energy
         metrics = {}
-        if self.latent_head is not None:
-            target = self.latent_target(batch, tokens)[is_masked]  # (Qm, D)
-            pred = self.latent_head(hidden).float()  # (Qm, D)
-            latent = F.mse_loss(pred, target) if Qm > 0 else pred.sum() * 0.0
-            loss = loss + cfg.latent_weight * latent
-            metrics["latent"] = latent.detach()
-            # spread of the targets across tokens: near 0 would mean a collapsed teacher
-            metrics["target_std"] = (
-                target.std(0).mean().detach() if Qm > 1 else target.new_zeros(())
-            )
         if self.context_head is not None:
             visible = valid & ~is_masked  # (B, G)
             context = self.context_loss(

@@ -1,6 +1,6 @@
-"""Random masking for the pretraining objectives: token masking (PoLAr-MAE arXiv:2502.02558,
-anchors 1.4 ``VariablePointcloudMasking``) and grid (cell) masking of points (Sonata
-arXiv:2503.16429 / Panda arXiv:2512.01324, anchors 2.3), plus compaction of visible tokens.
+"""Random masking for the pretraining objectives: token masking (PoLAr-MAE arXiv:2502.02558)
+and grid (cell) masking of points (Sonata arXiv:2503.16429 / Panda arXiv:2512.01324), plus
+compaction of visible tokens; see docs/references.md.
 
 Owns :func:`num_to_mask`, :func:`random_token_mask`, :func:`grid_mask`,
 :func:`compact_tokens` and :func:`scatter_tokens`. Everything is vectorized over events with the
@@ -87,39 +87,6 @@ def grid_mask(
     n_hide = num_to_mask(offset_to_counts(cells.new_offset), ratio)  # (B,)
     cell_hidden = local_rank < n_hide[cell_event]  # (M,)
     return cell_hidden[cells.inverse]  # (N,)
-
-
-def block_token_mask(
-    center: Tensor,
-    valid: Tensor,
-    cell_size: float,
-    ratio: float,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Hide tokens in whole spatial blocks: :func:`grid_mask` over the valid token centres.
-
-    Random token masking of small tokens on a track hides a token between two visible
-    neighbours, which the decoder can fill by interpolation; hiding every token of a
-    ``cell_size`` cube (block-wise masking as in BEiT, arXiv:2106.08254, and Sonata's grid
-    mask) forces the encoder to use context at the scale of the cell.
-
-    Args:
-        center: (B, G, 3) token centres (normalised units; padding rows ignored).
-        valid: (B, G) bool, True = real token (padding is never masked).
-        cell_size: block side, same units as ``center``.
-        ratio: fraction of each event's occupied blocks to hide (``int(ratio * n_blocks)``;
-            the fraction of hidden *tokens* is close to it, not exact).
-        generator: optional torch generator.
-
-    Returns:
-        (B, G) bool ``is_masked``; every event with two or more occupied blocks keeps at least
-        one visible block.
-    """
-    offset = torch.cumsum(valid.sum(1), 0)  # (B,)
-    hidden = grid_mask(center[valid], offset, cell_size, ratio, generator)  # (Nv,)
-    is_masked = torch.zeros_like(valid)
-    is_masked[valid] = hidden
-    return is_masked  # (B, G)
 
 
 def compact_tokens(keep: Tensor) -> tuple[Tensor, Tensor]:

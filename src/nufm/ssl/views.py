@@ -1,22 +1,11 @@
 """Multi-view generation and cross-view point matching for self-distillation (Sonata
-arXiv:2503.16429, Panda arXiv:2512.01324; anchors 2.3 ``MultiViewGenerator`` and matching).
+arXiv:2503.16429, Panda arXiv:2512.01324; docs/references.md).
 
 Owns :class:`ViewConfig`, :class:`Views`, :func:`make_views`, :func:`select_events` and
-:func:`match_points`.
-
-From a packed batch of B events, :func:`make_views` cuts ``num_global`` global and
-``num_local`` local crops per event. A crop is the k points nearest to a centre, with
-``k = ceil(f * n)``, f uniform in the view's fraction range (capped at ``max_size``). The major
-(first) global view is centred on a random point of the event; every other view is centred on
-a random point of the major view (Sonata additionally spreads local centres over points not yet
-covered; not done here). Each view is then augmented on its own: centre shift to the view mean,
-rotations about z, x, y (each with probability ``rotate_p``, angle uniform in [-pi, pi]), a
-flip of each axis with probability ``flip_p`` and clipped Gaussian jitter. The same affine map
-(without jitter) is applied to the coordinate channels of ``feat``. Pre-augmentation
-coordinates are kept in ``Views.origin`` for matching.
-
-Views are packed event-major: pseudo-event ``b * V + v`` is view v of event b.
-Everything is vectorized over events and views (one padded (B, V, N_max) distance tensor).
+:func:`match_points`. A view is the k nearest points to a centre, augmented on its own; the
+pre-augmentation coordinates are kept in ``Views.origin`` for matching. Views are packed
+event-major: pseudo-event ``b * V + v`` is view v of event b. The crops and augmentations are
+described in docs/objectives.md, section 2.
 """
 
 from __future__ import annotations
@@ -34,7 +23,7 @@ from nufm.geometry.offsets import offset_to_batch_index, offset_to_counts, offse
 
 @dataclass(frozen=True, kw_only=True)
 class ViewConfig:
-    """Crops and per-view augmentation (defaults: Panda, anchors 2.3)."""
+    """Crops and per-view augmentation (defaults: Panda, arXiv:2512.01324)."""
 
     num_global: int = 2
     """Global views per event (>= 2 for the roll-mask loss)."""

@@ -1,6 +1,6 @@
 """Event-level heads: global pooling of per-point features, then an MLP that classifies or
 regresses per-event targets (the FASERCal pattern of pooled event heads for flavour, momentum
-and vertex, arXiv:2604.07037, anchors 5).
+and vertex, arXiv:2604.07037; docs/references.md).
 
 Targets are the per-event scalars that :func:`nufm.data.collate.collate` packs from
 ``Event.meta`` into ``PointBatch.targets``: e.g. ``n_interactions`` (classification, clipped
@@ -15,7 +15,7 @@ Owns :class:`EventTaskConfig`, :class:`EventTask`, :class:`AddEventTargets`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -59,7 +59,11 @@ class AddEventTargets:
 
 @dataclass(frozen=True, kw_only=True)
 class EventTaskConfig(TaskBaseConfig):
-    """Event classification or regression from pooled point features."""
+    """Event classification or regression from pooled point features (regression loss: Huber
+    with delta 1 on the standardised targets)."""
+
+    REMOVED_OPTIONS: ClassVar[dict[str, object]] = {"regression_loss": "huber"}
+    """Removed options -> the value that means what the code does now (``nufm.config``)."""
 
     name: Literal["event"] = "event"
     """Discriminator of the task-config union (fixed)."""
@@ -78,8 +82,6 @@ class EventTaskConfig(TaskBaseConfig):
     """Regression: subtracted from the (transformed) target before the loss."""
     target_scale: float = 1.0
     """Regression: divides the shifted target before the loss."""
-    regression_loss: Literal["mse", "huber"] = "huber"
-    """Regression loss on standardised targets (Huber with delta 1)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -101,11 +103,8 @@ class EventTaskConfig(TaskBaseConfig):
                 raise ValueError(
                     f"EventTaskConfig.kind={self.kind!r} is not classification or regression"
                 )
-        if self.transform not in ("none", "log") or self.regression_loss not in ("mse", "huber"):
-            raise ValueError(
-                f"EventTaskConfig: transform {self.transform!r} / regression_loss "
-                f"{self.regression_loss!r} not recognised"
-            )
+        if self.transform not in ("none", "log"):
+            raise ValueError(f"EventTaskConfig: transform {self.transform!r} not recognised")
 
     @property
     def out_dim(self) -> int:
@@ -175,11 +174,7 @@ class EventTask(TaskModule):
                 return StepOutput(loss=loss, metrics={"loss": loss.detach(), "acc": acc.detach()})
             case "regression":
                 z = (self.value_target(batch) - self.cfg.target_shift) / self.cfg.target_scale
-                loss = (
-                    F.mse_loss(out, z)
-                    if self.cfg.regression_loss == "mse"
-                    else F.huber_loss(out, z, delta=1.0)
-                )
+                loss = F.huber_loss(out, z, delta=1.0)
                 mae = (out.detach() - z).abs().mean() * self.cfg.target_scale
                 return StepOutput(loss=loss, metrics={"loss": loss.detach(), "mae": mae})
             case _:

@@ -3,7 +3,7 @@
 Per-point features are pooled over each true particle instance (mean and max over the points
 with the same (event, instance) key), and an MLP classifies the pooled vector into 5 classes
 with cross-entropy. This is the "PID given the true clustering" benchmark; Panda
-(arXiv:2512.01324, anchors 2.4) predicts instances and classes jointly with a set-prediction
+(arXiv:2512.01324; docs/references.md) predicts instances and classes jointly with a set-prediction
 decoder, which is not what this task measures. An instance's label is the majority ``pid`` of
 its points; instances whose majority is 5 (none) or -1 are ignored.
 

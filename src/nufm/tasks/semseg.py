@@ -1,13 +1,11 @@
 """Per-point semantic segmentation (shower, track, Michel, delta, low-energy) as a fine-tuning
-task, following PoLAr-MAE (arXiv:2502.02558, anchors 1.7) and Panda (arXiv:2512.01324,
-anchors 2.4).
+task, following PoLAr-MAE (arXiv:2502.02558) and Panda (arXiv:2512.01324); see docs/references.md.
 
 Loss: class-weighted cross-entropy, or the softmax focal loss (Lin et al., arXiv:1708.02002)
 with gamma 2 and alpha = inverse-frequency class weights as in PoLAr-MAE, for the rare Michel
 (0.65 % of points) and delta (1.8 %) classes. Both are weighted means:
 ``sum_i w_{y_i} l_i / sum_i w_{y_i}`` over non-ignored points, so focal with gamma 0 equals
-``F.cross_entropy(weight=w)``. [INF] PoLAr-MAE's exact focal normalisation is not recorded in
-the anchors; this one makes the weights' overall scale irrelevant.
+``F.cross_entropy(weight=w)``; this normalisation makes the weights' overall scale irrelevant.
 
 Owns :class:`SemsegConfig`, :class:`SemanticSegmentation`, :func:`focal_loss`,
 :func:`inverse_frequency_weights` and :data:`PILARNET_SEGMENT_COUNTS`.
@@ -34,7 +32,8 @@ PILARNET_SEGMENT_COUNTS: tuple[int, ...] = (
     92_015_482,
     1_145_363_125,
 )
-"""Points per class (shower, track, Michel, delta, LED) in PILArNet-M v1 (anchors 1.1)."""
+"""Points per class (shower, track, Michel, delta, LED) in PILArNet-M v1 (arXiv:2502.02558;
+counts released with its code, docs/references.md)."""
 
 
 def inverse_frequency_weights(counts: Sequence[float]) -> tuple[float, ...]:

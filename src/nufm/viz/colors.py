@@ -3,7 +3,7 @@
 This file owns the mapping from an event's per-point field (``segment``, ``pid``, ``instance``,
 ``interaction`` or ``energy``) to colours. It is shared by the matplotlib displays and the plotly
 page in :mod:`nufm.viz.display`, so both show the same colour for the same class. Label codes are
-the PILArNet-M ones (arXiv:2502.02558, section 1.1 of the anchors reference), named in
+the PILArNet-M ones (arXiv:2502.02558; docs/references.md), named in
 :mod:`nufm.data.lartpc`.
 
 Three kinds of colouring:

@@ -2,8 +2,8 @@
 interactive plotly page.
 
 This file owns the drawing; colours, legends and label names come from :mod:`nufm.viz.colors`.
-Coordinates are PILArNet-M voxel indices of the 768^3 cube with 3 mm voxels (arXiv:2502.02558,
-anchors reference section 1.1); every display also states lengths in cm.
+Coordinates are PILArNet-M voxel indices of the 768^3 cube with 3 mm voxels (arXiv:2502.02558;
+docs/references.md); every display also states lengths in cm.
 
 Public API:
 

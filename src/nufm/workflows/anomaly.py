@@ -9,8 +9,8 @@ Two scores, higher = more unusual:
 * ``token``: every token of the query gets the distance to its nearest token in a memory bank
   of reference tokens; the event score is the mean of its largest ``top_fraction`` token
   distances (PatchCore, Roth et al., arXiv:2106.08265, with point-cloud tokens as patches).
-  Sees local pathologies (a noise burst: measured AUC 0.84 against 0.35 for ``event`` with the
-  demo's encoder, docs/using_the_encoder.md), and tells which tokens are odd.
+  Sees local pathologies such as a noise burst (measured in docs/using_the_encoder.md), and
+  tells which tokens are odd.
 
 Planted-anomaly study: simulate normal events (:mod:`nufm.sim`), corrupt a subset with a
 detector pathology, embed everything with the pretrained encoder and report the ROC AUC of the
@@ -245,9 +245,8 @@ def anomaly_scores(
         query_emb: (Q, D) embeddings to score.
         k: neighbours averaged, at most R.
         standardize: True = z-score every dimension with the reference mean and standard
-            deviation first (pooled features have very different scales per dimension; this
-            measured better than cosine distance on the planted anomalies); False = use
-            L2-normalised embeddings.
+            deviation first (pooled features have very different scales per dimension);
+            False = use L2-normalised embeddings.
 
     Returns:
         (Q,) float64 scores, higher = more unusual.
