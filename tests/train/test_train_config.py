@@ -15,7 +15,8 @@ from nufm.config import (
     load_config,
     save_config,
 )
-from nufm.train.presets import PRESETS, get_preset
+from nufm.presets import PRESETS, get_preset
+from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.train.run import parse_pretrain_args
 
 
@@ -34,7 +35,11 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         (lambda: TrainConfig(grad_accum=0), "train.grad_accum"),
         (lambda: DataConfig(source="file"), "data.path"),
         (
-            lambda: RunConfig(train=TrainConfig(max_steps=5), optim=OptimConfig(warmup_steps=9)),
+            lambda: RunConfig(
+                objective=ToyObjectiveConfig(),
+                train=TrainConfig(max_steps=5),
+                optim=OptimConfig(warmup_steps=9),
+            ),
             "warmup_steps",
         ),
     ],
@@ -45,7 +50,7 @@ def test_validation_names_the_option(make, match: str) -> None:
 
 
 def test_unknown_key_is_refused() -> None:
-    data = config_to_dict(RunConfig())
+    data = config_to_dict(RunConfig(objective=ToyObjectiveConfig()))
     data["train"]["max_stepz"] = 3
     with pytest.raises(ValueError, match="max_stepz"):
         config_from_dict(data)
