@@ -361,8 +361,17 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         return _from_dict(cls, value, where)
     if Path in members:
         return Path(value)
-    if any(typing.get_origin(m) is tuple for m in members):
-        return tuple(value)
+    for m in members:
+        if typing.get_origin(m) is tuple:
+            args = typing.get_args(m)
+            if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+                args = (args[0],) * len(value)
+            if len(args) != len(value):
+                raise ValueError(f"config: {where} needs {len(args)} values, got {value!r}")
+            return tuple(
+                _build(a, v, f"{where}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
     return value
 
 

@@ -93,3 +93,29 @@ def test_cli_overrides_on_preset_and_config_file(tmp_path: Path) -> None:
     assert cfg2.train.max_steps == 7 and cfg2.objective.hidden == 4 and not resume2
     with pytest.raises(SystemExit):
         parse_pretrain_args(["--preset", "toy", "--run-dir", str(tmp_path), "--optim.lr", "-3"])
+
+
+def test_tuples_of_paths_and_fixed_tuples_read_back(tmp_path: Path) -> None:
+    from nufm.config import FinetuneConfig
+
+    cfg = dataclasses.replace(
+        PRESETS["semseg-full"],
+        finetune=FinetuneConfig(
+            data=(Path("/a.h5"), Path("/b.h5")), split_fractions=(0.5, 0.25, 0.25)
+        ),
+        data=DataConfig(augment=True, scale=(0.9, 1.1)),
+    )
+    save_config(cfg, tmp_path / "config.yaml")
+    back = load_config(tmp_path / "config.yaml")
+    assert back == cfg and isinstance(back.finetune.data[0], Path)  # type: ignore[union-attr]
+    data = config_to_dict(cfg)
+    data["finetune"]["split_fractions"] = [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"finetune.split_fractions needs 3 values"):
+        config_from_dict(data)
+
+
+def test_finetune_section_needs_a_task() -> None:
+    from nufm.config import FinetuneConfig
+
+    with pytest.raises(ValueError, match="needs a task objective"):
+        dataclasses.replace(PRESETS["toy"], finetune=FinetuneConfig())
