@@ -23,6 +23,7 @@ from nufm.data.transforms import (
     RandomRotation,
     RandomScale,
 )
+from nufm.data.transforms import Transform as EventTransform
 from nufm.ssl.build import build_objective as build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
@@ -83,7 +84,7 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
 
 def build_augmentations(
     cfg: DataConfig, center: tuple[float, float, float] = (0.0, 0.0, 0.0)
-) -> list[Transform]:
+) -> list[EventTransform]:
     """The seeded augmentations ``cfg`` selects (none without ``cfg.augment``), in the order
     crop, rotate, flip, scale, jitter, energy smear.
 
@@ -94,7 +95,7 @@ def build_augmentations(
     """
     if not cfg.augment:
         return []
-    steps: list[Transform] = []
+    steps: list[EventTransform] = []
     if cfg.crop is not None:
         steps.append(RandomCrop(min_fraction=cfg.crop[0], max_fraction=cfg.crop[1]))
     if cfg.rotate:

@@ -147,8 +147,8 @@ def run_finetune(
     if encoder_config is not None:
         task_cfg = dataclasses.replace(task_cfg, encoder=encoder_config)
     preprocess = preprocess or Preprocess()
-    use_weights = pretrained is not None and task_cfg.mode != "scratch" and not random_encoder
-    if task_cfg.mode != "scratch" and not use_weights and not random_encoder:
+    weights = pretrained if task_cfg.mode != "scratch" and not random_encoder else None
+    if task_cfg.mode != "scratch" and weights is None and not random_encoder:
         raise ValueError(
             f"finetune: mode {task_cfg.mode!r} needs a pretrained model "
             "(--finetune.pretrained RUN_OR_MODEL_DIR)"
@@ -177,7 +177,7 @@ def run_finetune(
     run_cfg = dataclasses.replace(cfg, objective=task_cfg, data=data_cfg)
     seed = cfg.train.seed
     seed_everything(seed)
-    task = build_task(task_cfg, pretrained.state if use_weights else None)
+    task = build_task(task_cfg, weights.state if weights is not None else None)
     transform = preprocess.transforms(augment=build_augmentations(cfg.data))
     result = train(run_cfg, task, lambda _: train_events, run_dir, transform=transform)
     task.eval()
@@ -197,8 +197,8 @@ def run_finetune(
             "mode": task_cfg.mode,
             "random_encoder": random_encoder,
             "encoder": type(task_cfg.encoder).__name__,
-            "pretrained": pretrained.source if use_weights else None,
-            "pretrained_step": pretrained.step if use_weights else None,
+            "pretrained": weights.source if weights is not None else None,
+            "pretrained_step": weights.step if weights is not None else None,
             "steps": cfg.train.max_steps,
             "final_train_metrics": result.metrics,
         },
