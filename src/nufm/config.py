@@ -269,8 +269,13 @@ class RunConfig:
     finetune: FinetuneConfig | None = None
     """Fine-tuning inputs (pretrained encoder, labelled files, split); None for pretraining."""
 
+    @property
+    def is_finetune(self) -> bool:
+        """True when the objective is a fine-tuning task (``nufm finetune`` runs it)."""
+        return isinstance(self.objective, _TASK_CONFIGS)
+
     def __post_init__(self) -> None:
-        if self.finetune is not None and not isinstance(self.objective, _TASK_CONFIGS):
+        if self.finetune is not None and not self.is_finetune:
             raise ValueError(
                 f"finetune: a fine-tuning section needs a task objective, got "
                 f"{type(self.objective).__name__}"

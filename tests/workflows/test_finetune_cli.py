@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nufm.cli import main
-from nufm.config import load_config
+from nufm.config import load_config, save_config
 from nufm.data.pilarnet import write_events
 from nufm.data.synthetic import synthetic_events
 from nufm.presets import PRESETS, STUDY_PRESETS
@@ -141,3 +141,13 @@ def test_demo_and_anomaly_take_their_dataclasses(monkeypatch: pytest.MonkeyPatch
     assert seen[-1] == AnomalyStudyConfig(
         kind="dead_region", k=3, corruption=CorruptionConfig(noise_points=5)
     )
+
+
+def test_a_fine_tuning_config_without_the_section_gets_the_defaults(tmp_path: Path) -> None:
+    old = dataclasses.replace(PRESETS["pid-head"], finetune=None)  # as runs saved it before
+    save_config(old, tmp_path / "config.yaml")
+    cfg, _, _ = parse_run_args(
+        ["--config-file", str(tmp_path / "config.yaml"), "--run-dir", str(tmp_path / "r")],
+        finetune=True,
+    )
+    assert cfg == PRESETS["pid-head"] and cfg.is_finetune and not PRESETS["toy"].is_finetune

@@ -10,13 +10,14 @@ is the base; tyro applies the dotted overrides and validates the result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 import tyro
 
-from nufm.config import RunConfig, load_config
+from nufm.config import FinetuneConfig, RunConfig, load_config
 from nufm.presets import PRESETS, get_preset
 from nufm.train.build import build_dataset, build_objective, build_transform
 from nufm.train.distributed import cleanup_distributed, write_slurm_script
@@ -92,13 +93,15 @@ def parse_run_args(argv: list[str], *, finetune: bool = False) -> tuple[RunConfi
             base = get_preset(known.preset or default)
         except KeyError as e:
             raise SystemExit(f"{prog}: {e.args[0]}") from e
-    if (base.finetune is not None) != finetune:
+    if base.is_finetune != finetune:
         other = "nufm pretrain" if finetune else "nufm finetune"
         raise SystemExit(
             f"{prog}: {known.preset or known.config_file} is a "
             f"{'pretraining' if finetune else 'fine-tuning'} run; use {other}"
         )
-    kind = [n for n, c in PRESETS.items() if (c.finetune is not None) == finetune]
+    if finetune and base.finetune is None:  # a fine-tuning run saved before the section existed
+        base = dataclasses.replace(base, finetune=FinetuneConfig())
+    kind = [n for n, c in PRESETS.items() if c.is_finetune == finetune]
     what = "Fine-tune and evaluate a task" if finetune else "Pretrain a nufm objective"
     description = f"{what}.\n\n" + _LAUNCHER_HELP.format(
         default=default, presets=", ".join(sorted(kind)), resume="" if finetune else _RESUME_HELP
