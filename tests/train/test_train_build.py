@@ -25,7 +25,9 @@ def test_augment_alone_is_the_random_rotation() -> None:
     assert build_augmentations(DataConfig(augment=True)) == [RandomRotation()]
     assert build_augmentations(DataConfig(augment=False, flip_p=0.5)) == []
     event = synthetic_event(seed=2)
-    got = build_transform(DataConfig(augment=True))(event, np.random.default_rng(4))
+    transform = build_transform(DataConfig(augment=True))
+    assert transform is not None
+    got = transform(event, np.random.default_rng(4))
     want = Preprocess().transforms(augment=[RandomRotation()])(event, np.random.default_rng(4))
     np.testing.assert_array_equal(got.feat, want.feat)
     assert build_transform(DataConfig(source="toy")) is None
