@@ -9,7 +9,7 @@ import torch
 
 from nufm.config import config_to_dict
 from nufm.hub import from_pretrained, read_pretrained, save_pretrained
-from nufm.train.toy import ToyObjective, ToyObjectiveConfig
+from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig
 from nufm.workflows.load import export_run
 
 sys.path.insert(0, str(Path(__file__).parent / "train"))

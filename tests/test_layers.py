@@ -36,12 +36,9 @@ LAYERS: list[tuple[str, ...]] = [  # top first; a unit may import only units of 
     ("_version",),  # the version string, readable from any layer
 ]
 
-TEMPORARY_ALLOW: set[tuple[str, str]] = {
-    # TEMPORARY, for files being rewritten on another branch (issue 11, section 1): the toy
-    # objective leaves train/ and stops being RunConfig's default. Empty this set after that
-    # merge; test_temporary_allowlist_is_still_needed fails once an entry is stale.
-    ("nufm.config", "nufm.train.toy"),
-}
+TEMPORARY_ALLOW: set[tuple[str, str]] = set()
+"""Edges allowed while code moves between layers; test_temporary_allowlist_is_still_needed
+fails once an entry is stale."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +182,7 @@ def test_every_unit_has_one_layer() -> None:
     assert len(units) == len(set(units))
     modules = {p.stem for p in SRC.glob("*.py")} - {"__init__"}
     packages = {p.parent.name for p in SRC.glob("*/__init__.py")}
-    # every unit on disk is placed (presets may not exist yet on this branch)
+    # every unit on disk is placed
     assert (modules | packages | {"nufm"}) - set(units) == set()
 
 

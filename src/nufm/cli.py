@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 import tyro
 
-from nufm.workflows.finetune import FinetuneConfig
+from nufm.workflows.anomaly import AnomalyStudyConfig
+from nufm.workflows.demo import DemoConfig
 
 log = logging.getLogger("nufm")
 
@@ -112,20 +113,15 @@ def bench(
     print(run_benchmarks(suites, quick, out))
 
 
-def finetune(
-    run_dir: Path,
-    cfg: Annotated[FinetuneConfig, tyro.conf.OmitArgPrefixes] = FinetuneConfig(),
-) -> None:
+def finetune() -> None:
     """Fine-tune a task (semseg, pid, cluster, event) from a pretrained encoder, or from scratch,
-    on labelled events, then evaluate it on held-out test events (split by event).
+    on labelled events, then evaluate it on held-out test events (run `nufm finetune --help`).
 
-    Args:
-        run_dir: Output directory: checkpoints, logs, TensorBoard, metrics.json.
-        cfg: The run settings (task preset, --pretrained, --data, --n-train, --steps, ...).
+    Launcher flags --preset/--config-file and --run-dir, then the same typed overrides as
+    pretrain (--optim.lr 1e-3, --train.device cpu) plus the fine-tuning section:
+    --finetune.pretrained RUN, --finetune.data FILE.h5, --finetune.n-train 100, and the mode
+    as --objective.mode linear|head|full|scratch.
     """
-    from nufm.workflows.finetune import run_finetune
-
-    run_finetune(cfg, run_dir)
 
 
 def evaluate(
@@ -156,54 +152,47 @@ def evaluate(
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=1))
 
 
-def study(
-    *,
-    pretrained: Path,
-    data: tuple[Path, ...],
-    out: Path = Path("study"),
-    preset: Literal["quick", "full"] = "quick",
-    sizes: tuple[int, ...] | None = None,
-    modes: tuple[
-        Literal["linear-random", "linear-geometry", "linear", "head", "full", "scratch"], ...
-    ]
-    | None = None,
-    seeds: tuple[int, ...] | None = None,
-    steps: int | None = None,
-) -> None:
+def study() -> None:
     """Label-efficiency study: fine-tune each mode (linear probe, head, full, scratch, and the
     linear probes on a random encoder and on classical local-shape descriptors) at several
-    labelled-set sizes; write results.md/.csv and label_efficiency.png.
+    labelled-set sizes; write results.md/.csv and label_efficiency.png (run `nufm study --help`).
+
+    Launcher flags --preset quick|full|smoke, --pretrained RUN, --data FILE.h5 ..., --out DIR,
+    then overrides such as --sizes 10 100, --modes linear full, --seeds 0 1 and the shared
+    fine-tuning run's --run.train.max-steps 100 or --run.optim.lr 1e-3.
+    """
+
+
+def presets(name: Pos[str | None] = None) -> None:
+    """List the run presets (pretraining and fine-tuning) and study presets, or print one
+    fully resolved as YAML: the config.yaml a run saves, which --config-file reads back.
 
     Args:
-        pretrained: Pretraining run directory or exported model.
-        data: PILArNet-M layout HDF5 file(s) with labels (split by event).
-        out: Output directory.
-        preset: quick (about 15 min on 2 CPU cores) or full (GPU node).
-        sizes: Override the labelled-set sizes.
-        modes: Override the modes (default: all six).
-        seeds: Override the fine-tuning seeds.
-        steps: Override the optimizer steps per run.
+        name: A preset name; omitted = list them all.
     """
-    import dataclasses
+    from nufm.config import config_to_yaml
+    from nufm.presets import DESCRIPTIONS, PRESETS, STUDY_PRESETS
 
-    from nufm.workflows.study import STUDY_PRESETS, run_study
-
-    cfg = STUDY_PRESETS[preset]
-    if sizes is not None:
-        cfg = dataclasses.replace(cfg, sizes=sizes)
-    if modes is not None:
-        cfg = dataclasses.replace(cfg, modes=modes)
-    if seeds is not None:
-        cfg = dataclasses.replace(cfg, seeds=seeds)
-    if steps is not None:
-        cfg = dataclasses.replace(
-            cfg,
-            finetune=dataclasses.replace(
-                cfg.finetune, steps=steps, warmup_steps=min(cfg.finetune.warmup_steps, steps)
-            ),
+    if name is None:
+        width = max(map(len, [*PRESETS, *STUDY_PRESETS]))
+        lines = ["run presets (nufm pretrain / nufm finetune --preset NAME):"]
+        lines += [f"  {k:<{width}}  {DESCRIPTIONS[k]}" for k in PRESETS]
+        lines += ["study presets (nufm study --preset NAME):"]
+        lines += [
+            f"  {k:<{width}}  {len(c.sizes)} sizes x {len(c.modes)} modes x {len(c.seeds)} "
+            f"seeds, {c.run.train.max_steps} steps per run"
+            for k, c in STUDY_PRESETS.items()
+        ]
+        print("\n".join(lines))
+    elif name in PRESETS:
+        print(config_to_yaml(PRESETS[name]), end="")
+    elif name in STUDY_PRESETS:
+        print(config_to_yaml(STUDY_PRESETS[name]), end="")
+    else:
+        raise SystemExit(
+            f"nufm presets: unknown preset {name!r}; known: {sorted(PRESETS)}, "
+            f"study presets {sorted(STUDY_PRESETS)}"
         )
-    run_study(cfg, pretrained, data, out)
-    print((out / "results.md").read_text())
 
 
 def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
@@ -219,28 +208,16 @@ def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
     export_run(run_dir, out_dir)
 
 
-def demo(
-    *,
-    out: Path = Path("demo_out"),
-    events: int = 1500,
-    pretrain_steps: int | None = None,
-    study: Literal["quick", "full"] = "quick",
-    seed: int = 0,
-) -> None:
+def demo(cfg: Annotated[DemoConfig, tyro.conf.OmitArgPrefixes] = DemoConfig()) -> None:
     """The main job: simulate -> pretrain (MAE) -> label-efficiency study -> embeddings, search
     and anomaly examples -> report/index.html (under 30 minutes on 2 CPU cores).
 
     Args:
-        out: Output directory; stages whose outputs exist are reused.
-        events: Labelled simulated events (split by event) for the study.
-        pretrain_steps: Pretraining optimizer steps (None: ``DemoConfig.pretrain_steps``).
-        study: Label-efficiency study preset.
-        seed: Base seed.
+        cfg: The demo's sizes, presets and seed.
     """
-    from nufm.workflows.demo import DemoConfig, run_demo
+    from nufm.workflows.demo import run_demo
 
-    steps = {} if pretrain_steps is None else {"pretrain_steps": pretrain_steps}
-    run_demo(DemoConfig(out=out, events=events, study_preset=study, seed=seed, **steps))
+    run_demo(cfg)
 
 
 def embed(
@@ -331,19 +308,8 @@ def search(
 
 def anomaly(
     model: Pos[Path],
+    cfg: Annotated[AnomalyStudyConfig, tyro.conf.OmitArgPrefixes] = AnomalyStudyConfig(),
     *,
-    kind: Literal["dead_region", "noise_burst"] = "noise_burst",
-    score: Literal["token", "event"] = "token",
-    n_reference: int = 200,
-    n_normal: int = 100,
-    n_anomalous: int = 100,
-    k: int = 5,
-    top_fraction: float = 0.1,
-    seed: int = 0,
-    noise_points: int = 2000,
-    noise_box_cm: float = 30.0,
-    slab_width_cm: float = 30.0,
-    device: str = "cpu",
     out: Path = Path("anomaly.png"),
 ) -> None:
     """Planted-anomaly study: ROC AUC of embedding anomaly scores for corrupted simulated events.
@@ -357,47 +323,16 @@ def anomaly(
 
     Args:
         model: A pretraining run directory or an exported model directory.
-        kind: The planted pathology.
-        score: token (local, PatchCore-style) or event (pooled embedding kNN).
-        n_reference: Normal reference events.
-        n_normal: Normal query events.
-        n_anomalous: Corrupted query events.
-        k: event score: nearest reference events averaged.
-        top_fraction: token score: fraction of an event's tokens (largest distances) averaged.
-        seed: Simulation seed (reference stream seed, queries seed + 1).
-        noise_points: noise_burst: hits added per event.
-        noise_box_cm: noise_burst: side of the cube the hits fall in, cm.
-        slab_width_cm: dead_region: thickness of the removed slab, cm.
-        device: Torch device, e.g. cpu or cuda.
+        cfg: The study's pathology, event counts and score.
         out: Output PNG.
     """
     from nufm.viz.display import save_figure
-    from nufm.workflows.anomaly import (
-        CorruptionConfig,
-        anomaly_figure,
-        corruption_figure,
-        planted_anomaly_study,
-    )
+    from nufm.workflows.anomaly import anomaly_figure, corruption_figure, run_anomaly_study
     from nufm.workflows.load import load_encoder
 
-    cfg = CorruptionConfig(
-        noise_points=noise_points, noise_box_cm=noise_box_cm, slab_width_cm=slab_width_cm
-    )
-    result = planted_anomaly_study(
-        load_encoder(model),
-        n_reference,
-        n_normal,
-        n_anomalous,
-        kind,
-        seed,
-        k=k,
-        score=score,
-        top_fraction=top_fraction,
-        cfg=cfg,
-        device=device,
-    )
+    result = run_anomaly_study(load_encoder(model), cfg)
     print(
-        f"{kind}, {score} score: ROC AUC {result.auc:.3f} "
+        f"{cfg.kind}, {cfg.score} score: ROC AUC {result.auc:.3f} "
         f"({int((~result.is_anomaly).sum())} normal, {int(result.is_anomaly.sum())} anomalous, "
         f"{result.n_reference} reference)"
     )
@@ -428,24 +363,46 @@ COMMANDS = {
     "finetune": finetune,
     "evaluate": evaluate,
     "study": study,
+    "presets": presets,
     "embed": embed,
     "search": search,
     "anomaly": anomaly,
     "demo": demo,
     "bench": bench,
 }
-_LAUNCHERS = ("pretrain", "submit")
+_LAUNCHERS = ("pretrain", "submit", "finetune", "study")
 """Commands whose arguments are launcher flags + tyro overrides of a preset (parsed by
-``nufm.train.run``); the entries in COMMANDS only document them in ``nufm --help``."""
+:func:`launch`); the entries in COMMANDS only document them in ``nufm --help``."""
+
+
+def launch(command: str, argv: list[str]) -> None:
+    """Run one of :data:`_LAUNCHERS` with its arguments."""
+    if command == "pretrain":
+        from nufm.train.run import pretrain_cli
+
+        pretrain_cli(argv)
+    elif command == "submit":
+        from nufm.train.run import submit_cli
+
+        submit_cli(argv)
+    elif command == "finetune":
+        from nufm.workflows.finetune import finetune_cli
+
+        finetune_cli(argv)
+    elif command == "study":
+        from nufm.workflows.study import study_cli
+
+        out = study_cli(argv)
+        print((out / "results.md").read_text())
+    else:
+        raise ValueError(f"launch: {command!r} is not one of {_LAUNCHERS}")
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in _LAUNCHERS:
-        from nufm.train.run import pretrain_cli, submit_cli
-
-        (pretrain_cli if args[0] == "pretrain" else submit_cli)(args[1:])
+        launch(args[0], args[1:])
         return
     tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="nufm", args=args)
 

@@ -7,7 +7,10 @@ Defaults live only here; ``__post_init__`` only validates. Every run writes its 
 
 What a run trains is :data:`ObjectiveConfig`, a union whose members carry a ``name`` literal as
 discriminator: the self-supervised objectives of :mod:`nufm.ssl` (pretraining), the fine-tuning
-tasks of :mod:`nufm.tasks` (``nufm finetune`` runs the same loop) and a toy objective for tests.
+tasks of :mod:`nufm.tasks` and a toy objective for tests. A fine-tuning run is a ``RunConfig``
+whose objective is a task config and whose :class:`FinetuneConfig` section names the pretrained
+encoder, the labelled files and their split; ``nufm finetune`` runs the same loop. Named runs
+live in :mod:`nufm.presets`.
 Optimisation defaults follow PoLAr-MAE (arXiv:2502.02558): AdamW, lr 1e-4, wd 0.05, clip 3.
 """
 
@@ -25,11 +28,11 @@ import yaml
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
+from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event import EventTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
-from nufm.train.toy import ToyObjectiveConfig
 
 ObjectiveConfig = (
     MAEConfig
@@ -43,6 +46,9 @@ ObjectiveConfig = (
 )
 """What a run trains: a pretraining objective, a fine-tuning task or the toy objective. Every
 member has a ``name`` literal; :func:`nufm.train.build.build_objective` dispatches on the type."""
+
+_TASK_CONFIGS = (SemsegConfig, PIDConfig, ClusterConfig, EventTaskConfig)
+"""The fine-tuning tasks among :data:`ObjectiveConfig`."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,7 +171,23 @@ class DataConfig:
     shuffle: bool = True
     """Shuffle the event order every epoch (seeded by train.seed and the epoch)."""
     augment: bool = False
-    """Apply the seeded augmentation (RNG from (seed, epoch, event index))."""
+    """Apply the seeded augmentations below (RNG from (seed, epoch, event index)); False = none
+    of them. They run on normalised coordinates and MeV energies, in the order crop, rotate,
+    flip, scale, jitter, energy smear (nufm.data.transforms)."""
+    rotate: bool = True
+    """With augment: a uniform random 3D rotation about the volume centre."""
+    flip_p: float = 0.0
+    """With augment: mirror each axis with this probability (0 = off)."""
+    scale: tuple[float, float] | None = None
+    """With augment: scale positions by a factor uniform in [low, high] (None = off)."""
+    crop: tuple[float, float] | None = None
+    """With augment: keep the nearest fraction (uniform in [min, max]) of the points around a
+    random point (None = off)."""
+    jitter: tuple[float, float] | None = None
+    """With augment: Gaussian noise (sigma, clip) on each point's normalised coordinate
+    (None = off)."""
+    energy_smear: float = 0.0
+    """With augment: multiply each energy by max(0, 1 + energy_smear * N(0, 1)) (0 = off)."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
 
@@ -180,16 +202,62 @@ class DataConfig:
             raise ValueError(f"data.max_events must be positive or None, got {self.max_events}")
         if self.num_workers < 0:
             raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if not 0.0 <= self.flip_p <= 1.0:
+            raise ValueError(f"data.flip_p must be in [0, 1], got {self.flip_p}")
+        if self.scale is not None and not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"data.scale must be 0 < low <= high, got {self.scale}")
+        if self.crop is not None and not 0 < self.crop[0] <= self.crop[1] <= 1:
+            raise ValueError(f"data.crop must be 0 < min <= max <= 1, got {self.crop}")
+        if self.jitter is not None and not (self.jitter[0] >= 0 and self.jitter[1] >= 0):
+            raise ValueError(f"data.jitter (sigma, clip) must be >= 0, got {self.jitter}")
+        if self.energy_smear < 0:
+            raise ValueError(f"data.energy_smear must be >= 0, got {self.energy_smear}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """What a fine-tuning run adds: the pretrained encoder, the labelled events and their split.
+
+    The labelled files are split by whole event into train / val / test (seeded); the run trains
+    on the first ``n_train`` events of a seeded permutation of the train split (so subsets of
+    growing size are nested) and is evaluated on the first ``n_test`` of the test split.
+    """
+
+    pretrained: Path | None = None
+    """Pretraining run directory or exported model; its encoder config replaces the task's, its
+    weights initialise the encoder (modes linear / head / full) and its preprocessing is used.
+    Required except for mode 'scratch'."""
+    data: tuple[Path, ...] = ()
+    """PILArNet-M layout HDF5 file(s) with labels."""
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    """Train / val / test fractions of the events."""
+    split_seed: int = 0
+    """Seed of the event split and of the labelled-subset permutation."""
+    n_train: int | None = None
+    """Labelled training events used (first n of the permuted train split); None = all."""
+    n_test: int | None = None
+    """Test events evaluated (first n of the permuted test split); None = all."""
+    eval_batch_points: int = 100_000
+    """Point budget of evaluation batches."""
+
+    def __post_init__(self) -> None:
+        for n, name in ((self.n_train, "n_train"), (self.n_test, "n_test")):
+            if n is not None and n <= 0:
+                raise ValueError(f"finetune.{name} must be positive, got {n}")
+        if self.eval_batch_points <= 0:
+            raise ValueError(
+                f"finetune.eval_batch_points must be positive, got {self.eval_batch_points}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunConfig:
-    """Everything that defines a pretraining run."""
+    """Everything that defines a run: pretraining, or fine-tuning when ``objective`` is a task."""
 
     name: str = "run"
     """Run name (logs, W&B)."""
-    objective: ObjectiveConfig = field(default_factory=ToyObjectiveConfig)
-    """The pretraining objective and its model."""
+    objective: ObjectiveConfig
+    """What trains: a pretraining objective or a fine-tuning task, with its model."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimizer and schedules."""
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -198,13 +266,65 @@ class RunConfig:
     """Metrics output."""
     data: DataConfig = field(default_factory=DataConfig)
     """Training events and batching."""
+    finetune: FinetuneConfig | None = None
+    """Fine-tuning inputs (pretrained encoder, labelled files, split); None for pretraining."""
+
+    @property
+    def is_finetune(self) -> bool:
+        """True when the objective is a fine-tuning task (``nufm finetune`` runs it)."""
+        return isinstance(self.objective, _TASK_CONFIGS)
 
     def __post_init__(self) -> None:
+        if self.finetune is not None and not self.is_finetune:
+            raise ValueError(
+                f"finetune: a fine-tuning section needs a task objective, got "
+                f"{type(self.objective).__name__}"
+            )
         if self.optim.warmup_steps > self.train.max_steps:
             raise ValueError(
                 f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
                 f"train.max_steps={self.train.max_steps}"
             )
+
+
+StudyMode = Literal["linear", "head", "full", "scratch", "linear-random", "linear-geometry"]
+"""A mode of the label-efficiency study: a task mode, or a linear probe on a random encoder
+(``linear-random``) or on classical local-shape descriptors (``linear-geometry``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """A label-efficiency study (``nufm study``): one fine-tuning run per size, mode and seed."""
+
+    run: RunConfig
+    """The fine-tuning run every study run starts from (its ``finetune`` section names the
+    pretrained model, the labelled files, the split and ``n_test``); the study sets the task
+    mode, ``finetune.n_train``, ``train.seed`` and, for linear modes, the learning rate."""
+    sizes: tuple[int, ...] = (10, 100, 1000)
+    """Labelled training events per run (nested subsets)."""
+    modes: tuple[StudyMode, ...] = (
+        "linear-random",
+        "linear-geometry",
+        "linear",
+        "head",
+        "full",
+        "scratch",
+    )
+    """Modes to run at every size."""
+    seeds: tuple[int, ...] = (0,)
+    """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
+    linear_lr: float | None = 3e-2
+    """Learning rate of the linear modes (linear, linear-random, linear-geometry; their min lr
+    is 1% of it); None = ``run.optim.lr``. A single linear layer needs a larger rate than a
+    network in the same step budget (docs/tasks.md)."""
+
+    def __post_init__(self) -> None:
+        if not self.sizes or min(self.sizes) <= 0:
+            raise ValueError(f"study: sizes must be positive, got {self.sizes}")
+        if not self.modes or not self.seeds:
+            raise ValueError("study: needs at least one mode and one seed")
+        if self.run.finetune is None:
+            raise ValueError("study: run needs a finetune section (a task objective)")
 
 
 # ---------------------------------------------------------------- dict / YAML round trip
@@ -243,8 +363,17 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         return _from_dict(cls, value, where)
     if Path in members:
         return Path(value)
-    if any(typing.get_origin(m) is tuple for m in members):
-        return tuple(value)
+    for m in members:
+        if typing.get_origin(m) is tuple:
+            args = typing.get_args(m)
+            if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+                args = (args[0],) * len(value)
+            if len(args) != len(value):
+                raise ValueError(f"config: {where} needs {len(args)} values, got {value!r}")
+            return tuple(
+                _build(a, v, f"{where}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
     return value
 
 
@@ -306,9 +435,14 @@ def config_from_dict(data: dict) -> RunConfig:
     return _from_dict(RunConfig, data, "")
 
 
+def config_to_yaml(cfg: Any) -> str:
+    """``cfg`` as the YAML text :func:`save_config` writes (a run's ``config.yaml``)."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     """Write ``cfg`` as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    Path(path).write_text(config_to_yaml(cfg))
 
 
 def load_config(path: str | Path) -> RunConfig:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nufm.ssl.build import OBJECTIVE_PRESETS, build_objective
+from nufm.presets import PRESETS
+from nufm.ssl.build import build_objective
 from nufm.ssl.distill import DistillConfig, SelfDistillation
 from nufm.ssl.forecast import ForecastConfig, Forecaster
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
@@ -16,7 +17,6 @@ def test_presets_exist_and_dispatch() -> None:
         "mae-tiny",
         "distill-tiny",
         "forecast-tiny",
-        "mae-vit-s",
         "sonata-panda-base",
         "distill-small",
         "forecast-small",
@@ -25,14 +25,14 @@ def test_presets_exist_and_dispatch() -> None:
         "mae-ctx-cpu",
         "distill-vit-cpu",
     ):
-        assert name in OBJECTIVE_PRESETS
+        assert name in PRESETS
     expected = {
         MAEConfig: MaskedAutoencoder,
         DistillConfig: SelfDistillation,
         ForecastConfig: Forecaster,
     }
     for name in ("mae-tiny", "distill-tiny", "forecast-tiny", "mae-ctx-cpu", "distill-vit-cpu"):
-        cfg = OBJECTIVE_PRESETS[name]
+        cfg = PRESETS[name].objective
         model = build_objective(cfg)
         assert isinstance(model, expected[type(cfg)])
         assert isinstance(model.encoder, torch.nn.Module)
@@ -40,8 +40,8 @@ def test_presets_exist_and_dispatch() -> None:
 
 def test_gpu_presets_build_on_meta_device() -> None:
     with torch.device("meta"):
-        mae = build_objective(OBJECTIVE_PRESETS["mae-vit-s"])
-        panda = build_objective(OBJECTIVE_PRESETS["sonata-panda-base"])
+        mae = build_objective(MAEConfig())  # PoLAr-MAE ViT-S
+        panda = build_objective(PRESETS["sonata-panda-base"].objective)
     n_mae_enc = sum(p.numel() for p in mae.encoder.vit.parameters())
     assert 20e6 < n_mae_enc < 23e6  # ViT-S blocks: 12 x 1.77 M
     n_panda = sum(p.numel() for p in panda.encoder.parameters())

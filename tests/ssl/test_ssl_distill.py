@@ -11,12 +11,12 @@ import torch
 from ssl_helpers import preprocessed_batch
 
 from nufm.models.encoders import TokenViTConfig
-from nufm.ssl.build import OBJECTIVE_PRESETS
+from nufm.presets import PRESETS
 from nufm.ssl.distill import DistillConfig, PrototypeHead, SelfDistillation
 
 
 def _tiny(**kw: object) -> DistillConfig:
-    cfg = OBJECTIVE_PRESETS["distill-tiny"]
+    cfg = PRESETS["distill-tiny"].objective
     assert isinstance(cfg, DistillConfig)
     return dataclasses.replace(cfg, **kw)
 
@@ -55,7 +55,7 @@ def test_token_vit_distillation_trains_encoder_and_mask_token() -> None:
     """The token-ViT student (preset distill-vit-cpu, shrunk) learns through interpolated
     per-point features: every student parameter, the mask token included, gets a gradient."""
     torch.manual_seed(0)
-    cfg = OBJECTIVE_PRESETS["distill-vit-cpu"]
+    cfg = PRESETS["distill-vit-cpu"].objective
     assert isinstance(cfg, DistillConfig) and isinstance(cfg.encoder, TokenViTConfig)
     model = SelfDistillation(cfg).train()
     out = model(preprocessed_batch(2))
@@ -108,7 +108,7 @@ def test_prototype_head_gives_cosine_logits() -> None:
 
 
 def test_distill_config_validation() -> None:
-    vit = OBJECTIVE_PRESETS["distill-vit-cpu"].encoder
+    vit = PRESETS["distill-vit-cpu"].objective.encoder
     with pytest.raises(ValueError, match="token-ViT encoder needs mask_token"):
         _tiny(encoder=dataclasses.replace(vit, mask_token=False))
     with pytest.raises(ValueError, match="enc_mode"):

@@ -9,12 +9,12 @@ from ssl_helpers import event_of, preprocessed_batch
 
 from nufm.geometry.grid import voxelize
 from nufm.geometry.serialize import serialization_order
-from nufm.ssl.build import OBJECTIVE_PRESETS
+from nufm.presets import PRESETS
 from nufm.ssl.forecast import ForecastConfig, Forecaster, SerializedPatchEncoder
 
 
 def _tiny(**kw: object) -> ForecastConfig:
-    cfg = OBJECTIVE_PRESETS["forecast-tiny"]
+    cfg = PRESETS["forecast-tiny"].objective
     assert isinstance(cfg, ForecastConfig)
     return dataclasses.replace(cfg, **kw)
 

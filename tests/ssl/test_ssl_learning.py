@@ -9,7 +9,8 @@ import pytest
 import torch
 from ssl_helpers import preprocessed_batch
 
-from nufm.ssl.build import OBJECTIVE_PRESETS, build_objective
+from nufm.presets import PRESETS
+from nufm.ssl.build import build_objective
 from nufm.step import StepOutput
 
 
@@ -17,7 +18,7 @@ def _train(
     name: str, steps: int, lr: float, n_events: int = 3, momentum: float = 0.996, seed: int = 0
 ) -> tuple[list[float], list[StepOutput]]:
     torch.manual_seed(seed)
-    model = build_objective(OBJECTIVE_PRESETS[name]).train()
+    model = build_objective(PRESETS[name].objective).train()
     batch = preprocessed_batch(n_events, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
@@ -61,7 +62,7 @@ def _distill_checks(
     import math
 
     assert np.mean(losses[-n_last:]) < ratio * losses[0], losses
-    P = OBJECTIVE_PRESETS["distill-tiny"].num_prototypes  # type: ignore[union-attr]
+    P = PRESETS["distill-tiny"].objective.num_prototypes  # type: ignore[union-attr]
     h_end = float(np.mean([float(o.metrics["teacher_entropy"]) for o in outs[-n_last:]]))
     assert h_end < 0.75 * math.log(P), h_end  # uniform targets would be log P
     if check_kl:  # KL(teacher || student) of the mask pairs goes down

@@ -10,13 +10,13 @@ import torch
 from ssl_helpers import event_of, preprocessed_batch
 
 from nufm.batch import PointBatch
-from nufm.ssl.build import OBJECTIVE_PRESETS
+from nufm.presets import PRESETS
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
 from nufm.ssl.masking import random_token_mask
 
 
 def _tiny(**kw: object) -> MAEConfig:
-    cfg = OBJECTIVE_PRESETS["mae-tiny"]
+    cfg = PRESETS["mae-tiny"].objective
     assert isinstance(cfg, MAEConfig)
     return dataclasses.replace(cfg, **kw)
 

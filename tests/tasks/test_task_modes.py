@@ -14,9 +14,9 @@ from nufm.batch import PointBatch
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.collate import collate
 from nufm.data.event import Event
+from nufm.presets import PRESETS
 from nufm.tasks import (
     MODES,
-    TASK_PRESETS,
     ClusterConfig,
     EventTaskConfig,
     PIDConfig,
@@ -181,10 +181,10 @@ def test_presets_cover_every_task_and_mode() -> None:
         "event-vertex",
     ):
         for mode in MODES:
-            assert TASK_PRESETS[f"{prefix}-{mode}"].mode == mode
-    assert TASK_PRESETS["semseg-polarmae-full"].encoder.tokenizer.in_channels == 4
+            assert PRESETS[f"{prefix}-{mode}"].objective.mode == mode
+    assert PRESETS["semseg-polarmae-full"].objective.encoder.tokenizer.in_channels == 4
     torch.manual_seed(0)
-    task = build_task(TASK_PRESETS["event-vertex-linear"])
+    task = build_task(PRESETS["event-vertex-linear"].objective)
     assert isinstance(task.head, nn.Linear) and task.head.out_features == 3
 
 
@@ -203,6 +203,7 @@ def test_bad_configs_are_rejected() -> None:
 
 def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -> None:
     cfg = RunConfig(
+        objective=_cfg("pid", "head"),
         optim=OptimConfig(lr=1e-2, warmup_steps=1),
         train=TrainConfig(max_steps=5, device="cpu", checkpoint_every=5),
         logging=LoggingConfig(log_every=1, progress=False, tensorboard=False),

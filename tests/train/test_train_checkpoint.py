@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig
 from nufm.train.checkpoint import (
     SLOW_WRITE_ENV,
     CheckpointError,
@@ -24,7 +25,6 @@ from nufm.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from nufm.train.toy import ToyObjective, ToyObjectiveConfig
 
 
 def _save(directory: Path, step: int, model: torch.nn.Module, keep: int = 5) -> Path:

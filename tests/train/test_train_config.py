@@ -15,7 +15,8 @@ from nufm.config import (
     load_config,
     save_config,
 )
-from nufm.train.presets import PRESETS, get_preset
+from nufm.presets import PRESETS, get_preset
+from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.train.run import parse_pretrain_args
 
 
@@ -34,7 +35,11 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         (lambda: TrainConfig(grad_accum=0), "train.grad_accum"),
         (lambda: DataConfig(source="file"), "data.path"),
         (
-            lambda: RunConfig(train=TrainConfig(max_steps=5), optim=OptimConfig(warmup_steps=9)),
+            lambda: RunConfig(
+                objective=ToyObjectiveConfig(),
+                train=TrainConfig(max_steps=5),
+                optim=OptimConfig(warmup_steps=9),
+            ),
             "warmup_steps",
         ),
     ],
@@ -45,7 +50,7 @@ def test_validation_names_the_option(make, match: str) -> None:
 
 
 def test_unknown_key_is_refused() -> None:
-    data = config_to_dict(RunConfig())
+    data = config_to_dict(RunConfig(objective=ToyObjectiveConfig()))
     data["train"]["max_stepz"] = 3
     with pytest.raises(ValueError, match="max_stepz"):
         config_from_dict(data)
@@ -88,3 +93,29 @@ def test_cli_overrides_on_preset_and_config_file(tmp_path: Path) -> None:
     assert cfg2.train.max_steps == 7 and cfg2.objective.hidden == 4 and not resume2
     with pytest.raises(SystemExit):
         parse_pretrain_args(["--preset", "toy", "--run-dir", str(tmp_path), "--optim.lr", "-3"])
+
+
+def test_tuples_of_paths_and_fixed_tuples_read_back(tmp_path: Path) -> None:
+    from nufm.config import FinetuneConfig
+
+    cfg = dataclasses.replace(
+        PRESETS["semseg-full"],
+        finetune=FinetuneConfig(
+            data=(Path("/a.h5"), Path("/b.h5")), split_fractions=(0.5, 0.25, 0.25)
+        ),
+        data=DataConfig(augment=True, scale=(0.9, 1.1)),
+    )
+    save_config(cfg, tmp_path / "config.yaml")
+    back = load_config(tmp_path / "config.yaml")
+    assert back == cfg and isinstance(back.finetune.data[0], Path)  # type: ignore[union-attr]
+    data = config_to_dict(cfg)
+    data["finetune"]["split_fractions"] = [0.5, 0.5]
+    with pytest.raises(ValueError, match=r"finetune.split_fractions needs 3 values"):
+        config_from_dict(data)
+
+
+def test_finetune_section_needs_a_task() -> None:
+    from nufm.config import FinetuneConfig
+
+    with pytest.raises(ValueError, match="needs a task objective"):
+        dataclasses.replace(PRESETS["toy"], finetune=FinetuneConfig())

@@ -22,7 +22,7 @@ sys.path.insert(0, {helpers!r})
 import torch
 from train_helpers import make_cfg, toy_factory
 from nufm.train.loop import seed_everything, train
-from nufm.train.toy import ToyObjective
+from nufm.ssl.toy import ToyObjective
 
 class Recording(ToyObjective):
     seen = []

@@ -19,12 +19,15 @@ from train_helpers import make_cfg, toy_factory
 from nufm.batch import PointBatch
 from nufm.config import RunConfig, load_config
 from nufm.data.event import Event
+from nufm.data.transforms import RandomRotation
+from nufm.ssl.toy import ToyObjective, toy_events
 from nufm.step import StepOutput
 from nufm.train.build import build_objective
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from nufm.train.data import DataError
 from nufm.train.loop import DivergenceError, seed_everything, train
-from nufm.train.toy import ToyObjective, random_rotation_z, toy_events
+
+ROTATE = RandomRotation(center=(384.0, 384.0, 384.0))  # a seeded augmentation of raw events
 
 
 def _objective(cfg: RunConfig) -> ToyObjective:
@@ -56,7 +59,7 @@ def test_resume_is_bit_identical(
     cfg = make_cfg(
         train={"grad_accum": grad_accum, "monitor_every": 1}, data={"num_workers": num_workers}
     )
-    transform = random_rotation_z if augment else None
+    transform = ROTATE if augment else None
     full = _objective(cfg)
     res = train(cfg, full, toy_factory, tmp_path / "full", transform=transform)
     assert res.step == 8
@@ -210,7 +213,7 @@ logging.basicConfig(level=logging.INFO)
 from train_helpers import make_cfg, toy_factory
 from nufm.train.build import build_objective
 from nufm.train.loop import seed_everything, train
-from nufm.train.toy import ToyObjective
+from nufm.ssl.toy import ToyObjective
 
 class Slow(ToyObjective):
     def forward(self, batch):

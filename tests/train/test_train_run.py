@@ -7,11 +7,14 @@ import torch
 from train_helpers import make_cfg, toy_factory
 
 from nufm.data.collate import collate
+from nufm.data.transforms import RandomRotation
+from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
 from nufm.train.checkpoint import DataCursor
 from nufm.train.data import EventStream
 from nufm.train.loop import schedules_for, seed_everything, train
 from nufm.train.run import pretrain_cli
-from nufm.train.toy import ToyObjective, ToyObjectiveConfig, random_rotation_z, toy_events
+
+ROTATE = RandomRotation(center=(384.0, 384.0, 384.0))  # a seeded augmentation of raw events
 
 
 def test_cli_smoke_and_resume_extends(tmp_path: Path) -> None:
@@ -31,7 +34,7 @@ def test_stream_from_cursor_continues_exactly() -> None:
         shuffle=True,
         seed=3,
         num_workers=0,
-        transform=random_rotation_z,
+        transform=ROTATE,
     )
     full = EventStream(events, start=DataCursor(), **kwargs)
     seq = [next(full) for _ in range(3 * full.batches_per_epoch + 1)]  # crosses 3 epochs

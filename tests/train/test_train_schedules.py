@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
+from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig
 from nufm.train.optim import build_optimizer, is_decayed, param_groups, set_step_hyperparams
 from nufm.train.schedules import build_schedules, cosine_schedule
-from nufm.train.toy import ToyObjective, ToyObjectiveConfig
 
 
 def test_cosine_schedule_hand_computed() -> None:

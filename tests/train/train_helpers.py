@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
-from nufm.train.toy import ToyObjectiveConfig, toy_events
+from nufm.ssl.toy import ToyObjectiveConfig, toy_events
 
 
 def make_cfg(**sections: dict) -> RunConfig:

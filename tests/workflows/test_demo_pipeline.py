@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from nufm.presets import STUDY_PRESETS
 from nufm.workflows.demo import DemoConfig, run_demo
 
 
 @pytest.mark.slow
 def test_demo_pipeline_at_toy_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nufm.workflows.study as study
-
     cfg = DemoConfig(
         out=tmp_path / "demo",
         events=60,
@@ -31,7 +30,7 @@ def test_demo_pipeline_at_toy_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     report = run_demo(cfg)
     assert report.is_file() and "<table>" in report.read_text()
     rows = list(csv.DictReader((cfg.out / "study" / "results.csv").open()))
-    assert {r["mode"] for r in rows} == set(study.STUDY_PRESETS["smoke"].modes)
+    assert {r["mode"] for r in rows} == set(STUDY_PRESETS["smoke"].modes)
     assert {int(r["n_train"]) for r in rows} == {4, 8}
     md = (cfg.out / "report" / "index.md").read_text()
     for r in rows:  # every fine-tune run has its own metrics file with the reported score

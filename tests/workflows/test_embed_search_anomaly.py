@@ -18,8 +18,8 @@ from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, Train
 from nufm.data.event import Event
 from nufm.data.lartpc import VOLUME_SIZE
 from nufm.data.pilarnet import read_events, write_events
+from nufm.presets import PRESETS
 from nufm.sim import generate_events
-from nufm.ssl.build import OBJECTIVE_PRESETS
 from nufm.train.run import run_pretrain
 from nufm.viz.display import save_figure
 from nufm.workflows.anomaly import (
@@ -55,7 +55,7 @@ def emb_pretrained(tmp_path_factory: pytest.TempPathFactory) -> Pretrained:
     """A 2-step mae-tiny pretraining run on 8 simulated events, loaded back."""
     run_dir = tmp_path_factory.mktemp("emb_run")
     cfg = RunConfig(
-        objective=OBJECTIVE_PRESETS["mae-tiny"],
+        objective=PRESETS["mae-tiny"].objective,
         train=TrainConfig(max_steps=2, checkpoint_every=2, device="cpu"),
         logging=LoggingConfig(progress=False, tensorboard=False),
         data=DataConfig(source="sim", num_events=8, max_points=20000, max_events=4),

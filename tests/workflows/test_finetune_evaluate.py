@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
+from nufm.config import FinetuneConfig
 from nufm.data.pilarnet import write_events
 from nufm.data.synthetic import synthetic_events
 from nufm.models.encoders import TokenViTConfig
 from nufm.models.tokenizers import PointMAETokenizerConfig
 from nufm.models.vit import ViTConfig
-from nufm.workflows.finetune import FinetuneConfig, evaluate_run, run_finetune
+from nufm.presets import PRESETS
+from nufm.workflows.finetune import evaluate_run, run_finetune
 
 
 def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path) -> None:
@@ -30,16 +33,13 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
         ),
         vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
     )
-    cfg = FinetuneConfig(
-        task="cluster-particle-scratch",
-        data=(data,),
-        n_train=4,
-        n_test=2,
-        steps=2,
-        warmup_steps=1,
-        bf16=False,
-        progress=False,
-        split_fractions=(0.6, 0.2, 0.2),
+    base = PRESETS["cluster-particle-scratch"]
+    cfg = dataclasses.replace(
+        base,
+        optim=dataclasses.replace(base.optim, warmup_steps=1),
+        train=dataclasses.replace(base.train, max_steps=2, checkpoint_every=2, bf16=False),
+        logging=dataclasses.replace(base.logging, progress=False),
+        finetune=FinetuneConfig(data=(data,), n_train=4, n_test=2, split_fractions=(0.6, 0.2, 0.2)),
     )
     result = run_finetune(cfg, tmp_path / "run", encoder_config=encoder)
     again = evaluate_run(

@@ -16,7 +16,7 @@ from nufm.data.transforms import Preprocess
 from nufm.models.encoders import TokenViTConfig
 from nufm.models.tokenizers import PointMAETokenizerConfig
 from nufm.models.vit import ViTConfig
-from nufm.ssl.build import OBJECTIVE_PRESETS
+from nufm.presets import PRESETS
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint
 from nufm.train.loop import seed_everything, train
@@ -39,7 +39,7 @@ def mae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-step mae-tiny pretraining run on 8 simulated events."""
     run_dir = tmp_path_factory.mktemp("mae_run")
     cfg = RunConfig(
-        objective=OBJECTIVE_PRESETS["mae-tiny"],
+        objective=PRESETS["mae-tiny"].objective,
         data=DataConfig(source="sim", num_events=8, max_points=20000, max_events=4),
         **_RUN,
     )
@@ -92,7 +92,7 @@ def test_encoder_is_the_same_from_run_checkpoint_and_export(mae_run: Path, tmp_p
         assert _equal(other.state, from_run.state)
         assert other.preprocess == from_run.preprocess == Preprocess()
         assert (
-            other.encoder_config == from_run.encoder_config == OBJECTIVE_PRESETS["mae-tiny"].encoder
+            other.encoder_config == from_run.encoder_config == PRESETS["mae-tiny"].objective.encoder
         )
     assert not from_run.encoder.training
     # the raw tensors, for build_task, from every kind of source

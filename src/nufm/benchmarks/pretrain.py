@@ -1,7 +1,7 @@
 """CPU pretraining-step benchmarks: throughput, model FLOPs, matmul peak and DDP scaling.
 
 Owns :func:`bench_pretrain`, :func:`count_step_flops` and :func:`matmul_peak`. Objectives are the
-tiny presets of :data:`nufm.ssl.build.OBJECTIVE_PRESETS` (PoLAr-MAE, arXiv:2502.02558; Sonata
+tiny presets of :data:`nufm.presets.PRESETS` (PoLAr-MAE, arXiv:2502.02558; Sonata
 self-distillation, arXiv:2503.16429; FM4NPP forecasting, arXiv:2508.14087). One training step is
 a full AdamW step (forward, backward, ``optimizer.step``, plus the EMA teacher update for
 self-distillation) on one collated batch of simulated events; timings are medians over
@@ -39,8 +39,9 @@ from nufm.benchmarks.models import _autocast, _time
 from nufm.data.collate import collate
 from nufm.data.transforms import Preprocess
 from nufm.models.vit import VIT_PRESETS, ViT
+from nufm.presets import PRESETS
 from nufm.sim import generate_events
-from nufm.ssl.build import OBJECTIVE_PRESETS, build_objective
+from nufm.ssl.build import build_objective
 from nufm.ssl.distill import SelfDistillation
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ def bench_pretrain(
 
     Args:
         quick: smoke run: 1 repeat, 2-event batches, small matmul and ViT reference, no DDP.
-        presets: keys of :data:`nufm.ssl.build.OBJECTIVE_PRESETS`.
+        presets: keys of :data:`nufm.presets.PRESETS`.
         repeats: timed steps per measurement (median); None = 1 if quick else 5.
         batch_events: simulated events per step (ignored when quick: 2).
         dtypes: "fp32" and/or "bf16" (CPU autocast).
@@ -247,10 +248,10 @@ def bench_pretrain(
         ``ddp_scaling`` (``events_per_s_1proc``, ``events_per_s_2proc``,
         ``scaling_efficiency`` = 2-proc / (2 x 1-proc), ``threads`` per process; or ``skipped``).
     """
-    unknown = [p for p in presets if p not in OBJECTIVE_PRESETS]
+    unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise ValueError(
-            f"bench_pretrain: unknown presets {unknown}; choose from {sorted(OBJECTIVE_PRESETS)}"
+            f"bench_pretrain: unknown presets {unknown}; choose from {sorted(PRESETS)}"
         )
     previous = torch.get_num_threads()
     n_threads = previous if threads is None else threads
@@ -294,7 +295,7 @@ def _bench(
     batch = simulated_batch(n_events, seed=0)
     for name in presets:
         torch.manual_seed(0)
-        objective = build_objective(OBJECTIVE_PRESETS[name])
+        objective = build_objective(PRESETS[name].objective)
         rows += _train_rows(
             name,
             objective,

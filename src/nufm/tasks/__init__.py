@@ -6,7 +6,7 @@
 - ``pid.py``: particle identification per true instance.
 - ``cluster.py``: particle / interaction clustering with a discriminative embedding loss.
 - ``event.py``: event-level classification and regression from pooled features.
-- ``build.py``: :data:`TaskConfig`, :func:`build_task`, :data:`TASK_PRESETS`.
+- ``build.py``: :data:`TaskConfig`, :func:`build_task` (named tasks: :mod:`nufm.presets`).
 
 Their dataset-level evaluation is :mod:`nufm.eval.tasks`; loading a fine-tuned task from a run
 or an export is :mod:`nufm.workflows.load`.
@@ -15,7 +15,7 @@ See ``docs/tasks.md``.
 """
 
 from nufm.models.base import PointFeatures  # re-exported: tasks use it for the linear mode
-from nufm.tasks.build import TASK_PRESETS, TaskConfig, build_task, count_parameters
+from nufm.tasks.build import TaskConfig, build_task, count_parameters
 from nufm.tasks.cluster import ClusterConfig, InstanceClustering, discriminative_loss
 from nufm.tasks.common import (
     MODES,
@@ -32,7 +32,6 @@ from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig, focal_loss
 
 __all__ = [
     "MODES",
-    "TASK_PRESETS",
     "AddEventTargets",
     "ClusterConfig",
     "EventTask",

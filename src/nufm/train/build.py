@@ -1,4 +1,4 @@
-"""Explicit builders for a pretraining run: objective, dataset and augmentation.
+"""Explicit builders for a run: objective, dataset and augmentation.
 
 New objectives plug in here and nowhere else: add their config class to
 ``nufm.config.ObjectiveConfig`` (a union discriminated by each config's ``name`` literal) and a
@@ -12,17 +12,29 @@ import logging
 from torch import nn
 
 from nufm.config import DataConfig, ObjectiveConfig
+from nufm.data.lartpc import CENTER
+from nufm.data.transforms import (
+    Compose,
+    EnergySmear,
+    Jitter,
+    Preprocess,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomScale,
+)
+from nufm.data.transforms import Transform as EventTransform
 from nufm.ssl.build import build_objective as build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
+from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
 from nufm.tasks.build import build_task
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event import EventTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.data import EventDataset, Transform
-from nufm.train.toy import ToyObjective, ToyObjectiveConfig, random_rotation_z, toy_events
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +61,8 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
         case "toy":
             return toy_events(cfg.num_events, cfg.sim_seed)
         case "sim":
-            try:
-                from nufm.sim import generate_events  # type: ignore[attr-defined]
-            except ImportError as e:
-                raise RuntimeError(
-                    "data.source='sim' needs nufm.sim.generate_events, which "
-                    f"is not available ({e})"
-                ) from e
+            from nufm.sim import generate_events
+
             log.info("simulating %d events (seed %d)", cfg.num_events, cfg.sim_seed)
             return list(generate_events(cfg.num_events, cfg.sim_seed))
         case "file":
@@ -63,7 +70,6 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
             if not cfg.path.is_file():
                 raise FileNotFoundError(f"data.path {cfg.path} does not exist")
             from nufm.data.dataset import PILArNetDataset
-            from nufm.data.transforms import Preprocess
 
             pre = Preprocess()  # the loop applies the transforms, seeded per (epoch, event)
             return PILArNetDataset(
@@ -76,24 +82,51 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
             raise ValueError(f"data.source={cfg.source!r} is not one of toy, sim, file")
 
 
-def build_transform(cfg: DataConfig) -> Transform | None:
+def build_augmentations(
+    cfg: DataConfig, center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> list[EventTransform]:
+    """The seeded augmentations ``cfg`` selects (none without ``cfg.augment``), in the order
+    crop, rotate, flip, scale, jitter, energy smear.
+
+    Args:
+        cfg: the data config.
+        center: pivot of rotation, flip and scale, in the units of ``coord`` (the origin for
+            normalised coordinates).
+    """
+    if not cfg.augment:
+        return []
+    steps: list[EventTransform] = []
+    if cfg.crop is not None:
+        steps.append(RandomCrop(min_fraction=cfg.crop[0], max_fraction=cfg.crop[1]))
+    if cfg.rotate:
+        steps.append(RandomRotation(center=center))
+    if cfg.flip_p > 0:
+        steps.append(RandomFlip(p=cfg.flip_p, center=center))
+    if cfg.scale is not None:
+        steps.append(RandomScale(low=cfg.scale[0], high=cfg.scale[1], center=center))
+    if cfg.jitter is not None:
+        steps.append(Jitter(sigma=cfg.jitter[0], clip=cfg.jitter[1]))
+    if cfg.energy_smear > 0:
+        steps.append(EnergySmear(sigma=cfg.energy_smear))
+    return steps
+
+
+def build_transform(cfg: DataConfig, preprocess: Preprocess | None = None) -> Transform | None:
     """The seeded per-event pipeline of the run, or None.
 
-    'toy' events: none, or a random rotation about z when ``augment``. 'sim' / 'file':
-    ``nufm.data.transforms.Preprocess`` (threshold, normalise, log energy, feat = [xyz, E])
-    with a uniform random rotation when ``augment``.
+    'toy' events: the augmentations of :func:`build_augmentations` about the volume centre
+    (raw voxel coordinates), or None. 'sim' / 'file': ``preprocess`` (default
+    :class:`~nufm.data.transforms.Preprocess`: threshold, normalise, log energy,
+    feat = [xyz, E]) with the augmentations on normalised coordinates and MeV energies.
     """
     if cfg.source == "toy":
-        return random_rotation_z if cfg.augment else None
-    from nufm.data.transforms import Preprocess, RandomRotation
-
-    return Preprocess().transforms(augment=[RandomRotation()] if cfg.augment else [])
+        augment = build_augmentations(cfg, center=(CENTER, CENTER, CENTER))
+        return Compose(augment) if augment else None
+    return (preprocess or Preprocess()).transforms(augment=build_augmentations(cfg))
 
 
 def preprocess_contract(cfg: DataConfig) -> dict:
     """What inputs a model trained on ``cfg`` expects (stored by ``nufm.hub.export``)."""
     if cfg.source == "toy":
         return {"source": "toy", "feat": "energy (MeV)", "coord": "voxel units"}
-    from nufm.data.transforms import Preprocess
-
     return {"source": cfg.source, **Preprocess().to_dict()}

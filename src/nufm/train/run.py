@@ -1,5 +1,6 @@
 """Entry points of a pretraining run: :func:`run_pretrain` (library) and :func:`pretrain_cli`
-(``nufm pretrain`` / ``python -m nufm.train.run``, also under ``torchrun``).
+(``nufm pretrain`` / ``python -m nufm.train.run``, also under ``torchrun``), and the argument
+parser :func:`parse_run_args` that ``nufm finetune`` shares.
 
 ``nufm pretrain [--preset NAME | --config-file config.yaml] --run-dir DIR [--resume]
 [overrides such as --train.max-steps 100 --optim.lr 3e-4]``: the preset (or a saved config)
@@ -9,17 +10,18 @@ is the base; tyro applies the dotted overrides and validates the result.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 import tyro
 
-from nufm.config import RunConfig, load_config
+from nufm.config import FinetuneConfig, RunConfig, load_config
+from nufm.presets import PRESETS, get_preset
 from nufm.train.build import build_dataset, build_objective, build_transform
 from nufm.train.distributed import cleanup_distributed, write_slurm_script
 from nufm.train.loop import Monitor, TrainResult, seed_everything, train
-from nufm.train.presets import PRESETS, get_preset
 
 log = logging.getLogger(__name__)
 
@@ -57,43 +59,69 @@ def run_pretrain(
 
 
 _LAUNCHER_HELP = """Launcher options (before the overrides):
-  --preset NAME        base config, one of: {presets}
+  --preset NAME        base config (default {default}), one of: {presets}
   --config-file PATH   base config from a config.yaml (e.g. of an earlier run)
-  --run-dir DIR        run directory (required)
+  --run-dir DIR        run directory (required){resume}"""
+
+_RESUME_HELP = """
   --resume             continue from the latest complete checkpoint in --run-dir"""
 
 
-def parse_pretrain_args(argv: list[str]) -> tuple[RunConfig, Path, bool]:
-    """Parse ``nufm pretrain`` arguments into (config, run_dir, resume)."""
-    parser = argparse.ArgumentParser(prog="nufm pretrain", add_help=False)
+def parse_run_args(argv: list[str], *, finetune: bool = False) -> tuple[RunConfig, Path, bool]:
+    """Parse ``nufm pretrain`` (or, with ``finetune``, ``nufm finetune``) arguments into
+    (config, run_dir, resume): launcher flags, then tyro's dotted overrides of the base config.
+
+    Raises:
+        SystemExit: an unknown preset, a bad override, a missing ``--run-dir``, or a preset of
+            the other kind (a fine-tuning run given to pretrain or the reverse).
+    """
+    prog = "nufm finetune" if finetune else "nufm pretrain"
+    default = "semseg-full" if finetune else "toy"
+    parser = argparse.ArgumentParser(prog=prog, add_help=False, allow_abbrev=False)
     parser.add_argument("--preset", default=None)
     parser.add_argument("--config-file", type=Path, default=None)
     parser.add_argument("--run-dir", type=Path, default=None)
-    parser.add_argument("--resume", action="store_true")
+    if not finetune:
+        parser.add_argument("--resume", action="store_true")
     known, rest = parser.parse_known_args(argv)
     if known.preset is not None and known.config_file is not None:
-        raise SystemExit("nufm pretrain: give --preset or --config-file, not both")
+        raise SystemExit(f"{prog}: give --preset or --config-file, not both")
     if known.config_file is not None:
         base = load_config(known.config_file)
     else:
         try:
-            base = get_preset(known.preset or "toy")
+            base = get_preset(known.preset or default)
         except KeyError as e:
-            raise SystemExit(f"nufm pretrain: {e.args[0]}") from e
-    description = "Pretrain a nufm objective.\n\n" + _LAUNCHER_HELP.format(
-        presets=", ".join(sorted(PRESETS))
+            raise SystemExit(f"{prog}: {e.args[0]}") from e
+    if base.is_finetune != finetune:
+        other = "nufm pretrain" if finetune else "nufm finetune"
+        raise SystemExit(
+            f"{prog}: {known.preset or known.config_file} is a "
+            f"{'pretraining' if finetune else 'fine-tuning'} run; use {other}"
+        )
+    if finetune and base.finetune is None:  # a fine-tuning run saved before the section existed
+        base = dataclasses.replace(base, finetune=FinetuneConfig())
+    kind = [n for n, c in PRESETS.items() if c.is_finetune == finetune]
+    what = "Fine-tune and evaluate a task" if finetune else "Pretrain a nufm objective"
+    description = f"{what}.\n\n" + _LAUNCHER_HELP.format(
+        default=default, presets=", ".join(sorted(kind)), resume="" if finetune else _RESUME_HELP
     )
     cfg = tyro.cli(
         RunConfig,
         default=base,
         args=rest,
-        prog="nufm pretrain",
+        prog=prog,
         config=(tyro.conf.AvoidSubcommands,),
         description=description,
     )
     if known.run_dir is None:
-        raise SystemExit("nufm pretrain: --run-dir is required")
-    return cfg, known.run_dir, known.resume
+        raise SystemExit(f"{prog}: --run-dir is required")
+    return cfg, known.run_dir, bool(getattr(known, "resume", False))
+
+
+def parse_pretrain_args(argv: list[str]) -> tuple[RunConfig, Path, bool]:
+    """Parse ``nufm pretrain`` arguments into (config, run_dir, resume)."""
+    return parse_run_args(argv)
 
 
 def submit_cli(argv: list[str] | None = None) -> Path:

@@ -452,6 +452,49 @@ def score_planted(
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class AnomalyStudyConfig:
+    """A planted-anomaly study (``nufm anomaly``): which pathology, how many events, which score."""
+
+    kind: AnomalyKind = "noise_burst"
+    """The planted pathology."""
+    score: ScoreKind = "token"
+    """token (local, PatchCore-style) or event (pooled embedding kNN)."""
+    n_reference: int = 200
+    """Normal reference events."""
+    n_normal: int = 100
+    """Normal query events."""
+    n_anomalous: int = 100
+    """Corrupted query events."""
+    k: int = 5
+    """event score: nearest reference events averaged."""
+    top_fraction: float = 0.1
+    """token score: fraction of an event's tokens (largest distances) averaged."""
+    seed: int = 0
+    """Simulation seed (reference stream seed, queries seed + 1)."""
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    """Sizes of the planted anomalies."""
+    device: str = "cpu"
+    """Torch device, e.g. cpu or cuda."""
+
+
+def run_anomaly_study(pretrained: Pretrained, cfg: AnomalyStudyConfig) -> AnomalyResult:
+    """:func:`planted_anomaly_study` with the settings of ``cfg``."""
+    return planted_anomaly_study(
+        pretrained,
+        cfg.n_reference,
+        cfg.n_normal,
+        cfg.n_anomalous,
+        cfg.kind,
+        cfg.seed,
+        k=cfg.k,
+        score=cfg.score,
+        top_fraction=cfg.top_fraction,
+        cfg=cfg.corruption,
+        device=cfg.device,
+    )
+
+
 def planted_anomaly_study(
     pretrained: Pretrained,
     n_reference: int = 200,

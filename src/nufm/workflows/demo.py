@@ -36,12 +36,12 @@ class DemoConfig:
     workers: int = 2
     """Simulation worker processes."""
     pretrain_preset: str = "mae-ctx-cpu"
-    """Pretraining preset (nufm.train.presets); its events are simulated from another seed."""
+    """Pretraining preset (nufm.presets.PRESETS); its events are simulated from another seed."""
     pretrain_steps: int = 600
     """Pretraining optimizer steps (with the context term the probe is at its CPU plateau by
     then: docs/objectives.md)."""
     study_preset: str = "quick"
-    """Label-efficiency study preset (nufm.workflows.study.STUDY_PRESETS)."""
+    """Label-efficiency study preset (nufm.presets.STUDY_PRESETS)."""
     seed: int = 0
     """Base seed (labelled data use seed + 1000, pretraining data use seed)."""
     probe_every: int | None = None
@@ -63,11 +63,11 @@ def _step(name: str) -> float:
 def run_demo(cfg: DemoConfig) -> Path:
     """Run every stage; returns the path of ``report/index.html``."""
     from nufm.data.pilarnet import write_events
+    from nufm.presets import get_preset, get_study_preset
     from nufm.sim import generate_events
-    from nufm.train.presets import get_preset
     from nufm.train.run import run_pretrain
     from nufm.workflows.load import load_encoder
-    from nufm.workflows.study import STUDY_PRESETS, run_study
+    from nufm.workflows.study import run_study
 
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     t = _step("label-efficiency study")
     study_dir = out / "study"
     if not (study_dir / "results.md").is_file() or not (study_dir / "complete").is_file():
-        run_study(STUDY_PRESETS[cfg.study_preset], run_dir, (data,), study_dir)
+        run_study(get_study_preset(cfg.study_preset), run_dir, (data,), study_dir)
         (study_dir / "complete").write_text("done\n")
     timings["study"] = time.perf_counter() - t
 

@@ -1,6 +1,7 @@
 """Fine-tune a task on labelled events and evaluate it on held-out events (``nufm finetune``).
 
-One run = one task config (task x mode), one labelled subset, one seed:
+One run = one :class:`~nufm.config.RunConfig` whose objective is a task config (task x mode)
+and whose ``finetune`` section names the pretrained model, the labelled files and the split:
 
 1. events come from PILArNet-M layout files, split into train / val / test **by whole event**
    (:class:`nufm.data.dataset.PILArNetDataset`, seeded); the labelled subset is the first
@@ -25,78 +26,21 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
+from nufm.config import RunConfig
 from nufm.data.dataset import PILArNetDataset
 from nufm.data.event import Event
-from nufm.data.transforms import Preprocess, RandomRotation
+from nufm.data.transforms import Preprocess
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
-from nufm.tasks.build import TASK_PRESETS, build_task
+from nufm.tasks.build import TaskConfig, build_task
+from nufm.train.build import build_augmentations
 from nufm.train.loop import seed_everything, train
+from nufm.train.run import parse_run_args
 from nufm.workflows.load import Pretrained, load_encoder, load_task
 
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class FinetuneConfig:
-    """One fine-tuning run."""
-
-    task: str = "semseg-full"
-    """Task preset ``<task>-<mode>`` (see nufm.tasks.build.TASK_PRESETS), e.g. semseg-linear,
-    semseg-head, semseg-full, semseg-scratch, pid-full, cluster-particle-full."""
-    pretrained: Path | None = None
-    """Pretraining run directory or exported model; its encoder config replaces the preset's.
-    Required except for scratch mode with an explicit encoder."""
-    data: tuple[Path, ...] = ()
-    """PILArNet-M layout HDF5 file(s); split by event into train/val/test."""
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    """Train / val / test fractions of the events."""
-    split_seed: int = 0
-    """Seed of the event split and of the labelled-subset permutation."""
-    n_train: int | None = None
-    """Labelled training events used (first n of the permuted train split); None = all."""
-    n_test: int | None = None
-    """Test events evaluated (first n of the permuted test split); None = all."""
-    steps: int = 200
-    """Optimizer steps."""
-    lr: float = 1e-3
-    """Peak learning rate of the head (the encoder gets lr * task.encoder_lr_scale in full
-    and scratch modes)."""
-    warmup_steps: int = 20
-    """Linear warmup steps."""
-    weight_decay: float = 0.01
-    """AdamW weight decay of weight matrices."""
-    max_points: int = 40_000
-    """Point budget of one batch."""
-    max_events: int = 8
-    """Event cap of one batch."""
-    augment: bool = True
-    """Random rotations of training events."""
-    bf16: bool = True
-    """bfloat16 autocast (about 2x faster on CPUs with AMX / bf16 support)."""
-    seed: int = 0
-    """Seed of initialisation, batch order and augmentation."""
-    progress: bool = True
-    """Show a progress bar."""
-    eval_batch_points: int = 100_000
-    """Point budget of evaluation batches."""
-
-    def __post_init__(self) -> None:
-        if self.task not in TASK_PRESETS:
-            raise ValueError(
-                f"finetune: unknown task preset {self.task!r}; known: {sorted(TASK_PRESETS)}"
-            )
-        for n, name in ((self.n_train, "n_train"), (self.n_test, "n_test")):
-            if n is not None and n <= 0:
-                raise ValueError(f"finetune: {name} must be positive, got {n}")
-        if self.steps <= 0 or self.warmup_steps > self.steps:
-            raise ValueError(
-                f"finetune: need steps > 0 and warmup_steps <= steps, got "
-                f"{self.steps}, {self.warmup_steps}"
-            )
 
 
 @dataclass
@@ -127,7 +71,7 @@ def load_split_events(
             silently shortened).
     """
     if not data:
-        raise ValueError("finetune: give at least one data file (--data FILE.h5)")
+        raise ValueError("finetune: give at least one data file (--finetune.data FILE.h5)")
     ds = PILArNetDataset(
         list(data),
         split=split,
@@ -148,7 +92,7 @@ def load_split_events(
 
 
 def run_finetune(
-    cfg: FinetuneConfig,
+    cfg: RunConfig,
     run_dir: str | Path,
     pretrained: Pretrained | None = None,
     *,
@@ -161,22 +105,36 @@ def run_finetune(
     """Train and evaluate one task (see the module docstring).
 
     Args:
-        cfg: the run settings.
+        cfg: the run: its objective is the task (the mode is ``objective.mode``), its
+            ``finetune`` section names the pretrained model, the labelled files and the split;
+            optim, train, logging and data (batching, augmentation) work as in pretraining. The
+            saved ``config.yaml`` records ``data.source='file'`` and the first labelled file.
         run_dir: where checkpoints, logs and ``metrics.json`` go.
-        pretrained: the loaded pretrained model (default: loaded from ``cfg.pretrained``);
-            its encoder config, weights and preprocessing are used.
+        pretrained: the loaded pretrained model (default: loaded from
+            ``cfg.finetune.pretrained``); its encoder config, weights and preprocessing are used.
         random_encoder: keep the encoder randomly initialised even in linear / head / full
             mode (the random-representation baseline of the study).
         encoder_config: the encoder architecture when no ``pretrained`` is given (scratch
             runs of a study use the pretrained model's architecture).
         preprocess: the preprocessing contract when no ``pretrained`` is given.
-        train_events, test_events: raw events to use instead of loading ``cfg.data`` (a study
-            shares them between runs).
+        train_events, test_events: raw events to use instead of loading ``cfg.finetune.data``
+            (a study shares them between runs).
+
+    Raises:
+        ValueError: the objective is no task, or a mode needs a pretrained model that is
+            missing.
     """
     run_dir = Path(run_dir)
-    if pretrained is None and cfg.pretrained is not None:
-        pretrained = load_encoder(cfg.pretrained)
-    task_cfg = TASK_PRESETS[cfg.task]
+    ft = cfg.finetune
+    task_cfg = cfg.objective
+    if ft is None or not isinstance(task_cfg, TaskConfig):
+        raise ValueError(
+            f"finetune: run {cfg.name!r} needs a task objective and a finetune section "
+            f"(objective is {type(task_cfg).__name__}); use a fine-tuning preset such as "
+            "semseg-full"
+        )
+    if pretrained is None and ft.pretrained is not None:
+        pretrained = load_encoder(ft.pretrained)
     if pretrained is not None:
         encoder_config = pretrained.encoder_config
         preprocess = pretrained.preprocess
@@ -189,96 +147,84 @@ def run_finetune(
     if encoder_config is not None:
         task_cfg = dataclasses.replace(task_cfg, encoder=encoder_config)
     preprocess = preprocess or Preprocess()
-    use_weights = pretrained is not None and task_cfg.mode != "scratch" and not random_encoder
-    if task_cfg.mode != "scratch" and not use_weights and not random_encoder:
-        raise ValueError(f"finetune: mode {task_cfg.mode!r} needs --pretrained")
+    weights = pretrained if task_cfg.mode != "scratch" and not random_encoder else None
+    if task_cfg.mode != "scratch" and weights is None and not random_encoder:
+        raise ValueError(
+            f"finetune: mode {task_cfg.mode!r} needs a pretrained model "
+            "(--finetune.pretrained RUN_OR_MODEL_DIR)"
+        )
     if train_events is None:
         train_events = load_split_events(
-            cfg.data,
+            ft.data,
             preprocess,
             "train",
-            cfg.n_train,
-            split_seed=cfg.split_seed,
-            split_fractions=cfg.split_fractions,
+            ft.n_train,
+            split_seed=ft.split_seed,
+            split_fractions=ft.split_fractions,
         )
     if test_events is None:
         test_events = load_split_events(
-            cfg.data,
+            ft.data,
             preprocess,
             "test",
-            cfg.n_test,
-            split_seed=cfg.split_seed,
-            split_fractions=cfg.split_fractions,
+            ft.n_test,
+            split_seed=ft.split_seed,
+            split_fractions=ft.split_fractions,
         )
-    run_cfg = RunConfig(
-        name=f"{cfg.task}-n{len(train_events)}-s{cfg.seed}",
-        objective=task_cfg,
-        optim=OptimConfig(
-            lr=cfg.lr,
-            min_lr=cfg.lr * 0.01,
-            warmup_steps=cfg.warmup_steps,
-            weight_decay=cfg.weight_decay,
-            weight_decay_end=cfg.weight_decay,
-            grad_clip=1.0,
-        ),
-        train=TrainConfig(
-            max_steps=cfg.steps,
-            seed=cfg.seed,
-            bf16=cfg.bf16,
-            checkpoint_every=cfg.steps,
-            keep_checkpoints=1,
-        ),
-        logging=LoggingConfig(
-            log_every=max(cfg.steps // 20, 1), progress=cfg.progress, tensorboard=True
-        ),
-        data=DataConfig(
-            source="file",
-            path=cfg.data[0],
-            max_points=cfg.max_points,
-            max_events=cfg.max_events,
-            augment=cfg.augment,
-        ),
+    data_cfg = (
+        dataclasses.replace(cfg.data, source="file", path=ft.data[0]) if ft.data else cfg.data
     )
-    seed_everything(cfg.seed)
-    task = build_task(task_cfg, pretrained.state if use_weights else None)
-    transform = preprocess.transforms(augment=[RandomRotation()] if cfg.augment else [])
+    run_cfg = dataclasses.replace(cfg, objective=task_cfg, data=data_cfg)
+    seed = cfg.train.seed
+    seed_everything(seed)
+    task = build_task(task_cfg, weights.state if weights is not None else None)
+    transform = preprocess.transforms(augment=build_augmentations(cfg.data))
     result = train(run_cfg, task, lambda _: train_events, run_dir, transform=transform)
     task.eval()
     with torch.no_grad():
         metrics = evaluate_task(
             task,
             test_events,
-            cfg.eval_batch_points,
+            ft.eval_batch_points,
             transform=preprocess.transforms(),
-            seed=cfg.seed,
+            seed=seed,
         )
     write_metrics_json(
         run_dir / "metrics.json",
         metrics,
         model={
-            "task": cfg.task,
+            "task": cfg.name,
             "mode": task_cfg.mode,
             "random_encoder": random_encoder,
             "encoder": type(task_cfg.encoder).__name__,
-            "pretrained": pretrained.source if use_weights else None,
-            "pretrained_step": pretrained.step if use_weights else None,
-            "steps": cfg.steps,
+            "pretrained": weights.source if weights is not None else None,
+            "pretrained_step": weights.step if weights is not None else None,
+            "steps": cfg.train.max_steps,
             "final_train_metrics": result.metrics,
         },
         data={
-            "files": [str(p) for p in cfg.data],
-            "split_fractions": cfg.split_fractions,
-            "split_seed": cfg.split_seed,
+            "files": [str(p) for p in ft.data],
+            "split_fractions": ft.split_fractions,
+            "split_seed": ft.split_seed,
             "n_train": len(train_events),
             "n_test": len(test_events),
         },
         preprocess=preprocess.to_dict(),
-        seed=cfg.seed,
+        seed=seed,
     )
-    log.info("%s: test %s", run_cfg.name, _headline(metrics))
+    log.info("%s: test %s", cfg.name, _headline(metrics))
     return FinetuneResult(
         metrics=metrics, run_dir=run_dir, n_train=len(train_events), n_test=len(test_events)
     )
+
+
+def finetune_cli(argv: list[str]) -> FinetuneResult:
+    """``nufm finetune [--preset NAME | --config-file config.yaml] --run-dir DIR [overrides]``:
+    the same launcher flags and dotted overrides as ``nufm pretrain`` (e.g. ``--optim.lr 1e-3
+    --train.device cpu --finetune.pretrained RUN --finetune.data FILE.h5
+    --finetune.n-train 100 --objective.mode linear``)."""
+    cfg, run_dir, _ = parse_run_args(argv, finetune=True)
+    return run_finetune(cfg, run_dir)
 
 
 def evaluate_run(

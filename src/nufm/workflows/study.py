@@ -17,6 +17,7 @@ Panda (arXiv:2512.01324): a pretrained encoder reaches with 10x fewer labels wha
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import logging
@@ -24,19 +25,22 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
+import tyro
 
+from nufm.config import RunConfig, StudyConfig
 from nufm.eval.plots import plot_label_efficiency
 from nufm.models.geometric import LocalGeometryConfig
+from nufm.presets import STUDY_PRESETS, get_study_preset
+from nufm.tasks.build import TaskConfig
+from nufm.tasks.common import Mode
 from nufm.viz.display import save_figure
-from nufm.workflows.finetune import FinetuneConfig, load_split_events, run_finetune
+from nufm.workflows.finetune import load_split_events, run_finetune
 from nufm.workflows.load import load_encoder
 
 log = logging.getLogger(__name__)
 
-StudyMode = Literal["linear", "head", "full", "scratch", "linear-random", "linear-geometry"]
 MODE_LABELS: dict[str, str] = {
     "linear": "linear probe (pretrained, frozen)",
     "head": "head only (pretrained, frozen)",
@@ -44,73 +48,6 @@ MODE_LABELS: dict[str, str] = {
     "scratch": "from scratch (random init)",
     "linear-random": "linear probe (random encoder, frozen)",
     "linear-geometry": "linear probe (local-shape descriptors, no network)",
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class StudyConfig:
-    """Sizes, modes, seeds and the shared fine-tuning settings of a study."""
-
-    task: str = "semseg"
-    """Task preset prefix (``<task>-<mode>`` in nufm.tasks.build.TASK_PRESETS)."""
-    sizes: tuple[int, ...] = (10, 100, 1000)
-    """Labelled training events per run (nested subsets)."""
-    modes: tuple[StudyMode, ...] = (
-        "linear-random",
-        "linear-geometry",
-        "linear",
-        "head",
-        "full",
-        "scratch",
-    )
-    """Modes to run at every size."""
-    seeds: tuple[int, ...] = (0,)
-    """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
-    n_test: int = 150
-    """Held-out test events (the same for every run)."""
-    linear_lr: float | None = 3e-2
-    """Learning rate of the linear modes (linear, linear-random); None = ``finetune.lr``. A
-    single linear layer needs a larger rate than a network in the same step budget (measured:
-    at 2e-3 and 160 steps the pretrained probe was under-trained, 0.283 macro F1 at 1,000
-    events vs 0.392 at 3e-2)."""
-    finetune: FinetuneConfig = FinetuneConfig(task="semseg-full")
-    """Shared run settings (steps, lr, batch, bf16); ``task``, ``n_train`` and ``seed`` are set
-    per run."""
-
-    def __post_init__(self) -> None:
-        if not self.sizes or min(self.sizes) <= 0:
-            raise ValueError(f"study: sizes must be positive, got {self.sizes}")
-        if not self.modes or not self.seeds:
-            raise ValueError("study: needs at least one mode and one seed")
-
-
-STUDY_PRESETS: dict[str, StudyConfig] = {
-    # a seconds-long pipeline check (tests), not a measurement
-    "smoke": StudyConfig(
-        sizes=(4, 8),
-        n_test=4,
-        finetune=FinetuneConfig(
-            task="semseg-full", steps=3, warmup_steps=1, max_events=4, progress=False
-        ),
-    ),
-    # about 15 minutes on 2 CPU cores with the mae-cpu encoder
-    "quick": StudyConfig(
-        task="semseg-ce",
-        sizes=(10, 100, 1000),
-        n_test=100,
-        finetune=FinetuneConfig(
-            task="semseg-ce-full", steps=160, warmup_steps=16, lr=2e-3, max_events=8, progress=False
-        ),
-    ),
-    # for a GPU node: 5 sizes, 3 seeds, longer runs
-    "full": StudyConfig(
-        sizes=(10, 100, 1000, 10_000, 100_000),
-        seeds=(0, 1, 2),
-        n_test=1000,
-        finetune=FinetuneConfig(
-            task="semseg-full", steps=5000, warmup_steps=250, lr=1e-3, max_events=32, progress=True
-        ),
-    ),
 }
 
 
@@ -133,57 +70,91 @@ LINEAR_MODES: tuple[str, ...] = ("linear", "linear-random", "linear-geometry")
 """Study modes that train one linear layer (on frozen features)."""
 
 
-def _task_preset(task: str, mode: str) -> str:
-    return f"{task}-{'linear' if mode in LINEAR_MODES else mode}"
+_TASK_MODE: dict[str, Mode] = {
+    "linear": "linear",
+    "head": "head",
+    "full": "full",
+    "scratch": "scratch",
+    "linear-random": "linear",
+    "linear-geometry": "linear",
+}
+"""Study mode -> the task mode its runs train in."""
+
+
+def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig:
+    """The fine-tuning run of one (mode, size, seed) of a study: ``cfg.run`` with the task
+    mode, ``finetune.n_train``, ``train.seed`` and, for linear modes, ``cfg.linear_lr`` (min
+    lr 1% of it). Its name is ``<run.name>-<task mode>``."""
+    run = cfg.run
+    task = run.objective
+    if run.finetune is None or not isinstance(task, TaskConfig):
+        raise ValueError(f"study: run {run.name!r} is no fine-tuning run (needs a task)")
+    task_mode = _TASK_MODE[mode]
+    optim = run.optim
+    if mode in LINEAR_MODES and cfg.linear_lr is not None:
+        optim = dataclasses.replace(optim, lr=cfg.linear_lr, min_lr=cfg.linear_lr * 0.01)
+    return dataclasses.replace(
+        run,
+        name=f"{run.name}-{task_mode}",
+        objective=dataclasses.replace(task, mode=task_mode),
+        optim=optim,
+        train=dataclasses.replace(run.train, seed=seed),
+        finetune=dataclasses.replace(run.finetune, n_train=n_train, pretrained=None),
+    )
 
 
 def run_study(
-    cfg: StudyConfig, pretrained_path: str | Path, data: tuple[Path, ...], out_dir: str | Path
+    cfg: StudyConfig,
+    pretrained_path: str | Path | None,
+    data: tuple[Path, ...] | None,
+    out_dir: str | Path,
 ) -> list[StudyRow]:
-    """Run every (size, mode, seed) of ``cfg`` and write the table and plot into ``out_dir``."""
+    """Run every (size, mode, seed) of ``cfg`` and write the table and plot into ``out_dir``.
+
+    ``pretrained_path`` and ``data`` replace ``cfg.run.finetune.pretrained`` / ``.data`` unless
+    None.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pretrained = load_encoder(pretrained_path)
-    base = dataclasses.replace(cfg.finetune, data=tuple(data))
+    ft = cfg.run.finetune
+    assert ft is not None  # StudyConfig checks it
+    ft = dataclasses.replace(
+        ft,
+        pretrained=Path(pretrained_path) if pretrained_path is not None else ft.pretrained,
+        data=tuple(data) if data is not None else ft.data,
+    )
+    if ft.pretrained is None:
+        raise ValueError("study: give the pretrained model (--pretrained RUN_OR_MODEL_DIR)")
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, finetune=ft))
+    pretrained = load_encoder(ft.pretrained)
     pre = pretrained.preprocess
     pool = load_split_events(
-        base.data,
+        ft.data,
         pre,
         "train",
         max(cfg.sizes),
-        split_seed=base.split_seed,
-        split_fractions=base.split_fractions,
+        split_seed=ft.split_seed,
+        split_fractions=ft.split_fractions,
     )
     test = load_split_events(
-        base.data,
+        ft.data,
         pre,
         "test",
-        cfg.n_test,
-        split_seed=base.split_seed,
-        split_fractions=base.split_fractions,
+        ft.n_test,
+        split_seed=ft.split_seed,
+        split_fractions=ft.split_fractions,
     )
     rows: list[StudyRow] = []
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
             for seed in cfg.seeds:
                 name = f"{mode}-n{n}-s{seed}"
-                is_linear = mode in LINEAR_MODES
-                lr = cfg.linear_lr if (is_linear and cfg.linear_lr is not None) else base.lr
                 encoder_config = pretrained.encoder_config
                 if mode == "linear-geometry":
                     encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
-                run_cfg = dataclasses.replace(
-                    base,
-                    task=_task_preset(cfg.task, mode),
-                    n_train=n,
-                    n_test=cfg.n_test,
-                    seed=seed,
-                    pretrained=None,
-                    lr=lr,
-                )
                 t0 = time.perf_counter()
                 result = run_finetune(
-                    run_cfg,
+                    study_run(cfg, mode, n, seed),
                     out_dir / "runs" / name,
                     pretrained=None if mode in ("scratch", "linear-geometry") else pretrained,
                     random_encoder=mode in ("linear-random", "linear-geometry"),
@@ -214,6 +185,59 @@ def run_study(
                 )
                 write_study_outputs(rows, cfg, out_dir, pretrained.source)
     return rows
+
+
+def parse_study_args(argv: list[str]) -> tuple[StudyConfig, Path]:
+    """Parse ``nufm study`` arguments into (config, output directory).
+
+    Launcher flags ``--preset NAME`` (default quick), ``--pretrained PATH``, ``--data FILE ...``
+    and ``--out DIR`` (default ``study``), then tyro's overrides of the preset's
+    :class:`~nufm.config.StudyConfig` (``--sizes 10 100``, ``--run.train.max-steps 50``).
+
+    Raises:
+        SystemExit: an unknown preset or a bad override.
+    """
+    parser = argparse.ArgumentParser(prog="nufm study", add_help=False, allow_abbrev=False)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--pretrained", type=Path, default=None)
+    parser.add_argument("--data", type=Path, nargs="+", default=None)
+    parser.add_argument("--out", type=Path, default=Path("study"))
+    known, rest = parser.parse_known_args(argv)
+    try:
+        base = get_study_preset(known.preset)
+    except KeyError as e:
+        raise SystemExit(f"nufm study: {e.args[0]}") from e
+    ft = base.run.finetune
+    assert ft is not None  # StudyConfig checks it
+    if known.pretrained is not None:
+        ft = dataclasses.replace(ft, pretrained=known.pretrained)
+    if known.data is not None:
+        ft = dataclasses.replace(ft, data=tuple(known.data))
+    base = dataclasses.replace(base, run=dataclasses.replace(base.run, finetune=ft))
+    description = (
+        "Label-efficiency study of a pretrained encoder.\n\n"
+        "Launcher options (before the overrides):\n"
+        f"  --preset NAME        one of {', '.join(sorted(STUDY_PRESETS))} (default quick)\n"
+        "  --pretrained PATH    pretraining run directory or exported model (required)\n"
+        "  --data FILE ...      labelled PILArNet-M layout HDF5 file(s) (required)\n"
+        "  --out DIR            output directory (default study)"
+    )
+    cfg = tyro.cli(
+        StudyConfig,
+        default=base,
+        args=rest,
+        prog="nufm study",
+        config=(tyro.conf.AvoidSubcommands,),
+        description=description,
+    )
+    return cfg, known.out
+
+
+def study_cli(argv: list[str]) -> Path:
+    """``nufm study``: parse the arguments, run the study; returns the output directory."""
+    cfg, out = parse_study_args(argv)
+    run_study(cfg, None, None, out)
+    return out
 
 
 def summarize(rows: list[StudyRow]) -> dict[str, dict[int, list[float]]]:
@@ -280,14 +304,16 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
                 ]
             )
     tmp.replace(out_dir / "results.csv")
+    assert cfg.run.finetune is not None
     header = (
-        f"Task {cfg.task}, {cfg.n_test} test events, {cfg.finetune.steps} steps per run, "
+        f"Task {cfg.run.name}, {cfg.run.finetune.n_test} test events, "
+        f"{cfg.run.train.max_steps} steps per run, "
         f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
         "semantic classes on the test events (data-set level).\n\n"
     )
     (out_dir / "results.md").write_text(header + markdown_table(rows))
     fig = plot_label_efficiency(
         {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
-        title=f"Label efficiency: {cfg.task}",
+        title=f"Label efficiency: {cfg.run.name}",
     )
     save_figure(fig, out_dir / "label_efficiency.png")

@@ -4,9 +4,7 @@ It exercises everything the loop must handle without depending on the real encod
 randomness in the forward (random point masking, as in MAE arXiv:2111.06377), an EMA teacher
 updated through ``update_teacher(momentum)`` (DINO arXiv:2104.14294), a learned token and a
 LayerNorm (weight-decay exclusion) and per-event pooling over packed points. It is not a model
-of anything. This file also owns :func:`toy_events` (deterministic small events) and
-:func:`random_rotation_z` (a placeholder seeded augmentation until ``nufm.data.transforms``
-lands).
+of anything. This file also owns :func:`toy_events` (deterministic small events).
 """
 
 from __future__ import annotations
@@ -133,16 +131,3 @@ def toy_events(
             )
         )
     return events
-
-
-def random_rotation_z(event: Event, rng: np.random.Generator) -> Event:
-    """Rotate an event about the z axis through the volume centre (384) by a random angle.
-
-    Placeholder seeded augmentation with the loop's transform contract
-    ``(Event, np.random.Generator) -> Event``.
-    """
-    angle = rng.uniform(0.0, 2.0 * np.pi)
-    c, s = np.cos(angle), np.sin(angle)
-    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
-    coord = (event.coord - 384.0) @ rot.T + 384.0
-    return event.with_fields(coord=coord.astype(np.float32))

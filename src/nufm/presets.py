@@ -1,0 +1,468 @@
+"""Named runs: every preset of ``nufm pretrain``, ``nufm finetune`` and ``nufm study``.
+
+:data:`PRESETS` maps a name to a full :class:`~nufm.config.RunConfig`, pretraining and
+fine-tuning alike (``nufm presets`` lists them with :data:`DESCRIPTIONS`; ``nufm presets NAME``
+prints one as the YAML a run saves). :data:`STUDY_PRESETS` are label-efficiency studies built
+on fine-tuning runs. Model sizes stay beside their models (:data:`nufm.models.presets.PTV3_PRESETS`,
+:data:`nufm.models.vit.VIT_PRESETS`). A variant is a preset, never a copied class.
+
+* Pretraining: ``toy``/``toy-sim`` (the test objective), ``*-tiny`` (CPU in seconds per step),
+  ``*-cpu`` (token ViT of width 96 for 2 CPU cores; the demo pretrains ``mae-ctx-cpu``) and GPU
+  presets: ``mae-vit-s-4d`` (PoLAr-MAE ViT-S with the 4-D Chamfer, arXiv:2502.02558; plain
+  PoLAr-MAE ViT-S is ``MAEConfig()``), ``distill-small`` (PTv3 small), ``sonata-panda-base``
+  (Panda-Base, arXiv:2512.01324), ``forecast-small`` (about FM4NPP's 5M model,
+  arXiv:2508.14087) and ``forecast-base``.
+* Fine-tuning: ``<task>-<mode>`` for every task and mode (linear, head, full, scratch). A
+  task's encoder is replaced by the pretrained model's before its weights load. Recipes follow
+  PoLAr-MAE (arXiv:2502.02558) and Panda (arXiv:2512.01324).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nufm.config import (
+    DataConfig,
+    FinetuneConfig,
+    LoggingConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    RunConfig,
+    StudyConfig,
+    TrainConfig,
+)
+from nufm.models.encoders import TokenViTConfig
+from nufm.models.presets import PTV3_PRESETS
+from nufm.models.tokenizers import PointMAETokenizerConfig
+from nufm.models.vit import VIT_PRESETS, ViTConfig
+from nufm.ssl.distill import DistillConfig
+from nufm.ssl.forecast import ForecastConfig
+from nufm.ssl.mae import MAEConfig
+from nufm.ssl.toy import ToyObjectiveConfig
+from nufm.ssl.views import ViewConfig
+from nufm.tasks.cluster import ClusterConfig
+from nufm.tasks.common import Mode
+from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.pid import PIDConfig
+from nufm.tasks.semseg import SemsegConfig
+
+TaskObjective = SemsegConfig | PIDConfig | ClusterConfig | EventTaskConfig
+
+# ---------------------------------------------------------------- pretraining objectives
+
+
+def _tiny_vit(depth: int) -> ViTConfig:
+    return ViTConfig(embed_dim=64, depth=depth, num_heads=4, drop_path=0.0, attn_drop=0.0)
+
+
+_MAE_TINY = MAEConfig(
+    encoder=TokenViTConfig(
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=64,
+            group_max_points=16,
+            group_upscale_points=32,
+            context_length=128,
+            pointnet_dims=(32, 64, 128),
+            pos_hidden=32,
+        ),
+        vit=_tiny_vit(2),
+    ),
+    decoder=dataclasses.replace(_tiny_vit(1), add_pos_at_every_layer=True),
+    energy_hidden=32,
+)
+
+_TINY_PTV3 = dataclasses.replace(
+    PTV3_PRESETS["tiny"],
+    enc_mode=True,
+    mask_token=True,
+    enc_channels=(16, 32, 64, 64),
+    enc_num_head=(2, 2, 4, 4),
+    enc_patch_size=(64,) * 4,
+    drop_path=0.0,
+)
+
+_DISTILL_TINY = DistillConfig(
+    encoder=_TINY_PTV3,
+    views=ViewConfig(num_global=2, num_local=2),
+    head_hidden=128,
+    head_bottleneck=32,
+    num_prototypes=32,
+    teacher_temp=(0.04, 0.04),
+    mask_size=(0.01, 0.03),
+    mask_ratio=(0.3, 0.5),
+)
+
+_CPU_WIDTH = 96
+
+_MAE_CPU = MAEConfig(
+    encoder=TokenViTConfig(
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=_CPU_WIDTH,
+            group_max_points=16,
+            group_upscale_points=32,
+            context_length=512,
+            pointnet_dims=(32, 64, 128),
+            pos_hidden=32,
+        ),
+        vit=ViTConfig(embed_dim=_CPU_WIDTH, depth=4, num_heads=4, drop_path=0.1, attn_drop=0.0),
+    ),
+    decoder=ViTConfig(
+        embed_dim=_CPU_WIDTH,
+        depth=1,
+        num_heads=4,
+        drop_path=0.0,
+        attn_drop=0.0,
+        add_pos_at_every_layer=True,
+    ),
+    energy_hidden=32,
+)
+"""The demo's encoder: 5-voxel tokens of 16 points, up to 512 per event, width 96, depth 4."""
+
+_MAE_CTX_CPU = dataclasses.replace(_MAE_CPU, context_weight=1.0)
+"""``mae-cpu`` plus the context-reconstruction term (docs/objectives.md)."""
+
+_DISTILL_VIT_CPU = DistillConfig(
+    encoder=dataclasses.replace(_MAE_CPU.encoder, mask_token=True),
+    views=ViewConfig(num_global=2, num_local=2),
+    head_hidden=256,
+    head_bottleneck=64,
+    num_prototypes=64,
+    mask_size=(0.01, 0.03),
+    mask_ratio=(0.3, 0.6),
+)
+"""Sonata/Panda self-distillation of the ``mae-cpu`` token ViT (plus a mask token)."""
+
+
+def _cpu_pretrain(
+    name: str,
+    objective: ObjectiveConfig,
+    steps: int,
+    lr: float,
+    num_events: int = 2000,
+    max_events: int = 8,
+) -> RunConfig:
+    """A pretraining run sized for a 2-core CPU on simulated events (bf16 autocast)."""
+    return RunConfig(
+        name=name,
+        objective=objective,
+        optim=OptimConfig(lr=lr, min_lr=lr / 100, warmup_steps=max(steps // 10, 1)),
+        train=TrainConfig(
+            max_steps=steps,
+            checkpoint_every=max(steps // 4, 1),
+            bf16=True,
+            monitor_every=max(steps // 5, 1),
+        ),
+        logging=LoggingConfig(log_every=max(steps // 50, 1)),
+        data=DataConfig(
+            source="sim",
+            num_events=num_events,
+            max_points=60_000,
+            max_events=max_events,
+            augment=True,
+        ),
+    )
+
+
+def _gpu_pretrain(name: str, objective: ObjectiveConfig) -> RunConfig:
+    """A GPU objective with the default (PoLAr-MAE) optimisation, loop and data sections."""
+    return RunConfig(name=name, objective=objective)
+
+
+_PRETRAIN: dict[str, tuple[RunConfig, str]] = {
+    "toy": (
+        RunConfig(
+            name="toy",
+            objective=ToyObjectiveConfig(hidden=16),
+            optim=OptimConfig(lr=1e-3, warmup_steps=2, min_lr=1e-4),
+            train=TrainConfig(max_steps=20, checkpoint_every=10, device="cpu"),
+            logging=LoggingConfig(log_every=1, progress=False, tensorboard=True),
+            data=DataConfig(source="toy", num_events=64, max_points=256, max_events=8),
+        ),
+        "test objective on tiny random events, 20 CPU steps",
+    ),
+    "toy-sim": (
+        RunConfig(
+            name="toy-sim",
+            objective=ToyObjectiveConfig(in_channels=4, hidden=32),
+            optim=OptimConfig(lr=1e-3, warmup_steps=10),
+            train=TrainConfig(max_steps=200, checkpoint_every=50),
+            logging=LoggingConfig(log_every=10),
+            data=DataConfig(source="sim", num_events=256, max_points=50_000, augment=True),
+        ),
+        "test objective on simulated events (DDP checks)",
+    ),
+    "mae-tiny": (
+        _cpu_pretrain("mae-tiny", _MAE_TINY, steps=300, lr=1e-3, num_events=512),
+        "MAE, token ViT width 64 depth 2, 300 CPU steps",
+    ),
+    "distill-tiny": (
+        _cpu_pretrain(
+            "distill-tiny", _DISTILL_TINY, steps=100, lr=5e-4, num_events=256, max_events=4
+        ),
+        "self-distillation, narrow PTv3, 100 CPU steps",
+    ),
+    "forecast-tiny": (
+        _cpu_pretrain(
+            "forecast-tiny",
+            ForecastConfig(
+                patch_points=16, embed_dim=64, depth=2, num_heads=4, pointnet_dims=(32, 64, 128)
+            ),
+            steps=300,
+            lr=1e-3,
+            num_events=512,
+        ),
+        "next-patch forecasting, width 64 depth 2, 300 CPU steps",
+    ),
+    "mae-cpu": (
+        _cpu_pretrain("mae-cpu", _MAE_CPU, steps=1000, lr=1e-3),
+        "MAE, token ViT width 96 depth 4, 1000 steps on 2 CPU cores",
+    ),
+    "mae-ctx-cpu": (
+        _cpu_pretrain("mae-ctx-cpu", _MAE_CTX_CPU, steps=1000, lr=1e-3),
+        "mae-cpu plus the context term (the demo's encoder)",
+    ),
+    "distill-vit-cpu": (
+        _cpu_pretrain("distill-vit-cpu", _DISTILL_VIT_CPU, steps=1000, lr=1e-3),
+        "self-distillation of the mae-cpu token ViT, 1000 CPU steps",
+    ),
+    "mae-vit-s-4d": (
+        _gpu_pretrain(
+            "mae-vit-s-4d",
+            MAEConfig(
+                encoder=TokenViTConfig(
+                    tokenizer=PointMAETokenizerConfig(in_channels=4), vit=VIT_PRESETS["vit-small"]
+                ),
+                chamfer_with_energy=True,
+            ),
+        ),
+        "GPU: PoLAr-MAE ViT-S with the 4-D (xyz, energy) Chamfer term",
+    ),
+    "distill-small": (
+        _gpu_pretrain(
+            "distill-small",
+            DistillConfig(
+                encoder=dataclasses.replace(PTV3_PRESETS["small"], enc_mode=True, mask_token=True),
+                views=ViewConfig(num_global=2, num_local=4),
+                head_hidden=2048,
+                head_bottleneck=128,
+                num_prototypes=1024,
+            ),
+        ),
+        "GPU: self-distillation of PTv3 small",
+    ),
+    "sonata-panda-base": (
+        _gpu_pretrain(
+            "sonata-panda-base",
+            DistillConfig(encoder=dataclasses.replace(PTV3_PRESETS["panda-base"], mask_token=True)),
+        ),
+        "GPU: Panda pretraining, Panda-Base encoder, 2 global + 6 local views",
+    ),
+    "forecast-small": (
+        _gpu_pretrain("forecast-small", ForecastConfig()),
+        "GPU: next-patch forecasting, about FM4NPP's 5M model",
+    ),
+    "forecast-base": (
+        _gpu_pretrain("forecast-base", ForecastConfig(embed_dim=512, depth=16, num_heads=8)),
+        "GPU: next-patch forecasting, width 512 depth 16",
+    ),
+}
+
+# ---------------------------------------------------------------- fine-tuning
+
+
+def finetune_run(
+    name: str,
+    task: TaskObjective,
+    *,
+    steps: int = 200,
+    lr: float = 1e-3,
+    warmup_steps: int = 20,
+    max_events: int = 8,
+    progress: bool = True,
+    n_test: int | None = None,
+) -> RunConfig:
+    """A fine-tuning run: AdamW (wd 0.01, grad clip 1, min lr 1% of lr), bf16, 40,000-point
+    batches with random rotations, one checkpoint at the end, 20 log lines per run."""
+    return RunConfig(
+        name=name,
+        objective=task,
+        optim=OptimConfig(
+            lr=lr,
+            min_lr=lr * 0.01,
+            warmup_steps=warmup_steps,
+            weight_decay=0.01,
+            weight_decay_end=0.01,
+            grad_clip=1.0,
+        ),
+        train=TrainConfig(max_steps=steps, bf16=True, checkpoint_every=steps, keep_checkpoints=1),
+        logging=LoggingConfig(log_every=max(steps // 20, 1), progress=progress, tensorboard=True),
+        data=DataConfig(max_points=40_000, max_events=max_events, augment=True),
+        finetune=FinetuneConfig(n_test=n_test),
+    )
+
+
+_PTV3_TINY = PTV3_PRESETS["tiny"]
+
+
+def _token_vit() -> TokenViTConfig:
+    """PoLAr-MAE ViT-S with the 5-voxel tokenizer on feat = [xyz, log energy] (as ssl.mae)."""
+    return TokenViTConfig(tokenizer=PointMAETokenizerConfig(in_channels=4), vit=ViTConfig())
+
+
+_TASKS: dict[str, tuple[TaskObjective, str]] = {
+    "semseg": (
+        SemsegConfig(encoder=_PTV3_TINY),
+        "5-class semseg, focal loss with PILArNet alpha",
+    ),
+    # short CPU runs: the full PoLAr-MAE alpha (up to 60x track weight for Michel) drags
+    # accuracy down within 100s of steps (docs/tasks.md)
+    "semseg-ce": (
+        SemsegConfig(encoder=_PTV3_TINY, loss="ce", class_weighting="pilarnet-sqrt"),
+        "5-class semseg, CE with sqrt inverse-frequency weights",
+    ),
+    "semseg-polarmae": (
+        SemsegConfig(
+            encoder=_token_vit(),
+            num_classes=4,
+            neck_hidden=(384, 384),
+            head_hidden=(512, 256),
+            dropout=0.5,
+        ),
+        "PoLAr-MAE 4-class semseg (LED removed), ViT-S head sizes",
+    ),
+    "pid": (PIDConfig(encoder=_PTV3_TINY), "particle identification per true instance"),
+    "cluster-particle": (
+        ClusterConfig(encoder=_PTV3_TINY, target="particle"),
+        "particle clustering (discriminative loss)",
+    ),
+    "cluster-interaction": (
+        ClusterConfig(encoder=_PTV3_TINY, target="interaction"),
+        "interaction clustering (discriminative loss)",
+    ),
+    "event-ninteractions": (
+        EventTaskConfig(
+            encoder=_PTV3_TINY,
+            kind="classification",
+            targets=("n_interactions",),
+            num_classes=4,
+            class_offset=1,
+        ),
+        "event classification: number of interactions",
+    ),
+    # log visible energy (MeV, AddEventTargets); shift/scale put typical events near 0 +- 1
+    "event-energy": (
+        EventTaskConfig(
+            encoder=_PTV3_TINY,
+            kind="regression",
+            targets=("visible_energy",),
+            transform="log",
+            target_shift=6.5,
+            target_scale=1.0,
+        ),
+        "event regression: log visible energy",
+    ),
+    # first-interaction vertex in normalised coordinates (AddEventTargets)
+    "event-vertex": (
+        EventTaskConfig(
+            encoder=_PTV3_TINY,
+            kind="regression",
+            targets=("vertex_x", "vertex_y", "vertex_z"),
+            target_scale=0.3,
+        ),
+        "event regression: first-interaction vertex",
+    ),
+}
+"""Task prefix -> (task config, description); every mode of each becomes a preset."""
+
+_MODES: tuple[Mode, ...] = ("linear", "head", "full", "scratch")
+_MODE_TEXT = {
+    "linear": "linear probe on the frozen encoder",
+    "head": "frozen encoder, trained neck and head",
+    "full": "everything trains",
+    "scratch": "random encoder, everything trains",
+}
+
+
+def _task(prefix: str, mode: Mode) -> TaskObjective:
+    return dataclasses.replace(_TASKS[prefix][0], mode=mode)
+
+
+_FINETUNE: dict[str, tuple[RunConfig, str]] = {
+    f"{prefix}-{mode}": (
+        finetune_run(f"{prefix}-{mode}", _task(prefix, mode)),
+        f"fine-tune: {text}; {_MODE_TEXT[mode]}",
+    )
+    for prefix, (_, text) in _TASKS.items()
+    for mode in _MODES
+}
+
+PRESETS: dict[str, RunConfig] = {k: v for k, (v, _) in (_PRETRAIN | _FINETUNE).items()}
+"""Preset name -> run config."""
+
+DESCRIPTIONS: dict[str, str] = {k: d for k, (_, d) in (_PRETRAIN | _FINETUNE).items()}
+"""Preset name -> one line for ``nufm presets``."""
+
+
+def get_preset(name: str) -> RunConfig:
+    """The preset called ``name``; ``KeyError`` lists the known ones."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+# ---------------------------------------------------------------- label-efficiency studies
+
+STUDY_PRESETS: dict[str, StudyConfig] = {
+    # a seconds-long pipeline check (tests), not a measurement
+    "smoke": StudyConfig(
+        run=finetune_run(
+            "semseg",
+            _task("semseg", "full"),
+            steps=3,
+            warmup_steps=1,
+            max_events=4,
+            progress=False,
+            n_test=4,
+        ),
+        sizes=(4, 8),
+    ),
+    # about 15 minutes on 2 CPU cores with the mae-cpu encoder
+    "quick": StudyConfig(
+        run=finetune_run(
+            "semseg-ce",
+            _task("semseg-ce", "full"),
+            steps=160,
+            warmup_steps=16,
+            lr=2e-3,
+            max_events=8,
+            progress=False,
+            n_test=100,
+        ),
+        sizes=(10, 100, 1000),
+    ),
+    # for a GPU node: 5 sizes, 3 seeds, longer runs
+    "full": StudyConfig(
+        run=finetune_run(
+            "semseg",
+            _task("semseg", "full"),
+            steps=5000,
+            warmup_steps=250,
+            lr=1e-3,
+            max_events=32,
+            progress=True,
+            n_test=1000,
+        ),
+        sizes=(10, 100, 1000, 10_000, 100_000),
+        seeds=(0, 1, 2),
+    ),
+}
+"""Study name -> study config (``nufm study --preset NAME``)."""
+
+
+def get_study_preset(name: str) -> StudyConfig:
+    """The study preset called ``name``; ``KeyError`` lists the known ones."""
+    if name not in STUDY_PRESETS:
+        raise KeyError(f"unknown study preset {name!r}; known: {sorted(STUDY_PRESETS)}")
+    return STUDY_PRESETS[name]

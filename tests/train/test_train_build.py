@@ -1,0 +1,71 @@
+"""Augmentations selected by DataConfig: ``augment=True`` alone is today's random rotation; the
+other transforms of nufm.data.transforms are reachable by typed fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nufm.config import DataConfig
+from nufm.data.synthetic import synthetic_event
+from nufm.data.transforms import (
+    Compose,
+    EnergySmear,
+    Jitter,
+    Preprocess,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomScale,
+)
+from nufm.train.build import build_augmentations, build_transform
+
+
+def test_augment_alone_is_the_random_rotation() -> None:
+    assert build_augmentations(DataConfig(augment=True)) == [RandomRotation()]
+    assert build_augmentations(DataConfig(augment=False, flip_p=0.5)) == []
+    event = synthetic_event(seed=2)
+    transform = build_transform(DataConfig(augment=True))
+    assert transform is not None
+    got = transform(event, np.random.default_rng(4))
+    want = Preprocess().transforms(augment=[RandomRotation()])(event, np.random.default_rng(4))
+    np.testing.assert_array_equal(got.feat, want.feat)
+    assert build_transform(DataConfig(source="toy")) is None
+    toy = build_transform(DataConfig(source="toy", augment=True))
+    assert toy == Compose([RandomRotation(center=(384.0, 384.0, 384.0))])
+
+
+def test_every_augmentation_is_selectable_in_order() -> None:
+    cfg = DataConfig(
+        augment=True,
+        crop=(0.6, 0.9),
+        flip_p=0.5,
+        scale=(0.8, 1.2),
+        jitter=(0.002, 0.01),
+        energy_smear=0.1,
+    )
+    assert build_augmentations(cfg) == [
+        RandomCrop(min_fraction=0.6, max_fraction=0.9),
+        RandomRotation(),
+        RandomFlip(p=0.5),
+        RandomScale(low=0.8, high=1.2),
+        Jitter(sigma=0.002, clip=0.01),
+        EnergySmear(sigma=0.1),
+    ]
+    no_rotation = build_augmentations(DataConfig(augment=True, rotate=False, flip_p=1.0))
+    assert no_rotation == [RandomFlip(p=1.0)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"flip_p": 1.5}, "data.flip_p"),
+        ({"scale": (1.2, 0.8)}, "data.scale"),
+        ({"crop": (0.5, 1.5)}, "data.crop"),
+        ({"jitter": (-1.0, 0.1)}, "data.jitter"),
+        ({"energy_smear": -0.1}, "data.energy_smear"),
+    ],
+)
+def test_bad_augmentation_settings_name_the_option(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DataConfig(**kwargs)
