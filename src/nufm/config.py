@@ -355,7 +355,9 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if type(None) in members:
             return None
         raise ValueError(f"config: {where} is null but must be {tp}")
-    classes = [m for m in members if dataclasses.is_dataclass(m)]
+    classes: list[type] = [
+        m for m in members if isinstance(m, type) and dataclasses.is_dataclass(m)
+    ]
     if classes:
         if not isinstance(value, dict):
             raise ValueError(f"config: {where} must be a mapping, got {value!r}")

@@ -92,7 +92,7 @@ def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     seen: set[tuple[int, int]] = set()
     for k, v in state.items():
         t = v.detach().cpu().contiguous()
-        key = (t.untyped_storage().data_ptr(), t.storage_offset())
+        key = (t.untyped_storage().data_ptr(), int(t.storage_offset()))
         if t.numel() and key in seen:
             t = t.clone()
         seen.add(key)

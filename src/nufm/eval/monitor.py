@@ -57,6 +57,8 @@ def encoder_point_features(
             batch = collate(events[start:stop])
             device = next(encoder.parameters()).device
             batch = batch.to(device)
+            if batch.segment is None:
+                raise ValueError("probe monitor: its events need semantic labels (segment)")
             feats.append(to_points(encoder(batch), batch).float().cpu())
             labels.append(batch.segment.cpu())
             event_ids.append(batch.batch_index.cpu() + start)

@@ -288,7 +288,7 @@ def token_anomaly_scores(
         (Q,) float64 scores (0 for an event without tokens); features are z-scored with the
         reference tokens' mean and std.
     """
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]  # stub gap
 
     ref = np.asarray(reference_tokens, np.float64)  # (R, D)
     qry = np.asarray(query_tokens, np.float64)  # (T, D)
@@ -413,7 +413,7 @@ def score_planted(
         case "event":
             scores = anomaly_scores(ref_emb.event, query_emb.event, k, standardize)  # (Q',)
         case "token":
-            if ref_emb.token is None or query_emb.token is None:
+            if ref_emb.token is None or query_emb.token is None or query_emb.token_offset is None:
                 raise ValueError(
                     f"{planted.model_source}: score='token' needs token features "
                     "(a token encoder, embedded with per_token=True); use "
