@@ -22,6 +22,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from nufm.errors import ConfigError, NotFoundError
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
@@ -303,13 +304,15 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a ``config.yaml`` written by :func:`save_config`."""
+    if not Path(path).is_file():
+        raise NotFoundError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a YAML config file: {e}") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: not a config file (expected a YAML mapping at the top level)")
     try:
         return config_from_dict(data)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise ConfigError(f"{path}: {e}") from e

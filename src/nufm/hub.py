@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import nufm
+from nufm.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def from_pretrained(
     directory = Path(directory)
     for name in (WEIGHTS_NAME, CONFIG_NAME):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
+            raise NotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
     meta = json.loads((directory / CONFIG_NAME).read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(
@@ -203,9 +204,11 @@ def export(
     from nufm.train.build import preprocess_contract
     from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
 
+    if not Path(run_dir).is_dir():
+        raise NotFoundError(f"{run_dir}: no such run directory")
     ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
+        raise NotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
     state = load_checkpoint(ckpt)
     cfg = state["config"]
     if preprocess is None:

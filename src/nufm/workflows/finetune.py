@@ -29,6 +29,7 @@ from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, Train
 from nufm.data.dataset import PILArNetDataset
 from nufm.data.event import Event
 from nufm.data.transforms import Preprocess, RandomRotation
+from nufm.errors import ConfigError, InputError, NotFoundError
 from nufm.eval.report import write_metrics_json
 from nufm.tasks.build import TASK_PRESETS, build_task
 from nufm.tasks.evaluate import evaluate_task
@@ -127,7 +128,7 @@ def load_split_events(
             silently shortened).
     """
     if not data:
-        raise ValueError("finetune: give at least one data file (--data FILE.h5)")
+        raise ConfigError("finetune: give at least one data file (--data FILE.h5)")
     ds = PILArNetDataset(
         list(data),
         split=split,
@@ -136,10 +137,15 @@ def load_split_events(
         min_points=preprocess.min_points,
         energy_threshold=preprocess.energy_threshold,
     )
+    if len(ds) == 0:
+        raise InputError(
+            f"finetune: the {split} split of {[str(p) for p in data]} holds no event "
+            "(empty file, or too few events for the split fractions)"
+        )
     order = np.random.default_rng((split_seed, 7)).permutation(len(ds))
     if n is not None:
         if n > len(ds):
-            raise ValueError(
+            raise ConfigError(
                 f"finetune: asked for {n} {split} events but {list(data)} "
                 f"has only {len(ds)} in the {split} split"
             )
@@ -181,7 +187,7 @@ def run_finetune(
         encoder_config = pretrained.encoder_config
         preprocess = pretrained.preprocess
         if encoder_config is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{pretrained.source}: a "
                 f"{type(pretrained.objective_config).__name__} encoder cannot be "
                 "fine-tuned by the tasks (use an MAE or distillation model)"
@@ -191,7 +197,7 @@ def run_finetune(
     preprocess = preprocess or Preprocess()
     use_weights = pretrained is not None and task_cfg.mode != "scratch" and not random_encoder
     if task_cfg.mode != "scratch" and not use_weights and not random_encoder:
-        raise ValueError(f"finetune: mode {task_cfg.mode!r} needs --pretrained")
+        raise ConfigError(f"finetune: mode {task_cfg.mode!r} needs --pretrained")
     if train_events is None:
         train_events = load_split_events(
             cfg.data,
@@ -302,13 +308,21 @@ def evaluate_run(
     from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
 
     run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise NotFoundError(
+            f"{run_dir}: not a fine-tuning run directory (no config.yaml); give a directory "
+            "written by `nufm finetune`"
+        )
     cfg = load_config(run_dir / "config.yaml")
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
+        raise NotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
     recorded = run_dir / "metrics.json"
     if not recorded.is_file():
-        raise FileNotFoundError(f"{recorded}: missing; it records the preprocessing contract")
+        raise NotFoundError(
+            f"{recorded}: missing; it records the preprocessing contract (is {run_dir} a "
+            "run directory written by `nufm finetune`?)"
+        )
     preprocess = Preprocess.from_dict(json.loads(recorded.read_text())["preprocess"])
     task = build_task(cfg.objective)
     task.load_state_dict(load_checkpoint(ckpt)["model"], strict=True)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from nufm.config import ObjectiveConfig, load_config, objective_config_from_dict
 from nufm.data.transforms import Preprocess
+from nufm.errors import InputError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _preprocess_from(contract: dict | None, source: str) -> Preprocess:
     try:
         return Preprocess.from_dict(known)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{source}: the saved preprocessing contract is not readable: {e}") from e
+        raise InputError(f"{source}: the saved preprocessing contract is not readable: {e}") from e
 
 
 def load_pretrained(path: str | Path) -> Pretrained:
@@ -79,7 +80,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
         cfg = load_config(path / "config.yaml")
         ckpt = latest_checkpoint(path / "checkpoints")
         if ckpt is None:
-            raise FileNotFoundError(f"{path}: no complete checkpoint under checkpoints/")
+            raise NotFoundError(f"{path}: no complete checkpoint under checkpoints/")
         saved = load_checkpoint(ckpt)
         objective_cfg, state, step = cfg.objective, saved["model"], int(saved["step"])
         preprocess = _preprocess_from(preprocess_contract(cfg.data), str(path))
@@ -93,7 +94,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
         preprocess = _preprocess_from(meta.get("preprocess"), str(path))
         source = str(path)
     else:
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"{path}: not a pretraining run (config.yaml + checkpoints/) or an exported model "
             "(model.safetensors + config.json)"
         )
@@ -102,7 +103,7 @@ def load_pretrained(path: str | Path) -> Pretrained:
     try:
         objective.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{source}: weights do not fit the saved objective config: {e}") from e
+        raise InputError(f"{source}: weights do not fit the saved objective config: {e}") from e
     encoder = objective.encoder.eval()
     log.info("loaded pretrained %s encoder from %s (step %d)", type(encoder).__name__, source, step)
     return Pretrained(

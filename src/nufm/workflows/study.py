@@ -27,6 +27,7 @@ from typing import Literal
 
 import numpy as np
 
+from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.viz.display import save_figure
@@ -78,9 +79,9 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) <= 0:
-            raise ValueError(f"study: sizes must be positive, got {self.sizes}")
+            raise ConfigError(f"study: sizes must be positive, got {self.sizes}")
         if not self.modes or not self.seeds:
-            raise ValueError("study: needs at least one mode and one seed")
+            raise ConfigError("study: needs at least one mode and one seed")
 
 
 STUDY_PRESETS: dict[str, StudyConfig] = {
