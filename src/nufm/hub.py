@@ -205,7 +205,7 @@ def export(
     from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
 
     if not Path(run_dir).is_dir():
-        raise NotFoundError(f"{run_dir}: no such run directory")
+        raise NotFoundError(f"{run_dir}: no such run directory, so no complete checkpoint")
     ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
         raise NotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")

@@ -62,7 +62,7 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
         case "file":
             assert cfg.path is not None
             if not cfg.path.is_file():
-                raise NotFoundError(f"data.path {cfg.path} does not exist")
+                raise NotFoundError(f"data.path {cfg.path}: no such file")
             from nufm.data.dataset import PILArNetDataset
             from nufm.data.transforms import Preprocess
 
