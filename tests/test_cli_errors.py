@@ -291,6 +291,22 @@ def test_evaluate_bad_run_dir(
     assert expected in err
 
 
+@pytest.mark.parametrize("broken", ["model.safetensors", "config.json"])
+@pytest.mark.parametrize("command", ["embed", "anomaly"])
+def test_corrupt_exported_model(
+    inputs: Inputs, broken: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exported = tmp_path / "exported"
+    main(["export", str(inputs.run), str(exported)])
+    (exported / broken).write_bytes(b"garbage" * 10)
+    args = {
+        "embed": ["embed", str(exported), str(inputs.ok), "--out", str(tmp_path / "e.h5")],
+        "anomaly": ["anomaly", str(exported), "--out", str(tmp_path / "a.png")],
+    }[command]
+    err = assert_user_error(args, str(exported / broken), capsys)
+    assert "not a readable model config" in err or "not readable (corrupt?)" in err
+
+
 def test_pretrain_resume_from_corrupt_checkpoint(
     inputs: Inputs, capsys: pytest.CaptureFixture[str]
 ) -> None:

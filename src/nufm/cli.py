@@ -452,7 +452,13 @@ DEBUG_ENV = "NUFM_DEBUG"
 USER_ERROR_EXIT = 2
 """Exit status of a user error (as for tyro's own argument errors)."""
 
-_PATH_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+_PATH_ERRORS = (
+    FileExistsError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 """OS errors about a path the user gave (``open('missing.h5')``), user errors too."""
 
 

@@ -88,9 +88,15 @@ def load_pretrained(path: str | Path) -> Pretrained:
     elif (path / "model.safetensors").is_file() and (path / "config.json").is_file():
         from safetensors.torch import load_file
 
-        meta = json.loads((path / "config.json").read_text())
-        objective_cfg = objective_config_from_dict(meta["model"])
-        state, step = load_file(str(path / "model.safetensors")), -1
+        try:
+            meta = json.loads((path / "config.json").read_text())
+            objective_cfg = objective_config_from_dict(meta["model"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path / 'config.json'}: not a readable model config: {e}") from e
+        try:
+            state, step = load_file(str(path / "model.safetensors")), -1
+        except Exception as e:  # safetensors raises its own SafetensorError
+            raise InputError(f"{path / 'model.safetensors'}: not readable (corrupt?): {e}") from e
         preprocess = _preprocess_from(meta.get("preprocess"), str(path))
         source = str(path)
     else:
