@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.errors import NotFoundError
 from nufm.hub import LoadReport, match_state
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import (
@@ -333,10 +334,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.is_dir():
         weights = path / "model.safetensors"
         if not weights.is_file():
-            raise FileNotFoundError(f"{path}: directory without model.safetensors")
+            raise NotFoundError(f"{path}: directory without model.safetensors")
         return load_file(str(weights))
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file or directory")
+        raise NotFoundError(f"{path}: no such weights file or directory")
     if path.suffix == ".safetensors":
         return load_file(str(path))
     from nufm.train.checkpoint import load_checkpoint  # a training checkpoint
