@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [  # top first; a unit may import only units of 
     ("step",),  # StepOutput and the objective contract
     ("batch", "hub"),  # PointBatch; model files (safetensors + config), key matching
     ("geometry",),  # parameter-free tensor ops
-    ("_version",),  # the version string, readable from any layer
+    ("_version", "errors"),  # the version string; the user-error types (import nothing)
 ]
 
 TEMPORARY_ALLOW: set[tuple[str, str]] = set()

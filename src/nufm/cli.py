@@ -1,17 +1,22 @@
 """The ``nufm`` command line: one subcommand per job, each a typed function parsed by tyro.
 
-Heavy modules are imported inside each command so ``nufm --help`` stays fast.
+Heavy modules are imported inside each command so ``nufm --help`` stays fast. A user error
+(:class:`nufm.errors.UserError`: a missing or unreadable file, a bad option, an unusable run
+directory) ends with a short message and exit status 2, without a traceback; ``--debug`` (anywhere
+on the command line) or ``NUFM_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
 
+from nufm.errors import ConfigError, InputError, UserError
 from nufm.workflows.anomaly import AnomalyStudyConfig
 from nufm.workflows.demo import DemoConfig
 
@@ -39,7 +44,7 @@ def simulate(
     from nufm.sim import generate_events
 
     if events <= 0:
-        raise SystemExit(f"nufm simulate: --events must be positive, got {events}")
+        raise ConfigError(f"--events must be positive, got {events}")
     summary = write_events(
         out, generate_events(events, seed, workers=workers, progress=True), progress=False
     )
@@ -52,9 +57,12 @@ def info(file: Pos[Path]) -> None:
     Args:
         file: A PILArNet-M layout HDF5 file.
     """
-    from nufm.data.pilarnet import iter_events
+    from nufm.data.pilarnet import iter_events, num_events, open_pilarnet
     from nufm.data.summary import summarize
 
+    with open_pilarnet(file) as f:
+        if num_events(f) == 0:
+            raise InputError(f"{file}: the file holds no events")
     print(f"{file}\n{summarize(iter_events(file)).format()}")
 
 
@@ -398,13 +406,79 @@ def launch(command: str, argv: list[str]) -> None:
         raise ValueError(f"launch: {command!r} is not one of {_LAUNCHERS}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = sys.argv[1:] if argv is None else list(argv)
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "NUFM_DEBUG"
+USER_ERROR_EXIT = 2
+"""Exit status of a user error (as for tyro's own argument errors)."""
+
+_PATH_ERRORS = (
+    FileExistsError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+"""OS errors about a path the user gave (``open('missing.h5')``), user errors too."""
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True when ``exc``, or an exception it was raised from, is a user error.
+
+    User errors are :class:`~nufm.errors.UserError` and OS errors that name a path (a file that
+    does not exist or cannot be written). Following ``__cause__`` keeps a wrapper such as the
+    training loop's per-event ``DataError`` a user error when what it wraps is one (a bad row
+    of a file) and a bug when it wraps a bug.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UserError):
+            return True
+        if isinstance(seen, _PATH_ERRORS) and seen.filename is not None:
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _dispatch(args: list[str]) -> None:
     if args and args[0] in _LAUNCHERS:
         launch(args[0], args[1:])
         return
-    tyro.extras.subcommand_cli_from_dict(COMMANDS, prog="nufm", args=args)
+    tyro.extras.subcommand_cli_from_dict(
+        COMMANDS,
+        prog="nufm",
+        args=args,
+        description=(
+            "nufm: self-supervised foundation models for particle-detector data. "
+            f"Add {DEBUG_FLAG} (or set {DEBUG_ENV}=1) to any command to see the traceback of "
+            "an error."
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``nufm`` command line on ``argv`` (default ``sys.argv[1:]``).
+
+    Exits with status 2 and a one- or two-line message on a user error (see the module
+    docstring); any other exception is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = DEBUG_FLAG in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != DEBUG_FLAG]
+    command = f"nufm {args[0]}" if args and args[0] in COMMANDS else "nufm"
+    try:
+        _dispatch(args)
+    except SystemExit as e:
+        if not isinstance(e.code, str):  # tyro's own exits (help: 0, bad arguments: 2)
+            raise
+        print(e.code, file=sys.stderr)  # a launcher's message about its arguments
+        raise SystemExit(USER_ERROR_EXIT) from None
+    except Exception as e:
+        if debug or not is_user_error(e):
+            raise
+        print(f"{command}: error: {e}", file=sys.stderr)
+        print(f"{command}: (add {DEBUG_FLAG} for the traceback)", file=sys.stderr)
+        raise SystemExit(USER_ERROR_EXIT) from None
 
 
 if __name__ == "__main__":

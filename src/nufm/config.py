@@ -25,6 +25,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from nufm.errors import ConfigError, NotFoundError
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
@@ -80,22 +81,22 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.min_lr < 0 or self.warmup_start_lr < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"optim: learning rates must be lr > 0, min_lr >= 0, "
                 f"warmup_start_lr >= 0; got {self.lr}, {self.min_lr}, "
                 f"{self.warmup_start_lr}"
             )
         if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.weight_decay < 0 or self.weight_decay_end < 0:
-            raise ValueError("optim.weight_decay and optim.weight_decay_end must be >= 0")
+            raise ConfigError("optim.weight_decay and optim.weight_decay_end must be >= 0")
         if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"optim.betas must be in [0, 1), got {self.betas}")
+            raise ConfigError(f"optim.betas must be in [0, 1), got {self.betas}")
         if self.grad_clip < 0:
-            raise ValueError(f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+            raise ConfigError(f"optim.grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         for name in ("momentum_start", "momentum_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"optim.{name} must be in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"optim.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,11 +125,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum", "checkpoint_every", "keep_checkpoints"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"train.{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"train.{name} must be positive, got {getattr(self, name)}")
         if self.seed < 0:
-            raise ValueError(f"train.seed must be >= 0, got {self.seed}")
+            raise ConfigError(f"train.seed must be >= 0, got {self.seed}")
         if self.monitor_every < 0:
-            raise ValueError(f"train.monitor_every must be >= 0, got {self.monitor_every}")
+            raise ConfigError(f"train.monitor_every must be >= 0, got {self.monitor_every}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +149,7 @@ class LoggingConfig:
 
     def __post_init__(self) -> None:
         if self.log_every <= 0:
-            raise ValueError(f"logging.log_every must be positive, got {self.log_every}")
+            raise ConfigError(f"logging.log_every must be positive, got {self.log_every}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,25 +194,25 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if self.source == "file" and self.path is None:
-            raise ValueError("data.source='file' needs data.path")
+            raise ConfigError("data.source='file' needs data.path")
         if self.num_events <= 0:
-            raise ValueError(f"data.num_events must be positive, got {self.num_events}")
+            raise ConfigError(f"data.num_events must be positive, got {self.num_events}")
         if self.max_points <= 0:
-            raise ValueError(f"data.max_points must be positive, got {self.max_points}")
+            raise ConfigError(f"data.max_points must be positive, got {self.max_points}")
         if self.max_events is not None and self.max_events <= 0:
-            raise ValueError(f"data.max_events must be positive or None, got {self.max_events}")
+            raise ConfigError(f"data.max_events must be positive or None, got {self.max_events}")
         if self.num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.flip_p <= 1.0:
-            raise ValueError(f"data.flip_p must be in [0, 1], got {self.flip_p}")
+            raise ConfigError(f"data.flip_p must be in [0, 1], got {self.flip_p}")
         if self.scale is not None and not 0 < self.scale[0] <= self.scale[1]:
-            raise ValueError(f"data.scale must be 0 < low <= high, got {self.scale}")
+            raise ConfigError(f"data.scale must be 0 < low <= high, got {self.scale}")
         if self.crop is not None and not 0 < self.crop[0] <= self.crop[1] <= 1:
-            raise ValueError(f"data.crop must be 0 < min <= max <= 1, got {self.crop}")
+            raise ConfigError(f"data.crop must be 0 < min <= max <= 1, got {self.crop}")
         if self.jitter is not None and not (self.jitter[0] >= 0 and self.jitter[1] >= 0):
-            raise ValueError(f"data.jitter (sigma, clip) must be >= 0, got {self.jitter}")
+            raise ConfigError(f"data.jitter (sigma, clip) must be >= 0, got {self.jitter}")
         if self.energy_smear < 0:
-            raise ValueError(f"data.energy_smear must be >= 0, got {self.energy_smear}")
+            raise ConfigError(f"data.energy_smear must be >= 0, got {self.energy_smear}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -243,9 +244,9 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         for n, name in ((self.n_train, "n_train"), (self.n_test, "n_test")):
             if n is not None and n <= 0:
-                raise ValueError(f"finetune.{name} must be positive, got {n}")
+                raise ConfigError(f"finetune.{name} must be positive, got {n}")
         if self.eval_batch_points <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"finetune.eval_batch_points must be positive, got {self.eval_batch_points}"
             )
 
@@ -276,12 +277,12 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.finetune is not None and not self.is_finetune:
-            raise ValueError(
+            raise ConfigError(
                 f"finetune: a fine-tuning section needs a task objective, got "
                 f"{type(self.objective).__name__}"
             )
         if self.optim.warmup_steps > self.train.max_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"optim.warmup_steps={self.optim.warmup_steps} exceeds "
                 f"train.max_steps={self.train.max_steps}"
             )
@@ -320,11 +321,11 @@ class StudyConfig:
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) <= 0:
-            raise ValueError(f"study: sizes must be positive, got {self.sizes}")
+            raise ConfigError(f"study: sizes must be positive, got {self.sizes}")
         if not self.modes or not self.seeds:
-            raise ValueError("study: needs at least one mode and one seed")
+            raise ConfigError("study: needs at least one mode and one seed")
         if self.run.finetune is None:
-            raise ValueError("study: run needs a finetune section (a task objective)")
+            raise ConfigError("study: run needs a finetune section (a task objective)")
 
 
 # ---------------------------------------------------------------- dict / YAML round trip
@@ -354,13 +355,13 @@ def _build(tp: Any, value: Any, where: str) -> Any:
     if value is None:
         if type(None) in members:
             return None
-        raise ValueError(f"config: {where} is null but must be {tp}")
+        raise ConfigError(f"config: {where} is null but must be {tp}")
     classes: list[type] = [
         m for m in members if isinstance(m, type) and dataclasses.is_dataclass(m)
     ]
     if classes:
         if not isinstance(value, dict):
-            raise ValueError(f"config: {where} must be a mapping, got {value!r}")
+            raise ConfigError(f"config: {where} must be a mapping, got {value!r}")
         cls = _pick_member(classes, value, where) if len(classes) > 1 else classes[0]
         return _from_dict(cls, value, where)
     if Path in members:
@@ -371,7 +372,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
                 args = (args[0],) * len(value)
             if len(args) != len(value):
-                raise ValueError(f"config: {where} needs {len(args)} values, got {value!r}")
+                raise ConfigError(f"config: {where} needs {len(args)} values, got {value!r}")
             return tuple(
                 _build(a, v, f"{where}[{i}]")
                 for i, (a, v) in enumerate(zip(args, value, strict=True))
@@ -385,7 +386,7 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
     if all("name" in typing.get_type_hints(c) for c in classes):
         by_name = {typing.get_args(typing.get_type_hints(c)["name"])[0]: c for c in classes}
         if value.get("name") not in by_name:
-            raise ValueError(
+            raise ConfigError(
                 f"config: {where}.name={value.get('name')!r} is not one of {sorted(by_name)}"
             )
         return by_name[value["name"]]
@@ -396,7 +397,7 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
         <= {f.name for f in dataclasses.fields(c)} | set(getattr(c, "REMOVED_OPTIONS", {}))
     ]
     if len(fits) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"config: {where} matches {len(fits)} of "
             f"{[c.__name__ for c in classes]} by its keys; cannot tell which"
         )
@@ -409,14 +410,14 @@ def _from_dict(cls: type, data: dict, where: str) -> Any:
     removed = getattr(cls, "REMOVED_OPTIONS", {})  # configs saved before an option was removed
     for k in sorted(set(data) & set(removed) - names):
         if removed[k] is not None and data[k] != removed[k]:
-            raise ValueError(
+            raise ConfigError(
                 f"config: option {where + '.' if where else ''}{k}={data[k]!r} was removed "
                 f"({cls.__name__}); only {removed[k]!r}, today's behaviour, can still be read"
             )
     data = {k: v for k, v in data.items() if k not in removed or k in names}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"config: unknown option(s) {unknown} in {where or 'the root'} "
             f"({cls.__name__}); known: {sorted(names)}"
         )
@@ -449,13 +450,15 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 def load_config(path: str | Path) -> RunConfig:
     """Read a ``config.yaml`` written by :func:`save_config`."""
+    if not Path(path).is_file():
+        raise NotFoundError(f"{path}: no such config file")
     try:
         data = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a YAML config file: {e}") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: not a config file (expected a YAML mapping at the top level)")
     try:
         return config_from_dict(data)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise ConfigError(f"{path}: {e}") from e

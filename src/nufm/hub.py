@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nufm._version import __version__
+from nufm.errors import InputError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +146,21 @@ def read_pretrained(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
         ``nufm_version``, ``format``). A different nufm version is logged, not refused.
 
     Raises:
-        FileNotFoundError: A file is missing.
-        ValueError: ``config.json`` names another format.
+        nufm.errors.NotFoundError: A file is missing.
+        nufm.errors.InputError: ``config.json`` is not readable or names another format, or
+            the weights file is corrupt.
     """
     directory = Path(directory)
     for name in (WEIGHTS_NAME, CONFIG_NAME):
         if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
-    meta = json.loads((directory / CONFIG_NAME).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(
-            f"{directory / CONFIG_NAME}: format {meta.get('format')!r}, expected {FORMAT!r}"
-        )
+            raise NotFoundError(f"{directory}: no {name} (not a save_pretrained directory)")
+    try:
+        meta = json.loads((directory / CONFIG_NAME).read_text())
+    except ValueError as e:
+        raise InputError(f"{directory / CONFIG_NAME}: not readable JSON (corrupt?): {e}") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputError(f"{directory / CONFIG_NAME}: format {found!r}, expected {FORMAT!r}")
     if meta.get("nufm_version") != __version__:
         log.warning(
             "%s was saved by nufm %s, this is nufm %s",
@@ -164,7 +168,11 @@ def read_pretrained(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
             meta.get("nufm_version"),
             __version__,
         )
-    return load_file(str(directory / WEIGHTS_NAME)), meta
+    try:
+        state = load_file(str(directory / WEIGHTS_NAME))
+    except Exception as e:
+        raise InputError(f"{directory / WEIGHTS_NAME}: not readable (corrupt?): {e}") from e
+    return state, meta
 
 
 def from_pretrained(

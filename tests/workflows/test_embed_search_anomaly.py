@@ -194,7 +194,7 @@ def test_search_excludes_query_and_finds_duplicate(
     for q in range(len(events)):
         ids = [i for i, _ in search_similar(emb, q, k=len(events) - 1)]
         assert q not in ids and len(set(ids)) == len(events) - 1
-    with pytest.raises(KeyError, match="99"):
+    with pytest.raises(IndexError, match="99"):
         search_similar(emb, 99, k=2)
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from nufm.data.event import Event
 from nufm.data.lartpc import ENERGY_THRESHOLD_MEV
-from nufm.data.pilarnet import count_points, open_pilarnet, read_event
+from nufm.data.pilarnet import MissingFileError, count_points, open_pilarnet, read_event
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,9 @@ class PILArNetDataset:
         self.paths = [str(p) for p in paths]
         if not self.paths:
             raise ValueError("PILArNetDataset: no files given")
+        for path in self.paths:
+            if not os.path.isfile(path):
+                raise MissingFileError(f"{path}: no such PILArNet-M file")
         if split is not None and split not in SPLITS:
             raise ValueError(
                 f"PILArNetDataset: split must be one of {SPLITS} or None, got {split!r}"

@@ -37,6 +37,7 @@ import numpy as np
 
 from nufm.data.event import Event, Particles
 from nufm.data.lartpc import LOW_ENERGY, PID_NONE, VOLUME_SIZE
+from nufm.errors import EventIndexError, InputError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,11 @@ PDG_MASS_MEV = {
 """Rest masses used to fill the ``cluster_extra`` mass column; other PDG codes get -1."""
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data file or event is unusable; the message names the file, the event and the fault."""
 
 
-class MissingFileError(DataError, FileNotFoundError):
+class MissingFileError(DataError, NotFoundError):
     """A data file does not exist (also catchable as ``FileNotFoundError``)."""
 
 
@@ -273,6 +274,8 @@ def write_events(
         raise ValueError(f"write_events: version must be 1 or 2, got {version}")
     path = str(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise NotFoundError(f"{path}: directory {directory} does not exist; create it first")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     os.close(fd)
     if progress:
@@ -459,7 +462,7 @@ def read_event(h5file: h5py.File | str | os.PathLike, i: int) -> Event:
     path = str(h5file.filename)
     n_ev = num_events(h5file)
     if not 0 <= i < n_ev:
-        raise IndexError(f"{path}: event {i} out of range (file has {n_ev} events)")
+        raise EventIndexError(f"{path}: event {i} out of range (file has {n_ev} events)")
     where = f"{path} event {i}"
     flat = _row(h5file, "point", i)
     if flat.size % POINT_WIDTH:

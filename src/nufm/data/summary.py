@@ -9,6 +9,7 @@ import numpy as np
 
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
+from nufm.errors import InputError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +81,7 @@ def summarize(events: Iterable[Event]) -> DatasetSummary:
             len(np.unique(ev.instance[ev.instance >= 0])) if ev.instance is not None else 0
         )
     if not sizes:
-        raise ValueError("summarize: no events")
+        raise InputError("summarize: no events (empty file or data set)")
     return DatasetSummary(
         n_events=len(sizes),
         points_per_event=np.asarray(sizes, np.int64),

@@ -24,6 +24,7 @@ from nufm.data.transforms import (
     RandomScale,
 )
 from nufm.data.transforms import Transform as EventTransform
+from nufm.errors import InputError, NotFoundError
 from nufm.ssl.build import build_objective as build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
@@ -68,16 +69,19 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
         case "file":
             assert cfg.path is not None
             if not cfg.path.is_file():
-                raise FileNotFoundError(f"data.path {cfg.path} does not exist")
+                raise NotFoundError(f"data.path {cfg.path}: no such file")
             from nufm.data.dataset import PILArNetDataset
 
             pre = Preprocess()  # the loop applies the transforms, seeded per (epoch, event)
-            return PILArNetDataset(
+            dataset = PILArNetDataset(
                 cfg.path,
                 transform=None,
                 min_points=pre.min_points,
                 energy_threshold=pre.energy_threshold,
             )
+            if len(dataset) == 0:
+                raise InputError(f"data.path {cfg.path}: no usable event (empty file?)")
+            return dataset
         case _:
             raise ValueError(f"data.source={cfg.source!r} is not one of toy, sim, file")
 

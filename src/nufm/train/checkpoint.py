@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from nufm._version import __version__
+from nufm.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ SLOW_WRITE_ENV = "NUFM_TEST_CHECKPOINT_WRITE_DELAY"
 """Test hook: seconds to sleep after the first chunk of a checkpoint reached the disk."""
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint is corrupt, incomplete or incompatible with the current run."""
 
 
@@ -310,7 +311,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot be read by torch.load ({e})") from e
+        first = str(e).split(". ")[0]  # torch's explanation runs to several sentences
+        raise CheckpointError(f"{path}: cannot be read by torch.load ({first}); corrupt?") from e
     for key in ("step", "model", "cursor", "config"):
         if key not in state:
             raise CheckpointError(f"{path}: not a nufm training checkpoint (no '{key}')")

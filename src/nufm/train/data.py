@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from nufm.batch import PointBatch
 from nufm.data.collate import PointBudgetSampler, collate
 from nufm.data.event import Event
+from nufm.errors import InputError
 from nufm.train.checkpoint import DataCursor
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class EventStream:
         self._epoch_len = 0
         self.batches_per_epoch = len(self._sampler(0))
         if self.batches_per_epoch == 0:
-            raise ValueError(
+            raise InputError(
                 f"dataset of {len(dataset)} events gives no batch per rank "
                 f"(world size {world_size}); add events"
             )

@@ -42,6 +42,7 @@ from matplotlib.ticker import MaxNLocator
 
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, VOLUME_SIZE, VOXEL_SIZE_CM
+from nufm.errors import ConfigError
 from nufm.eval.retrieval import knn_anomaly_score, roc_auc
 from nufm.workflows.embed import Embeddings, embed_events
 from nufm.workflows.load import Pretrained
@@ -72,15 +73,17 @@ class CorruptionConfig:
 
     def __post_init__(self) -> None:
         if self.slab_width_cm <= 0 or self.noise_box_cm <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"CorruptionConfig: slab_width_cm and noise_box_cm must be > 0, got "
                 f"{self.slab_width_cm}, {self.noise_box_cm}"
             )
         if self.noise_points < 1:
-            raise ValueError(f"CorruptionConfig.noise_points must be >= 1, got {self.noise_points}")
+            raise ConfigError(
+                f"CorruptionConfig.noise_points must be >= 1, got {self.noise_points}"
+            )
         lo, hi = self.noise_energy_mev
         if not 0 <= lo <= hi:
-            raise ValueError(
+            raise ConfigError(
                 f"CorruptionConfig.noise_energy_mev must be 0 <= lo <= hi, got "
                 f"{self.noise_energy_mev}"
             )
@@ -519,7 +522,7 @@ def planted_anomaly_study(
         The :class:`AnomalyResult` (scores, labels, AUC, two example pairs).
     """
     if not 1 <= k <= n_reference:
-        raise ValueError(
+        raise ConfigError(
             f"planted_anomaly_study: need 1 <= k <= n_reference, got k={k}, "
             f"n_reference={n_reference}"
         )

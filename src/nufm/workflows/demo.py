@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nufm.data.lartpc import SEGMENT_NAMES
+from nufm.errors import ConfigError
 from nufm.viz.display import save_figure
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,25 @@ class DemoConfig:
     """Events embedded for the maps and the search example."""
     anomaly_events: tuple[int, int] = (150, 50)
     """Planted-anomaly study: reference events, and normal (= anomalous) query events."""
+
+    def __post_init__(self) -> None:
+        for name in ("events", "workers", "pretrain_steps", "embed_events"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"demo: {name} must be positive, got {getattr(self, name)}")
+        if self.pretrain_events is not None and self.pretrain_events <= 0:
+            raise ConfigError(f"demo: pretrain_events must be positive, got {self.pretrain_events}")
+        if min(self.anomaly_events) <= 0:
+            raise ConfigError(f"demo: anomaly_events must be positive, got {self.anomaly_events}")
+        from nufm.presets import PRESETS, STUDY_PRESETS
+
+        if self.pretrain_preset not in PRESETS:
+            raise ConfigError(
+                f"demo: unknown pretrain_preset {self.pretrain_preset!r}; known: {sorted(PRESETS)}"
+            )
+        if self.study_preset not in STUDY_PRESETS:
+            raise ConfigError(
+                f"demo: unknown study_preset {self.study_preset!r}; known: {sorted(STUDY_PRESETS)}"
+            )
 
 
 def _step(name: str) -> float:

@@ -38,6 +38,7 @@ from nufm.data.collate import collate
 from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import DataError
+from nufm.errors import ConfigError, EventIndexError, InputError, NotFoundError
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import EncoderOutput
@@ -85,10 +86,11 @@ class Embeddings:
         return int(self.event.shape[0])
 
     def row_of(self, event_id: int) -> int:
-        """Row of the event with ``event_id`` (its input row); KeyError if not embedded."""
+        """Row of the event with ``event_id`` (its input row); EventIndexError (an IndexError)
+        if not embedded."""
         rows = np.flatnonzero(self.event_id == event_id)
         if rows.size == 0:
-            raise KeyError(
+            raise EventIndexError(
                 f"event {event_id} is not among the {len(self)} embedded events "
                 "(out of range, or skipped for having no point above threshold)"
             )
@@ -145,7 +147,7 @@ def _iter_inputs(
 
         path = str(events_or_path)
         if not Path(path).is_file():
-            raise FileNotFoundError(f"embed_events: no such event file {path}")
+            raise NotFoundError(f"embed_events: no such event file {path}")
         return enumerate(iter_events(path)), path
     return enumerate(events_or_path), "<memory>"
 
@@ -183,7 +185,7 @@ def embed_events(
         ValueError: no event could be embedded, or the encoder's output cannot be pooled.
     """
     if batch_points <= 0 or batch_events <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"embed_events: batch_points and batch_events must be positive, got "
             f"{batch_points}, {batch_events}"
         )
@@ -233,7 +235,7 @@ def embed_events(
             centers.append(out.tokens.center[out.valid].float().cpu().numpy())  # (T_b, 3)
             token_counts.append(out.valid.sum(1).cpu().numpy().astype(np.int64))
     if not rows:
-        raise ValueError(f"embed_events: no event of {data_source} could be embedded")
+        raise InputError(f"embed_events: no event of {data_source} could be embedded")
     meta: dict[str, str | int] = {
         "model_source": pretrained.source,
         "model_step": int(pretrained.step),
@@ -349,16 +351,20 @@ def read_embeddings(path: str | os.PathLike) -> Embeddings:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"read_embeddings: no such file {path}")
+        raise NotFoundError(f"read_embeddings: no such file {path}")
     if path.suffix == ".npy":
         event = np.load(path)
         ids_path = path.with_name(f"{path.stem}.event_id.npy")
         ids = np.load(ids_path) if ids_path.is_file() else np.arange(len(event), dtype=np.int64)
         return Embeddings(event=event, event_id=ids, meta={})
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise InputError(f"read_embeddings: {path} is not a readable HDF5 file: {e}") from e
+    with f:
         for name in ("event_embedding", "event_id"):
             if name not in f:
-                raise ValueError(
+                raise InputError(
                     f"read_embeddings: {path} has no dataset {name!r}; not an embeddings file"
                 )
         loaded: dict[str, np.ndarray] = {}

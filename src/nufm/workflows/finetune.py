@@ -30,6 +30,7 @@ from nufm.config import RunConfig
 from nufm.data.dataset import PILArNetDataset
 from nufm.data.event import Event
 from nufm.data.transforms import Preprocess
+from nufm.errors import ConfigError, InputError
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
 from nufm.tasks.build import TaskConfig, build_task
@@ -71,7 +72,7 @@ def load_split_events(
             silently shortened).
     """
     if not data:
-        raise ValueError("finetune: give at least one data file (--finetune.data FILE.h5)")
+        raise ConfigError("finetune: give at least one data file (--finetune.data FILE.h5)")
     ds = PILArNetDataset(
         list(data),
         split=split,
@@ -80,10 +81,15 @@ def load_split_events(
         min_points=preprocess.min_points,
         energy_threshold=preprocess.energy_threshold,
     )
+    if len(ds) == 0:
+        raise InputError(
+            f"finetune: the {split} split of {[str(p) for p in data]} holds no event "
+            "(empty file, or too few events for the split fractions)"
+        )
     order = np.random.default_rng((split_seed, 7)).permutation(len(ds))
     if n is not None:
         if n > len(ds):
-            raise ValueError(
+            raise ConfigError(
                 f"finetune: asked for {n} {split} events but {list(data)} "
                 f"has only {len(ds)} in the {split} split"
             )
@@ -139,7 +145,7 @@ def run_finetune(
         encoder_config = pretrained.encoder_config
         preprocess = pretrained.preprocess
         if encoder_config is None:
-            raise ValueError(
+            raise ConfigError(
                 f"{pretrained.source}: a "
                 f"{type(pretrained.objective_config).__name__} encoder cannot be "
                 "fine-tuned by the tasks (use an MAE or distillation model)"
@@ -149,7 +155,7 @@ def run_finetune(
     preprocess = preprocess or Preprocess()
     weights = pretrained if task_cfg.mode != "scratch" and not random_encoder else None
     if task_cfg.mode != "scratch" and weights is None and not random_encoder:
-        raise ValueError(
+        raise ConfigError(
             f"finetune: mode {task_cfg.mode!r} needs a pretrained model "
             "(--finetune.pretrained RUN_OR_MODEL_DIR)"
         )

@@ -37,6 +37,7 @@ from nufm.config import (
     objective_config_from_dict,
 )
 from nufm.data.transforms import Preprocess
+from nufm.errors import InputError, NotFoundError
 from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, read_pretrained, save_pretrained
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.mae import MAEConfig
@@ -114,14 +115,20 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _latest(run_dir: Path) -> Path:
+    if not run_dir.is_dir():
+        raise NotFoundError(f"{run_dir}: no such run directory, so no complete checkpoint")
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     if ckpt is None:
-        raise FileNotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
+        raise NotFoundError(f"{run_dir}: no complete checkpoint under checkpoints/")
     return ckpt
 
 
 def _read(path: Path) -> _Saved:
     """Read a run directory, a checkpoint file or an exported directory (module docstring)."""
+    if not path.exists():
+        raise NotFoundError(
+            f"{path}: no such run directory, checkpoint file or exported model directory"
+        )
     if path.is_dir() and _is_run_dir(path):
         cfg = load_config(path / "config.yaml")
         ckpt = _latest(path)
@@ -138,7 +145,7 @@ def _read(path: Path) -> _Saved:
         return _Saved(
             cfg.objective, saved["model"], int(saved["step"]), str(path), run_dir, cfg, None
         )
-    raise FileNotFoundError(
+    raise NotFoundError(
         f"{path}: not a run directory (config.yaml + checkpoints/), an exported model "
         f"({WEIGHTS_NAME} + {CONFIG_NAME}) or a training checkpoint file"
     )
@@ -152,7 +159,7 @@ def _preprocess_from(contract: dict | None, source: str) -> Preprocess:
     try:
         return Preprocess.from_dict(known)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{source}: the saved preprocessing contract is not readable: {e}") from e
+        raise InputError(f"{source}: the saved preprocessing contract is not readable: {e}") from e
 
 
 def _rebuild(saved: _Saved) -> nn.Module:
@@ -163,7 +170,7 @@ def _rebuild(saved: _Saved) -> nn.Module:
         model.load_state_dict(saved.state, strict=True)
     except RuntimeError as e:
         kind = "task" if isinstance(saved.objective_config, TaskBaseConfig) else "objective"
-        raise ValueError(f"{saved.source}: weights do not fit the saved {kind} config: {e}") from e
+        raise InputError(f"{saved.source}: weights do not fit the saved {kind} config: {e}") from e
     return model.eval()
 
 
@@ -172,7 +179,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     (for :func:`nufm.tasks.build.build_task`, which finds the encoder's tensors in them).
 
     Raises:
-        FileNotFoundError: nothing to read at ``path``, or a run without a complete checkpoint.
+        nufm.errors.NotFoundError: nothing to read at ``path``, or a run without a complete
+            checkpoint.
         nufm.train.checkpoint.CheckpointError: a checkpoint fails verification.
     """
     path = Path(path)
@@ -181,12 +189,12 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if path.is_dir() and (path / WEIGHTS_NAME).is_file():
         return load_file(str(path / WEIGHTS_NAME))
     if path.is_dir() and not _is_run_dir(path):
-        raise FileNotFoundError(
+        raise NotFoundError(
             f"{path}: directory without {WEIGHTS_NAME} (and not a run directory with "
             "config.yaml + checkpoints/)"
         )
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such weights file or directory")
+        raise NotFoundError(f"{path}: no such weights file or directory")
     return dict(_read(path).state)
 
 
@@ -196,15 +204,18 @@ def load_encoder(path: str | Path) -> Pretrained:
     Example: ``pre = load_encoder("runs/mae-tiny"); features = pre.encoder(batch)``.
 
     Raises:
-        FileNotFoundError: ``path`` is none of the accepted sources, or a run has no complete
-            checkpoint.
-        ValueError: a fine-tuned task (use :func:`load_task`), or the weights do not fit the
-            saved config.
+        nufm.errors.NotFoundError: ``path`` is none of the accepted sources, or a run has no
+            complete checkpoint.
+        nufm.errors.InputError: a fine-tuned task (use :func:`load_task`), or the weights do
+            not fit the saved config.
     """
-    saved = _read(Path(path))
+    return _encoder_from(_read(Path(path)), str(path))
+
+
+def _encoder_from(saved: _Saved, path: str) -> Pretrained:
     cfg = saved.objective_config
     if isinstance(cfg, TaskBaseConfig):
-        raise ValueError(
+        raise InputError(
             f"{saved.source}: a fine-tuned {cfg.name} task, not a pretraining run "
             "(load it with load_task)"
         )
@@ -212,7 +223,7 @@ def load_encoder(path: str | Path) -> Pretrained:
         contract = preprocess_contract(saved.run_config.data)
     else:
         contract = saved.preprocess
-    preprocess = _preprocess_from(contract, str(path))
+    preprocess = _preprocess_from(contract, path)
     encoder = online_encoder(_rebuild(saved))
     log.info(
         "loaded pretrained %s encoder from %s (step %d)",
@@ -240,22 +251,25 @@ def load_task(path: str | Path) -> FineTuned:
     Example: ``ft = load_task("runs/semseg-full"); pred = ft.task.predict(batch)["pred"]``.
 
     Raises:
-        FileNotFoundError: ``path`` is none of the accepted sources, a run has no complete
-            checkpoint or no ``metrics.json``.
-        ValueError: not a fine-tuned task (use :func:`load_encoder`), or the weights do not fit
-            the saved config.
+        nufm.errors.NotFoundError: ``path`` is none of the accepted sources, a run has no
+            complete checkpoint or no ``metrics.json``.
+        nufm.errors.InputError: not a fine-tuned task (use :func:`load_encoder`), or the
+            weights do not fit the saved config.
     """
-    saved = _read(Path(path))
+    return _task_from(_read(Path(path)))
+
+
+def _task_from(saved: _Saved) -> FineTuned:
     cfg = saved.objective_config
     if not isinstance(cfg, TaskBaseConfig):
-        raise ValueError(
+        raise InputError(
             f"{saved.source}: a {type(cfg).__name__} pretraining objective, not a fine-tuned "
             "task (load it with load_encoder)"
         )
     if saved.run_dir is not None:
         recorded = saved.run_dir / "metrics.json"
         if not recorded.is_file():
-            raise FileNotFoundError(f"{recorded}: missing; it records the preprocessing contract")
+            raise NotFoundError(f"{recorded}: missing; it records the preprocessing contract")
         preprocess = _preprocess_from(json.loads(recorded.read_text())["preprocess"], str(recorded))
     else:
         preprocess = _preprocess_from(saved.preprocess, saved.source)
@@ -265,6 +279,21 @@ def load_task(path: str | Path) -> FineTuned:
     return FineTuned(
         task=task, config=cfg, preprocess=preprocess, source=saved.source, step=saved.step
     )
+
+
+def load(path: str | Path) -> Pretrained | FineTuned:
+    """Load whatever ``path`` holds: a pretrained encoder (:func:`load_encoder`) or a
+    fine-tuned task (:func:`load_task`), decided by the saved config.
+
+    Raises:
+        nufm.errors.NotFoundError: ``path`` is none of the accepted sources, or a run has no
+            complete checkpoint.
+        nufm.errors.InputError: the weights do not fit the saved config.
+    """
+    saved = _read(Path(path))
+    if isinstance(saved.objective_config, TaskBaseConfig):
+        return _task_from(saved)
+    return _encoder_from(saved, str(path))
 
 
 def export_run(
@@ -277,7 +306,7 @@ def export_run(
     config). :func:`load_encoder` and :func:`load_task` read it back.
 
     Raises:
-        FileNotFoundError: The run has no complete checkpoint.
+        nufm.errors.NotFoundError: The run has no complete checkpoint.
         nufm.train.checkpoint.CheckpointError: The latest checkpoint fails verification.
     """
     ckpt = _latest(Path(run_dir))

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from nufm.data.event import Event
+from nufm.errors import ConfigError
 from nufm.eval.retrieval import EmbeddingIndex
 from nufm.workflows.embed import Embeddings
 
@@ -41,12 +42,12 @@ def search_similar(
         duplicate of it elsewhere in the index is returned, at distance ~0).
 
     Raises:
-        KeyError: ``query_event`` is not among the embedded events.
-        ValueError: ``k`` out of range.
+        EventIndexError: ``query_event`` is not among the embedded events (an IndexError).
+        ConfigError: ``k`` out of range (a ValueError).
     """
     row = emb.row_of(query_event)
     if not 1 <= k <= len(emb) - 1:
-        raise ValueError(
+        raise ConfigError(
             f"search_similar: k={k} must be in [1, {len(emb) - 1}] for {len(emb)} embedded events"
         )
     index = EmbeddingIndex(emb.event, normalize=True, metric=metric)
