@@ -3,7 +3,7 @@
 Predictions come from each task's ``predict(batch)``; the scores are accumulated over the
 whole data set and computed once at the end (one confusion matrix, one list of per-event
 instance scores, one array of event residuals), never averaged per batch. That is the fix of
-PoLAr-MAE's per-batch validation F1 (arXiv:2502.02558, anchors 1.7 / 6). Events are read in
+PoLAr-MAE's per-batch validation F1 (arXiv:2502.02558; docs/references.md). Events are read in
 order and packed greedily into batches of at most ``batch_points`` points, so a run is
 deterministic.
 

@@ -1,7 +1,7 @@
 """Named model sizes as literal dicts of configs (no registry; see STYLE.md section 3).
 
-PTv3 sizes follow Panda (arXiv:2512.01324, anchors 2.1/2.4); ViT and tokenizer sizes follow
-PoLAr-MAE (arXiv:2502.02558, anchors 1.2/1.4) and live next to their code.
+PTv3 sizes follow Panda (arXiv:2512.01324); ViT and tokenizer sizes follow PoLAr-MAE
+(arXiv:2502.02558) and live next to their code. Parameter counts: docs/references.md.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ PTV3_PRESETS: dict[str, PTv3Config] = {
         dec_patch_size=(256,) * 4,
         drop_path=0.2,
     ),
-    # Panda-Base: the pretrained encoder (90.8 M parameters, anchors 2.1).
+    # Panda-Base: the pretrained encoder.
     "panda-base": PTv3Config(enc_mode=True, layer_scale=1e-5),
-    # Panda-Semantic backbone: encoder + semseg decoder (~0.1 B parameters, anchors 2.4).
+    # Panda-Semantic backbone: encoder + semseg decoder.
     "panda-semantic": PTv3Config(enc_mode=False),
 }
 """PTv3 sizes: tiny -> panda-base / panda-semantic."""
