@@ -34,7 +34,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nufm.batch import PointBatch
-from nufm.data.collate import collate
+from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import DataError
@@ -98,23 +98,6 @@ class Embeddings:
 # --------------------------------------------------------------------------------------------
 # computing
 # --------------------------------------------------------------------------------------------
-
-
-def _budget_batches(
-    items: Iterable[tuple[int, Event]], batch_points: int, batch_events: int
-) -> Iterator[list[tuple[int, Event]]]:
-    """Group a stream of (row, event) into lists bounded by points and events (an event larger
-    than the budget forms a batch alone)."""
-    chunk: list[tuple[int, Event]] = []
-    n_points = 0
-    for row, ev in items:
-        if chunk and (n_points + len(ev) > batch_points or len(chunk) >= batch_events):
-            yield chunk
-            chunk, n_points = [], 0
-        chunk.append((row, ev))
-        n_points += len(ev)
-    if chunk:
-        yield chunk
 
 
 def _pool_event(out: EncoderOutput, batch: PointBatch) -> torch.Tensor:
@@ -214,7 +197,10 @@ def embed_events(
     token_counts: list[np.ndarray] = []
     has_segment = True
     level = ""
-    for chunk in _budget_batches(prepared(), batch_points, batch_events):
+    chunks = budget_batches(
+        prepared(), batch_points, max_events=batch_events, size=lambda item: len(item[1])
+    )
+    for chunk in chunks:
         batch = collate([ev for _, ev in chunk]).to(device)
         out = encoder(batch)
         level = out.level
