@@ -13,6 +13,7 @@
 See ``docs/evaluation.md`` for the definitions and the protocol.
 """
 
+from nufm.data.event_split import split_events
 from nufm.eval.embed import embed_2d
 from nufm.eval.metrics import (
     ConfusionMatrix,
@@ -39,7 +40,6 @@ from nufm.eval.splits import (
     assert_disjoint_events,
     points_in_events,
     split_event_ids,
-    split_events,
 )
 from nufm.eval.tasks import evaluate_task, iter_batches, iter_predictions
 from nufm.eval.token_probe import (
