@@ -11,7 +11,7 @@ from nufm.models.encoders import TokenViTConfig
 from nufm.models.ptv3 import PTv3Config
 from nufm.models.tokenizers import PointMAETokenizerConfig
 from nufm.models.vit import ViTConfig
-from nufm.tasks.event import AddEventTargets
+from nufm.tasks.event_task import AddEventTargets
 
 
 def tiny_vit() -> TokenViTConfig:

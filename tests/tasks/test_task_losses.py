@@ -16,8 +16,8 @@ from nufm.data.synthetic import synthetic_event
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import build_encoder
 from nufm.tasks.cluster import discriminative_loss, greedy_cluster
-from nufm.tasks.common import segment_mean_max
-from nufm.tasks.event import AddEventTargets, EventTask, EventTaskConfig
+from nufm.tasks.event_task import AddEventTargets, EventTask, EventTaskConfig
+from nufm.tasks.heads import segment_mean_max
 from nufm.tasks.pid import instance_keys, instance_labels
 from nufm.tasks.semseg import focal_loss, inverse_frequency_weights
 

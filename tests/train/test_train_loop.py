@@ -22,9 +22,9 @@ from nufm.data.event import Event
 from nufm.data.transforms import RandomRotation
 from nufm.ssl.toy import ToyObjective, toy_events
 from nufm.step import StepOutput
-from nufm.train.build import build_objective
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from nufm.train.data import DataError
+from nufm.train.components import build_objective
+from nufm.train.data import EventStreamError
 from nufm.train.loop import DivergenceError, seed_everything, train
 
 ROTATE = RandomRotation(center=(384.0, 384.0, 384.0))  # a seeded augmentation of raw events
@@ -152,10 +152,10 @@ def _explode_on_3(event: Event, rng: np.random.Generator) -> Event:
 def test_data_errors_name_file_and_event(tmp_path: Path, num_workers: int) -> None:
     cfg = make_cfg(data={"num_workers": num_workers, "shuffle": False, "num_events": 12})
     with pytest.raises(
-        DataError, match=re.escape("reading bad.h5 event 3 failed: OSError: truncated")
+        EventStreamError, match=re.escape("reading bad.h5 event 3 failed: OSError: truncated")
     ):
         train(cfg, _objective(cfg), lambda c: _BadFile(), tmp_path / "a")
-    with pytest.raises(DataError, match=r"transform of bad.h5 event 3 .*negative energy"):
+    with pytest.raises(EventStreamError, match=r"transform of bad.h5 event 3 .*negative energy"):
         train(
             cfg,
             _objective(cfg),
@@ -211,7 +211,7 @@ import logging, sys, time
 sys.path.insert(0, {helpers!r})
 logging.basicConfig(level=logging.INFO)
 from train_helpers import make_cfg, toy_factory
-from nufm.train.build import build_objective
+from nufm.train.components import build_objective
 from nufm.train.loop import seed_everything, train
 from nufm.ssl.toy import ToyObjective
 

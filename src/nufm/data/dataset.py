@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import h5py
@@ -26,6 +26,7 @@ from nufm.data.event import Event
 from nufm.data.event_split import split_events
 from nufm.data.lartpc import ENERGY_THRESHOLD_MEV
 from nufm.data.pilarnet import count_points, open_pilarnet, read_event
+from nufm.data.transforms import Transform
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ INDEX_SUFFIX = ".points.npy"
 _INDEX_MAGIC = 0x6E75666D  # "nufm"
 _INDEX_FORMAT = 1
 
-Transform = Callable[[Event, np.random.Generator], Event]
 SPLITS = ("train", "val", "test")
 
 

@@ -13,7 +13,7 @@ Owns :func:`iter_batches`, :func:`iter_predictions`, :func:`evaluate_task`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,17 +24,16 @@ from nufm.batch import PointBatch
 from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
+from nufm.data.transforms import Transform
 from nufm.eval.metrics import ConfusionMatrix, InstanceMetrics, regression_metrics
 from nufm.eval.report import metrics_report
+from nufm.tasks.backbone import TaskModule
 from nufm.tasks.cluster import InstanceClustering
-from nufm.tasks.common import TaskModule
-from nufm.tasks.event import EventTask
+from nufm.tasks.event_task import EventTask
 from nufm.tasks.pid import NUM_PID_CLASSES, ParticleID
 from nufm.tasks.semseg import SemanticSegmentation
 
 log = logging.getLogger(__name__)
-
-Transform = Callable[[Event, np.random.Generator], Event]
 
 
 class EventSource(Protocol):

@@ -41,7 +41,7 @@ from nufm.data.pilarnet import DataError
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import EncoderOutput
-from nufm.tasks.common import segment_mean_max
+from nufm.tasks.heads import segment_mean_max
 from nufm.workflows.load import Pretrained
 
 log = logging.getLogger(__name__)
@@ -410,7 +410,7 @@ def embedding_map(
     title: str | None = None,
     label_name: str | None = None,
 ) -> Figure:
-    """2D map (t-SNE or PCA, :func:`nufm.eval.embed.embed_2d`) of event or point embeddings.
+    """2D map (t-SNE or PCA, :func:`nufm.eval.projection.embed_2d`) of event or point embeddings.
 
     Args:
         emb: the embeddings.
@@ -428,8 +428,8 @@ def embedding_map(
     Returns:
         The scatter figure (:func:`nufm.eval.plots.plot_embedding_2d`).
     """
-    from nufm.eval.embed import embed_2d
     from nufm.eval.plots import plot_embedding_2d
+    from nufm.eval.projection import embed_2d
 
     match level:
         case "event":
