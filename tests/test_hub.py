@@ -63,12 +63,11 @@ def test_nothing_loads_is_an_error(tmp_path: Path) -> None:
 
 
 def test_export_latest_checkpoint(tmp_path: Path) -> None:
-    from train_helpers import make_cfg, toy_factory
-
+    from helpers.configs import tiny_run_config, toy_factory
     from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
     from nufm.train.loop import seed_everything, train
 
-    cfg = make_cfg(train={"max_steps": 4, "checkpoint_every": 2})
+    cfg = tiny_run_config(train={"max_steps": 4, "checkpoint_every": 2})
     seed_everything(0)
     train(cfg, ToyObjective(cfg.objective), toy_factory, tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):

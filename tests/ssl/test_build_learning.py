@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ssl_helpers import preprocessed_batch
 
+from helpers.events import preprocessed_batch
 from nufm.presets import PRESETS
 from nufm.ssl.build import build_ssl_objective
 from nufm.step import StepOutput
