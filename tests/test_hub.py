@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,6 @@ from nufm.config import config_to_dict
 from nufm.hub import from_pretrained, read_pretrained, save_pretrained
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig
 from nufm.workflows.load import export_run
-
-sys.path.insert(0, str(Path(__file__).parent / "train"))
 
 
 def _build(cfg: dict) -> ToyObjective:

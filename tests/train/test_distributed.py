@@ -58,7 +58,7 @@ def _free_port() -> int:
 
 def test_torchrun_two_ranks_stay_identical(tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
-    script.write_text(textwrap.dedent(_DDP_SCRIPT.format(helpers=str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(_DDP_SCRIPT.format(helpers=str(Path(__file__).parents[1]))))
     torchrun = Path(sys.executable).parent / "torchrun"
     launcher = (
         [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]

@@ -230,7 +230,9 @@ train(cfg, Slow(cfg.objective), toy_factory, sys.argv[1])
 def test_sigint_writes_checkpoint_then_exits(tmp_path: Path) -> None:
     """Ctrl-C as a terminal sends it: SIGINT to the whole process group (main + 2 workers)."""
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(_SIGINT_SCRIPT.format(helpers=str(Path(__file__).parent))))
+    script.write_text(
+        textwrap.dedent(_SIGINT_SCRIPT.format(helpers=str(Path(__file__).parents[1])))
+    )
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, str(script), str(run_dir)],
