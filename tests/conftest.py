@@ -1,4 +1,7 @@
-"""Fixtures shared by the whole suite.
+"""Fixtures shared by the whole suite (the helpers they use are in ``tests/helpers``).
+
+``task_events`` / ``task_batch``: three preprocessed synthetic events (feat = [xyz, log E],
+event targets added) and their packed batch, built once per session.
 
 ``real_data``: tests marked ``@pytest.mark.real_data`` read the simulated sample files that are
 not shipped with the repository (mlreco npz, LArSoft ROOT, JAXTPC HDF5; their README lists
@@ -14,6 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from helpers.events import preprocessed_events
+from nufm.batch import PointBatch
+from nufm.data.collate import collate
+from nufm.data.event import Event
 
 REAL_DATA_ENV = "NUFM_REAL_DATA"
 
@@ -41,3 +49,15 @@ def real_data() -> Callable[[str], Path]:
         return file
 
     return path
+
+
+@pytest.fixture(scope="session")
+def task_events() -> list[Event]:
+    """Three preprocessed synthetic events with two interactions each."""
+    return preprocessed_events(3, n_interactions=2, n_scatter=10)
+
+
+@pytest.fixture(scope="session")
+def task_batch(task_events: list[Event]) -> PointBatch:
+    """``task_events`` packed into one batch."""
+    return collate(task_events)

@@ -413,7 +413,7 @@ def test_an_internal_error_keeps_its_traceback(
 def test_is_user_error_follows_the_cause() -> None:
     from nufm.data.pilarnet import DataError
     from nufm.train.checkpoint import CheckpointError
-    from nufm.train.data import DataError as EventStreamError
+    from nufm.train.data import EventStreamError
 
     def wrapped(inner: Exception) -> Exception:
         try:

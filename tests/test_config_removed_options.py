@@ -12,7 +12,7 @@ from nufm.config import config_to_dict, objective_config_from_dict
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
-from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.event_task import EventTaskConfig
 
 
 def _with_removed(cfg: Any, data: dict) -> tuple[dict, int]:

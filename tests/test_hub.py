@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,6 @@ from nufm.config import config_to_dict
 from nufm.hub import from_pretrained, read_pretrained, save_pretrained
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig
 from nufm.workflows.load import export_run
-
-sys.path.insert(0, str(Path(__file__).parent / "train"))
 
 
 def _build(cfg: dict) -> ToyObjective:
@@ -63,12 +60,11 @@ def test_nothing_loads_is_an_error(tmp_path: Path) -> None:
 
 
 def test_export_latest_checkpoint(tmp_path: Path) -> None:
-    from train_helpers import make_cfg, toy_factory
-
+    from helpers.configs import tiny_run_config, toy_factory
     from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
     from nufm.train.loop import seed_everything, train
 
-    cfg = make_cfg(train={"max_steps": 4, "checkpoint_every": 2})
+    cfg = tiny_run_config(train={"max_steps": 4, "checkpoint_every": 2})
     seed_everything(0)
     train(cfg, ToyObjective(cfg.objective), toy_factory, tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):

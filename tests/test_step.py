@@ -8,7 +8,7 @@ from torch import nn
 from nufm.ssl.distill import SelfDistillation
 from nufm.ssl.forecast import Forecaster
 from nufm.step import HasParamLRScale, HasSchedule, HasTeacher, online_encoder
-from nufm.tasks.common import TaskModule
+from nufm.tasks.backbone import TaskModule
 from nufm.train.optim import param_groups
 
 

@@ -93,11 +93,11 @@ def read_events(path: str | os.PathLike, indices: Sequence[int] | None = None) -
     if indices is not None:
         raise ConfigError(f"{path}: indices are supported for PILArNet-M .h5 files only")
     if suffix == ".npz":
-        from nufm.data.real import read_mlreco_npz
+        from nufm.data.field_formats import read_mlreco_npz
 
         return [read_mlreco_npz(path)]
     if suffix == ".root":
-        from nufm.data.real import read_larsoft_root
+        from nufm.data.field_formats import read_larsoft_root
 
         return read_larsoft_root(path)
     raise ConfigError(f"{path}: unknown event file type {suffix!r}; use .h5, .hdf5, .npz or .root")

@@ -426,7 +426,7 @@ def is_user_error(exc: BaseException) -> bool:
 
     User errors are :class:`~nufm.errors.UserError` and OS errors that name a path (a file that
     does not exist or cannot be written). Following ``__cause__`` keeps a wrapper such as the
-    training loop's per-event ``DataError`` a user error when what it wraps is one (a bad row
+    training loop's per-event ``EventStreamError`` a user error when what it wraps is one (a bad row
     of a file) and a bug when it wraps a bug.
     """
     seen: BaseException | None = exc

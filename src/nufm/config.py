@@ -31,7 +31,7 @@ from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.tasks.cluster import ClusterConfig
-from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.event_task import EventTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 
@@ -46,7 +46,8 @@ ObjectiveConfig = (
     | ToyObjectiveConfig
 )
 """What a run trains: a pretraining objective, a fine-tuning task or the toy objective. Every
-member has a ``name`` literal; :func:`nufm.train.build.build_objective` dispatches on the type."""
+member has a ``name`` literal; :func:`nufm.train.components.build_objective` dispatches on the
+type."""
 
 _TASK_CONFIGS = (SemsegConfig, PIDConfig, ClusterConfig, EventTaskConfig)
 """The fine-tuning tasks among :data:`ObjectiveConfig`."""

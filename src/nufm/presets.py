@@ -40,9 +40,9 @@ from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.ssl.views import ViewConfig
+from nufm.tasks.backbone import Mode
 from nufm.tasks.cluster import ClusterConfig
-from nufm.tasks.common import Mode
-from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.event_task import EventTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 

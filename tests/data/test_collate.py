@@ -1,8 +1,10 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
-from nufm.data.collate import PointBudgetSampler, collate
+from nufm.data.collate import PointBudgetSampler, budget_batches, collate
 from nufm.data.event import Event
 
 
@@ -78,3 +80,61 @@ def test_collate_targets_skip_strings_and_bookkeeping() -> None:
     for e in events:
         e.meta.update(generator="sim-v1", n_removed_threshold=2)
     assert set(collate(events).targets) == {"n_interactions"}
+
+
+def test_budget_batches_hand_computed_edges() -> None:
+    sizes = [4, 6, 1, 12, 3, 3, 3, 10, 10]
+    # budget 10: 4+6 == 10 fits (the rule is total + n > budget), 12 goes alone, 10 fills one.
+    got = list(budget_batches(range(len(sizes)), 10, size=lambda i: sizes[i]))
+    assert got == [[0, 1], [2], [3], [4, 5, 6], [7], [8]]
+    got = list(budget_batches(range(len(sizes)), 10, max_events=2, size=lambda i: sizes[i]))
+    assert got == [[0, 1], [2], [3], [4, 5], [6], [7], [8]]
+    assert list(budget_batches([], 10)) == []
+    with pytest.raises(ValueError, match="max_points"):
+        list(budget_batches([[1]], 0))
+
+
+def _greedy_partitions_by_brute_force(
+    sizes: list[int], max_points: int, max_events: int | None
+) -> list[list[int]]:
+    """The unique split of 0..n-1 into consecutive runs where every run is within the limits
+    (or a single item) and no run could take the next item: found by trying every cut set."""
+    n = len(sizes)
+    for cuts in range(1 << max(n - 1, 0)):
+        runs, start = [], 0
+        for i in range(1, n + 1):
+            if i == n or cuts >> (i - 1) & 1:
+                runs.append(list(range(start, i)))
+                start = i
+        fits = all(
+            len(r) == 1
+            or (
+                sum(sizes[i] for i in r) <= max_points
+                and (max_events is None or len(r) <= max_events)
+            )
+            for r in runs
+        )
+        maximal = all(
+            sum(sizes[i] for i in a) + sizes[b[0]] > max_points
+            or (max_events is not None and len(a) >= max_events)
+            for a, b in itertools.pairwise(runs)
+        )
+        if fits and maximal:
+            return runs
+    raise AssertionError("no greedy partition")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_budget_batches_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 30, int(rng.integers(1, 11))).tolist()
+    max_points = int(rng.integers(1, 60))
+    max_events = [None, 1, 2, 3][seed % 4]
+    got = list(
+        budget_batches(
+            range(len(sizes)), max_points, max_events=max_events, size=lambda i: sizes[i]
+        )
+    )
+    assert got == _greedy_partitions_by_brute_force(sizes, max_points, max_events)
+    sampler = PointBudgetSampler(sizes, max_points, max_events=max_events, shuffle=False)
+    assert list(sampler) == got

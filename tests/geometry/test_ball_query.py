@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from geometry_lines import line
 
+from helpers.events import clustered_events, line
 from nufm.geometry.ball_query import ball_query
 
 BACKENDS = ("torch", "numba")
@@ -36,8 +36,8 @@ def test_radius_is_strict_and_events_are_separate(backend: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["first", "nearest"])
-def test_fast_matches_reference(make_events, mode: str) -> None:
-    coord, offset = make_events([400, 0, 3, 250], seed=5)
+def test_fast_matches_reference(mode: str) -> None:
+    coord, offset = clustered_events([400, 0, 3, 250], seed=5)
     q_rows = torch.cat([torch.arange(0, 400, 9), torch.arange(400, 403), torch.arange(403, 653, 5)])
     query = coord[q_rows]
     q_off = torch.tensor([45, 45, 48, 98])
@@ -58,8 +58,8 @@ def test_lattice_ties_agree() -> None:
         assert torch.equal(ref[0], fast[0])
 
 
-def test_batch_independence(make_events) -> None:
-    coord, offset = make_events([100, 150], seed=6)
+def test_batch_independence() -> None:
+    coord, offset = clustered_events([100, 150], seed=6)
     idx_b, cnt_b = ball_query(coord, offset, coord, offset, 4.0, 16)
     idx_a, cnt_a = ball_query(
         coord[100:], torch.tensor([150]), coord[100:], torch.tensor([150]), 4.0, 16
@@ -68,8 +68,8 @@ def test_batch_independence(make_events) -> None:
     assert torch.equal(idx_b[100:], torch.where(idx_a >= 0, idx_a + 100, idx_a))
 
 
-def test_bad_input_is_reported(make_events) -> None:
-    coord, offset = make_events([5])
+def test_bad_input_is_reported() -> None:
+    coord, offset = clustered_events([5])
     with pytest.raises(ValueError, match="mode"):
         ball_query(coord, offset, coord, offset, 1.0, 4, mode="all")
     with pytest.raises(ValueError, match="events"):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from geometry_lines import line
 
+from helpers.events import clustered_events, line
 from nufm.geometry.cnms import centrality_nms
 
 BACKENDS = ("torch", "numba")
@@ -21,8 +21,8 @@ def test_hand_computed(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_kept_centers_are_radius_apart_and_cover(make_events, backend: str) -> None:
-    coord, offset = make_events([300, 200], seed=9)
+def test_kept_centers_are_radius_apart_and_cover(backend: str) -> None:
+    coord, offset = clustered_events([300, 200], seed=9)
     radius = 3.0
     keep, new_off, _ = centrality_nms(coord, offset, radius, 512, None, backend)
     starts = [0, 300]
@@ -34,8 +34,8 @@ def test_kept_centers_are_radius_apart_and_cover(make_events, backend: str) -> N
         assert float(torch.cdist(pts, kept).min(dim=1).values.max()) < radius  # full coverage
 
 
-def test_fast_matches_reference_with_cap(make_events) -> None:
-    coord, offset = make_events([400, 0, 1, 300], seed=10)
+def test_fast_matches_reference_with_cap() -> None:
+    coord, offset = clustered_events([400, 0, 1, 300], seed=10)
     ref = centrality_nms(coord, offset, 2.0, 16, 20, backend="torch")
     fast = centrality_nms(coord, offset, 2.0, 16, 20, backend="numba")
     for a, b in zip(ref, fast, strict=False):
@@ -53,8 +53,8 @@ def test_dense_event_does_not_crash() -> None:
     assert new_off.tolist() == [4] and int(dropped[0]) >= 0 and keep.unique().numel() == 4
 
 
-def test_batch_independence(make_events) -> None:
-    coord, offset = make_events([150, 250], seed=11)
+def test_batch_independence() -> None:
+    coord, offset = clustered_events([150, 250], seed=11)
     keep_b, off_b, _ = centrality_nms(coord, offset, 2.5, 32, 30)
     keep_a, _, _ = centrality_nms(coord[150:], torch.tensor([250]), 2.5, 32, 30)
     assert torch.equal(keep_b[int(off_b[0]) :], keep_a + 150)

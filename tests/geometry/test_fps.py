@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.events import clustered_events
 from nufm.geometry.fps import farthest_point_sampling
 
 
@@ -18,8 +19,8 @@ def test_hand_computed_line() -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fast_matches_reference_packed(make_events, dtype: torch.dtype) -> None:
-    coord, offset = make_events([300, 0, 5, 450, 1], seed=1)
+def test_fast_matches_reference_packed(dtype: torch.dtype) -> None:
+    coord, offset = clustered_events([300, 0, 5, 450, 1], seed=1)
     coord = coord.to(dtype)
     n_samples = torch.tensor([64, 3, 10, 100, 2])
     start = torch.tensor([17, 0, 4, 449, 0])
@@ -30,8 +31,8 @@ def test_fast_matches_reference_packed(make_events, dtype: torch.dtype) -> None:
     assert ref[0][:64][0] == 17 and ref[0][69] == 305 + 449
 
 
-def test_events_smaller_than_request_return_every_point(make_events) -> None:
-    coord, offset = make_events([3, 7], seed=2)
+def test_events_smaller_than_request_return_every_point() -> None:
+    coord, offset = clustered_events([3, 7], seed=2)
     for backend in ("torch", "numba"):
         idx, new_offset = farthest_point_sampling(coord, offset, 50, backend=backend)
         assert new_offset.tolist() == [3, 10]
@@ -47,15 +48,15 @@ def test_duplicate_points_never_resampled() -> None:
         assert sorted(idx.tolist()) == list(range(6))
 
 
-def test_batch_independence(make_events) -> None:
-    coord, offset = make_events([120, 80, 200], seed=3)
+def test_batch_independence() -> None:
+    coord, offset = clustered_events([120, 80, 200], seed=3)
     idx_b, _off_b = farthest_point_sampling(coord, offset, 32)
     alone, _ = farthest_point_sampling(coord[120:200], torch.tensor([80]), 32)
     assert torch.equal(idx_b[32:64], alone + 120)
 
 
-def test_random_start_is_reproducible(make_events) -> None:
-    coord, offset = make_events([50, 60], seed=4)
+def test_random_start_is_reproducible() -> None:
+    coord, offset = clustered_events([50, 60], seed=4)
     a, _ = farthest_point_sampling(
         coord, offset, 8, start="random", generator=torch.Generator().manual_seed(7)
     )
@@ -71,8 +72,8 @@ def test_random_start_is_reproducible(make_events) -> None:
     assert 0 <= int(a[0]) < 50 and 50 <= int(a[8]) < 110
 
 
-def test_bad_input_is_reported(make_events) -> None:
-    coord, offset = make_events([5, 5])
+def test_bad_input_is_reported() -> None:
+    coord, offset = clustered_events([5, 5])
     with pytest.raises(ValueError, match="start"):
         farthest_point_sampling(coord, offset, 2, start=torch.tensor([0, 5]))
     with pytest.raises(ValueError, match="offset ends"):

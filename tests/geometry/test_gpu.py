@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.events import clustered_events
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling
@@ -18,8 +19,8 @@ pytestmark = [
 ]
 
 
-def test_cuda_reference_matches_cpu_fast_paths(make_events) -> None:
-    coord, offset = make_events([500, 0, 7, 800], seed=21)
+def test_cuda_reference_matches_cpu_fast_paths() -> None:
+    coord, offset = clustered_events([500, 0, 7, 800], seed=21)
     dev = torch.device("cuda")
     c_d, o_d = coord.to(dev), offset.to(dev)
     fps_cpu = farthest_point_sampling(coord, offset, 64, backend="numba")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.events import clustered_events
 from nufm.geometry.grid import grid_pool, grid_sample, voxelize
 
 
@@ -20,9 +21,9 @@ def _naive_cells(grid_coord: torch.Tensor, counts: list[int]) -> list[tuple[int,
     return cells
 
 
-def test_grid_sample_matches_naive(make_events) -> None:
+def test_grid_sample_matches_naive() -> None:
     counts = [200, 0, 150]
-    coord, offset = make_events(counts, seed=12)
+    coord, offset = clustered_events(counts, seed=12)
     for reduce in ("first", "mean"):
         res = grid_sample(coord, offset, 2.0, reduce)
         g = voxelize(coord, offset, 2.0)
@@ -44,9 +45,9 @@ def test_grid_sample_matches_naive(make_events) -> None:
             torch.testing.assert_close(res.coord[m], expect)
 
 
-def test_grid_pool_matches_naive_and_backprops(make_events) -> None:
+def test_grid_pool_matches_naive_and_backprops() -> None:
     counts = [120, 90]
-    coord, offset = make_events(counts, seed=13)
+    coord, offset = clustered_events(counts, seed=13)
     g = voxelize(coord, offset, 0.5)
     feat = torch.randn(210, 4, requires_grad=True)
     res = grid_pool(feat, g, offset, 2, "max", coord=coord)
@@ -61,8 +62,8 @@ def test_grid_pool_matches_naive_and_backprops(make_events) -> None:
     torch.testing.assert_close(mean[0], feat.detach()[res.cluster == 0].mean(0))
 
 
-def test_grid_pool_batch_independence(make_events) -> None:
-    coord, offset = make_events([60, 70], seed=14)
+def test_grid_pool_batch_independence() -> None:
+    coord, offset = clustered_events([60, 70], seed=14)
     g = voxelize(coord, offset, 0.5)
     feat = torch.randn(130, 3)
     both = grid_pool(feat, g, offset, 4, "max", coord=coord)
@@ -72,8 +73,8 @@ def test_grid_pool_batch_independence(make_events) -> None:
     assert torch.equal(both.cluster[60:] - m0, alone.cluster)
 
 
-def test_bad_input_is_reported(make_events) -> None:
-    coord, offset = make_events([10])
+def test_bad_input_is_reported() -> None:
+    coord, offset = clustered_events([10])
     with pytest.raises(ValueError, match="grid_size"):
         voxelize(coord, offset, 0.0)
     with pytest.raises(ValueError, match="reduce_feat"):

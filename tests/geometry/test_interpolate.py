@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.events import clustered_events
 from nufm.geometry.interpolate import interpolate
 
 
@@ -31,8 +32,8 @@ def test_empty_support_event_gives_zeros() -> None:
     assert out.tolist() == [[3.0, 4.0], [0.0, 0.0]]
 
 
-def test_backends_agree_and_gradient_flows(make_events) -> None:
-    coord, offset = make_events([100, 80], seed=15)
+def test_backends_agree_and_gradient_flows() -> None:
+    coord, offset = clustered_events([100, 80], seed=15)
     sup, sup_off = coord[::4].contiguous(), torch.tensor([25, 45])
     feat = torch.randn(45, 6, requires_grad=True)
     a = interpolate(coord, offset, sup, sup_off, feat, backend="torch")

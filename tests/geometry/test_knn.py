@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers.events import clustered_events
 from nufm.geometry.knn import knn
 
 
@@ -15,8 +16,8 @@ def test_hand_computed(backend: str) -> None:
     torch.testing.assert_close(dist, torch.tensor([[0.0, 1, 3], [3**0.5, 7, float("inf")]]))
 
 
-def test_fast_matches_reference(make_events) -> None:
-    coord, offset = make_events([300, 0, 4, 200], seed=7)
+def test_fast_matches_reference() -> None:
+    coord, offset = clustered_events([300, 0, 4, 200], seed=7)
     query = coord[::3].contiguous()
     q_off = torch.tensor([100, 100, 102, 168])
     ref = knn(query, q_off, coord, offset, 8, backend="torch")
@@ -26,8 +27,8 @@ def test_fast_matches_reference(make_events) -> None:
     assert bool((ref[0][100:102, 4:] == -1).all())  # 4-point event
 
 
-def test_batch_independence(make_events) -> None:
-    coord, offset = make_events([80, 90], seed=8)
+def test_batch_independence() -> None:
+    coord, offset = clustered_events([80, 90], seed=8)
     idx_b, d_b = knn(coord, offset, coord, offset, 5)
     idx_a, d_a = knn(coord[80:], torch.tensor([90]), coord[80:], torch.tensor([90]), 5)
     assert torch.equal(idx_b[80:], idx_a + 80)

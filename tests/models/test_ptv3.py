@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from nufm_models_synth import make_batch, select_event
 
+from helpers.events import event_of, make_batch
 from nufm.geometry.serialize import serialization_order
 from nufm.models.encoders import PTv3Encoder, build_encoder
 from nufm.models.presets import PTV3_PRESETS
@@ -68,7 +68,7 @@ def test_ptv3_is_batch_independent_in_eval() -> None:
         together = model(batch.coord, batch.feat, batch.offset).feat
         start = 0
         for i in range(3):
-            one = select_event(batch, i)
+            one = event_of(batch, i)
             alone = model(one.coord, one.feat, one.offset).feat
             end = int(batch.offset[i])
             torch.testing.assert_close(alone, together[start:end], atol=1e-5, rtol=1e-5)

@@ -7,8 +7,8 @@ import re
 
 import pytest
 import torch
-from nufm_models_synth import make_batch, select_event
 
+from helpers.events import event_of, make_batch
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder, build_encoder
 from nufm.models.tokenizers import (
     MiniPointNet,
@@ -154,7 +154,7 @@ def test_token_vit_encoder_is_batch_independent() -> None:
     with torch.no_grad():
         together = enc(batch)
         for i in range(3):
-            alone = enc(select_event(batch, i))
+            alone = enc(event_of(batch, i))
             a = alone.feat[0][alone.valid[0]]
             b = together.feat[i][together.valid[i]]
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -226,7 +226,7 @@ def test_stream_fusion_encoder_uses_both_streams_and_is_batch_independent() -> N
     with torch.no_grad():
         out = enc(batch)
         assert out.level == "latent" and out.feat.shape == (2, 4, 16)
-        one = select_event(batch, 1)
+        one = event_of(batch, 1)
         alone = enc(
             PointBatch(coord=one.coord, feat=one.feat, offset=one.offset, stream=stream[300:])
         )

@@ -1,4 +1,4 @@
-"""Session fixtures of the task tests: three preprocessed synthetic events and their batch."""
+"""The task tests run their tiny shapes on one intra-op thread."""
 
 from __future__ import annotations
 
@@ -6,21 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from nufm_tasks_helpers import make_events
-
-from nufm.batch import PointBatch
-from nufm.data.collate import collate
-from nufm.data.event import Event
-
-
-@pytest.fixture(scope="session")
-def events() -> list[Event]:
-    return make_events(3, n_interactions=2, n_scatter=10)
-
-
-@pytest.fixture(scope="session")
-def batch(events: list[Event]) -> PointBatch:
-    return collate(events)
 
 
 @pytest.fixture(autouse=True)

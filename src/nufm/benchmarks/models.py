@@ -1,7 +1,7 @@
 """CPU throughput benchmarks of the nufm encoders (PoLAr-MAE tokenizer + ViT, arXiv:2502.02558;
 PTv3, arXiv:2312.10035).
 
-Owns :func:`bench_models` and :func:`synthetic_event`. Timings are medians over ``repeats`` runs
+Owns :func:`bench_models` and :func:`benchmark_points`. Timings are medians over ``repeats`` runs
 after one warm-up run, for one event per forward. Peak memory is measured on the warm-up run:
 freed heap memory is first returned to the OS (glibc ``malloc_trim``), the kernel's peak-RSS
 counter is reset (``5`` written to ``/proc/self/clear_refs``), and the number is the peak
@@ -35,7 +35,7 @@ from nufm.models.vit import VIT_PRESETS
 log = logging.getLogger(__name__)
 
 
-def synthetic_event(n_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def benchmark_points(n_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Track- and shower-like clustered points on the 768^3 voxel lattice.
 
     Returns:
@@ -67,7 +67,7 @@ def synthetic_event(n_points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 
 
 def _batch(n_points: int, channels: int, seed: int = 0) -> PointBatch:
-    coord_np, energy_np = synthetic_event(n_points, seed)
+    coord_np, energy_np = benchmark_points(n_points, seed)
     coord = torch.from_numpy(coord_np)
     energy = torch.from_numpy(energy_np)[:, None]
     feat = energy if channels == 1 else torch.cat([coord, energy], 1)

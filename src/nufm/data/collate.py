@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from nufm.batch import PointBatch
 from nufm.data.event import Event
+
+T = TypeVar("T")
 
 _LABELS = ("segment", "pid", "instance", "interaction", "stream")
 _BOOKKEEPING_PREFIX = "n_removed_"
@@ -63,15 +66,54 @@ def collate(events: Sequence[Event]) -> PointBatch:
     )
 
 
+def budget_batches(
+    items: Iterable[T],
+    max_points: int,
+    *,
+    max_events: int | None = None,
+    size: Callable[[T], int] = len,
+) -> Iterator[list[T]]:
+    """Group ``items`` in order into batches bounded by a point budget (the one batching rule).
+
+    Greedy: a batch is closed before the next item when adding it would exceed ``max_points``
+    points (``total + size(item) > max_points``) or when the batch already holds ``max_events``
+    items. An item larger than ``max_points`` forms a batch alone (never dropped). Lazy, so a
+    stream of any length goes through.
+
+    Args:
+        items: events, indices or any items, in batch order.
+        max_points: point budget of one batch (>= 1).
+        max_events: most items in one batch; None for no limit.
+        size: the number of points of an item (``len`` of an event).
+
+    Yields:
+        Non-empty lists of consecutive items.
+    """
+    if max_points < 1:
+        raise ValueError(f"max_points must be >= 1, got {max_points}")
+    if max_events is not None and max_events < 1:
+        raise ValueError(f"max_events must be >= 1 or None, got {max_events}")
+    current: list[T] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        full = max_events is not None and len(current) >= max_events
+        if current and (total + n > max_points or full):
+            yield current
+            current, total = [], 0
+        current.append(item)
+        total += n
+    if current:
+        yield current
+
+
 class PointBudgetSampler:
     """Batch sampler whose batches are bounded by total points, not only by event count.
 
-    Events are taken in (optionally shuffled) order and a batch is closed before it would exceed
-    ``max_points`` or ``max_events``. An event larger than ``max_points`` forms a batch alone
-    (never dropped). Deterministic for a given ``seed`` and ``epoch`` (call ``set_epoch``).
-    Shard across DDP ranks with ``rank``/``world_size``: each rank gets every world_size-th batch;
-    the batch list is truncated to a multiple of world_size so all ranks take the same number of
-    steps.
+    Events are taken in (optionally shuffled) order and grouped by :func:`budget_batches`.
+    Deterministic for a given ``seed`` and ``epoch`` (call ``set_epoch``). Shard across DDP ranks
+    with ``rank``/``world_size``: each rank gets every world_size-th batch; the batch list is
+    truncated to a multiple of world_size so all ranks take the same number of steps.
     """
 
     def __init__(
@@ -86,6 +128,8 @@ class PointBudgetSampler:
     ) -> None:
         if max_points <= 0:
             raise ValueError(f"max_points must be positive, got {max_points}")
+        if max_events is not None and max_events <= 0:
+            raise ValueError(f"max_events must be positive or None, got {max_events}")
         self.sizes = np.asarray(points_per_event, dtype=np.int64)
         self.max_points = max_points
         self.max_events = max_events
@@ -102,19 +146,15 @@ class PointBudgetSampler:
         order = np.arange(len(self.sizes))
         if self.shuffle:
             order = np.random.default_rng((self.seed, self.epoch)).permutation(order)
-        batches: list[list[int]] = []
-        current: list[int] = []
-        total = 0
-        for i in order.tolist():
-            n = int(self.sizes[i])
-            full = self.max_events is not None and len(current) >= self.max_events
-            if current and (total + n > self.max_points or full):
-                batches.append(current)
-                current, total = [], 0
-            current.append(i)
-            total += n
-        if current:
-            batches.append(current)
+        sizes = self.sizes
+        batches = list(
+            budget_batches(
+                order.tolist(),
+                self.max_points,
+                max_events=self.max_events,
+                size=lambda i: int(sizes[i]),
+            )
+        )
         return batches[: len(batches) - len(batches) % self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:

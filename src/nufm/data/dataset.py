@@ -16,15 +16,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
 from nufm.data.event import Event
+from nufm.data.event_split import split_events
 from nufm.data.lartpc import ENERGY_THRESHOLD_MEV
 from nufm.data.pilarnet import MissingFileError, count_points, open_pilarnet, read_event
+from nufm.data.transforms import Transform
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ INDEX_SUFFIX = ".points.npy"
 _INDEX_MAGIC = 0x6E75666D  # "nufm"
 _INDEX_FORMAT = 1
 
-Transform = Callable[[Event, np.random.Generator], Event]
 SPLITS = ("train", "val", "test")
 
 
@@ -119,7 +120,8 @@ class PILArNetDataset:
         min_points: keep events with at least this many points above ``energy_threshold``
             (events with none are always removed).
         split: None for all events, or 'train' / 'val' / 'test'.
-        split_fractions: fractions of train, val, test; must sum to 1.
+        split_fractions: fractions of train, val, test; must sum to 1
+            (sizes by :func:`nufm.data.event_split.split_counts`).
         seed: seed of the split permutation and of the transform generators.
         energy_threshold: MeV, used only to count points for ``min_points`` and
             ``points_per_event``; the points themselves are thresholded by the transform
@@ -175,22 +177,7 @@ class PILArNetDataset:
 
         chosen = np.arange(n_total)
         if split is not None:
-            perm = np.random.default_rng(seed).permutation(n_total)
-            # cumulative rounding: boundaries are monotone and the three parts cover everything
-            n_train = min(int(np.floor(split_fractions[0] * n_total + 0.5)), n_total)
-            n_val = (
-                min(
-                    int(np.floor((split_fractions[0] + split_fractions[1]) * n_total + 0.5)),
-                    n_total,
-                )
-                - n_train
-            )
-            bounds = {
-                "train": (0, n_train),
-                "val": (n_train, n_train + n_val),
-                "test": (n_train + n_val, n_total),
-            }[split]
-            chosen = np.sort(perm[bounds[0] : bounds[1]])
+            chosen = split_events(n_total, split_fractions, seed)[SPLITS.index(split)]
         effective_min = max(int(min_points), 1)
         is_kept = above[chosen] >= effective_min
         kept = chosen[is_kept]

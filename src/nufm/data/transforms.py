@@ -35,9 +35,10 @@ from nufm.data.pilarnet import DataError
 
 
 class Transform(Protocol):
-    """Anything with ``__call__(event, rng) -> Event``."""
+    """Anything with ``__call__(event, rng) -> Event`` (a class or a plain function); a random
+    one must draw all its randomness from the generator it is given."""
 
-    def __call__(self, event: Event, rng: np.random.Generator) -> Event: ...
+    def __call__(self, event: Event, rng: np.random.Generator, /) -> Event: ...
 
 
 def _with_meta(event: Event, **updates: object) -> dict:

@@ -8,12 +8,12 @@
 - ``token_probe.py``: PoLAr-MAE-style token multi-label SVM probe (a separate, named metric).
 - ``retrieval.py``: :class:`EmbeddingIndex`, kNN anomaly scores, ROC AUC.
 - ``tasks.py``: :func:`evaluate_task`, dataset-level scores of a fine-tuned task.
-- ``embed.py``: 2D t-SNE / PCA maps. ``plots.py``: figures (pure functions).
+- ``projection.py``: 2D t-SNE / PCA maps. ``plots.py``: figures (pure functions).
 
 See ``docs/evaluation.md`` for the definitions and the protocol.
 """
 
-from nufm.eval.embed import embed_2d
+from nufm.data.event_split import split_events
 from nufm.eval.metrics import (
     ConfusionMatrix,
     InstanceMetrics,
@@ -32,6 +32,7 @@ from nufm.eval.probes import (
     ProbeResult,
     run_probe,
 )
+from nufm.eval.projection import embed_2d
 from nufm.eval.report import SCHEMA_VERSION, metrics_report, read_metrics_json, write_metrics_json
 from nufm.eval.retrieval import EmbeddingIndex, knn_anomaly_score, roc_auc
 from nufm.eval.splits import (
@@ -39,7 +40,6 @@ from nufm.eval.splits import (
     assert_disjoint_events,
     points_in_events,
     split_event_ids,
-    split_events,
 )
 from nufm.eval.tasks import evaluate_task, iter_batches, iter_predictions
 from nufm.eval.token_probe import (

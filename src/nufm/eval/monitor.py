@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nufm.data.collate import collate
+from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.transforms import Preprocess
@@ -49,12 +49,8 @@ def encoder_point_features(
     encoder.eval()
     start = 0
     with torch.no_grad():
-        while start < len(events):
-            stop, total = start, 0
-            while stop < len(events) and (stop == start or total + len(events[stop]) <= max_points):
-                total += len(events[stop])
-                stop += 1
-            batch = collate(events[start:stop])
+        for chunk in budget_batches(events, max_points):
+            batch = collate(chunk)
             device = next(encoder.parameters()).device
             batch = batch.to(device)
             if batch.segment is None:
@@ -62,7 +58,7 @@ def encoder_point_features(
             feats.append(to_points(encoder(batch), batch).float().cpu())
             labels.append(batch.segment.cpu())
             event_ids.append(batch.batch_index.cpu() + start)
-            start = stop
+            start += len(chunk)
     encoder.train(was_training)
     return torch.cat(feats), torch.cat(labels), torch.cat(event_ids)
 

@@ -148,7 +148,7 @@ def plot_embedding_2d(
     """Scatter of 2D embedded points coloured by class, one legend entry per class present.
 
     Args:
-        xy: (N, 2) float coordinates (e.g. from :func:`nufm.eval.embed.embed_2d`).
+        xy: (N, 2) float coordinates (e.g. from :func:`nufm.eval.projection.embed_2d`).
         labels: (N,) int class ids in [0, C); -1 points are drawn grey as "unlabelled".
         class_names: C names; default: the ids.
     """

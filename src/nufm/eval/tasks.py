@@ -13,7 +13,7 @@ Owns :func:`iter_batches`, :func:`iter_predictions`, :func:`evaluate_task`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,20 +21,19 @@ import torch
 from torch import Tensor
 
 from nufm.batch import PointBatch
-from nufm.data.collate import collate
+from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
+from nufm.data.transforms import Transform
 from nufm.eval.metrics import ConfusionMatrix, InstanceMetrics, regression_metrics
 from nufm.eval.report import metrics_report
+from nufm.tasks.backbone import TaskModule
 from nufm.tasks.cluster import InstanceClustering
-from nufm.tasks.common import TaskModule
-from nufm.tasks.event import EventTask
+from nufm.tasks.event_task import EventTask
 from nufm.tasks.pid import NUM_PID_CLASSES, ParticleID
 from nufm.tasks.semseg import SemanticSegmentation
 
 log = logging.getLogger(__name__)
-
-Transform = Callable[[Event, np.random.Generator], Event]
 
 
 class EventSource(Protocol):
@@ -52,8 +51,9 @@ def iter_batches(
     transform: Transform | None = None,
     seed: int = 0,
 ) -> Iterator[PointBatch]:
-    """Pack events in order into batches of at most ``batch_points`` points (an event larger
-    than the budget forms a batch alone).
+    """Pack events in order into batches of at most ``batch_points`` points
+    (:func:`nufm.data.collate.budget_batches`: an event larger than the budget forms a batch
+    alone).
 
     Args:
         events: preprocessed events (``feat`` set), or raw ones with ``transform``.
@@ -63,20 +63,16 @@ def iter_batches(
     """
     if batch_points < 1:
         raise ValueError(f"batch_points must be >= 1, got {batch_points}")
-    current: list[Event] = []
-    total = 0
-    for i in range(len(events)):
-        event = events[i]
-        if transform is not None:
-            event = transform(event, np.random.default_rng((seed, i)))
-        n = len(event)
-        if current and total + n > batch_points:
-            yield collate(current)
-            current, total = [], 0
-        current.append(event)
-        total += n
-    if current:
-        yield collate(current)
+
+    def prepared() -> Iterator[Event]:
+        for i in range(len(events)):
+            event = events[i]
+            if transform is not None:
+                event = transform(event, np.random.default_rng((seed, i)))
+            yield event
+
+    for chunk in budget_batches(prepared(), batch_points):
+        yield collate(chunk)
 
 
 def iter_predictions(

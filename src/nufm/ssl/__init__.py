@@ -4,5 +4,5 @@ prototype self-distillation (Sonata arXiv:2503.16429 / Panda arXiv:2512.01324) i
 next-patch forecasting along a space-filling curve (after FM4NPP, arXiv:2508.14087) in
 ``forecast``; shared pieces in ``masking``, ``views``, ``ema`` and ``losses``; dispatch in
 ``build``; a tiny test objective in ``toy``. Import from the submodules, e.g.
-``from nufm.ssl.build import build_objective``; named objectives are in :mod:`nufm.presets`.
+``from nufm.ssl.build import build_ssl_objective``; named objectives are in :mod:`nufm.presets`.
 """

@@ -1,7 +1,8 @@
 """Objective dispatch (STYLE.md sections 2-3: no registry).
 
-Owns :data:`ObjectiveConfig` and :func:`build_objective`; named objectives are run presets in
-:mod:`nufm.presets`.
+Owns :data:`SSLObjectiveConfig` and :func:`build_ssl_objective`; the run-level dispatch over
+all objectives and tasks is :func:`nufm.train.components.build_objective`. Named objectives are
+run presets in :mod:`nufm.presets`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from nufm.ssl.distill import DistillConfig, SelfDistillation
 from nufm.ssl.forecast import ForecastConfig, Forecaster
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
 
-ObjectiveConfig = MAEConfig | DistillConfig | ForecastConfig
+SSLObjectiveConfig = MAEConfig | DistillConfig | ForecastConfig
 """Union of the pretraining objective configs (discriminated by their ``name`` literal)."""
 
 
-def build_objective(cfg: ObjectiveConfig) -> nn.Module:
+def build_ssl_objective(cfg: SSLObjectiveConfig) -> nn.Module:
     """The objective module a config describes (``forward(PointBatch) -> StepOutput``).
 
     Every objective exposes ``.encoder`` (the online encoder to export and fine-tune);
@@ -32,10 +33,10 @@ def build_objective(cfg: ObjectiveConfig) -> nn.Module:
             return Forecaster(cfg)
         case _:
             raise TypeError(
-                f"build_objective: no objective for config type "
+                f"build_ssl_objective: no objective for config type "
                 f"{type(cfg).__name__}; expected one of MAEConfig, DistillConfig, "
                 "ForecastConfig"
             )
 
 
-__all__ = ["ObjectiveConfig", "build_objective"]
+__all__ = ["SSLObjectiveConfig", "build_ssl_objective"]

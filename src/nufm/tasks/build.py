@@ -14,9 +14,10 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from nufm.tasks.backbone import TaskModule
 from nufm.tasks.cluster import ClusterConfig, InstanceClustering
-from nufm.tasks.common import TaskModule, load_encoder_state
-from nufm.tasks.event import EventTask, EventTaskConfig
+from nufm.tasks.encoder_state import load_encoder_state
+from nufm.tasks.event_task import EventTask, EventTaskConfig
 from nufm.tasks.pid import ParticleID, PIDConfig
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 
@@ -43,7 +44,7 @@ def build_task(
         cfg: the task config.
         encoder_state: a state dict holding the encoder weights: the encoder's own, a
             pretraining objective's (``encoder.*``), a task's or a DDP-wrapped one (see
-            :func:`nufm.tasks.common.extract_encoder_state`). None = random init (allowed but
+            :func:`nufm.tasks.encoder_state.extract_encoder_state`). None = random init (allowed but
             logged for linear / head / full; required for scratch).
         encoder_prefix: key prefix of the encoder in ``encoder_state``; None = detect.
         strict: True = raise unless the encoder loads exactly.

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_starts
 from nufm.step import StepOutput
-from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp
+from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
+from nufm.tasks.heads import mlp
 from nufm.tasks.pid import instance_keys
 
 _EPS = 1e-12

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.data.lartpc import PID_NONE
 from nufm.step import StepOutput
-from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
+from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
+from nufm.tasks.heads import mlp, segment_mean_max
 
 NUM_PID_CLASSES = PID_NONE
 """5 classes: 0 photon, 1 electron, 2 muon, 3 pion, 4 proton (``nufm.data.lartpc``)."""

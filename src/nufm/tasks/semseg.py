@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from nufm.batch import PointBatch
 from nufm.step import StepOutput
-from nufm.tasks.common import TaskBackbone, TaskBaseConfig, TaskModule, mlp, segment_mean_max
+from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
+from nufm.tasks.heads import mlp, segment_mean_max
 
 PILARNET_SEGMENT_COUNTS: tuple[int, ...] = (
     1_926_651_899,

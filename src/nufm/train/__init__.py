@@ -12,7 +12,7 @@ Modules (import them directly; nothing is re-exported, so ``import nufm.train`` 
 - ``checkpoint``: atomic, verified checkpoints and RNG capture.
 - ``distributed``: torchrun process groups and Slurm scripts.
 - ``logging``: progress bar, JSONL, TensorBoard, W&B.
-- ``build``: ``build_objective`` / ``build_dataset`` dispatch; ``presets``: named configs.
+- ``components``: ``build_objective`` / ``build_dataset`` / ``build_transform`` dispatch (named
+  runs are :mod:`nufm.presets`).
 - ``run``: ``run_pretrain`` and the ``nufm pretrain`` argument parser.
-- ``toy``: a tiny objective and events for tests.
 """

@@ -12,13 +12,13 @@ Owns the path from a map-style dataset of :class:`~nufm.data.event.Event` to pac
 * a :class:`~nufm.train.checkpoint.DataCursor` (epoch, batch within epoch) says which
   micro-batch comes next; a loader built from a cursor starts exactly there;
 * any failure while reading, transforming or collating an event is re-raised as
-  :class:`DataError` naming the event (``Event.where``: file and row).
+  :class:`EventStreamError` naming the event (``Event.where``: file and row).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -28,16 +28,14 @@ from torch.utils.data import DataLoader, Dataset
 from nufm.batch import PointBatch
 from nufm.data.collate import PointBudgetSampler, collate
 from nufm.data.event import Event
+from nufm.data.transforms import Transform
 from nufm.errors import InputError
 from nufm.train.checkpoint import DataCursor
 
 log = logging.getLogger(__name__)
 
-Transform = Callable[[Event, np.random.Generator], Event]
-"""A seeded augmentation: it must draw all randomness from the generator it is given."""
 
-
-class DataError(RuntimeError):
+class EventStreamError(RuntimeError):
     """Reading, augmenting or collating an event failed; the message names the event."""
 
 
@@ -101,14 +99,16 @@ class SeededEventDataset(Dataset):
         try:
             event = self.base[index]
         except Exception as e:
-            raise DataError(f"reading {self._where(index)} failed: {type(e).__name__}: {e}") from e
+            raise EventStreamError(
+                f"reading {self._where(index)} failed: {type(e).__name__}: {e}"
+            ) from e
         if self.transform is None:
             return event
         rng = np.random.default_rng((self.seed, epoch, index))
         try:
             return self.transform(event, rng)
         except Exception as e:
-            raise DataError(
+            raise EventStreamError(
                 f"transform of {event.where} (dataset index {index}) failed: "
                 f"{type(e).__name__}: {e}"
             ) from e
@@ -120,7 +120,7 @@ def collate_events(events: Sequence[Event]) -> PointBatch:
         return collate(events)
     except Exception as e:
         names = ", ".join(ev.where for ev in events[:8])
-        raise DataError(
+        raise EventStreamError(
             f"collating [{names}{', …' if len(events) > 8 else ''}] failed: {type(e).__name__}: {e}"
         ) from e
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from nufm.config import DataConfig, RunConfig, config_to_dict, save_config
+from nufm.data.transforms import Transform
 from nufm.step import HasSchedule, HasTeacher, StepOutput
 from nufm.train.checkpoint import (
     CheckpointError,
@@ -51,7 +52,7 @@ from nufm.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from nufm.train.data import EventDataset, EventStream, Transform
+from nufm.train.data import EventDataset, EventStream
 from nufm.train.distributed import (
     DistInfo,
     all_reduce_max,
@@ -185,7 +186,7 @@ def train(
     Raises:
         DivergenceError: Loss or gradient norm is NaN/inf (the last checkpoint is untouched).
         CheckpointError: The checkpoint to resume from is corrupt or incompatible.
-        nufm.train.data.DataError: Reading/augmenting/collating an event failed (names it).
+        nufm.train.data.EventStreamError: Reading/augmenting/collating an event failed (names it).
         KeyboardInterrupt: After SIGINT, once the checkpoint of the last step is written.
     """
     tc = cfg.train

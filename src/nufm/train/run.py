@@ -19,7 +19,7 @@ import tyro
 
 from nufm.config import FinetuneConfig, RunConfig, load_config
 from nufm.presets import PRESETS, get_preset
-from nufm.train.build import build_dataset, build_objective, build_transform
+from nufm.train.components import build_dataset, build_objective, build_transform
 from nufm.train.distributed import cleanup_distributed, write_slurm_script
 from nufm.train.loop import Monitor, TrainResult, seed_everything, train
 

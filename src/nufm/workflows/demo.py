@@ -193,13 +193,10 @@ def _prediction_figure(study_dir: Path, data: Path, figures: Path) -> str | None
     """Event display of predicted vs true classes from the best full fine-tune of the study."""
     import torch
 
-    from nufm.config import load_config
     from nufm.data.collate import collate
-    from nufm.data.transforms import Preprocess
-    from nufm.tasks.build import build_task
-    from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
     from nufm.viz.display import display_event
     from nufm.workflows.finetune import load_split_events
+    from nufm.workflows.load import load_task
 
     runs = sorted(
         (study_dir / "runs").glob("full-n*-s0"),
@@ -208,12 +205,9 @@ def _prediction_figure(study_dir: Path, data: Path, figures: Path) -> str | None
     if not runs:
         return None
     run = runs[-1]
-    cfg = load_config(run / "config.yaml")
-    task = build_task(cfg.objective)
-    task.load_state_dict(load_checkpoint(latest_checkpoint(run / "checkpoints"))["model"])
-    task.eval()
+    fine_tuned = load_task(run)
+    task, pre = fine_tuned.task, fine_tuned.preprocess
     meta = json.loads((run / "metrics.json").read_text())
-    pre = Preprocess.from_dict(meta["preprocess"])
     # the first test event of the run's split (the study evaluates on the test split)
     event = load_split_events(
         (data,),

@@ -34,7 +34,7 @@ import torch
 from matplotlib.figure import Figure
 
 from nufm.batch import PointBatch
-from nufm.data.collate import collate
+from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import DataError
@@ -42,7 +42,7 @@ from nufm.errors import ConfigError, EventIndexError, InputError, NotFoundError
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import EncoderOutput
-from nufm.tasks.common import segment_mean_max
+from nufm.tasks.heads import segment_mean_max
 from nufm.workflows.load import Pretrained
 
 log = logging.getLogger(__name__)
@@ -100,23 +100,6 @@ class Embeddings:
 # --------------------------------------------------------------------------------------------
 # computing
 # --------------------------------------------------------------------------------------------
-
-
-def _budget_batches(
-    items: Iterable[tuple[int, Event]], batch_points: int, batch_events: int
-) -> Iterator[list[tuple[int, Event]]]:
-    """Group a stream of (row, event) into lists bounded by points and events (an event larger
-    than the budget forms a batch alone)."""
-    chunk: list[tuple[int, Event]] = []
-    n_points = 0
-    for row, ev in items:
-        if chunk and (n_points + len(ev) > batch_points or len(chunk) >= batch_events):
-            yield chunk
-            chunk, n_points = [], 0
-        chunk.append((row, ev))
-        n_points += len(ev)
-    if chunk:
-        yield chunk
 
 
 def _pool_event(out: EncoderOutput, batch: PointBatch) -> torch.Tensor:
@@ -216,7 +199,10 @@ def embed_events(
     token_counts: list[np.ndarray] = []
     has_segment = True
     level = ""
-    for chunk in _budget_batches(prepared(), batch_points, batch_events):
+    chunks = budget_batches(
+        prepared(), batch_points, max_events=batch_events, size=lambda item: len(item[1])
+    )
+    for chunk in chunks:
         batch = collate([ev for _, ev in chunk]).to(device)
         out = encoder(batch)
         level = out.level
@@ -430,7 +416,7 @@ def embedding_map(
     title: str | None = None,
     label_name: str | None = None,
 ) -> Figure:
-    """2D map (t-SNE or PCA, :func:`nufm.eval.embed.embed_2d`) of event or point embeddings.
+    """2D map (t-SNE or PCA, :func:`nufm.eval.projection.embed_2d`) of event or point embeddings.
 
     Args:
         emb: the embeddings.
@@ -448,8 +434,8 @@ def embedding_map(
     Returns:
         The scatter figure (:func:`nufm.eval.plots.plot_embedding_2d`).
     """
-    from nufm.eval.embed import embed_2d
     from nufm.eval.plots import plot_embedding_2d
+    from nufm.eval.projection import embed_2d
 
     match level:
         case "event":

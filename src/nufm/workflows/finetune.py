@@ -34,7 +34,7 @@ from nufm.errors import ConfigError, InputError
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
 from nufm.tasks.build import TaskConfig, build_task
-from nufm.train.build import build_augmentations
+from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
 from nufm.train.run import parse_run_args
 from nufm.workflows.load import Pretrained, load_encoder, load_task

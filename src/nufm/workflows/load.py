@@ -42,10 +42,10 @@ from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, read_pretrained, save_pretrained
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
+from nufm.tasks.backbone import TaskBaseConfig, TaskModule
 from nufm.tasks.build import TaskConfig
-from nufm.tasks.common import TaskBaseConfig, TaskModule
-from nufm.train.build import build_objective, preprocess_contract
 from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
+from nufm.train.components import build_objective, preprocess_contract
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +302,7 @@ def export_run(
     """Export the latest complete checkpoint of a training run as a pretrained directory.
 
     The weights are the objective's state dict; ``config.json`` holds the objective config and
-    ``preprocess`` (default: :func:`nufm.train.build.preprocess_contract` of the run's data
+    ``preprocess`` (default: :func:`nufm.train.components.preprocess_contract` of the run's data
     config). :func:`load_encoder` and :func:`load_task` read it back.
 
     Raises:

@@ -33,8 +33,8 @@ from nufm.config import RunConfig, StudyConfig
 from nufm.eval.plots import plot_label_efficiency
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
+from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
-from nufm.tasks.common import Mode
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import load_split_events, run_finetune
 from nufm.workflows.load import load_encoder

@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from nufm.benchmarks.models import bench_models, synthetic_event
+from nufm.benchmarks.models import bench_models, benchmark_points
 
 
 def test_synthetic_event_has_requested_unique_voxels() -> None:
-    coord, energy = synthetic_event(3000, seed=1)
+    coord, energy = benchmark_points(3000, seed=1)
     assert coord.shape == (3000, 3) and energy.shape == (3000,)
     vox = np.round(coord * 665.1 + 384.0)
     assert len(np.unique(vox, axis=0)) == 3000
     assert vox.min() >= 0 and vox.max() < 768
-    again, _ = synthetic_event(3000, seed=1)
+    again, _ = benchmark_points(3000, seed=1)
     assert np.array_equal(coord, again)
 
 
@@ -37,6 +37,6 @@ def test_bench_models_smoke() -> None:
 
 
 def test_synthetic_event_of_zero_points_is_empty() -> None:
-    coord, energy = synthetic_event(0, seed=1)  # was an UnboundLocalError
+    coord, energy = benchmark_points(0, seed=1)  # was an UnboundLocalError
     assert coord.shape == (0, 3) and coord.dtype == np.float32
     assert energy.shape == (0,) and energy.dtype == np.float32

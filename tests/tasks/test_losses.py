@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from nufm_tasks_helpers import make_events, tiny_vit
 
+from helpers.configs import tiny_vit
+from helpers.events import preprocessed_events
 from nufm.data.collate import collate
 from nufm.data.lartpc import NORM_SCALE
 from nufm.data.synthetic import synthetic_event
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import build_encoder
 from nufm.tasks.cluster import discriminative_loss, greedy_cluster
-from nufm.tasks.common import segment_mean_max
-from nufm.tasks.event import AddEventTargets, EventTask, EventTaskConfig
+from nufm.tasks.event_task import AddEventTargets, EventTask, EventTaskConfig
+from nufm.tasks.heads import segment_mean_max
 from nufm.tasks.pid import instance_keys, instance_labels
 from nufm.tasks.semseg import focal_loss, inverse_frequency_weights
 
@@ -150,7 +151,7 @@ def test_greedy_cluster_recovers_separated_clusters() -> None:
 
 def test_point_features_token_level_is_parameter_free_nearest_token_for_k1() -> None:
     torch.manual_seed(0)
-    batch = collate(make_events(2))
+    batch = collate(preprocessed_events(2))
     enc = build_encoder(tiny_vit()).eval()
     with torch.no_grad():
         out = enc(batch)
@@ -169,7 +170,7 @@ def test_point_features_token_level_is_parameter_free_nearest_token_for_k1() -> 
 
 
 def test_add_event_targets_and_class_binning() -> None:
-    ev = make_events(1, n_interactions=3)[0]
+    ev = preprocessed_events(1, n_interactions=3)[0]
     raw = synthetic_event(0, n_interactions=3)
     np.testing.assert_allclose(
         [ev.meta["vertex_x"], ev.meta["vertex_y"], ev.meta["vertex_z"]],
@@ -181,6 +182,6 @@ def test_add_event_targets_and_class_binning() -> None:
     with pytest.raises(ValueError, match="synthetic event 0: AddEventTargets"):
         AddEventTargets()(raw.with_fields(vertices=None), np.random.default_rng(0))
     task = EventTask(EventTaskConfig(encoder=tiny_vit(), num_classes=4, class_offset=1))
-    b = collate(make_events(1))
+    b = collate(preprocessed_events(1))
     b.targets["n_interactions"] = torch.tensor([1.0, 2.0, 5.0, 0.0])
     assert task.class_target(b).tolist() == [0, 1, 3, 0]

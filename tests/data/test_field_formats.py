@@ -10,6 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nufm.data.field_formats import (
+    merge_deposits,
+    read_jaxtpc_h5,
+    read_larsoft_root,
+    read_mlreco_npz,
+)
 from nufm.data.lartpc import DELTA, MUON, TRACK, VOLUME_SIZE
 from nufm.data.pilarnet import (
     DataError,
@@ -18,12 +24,11 @@ from nufm.data.pilarnet import (
     read_events,
     write_events,
 )
-from nufm.data.real import read_jaxtpc_h5, read_larsoft_root, read_mlreco_npz, voxelize
 
 
-def test_voxelize_sums_energy_and_keeps_dominant_label() -> None:
+def test_merge_deposits_sums_energy_and_keeps_dominant_label() -> None:
     vox = np.array([[1, 2, 3], [1, 2, 3], [0, 0, 0]])
-    coord, energy, lab = voxelize(vox, np.array([0.5, 2.0, 1.0]), np.array([[7], [9], [4]]))
+    coord, energy, lab = merge_deposits(vox, np.array([0.5, 2.0, 1.0]), np.array([[7], [9], [4]]))
     np.testing.assert_array_equal(coord, [[0, 0, 0], [1, 2, 3]])
     np.testing.assert_allclose(energy, [1.0, 2.5])
     np.testing.assert_array_equal(lab[:, 0], [4, 9])

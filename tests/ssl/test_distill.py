@@ -8,8 +8,8 @@ import math
 
 import pytest
 import torch
-from ssl_helpers import preprocessed_batch
 
+from helpers.events import preprocessed_batch
 from nufm.models.encoders import TokenViTConfig
 from nufm.presets import PRESETS
 from nufm.ssl.distill import DistillConfig, PrototypeHead, SelfDistillation

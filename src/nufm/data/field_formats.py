@@ -1,8 +1,8 @@
-"""Readers of small real simulated LArTPC samples into :class:`~nufm.data.event.Event`.
+"""Readers of the file formats of the field's own tools into :class:`~nufm.data.event.Event`.
 
-These files come from the field's own simulation chains and are used for loader tests and
-sanity checks; they are not shipped with the repository (the tests marked ``real_data`` read
-them from ``$NUFM_REAL_DATA``):
+Their sample files are simulated events from the field's own simulation chains, used for
+loader tests and sanity checks; they are not shipped with the repository (the tests marked
+``real_data`` read them from ``$NUFM_REAL_DATA``):
 
 * :func:`read_mlreco_npz`: one PILArNet-style event of the lartpc_mlreco3d tutorials (the data
   of PILArNet, arXiv:2006.01993), already voxelised in the 768^3 cube.
@@ -15,7 +15,7 @@ largest deposit. Coordinates are voxel indices (integer-valued float32), as in P
 The cube is placed where it holds the most energy; deposits outside it are dropped and counted in
 ``meta['n_outside']`` (logged).
 
-Owns: the three readers and :func:`voxelize`.
+Owns: the three readers and :func:`merge_deposits`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ MLRECO_COLUMNS = (
 _TRACK_LIKE_PDG = (13, 211, 321, 2212)
 
 
-def voxelize(
+def merge_deposits(
     voxel: np.ndarray, energy: np.ndarray, labels: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Merge deposits that share a voxel.
@@ -119,7 +119,7 @@ def read_mlreco_npz(path: str | os.PathLike) -> Event:
     if not np.isfinite(rows).all():
         raise DataError(f"{path}: NaN/inf values")
     labels = rows[:, [6, 7, 9]].astype(np.int64)  # group, interaction, semantic
-    coord, energy, lab = voxelize(rows[:, :3].astype(np.int64), rows[:, 4], labels)
+    coord, energy, lab = merge_deposits(rows[:, :3].astype(np.int64), rows[:, 4], labels)
     n_dup = len(rows) - len(coord)
     if n_dup:
         log.info(
@@ -241,7 +241,7 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
             log.info(
                 "%s event %d: %d of %d deposits outside the cube dropped", path, i, n_out, len(pos)
             )
-        coord, energy, _ = voxelize(voxel, de)
+        coord, energy, _ = merge_deposits(voxel, de)
         if len(coord) == 0:
             log.warning("%s event %d: no deposit inside the cube", path, i)
         meta: dict[str, float | int] = {"n_deposits": len(pos), "n_outside": n_out}
@@ -370,7 +370,7 @@ def read_jaxtpc_h5(path: str | os.PathLike, event: int = 0) -> Event:
         1,
     )  # (S, 3) instance, segment, pid
     n_out, (voxel, de, labels) = _crop(voxel, de, labels)
-    coord, energy, lab = voxelize(voxel, de, labels)
+    coord, energy, lab = merge_deposits(voxel, de, labels)
     assert lab is not None
 
     def to_vox(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer, ErrorbarContainer
 from matplotlib.figure import Figure
 
-from nufm.eval.embed import embed_2d
 from nufm.eval.plots import (
     plot_confusion_matrix,
     plot_embedding_2d,
@@ -18,6 +17,7 @@ from nufm.eval.plots import (
     plot_loss_curves,
     plot_per_class_f1,
 )
+from nufm.eval.projection import embed_2d
 
 NAMES = ["shower", "track", "Michel", "delta"]
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nufm.data.event_split import split_counts, split_events
 from nufm.eval.splits import (
     EventLeakError,
     assert_disjoint_events,
     points_in_events,
-    split_counts,
     split_event_ids,
-    split_events,
 )
 
 
@@ -25,10 +24,12 @@ def test_split_events_partitions_every_event_once(n: int) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_split_counts_largest_remainder() -> None:
+def test_split_counts_cumulative_rounding() -> None:
     assert split_counts(10, (0.6, 0.2, 0.2)) == [6, 2, 2]
-    assert split_counts(7, (0.5, 0.25, 0.25)) == [3, 2, 2]  # 3.5, 1.75, 1.75: .75s first
-    assert split_counts(9, (0.5, 0.25, 0.25)) == [5, 2, 2]  # 4.5, 2.25, 2.25: .5 first
+    assert split_counts(7, (0.5, 0.25, 0.25)) == [4, 1, 2]  # bounds round(3.5)=4, round(5.25)=5
+    assert split_counts(9, (0.5, 0.25, 0.25)) == [5, 2, 2]  # bounds round(4.5)=5, round(6.75)=7
+    assert split_counts(1500, (0.8, 0.1, 0.1)) == [1200, 150, 150]  # the demo's data
+    assert split_counts(2007, (0.8, 0.1, 0.1)) == [1606, 200, 201]  # 1605.6 -> 1606, 1806.3
     assert sum(split_counts(101, (1 / 3, 1 / 3, 1 / 3))) == 101
     with pytest.raises(ValueError, match="sum to 1"):
         split_counts(10, (0.5, 0.2))
@@ -59,3 +60,15 @@ def test_assert_disjoint_events_names_the_leak() -> None:
         r"'test' sets, e.g. \[3\]",
     ):
         assert_disjoint_events(train=[0, 1], val=[2, 3], test=[3, 4])
+
+
+def test_split_never_leaves_val_or_test_empty_when_events_suffice() -> None:
+    # cumulative rounding alone gives 6 / 0 / 1; an empty part takes one from the largest
+    assert split_counts(7, (0.8, 0.1, 0.1)) == [5, 1, 1]
+    assert split_counts(3, (0.8, 0.1, 0.1)) == [1, 1, 1]
+    assert split_counts(2, (0.8, 0.1, 0.1)) == [2, 0, 0]  # too few events for three parts
+    assert split_counts(4, (0.9, 0.1)) == [3, 1]
+    assert split_counts(5, (1.0, 0.0, 0.0)) == [5, 0, 0]  # a zero fraction stays empty
+    parts = split_events(7, (0.8, 0.1, 0.1), seed=0)
+    assert [p.size for p in parts] == [5, 1, 1]
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(7))

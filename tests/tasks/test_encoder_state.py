@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from nufm_tasks_helpers import tiny_ptv3, tiny_vit
 
+from helpers.configs import tiny_ptv3, tiny_vit
 from nufm.hub import save_pretrained
 from nufm.models.encoders import build_encoder
 from nufm.tasks import (

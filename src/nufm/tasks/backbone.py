@@ -1,5 +1,5 @@
-"""What every fine-tuning task shares: training modes, the encoder-plus-neck backbone, per-point
-features from any encoder, segment pooling, and loading pretrained encoder weights.
+"""What every fine-tuning task shares: training modes, the task config base, and the
+encoder-plus-neck backbone that gives per-point features from any encoder.
 
 Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchors 1.7 / 2.4):
 
@@ -17,16 +17,15 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchor
 A frozen encoder has ``requires_grad=False``, runs under ``torch.no_grad()`` and stays in eval
 mode when the task's ``.train()`` is called (dropout / drop-path / random FPS starts off).
 
-Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`,
-:class:`TaskModule`, :func:`segment_mean_max`, :func:`mlp`, :func:`extract_encoder_state`,
-:func:`load_encoder_state` (reading weights from files is :mod:`nufm.workflows.load`).
+Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone` and :class:`TaskModule`;
+the head pieces are in :mod:`nufm.tasks.heads`, loading pretrained encoder weights into the
+backbone in :mod:`nufm.tasks.encoder_state` (reading weights from files is
+:mod:`nufm.workflows.load`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -34,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.hub import LoadReport, match_state
+from nufm.hub import LoadReport
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import (
     Encoder,
@@ -71,7 +70,7 @@ class TaskBaseConfig:
     encoder: EncoderConfig = field(default_factory=_default_encoder)
     """Encoder architecture; must match the pretrained weights when they are loaded."""
     mode: Mode = "full"
-    """linear | head | full | scratch (see :mod:`nufm.tasks.common`)."""
+    """linear | head | full | scratch (see :mod:`nufm.tasks.backbone`)."""
     encoder_lr_scale: float = 0.1
     """Learning-rate multiplier of encoder parameters in full and scratch modes."""
     neck_hidden: tuple[int, ...] = (128, 128)
@@ -106,44 +105,6 @@ class TaskBaseConfig:
     def is_frozen(self) -> bool:
         """True = the encoder never trains (linear and head modes)."""
         return self.mode in FROZEN_MODES
-
-
-# --------------------------------------------------------------------------------------------
-# pooling and small layers
-# --------------------------------------------------------------------------------------------
-
-
-def segment_mean_max(x: Tensor, index: Tensor, num_segments: int) -> Tensor:
-    """Mean and max of rows of ``x`` over segments.
-
-    Args:
-        x: (N, D) float values.
-        index: (N,) int64 segment of each row, in [0, num_segments).
-        num_segments: S.
-
-    Returns:
-        (S, 2D) ``[mean, max]`` per segment; an empty segment gets zeros.
-    """
-    N, D = x.shape
-    counts = torch.bincount(index, minlength=num_segments).clamp(min=1).to(x.dtype)  # (S,)
-    mean = x.new_zeros(num_segments, D).index_add_(0, index, x) / counts[:, None]  # (S, D)
-    amax = x.new_zeros(num_segments, D).scatter_reduce(
-        0, index[:, None].expand(N, D), x, reduce="amax", include_self=False
-    )  # (S, D)
-    return torch.cat([mean, amax], dim=1)  # (S, 2D)
-
-
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
-    """Linear -> LayerNorm -> GELU -> Dropout per hidden width, then Linear(out_dim)."""
-    layers: list[nn.Module] = []
-    d = in_dim
-    for h in hidden:
-        layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.GELU()]
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        d = h
-    layers.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*layers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,84 +201,3 @@ class TaskModule(nn.Module):
 
     def predict(self, batch: PointBatch) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-# --------------------------------------------------------------------------------------------
-# loading pretrained encoder weights
-# --------------------------------------------------------------------------------------------
-
-
-def extract_encoder_state(
-    state: Mapping[str, Tensor], encoder: nn.Module, prefix: str | None = None
-) -> tuple[dict[str, Tensor], str]:
-    """Pick the encoder's tensors out of a larger state dict.
-
-    ``state`` may be an encoder state dict (prefix ""), an objective's (``encoder.``), a task's
-    (``backbone.encoder.``) or a DDP-wrapped one (``module.…``). With ``prefix=None`` the
-    prefix under which most keys end in an encoder key is chosen (ties: the shortest, so a
-    student ``encoder.`` wins over ``teacher.encoder.``; pass ``prefix`` to choose).
-
-    Returns:
-        (the tensors under the prefix with the prefix stripped, the prefix used).
-    """
-    own = set(encoder.state_dict())
-    if prefix is None:
-        votes: Counter[str] = Counter()
-        for key in state:
-            if key in own:
-                votes[""] += 1
-            for i, ch in enumerate(key):
-                if ch == "." and key[i + 1 :] in own:
-                    votes[key[: i + 1]] += 1
-        if not votes:
-            return {}, ""
-        best = max(votes.values())
-        tied = sorted((p for p, v in votes.items() if v == best), key=len)
-        prefix = tied[0]
-        if len(tied) > 1:
-            log.warning(
-                "encoder weights found under several prefixes %s; using %r (pass "
-                "prefix= to choose)",
-                tied,
-                prefix,
-            )
-    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, prefix
-
-
-def load_encoder_state(
-    encoder: nn.Module,
-    state: Mapping[str, Tensor],
-    *,
-    prefix: str | None = None,
-    source: str = "<state dict>",
-    strict: bool = False,
-) -> LoadReport:
-    """Copy pretrained weights into ``encoder``, skipping (and reporting) bad keys.
-
-    Args:
-        encoder: the randomly initialised encoder.
-        state: a state dict holding the encoder weights (see :func:`extract_encoder_state`).
-        prefix: key prefix of the encoder weights in ``state``; None = detect.
-        source: where ``state`` came from, for messages.
-        strict: True = raise unless every encoder key loads and nothing is left over.
-
-    Returns:
-        A :class:`nufm.hub.LoadReport` (loaded / missing / unexpected / shape-mismatched).
-
-    Raises:
-        ValueError: no tensor fits the encoder, or ``strict`` and the load is not exact.
-    """
-    sub, used = extract_encoder_state(state, encoder, prefix)
-    usable, report = match_state(encoder.state_dict(), sub)
-    if not usable:
-        raise ValueError(
-            f"{source}: no tensor fits the {type(encoder).__name__} "
-            f"({len(state)} tensors given, prefix {used!r}; the encoder config "
-            f"must match the pretrained one)\n{report}"
-        )
-    if strict and not report.is_exact:
-        raise ValueError(f"{source}: encoder load is not exact (prefix {used!r})\n{report}")
-    encoder.load_state_dict(usable, strict=False)
-    level = logging.INFO if report.is_exact else logging.WARNING
-    log.log(level, "%s: encoder weights (prefix %r): %s", source, used, report)
-    return report

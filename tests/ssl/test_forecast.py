@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from ssl_helpers import event_of, preprocessed_batch
 
+from helpers.events import event_of, preprocessed_batch
 from nufm.geometry.grid import voxelize
 from nufm.geometry.serialize import serialization_order
 from nufm.presets import PRESETS

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from train_helpers import make_cfg, toy_factory
 
+from helpers.configs import tiny_run_config, toy_factory
 from nufm.batch import PointBatch
 from nufm.config import RunConfig, load_config
 from nufm.data.event import Event
 from nufm.data.transforms import RandomRotation
 from nufm.ssl.toy import ToyObjective, toy_events
 from nufm.step import StepOutput
-from nufm.train.build import build_objective
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from nufm.train.data import DataError
+from nufm.train.components import build_objective
+from nufm.train.data import EventStreamError
 from nufm.train.loop import DivergenceError, seed_everything, train
 
 ROTATE = RandomRotation(center=(384.0, 384.0, 384.0))  # a seeded augmentation of raw events
@@ -56,7 +56,7 @@ class _StopAt:
 def test_resume_is_bit_identical(
     tmp_path: Path, num_workers: int, grad_accum: int, augment: bool
 ) -> None:
-    cfg = make_cfg(
+    cfg = tiny_run_config(
         train={"grad_accum": grad_accum, "monitor_every": 1}, data={"num_workers": num_workers}
     )
     transform = ROTATE if augment else None
@@ -82,12 +82,12 @@ def test_resume_is_bit_identical(
 
 
 def test_fresh_run_refuses_existing_checkpoints_and_changed_objective(tmp_path: Path) -> None:
-    cfg = make_cfg(train={"max_steps": 3})
+    cfg = tiny_run_config(train={"max_steps": 3})
     train(cfg, _objective(cfg), toy_factory, tmp_path)
     assert load_config(tmp_path / "config.yaml") == cfg
     with pytest.raises(FileExistsError, match="resume"):
         train(cfg, _objective(cfg), toy_factory, tmp_path)
-    other = make_cfg(train={"max_steps": 3}, objective={"hidden": 4})
+    other = tiny_run_config(train={"max_steps": 3}, objective={"hidden": 4})
     with pytest.raises(CheckpointError, match=re.escape("objective.hidden: 8 -> 4")):
         train(other, _objective(other), toy_factory, tmp_path, resume=True)
 
@@ -107,7 +107,7 @@ class _NaNAt(ToyObjective):
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path: Path) -> None:
-    cfg = make_cfg(train={"checkpoint_every": 2})
+    cfg = tiny_run_config(train={"checkpoint_every": 2})
     seed_everything(0)
     obj = _NaNAt(cfg.objective, bad_call=5)  # step index 4 diverges
     with pytest.raises(DivergenceError, match="at step 4"):
@@ -150,12 +150,12 @@ def _explode_on_3(event: Event, rng: np.random.Generator) -> Event:
 
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_data_errors_name_file_and_event(tmp_path: Path, num_workers: int) -> None:
-    cfg = make_cfg(data={"num_workers": num_workers, "shuffle": False, "num_events": 12})
+    cfg = tiny_run_config(data={"num_workers": num_workers, "shuffle": False, "num_events": 12})
     with pytest.raises(
-        DataError, match=re.escape("reading bad.h5 event 3 failed: OSError: truncated")
+        EventStreamError, match=re.escape("reading bad.h5 event 3 failed: OSError: truncated")
     ):
         train(cfg, _objective(cfg), lambda c: _BadFile(), tmp_path / "a")
-    with pytest.raises(DataError, match=r"transform of bad.h5 event 3 .*negative energy"):
+    with pytest.raises(EventStreamError, match=r"transform of bad.h5 event 3 .*negative energy"):
         train(
             cfg,
             _objective(cfg),
@@ -168,7 +168,7 @@ def test_data_errors_name_file_and_event(tmp_path: Path, num_workers: int) -> No
 def test_logging_jsonl_tensorboard_and_monitor(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = make_cfg(
+    cfg = tiny_run_config(
         train={"max_steps": 4, "monitor_every": 2}, logging={"log_every": 2, "tensorboard": True}
     )
     calls: list[int] = []
@@ -192,13 +192,13 @@ def test_logging_jsonl_tensorboard_and_monitor(tmp_path: Path) -> None:
     np.testing.assert_allclose([e.value for e in tb], [r["loss"] for r in loss_rows], rtol=1e-6)
     assert [e.value for e in acc.Scalars("monitor/probe_acc")] == pytest.approx([0.0, 0.2, 0.4])
     # the monitor did not change training: same losses as a run without it
-    cfg2 = make_cfg(train={"max_steps": 4}, logging={"log_every": 2})
+    cfg2 = tiny_run_config(train={"max_steps": 4}, logging={"log_every": 2})
     train(cfg2, _objective(cfg2), toy_factory, tmp_path / "plain")
     assert _losses(tmp_path / "plain") == {r["step"]: r["loss"] for r in loss_rows}
 
 
 def test_bf16_autocast_runs_and_learns(tmp_path: Path) -> None:
-    cfg = make_cfg(train={"bf16": True, "max_steps": 6}, optim={"lr": 3e-2})
+    cfg = tiny_run_config(train={"bf16": True, "max_steps": 6}, optim={"lr": 3e-2})
     obj = _objective(cfg)
     res = train(cfg, obj, toy_factory, tmp_path)
     losses = _losses(tmp_path)
@@ -210,8 +210,8 @@ _SIGINT_SCRIPT = """
 import logging, sys, time
 sys.path.insert(0, {helpers!r})
 logging.basicConfig(level=logging.INFO)
-from train_helpers import make_cfg, toy_factory
-from nufm.train.build import build_objective
+from helpers.configs import tiny_run_config, toy_factory
+from nufm.train.components import build_objective
 from nufm.train.loop import seed_everything, train
 from nufm.ssl.toy import ToyObjective
 
@@ -220,7 +220,7 @@ class Slow(ToyObjective):
         time.sleep(0.05)
         return super().forward(batch)
 
-cfg = make_cfg(train={{"max_steps": 100000, "checkpoint_every": 100000}},
+cfg = tiny_run_config(train={{"max_steps": 100000, "checkpoint_every": 100000}},
                optim={{"warmup_steps": 2}}, data={{"num_workers": 2}})
 seed_everything(0)
 train(cfg, Slow(cfg.objective), toy_factory, sys.argv[1])
@@ -230,7 +230,9 @@ train(cfg, Slow(cfg.objective), toy_factory, sys.argv[1])
 def test_sigint_writes_checkpoint_then_exits(tmp_path: Path) -> None:
     """Ctrl-C as a terminal sends it: SIGINT to the whole process group (main + 2 workers)."""
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(_SIGINT_SCRIPT.format(helpers=str(Path(__file__).parent))))
+    script.write_text(
+        textwrap.dedent(_SIGINT_SCRIPT.format(helpers=str(Path(__file__).parents[1])))
+    )
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, str(script), str(run_dir)],
@@ -266,7 +268,7 @@ def test_wandb_requested_but_missing_is_a_clear_error(tmp_path: Path) -> None:
 
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
-    cfg = make_cfg(logging={"wandb": True})
+    cfg = tiny_run_config(logging={"wandb": True})
     with pytest.raises(RuntimeError, match="wandb package is not installed"):
         train(cfg, _objective(cfg), toy_factory, tmp_path)
 
@@ -274,9 +276,9 @@ def test_wandb_requested_but_missing_is_a_clear_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_torch_compile_matches_eager_loss_at_step_one(tmp_path: Path) -> None:
     # mask_ratio 0: no randomness in the loss (compiled code draws different random numbers)
-    cfg = make_cfg(train={"max_steps": 2}, objective={"mask_ratio": 0.0})
+    cfg = tiny_run_config(train={"max_steps": 2}, objective={"mask_ratio": 0.0})
     train(cfg, _objective(cfg), toy_factory, tmp_path / "eager")
-    cfgc = make_cfg(train={"max_steps": 2, "compile": True}, objective={"mask_ratio": 0.0})
+    cfgc = tiny_run_config(train={"max_steps": 2, "compile": True}, objective={"mask_ratio": 0.0})
     train(cfgc, _objective(cfgc), toy_factory, tmp_path / "compiled")
     a, b = _losses(tmp_path / "eager"), _losses(tmp_path / "compiled")
     assert a.keys() == b.keys() and a[1] == pytest.approx(b[1], rel=1e-5)

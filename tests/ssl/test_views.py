@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from ssl_helpers import preprocessed_batch
 
+from helpers.events import preprocessed_batch
 from nufm.geometry.offsets import offset_to_counts
 from nufm.ssl.views import ViewConfig, make_views, match_points, select_events
 

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from nufm.data import dataset as dataset_module
 from nufm.data.dataset import INDEX_SUFFIX, PILArNetDataset
 from nufm.data.event import Event
+from nufm.data.event_split import split_events
 from nufm.data.pilarnet import read_event, write_events
 from nufm.data.synthetic import synthetic_events
 from nufm.data.transforms import Compose, NormalizeCoord, RandomRotation
@@ -130,6 +131,22 @@ def test_splits_disjoint_cover_and_deterministic(two_files: tuple[list[str], lis
     assert len(set(other)) > 1  # the seed changes the split
     with pytest.raises(ValueError, match="split must be one of"):
         PILArNetDataset(paths, split="training")
+
+
+def test_seven_events_split_5_1_1_as_the_probes_split(tmp_path: Path) -> None:
+    path = str(tmp_path / "seven.h5")
+    write_events(path, synthetic_events(7, seed=0, n_scatter=5))
+    rows = {
+        s: [
+            ds.location(i)[1]
+            for ds in [PILArNetDataset(path, split=s, seed=2, energy_threshold=0.0)]
+            for i in range(len(ds))
+        ]
+        for s in ("train", "val", "test")
+    }
+    assert [len(rows[s]) for s in ("train", "val", "test")] == [5, 1, 1]
+    parts = split_events(7, (0.8, 0.1, 0.1), seed=2)  # the same rule as the probes
+    assert [rows[s] for s in ("train", "val", "test")] == [p.tolist() for p in parts]
 
 
 def _identity(batch: list[Event]) -> list[Event]:

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from ssl_helpers import event_of, preprocessed_batch
 
+from helpers.events import event_of, preprocessed_batch
 from nufm.batch import PointBatch
 from nufm.presets import PRESETS
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder

@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from train_helpers import make_cfg
 
+from helpers.configs import tiny_run_config
 from nufm.config import load_config
 from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
 from nufm.train.distributed import submit_slurm, write_slurm_script
@@ -20,7 +20,7 @@ _DDP_SCRIPT = """
 import hashlib, json, os, sys
 sys.path.insert(0, {helpers!r})
 import torch
-from train_helpers import make_cfg, toy_factory
+from helpers.configs import tiny_run_config, toy_factory
 from nufm.train.loop import seed_everything, train
 from nufm.ssl.toy import ToyObjective
 
@@ -31,7 +31,7 @@ class Recording(ToyObjective):
         return super().forward(batch)
 
 out = sys.argv[1]
-cfg = make_cfg(train={{"max_steps": 4, "checkpoint_every": 2}}, data={{"num_events": 64}})
+cfg = tiny_run_config(train={{"max_steps": 4, "checkpoint_every": 2}}, data={{"num_events": 64}})
 seed_everything(cfg.train.seed)
 obj = Recording(cfg.objective)
 if int(os.environ["RANK"]) == 1:  # different init on rank 1: DDP must broadcast rank 0's
@@ -58,7 +58,7 @@ def _free_port() -> int:
 
 def test_torchrun_two_ranks_stay_identical(tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
-    script.write_text(textwrap.dedent(_DDP_SCRIPT.format(helpers=str(Path(__file__).parent))))
+    script.write_text(textwrap.dedent(_DDP_SCRIPT.format(helpers=str(Path(__file__).parents[1]))))
     torchrun = Path(sys.executable).parent / "torchrun"
     launcher = (
         [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
@@ -94,7 +94,7 @@ def test_torchrun_two_ranks_stay_identical(tmp_path: Path) -> None:
 
 
 def test_slurm_script_content(tmp_path: Path) -> None:
-    cfg = make_cfg(root={"name": "big run"})
+    cfg = tiny_run_config(root={"name": "big run"})
     run_dir = tmp_path / "run dir"
     path = write_slurm_script(
         cfg,

@@ -22,20 +22,20 @@ from nufm.data.transforms import (
     RandomFlip,
     RandomRotation,
     RandomScale,
+    Transform,
 )
-from nufm.data.transforms import Transform as EventTransform
 from nufm.errors import InputError, NotFoundError
-from nufm.ssl.build import build_objective as build_ssl_objective
+from nufm.ssl.build import build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
 from nufm.tasks.build import build_task
 from nufm.tasks.cluster import ClusterConfig
-from nufm.tasks.event import EventTaskConfig
+from nufm.tasks.event_task import EventTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
-from nufm.train.data import EventDataset, Transform
+from nufm.train.data import EventDataset
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
 
 def build_augmentations(
     cfg: DataConfig, center: tuple[float, float, float] = (0.0, 0.0, 0.0)
-) -> list[EventTransform]:
+) -> list[Transform]:
     """The seeded augmentations ``cfg`` selects (none without ``cfg.augment``), in the order
     crop, rotate, flip, scale, jitter, energy smear.
 
@@ -99,7 +99,7 @@ def build_augmentations(
     """
     if not cfg.augment:
         return []
-    steps: list[EventTransform] = []
+    steps: list[Transform] = []
     if cfg.crop is not None:
         steps.append(RandomCrop(min_fraction=cfg.crop[0], max_fraction=cfg.crop[1]))
     if cfg.rotate:

@@ -18,7 +18,7 @@ from nufm.data.transforms import (
     RandomRotation,
     RandomScale,
 )
-from nufm.train.build import build_augmentations, build_transform
+from nufm.train.components import build_augmentations, build_transform
 
 
 def test_augment_alone_is_the_random_rotation() -> None:

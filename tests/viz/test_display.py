@@ -265,7 +265,7 @@ def test_bad_options_raise_clear_errors() -> None:
 
 def _read_real(path: Path) -> Event:
     try:
-        from nufm.data.real import read_mlreco_npz
+        from nufm.data.field_formats import read_mlreco_npz
     except ImportError:  # the reader is optional for this test
         d = np.load(path)
         a = np.concatenate([d[k] for k in d.files])  # (N, 10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nufm_tasks_helpers import make_events, tiny_vit
 from sklearn.metrics import (
     accuracy_score,
     adjusted_rand_score,
@@ -15,6 +14,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from helpers.configs import tiny_vit
+from helpers.events import preprocessed_events
 from nufm.data.collate import collate
 from nufm.data.event import Event
 from nufm.eval.tasks import evaluate_task, iter_predictions
@@ -32,7 +33,7 @@ BATCH_POINTS = 700  # forces several batches
 
 @pytest.fixture(scope="module")
 def eval_events() -> list[Event]:
-    return make_events(5, seed=10, n_interactions=2, n_scatter=10)
+    return preprocessed_events(5, seed=10, n_interactions=2, n_scatter=10)
 
 
 def _task(cfg_cls: type, **kw: object) -> TaskModule:
@@ -133,7 +134,7 @@ def test_event_classification_and_regression_metrics(eval_events: list[Event]) -
 
 @pytest.mark.parametrize("mode", ["head", "linear"])
 def test_semseg_learns_on_frozen_random_encoder(mode: str) -> None:
-    batch = collate(make_events(4, seed=20))
+    batch = collate(preprocessed_events(4, seed=20))
     torch.manual_seed(0)
     task = build_task(
         SemsegConfig(

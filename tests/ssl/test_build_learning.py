@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ssl_helpers import preprocessed_batch
 
+from helpers.events import preprocessed_batch
 from nufm.presets import PRESETS
-from nufm.ssl.build import build_objective
+from nufm.ssl.build import build_ssl_objective
 from nufm.step import StepOutput
 
 
@@ -18,7 +18,7 @@ def _train(
     name: str, steps: int, lr: float, n_events: int = 3, momentum: float = 0.996, seed: int = 0
 ) -> tuple[list[float], list[StepOutput]]:
     torch.manual_seed(seed)
-    model = build_objective(PRESETS[name].objective).train()
+    model = build_ssl_objective(PRESETS[name].objective).train()
     batch = preprocessed_batch(n_events, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from nufm_tasks_helpers import ENCODERS, tiny_ptv3, tiny_vit
 from torch import nn
 
+from helpers.configs import ENCODERS, tiny_ptv3, tiny_vit
 from nufm.batch import PointBatch
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.collate import collate
@@ -84,7 +84,7 @@ def _check_predict_shapes(task: TaskModule, batch: PointBatch) -> None:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("task_name", list(TASK_CONFIGS))
 def test_task_mode_shapes_gradients_and_lr_scale(
-    task_name: str, mode: str, encoder: str, batch: PointBatch
+    task_name: str, mode: str, encoder: str, task_batch: PointBatch
 ) -> None:
     torch.manual_seed(0)
     task = build_task(_cfg(task_name, mode, encoder))
@@ -93,7 +93,7 @@ def test_task_mode_shapes_gradients_and_lr_scale(
     # a frozen encoder stays in eval mode (and the rest trains)
     assert task.backbone.encoder.training is not is_frozen
     assert task.training and task.backbone.training
-    out = task(batch)
+    out = task(task_batch)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
     out.loss.backward()
     for name, p in task.named_parameters():
@@ -108,7 +108,7 @@ def test_task_mode_shapes_gradients_and_lr_scale(
     if mode == "linear":  # a true linear probe: one Linear layer is all that trains
         assert isinstance(task.head, nn.Linear) and trainable == ["head.weight", "head.bias"]
         assert sum(p.numel() for p in task.backbone.parameters() if p.requires_grad) == 0
-    _check_predict_shapes(task, batch)
+    _check_predict_shapes(task, task_batch)
     assert task.training  # predict() alone does not change the train/eval mode
 
 
@@ -138,29 +138,29 @@ def test_scratch_and_full_differ_only_in_encoder_init(task_name: str) -> None:
         assert full.param_lr_scale(name) == scratch.param_lr_scale(name)
 
 
-def test_frozen_encoder_is_unchanged_by_training_steps(batch: PointBatch) -> None:
+def test_frozen_encoder_is_unchanged_by_training_steps(task_batch: PointBatch) -> None:
     torch.manual_seed(0)
     task = build_task(_cfg("semseg", "head"))
     before = {k: v.clone() for k, v in task.backbone.encoder.state_dict().items()}
     opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(2):
         opt.zero_grad()
-        task(batch).loss.backward()
+        task(task_batch).loss.backward()
         opt.step()
     for k, v in task.backbone.encoder.state_dict().items():
         assert torch.equal(v, before[k]), k
 
 
 @pytest.mark.parametrize("task_name", ["semseg", "pid", "event"])
-def test_predictions_are_batch_independent(task_name: str, events: list[Event]) -> None:
+def test_predictions_are_batch_independent(task_name: str, task_events: list[Event]) -> None:
     torch.manual_seed(0)
     task = build_task(_cfg(task_name, "head")).eval()
     key = {"semseg": "logits", "pid": "logits", "event": "logits"}[task_name]
-    alone = task.predict(collate(events[1:2]))[key]
-    together = task.predict(collate(events))
+    alone = task.predict(collate(task_events[1:2]))[key]
+    together = task.predict(collate(task_events))
     match task_name:
         case "semseg":
-            n0, n1 = len(events[0]), len(events[1])
+            n0, n1 = len(task_events[0]), len(task_events[1])
             torch.testing.assert_close(alone, together[key][n0 : n0 + n1], atol=1e-5, rtol=1e-4)
         case "pid":
             rows = together["instance_event"] == 1
@@ -201,7 +201,7 @@ def test_bad_configs_are_rejected() -> None:
         build_task(tiny_vit())  # type: ignore[arg-type]
 
 
-def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -> None:
+def test_task_trains_in_the_training_loop(tmp_path: Path, task_events: list[Event]) -> None:
     cfg = RunConfig(
         objective=_cfg("pid", "head"),
         optim=OptimConfig(lr=1e-2, warmup_steps=1),
@@ -213,7 +213,7 @@ def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -
     task = build_task(_cfg("pid", "head"))
     encoder_before = {k: v.clone() for k, v in task.backbone.encoder.state_dict().items()}
     head_before = task.head[0].weight.detach().clone()
-    result = train(cfg, task, lambda _: events, tmp_path / "run")
+    result = train(cfg, task, lambda _: task_events, tmp_path / "run")
     assert result.step == 5 and result.last_checkpoint is not None
     assert not task.backbone.encoder.training  # the loop's objective.train() keeps it frozen
     for k, v in task.backbone.encoder.state_dict().items():
@@ -221,11 +221,11 @@ def test_task_trains_in_the_training_loop(tmp_path: Path, events: list[Event]) -
     assert not torch.equal(task.head[0].weight, head_before)
 
 
-def test_pretraining_mask_token_is_frozen_in_full_mode(batch: PointBatch) -> None:
+def test_pretraining_mask_token_is_frozen_in_full_mode(task_batch: PointBatch) -> None:
     torch.manual_seed(0)
     encoder = dataclasses.replace(tiny_ptv3(), mask_token=True)
     task = build_task(SemsegConfig(encoder=encoder, mode="full", head_hidden=(16,)))
-    task(batch).loss.backward()
+    task(task_batch).loss.backward()
     for name, p in task.named_parameters():
         if name.endswith("mask_token"):
             assert not p.requires_grad and p.grad is None

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from train_helpers import make_cfg, toy_factory
 
+from helpers.configs import tiny_run_config, toy_factory
 from nufm.data.collate import collate
 from nufm.data.transforms import RandomRotation
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
@@ -61,7 +61,7 @@ class _Recorder(ToyObjective):
 
 
 def test_update_teacher_gets_the_momentum_schedule(tmp_path: Path) -> None:
-    cfg = make_cfg(train={"max_steps": 5}, optim={"momentum_start": 0.9})
+    cfg = tiny_run_config(train={"max_steps": 5}, optim={"momentum_start": 0.9})
     seed_everything(0)
     obj = _Recorder(cfg.objective)
     teacher_before = [p.clone() for p in obj.teacher.parameters()]

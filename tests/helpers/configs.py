@@ -1,0 +1,72 @@
+"""Tiny configs shared by the tests: encoders for the task tests and a CPU training run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
+from nufm.data.event import Event
+from nufm.models.encoders import TokenViTConfig
+from nufm.models.ptv3 import PTv3Config
+from nufm.models.tokenizers import PointMAETokenizerConfig
+from nufm.models.vit import ViTConfig
+from nufm.ssl.toy import ToyObjectiveConfig, toy_events
+
+
+def tiny_vit() -> TokenViTConfig:
+    """Tokenizer + 2-block ViT, D = 16, on feat = [xyz, log energy]."""
+    return TokenViTConfig(
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=16,
+            group_max_points=8,
+            group_upscale_points=16,
+            pointnet_dims=(16, 16, 16),
+            pos_hidden=16,
+        ),
+        vit=ViTConfig(embed_dim=16, depth=2, num_heads=2, drop_path=0.0, attn_drop=0.0),
+    )
+
+
+def tiny_ptv3() -> PTv3Config:
+    """Two-stage PTv3 with one block per stage, output width 8."""
+    return PTv3Config(
+        stride=(2,),
+        enc_depths=(1, 1),
+        enc_channels=(8, 16),
+        enc_num_head=(1, 2),
+        enc_patch_size=(16, 16),
+        dec_depths=(1,),
+        dec_channels=(8,),
+        dec_num_head=(1,),
+        dec_patch_size=(16,),
+        grid_size=1.0 / 665.1,
+        drop_path=0.0,
+    )
+
+
+ENCODERS = {"vit": tiny_vit, "ptv3": tiny_ptv3}
+
+
+def tiny_run_config(**sections: dict) -> RunConfig:
+    """A tiny CPU run of the toy objective; ``sections`` override fields per section, e.g.
+    ``train={"max_steps": 4}`` (``root={...}`` sets RunConfig's own fields)."""
+    base = RunConfig(
+        name="test",
+        objective=ToyObjectiveConfig(hidden=8),
+        optim=OptimConfig(lr=1e-2, min_lr=1e-3, warmup_steps=2, grad_clip=1.0),
+        train=TrainConfig(max_steps=8, checkpoint_every=3, keep_checkpoints=10, device="cpu"),
+        logging=LoggingConfig(log_every=1, progress=False, tensorboard=False),
+        data=DataConfig(source="toy", num_events=24, max_points=120, max_events=4),
+    )
+    updates = {
+        name: dataclasses.replace(getattr(base, name), **fields)
+        for name, fields in sections.items()
+        if name != "root"
+    }
+    return dataclasses.replace(base, **updates, **sections.get("root", {}))
+
+
+def toy_factory(data_cfg: DataConfig) -> list[Event]:
+    """The toy events of ``data_cfg`` (a dataset factory for the training loop)."""
+    return toy_events(data_cfg.num_events, data_cfg.sim_seed)
