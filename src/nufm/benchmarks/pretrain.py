@@ -41,8 +41,8 @@ from nufm.data.transforms import Preprocess
 from nufm.models.vit import VIT_PRESETS, ViT
 from nufm.presets import PRESETS
 from nufm.sim import generate_events
-from nufm.ssl.build import build_ssl_objective
 from nufm.ssl.distill import SelfDistillation
+from nufm.train.components import build_objective
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def _bench(
     batch = simulated_batch(n_events, seed=0)
     for name in presets:
         torch.manual_seed(0)
-        objective = build_ssl_objective(PRESETS[name].objective)
+        objective = build_objective(PRESETS[name].objective)
         rows += _train_rows(
             name,
             objective,

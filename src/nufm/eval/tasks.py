@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from nufm.data.transforms import Transform
 from nufm.eval.metrics import ConfusionMatrix, InstanceMetrics, regression_metrics
 from nufm.eval.report import metrics_report
 from nufm.tasks.backbone import TaskModule
+from nufm.tasks.build import TaskConfig
 from nufm.tasks.cluster import InstanceClustering
 from nufm.tasks.event_task import EventTask
 from nufm.tasks.pid import NUM_PID_CLASSES, ParticleID
@@ -127,7 +128,7 @@ def evaluate_task(
         ``{"task", "mode", "num_events", "num_batches", <the blocks above>}``; NaN marks an
         undefined score (written as null by :func:`nufm.eval.report.write_metrics_json`).
     """
-    cfg = task.cfg
+    cfg = cast(TaskConfig, task.cfg)  # every task's config is a member of the union
     num_events = 0
     num_batches = 0
     stream = iter_predictions(

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Generic, Literal, TypeVar, get_args
 
 import torch
 from torch import Tensor, nn
@@ -175,13 +175,17 @@ class TaskBackbone(nn.Module):
         )  # (N, D_neck)
 
 
-class TaskModule(nn.Module):
+TaskConfigT = TypeVar("TaskConfigT", bound=TaskBaseConfig)
+
+
+class TaskModule(nn.Module, Generic[TaskConfigT]):
     """Base of every task: a :class:`TaskBackbone` named ``backbone`` plus a head.
 
-    Subclasses implement ``forward(batch) -> StepOutput`` and ``predict(batch) -> dict``.
+    Subclasses implement ``forward(batch) -> StepOutput`` and ``predict(batch) -> dict``;
+    ``TaskModule[SemsegConfig]`` types ``self.cfg``.
     """
 
-    cfg: TaskBaseConfig
+    cfg: TaskConfigT
     backbone: TaskBackbone
     encoder_load_report: LoadReport | None = None
     """Set by :func:`nufm.tasks.build.build_task` when pretrained weights were loaded."""

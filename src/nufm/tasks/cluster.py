@@ -192,10 +192,8 @@ class ClusterConfig(TaskBaseConfig):
             )
 
 
-class InstanceClustering(TaskModule):
+class InstanceClustering(TaskModule[ClusterConfig]):
     """Encoder -> per-point features -> (N, E) embeddings; clustered per event at inference."""
-
-    cfg: ClusterConfig
 
     def __init__(self, cfg: ClusterConfig) -> None:
         super().__init__()

@@ -113,10 +113,8 @@ class EventTaskConfig(TaskBaseConfig):
         return self.num_classes if self.kind == "classification" else len(self.targets)
 
 
-class EventTask(TaskModule):
+class EventTask(TaskModule[EventTaskConfig]):
     """Encoder -> per-point features -> mean+max per event -> class logits or values."""
-
-    cfg: EventTaskConfig
 
     def __init__(self, cfg: EventTaskConfig) -> None:
         super().__init__()

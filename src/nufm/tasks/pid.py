@@ -112,10 +112,9 @@ class PIDConfig(TaskBaseConfig):
             )
 
 
-class ParticleID(TaskModule):
+class ParticleID(TaskModule[PIDConfig]):
     """Encoder -> per-point features -> mean+max per true instance -> 5 class logits."""
 
-    cfg: PIDConfig
     class_weight: Tensor  # (5,) buffer
 
     def __init__(self, cfg: PIDConfig) -> None:

@@ -142,10 +142,9 @@ class SemsegConfig(TaskBaseConfig):
                 )
 
 
-class SemanticSegmentation(TaskModule):
+class SemanticSegmentation(TaskModule[SemsegConfig]):
     """Encoder -> per-point features -> per-point class logits (N, C)."""
 
-    cfg: SemsegConfig
     class_weight: Tensor  # (C,) buffer
 
     def __init__(self, cfg: SemsegConfig) -> None:
