@@ -218,7 +218,7 @@ def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
 
 def demo(cfg: Annotated[DemoConfig, tyro.conf.OmitArgPrefixes] = DemoConfig()) -> None:
     """The main job: simulate -> pretrain (MAE) -> label-efficiency study -> embeddings, search
-    and anomaly examples -> report/index.html (under 30 minutes on 2 CPU cores).
+    and anomaly examples -> report/index.html (its time on 2 CPU cores: docs/benchmarks.md).
 
     Args:
         cfg: The demo's sizes, presets and seed.

@@ -428,7 +428,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         ),
         sizes=(4, 8),
     ),
-    # about 15 minutes on 2 CPU cores with the mae-cpu encoder
+    # the demo's study (its time on 2 CPU cores: docs/benchmarks.md)
     "quick": StudyConfig(
         run=finetune_run(
             "semseg-ce",

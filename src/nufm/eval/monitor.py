@@ -72,10 +72,10 @@ def probe_monitor(
 ) -> Callable[[nn.Module, int], dict[str, float]]:
     """A ``monitor(objective, step) -> {name: value}`` for :func:`nufm.train.loop.train`.
 
-    With 48 events one event split leaves 12 test events, and the probe score then moves by
-    several points of macro F1 from split to split (measured: 0.33 to 0.41 for the same
-    encoder), so the monitor averages ``n_splits`` event splits (split seeds ``seed + i``) and
-    also reports their standard deviation.
+    With 48 events one event split leaves 12 test events, and the probe score moves by several
+    points of macro F1 from split to split (docs/objectives.md), so the monitor averages
+    ``n_splits`` event splits (split seeds ``seed + i``) and also reports their standard
+    deviation.
 
     Args:
         n_events: labelled simulated events (split by event 50/25/25 into probe train/val/test).

@@ -1,7 +1,7 @@
 """What every fine-tuning task shares: training modes, the task config base, and the
 encoder-plus-neck backbone that gives per-point features from any encoder.
 
-Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes, anchors 1.7 / 2.4):
+Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes; docs/references.md):
 
 * ``linear``: frozen encoder, one ``nn.Linear`` on per-point encoder features. Token features
   reach the points by *parameter-free* inverse-distance interpolation
@@ -118,7 +118,7 @@ class TaskBackbone(nn.Module):
     ``forward(batch) -> (N, out_dim)`` per-point features. In linear mode, and for point-level
     encoders in every mode, the features are the encoder's own (interpolated for tokens
     without parameters); the trainable neck concatenates the input ``feat`` after
-    interpolation, as PoLAr-MAE's upsampler concatenates xyz (anchors 1.7). A pretraining
+    interpolation, as PoLAr-MAE's upsampler concatenates xyz. A pretraining
     mask token in the encoder (Sonata/Panda PTv3) is never used here and is frozen, so DDP sees
     no unused trainable parameter.
     """

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class DemoConfig:
-    """Sizes of the demo (defaults: under 30 minutes on 2 CPU cores)."""
+    """Sizes of the demo (the defaults fit the 30-minute budget on 2 CPU cores that
+    docs/benchmarks.md measures)."""
 
     out: Path = Path("demo_out")
     """Output directory (data, runs, study, report)."""
