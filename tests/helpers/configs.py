@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
+from nufm.config import (
+    DataConfig,
+    FinetuneConfig,
+    LoggingConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+)
 from nufm.data.event import Event
 from nufm.models.encoders import TokenViTConfig
 from nufm.models.ptv3 import PTv3Config
@@ -46,6 +54,37 @@ def tiny_ptv3() -> PTv3Config:
 
 
 ENCODERS = {"vit": tiny_vit, "ptv3": tiny_ptv3}
+
+
+def tiny_task_vit() -> TokenViTConfig:
+    """Tokenizer (32 tokens at most) + 1-block ViT, D = 16: the encoder of tiny fine-tuning runs."""
+    return TokenViTConfig(
+        tokenizer=PointMAETokenizerConfig(
+            in_channels=4,
+            embed_dim=16,
+            group_max_points=8,
+            group_upscale_points=16,
+            context_length=32,
+            pointnet_dims=(16, 16, 16),
+            pos_hidden=16,
+        ),
+        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
+    )
+
+
+def tiny_finetune_run(preset: str, data: Path, steps: int) -> RunConfig:
+    """Fine-tuning preset ``preset`` cut to ``steps`` fp32 CPU steps on ``data``: 4 training and
+    2 test events, split 0.6 / 0.2 / 0.2, a checkpoint at the end."""
+    from nufm.presets import PRESETS
+
+    base = PRESETS[preset]
+    return dataclasses.replace(
+        base,
+        optim=dataclasses.replace(base.optim, warmup_steps=1),
+        train=dataclasses.replace(base.train, max_steps=steps, checkpoint_every=steps, bf16=False),
+        logging=dataclasses.replace(base.logging, progress=False),
+        finetune=FinetuneConfig(data=(data,), n_train=4, n_test=2, split_fractions=(0.6, 0.2, 0.2)),
+    )
 
 
 def tiny_run_config(**sections: dict) -> RunConfig:

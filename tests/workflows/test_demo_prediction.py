@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +11,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from nufm.config import FinetuneConfig
+from helpers.configs import tiny_finetune_run, tiny_task_vit
 from nufm.data.collate import collate
 from nufm.data.event import Event
 from nufm.data.pilarnet import write_events
 from nufm.data.synthetic import synthetic_events
-from nufm.models.encoders import TokenViTConfig
-from nufm.models.tokenizers import PointMAETokenizerConfig
-from nufm.models.vit import ViTConfig
-from nufm.presets import PRESETS
 from nufm.viz.display import display_event
 from nufm.workflows import demo
 from nufm.workflows.finetune import load_split_events, run_finetune
@@ -32,26 +27,8 @@ def test_prediction_figure_shows_the_loaded_task(
 ) -> None:
     data = tmp_path / "events.h5"
     write_events(data, synthetic_events(20, seed=3))
-    encoder = TokenViTConfig(
-        tokenizer=PointMAETokenizerConfig(
-            in_channels=4,
-            embed_dim=16,
-            group_max_points=8,
-            group_upscale_points=16,
-            context_length=32,
-            pointnet_dims=(16, 16, 16),
-            pos_hidden=16,
-        ),
-        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
-    )
-    base = PRESETS["semseg-scratch"]
-    cfg = dataclasses.replace(
-        base,
-        optim=dataclasses.replace(base.optim, warmup_steps=1),
-        train=dataclasses.replace(base.train, max_steps=1, checkpoint_every=1, bf16=False),
-        logging=dataclasses.replace(base.logging, progress=False),
-        finetune=FinetuneConfig(data=(data,), n_train=4, n_test=2, split_fractions=(0.6, 0.2, 0.2)),
-    )
+    encoder = tiny_task_vit()
+    cfg = tiny_finetune_run("semseg-scratch", data, steps=1)
     study = tmp_path / "study"
     figures = tmp_path / "figures"
     figures.mkdir()

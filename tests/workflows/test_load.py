@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.configs import tiny_task_vit
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.synthetic import synthetic_events
 from nufm.data.transforms import Preprocess
-from nufm.models.encoders import TokenViTConfig
-from nufm.models.tokenizers import PointMAETokenizerConfig
-from nufm.models.vit import ViTConfig
 from nufm.presets import PRESETS
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint
@@ -52,18 +50,7 @@ def task_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     """A 2-step semseg run (tiny token ViT, scratch) and its final weights; its metrics.json
     records the preprocessing as ``nufm finetune`` does."""
     run_dir = tmp_path_factory.mktemp("task_run")
-    encoder = TokenViTConfig(
-        tokenizer=PointMAETokenizerConfig(
-            in_channels=4,
-            embed_dim=16,
-            group_max_points=8,
-            group_upscale_points=16,
-            context_length=32,
-            pointnet_dims=(16, 16, 16),
-            pos_hidden=16,
-        ),
-        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
-    )
+    encoder = tiny_task_vit()
     task_cfg = SemsegConfig(encoder=encoder, mode="scratch")
     cfg = RunConfig(
         objective=task_cfg,
