@@ -24,7 +24,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
-	$(BIN)/pyright
+	$(BIN)/pyright --project pyproject.toml
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
