@@ -26,12 +26,17 @@ from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import write_events
 from nufm.data.synthetic import synthetic_event
 from nufm.data.transforms import Preprocess
-from nufm.models.geometric import LocalGeometryConfig, LocalGeometryEncoder
+from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import PRESETS, STUDY_PRESETS
 from nufm.sim import generate_events
+from nufm.tasks.backbone import TaskBackbone
+from nufm.tasks.build import build_task
+from nufm.tasks.semseg import SemsegConfig
+from nufm.train.loop import seed_everything
 from nufm.train.run import run_pretrain
 from nufm.workflows import study
-from nufm.workflows.probe_study import FeatureCache
+from nufm.workflows.load import Pretrained
+from nufm.workflows.probe_study import FeatureCache, _feature_source
 from nufm.workflows.study import parse_study_args, run_study
 
 
@@ -89,7 +94,9 @@ def test_feature_cache_subsamples_train_points_only_and_is_batch_independent() -
     raw = [synthetic_event(i) for i in range(14)]
     sizes = [len(pre(e, np.random.default_rng(0))) for e in raw]
     assert max(sizes[:8]) > 50  # the cap bites
-    geometry = lambda: LocalGeometryEncoder(LocalGeometryConfig())  # noqa: E731
+    geometry = lambda: TaskBackbone(  # noqa: E731
+        SemsegConfig(mode="linear", encoder=LocalGeometryConfig())
+    )
     one, many = _cache(batch_points=1), _cache()  # one event per batch vs all together
     x1, y1 = one.get("g", geometry, "train", 8)
     xm, ym = many.get("g", geometry, "train", 8)
@@ -184,3 +191,27 @@ def test_probe_preset_and_cli_overrides() -> None:
     assert (cfg.probe.gbt_max_iter, cfg.modes, out) == (7, ("probe",), Path("x"))
     with pytest.raises(SystemExit):
         parse_study_args(["--preset", "probe", "--modes", "probe-nonsense"])
+
+
+def test_probe_random_starts_from_the_encoder_of_linear_random() -> None:
+    enc = PRESETS["mae-tiny"].objective.encoder  # type: ignore[union-attr]
+    pretrained = Pretrained(
+        objective_config=PRESETS["mae-tiny"].objective,
+        encoder=nn.Identity(),
+        encoder_config=enc,
+        state={},
+        preprocess=Preprocess(),
+        source="stub",
+    )
+    cfg = STUDY_PRESETS["smoke"]
+    key, build = _feature_source(cfg, "probe-random", 3, pretrained)
+    ours = build().state_dict()
+    run = study.study_run(cfg, "linear-random", 4, 3)  # what run_finetune builds
+    seed_everything(run.train.seed)
+    task = build_task(dataclasses.replace(run.objective, encoder=enc), None)  # type: ignore[arg-type]
+    theirs = task.backbone.state_dict()
+    assert key == "random-s3" and ours.keys() == theirs.keys()
+    for name, value in ours.items():
+        torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
+    assert _feature_source(cfg, "gbt-geometry", 0, pretrained)[0] == "geometry"
+    assert _feature_source(cfg, "probe-geometry", 1, pretrained)[0] == "geometry"

@@ -36,6 +36,7 @@ from nufm.eval.boosted_trees import GBTProbeConfig, run_gbt_probe
 from nufm.eval.probes import LinearProbeConfig, ProbeResult, run_probe_on_sets
 from nufm.eval.report import metrics_report, write_metrics_json
 from nufm.models.geometric import LocalGeometryConfig
+from nufm.tasks.backbone import TaskBackbone
 from nufm.tasks.build import build_task
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.loop import seed_everything
@@ -148,6 +149,7 @@ class FeatureCache:
 
 
 def feature_device(cfg: StudyConfig) -> torch.device:
+    """Where the study encodes features: ``cfg.run.train.device`` (``auto``: CUDA if any)."""
     kind = cfg.run.train.device
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
@@ -180,16 +182,15 @@ def _feature_source(
                 raise ConfigError(f"study: {pretrained.source} has no task encoder to probe")
 
             def random_backbone() -> nn.Module:
-                seed_everything(seed)  # the initialisation of linear-random with this seed
-                return build_task(dataclasses.replace(linear, encoder=enc), None).backbone
+                # the encoder a linear-random run of this seed starts from: run_finetune seeds,
+                # then the task builds its backbone first
+                seed_everything(seed)
+                return TaskBackbone(dataclasses.replace(linear, encoder=enc))
 
             return f"random-s{seed}", random_backbone
         case "probe-geometry" | "gbt-geometry":
             geo = LocalGeometryConfig(ks=cfg.probe.geometry_ks)
-            return (
-                "geometry",
-                lambda: build_task(dataclasses.replace(linear, encoder=geo), None).backbone,
-            )
+            return "geometry", lambda: TaskBackbone(dataclasses.replace(linear, encoder=geo))
         case _:
             raise ValueError(f"study: {mode!r} is not a frozen-feature mode {PROBE_MODES}")
 
