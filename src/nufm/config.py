@@ -352,6 +352,8 @@ class ProbeStudyConfig:
     """Leaves per tree."""
     gbt_max_train_points: int = 200_000
     """Train points the trees see at most (seeded uniform subsample; 0 = all)."""
+    gbt_threads: int | None = 1
+    """OpenMP threads of the trees (None = every core; one is robust on a shared machine)."""
 
     def __post_init__(self) -> None:
         for name in ("n_val", "train_points_per_event"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import f1_score
+from threadpoolctl import threadpool_limits
 
 from nufm.eval.boosted_trees import GBTProbeConfig, fit_gbt, run_gbt_probe, train_subsample
 
@@ -24,35 +25,38 @@ def _points(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_gbt_predicts_exactly_as_sklearn_with_the_same_seed() -> None:
-    train, val, test = _points(0, 3000), _points(1, 1000), _points(2, 1000)
-    cfg = GBTProbeConfig(max_iter=30, max_train_points=2000, seed=4)
+    train, val, test = _points(0, 1500), _points(1, 500), _points(2, 500)
+    cfg = GBTProbeConfig(max_iter=15, max_train_points=1000, seed=4)
     res = run_gbt_probe(cfg, train, val, test, num_classes=C)
     n_iter = int(res.best.removeprefix("iter="))
-    assert len(res.val_macro_f1) == 30 and 1 <= n_iter <= 30
-    rows = np.sort(np.random.default_rng(4).choice(3000, 2000, replace=False))
-    direct = HistGradientBoostingClassifier(
-        learning_rate=0.1,
-        max_iter=n_iter,
-        max_leaf_nodes=31,
-        early_stopping=False,  # pyright: ignore[reportArgumentType]
-        class_weight="balanced",
-        random_state=4,
-    ).fit(train[0][rows], train[1][rows])
-    np.testing.assert_array_equal(res.test_pred, direct.predict(test[0]))
+    assert len(res.val_macro_f1) == 15 and 1 <= n_iter <= 15
+    rows = np.sort(np.random.default_rng(4).choice(1500, 1000, replace=False))
+    with threadpool_limits(limits=1, user_api="openmp"):  # as the probe's n_threads=1
+        direct = HistGradientBoostingClassifier(
+            learning_rate=0.1,
+            max_iter=n_iter,
+            max_leaf_nodes=31,
+            early_stopping=False,  # pyright: ignore[reportArgumentType]
+            class_weight="balanced",
+            random_state=4,
+        ).fit(train[0][rows], train[1][rows])
+        direct_test = direct.predict(test[0])
+        direct_val = [
+            f1_score(val[1], p, average="macro")
+            for p in fit_gbt(cfg, *train).staged_predict(val[0])
+        ]
+    np.testing.assert_array_equal(res.test_pred, direct_test)
     np.testing.assert_allclose(
         res.test.f1, f1_score(test[1], res.test_pred, labels=[0, 1, 2], average=None), atol=1e-12
     )
-    assert res.num_points == {"train": 2000, "val": 1000, "test": 1000}
+    assert res.num_points == {"train": 1000, "val": 500, "test": 500}
     # the selected number of iterations is the first best on val
-    direct_val = [
-        f1_score(val[1], p, average="macro") for p in fit_gbt(cfg, *train).staged_predict(val[0])
-    ]
     assert n_iter == int(np.argmax(direct_val)) + 1
     assert res.val_macro_f1[res.best] == pytest.approx(max(direct_val))
 
 
 def test_gbt_is_class_balanced_and_drops_ignored_points() -> None:
-    train, val, test = _points(3, 2000), _points(4, 800), _points(5, 800)
+    train, val, test = _points(3, 1500), _points(4, 500), _points(5, 500)
     y = train[1].copy()
     y[::5] = -1
     cfg = GBTProbeConfig(max_iter=20)
@@ -76,5 +80,7 @@ def test_gbt_train_subsample_and_config_checks() -> None:
     )
     with pytest.raises(ValueError, match="max_iter"):
         GBTProbeConfig(max_iter=0)
+    with pytest.raises(ValueError, match="n_threads"):
+        GBTProbeConfig(n_threads=0)
     with pytest.raises(ValueError, match="no labelled points"):
         run_gbt_probe(cfg, (np.zeros((3, 2)), -np.ones(3)), _points(0, 9), _points(1, 9), C)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from nufm.eval.metrics import ArrayLike, ConfusionMatrix, to_numpy
 from nufm.eval.probes import ProbeResult, select_on_val
@@ -57,8 +58,14 @@ class GBTProbeConfig:
     """Seed of the subsample and scikit-learn's ``random_state``."""
     ignore_index: int = -1
     """Label of points that are dropped."""
+    n_threads: int | None = 1
+    """OpenMP threads of the fit and the predictions (None = scikit-learn's default, every
+    core). One by default: on a 2-core machine shared with other work, two spinning OpenMP
+    threads made a 2,000-point fit take minutes instead of 0.3 s (docs/evaluation.md)."""
 
     def __post_init__(self) -> None:
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {self.n_threads}")
         if self.max_iter < 1 or self.max_leaf_nodes < 2 or self.learning_rate <= 0:
             raise ValueError(
                 f"GBTProbeConfig needs max_iter >= 1, max_leaf_nodes >= 2, learning_rate > 0; "
@@ -94,7 +101,8 @@ def train_subsample(n: int, cfg: GBTProbeConfig) -> np.ndarray:
 
 
 def fit_gbt(cfg: GBTProbeConfig, x: np.ndarray, y: np.ndarray) -> HistGradientBoostingClassifier:
-    """Fit the trees on labelled train rows (subsampled by :func:`train_subsample`).
+    """Fit the trees on labelled train rows (subsampled by :func:`train_subsample`) with
+    ``cfg.n_threads`` OpenMP threads.
 
     Args:
         cfg: the settings.
@@ -112,7 +120,8 @@ def fit_gbt(cfg: GBTProbeConfig, x: np.ndarray, y: np.ndarray) -> HistGradientBo
         class_weight="balanced" if cfg.class_balanced else None,
         random_state=cfg.seed,
     )
-    return model.fit(x[rows], y[rows])
+    with threadpool_limits(limits=cfg.n_threads, user_api="openmp"):
+        return model.fit(x[rows], y[rows])
 
 
 def _macro_f1(pred: np.ndarray, y: np.ndarray, num_classes: int) -> float:
@@ -142,18 +151,19 @@ def run_gbt_probe(
     x_train, y_train = _labelled(*train, num_classes, cfg.ignore_index, "train")
     x_val, y_val = _labelled(*val, num_classes, cfg.ignore_index, "val")
     x_test, y_test = _labelled(*test, num_classes, cfg.ignore_index, "test")
-    model = fit_gbt(cfg, x_train, y_train)
-    val_f1 = {
-        f"iter={k}": _macro_f1(pred, y_val, num_classes)
-        for k, pred in enumerate(model.staged_predict(x_val), start=1)
-    }
-    best = select_on_val(val_f1)
-    n_iter = int(best.removeprefix("iter="))
-    test_pred = np.zeros(0, np.int64)
-    for k, pred in enumerate(model.staged_predict(x_test), start=1):
-        if k == n_iter:
-            test_pred = np.asarray(pred, np.int64)
-            break
+    with threadpool_limits(limits=cfg.n_threads, user_api="openmp"):
+        model = fit_gbt(cfg, x_train, y_train)
+        val_f1 = {
+            f"iter={k}": _macro_f1(pred, y_val, num_classes)
+            for k, pred in enumerate(model.staged_predict(x_val), start=1)
+        }
+        best = select_on_val(val_f1)
+        n_iter = int(best.removeprefix("iter="))
+        test_pred = np.zeros(0, np.int64)
+        for k, pred in enumerate(model.staged_predict(x_test), start=1):
+            if k == n_iter:
+                test_pred = np.asarray(pred, np.int64)
+                break
     cm = ConfusionMatrix(num_classes)
     cm.update(test_pred, y_test)
     result = ProbeResult(

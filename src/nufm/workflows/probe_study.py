@@ -234,6 +234,7 @@ def run_probe_mode(
             learning_rate=p.gbt_learning_rate,
             max_leaf_nodes=p.gbt_max_leaf_nodes,
             max_train_points=p.gbt_max_train_points,
+            n_threads=p.gbt_threads,
             seed=seed,
             ignore_index=task.ignore_index,
         )
