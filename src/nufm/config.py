@@ -289,9 +289,91 @@ class RunConfig:
             )
 
 
-StudyMode = Literal["linear", "head", "full", "scratch", "linear-random", "linear-geometry"]
+StudyMode = Literal[
+    "linear",
+    "head",
+    "full",
+    "scratch",
+    "linear-random",
+    "linear-geometry",
+    "probe",
+    "probe-random",
+    "probe-geometry",
+    "gbt-geometry",
+]
 """A mode of the label-efficiency study: a task mode, or a linear probe on a random encoder
-(``linear-random``) or on classical local-shape descriptors (``linear-geometry``)."""
+(``linear-random``) or on classical local-shape descriptors (``linear-geometry``), all trained
+by the fine-tuning loop; or a frozen-feature probe of the reference protocol (``probe``,
+``probe-random``, ``probe-geometry``: a bag of logistic-regression heads selected on val
+events; ``gbt-geometry``: gradient-boosted trees on the descriptors), see
+:class:`ProbeStudyConfig`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeStudyConfig:
+    """The frozen-feature modes of a study (``probe``, ``probe-random``, ``probe-geometry``,
+    ``gbt-geometry``; docs/evaluation.md).
+
+    Per-point features of the frozen encoder (pretrained, random with the run's seed, or the
+    local-shape descriptors) are computed once per event and reused by every size and seed;
+    a bag of class-balanced logistic-regression heads, one per learning rate
+    (:class:`nufm.eval.probes.LinearProbeConfig`), or boosted trees
+    (:class:`nufm.eval.boosted_trees.GBTProbeConfig`) train on the labelled training events,
+    the candidate with the best macro F1 on ``n_val`` val events is selected, and it is scored
+    on the study's test events.
+    """
+
+    n_val: int | None = None
+    """Val events of the selection (first n of the permuted val split); None = as many as the
+    study's test events (``finetune.n_test``), all when that is None too."""
+    train_points_per_event: int | None = 1024
+    """Train points kept per labelled event (seeded random subset of its points, the same for
+    every feature source and size; features are computed on the whole event); None = all.
+    Val and test events keep all their points."""
+    learning_rates: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+    """AdamW learning rate of each logistic-regression head of the bag."""
+    epochs: int = 20
+    """Passes over the train points per head."""
+    min_steps: int = 2000
+    """At least this many optimizer steps per head (more epochs for small labelled sets)."""
+    batch_size: int = 8192
+    """Train points per step of the heads."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay of the heads."""
+    geometry_ks: tuple[int, ...] = (8, 32)
+    """Neighbourhood sizes of the descriptors of probe-geometry and gbt-geometry (the
+    ``linear-geometry`` mode uses :class:`nufm.models.geometric.LocalGeometryConfig`'s
+    default, the same (8, 32))."""
+    gbt_max_iter: int = 200
+    """Boosting iterations fitted; the val events select how many are used."""
+    gbt_learning_rate: float = 0.1
+    """Shrinkage of each tree."""
+    gbt_max_leaf_nodes: int = 31
+    """Leaves per tree."""
+    gbt_max_train_points: int = 200_000
+    """Train points the trees see at most (seeded uniform subsample; 0 = all)."""
+    gbt_threads: int | None = 1
+    """OpenMP threads of the trees (None = every core; one is robust on a shared machine)."""
+
+    def __post_init__(self) -> None:
+        for name in ("n_val", "train_points_per_event"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise ConfigError(f"study probe.{name} must be positive, got {v}")
+        if not self.learning_rates or min(self.learning_rates) <= 0:
+            raise ConfigError(f"study probe.learning_rates must be positive: {self.learning_rates}")
+        if self.epochs < 1 or self.min_steps < 0 or self.batch_size < 1:
+            raise ConfigError(
+                "study probe: need epochs >= 1, min_steps >= 0, batch_size >= 1; got "
+                f"{self.epochs}, {self.min_steps}, {self.batch_size}"
+            )
+        if not self.geometry_ks or min(self.geometry_ks) < 2:
+            raise ConfigError(f"study probe.geometry_ks needs sizes >= 2: {self.geometry_ks}")
+        if self.gbt_max_iter < 1 or self.gbt_max_train_points < 0:
+            raise ConfigError(
+                f"study probe: need gbt_max_iter >= 1 and gbt_max_train_points >= 0; got "
+                f"{self.gbt_max_iter}, {self.gbt_max_train_points}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -319,6 +401,9 @@ class StudyConfig:
     """Learning rate of the linear modes (linear, linear-random, linear-geometry; their min lr
     is 1% of it); None = ``run.optim.lr``. A single linear layer needs a larger rate than a
     network in the same step budget (docs/tasks.md)."""
+    probe: ProbeStudyConfig = field(default_factory=ProbeStudyConfig)
+    """Settings of the frozen-feature modes (probe, probe-random, probe-geometry,
+    gbt-geometry); the other modes ignore them."""
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) <= 0:

@@ -414,6 +414,18 @@ def get_preset(name: str) -> RunConfig:
 
 # ---------------------------------------------------------------- label-efficiency studies
 
+_QUICK_STUDY_RUN = finetune_run(
+    "semseg-ce",
+    _task("semseg-ce", "full"),
+    steps=160,
+    warmup_steps=16,
+    lr=2e-3,
+    max_events=8,
+    progress=False,
+    n_test=100,
+)
+"""The fine-tuning run of the demo's study (and of ``probe``: its split, test events, task)."""
+
 STUDY_PRESETS: dict[str, StudyConfig] = {
     # a seconds-long pipeline check (tests), not a measurement
     "smoke": StudyConfig(
@@ -429,18 +441,14 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         sizes=(4, 8),
     ),
     # the demo's study (its time on 2 CPU cores: docs/benchmarks.md)
-    "quick": StudyConfig(
-        run=finetune_run(
-            "semseg-ce",
-            _task("semseg-ce", "full"),
-            steps=160,
-            warmup_steps=16,
-            lr=2e-3,
-            max_events=8,
-            progress=False,
-            n_test=100,
-        ),
+    "quick": StudyConfig(run=_QUICK_STUDY_RUN, sizes=(10, 100, 1000)),
+    # the reference-protocol probes and the boosted-trees row on the quick study's split
+    # (frozen features, lr bag selected on val events; docs/evaluation.md)
+    "probe": StudyConfig(
+        run=_QUICK_STUDY_RUN,
         sizes=(10, 100, 1000),
+        modes=("probe-random", "probe-geometry", "gbt-geometry", "probe"),
+        seeds=(0, 1, 2),
     ),
     # for a GPU node: 5 sizes, 3 seeds, longer runs
     "full": StudyConfig(

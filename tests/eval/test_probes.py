@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import f1_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from nufm.eval.probes import (
     EventSplit,
     KNNProbeConfig,
     LinearProbeConfig,
+    _fit_linear_bag,
     _knn_votes,
+    _macro_f1,
+    _predict_linear,
     run_probe,
+    run_probe_on_sets,
 )
 from nufm.eval.splits import EventLeakError
 
@@ -125,3 +132,93 @@ def test_probe_rejects_bad_input() -> None:
         run_probe(FAST, np.zeros((4, 2)), np.array([0, 1]), np.arange(4), num_classes=3)
     with pytest.raises(ValueError, match="no labelled points"):
         run_probe(FAST, np.zeros((4, 2)), np.array([0, 1, 0, 1]), np.zeros(4, int), num_classes=2)
+
+
+# --------------------------------------------------------------------------------------------
+# run_probe_on_sets: the study's protocol (sets already split by event, selection on val)
+# --------------------------------------------------------------------------------------------
+
+
+def _separable(seed: int, n: int, C: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % C  # every class in every set
+    x = rng.normal(scale=0.1, size=(n, 6)).astype(np.float32)
+    x[:, :C] += 2.0 * np.eye(C, dtype=np.float32)[y]
+    return x, y
+
+
+def test_probe_on_sets_separates_separable_features_exactly() -> None:
+    (x, y), val, test = _separable(0, 90), _separable(1, 60), _separable(2, 60)
+    y = y.copy()
+    y[::7] = -1  # ignored rows are dropped
+    cfg = LinearProbeConfig(learning_rates=(1e-2, 1e-1), epochs=5, min_steps=100, batch_size=32)
+    res = run_probe_on_sets(cfg, (x, y), val, test, num_classes=3)
+    assert res.test.macro_f1 == 1.0 and res.test.accuracy == 1.0
+    assert res.split is None and res.num_points == {"train": 77, "val": 60, "test": 60}
+    np.testing.assert_array_equal(res.test_pred, test[1])
+    assert "num_events" not in res.to_dict() and res.to_dict()["best"] == res.best
+
+
+def _shifted(seed: int, n: int, spurious: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Feature 0 carries the class with noise in every set; feature 1 separates the train set
+    perfectly but is pure noise in val and test."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    a = (2 * y - 1) + rng.normal(size=n)
+    b = (2 * y - 1) + 0.1 * rng.normal(size=n) if spurious else rng.normal(size=n)
+    return np.stack([a, b], 1).astype(np.float32), y
+
+
+def test_probe_selects_the_head_best_on_val_not_on_train() -> None:
+    train = _shifted(0, 400, spurious=True)
+    val, test = _shifted(1, 400, spurious=False), _shifted(2, 400, spurious=False)
+    cfg = LinearProbeConfig(learning_rates=(1e-3, 1.0), epochs=100, batch_size=0, weight_decay=0)
+    res = run_probe_on_sets(cfg, train, val, test, num_classes=2)
+    # on the train set, the converged lr=1 head (leaning on feature 1) fits best ...
+    x = torch.as_tensor(train[0])
+    x = (x - x.mean(0)) / x.std(0, correction=0)
+    w, b = _fit_linear_bag(x, torch.as_tensor(train[1]), 2, cfg)
+    train_pred = _predict_linear(x, w, b)
+    train_f1 = [_macro_f1(train_pred[:, i], train[1], 2, cfg) for i in range(2)]
+    assert train_f1[1] == 1.0 and train_f1[0] < 1.0
+    # ... but it fails on the val events, so the barely-trained lr=1e-3 head is selected
+    assert res.val_macro_f1["lr=0.001"] > res.val_macro_f1["lr=1"] + 0.05
+    assert res.best == "lr=0.001"
+    assert res.test.macro_f1 > 0.6
+
+
+def test_probe_per_class_f1_matches_sklearn() -> None:
+    rng = np.random.default_rng(5)
+    C = 4
+
+    def noisy(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = np.arange(n) % C
+        x = rng.normal(size=(n, 8)).astype(np.float32)
+        x[:, :C] += 1.2 * np.eye(C, dtype=np.float32)[y]
+        return x, y
+
+    test = noisy(400)
+    res = run_probe_on_sets(FAST, noisy(400), noisy(200), test, num_classes=C)
+    assert 0.3 < res.test.macro_f1 < 1.0  # imperfect: the per-class scores differ
+    ref = f1_score(test[1], res.test_pred, labels=list(range(C)), average=None)
+    np.testing.assert_allclose(res.test.f1, ref, rtol=0, atol=1e-12)
+    assert res.test.macro_f1 == pytest.approx(f1_score(test[1], res.test_pred, average="macro"))
+    per_class = res.test.to_dict(["a", "b", "c", "d"])["per_class"]
+    assert [per_class[k]["f1"] for k in "abcd"] == pytest.approx(list(ref))
+
+
+def test_min_steps_adds_epochs_for_small_train_sets() -> None:
+    x, y = _separable(3, 30)
+    base = LinearProbeConfig(learning_rates=(1e-2,), epochs=1, batch_size=10)
+    w1, _ = _fit_linear_bag(torch.as_tensor(x), torch.as_tensor(y), 3, base)
+    w_same, _ = _fit_linear_bag(
+        torch.as_tensor(x), torch.as_tensor(y), 3, dataclasses.replace(base, min_steps=3)
+    )  # 3 steps = 1 epoch of 3 batches: unchanged
+    w_more, _ = _fit_linear_bag(
+        torch.as_tensor(x), torch.as_tensor(y), 3, dataclasses.replace(base, min_steps=30)
+    )
+    torch.testing.assert_close(w_same, w1, rtol=0, atol=0)
+    # AdamW moves each weight by about lr per step: 3 steps vs 30
+    assert float(w1.abs().max()) < 0.05 < 0.2 < float(w_more.abs().max())
+    with pytest.raises(ValueError, match="min_steps"):
+        LinearProbeConfig(min_steps=-1)

@@ -6,7 +6,9 @@ This file owns the probe protocol used to compare pretrained encoders without fi
 2. Distinct event ids are split into train / val / test *events*
    (:func:`nufm.eval.splits.split_event_ids`), and the split is checked for shared events. This is
    the fix of the leak in pimm's Panda probe (Panda, arXiv:2512.01324; pimm commit f822f53),
-   where points of one event fell into both train and test.
+   where points of one event fell into both train and test. A caller whose events are already
+   split (the label-efficiency study) passes the three feature sets to
+   :func:`run_probe_on_sets` instead.
 3. Features are standardised with the train points' mean and std.
 4. Linear: one logistic-regression head per learning rate, all trained together (AdamW,
    zero init, minibatch or full batch), as in pimm's PretrainEvaluator bag of classifiers.
@@ -64,6 +66,9 @@ class LinearProbeConfig(ProbeSplitConfig):
     """AdamW learning rate of each head."""
     epochs: int = 20
     """Passes over the train points (with ``batch_size=0``: full-batch optimizer steps)."""
+    min_steps: int = 0
+    """At least this many optimizer steps: more epochs when the train set is small, so a bag
+    fitted on 10 events converges as one fitted on 1,000 does (0 = exactly ``epochs``)."""
     batch_size: int = 8192
     """Points per step; 0 = full batch."""
     weight_decay: float = 0.01
@@ -73,9 +78,10 @@ class LinearProbeConfig(ProbeSplitConfig):
         super().__post_init__()
         if not self.learning_rates or min(self.learning_rates) <= 0:
             raise ValueError(f"learning_rates must be positive: {self.learning_rates}")
-        if self.epochs < 1 or self.batch_size < 0:
+        if self.epochs < 1 or self.batch_size < 0 or self.min_steps < 0:
             raise ValueError(
-                f"need epochs >= 1 and batch_size >= 0: {self.epochs}, {self.batch_size}"
+                f"need epochs >= 1, batch_size >= 0 and min_steps >= 0: {self.epochs}, "
+                f"{self.batch_size}, {self.min_steps}"
             )
 
 
@@ -120,23 +126,28 @@ class ProbeResult:
     """Selected candidate, e.g. ``lr=0.01`` or ``k=20``."""
     val_macro_f1: dict[str, float]
     """Candidate -> macro F1 on the val events."""
-    split: EventSplit
-    """Event ids used for train / val / test."""
+    split: EventSplit | None
+    """Event ids used for train / val / test (None: the caller gave the three sets)."""
     num_points: dict[str, int]
     """Points per set after dropping ignored labels."""
+    test_pred: np.ndarray
+    """(n_test,) int64 class predicted by the selected candidate for each labelled test row,
+    in row order (rows with label ``ignore_index`` dropped)."""
 
     def to_dict(self, class_names: list[str] | None = None) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "test": self.test.to_dict(class_names),
             "best": self.best,
             "val_macro_f1": self.val_macro_f1,
-            "num_events": {
+        }
+        if self.split is not None:
+            out["num_events"] = {
                 "train": int(self.split.train.size),
                 "val": int(self.split.val.size),
                 "test": int(self.split.test.size),
-            },
-            "num_points": self.num_points,
-        }
+            }
+        out["num_points"] = self.num_points
+        return out
 
 
 def _class_weights(y: Tensor, num_classes: int) -> Tensor:
@@ -172,7 +183,9 @@ def _fit_linear_bag(
     class_w = _class_weights(y, C) if cfg.class_balanced else None
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     bs = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
-    for _ in range(cfg.epochs):
+    steps_per_epoch = -(-n // bs)
+    epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
+    for _ in range(epochs):
         order = torch.randperm(n, generator=gen).to(x.device) if bs < n else None
         for start in range(0, n, bs):
             rows = order[start : start + bs] if order is not None else slice(None)
@@ -241,62 +254,42 @@ def _knn_votes(
     return torch.cat(preds).cpu().numpy()
 
 
-def run_probe(
-    cfg: LinearProbeConfig | KNNProbeConfig,
-    features: ArrayLike,
-    labels: ArrayLike,
-    event_ids: ArrayLike,
-    num_classes: int,
-    *,
-    split: EventSplit | None = None,
-) -> ProbeResult:
-    """Train and evaluate a probe on frozen per-point (or per-token) features.
-
-    Args:
-        cfg: linear-bag or kNN settings.
-        features: (N, D) float features; a CUDA tensor keeps the linear probe on the GPU.
-        labels: (N,) int class ids in [0, num_classes), ``cfg.ignore_index`` = skip.
-        event_ids: (N,) int id of the event each row comes from.
-        num_classes: C.
-        split: explicit event split; default: split the distinct ids by ``cfg.fractions``.
-
-    Returns:
-        Test-event metrics of the candidate selected on the val events.
-    """
+def _as_inputs(
+    features: ArrayLike, labels: ArrayLike, num_classes: int, ignore_index: int, what: str
+) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """Checked (features (N, D) float32 tensor, labels (N,) int64, is_labelled (N,) bool)."""
     device = features.device if isinstance(features, Tensor) else torch.device("cpu")
-    x_all = torch.as_tensor(features, dtype=torch.float32, device=device)
-    y_np, ev_np = to_numpy(labels).astype(np.int64), to_numpy(event_ids).astype(np.int64)
-    if x_all.ndim != 2 or y_np.shape != (x_all.shape[0],) or ev_np.shape != y_np.shape:
+    x = torch.as_tensor(features, dtype=torch.float32, device=device)
+    y = to_numpy(labels).astype(np.int64)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(
-            f"probe needs features (N, D), labels (N,), event_ids (N,); got "
-            f"{tuple(x_all.shape)}, {y_np.shape}, {ev_np.shape}"
+            f"probe {what}: needs features (N, D) and labels (N,); got {tuple(x.shape)}, {y.shape}"
         )
-    if not bool(torch.isfinite(x_all).all()):
-        raise ValueError("probe features contain NaN or inf")
-    is_labelled = y_np != cfg.ignore_index  # (N,)
-    bad = is_labelled & ((y_np < 0) | (y_np >= num_classes))
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"probe {what}: features contain NaN or inf")
+    is_labelled = y != ignore_index  # (N,)
+    bad = is_labelled & ((y < 0) | (y >= num_classes))
     if bad.any():
         raise ValueError(
-            f"{int(bad.sum())} probe labels outside [0, {num_classes}), e.g. {int(y_np[bad][0])}"
+            f"probe {what}: {int(bad.sum())} labels outside [0, {num_classes}), "
+            f"e.g. {int(y[bad][0])}"
         )
-    if split is None:
-        train_ev, val_ev, test_ev = split_event_ids(ev_np[is_labelled], cfg.fractions, cfg.seed)
-        split = EventSplit(train=train_ev, val=val_ev, test=test_ev)
-    rows = {
-        name: np.flatnonzero(is_labelled & points_in_events(ev_np, ids))
-        for name, ids in (("train", split.train), ("val", split.val), ("test", split.test))
-    }
-    for name, r in rows.items():
-        if r.size == 0:
-            raise ValueError(
-                f"probe {name} set has no labelled points (events: "
-                f"{getattr(split, name).size}); use more events"
-            )
-    assert_disjoint_events(**{name: ev_np[r] for name, r in rows.items()})
-    num_points = {name: int(r.size) for name, r in rows.items()}
+    return x, y, is_labelled
 
-    x = {name: x_all[torch.as_tensor(r, device=device)] for name, r in rows.items()}
-    y = {name: y_np[r] for name, r in rows.items()}
+
+def _fit_and_select(
+    cfg: LinearProbeConfig | KNNProbeConfig,
+    x: dict[str, Tensor],
+    y: dict[str, np.ndarray],
+    num_classes: int,
+) -> tuple[SemanticMetrics, str, dict[str, float], np.ndarray]:
+    """Steps 3-5 of the module docstring on labelled train / val / test rows.
+
+    Returns:
+        (test metrics of the selected candidate, its name, val macro F1 of every candidate,
+        its (n_test,) test predictions).
+    """
+    device = x["train"].device
     if cfg.standardize:
         mean = x["train"].mean(0)  # (D,)
         std = x["train"].std(0, correction=0).clamp_min(1e-6)  # (D,)
@@ -325,14 +318,79 @@ def run_probe(
             raise TypeError(f"unknown probe config {type(cfg).__name__}")
 
     val_f1 = {n: _macro_f1(val_pred[:, i], y["val"], num_classes, cfg) for i, n in enumerate(names)}
-    scores = np.array([v if np.isfinite(v) else -1.0 for v in val_f1.values()])
-    best = int(np.argmax(scores))  # first maximum: ties go to the earlier candidate
+    best = select_on_val(val_f1)
     cm = ConfusionMatrix(
         num_classes, ignore_index=cfg.ignore_index, macro_ignore_classes=cfg.macro_ignore_classes
     )
-    cm.update(test_pred[:, best], y["test"])
+    chosen = test_pred[:, names.index(best)]
+    cm.update(chosen, y["test"])
+    return cm.compute(), best, val_f1, chosen
+
+
+def select_on_val(val_macro_f1: dict[str, float]) -> str:
+    """The candidate with the best val macro F1 (NaN counts as -1; ties go to the first)."""
+    scores = np.array([v if np.isfinite(v) else -1.0 for v in val_macro_f1.values()])
+    return list(val_macro_f1)[int(np.argmax(scores))]
+
+
+def run_probe(
+    cfg: LinearProbeConfig | KNNProbeConfig,
+    features: ArrayLike,
+    labels: ArrayLike,
+    event_ids: ArrayLike,
+    num_classes: int,
+    *,
+    split: EventSplit | None = None,
+) -> ProbeResult:
+    """Train and evaluate a probe on frozen per-point (or per-token) features.
+
+    Args:
+        cfg: linear-bag or kNN settings.
+        features: (N, D) float features; a CUDA tensor keeps the linear probe on the GPU.
+        labels: (N,) int class ids in [0, num_classes), ``cfg.ignore_index`` = skip.
+        event_ids: (N,) int id of the event each row comes from.
+        num_classes: C.
+        split: explicit event split; default: split the distinct ids by ``cfg.fractions``.
+
+    Returns:
+        Test-event metrics of the candidate selected on the val events.
+    """
+    x_all, y_np, is_labelled = _as_inputs(
+        features, labels, num_classes, cfg.ignore_index, "features"
+    )
+    device = x_all.device
+    ev_np = to_numpy(event_ids).astype(np.int64)
+    if ev_np.shape != y_np.shape:
+        raise ValueError(
+            f"probe needs features (N, D), labels (N,), event_ids (N,); got "
+            f"{tuple(x_all.shape)}, {y_np.shape}, {ev_np.shape}"
+        )
+    if split is None:
+        train_ev, val_ev, test_ev = split_event_ids(ev_np[is_labelled], cfg.fractions, cfg.seed)
+        split = EventSplit(train=train_ev, val=val_ev, test=test_ev)
+    rows = {
+        name: np.flatnonzero(is_labelled & points_in_events(ev_np, ids))
+        for name, ids in (("train", split.train), ("val", split.val), ("test", split.test))
+    }
+    for name, r in rows.items():
+        if r.size == 0:
+            raise ValueError(
+                f"probe {name} set has no labelled points (events: "
+                f"{getattr(split, name).size}); use more events"
+            )
+    assert_disjoint_events(**{name: ev_np[r] for name, r in rows.items()})
+    num_points = {name: int(r.size) for name, r in rows.items()}
+
+    x = {name: x_all[torch.as_tensor(r, device=device)] for name, r in rows.items()}
+    y = {name: y_np[r] for name, r in rows.items()}
+    test, best, val_f1, test_pred = _fit_and_select(cfg, x, y, num_classes)
     result = ProbeResult(
-        test=cm.compute(), best=names[best], val_macro_f1=val_f1, split=split, num_points=num_points
+        test=test,
+        best=best,
+        val_macro_f1=val_f1,
+        split=split,
+        num_points=num_points,
+        test_pred=test_pred,
     )
     log.info(
         "probe %s: best %s, val mF1 %.4f, test mF1 %.4f (%d/%d/%d events)",
@@ -345,3 +403,61 @@ def run_probe(
         split.test.size,
     )
     return result
+
+
+def run_probe_on_sets(
+    cfg: LinearProbeConfig | KNNProbeConfig,
+    train: tuple[ArrayLike, ArrayLike],
+    val: tuple[ArrayLike, ArrayLike],
+    test: tuple[ArrayLike, ArrayLike],
+    num_classes: int,
+) -> ProbeResult:
+    """:func:`run_probe` on sets the caller already split by event (``cfg.fractions`` unused).
+
+    The caller guarantees that no event has points in two sets (the study takes them from the
+    train / val / test splits of :func:`nufm.workflows.finetune.load_split_events`).
+
+    Args:
+        cfg: linear-bag or kNN settings.
+        train, val, test: ``(features (n, D) float, labels (n,) int)`` of each set; rows with
+            label ``cfg.ignore_index`` are dropped. A CUDA train tensor keeps the linear
+            probe on the GPU.
+        num_classes: C.
+
+    Returns:
+        Test metrics (and predictions) of the candidate with the best val macro F1.
+    """
+    x: dict[str, Tensor] = {}
+    y: dict[str, np.ndarray] = {}
+    device: torch.device | None = None
+    for name, (features, labels) in (("train", train), ("val", val), ("test", test)):
+        xs, ys, is_labelled = _as_inputs(features, labels, num_classes, cfg.ignore_index, name)
+        if device is None:
+            device = xs.device
+        keep = torch.as_tensor(np.flatnonzero(is_labelled), device=xs.device)
+        x[name], y[name] = xs[keep].to(device), ys[is_labelled]
+        if y[name].size == 0:
+            raise ValueError(f"probe {name} set has no labelled points")
+        if xs.shape[1] != x["train"].shape[1]:
+            raise ValueError(
+                f"probe {name} features have {xs.shape[1]} columns, train has {x['train'].shape[1]}"
+            )
+    test_metrics, best, val_f1, test_pred = _fit_and_select(cfg, x, y, num_classes)
+    log.info(
+        "probe %s on given sets: best %s, val mF1 %.4f, test mF1 %.4f (%d/%d/%d points)",
+        type(cfg).__name__,
+        best,
+        val_f1[best],
+        test_metrics.macro_f1,
+        y["train"].size,
+        y["val"].size,
+        y["test"].size,
+    )
+    return ProbeResult(
+        test=test_metrics,
+        best=best,
+        val_macro_f1=val_f1,
+        split=None,
+        num_points={name: int(v.size) for name, v in y.items()},
+        test_pred=test_pred,
+    )

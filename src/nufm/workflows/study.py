@@ -9,7 +9,13 @@ probe on a randomly initialised frozen encoder, the baseline a pretrained repres
 beat) and ``linear-geometry`` (the same linear probe on classical local-shape descriptors,
 :mod:`nufm.models.geometric`: what a representation must beat to be worth a network). Every
 run uses the same step budget, preprocessing and test events, so only the encoder's
-starting weights and what trains differ. Writes ``results.csv``, ``results.md`` and
+starting weights and what trains differ.
+
+The frozen-feature modes ``probe``, ``probe-random``, ``probe-geometry`` and ``gbt-geometry``
+follow the probe protocol of the references instead (features computed once, heads or trees
+selected on val events, no training loop): :mod:`nufm.workflows.probe_study`.
+
+Writes ``results.csv``, ``results.md`` and
 ``label_efficiency.png`` (macro F1 vs labelled events, log x) plus one run directory with a
 ``metrics.json`` per run. The claim under test is that of PoLAr-MAE (arXiv:2502.02558) and
 Panda (arXiv:2512.01324): a pretrained encoder reaches with 10x fewer labels what scratch needs.
@@ -25,6 +31,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tyro
@@ -38,6 +45,7 @@ from nufm.tasks.build import TaskConfig
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import load_split_events, run_finetune
 from nufm.workflows.load import load_encoder
+from nufm.workflows.probe_study import PROBE_MODES, FeatureCache, feature_device, run_probe_mode
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,10 @@ MODE_LABELS: dict[str, str] = {
     "scratch": "from scratch (random init)",
     "linear-random": "linear probe (random encoder, frozen)",
     "linear-geometry": "linear probe (local-shape descriptors, no network)",
+    "probe": "linear-probe bag, val-selected (pretrained, frozen)",
+    "probe-random": "linear-probe bag, val-selected (random encoder, frozen)",
+    "probe-geometry": "linear-probe bag, val-selected (local-shape descriptors)",
+    "gbt-geometry": "boosted trees, val-selected (local-shape descriptors)",
 }
 
 
@@ -68,8 +80,6 @@ class StudyRow:
 
 LINEAR_MODES: tuple[str, ...] = ("linear", "linear-random", "linear-geometry")
 """Study modes that train one linear layer (on frozen features)."""
-
-
 _TASK_MODE: dict[str, Mode] = {
     "linear": "linear",
     "head": "head",
@@ -100,6 +110,26 @@ def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig
         optim=optim,
         train=dataclasses.replace(run.train, seed=seed),
         finetune=dataclasses.replace(run.finetune, n_train=n_train, pretrained=None),
+    )
+
+
+def _row(
+    mode: str, n: int, seed: int, sem: dict[str, Any], seconds: float, run_dir: Path | str
+) -> StudyRow:
+    """A table row from a ``semantic`` metrics block."""
+    return StudyRow(
+        mode=mode,
+        n_train=n,
+        seed=seed,
+        macro_f1=float(sem["macro_f1"]),
+        miou=float(sem["miou"]),
+        accuracy=float(sem["accuracy"]),
+        per_class_f1={
+            k: float(v["f1"]) if v["f1"] is not None else math.nan
+            for k, v in sem["per_class"].items()
+        },
+        seconds=seconds,
+        run_dir=str(run_dir),
     )
 
 
@@ -144,45 +174,56 @@ def run_study(
         split_seed=ft.split_seed,
         split_fractions=ft.split_fractions,
     )
+    cache: FeatureCache | None = None
+    if any(m in PROBE_MODES for m in cfg.modes):
+        n_val = cfg.probe.n_val if cfg.probe.n_val is not None else ft.n_test
+        val = load_split_events(
+            ft.data,
+            pre,
+            "val",
+            n_val,
+            split_seed=ft.split_seed,
+            split_fractions=ft.split_fractions,
+        )
+        cache = FeatureCache(
+            {"train": pool, "val": val, "test": test},
+            pre.transforms(),
+            batch_points=ft.eval_batch_points,
+            train_points_per_event=cfg.probe.train_points_per_event,
+            device=feature_device(cfg),
+        )
     rows: list[StudyRow] = []
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
             for seed in cfg.seeds:
                 name = f"{mode}-n{n}-s{seed}"
-                encoder_config = pretrained.encoder_config
-                if mode == "linear-geometry":
-                    encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
                 t0 = time.perf_counter()
-                result = run_finetune(
-                    study_run(cfg, mode, n, seed),
-                    out_dir / "runs" / name,
-                    pretrained=None if mode in ("scratch", "linear-geometry") else pretrained,
-                    random_encoder=mode in ("linear-random", "linear-geometry"),
-                    encoder_config=encoder_config,
-                    preprocess=pre,
-                    train_events=pool[:n],
-                    test_events=test,
-                )
-                sem = result.metrics["semantic"]
-                rows.append(
-                    StudyRow(
-                        mode=mode,
-                        n_train=n,
-                        seed=seed,
-                        macro_f1=float(sem["macro_f1"]),
-                        miou=float(sem["miou"]),
-                        accuracy=float(sem["accuracy"]),
-                        per_class_f1={
-                            k: float(v["f1"]) if v["f1"] is not None else math.nan
-                            for k, v in sem["per_class"].items()
-                        },
-                        seconds=time.perf_counter() - t0,
-                        run_dir=str(result.run_dir),
+                if mode in PROBE_MODES:
+                    assert cache is not None
+                    _, sem = run_probe_mode(
+                        cfg, mode, n, seed, cache, pretrained, out_dir / "runs" / name
                     )
-                )
-                log.info(
-                    "study %s: macro F1 %.3f (%.0f s)", name, rows[-1].macro_f1, rows[-1].seconds
-                )
+                    row = _row(
+                        mode, n, seed, sem, time.perf_counter() - t0, out_dir / "runs" / name
+                    )
+                else:
+                    encoder_config = pretrained.encoder_config
+                    if mode == "linear-geometry":
+                        encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
+                    result = run_finetune(
+                        study_run(cfg, mode, n, seed),
+                        out_dir / "runs" / name,
+                        pretrained=None if mode in ("scratch", "linear-geometry") else pretrained,
+                        random_encoder=mode in ("linear-random", "linear-geometry"),
+                        encoder_config=encoder_config,
+                        preprocess=pre,
+                        train_events=pool[:n],
+                        test_events=test,
+                    )
+                    sem = result.metrics["semantic"]
+                    row = _row(mode, n, seed, sem, time.perf_counter() - t0, result.run_dir)
+                rows.append(row)
+                log.info("study %s: macro F1 %.3f (%.0f s)", name, row.macro_f1, row.seconds)
                 write_study_outputs(rows, cfg, out_dir, pretrained.source)
     return rows
 
@@ -311,6 +352,16 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
         f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
         "semantic classes on the test events (data-set level).\n\n"
     )
+    if any(r.mode in PROBE_MODES for r in rows):
+        p = cfg.probe
+        header = header.replace("\n\n", " ") + (
+            "Val-selected modes (no training loop): frozen per-point features computed once; "
+            f"class-balanced heads at learning rates {list(p.learning_rates)} "
+            f"(at least {p.min_steps} steps) or boosted trees ({p.gbt_max_iter} iterations, "
+            f"at most {p.gbt_max_train_points} train points), the candidate with the best val "
+            f"macro F1 is scored; train events keep at most {p.train_points_per_event} "
+            "points each.\n\n"
+        )
     (out_dir / "results.md").write_text(header + markdown_table(rows))
     fig = plot_label_efficiency(
         {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},

@@ -1,0 +1,293 @@
+"""The frozen-feature modes of the label-efficiency study (:mod:`nufm.workflows.study`).
+
+``probe`` (pretrained encoder), ``probe-random`` (random encoder, initialised with the run's
+seed) and ``probe-geometry`` (local-shape descriptors, :mod:`nufm.models.geometric`) follow the
+linear-probe protocol of Panda (arXiv:2512.01324) and PoLAr-MAE (arXiv:2502.02558): per-point
+features of the frozen encoder are computed once per event (:class:`FeatureCache`, shared by
+every size, seed and mode on the same source), a bag of class-balanced logistic-regression
+heads over a grid of learning rates trains on the labelled events
+(:func:`nufm.eval.probes.run_probe_on_sets`), the head with the best macro F1 on the val events
+is selected and scored on the study's test events. ``gbt-geometry`` fits gradient-boosted trees
+on the descriptors (:func:`nufm.eval.boosted_trees.run_gbt_probe`), its number of iterations
+selected on the val events. Settings: :class:`nufm.config.ProbeStudyConfig`.
+
+Owns :data:`PROBE_MODES`, :class:`FeatureCache` and :func:`run_probe_mode`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nufm.config import StudyConfig, config_to_dict
+from nufm.data.collate import budget_batches, collate
+from nufm.data.event import Event
+from nufm.data.lartpc import SEGMENT_NAMES
+from nufm.data.transforms import Transform
+from nufm.errors import ConfigError
+from nufm.eval.boosted_trees import GBTProbeConfig, run_gbt_probe
+from nufm.eval.probes import LinearProbeConfig, ProbeResult, run_probe_on_sets
+from nufm.eval.report import metrics_report, write_metrics_json
+from nufm.models.geometric import LocalGeometryConfig
+from nufm.tasks.backbone import TaskBackbone
+from nufm.tasks.build import build_task
+from nufm.tasks.semseg import SemsegConfig
+from nufm.train.loop import seed_everything
+from nufm.workflows.load import Pretrained
+
+PROBE_MODES: tuple[str, ...] = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
+"""Study modes fitted on frozen per-point features from a :class:`FeatureCache`, selected on
+val events (no training loop)."""
+
+
+class FeatureCache:
+    """Per-point features of a study's events, computed once per feature source and event.
+
+    Each set (``train``: the pool of labelled events, whose first n are the size-n subset;
+    ``val``; ``test``) is encoded in order and only as far as a request needs, so the nested
+    labelled subsets of growing size reuse the features of the smaller ones, and every seed
+    and mode on the same source reuses them too. Events are preprocessed with ``transform``
+    and packed into batches of at most ``batch_points`` points; the encoder runs in eval mode
+    without gradients, so an event's features do not depend on its batch.
+
+    A train event keeps at most ``train_points_per_event`` of its points (a random subset
+    seeded by the event's index, the same for every source; the features are computed on the
+    whole event). Val and test events keep all points.
+    """
+
+    def __init__(
+        self,
+        events: dict[str, list[Event]],
+        transform: Transform,
+        *,
+        batch_points: int,
+        train_points_per_event: int | None,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.events = events
+        self.transform = transform
+        self.batch_points = batch_points
+        self.train_points_per_event = train_points_per_event
+        self.device = torch.device(device)
+        self._backbones: dict[str, nn.Module] = {}
+        self._feat: dict[tuple[str, str], list[np.ndarray]] = {}
+        self._label: dict[tuple[str, str], list[np.ndarray]] = {}
+        self.encoded_events: dict[str, int] = {}
+        """Source -> events encoded so far (each event of each set once)."""
+        self.seconds: dict[str, float] = {}
+        """Source -> seconds spent building its encoder and encoding."""
+
+    def get(
+        self, source: str, build: Callable[[], nn.Module], split: str, n: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features and labels of the first ``n`` events (all when None) of ``split``.
+
+        Args:
+            source: name of the feature source (the cache key), e.g. ``pretrained``.
+            build: makes the source's per-point feature module (``batch -> (N, D)``) on its
+                first use.
+            split: ``train``, ``val`` or ``test``.
+            n: events wanted.
+
+        Returns:
+            (features (M, D) float32, segment labels (M,) int64) of the points of those
+            events, event after event.
+        """
+        events = self.events[split]
+        n = len(events) if n is None else n
+        if n > len(events):
+            raise ValueError(f"FeatureCache: {n} {split} events asked, {len(events)} held")
+        feats = self._feat.setdefault((source, split), [])
+        labels = self._label.setdefault((source, split), [])
+        have = len(feats)
+        if have < n:
+            t0 = time.perf_counter()
+            if source not in self._backbones:
+                self._backbones[source] = build().to(self.device).eval()
+            self._encode(self._backbones[source], split, have, n, feats, labels)
+            self.encoded_events[source] = self.encoded_events.get(source, 0) + n - have
+            self.seconds[source] = self.seconds.get(source, 0.0) + time.perf_counter() - t0
+        return np.concatenate(feats[:n]), np.concatenate(labels[:n])
+
+    @torch.no_grad()
+    def _encode(
+        self,
+        backbone: nn.Module,
+        split: str,
+        start: int,
+        stop: int,
+        feats: list[np.ndarray],
+        labels: list[np.ndarray],
+    ) -> None:
+        """Append the features and labels of events ``start..stop-1`` of ``split``."""
+        prepared = (
+            (i, self.transform(self.events[split][i], np.random.default_rng((0, i))))
+            for i in range(start, stop)
+        )
+        for chunk in budget_batches(prepared, self.batch_points, size=lambda item: len(item[1])):
+            batch = collate([ev for _, ev in chunk]).to(self.device)
+            if batch.segment is None:
+                raise ValueError("study probe: the events need semantic labels (segment)")
+            x = backbone(batch).float().cpu().numpy()  # (N, D)
+            y = batch.segment.cpu().numpy()  # (N,)
+            ends = batch.offset.cpu().numpy()
+            for (i, _), s, e in zip(chunk, np.concatenate([[0], ends[:-1]]), ends, strict=True):
+                keep = np.arange(s, e)
+                cap = self.train_points_per_event
+                if split == "train" and cap is not None and e - s > cap:
+                    rng = np.random.default_rng((11, i))
+                    keep = s + np.sort(rng.choice(e - s, cap, replace=False))
+                feats.append(x[keep])
+                labels.append(y[keep].astype(np.int64))
+
+
+def feature_device(cfg: StudyConfig) -> torch.device:
+    """Where the study encodes features: ``cfg.run.train.device`` (``auto``: CUDA if any)."""
+    kind = cfg.run.train.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(kind)
+
+
+def _feature_source(
+    cfg: StudyConfig, mode: str, seed: int, pretrained: Pretrained
+) -> tuple[str, Callable[[], nn.Module]]:
+    """(cache key, builder of the per-point feature module) of a frozen-feature mode: the
+    backbone of the task in linear mode, so the features are the ones a ``linear`` run's
+    layer sees."""
+    task = cfg.run.objective
+    assert isinstance(task, SemsegConfig)
+    linear = dataclasses.replace(task, mode="linear")
+    match mode:
+        case "probe":
+            enc = pretrained.encoder_config
+            if enc is None:
+                raise ConfigError(f"study: {pretrained.source} has no task encoder to probe")
+            return (
+                "pretrained",
+                lambda: (
+                    build_task(dataclasses.replace(linear, encoder=enc), pretrained.state).backbone
+                ),
+            )
+        case "probe-random":
+            enc = pretrained.encoder_config
+            if enc is None:
+                raise ConfigError(f"study: {pretrained.source} has no task encoder to probe")
+
+            def random_backbone() -> nn.Module:
+                # the encoder a linear-random run of this seed starts from: run_finetune seeds,
+                # then the task builds its backbone first
+                seed_everything(seed)
+                return TaskBackbone(dataclasses.replace(linear, encoder=enc))
+
+            return f"random-s{seed}", random_backbone
+        case "probe-geometry" | "gbt-geometry":
+            geo = LocalGeometryConfig(ks=cfg.probe.geometry_ks)
+            return "geometry", lambda: TaskBackbone(dataclasses.replace(linear, encoder=geo))
+        case _:
+            raise ValueError(f"study: {mode!r} is not a frozen-feature mode {PROBE_MODES}")
+
+
+def run_probe_mode(
+    cfg: StudyConfig,
+    mode: str,
+    n_train: int,
+    seed: int,
+    cache: FeatureCache,
+    pretrained: Pretrained,
+    run_dir: Path,
+) -> tuple[ProbeResult, dict[str, Any]]:
+    """One (frozen-feature mode, size, seed) of a study: features from ``cache``, the probe
+    fitted on the first ``n_train`` train events, selected on the val events, scored on the
+    test events; writes ``run_dir/metrics.json``.
+
+    Returns:
+        (the probe result, its ``semantic`` metrics block in the format of
+        :func:`nufm.eval.tasks.evaluate_task`).
+    """
+    task = cfg.run.objective
+    ft = cfg.run.finetune
+    if not isinstance(task, SemsegConfig) or ft is None:
+        raise ConfigError(
+            f"study: mode {mode!r} probes per-point semantic classes; the run's task is "
+            f"{type(task).__name__}"
+        )
+    feature_s0 = sum(cache.seconds.values())
+    source, build = _feature_source(cfg, mode, seed, pretrained)
+    sets = {
+        split: cache.get(source, build, split, n_train if split == "train" else None)
+        for split in ("train", "val", "test")
+    }
+    p = cfg.probe
+    C = task.num_classes
+    is_gbt = mode == "gbt-geometry"
+    if is_gbt:
+        gbt = GBTProbeConfig(
+            max_iter=p.gbt_max_iter,
+            learning_rate=p.gbt_learning_rate,
+            max_leaf_nodes=p.gbt_max_leaf_nodes,
+            max_train_points=p.gbt_max_train_points,
+            n_threads=p.gbt_threads,
+            seed=seed,
+            ignore_index=task.ignore_index,
+        )
+        result = run_gbt_probe(gbt, sets["train"], sets["val"], sets["test"], C)
+    else:
+        linear = LinearProbeConfig(
+            learning_rates=p.learning_rates,
+            epochs=p.epochs,
+            min_steps=p.min_steps,
+            batch_size=p.batch_size,
+            weight_decay=p.weight_decay,
+            class_balanced=True,
+            seed=seed,
+            ignore_index=task.ignore_index,
+        )
+        result = run_probe_on_sets(linear, sets["train"], sets["val"], sets["test"], C)
+    sem = metrics_report(semantic=result.test, class_names=list(SEGMENT_NAMES[:C]))["semantic"]
+    is_geometry = mode in ("probe-geometry", "gbt-geometry")
+    write_metrics_json(
+        run_dir / "metrics.json",
+        {
+            "task": cfg.run.name,
+            "mode": mode,
+            "num_events": len(cache.events["test"]),
+            "semantic": sem,
+            "selection": {
+                "best": result.best,
+                "val_macro_f1": result.val_macro_f1,
+                "num_points": result.num_points,
+            },
+        },
+        model={
+            "task": cfg.run.name,
+            "mode": mode,
+            "probe": "gradient-boosted trees" if is_gbt else "bag of logistic regressions",
+            "encoder": "LocalGeometryConfig"
+            if is_geometry
+            else type(pretrained.encoder_config).__name__,
+            "random_encoder": mode == "probe-random",
+            "pretrained": pretrained.source if mode == "probe" else None,
+            "pretrained_step": pretrained.step if mode == "probe" else None,
+            "settings": config_to_dict(p),
+            "feature_seconds": sum(cache.seconds.values()) - feature_s0,
+        },
+        data={
+            "files": [str(f) for f in ft.data],
+            "split_fractions": ft.split_fractions,
+            "split_seed": ft.split_seed,
+            "n_train": n_train,
+            "n_val": len(cache.events["val"]),
+            "n_test": len(cache.events["test"]),
+        },
+        preprocess=pretrained.preprocess.to_dict(),
+        seed=seed,
+    )
+    return result, sem
