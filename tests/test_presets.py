@@ -47,7 +47,8 @@ def test_listing_names_every_preset_with_its_description(
     listed = {line.split()[0]: " ".join(line.split()[1:]) for line in lines if line[:2] == "  "}
     assert {k: v for k, v in listed.items() if k in PRESETS} == DESCRIPTIONS
     assert set(listed) == set(PRESETS) | set(STUDY_PRESETS)
-    assert listed["quick"] == "3 sizes x 6 modes x 1 seeds, 160 steps per run"
+    assert listed["quick"] == "3 sizes x 6 modes x 1 seeds, 160 steps per trained run"
+    assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
 
 
 def test_unknown_preset_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:

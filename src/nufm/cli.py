@@ -178,7 +178,7 @@ def presets(name: Pos[str | None] = None) -> None:
     Args:
         name: A preset name; omitted = list them all.
     """
-    from nufm.config import config_to_yaml
+    from nufm.config import PROBE_MODES, config_to_yaml
     from nufm.presets import DESCRIPTIONS, PRESETS, STUDY_PRESETS
 
     if name is None:
@@ -186,11 +186,13 @@ def presets(name: Pos[str | None] = None) -> None:
         lines = ["run presets (nufm pretrain / nufm finetune --preset NAME):"]
         lines += [f"  {k:<{width}}  {DESCRIPTIONS[k]}" for k in PRESETS]
         lines += ["study presets (nufm study --preset NAME):"]
-        lines += [
-            f"  {k:<{width}}  {len(c.sizes)} sizes x {len(c.modes)} modes x {len(c.seeds)} "
-            f"seeds, {c.run.train.max_steps} steps per run"
-            for k, c in STUDY_PRESETS.items()
-        ]
+        for k, c in STUDY_PRESETS.items():
+            trained = [m for m in c.modes if m not in PROBE_MODES]
+            budget = f"{c.run.train.max_steps} steps per trained run" if trained else "no training"
+            lines.append(
+                f"  {k:<{width}}  {len(c.sizes)} sizes x {len(c.modes)} modes x {len(c.seeds)} "
+                f"seeds, {budget}"
+            )
         print("\n".join(lines))
     elif name in PRESETS:
         print(config_to_yaml(PRESETS[name]), end="")

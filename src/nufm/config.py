@@ -308,6 +308,10 @@ by the fine-tuning loop; or a frozen-feature probe of the reference protocol (``
 events; ``gbt-geometry``: gradient-boosted trees on the descriptors), see
 :class:`ProbeStudyConfig`."""
 
+PROBE_MODES: tuple[StudyMode, ...] = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
+"""Study modes fitted on frozen per-point features (of an encoder or of the descriptors),
+selected on val events, with no training loop."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProbeStudyConfig:

@@ -11,7 +11,7 @@ is selected and scored on the study's test events. ``gbt-geometry`` fits gradien
 on the descriptors (:func:`nufm.eval.boosted_trees.run_gbt_probe`), its number of iterations
 selected on the val events. Settings: :class:`nufm.config.ProbeStudyConfig`.
 
-Owns :data:`PROBE_MODES`, :class:`FeatureCache` and :func:`run_probe_mode`.
+Owns :class:`FeatureCache` and :func:`run_probe_mode`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nufm.config import StudyConfig, config_to_dict
+from nufm.config import PROBE_MODES, StudyConfig, config_to_dict
 from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import SEGMENT_NAMES
@@ -41,10 +41,6 @@ from nufm.tasks.build import build_task
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.loop import seed_everything
 from nufm.workflows.load import Pretrained
-
-PROBE_MODES: tuple[str, ...] = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
-"""Study modes fitted on frozen per-point features from a :class:`FeatureCache`, selected on
-val events (no training loop)."""
 
 
 class FeatureCache:

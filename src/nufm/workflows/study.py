@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import tyro
 
-from nufm.config import RunConfig, StudyConfig
+from nufm.config import PROBE_MODES, RunConfig, StudyConfig
 from nufm.eval.plots import plot_label_efficiency
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
@@ -45,7 +45,7 @@ from nufm.tasks.build import TaskConfig
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import load_split_events, run_finetune
 from nufm.workflows.load import load_encoder
-from nufm.workflows.probe_study import PROBE_MODES, FeatureCache, feature_device, run_probe_mode
+from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
 
 log = logging.getLogger(__name__)
 
