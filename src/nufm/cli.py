@@ -138,7 +138,7 @@ def evaluate(
     data: tuple[Path, ...],
     split: Literal["train", "val", "test"] = "test",
     n_events: int | None = None,
-    split_seed: int = 0,
+    split_seed: int | None = None,
     out: Path | None = None,
 ) -> None:
     """Evaluate a fine-tuning run on a split of a data set: data-set-level metrics written to a
@@ -149,7 +149,7 @@ def evaluate(
         data: PILArNet-M layout HDF5 file(s).
         split: Which event split to evaluate.
         n_events: Evaluate only the first n events of the split (seeded order).
-        split_seed: Seed of the event split (use the one the run was trained with).
+        split_seed: Seed of the event split (None: the run's own, with its split fractions).
         out: Metrics JSON path (default RUN_DIR/eval_<split>.json).
     """
     import json

@@ -26,3 +26,8 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
     assert again["instance"] == pytest.approx(result.metrics["instance"], nan_ok=True)
     saved = json.loads((tmp_path / "run" / "eval_test.json").read_text())
     assert saved["data"]["n_events"] == 2
+    # without a split given, the run's own split (0.6 / 0.2 / 0.2, seed 0) is evaluated
+    own = evaluate_run(tmp_path / "run", (data,), "test", n_events=2, out=tmp_path / "own.json")
+    assert own["instance"] == pytest.approx(result.metrics["instance"], nan_ok=True)
+    recorded = json.loads((tmp_path / "own.json").read_text())["data"]
+    assert recorded["split_fractions"] == [0.6, 0.2, 0.2] and recorded["split_seed"] == 0

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from nufm.config import RunConfig
+from nufm.config import FinetuneConfig, RunConfig
 from nufm.data.dataset import PILArNetDataset
 from nufm.data.event import Event
 from nufm.data.transforms import Preprocess
@@ -238,20 +238,25 @@ def evaluate_run(
     data: tuple[Path, ...],
     split: Split = "test",
     n_events: int | None = None,
-    split_seed: int = 0,
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    split_seed: int | None = None,
+    split_fractions: tuple[float, float, float] | None = None,
     out: Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the latest checkpoint of a fine-tuning run on a split of ``data``.
 
     The task is rebuilt from the run's saved config and loaded strictly; the preprocessing is
     the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`), see
-    :func:`nufm.workflows.load.load_task`.
-    Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``).
+    :func:`nufm.workflows.load.load_task`. ``split_seed`` and ``split_fractions`` default to
+    the run's own (its saved ``finetune`` section), so the test events are the ones it was
+    tested on. Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``).
     """
     run_dir = Path(run_dir)
     loaded = load_task(run_dir)
     task, preprocess = loaded.task, loaded.preprocess
+    saved = loaded.run_config.finetune if loaded.run_config is not None else None
+    saved = saved or FinetuneConfig()  # a run saved before the finetune section existed
+    split_seed = saved.split_seed if split_seed is None else split_seed
+    split_fractions = saved.split_fractions if split_fractions is None else split_fractions
     events = load_split_events(
         tuple(data),
         preprocess,
@@ -270,6 +275,7 @@ def evaluate_run(
             "files": [str(p) for p in data],
             "split": split,
             "split_seed": split_seed,
+            "split_fractions": list(split_fractions),
             "n_events": len(events),
         },
         preprocess=preprocess.to_dict(),

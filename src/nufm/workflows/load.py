@@ -85,6 +85,8 @@ class FineTuned:
         preprocess: the preprocessing contract of its inputs.
         source: the checkpoint file or exported directory it was loaded from.
         step: the optimizer step of the checkpoint (-1 for exports).
+        run_config: the whole run's config, with its ``finetune`` section (labelled files,
+            split); None for exports.
     """
 
     task: TaskModule
@@ -92,6 +94,7 @@ class FineTuned:
     preprocess: Preprocess
     source: str
     step: int = -1
+    run_config: RunConfig | None = None
 
 
 @dataclass
@@ -277,7 +280,12 @@ def _task_from(saved: _Saved) -> FineTuned:
     assert isinstance(task, TaskModule)
     log.info("loaded %s task (%s) from %s (step %d)", cfg.name, cfg.mode, saved.source, saved.step)
     return FineTuned(
-        task=task, config=cfg, preprocess=preprocess, source=saved.source, step=saved.step
+        task=task,
+        config=cfg,
+        preprocess=preprocess,
+        source=saved.source,
+        step=saved.step,
+        run_config=saved.run_config,
     )
 
 
