@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.configs import tiny_mae_run
 from nufm.cli import COMMANDS, is_user_error, main
 from nufm.errors import ConfigError, InputError, UserError
 
@@ -57,10 +58,9 @@ def _corrupt_checkpoint(run: Path) -> None:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
-    from nufm.config import DataConfig, save_config
+    from nufm.config import save_config
     from nufm.data.pilarnet import write_events
     from nufm.data.synthetic import synthetic_events
-    from nufm.presets import get_preset
     from nufm.train.run import run_pretrain
     from nufm.workflows.embed import Embeddings, write_embeddings
 
@@ -75,16 +75,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     empty = root / "empty.h5"
     write_events(empty, [])
 
-    base = get_preset("mae-tiny")
-    cfg = dataclasses.replace(
-        base,
-        train=dataclasses.replace(
-            base.train, max_steps=2, checkpoint_every=2, monitor_every=0, bf16=False
-        ),
-        optim=dataclasses.replace(base.optim, warmup_steps=1),
-        logging=dataclasses.replace(base.logging, progress=False, tensorboard=False),
-        data=DataConfig(source="file", path=ok, max_points=60_000, max_events=8),
-    )
+    cfg = tiny_mae_run(ok)
     run = root / "run"
     run_pretrain(cfg, run)
     no_ckpt = root / "no_ckpt"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -32,26 +31,16 @@ def readme_python_block() -> str:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``runs/mae`` (2 pretraining steps), ``runs/semseg`` (2 fine-tuning steps) and the data
     file ``sim.h5`` (8 synthetic events) in one directory."""
+    from helpers.configs import tiny_mae_run
     from nufm.cli import main
-    from nufm.config import DataConfig
     from nufm.data.pilarnet import write_events
     from nufm.data.synthetic import synthetic_events
-    from nufm.presets import get_preset
     from nufm.train.run import run_pretrain
 
     root = tmp_path_factory.mktemp("front_door")
     data = root / "sim.h5"
     write_events(data, synthetic_events(8, seed=1))
-    base = get_preset("mae-tiny")
-    cfg = dataclasses.replace(
-        base,
-        train=dataclasses.replace(
-            base.train, max_steps=2, checkpoint_every=2, monitor_every=0, bf16=False
-        ),
-        optim=dataclasses.replace(base.optim, warmup_steps=1),
-        logging=dataclasses.replace(base.logging, progress=False, tensorboard=False),
-        data=DataConfig(source="file", path=data, max_points=60_000, max_events=8),
-    )
+    cfg = tiny_mae_run(data)
     run_pretrain(cfg, root / "runs" / "mae")
     main(
         [

@@ -109,3 +109,34 @@ def tiny_run_config(**sections: dict) -> RunConfig:
 def toy_factory(data_cfg: DataConfig) -> list[Event]:
     """The toy events of ``data_cfg`` (a dataset factory for the training loop)."""
     return toy_events(data_cfg.num_events, data_cfg.sim_seed)
+
+
+def tiny_mae_run(data: Path) -> RunConfig:
+    """``mae-tiny`` cut to 2 fp32 steps on the events of ``data`` (one checkpoint, no monitor,
+    no progress bar or TensorBoard): a real pretraining run directory in seconds."""
+    from nufm.presets import get_preset
+
+    base = get_preset("mae-tiny")
+    return dataclasses.replace(
+        base,
+        train=dataclasses.replace(
+            base.train, max_steps=2, checkpoint_every=2, monitor_every=0, bf16=False
+        ),
+        optim=dataclasses.replace(base.optim, warmup_steps=1),
+        logging=dataclasses.replace(base.logging, progress=False, tensorboard=False),
+        data=DataConfig(source="file", path=data, max_points=60_000, max_events=8),
+    )
+
+
+def one_step_mae_run() -> RunConfig:
+    """One step of the ``mae-tiny`` objective on 4 simulated events (default optimiser): the
+    pretrained source of the study tests."""
+    from nufm.presets import PRESETS
+
+    return RunConfig(
+        objective=PRESETS["mae-tiny"].objective,
+        train=TrainConfig(max_steps=1, checkpoint_every=1, device="cpu"),
+        logging=LoggingConfig(progress=False, tensorboard=False),
+        data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=4),
+        optim=OptimConfig(warmup_steps=1),
+    )

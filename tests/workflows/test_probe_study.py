@@ -13,14 +13,10 @@ import pytest
 import torch
 from torch import nn
 
+from helpers.configs import one_step_mae_run
 from nufm.batch import PointBatch
 from nufm.config import (
-    DataConfig,
-    LoggingConfig,
-    OptimConfig,
     ProbeStudyConfig,
-    RunConfig,
-    TrainConfig,
 )
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.pilarnet import write_events
@@ -114,13 +110,7 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("probe_study")
     run_dir = tmp / "pretrain"
     run_pretrain(
-        RunConfig(
-            objective=PRESETS["mae-tiny"].objective,
-            train=TrainConfig(max_steps=1, checkpoint_every=1, device="cpu"),
-            logging=LoggingConfig(progress=False, tensorboard=False),
-            data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=4),
-            optim=OptimConfig(warmup_steps=1),
-        ),
+        one_step_mae_run(),
         run_dir,
     )
     data = tmp / "events.h5"

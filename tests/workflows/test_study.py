@@ -8,9 +8,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
+from helpers.configs import one_step_mae_run
 from nufm.data.pilarnet import write_events
-from nufm.presets import PRESETS, STUDY_PRESETS
+from nufm.presets import STUDY_PRESETS
 from nufm.sim import generate_events
 from nufm.train.run import run_pretrain
 from nufm.workflows.study import run_study
@@ -19,13 +19,7 @@ from nufm.workflows.study import run_study
 def test_baseline_modes_use_their_own_encoders(tmp_path: Path) -> None:
     run_dir = tmp_path / "pretrain"
     run_pretrain(
-        RunConfig(
-            objective=PRESETS["mae-tiny"].objective,
-            train=TrainConfig(max_steps=1, checkpoint_every=1, device="cpu"),
-            logging=LoggingConfig(progress=False, tensorboard=False),
-            data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=4),
-            optim=OptimConfig(warmup_steps=1),
-        ),
+        one_step_mae_run(),
         run_dir,
     )
     data = tmp_path / "events.h5"
