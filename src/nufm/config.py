@@ -192,6 +192,10 @@ class DataConfig:
     """With augment: multiply each energy by max(0, 1 + energy_smear * N(0, 1)) (0 = off)."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
+    cache_groups: bool = True
+    """Objectives over token groups (MAE): compute each event's groups once, in the data
+    pipeline before the augmentations, and reuse them every epoch (without a crop); False =
+    group inside every training step."""
 
     def __post_init__(self) -> None:
         if self.source == "file" and self.path is None:

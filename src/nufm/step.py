@@ -20,7 +20,7 @@ A pretraining objective also owns its online encoder as the submodule ``encoder`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -73,6 +73,17 @@ class HasParamLRScale(Protocol):
     def param_lr_scale(self, name: str) -> float:
         """Multiplier (> 0) of the learning rate of parameter ``name`` (as in
         ``named_parameters``)."""
+        ...
+
+
+@runtime_checkable
+class HasEventGrouper(Protocol):
+    """An objective whose per-event neighbourhoods (token groups, context targets) the data
+    pipeline computes once per event, so that a training step runs only the network."""
+
+    def event_grouper(self, cache: bool = True) -> Any:
+        """The transform ``(event, rng) -> event`` that attaches those groups
+        (``nufm.models.tokenizers.EventGrouper``); ``cache`` = reuse them across epochs."""
         ...
 
 

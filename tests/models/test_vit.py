@@ -11,7 +11,8 @@ from nufm.models.vit import ViT, ViTConfig
 
 
 def _tiny_vit(**kw: object) -> ViT:
-    cfg = ViTConfig(embed_dim=32, depth=2, num_heads=4, drop_path=0.1, attn_drop=0.0, **kw)
+    base: dict[str, object] = dict(drop_path=0.1, attn_drop=0.0)
+    cfg = ViTConfig(embed_dim=32, depth=2, num_heads=4, **(base | kw))  # type: ignore[arg-type]
     return ViT(cfg)
 
 
@@ -131,3 +132,26 @@ def test_perceiver_rejects_wrong_stream_width() -> None:
 def test_vit_config_validation() -> None:
     with pytest.raises(ValueError, match="not divisible"):
         ViTConfig(embed_dim=30, num_heads=4)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_vit_packed_rows_equal_padded_blocks(train: bool) -> None:
+    """ViT runs only real tokens (packed projections, attention per event); at the real rows
+    it must equal the padded, masked blocks, drop-path included (same per-event draws)."""
+    torch.manual_seed(0)
+    vit = _tiny_vit(drop_path=0.5, attn_drop=0.0, add_pos_at_every_layer=True).train(train)
+    B, G, D = 3, 7, vit.cfg.embed_dim
+    x, pos = torch.randn(B, G, D), torch.randn(B, G, D)
+    valid = torch.rand(B, G) < 0.7
+    valid[0, 0] = valid[1, 3] = True
+    valid[2] = False  # an event with no token
+    torch.manual_seed(1)
+    out = vit(x, pos, valid, return_blocks=(0,))
+    torch.manual_seed(1)
+    h = x
+    for i, block in enumerate(vit.blocks):
+        h = block(h + pos, valid)
+        if i == 0:
+            torch.testing.assert_close(out.hidden[0][valid], h[valid])
+    torch.testing.assert_close(out.feat[valid], vit.norm(h)[valid])
+    assert bool((out.feat[~valid] == 0).all())

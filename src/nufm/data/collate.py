@@ -8,7 +8,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from nufm.batch import PointBatch
+from nufm.batch import PointBatch, pack_groups
 from nufm.data.event import Event
 
 T = TypeVar("T")
@@ -25,7 +25,8 @@ def collate(events: Sequence[Event]) -> PointBatch:
     energy as a single channel. A label field is packed when every event has it; when only some
     do, the missing ones are filled with -1 (ignored by losses and metrics). Per-event numbers in
     ``event.meta`` that every event has become ``targets`` (B,) float32 tensors (strings and
-    filter bookkeeping ``n_removed_*`` are not targets).
+    filter bookkeeping ``n_removed_*`` are not targets). Token groups are packed when every
+    event has groups made with one key (``PointBatch.groups``, else None).
     """
     if len(events) == 0:
         raise ValueError("collate: got an empty list of events")
@@ -62,6 +63,7 @@ def collate(events: Sequence[Event]) -> PointBatch:
         offset=torch.cumsum(counts, 0),
         event_id=torch.tensor([e.event_id for e in events], dtype=torch.int64),
         targets=targets,
+        groups=pack_groups([e.groups for e in events], [len(e) for e in events]),
         **labels,
     )
 

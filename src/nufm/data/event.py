@@ -34,6 +34,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from nufm.batch import EventGroups
+
 POINT_FIELDS = ("coord", "energy", "segment", "pid", "instance", "interaction", "feat", "stream")
 """Names of the per-point arrays; transforms index all of them together."""
 
@@ -97,6 +99,9 @@ class Event:
     """Where the event came from (file path or 'sim'), for error messages."""
     meta: dict = field(default_factory=dict)
     """Free-form per-event scalars (e.g. number of interactions); never per-point data."""
+    groups: EventGroups | None = None
+    """Token groups of these points, attached by the data pipeline (``nufm.models.tokenizers
+    .EventGrouper``); any change of the point set (:meth:`select`) drops them."""
 
     def __post_init__(self) -> None:
         n = self.coord.shape[0]
@@ -120,14 +125,15 @@ class Event:
     def select(self, keep: np.ndarray) -> Event:
         """Return a new event with only the points ``keep`` (bool (N,) or int indices).
 
-        Every per-point field is indexed together, so labels stay aligned.
+        Every per-point field is indexed together, so labels stay aligned; token groups refer
+        to the old rows and are dropped.
         """
         updates = {
             name: getattr(self, name)[keep]
             for name in POINT_FIELDS
             if getattr(self, name) is not None
         }
-        return replace(self, **updates)
+        return replace(self, groups=None, **updates)
 
     def with_fields(self, **updates) -> Event:
         """Return a copy with some fields replaced (validated again)."""

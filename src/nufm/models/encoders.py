@@ -103,8 +103,9 @@ class TokenViTEncoder(Encoder):
         return self.cfg.vit.embed_dim
 
     def tokenize(self, batch: PointBatch) -> Tokens:
-        """Packed batch -> padded :class:`Tokens`."""
-        return self.tokenizer(batch.coord, batch.feat, batch.offset)
+        """Packed batch -> padded :class:`Tokens` (from ``batch.groups`` when the data pipeline
+        grouped the points already)."""
+        return self.tokenizer(batch.coord, batch.feat, batch.offset, batch.groups)
 
     def encode_tokens(
         self, tokens: Tokens, is_masked: Tensor | None = None, return_blocks: Sequence[int] = ()

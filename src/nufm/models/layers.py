@@ -42,6 +42,15 @@ class DropPath(nn.Module):
         survive = x.new_empty(shape).bernoulli_(keep)
         return x * survive / keep
 
+    def rows(self, x: Tensor, event: Tensor, num_events: int) -> Tensor:
+        """Packed rows ``x`` (T, D) of ``num_events`` events (``event`` (T,) int64): drop whole
+        events, drawing the same B numbers as :meth:`forward` on the padded (B, G, D) tokens."""
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        survive = x.new_empty((num_events,)).bernoulli_(keep)  # (B,)
+        return x * (survive / keep)[event][:, None]
+
 
 class LayerScale(nn.Module):
     """Per-channel learnable scale (CaiT, arXiv:2103.17239); identity when ``init`` is None."""
@@ -118,6 +127,27 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, G, D)  # (B, G, D)
         return self.proj_drop(self.proj(out))
 
+    def forward_rows(self, x: Tensor, counts: list[int]) -> Tensor:
+        """Packed tokens: x (T, D), the tokens of B events back to back (``counts[b]`` rows
+        for event b). Attention runs event by event with no padding and no mask (cost
+        sum_b G_b^2 instead of B * max_b G_b^2). Returns (T, D), equal to ``forward`` on the
+        padded tokens at the real rows.
+        """
+        D = x.shape[1]
+        H = self.num_heads
+        qkv = self.qkv(x)  # (T, 3D)
+        outs = []
+        for part in torch.split(qkv, counts):  # (G_b, 3D) per event
+            if part.shape[0] == 0:
+                continue
+            q, k, v = part.reshape(1, -1, 3, H, D // H).permute(2, 0, 3, 1, 4)  # (1, H, G_b, Dh)
+            out = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.attn_drop if self.training else 0.0
+            )  # (1, H, G_b, D/H)
+            outs.append(out[0].transpose(0, 1).reshape(-1, D))  # (G_b, D)
+        out = torch.cat(outs) if outs else x.new_zeros(0, D)  # (T, D)
+        return self.proj_drop(self.proj(out))
+
 
 class CrossAttention(nn.Module):
     """Multi-head cross-attention: queries (B, Q, Dq) attend to keys/values (B, S, Dkv)."""
@@ -183,6 +213,15 @@ class Block(nn.Module):
         """x (B, G, D), valid (B, G) -> (B, G, D)."""
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), valid)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
+
+    def forward_rows(self, x: Tensor, counts: list[int], event: Tensor) -> Tensor:
+        """Packed tokens x (T, D) of B = len(counts) events, ``event`` (T,) the event of each
+        row -> (T, D); equal to ``forward`` on the padded tokens at the real rows, with no
+        work spent on padding."""
+        B = len(counts)
+        attn = self.attn.forward_rows(self.norm1(x), counts)  # (T, D)
+        x = x + self.drop_path.rows(self.ls1(attn), event, B)
+        return x + self.drop_path.rows(self.ls2(self.mlp(self.norm2(x))), event, B)
 
 
 class CrossBlock(nn.Module):

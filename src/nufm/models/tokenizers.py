@@ -12,12 +12,15 @@ pipeline step by step, and where it differs from PoLAr-MAE: docs/objectives.md, 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nufm.batch import EventGroups, TokenGroups
+from nufm.data.event import Event
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling
@@ -255,10 +258,172 @@ def canonical_order(coord: Tensor, offset: Tensor) -> Tensor:
     return order[torch.argsort(event[order], stable=True)]
 
 
+def grouping_key(cfg: PointMAETokenizerConfig) -> str:
+    """The settings that decide an event's token groups, as a string (cached groups carry it)."""
+    return (
+        f"radius={cfg.group_radius:.9g} k={cfg.group_max_points} "
+        f"candidates={cfg.group_upscale_points} overlap={cfg.overlap_factor:.9g} "
+        f"init={cfg.num_init_groups} cnms_k={cfg.cnms_k} length={cfg.context_length}"
+    )
+
+
+@torch.no_grad()
+def group_points(
+    cfg: PointMAETokenizerConfig, coord: Tensor, offset: Tensor, random_start: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Choose centres and group points (no parameters, no gradients).
+
+    Args:
+        cfg: the tokenizer settings.
+        coord: (N, 3) float normalised coordinates.
+        offset: (B,) int64 exclusive event ends.
+        random_start: random FPS seeds (only used with ``cfg.num_init_groups``).
+
+    Returns:
+        center_row (Q,) int64 point row of every centre, center_offset (B,),
+        group_idx (Q, K) int64 global point rows (-1 empty), n_dropped (B,) int64.
+
+    The points are visited in a canonical order (per event, sorted by x, then y, then z;
+    :func:`canonical_order`), so the tokens do not depend on the order in which an event's
+    points are stored (C-NMS and the ball query break ties by visiting order); only
+    points at identical positions keep their stored order.
+    """
+    order = canonical_order(coord, offset)  # (N,) stored row of each canonical row
+    center_row, center_offset, idx, n_dropped = _group_sorted(
+        cfg, coord[order], offset, random_start
+    )
+    idx = torch.where(idx >= 0, order[idx.clamp(min=0)], idx)  # (Q, K) stored rows
+    return order[center_row], center_offset, idx, n_dropped
+
+
+_warned_overflow = False
+
+
+def _group_sorted(
+    cfg: PointMAETokenizerConfig, coord: Tensor, offset: Tensor, random_start: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`group_points` on points already in canonical order (rows refer to that order)."""
+    global _warned_overflow
+    N = coord.shape[0]
+    if cfg.num_init_groups is not None:
+        start = "random" if random_start else "first"
+        cand_row, cand_offset = farthest_point_sampling(
+            coord, offset, cfg.num_init_groups, start=start
+        )
+    else:
+        cand_row = torch.arange(N, device=coord.device)
+        cand_offset = offset
+    keep, center_offset, n_dropped = centrality_nms(
+        coord[cand_row],
+        cand_offset,
+        2.0 * cfg.group_radius * cfg.overlap_factor,
+        cfg.cnms_k,
+        cfg.context_length,
+    )
+    center_row = cand_row[keep]  # (Q,)
+    if bool((n_dropped > 0).any()) and not _warned_overflow:
+        _warned_overflow = True
+        log.warning(
+            "PointMAETokenizer: %d events had more than context_length=%d C-NMS "
+            "centres; extra centres dropped (counted in Tokens.n_dropped; logged once)",
+            int((n_dropped > 0).sum()),
+            cfg.context_length,
+        )
+    idx = ball_group(
+        coord[center_row],
+        center_offset,
+        coord,
+        offset,
+        cfg.group_radius,
+        cfg.group_upscale_points,
+        cfg.group_max_points,
+    )  # (Q, K)
+    return center_row, center_offset, idx, n_dropped
+
+
+@dataclass(frozen=True)
+class ContextGrouping:
+    """A wider neighbourhood of every centre (the MAE context target, ``nufm.ssl.mae``)."""
+
+    radius: float
+    candidates: int
+    points: int
+
+    @property
+    def key(self) -> str:
+        return f" context={self.radius:.9g}/{self.candidates}/{self.points}"
+
+
+class EventGrouper:
+    """Computes an event's :class:`~nufm.batch.EventGroups` once, in the data pipeline.
+
+    A transform (``grouper(event, rng) -> event`` with ``groups`` attached), placed by
+    :func:`nufm.train.components.build_transform` after the coordinates are normalised and
+    before the augmentations: groups are a function of the event's points alone, so they are
+    cached per event (source, row and size) and a later epoch reuses them. Tokens of the
+    rotated, flipped or scaled event are then the same groups of the same points, whose
+    centre positions and offsets the model reads from the augmented coordinates.
+    """
+
+    def __init__(
+        self,
+        cfg: PointMAETokenizerConfig,
+        context: ContextGrouping | None = None,
+        *,
+        cache: bool = True,
+        max_cached: int = 50_000,
+    ) -> None:
+        self.cfg = cfg
+        self.context = context
+        self.key = grouping_key(cfg) + (context.key if context is not None else "")
+        self.cache = cache
+        self.max_cached = max_cached
+        self._memo: dict[tuple, EventGroups] = {}
+
+    def groups(self, coord: np.ndarray) -> EventGroups:
+        """(N, 3) normalised coordinates of one event -> its groups (rows of ``coord``)."""
+        xyz = torch.from_numpy(np.ascontiguousarray(coord, dtype=np.float32))  # (N, 3)
+        offset = torch.tensor([xyz.shape[0]], dtype=torch.int64)
+        center_row, _, idx, n_dropped = group_points(self.cfg, xyz, offset)
+        context = None
+        if self.context is not None:
+            c = self.context
+            context = (
+                ball_group(
+                    xyz[center_row],
+                    offset.new_tensor([center_row.shape[0]]),
+                    xyz,
+                    offset,
+                    c.radius,
+                    c.candidates,
+                    c.points,
+                )
+                .to(torch.int32)
+                .numpy()
+            )  # (G, M)
+        return EventGroups(
+            key=self.key,
+            n_points=int(xyz.shape[0]),
+            center=center_row.numpy(),
+            group=idx.to(torch.int32).numpy(),
+            context=context,
+            n_dropped=int(n_dropped[0]),
+        )
+
+    def __call__(self, event: Event, rng: np.random.Generator | None = None) -> Event:
+        """Attach the event's groups (computed, or reused when this event was seen before)."""
+        del rng  # deterministic
+        name = (event.source, event.event_id, len(event))
+        cached = self._memo.get(name) if self.cache and event.event_id >= 0 else None
+        if cached is None:
+            cached = self.groups(event.coord)
+            if self.cache and event.event_id >= 0 and len(self._memo) < self.max_cached:
+                self._memo[name] = cached
+        return event.with_fields(groups=cached)
+
+
 class PointMAETokenizer(nn.Module):
     """Packed points -> padded tokens (see the module docstring for the pipeline)."""
-
-    _warned_overflow = False
 
     def __init__(self, cfg: PointMAETokenizerConfig) -> None:
         super().__init__()
@@ -270,73 +435,32 @@ class PointMAETokenizer(nn.Module):
 
     @torch.no_grad()
     def group(self, coord: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Choose centres and group points (no parameters, no gradients).
+        """:func:`group_points` with this tokenizer's settings (random FPS starts in training)."""
+        return group_points(self.cfg, coord, offset, random_start=self.training)
 
-        Args:
-            coord: (N, 3) float normalised coordinates.
-            offset: (B,) int64 exclusive event ends.
+    @property
+    def grouping_key(self) -> str:
+        """:func:`grouping_key` of this tokenizer's settings."""
+        return grouping_key(self.cfg)
 
-        Returns:
-            center_row (Q,) int64 point row of every centre, center_offset (B,),
-            group_idx (Q, K) int64 global point rows (-1 empty), n_dropped (B,) int64.
-
-        The points are visited in a canonical order (per event, sorted by x, then y, then z;
-        :func:`canonical_order`), so the tokens do not depend on the order in which an event's
-        points are stored (C-NMS and the ball query break ties by visiting order); only
-        points at identical positions keep their stored order.
-        """
-        order = canonical_order(coord, offset)  # (N,) stored row of each canonical row
-        center_row, center_offset, idx, n_dropped = self._group_sorted(coord[order], offset)
-        idx = torch.where(idx >= 0, order[idx.clamp(min=0)], idx)  # (Q, K) stored rows
-        return order[center_row], center_offset, idx, n_dropped
-
-    def _group_sorted(self, coord: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """:meth:`group` on points already in canonical order (rows refer to that order)."""
-        cfg = self.cfg
-        N = coord.shape[0]
-        if cfg.num_init_groups is not None:
-            start = "random" if self.training else "first"
-            cand_row, cand_offset = farthest_point_sampling(
-                coord, offset, cfg.num_init_groups, start=start
-            )
-        else:
-            cand_row = torch.arange(N, device=coord.device)
-            cand_offset = offset
-        keep, center_offset, n_dropped = centrality_nms(
-            coord[cand_row],
-            cand_offset,
-            2.0 * cfg.group_radius * cfg.overlap_factor,
-            cfg.cnms_k,
-            cfg.context_length,
-        )
-        center_row = cand_row[keep]  # (Q,)
-        if bool((n_dropped > 0).any()) and not PointMAETokenizer._warned_overflow:
-            PointMAETokenizer._warned_overflow = True
-            log.warning(
-                "PointMAETokenizer: %d events had more than context_length=%d C-NMS "
-                "centres; extra centres dropped (counted in Tokens.n_dropped; logged "
-                "once)",
-                int((n_dropped > 0).sum()),
-                cfg.context_length,
-            )
-        idx = ball_group(
-            coord[center_row],
-            center_offset,
-            coord,
-            offset,
-            cfg.group_radius,
-            cfg.group_upscale_points,
-            cfg.group_max_points,
-        )  # (Q, K)
-        return center_row, center_offset, idx, n_dropped
-
-    def forward(self, coord: Tensor, feat: Tensor, offset: Tensor) -> Tokens:
+    def forward(
+        self,
+        coord: Tensor,
+        feat: Tensor,
+        offset: Tensor,
+        groups: TokenGroups | None = None,
+        embed: bool = True,
+    ) -> Tokens:
         """Tokenize a packed batch.
 
         Args:
             coord: (N, 3) float normalised coordinates.
             feat: (N, C) float per-point features (C = ``cfg.in_channels``).
             offset: (B,) int64 exclusive event ends.
+            groups: groups computed by the data pipeline with this tokenizer's settings
+                (``PointBatch.groups``), or None to group here.
+            embed: False = leave ``feat`` at 0 (call :meth:`embed_tokens` for the tokens
+                that need it, e.g. only the visible ones of a masked autoencoder).
 
         Returns:
             :class:`Tokens` with G = the largest token count in the batch.
@@ -351,13 +475,24 @@ class PointMAETokenizer(nn.Module):
             raise ValueError(
                 f"PointMAETokenizer: coord has {coord.shape[0]} rows, feat {feat.shape[0]}"
             )
-        center_row, center_offset, idx, n_dropped = self.group(coord, offset)
+        if groups is None:
+            center_row, center_offset, idx, n_dropped = self.group(coord, offset)
+        else:
+            if not groups.key.startswith(self.grouping_key):
+                raise ValueError(
+                    f"PointMAETokenizer: the batch's token groups were made with "
+                    f"{groups.key!r}, this tokenizer groups with {self.grouping_key!r}"
+                )
+            center_row, center_offset = groups.center_row, groups.center_offset
+            idx, n_dropped = groups.group_idx, groups.n_dropped
         center = coord[center_row]  # (Q, 3)
-        tok = self.embed(coord, feat, center, idx)  # (Q, D)
-        tok_p, valid = pad(tok, center_offset)  # (B, G, D), (B, G)
-        center_p, _ = pad(center, center_offset)  # (B, G, 3)
+        center_p, valid = pad(center, center_offset)  # (B, G, 3), (B, G)
         group_p, _ = pad(idx, center_offset, fill=-1)  # (B, G, K)
         valid = valid & (group_p >= 0).any(-1)
+        if embed:
+            tok_p, _ = pad(self.embed(coord, feat, center, idx), center_offset)  # (B, G, D)
+        else:
+            tok_p = center.new_zeros(*valid.shape, cfg.embed_dim)  # (B, G, D)
         pos = self.pos_embed(center_p)  # (B, G, D)
         return Tokens(
             feat=tok_p,
@@ -367,6 +502,13 @@ class PointMAETokenizer(nn.Module):
             group_idx=group_p,
             n_dropped=n_dropped,
         )
+
+    def embed_tokens(self, tokens: Tokens, coord: Tensor, feat: Tensor, which: Tensor) -> Tokens:
+        """``tokens`` with ``feat`` computed at the tokens ``which`` (B, G) bool (0 elsewhere)."""
+        rows = self.embed(coord, feat, tokens.center[which], tokens.group_idx[which])  # (Q', D)
+        out = rows.new_zeros(*which.shape, rows.shape[-1])  # (B, G, D)
+        out[which] = rows
+        return replace(tokens, feat=out)
 
     def embed(self, coord: Tensor, feat: Tensor, center: Tensor, group_idx: Tensor) -> Tensor:
         """Mini-PointNet embedding of groups.
@@ -391,6 +533,8 @@ class PointMAETokenizer(nn.Module):
 
 __all__ = [
     "TOKENIZER_PRESETS",
+    "ContextGrouping",
+    "EventGrouper",
     "MiniPointNet",
     "PointMAETokenizer",
     "PointMAETokenizerConfig",
@@ -399,4 +543,6 @@ __all__ = [
     "canonical_order",
     "fps_in_groups",
     "gather_groups",
+    "group_points",
+    "grouping_key",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from nufm.models.layers import Block, linear_rates
@@ -111,22 +112,37 @@ class ViT(nn.Module):
             pos: (B, G, D) positional embedding, or None.
             valid: (B, G) bool, True = the token takes part (may be attended to); None = all.
                 Masked-out tokens (padding, or MAE-hidden tokens) are never attended to, so they
-                do not influence valid outputs; their own outputs are meaningless.
+                do not influence valid outputs; their outputs are 0. Only the real tokens are
+                computed: packed rows through projections and MLPs, attention per event.
             return_blocks: 0-based block indices whose hidden states to return (negative ok).
 
         Returns:
             :class:`ViTOutput` with feat (B, G, D) and the requested hidden states.
         """
+        if valid is None:
+            valid = x.new_ones(x.shape[:2], dtype=torch.bool)
         depth = self.cfg.depth
         wanted = {i % depth for i in return_blocks}
         hidden: dict[int, Tensor] = {}
-        for i, block in enumerate(self.blocks):
-            if pos is not None and (i == 0 or self.cfg.add_pos_at_every_layer):
-                x = x + pos
-            x = block(x, valid)
+        event = torch.nonzero(valid)[:, 0]  # (T,) event of every real token
+        counts = valid.sum(1).tolist()  # real tokens per event
+        rows = x[valid]  # (T, D): linear layers run on real tokens only
+        pos_rows = pos[valid] if pos is not None else None
+        blocks: list[Block] = list(self.blocks)  # type: ignore[arg-type]
+        for i, block in enumerate(blocks):
+            if pos_rows is not None and (i == 0 or self.cfg.add_pos_at_every_layer):
+                rows = rows + pos_rows
+            rows = block.forward_rows(rows, counts, event)
             if i in wanted:
-                hidden[i] = x
-        return ViTOutput(feat=self.norm(x), hidden=hidden)
+                hidden[i] = _scatter_rows(rows, valid)
+        return ViTOutput(feat=_scatter_rows(self.norm(rows), valid), hidden=hidden)
+
+
+def _scatter_rows(rows: Tensor, valid: Tensor) -> Tensor:
+    """(T, D) rows of ``valid`` (B, G) -> (B, G, D), zeros elsewhere."""
+    out = rows.new_zeros(*valid.shape, rows.shape[-1])
+    out[valid] = rows
+    return out
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -24,9 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.geometry.offsets import pad
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.layers import Mlp
 from nufm.models.tokenizers import (
+    ContextGrouping,
+    EventGrouper,
     PointMAETokenizerConfig,
     Tokens,
     ball_group,
@@ -185,8 +188,24 @@ class MaskedAutoencoder(nn.Module):
         out = self.encoder.encode_tokens(vis)  # feat (B, Gv, D)
         return scatter_tokens(out.feat, index, vis_valid, G)  # (B, G, D)
 
+    def event_grouper(self, cache: bool = True) -> EventGrouper:
+        """What the data pipeline runs once per event so that a step only runs the network:
+        the tokenizer's groups and, with the context term, each centre's context points."""
+        cfg = self.cfg
+        context = None
+        if self.context_head is not None:
+            context = ContextGrouping(
+                cfg.context_radius, cfg.context_candidates, cfg.context_points
+            )
+        return EventGrouper(cfg.encoder.tokenizer, context, cache=cache)
+
     def context_loss(
-        self, batch: PointBatch, center: Tensor, center_offset: Tensor, feat: Tensor
+        self,
+        batch: PointBatch,
+        center: Tensor,
+        center_offset: Tensor,
+        feat: Tensor,
+        idx: Tensor | None = None,
     ) -> Tensor:
         """Chamfer loss of the context reconstruction (docs/objectives.md, section 1).
 
@@ -195,14 +214,17 @@ class MaskedAutoencoder(nn.Module):
             center: (Qv, 3) centres of the visible tokens, event-major.
             center_offset: (B,) int64 exclusive ends of each event's visible tokens.
             feat: (Qv, D) encoder outputs of those tokens.
+            idx: (Qv, M) int64 rows of each centre's context points from the data pipeline,
+                or None to find them here.
         """
         cfg = self.cfg
         assert self.context_head is not None
         M, R = cfg.context_points, cfg.context_radius
-        with torch.no_grad():
-            idx = ball_group(
-                center, center_offset, batch.coord, batch.offset, R, cfg.context_candidates, M
-            )  # (Qv, M)
+        if idx is None:
+            with torch.no_grad():
+                idx = ball_group(
+                    center, center_offset, batch.coord, batch.offset, R, cfg.context_candidates, M
+                )  # (Qv, M)
         point_valid = idx >= 0  # (Qv, M); the centre itself is always found
         target = (gather_groups(batch.coord, idx) - center[:, None]) / R  # (Qv, M, 3)
         target = target * point_valid[..., None].to(target.dtype)
@@ -213,9 +235,12 @@ class MaskedAutoencoder(nn.Module):
 
     def forward(self, batch: PointBatch) -> StepOutput:
         cfg = self.cfg
-        tokens = self.encoder.tokenize(batch)
+        tokenizer = self.encoder.tokenizer
+        tokens = tokenizer(batch.coord, batch.feat, batch.offset, batch.groups, embed=False)
         valid = tokens.valid  # (B, G)
         is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
+        # only visible tokens are embedded: a hidden token's embedding is never used
+        tokens = tokenizer.embed_tokens(tokens, batch.coord, batch.feat, valid & ~is_masked)
         latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
         x = self.enc_to_dec(latent)  # (B, G, Dd)
         x = torch.where(is_masked[..., None], self.mask_token.to(x.dtype), x)
@@ -245,8 +270,16 @@ class MaskedAutoencoder(nn.Module):
         metrics = {}
         if self.context_head is not None:
             visible = valid & ~is_masked  # (B, G)
+            cached = None
+            groups = batch.groups
+            if groups is not None and groups.context_idx is not None:
+                cached = pad(groups.context_idx, groups.center_offset, fill=-1)[0][visible]
             context = self.context_loss(
-                batch, tokens.center[visible], torch.cumsum(visible.sum(1), 0), latent[visible]
+                batch,
+                tokens.center[visible],
+                torch.cumsum(visible.sum(1), 0),
+                latent[visible],
+                cached,
             )
             loss = loss + cfg.context_weight * context
             metrics["context"] = context.detach()

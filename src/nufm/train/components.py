@@ -30,6 +30,7 @@ from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
+from nufm.step import HasEventGrouper
 from nufm.tasks.build import build_task
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event_task import EventTaskConfig
@@ -115,18 +116,29 @@ def build_augmentations(
     return steps
 
 
-def build_transform(cfg: DataConfig, preprocess: Preprocess | None = None) -> Transform | None:
+def build_transform(
+    cfg: DataConfig, preprocess: Preprocess | None = None, objective: object = None
+) -> Transform | None:
     """The seeded per-event pipeline of the run, or None.
 
     'toy' events: the augmentations of :func:`build_augmentations` about the volume centre
     (raw voxel coordinates), or None. 'sim' / 'file': ``preprocess`` (default
     :class:`~nufm.data.transforms.Preprocess`: threshold, normalise, log energy,
     feat = [xyz, E]) with the augmentations on normalised coordinates and MeV energies.
+    With ``cfg.cache_groups`` and an objective that has one (:class:`~nufm.step
+    .HasEventGrouper`), its event grouper runs on the normalised points before the
+    augmentations, cached per event; after them, recomputed every time, when a crop changes
+    the points.
     """
     if cfg.source == "toy":
         augment = build_augmentations(cfg, center=(CENTER, CENTER, CENTER))
         return Compose(augment) if augment else None
-    return (preprocess or Preprocess()).transforms(augment=build_augmentations(cfg))
+    augment = build_augmentations(cfg)
+    if cfg.cache_groups and isinstance(objective, HasEventGrouper):
+        cropped = cfg.augment and cfg.crop is not None
+        grouper = objective.event_grouper(cache=not cropped)
+        augment = [*augment, grouper] if cropped else [grouper, *augment]
+    return (preprocess or Preprocess()).transforms(augment=augment)
 
 
 def preprocess_contract(cfg: DataConfig) -> dict:

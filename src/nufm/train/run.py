@@ -51,7 +51,7 @@ def run_pretrain(
             build_dataset,
             run_dir,
             resume,
-            transform=build_transform(cfg.data),
+            transform=build_transform(cfg.data, objective=objective),
             monitor=monitor,
         )
     finally:
