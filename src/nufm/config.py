@@ -192,6 +192,10 @@ class DataConfig:
     """With augment: multiply each energy by max(0, 1 + energy_smear * N(0, 1)) (0 = off)."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
+    stream: bool = False
+    """source 'sim': simulate each event when it is read instead of all up front (any
+    num_events, nothing held in memory; a long run sees fresh events). Sizes are then unknown
+    ahead, so each batch holds max_events events."""
     cache_groups: bool = True
     """Objectives over token groups (MAE): compute each event's groups once, in the data
     pipeline before the augmentations, and reuse them every epoch (without a crop); False =
@@ -206,6 +210,10 @@ class DataConfig:
             raise ConfigError(f"data.max_points must be positive, got {self.max_points}")
         if self.max_events is not None and self.max_events <= 0:
             raise ConfigError(f"data.max_events must be positive or None, got {self.max_events}")
+        if self.stream and self.source != "sim":
+            raise ConfigError(f"data.stream needs data.source='sim', got {self.source!r}")
+        if self.stream and self.max_events is None:
+            raise ConfigError("data.stream needs data.max_events (sizes are unknown ahead)")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
         if not 0.0 <= self.flip_p <= 1.0:

@@ -135,6 +135,49 @@ _DISTILL_VIT_CPU = DistillConfig(
 """Sonata/Panda self-distillation of the ``mae-cpu`` token ViT (plus a mask token)."""
 
 
+_MAE_FAST_CPU = dataclasses.replace(
+    _MAE_CTX_CPU,
+    encoder=dataclasses.replace(
+        _MAE_CTX_CPU.encoder, vit=dataclasses.replace(_MAE_CTX_CPU.encoder.vit, num_heads=3)
+    ),
+    decoder=dataclasses.replace(_MAE_CTX_CPU.decoder, num_heads=3),
+)
+"""``mae-ctx-cpu`` with 32-wide attention heads (3 instead of 4 of width 24; same parameters)."""
+
+_M_WIDTH = 192
+
+_MAE_M_CPU = MAEConfig(
+    encoder=TokenViTConfig(
+        tokenizer=dataclasses.replace(
+            _MAE_CPU.encoder.tokenizer, embed_dim=_M_WIDTH, pointnet_dims=(64, 128, 256)
+        ),
+        vit=ViTConfig(embed_dim=_M_WIDTH, depth=6, num_heads=6, drop_path=0.1, attn_drop=0.0),
+    ),
+    decoder=ViTConfig(
+        embed_dim=_M_WIDTH,
+        depth=2,
+        num_heads=6,
+        drop_path=0.0,
+        attn_drop=0.0,
+        add_pos_at_every_layer=True,
+    ),
+    energy_hidden=64,
+    context_weight=1.0,
+)
+"""The shipped LArTPC encoder's objective: 5-voxel tokens, ViT width 192, depth 6 (2.8 M
+parameters), MAE with the context term."""
+
+_MAE_5M_CPU = dataclasses.replace(
+    _MAE_M_CPU,
+    encoder=TokenViTConfig(
+        tokenizer=dataclasses.replace(_MAE_M_CPU.encoder.tokenizer, embed_dim=256),
+        vit=ViTConfig(embed_dim=256, depth=7, num_heads=4, drop_path=0.1, attn_drop=0.0),
+    ),
+    decoder=dataclasses.replace(_MAE_M_CPU.decoder, embed_dim=256, num_heads=4),
+)
+"""Width 256, depth 7: a 5.7 M-parameter encoder (the benchmark's matrix-unit check)."""
+
+
 def _cpu_pretrain(
     name: str,
     objective: ObjectiveConfig,
@@ -222,6 +265,42 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-ctx-cpu": (
         _cpu_pretrain("mae-ctx-cpu", _MAE_CTX_CPU, steps=1000, lr=1e-3),
         "mae-cpu plus the context term (the demo's encoder)",
+    ),
+    "mae-fast-cpu": (
+        dataclasses.replace(
+            _cpu_pretrain("mae-fast-cpu", _MAE_FAST_CPU, steps=600, lr=1e-3, max_events=16),
+            data=DataConfig(
+                source="sim", num_events=20_000, stream=True, max_events=16, augment=True
+            ),
+        ),
+        "the demo's live pretraining: mae-ctx-cpu's encoder, token groups computed once per "
+        "event, streamed events, 16 per step",
+    ),
+    "mae-m-cpu": (
+        dataclasses.replace(
+            _cpu_pretrain("mae-m-cpu", _MAE_M_CPU, steps=3500, lr=5e-4, max_events=16),
+            train=TrainConfig(
+                max_steps=3500,
+                checkpoint_every=250,
+                keep_checkpoints=2,
+                bf16=True,
+                monitor_every=500,
+            ),
+            data=DataConfig(
+                source="sim",
+                num_events=1_000_000,
+                sim_seed=1,
+                stream=True,
+                max_events=16,
+                augment=True,
+                num_workers=1,
+            ),
+        ),
+        "the shipped encoder lartpc-mae-m: width 192 depth 6, MAE + context, fresh events",
+    ),
+    "mae-5m-cpu": (
+        _cpu_pretrain("mae-5m-cpu", _MAE_5M_CPU, steps=4500, lr=5e-4, max_events=16),
+        "MAE + context, a 5.7 M-parameter encoder (width 256 depth 7)",
     ),
     "distill-vit-cpu": (
         _cpu_pretrain("distill-vit-cpu", _DISTILL_VIT_CPU, steps=1000, lr=1e-3),

@@ -155,3 +155,32 @@ def test_dense_event_grows_tables_and_stays_deterministic(caplog: pytest.LogCapt
     _assert_same(a, b)
     assert a.meta["n_interactions"] >= 20 and len(a) > 30000
     assert a.meta["total_energy"] == pytest.approx(float(a.energy.sum()), rel=1e-5)
+
+
+def test_simulated_events_read_the_generated_events_lazily() -> None:
+    from nufm.sim import SimulatedEvents
+
+    lazy = SimulatedEvents(5, seed=4)
+    eager = list(generate_events(5, 4))
+    assert len(lazy) == 5 and lazy.points_per_event().tolist() == [1] * 5
+    for i in (3, 0, 3):  # any order, same event on every read
+        np.testing.assert_array_equal(lazy[i].coord, eager[i].coord)
+        assert lazy[i].event_id == i
+    with pytest.raises(IndexError, match="outside"):
+        lazy[5]
+
+
+def test_simulated_events_redraw_events_that_preprocessing_would_empty() -> None:
+    from nufm.sim import SimulatedEvents
+
+    eager = list(generate_events(6, 2))
+    # a threshold between the events' total deposits: the poorer events are redrawn
+    totals = sorted(int((e.energy > 1.0).sum()) for e in eager)
+    need = totals[3]
+    lazy = SimulatedEvents(6, seed=2, energy_threshold=1.0, min_points=need)
+    for i, ev in enumerate(eager):
+        got = lazy[i]
+        assert int((got.energy > 1.0).sum()) >= need and got.event_id == i
+        same = got.coord.shape == ev.coord.shape and np.array_equal(got.coord, ev.coord)
+        assert same == (int((ev.energy > 1.0).sum()) >= need)
+        np.testing.assert_array_equal(lazy[i].coord, got.coord)  # deterministic redraw

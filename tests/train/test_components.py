@@ -69,3 +69,35 @@ def test_every_augmentation_is_selectable_in_order() -> None:
 def test_bad_augmentation_settings_name_the_option(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         DataConfig(**kwargs)
+
+
+def test_streamed_simulation_batches_fresh_grouped_events_by_count() -> None:
+    """data.stream: events simulated on read, batches of max_events, groups attached once per
+    event by the pipeline (no cache: each event is seen about once)."""
+    from nufm.presets import PRESETS
+    from nufm.sim import SimulatedEvents
+    from nufm.train.checkpoint import DataCursor
+    from nufm.train.components import build_dataset, build_objective
+    from nufm.train.data import EventStream
+
+    data = DataConfig(source="sim", num_events=1000, stream=True, max_events=3, augment=True)
+    ds = build_dataset(data)
+    assert isinstance(ds, SimulatedEvents) and len(ds) == 1000
+    mae = build_objective(PRESETS["mae-tiny"].objective)
+    transform = build_transform(data, objective=mae)
+    stream = EventStream(
+        ds,
+        max_points=data.max_points,
+        max_events=data.max_events,
+        shuffle=True,
+        seed=0,
+        num_workers=0,
+        transform=transform,
+        start=DataCursor(0, 0),
+    )
+    batch, cursor = next(stream)
+    assert batch.num_events == 3 and cursor == DataCursor(0, 1)
+    assert batch.groups is not None and int(batch.groups.center_offset[-1]) > 0
+    (grouper,) = [t for t in transform.transforms if type(t).__name__ == "EventGrouper"]  # type: ignore[union-attr]
+    assert not grouper.cache
+    assert float(mae(batch).loss) > 0

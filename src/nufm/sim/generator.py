@@ -265,6 +265,59 @@ def _simulate_indexed(index: int, seed: int, cfg: SimConfig) -> Event:
     return simulate_event(event_seed(seed, index), cfg, event_id=index)
 
 
+class SimulatedEvents:
+    """Map-style data set of ``n`` simulated events, each simulated when it is read.
+
+    Item i is event i of :func:`generate_events` ``(n, seed, cfg)``, the same on every read, so
+    a long pretraining run streams fresh events without holding them in memory. Event sizes
+    are not known before simulation: ``points_per_event`` reports 1 point each, so point-budget
+    batches hold ``max_events`` events.
+
+    An event with fewer than ``min_points`` deposits above ``energy_threshold`` MeV (which
+    preprocessing would leave empty) is replaced by a redraw from the seeds
+    ``(seed, index, 1)``, ``(seed, index, 2)``, ... (the same on every read).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        seed: int,
+        cfg: SimConfig = SimConfig(),
+        energy_threshold: float = 0.0,
+        min_points: int = 1,
+    ) -> None:
+        if n < 1:
+            raise ValueError(f"SimulatedEvents: need n >= 1, got {n}")
+        self.n = n
+        self.seed = seed
+        self.cfg = cfg
+        self.energy_threshold = energy_threshold
+        self.min_points = min_points
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> Event:
+        if not 0 <= index < self.n:
+            raise IndexError(f"SimulatedEvents: index {index} outside [0, {self.n})")
+        event = _simulate_indexed(index, self.seed, self.cfg)
+        for attempt in range(1, 101):
+            if int((event.energy > self.energy_threshold).sum()) >= self.min_points:
+                return event
+            redraw = np.random.SeedSequence([self.seed, index, attempt])
+            event = simulate_event(
+                int(redraw.generate_state(1, np.uint64)[0] >> 1), self.cfg, event_id=index
+            )
+        raise RuntimeError(f"SimulatedEvents: event {index}: 100 redraws left it empty")
+
+    def points_per_event(self) -> np.ndarray:
+        """(n,) ones: sizes are unknown until an event is simulated."""
+        return np.ones(self.n, dtype=np.int64)
+
+    def where(self, index: int) -> str:
+        return f"simulated event {index} (seed {self.seed})"
+
+
 def generate_events(
     n: int, seed: int, cfg: SimConfig = SimConfig(), workers: int = 1, progress: bool = False
 ) -> Iterator[Event]:

@@ -63,7 +63,16 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
         case "toy":
             return toy_events(cfg.num_events, cfg.sim_seed)
         case "sim":
-            from nufm.sim import generate_events
+            from nufm.sim import SimulatedEvents, generate_events
+
+            if cfg.stream:
+                pre = Preprocess()
+                return SimulatedEvents(
+                    cfg.num_events,
+                    cfg.sim_seed,
+                    energy_threshold=pre.energy_threshold,
+                    min_points=max(pre.min_points, 1),
+                )
 
             log.info("simulating %d events (seed %d)", cfg.num_events, cfg.sim_seed)
             return list(generate_events(cfg.num_events, cfg.sim_seed))
@@ -136,7 +145,7 @@ def build_transform(
     augment = build_augmentations(cfg)
     if cfg.cache_groups and isinstance(objective, HasEventGrouper):
         cropped = cfg.augment and cfg.crop is not None
-        grouper = objective.event_grouper(cache=not cropped)
+        grouper = objective.event_grouper(cache=not cropped and not cfg.stream)
         augment = [*augment, grouper] if cropped else [grouper, *augment]
     return (preprocess or Preprocess()).transforms(augment=augment)
 
