@@ -124,7 +124,7 @@ def test_finetune_section_needs_a_task() -> None:
 def test_data_stream_needs_simulation_and_an_event_cap() -> None:
     from nufm.config import ConfigError, DataConfig
 
-    with pytest.raises(ConfigError, match="data.stream needs data.source='sim'"):
+    with pytest.raises(ConfigError, match=r"data\.stream needs data\.source='sim'"):
         DataConfig(source="file", path=Path("x.h5"), stream=True)
     with pytest.raises(ConfigError, match="max_events"):
         DataConfig(stream=True, max_events=None)
