@@ -205,17 +205,20 @@ def presets(name: Pos[str | None] = None) -> None:
         )
 
 
-def export(run_dir: Pos[Path], out_dir: Pos[Path]) -> None:
+def export(run_dir: Pos[Path], out_dir: Pos[Path], half: bool = False) -> None:
     """Export the latest checkpoint of a pretraining run as a pretrained model directory
     (model.safetensors + config.json with the preprocessing contract).
 
     Args:
         run_dir: A pretraining run directory.
         out_dir: Output directory.
+        half: store the weights as float16 (half the file; loading casts them back).
     """
+    import torch
+
     from nufm.workflows.load import export_run
 
-    export_run(run_dir, out_dir)
+    export_run(run_dir, out_dir, dtype=torch.float16 if half else None)
 
 
 def demo(cfg: Annotated[DemoConfig, tyro.conf.OmitArgPrefixes] = DemoConfig()) -> None:

@@ -31,6 +31,31 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 FORMAT = "nufm-pretrained-v1"
 
+SHIPPED_MODELS: dict[str, str] = {
+    "lartpc-mae-m": "LArTPC token ViT (width 192, depth 6, 2.8 M parameters), MAE with the "
+    "context term on fresh simulated events; the card: nufm/weights/lartpc-mae-m/README.md",
+}
+"""Pretrained models inside the package (``nufm/weights/<name>/``), loadable by name wherever
+a pretrained model is accepted."""
+
+
+def shipped_model_dir(name: str) -> Path | None:
+    """The directory of the shipped model ``name`` (:data:`SHIPPED_MODELS`), else None."""
+    if name not in SHIPPED_MODELS:
+        return None
+    return Path(__file__).resolve().parent / "weights" / name
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """``path`` itself when it exists, else the shipped model of that name, else ``path``
+    (whose reader then reports it missing)."""
+    p = Path(path)
+    if not p.exists():
+        shipped = shipped_model_dir(str(path))
+        if shipped is not None:
+            return shipped
+    return p
+
 
 @dataclass
 class LoadReport:
@@ -106,6 +131,9 @@ def save_pretrained(
     directory: str | Path,
     config: dict[str, Any],
     preprocess: dict[str, Any],
+    *,
+    dtype: torch.dtype | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory``.
 
@@ -115,15 +143,21 @@ def save_pretrained(
         config: The model config needed to rebuild it (e.g. the objective config dict).
         preprocess: The preprocessing contract the inputs must follow (normalisation centre,
             scale, energy transform, ...), stored verbatim.
+        dtype: store floating-point tensors in this dtype (e.g. ``torch.float16`` halves the
+            file; loading casts back to the model's dtype); None keeps them.
+        provenance: how the model was made (command, data, compute), stored in
+            ``config.json`` under ``provenance``.
 
     Returns:
         The directory.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict() if isinstance(model, nn.Module) else model
+    state = _plain_state(model.state_dict() if isinstance(model, nn.Module) else model)
+    if dtype is not None:
+        state = {k: t.to(dtype) if t.is_floating_point() else t for k, t in state.items()}
     save_file(
-        _plain_state(state),
+        state,
         str(directory / WEIGHTS_NAME),
         metadata={"format": FORMAT, "nufm_version": __version__},
     )
@@ -133,6 +167,8 @@ def save_pretrained(
         "model": config,
         "preprocess": preprocess,
     }
+    if provenance is not None:
+        meta["provenance"] = provenance
     (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
     log.info("saved pretrained model to %s", directory)
     return directory

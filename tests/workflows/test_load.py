@@ -14,6 +14,7 @@ from helpers.configs import tiny_task_vit
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.synthetic import synthetic_events
 from nufm.data.transforms import Preprocess
+from nufm.errors import NotFoundError
 from nufm.presets import PRESETS
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint
@@ -129,3 +130,34 @@ def test_wrong_kind_of_source_is_refused(
     (copy / "checkpoints").mkdir()
     with pytest.raises(FileNotFoundError, match="no complete checkpoint under checkpoints/"):
         load_task(copy)
+
+
+def test_a_shipped_model_loads_by_name_and_a_path_wins(
+    mae_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name in SHIPPED_MODELS resolves to the package's weights directory, unless a file or
+    directory of that name exists; a half-precision export loads within float16 rounding."""
+    import nufm.hub as hub
+
+    shipped = tmp_path / "weights" / "tiny-shipped"
+    export_run(mae_run, shipped, dtype=torch.float16, provenance={"command": "test"})
+    saved = json.loads((shipped / "config.json").read_text())
+    assert saved["provenance"] == {"command": "test"}
+    monkeypatch.setattr(hub, "SHIPPED_MODELS", {"tiny-shipped": "test model"})
+    monkeypatch.setattr(
+        hub, "shipped_model_dir", lambda name: shipped if name == "tiny-shipped" else None
+    )
+    monkeypatch.chdir(tmp_path)
+    by_name = load_encoder("tiny-shipped")
+    full = load_encoder(mae_run)
+    assert by_name.source == str(shipped)
+    for k, v in full.encoder.state_dict().items():
+        got = by_name.encoder.state_dict()[k]
+        assert got.dtype == v.dtype, k
+        torch.testing.assert_close(got, v.to(torch.float16).to(v.dtype), rtol=0, atol=0)
+    assert _equal(read_state_dict("tiny-shipped"), {k: v for k, v in by_name.state.items()})
+    # a directory of that name in the working directory wins over the shipped model
+    shutil.copytree(mae_run, tmp_path / "tiny-shipped")
+    assert load_encoder("tiny-shipped").step == 2
+    with pytest.raises(NotFoundError, match="no shipped model of that name"):
+        load_encoder("no-such-model")

@@ -6,7 +6,9 @@ Accepted sources, for every loader:
   checkpoint;
 * a training checkpoint file (``checkpoints/step_XXXXXXXX.pt``, verified against its marker);
 * an exported directory (``model.safetensors`` + ``config.json``, written by
-  :func:`export_run` through :func:`nufm.hub.save_pretrained`).
+  :func:`export_run` through :func:`nufm.hub.save_pretrained`);
+* the name of a model shipped inside the package (:data:`nufm.hub.SHIPPED_MODELS`, e.g.
+  ``lartpc-mae-m``), when no file or directory of that name exists.
 
 :func:`load_encoder` rebuilds a pretraining objective from its saved config, loads its weights
 *strictly* (a checkpoint that does not fit its own config is refused) and returns its online
@@ -38,7 +40,14 @@ from nufm.config import (
 )
 from nufm.data.transforms import Preprocess
 from nufm.errors import InputError, NotFoundError
-from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, read_pretrained, save_pretrained
+from nufm.hub import (
+    CONFIG_NAME,
+    SHIPPED_MODELS,
+    WEIGHTS_NAME,
+    read_pretrained,
+    resolve_model_path,
+    save_pretrained,
+)
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
@@ -127,10 +136,13 @@ def _latest(run_dir: Path) -> Path:
 
 
 def _read(path: Path) -> _Saved:
-    """Read a run directory, a checkpoint file or an exported directory (module docstring)."""
+    """Read a run directory, a checkpoint file, an exported directory or a shipped model
+    (module docstring)."""
+    path = resolve_model_path(path)
     if not path.exists():
         raise NotFoundError(
-            f"{path}: no such run directory, checkpoint file or exported model directory"
+            f"{path}: no such run directory, checkpoint file or exported model directory, "
+            f"and no shipped model of that name (shipped: {', '.join(sorted(SHIPPED_MODELS))})"
         )
     if path.is_dir() and _is_run_dir(path):
         cfg = load_config(path / "config.yaml")
@@ -186,7 +198,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             checkpoint.
         nufm.train.checkpoint.CheckpointError: a checkpoint fails verification.
     """
-    path = Path(path)
+    path = resolve_model_path(path)
     if path.is_file() and path.suffix == ".safetensors":
         return load_file(str(path))
     if path.is_dir() and (path / WEIGHTS_NAME).is_file():
@@ -305,13 +317,19 @@ def load(path: str | Path) -> Pretrained | FineTuned:
 
 
 def export_run(
-    run_dir: str | Path, out_dir: str | Path, preprocess: dict[str, Any] | None = None
+    run_dir: str | Path,
+    out_dir: str | Path,
+    preprocess: dict[str, Any] | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Export the latest complete checkpoint of a training run as a pretrained directory.
 
     The weights are the objective's state dict; ``config.json`` holds the objective config and
     ``preprocess`` (default: :func:`nufm.train.components.preprocess_contract` of the run's data
-    config). :func:`load_encoder` and :func:`load_task` read it back.
+    config). :func:`load_encoder` and :func:`load_task` read it back. ``dtype`` and
+    ``provenance``: :func:`nufm.hub.save_pretrained`.
 
     Raises:
         nufm.errors.NotFoundError: The run has no complete checkpoint.
@@ -322,6 +340,13 @@ def export_run(
     cfg = state["config"]
     if preprocess is None:
         preprocess = preprocess_contract(config_from_dict(cfg).data)
-    out = save_pretrained(state["model"], out_dir, config=cfg["objective"], preprocess=preprocess)
+    out = save_pretrained(
+        state["model"],
+        out_dir,
+        config=cfg["objective"],
+        preprocess=preprocess,
+        dtype=dtype,
+        provenance=provenance,
+    )
     log.info("exported %s (step %d) to %s", ckpt, state["step"], out)
     return out
