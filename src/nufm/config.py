@@ -253,8 +253,15 @@ class FinetuneConfig:
     """Test events evaluated (first n of the permuted test split); None = all."""
     eval_batch_points: int = 100_000
     """Point budget of evaluation batches."""
+    n_val: int = 0
+    """Early stopping: every ``train.monitor_every`` steps (and at the end) the task is scored
+    on the first ``n_val`` events of the val split, and the weights with the best val score
+    (macro F1; ARI or minus RMS for the other tasks) are the ones tested and saved in
+    ``best.safetensors``. 0 = off (the last weights are tested)."""
 
     def __post_init__(self) -> None:
+        if self.n_val < 0:
+            raise ConfigError(f"finetune.n_val must be >= 0, got {self.n_val}")
         for n, name in ((self.n_train, "n_train"), (self.n_test, "n_test")):
             if n is not None and n <= 0:
                 raise ConfigError(f"finetune.{name} must be positive, got {n}")
@@ -420,10 +427,19 @@ class StudyConfig:
     probe: ProbeStudyConfig = field(default_factory=ProbeStudyConfig)
     """Settings of the frozen-feature modes (probe, probe-random, probe-geometry,
     gbt-geometry); the other modes ignore them."""
+    steps: tuple[int, ...] = ()
+    """Training steps of the runs at each size of ``sizes`` (a budget that grows with the
+    labelled set, so every size can converge; warm-up 10%); empty = ``run.train.max_steps``
+    for every size (the equal-compute view)."""
 
     def __post_init__(self) -> None:
         if not self.sizes or min(self.sizes) <= 0:
             raise ConfigError(f"study: sizes must be positive, got {self.sizes}")
+        if self.steps and (len(self.steps) != len(self.sizes) or min(self.steps) < 1):
+            raise ConfigError(
+                f"study: steps {self.steps} must give a positive step count for each of "
+                f"the sizes {self.sizes}"
+            )
         if not self.modes or not self.seeds:
             raise ConfigError("study: needs at least one mode and one seed")
         if self.run.finetune is None:

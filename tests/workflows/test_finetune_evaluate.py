@@ -31,3 +31,61 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
     assert own["instance"] == pytest.approx(result.metrics["instance"], nan_ok=True)
     recorded = json.loads((tmp_path / "own.json").read_text())["data"]
     assert recorded["split_fractions"] == [0.6, 0.2, 0.2] and recorded["split_seed"] == 0
+
+
+def test_early_stopping_tests_the_weights_with_the_best_val_score(tmp_path: Path) -> None:
+    """finetune.n_val: the task is scored on val events at step 0, every monitor_every steps
+    and at the end; the best-scoring weights are the ones tested, and metrics.json says
+    which step they come from."""
+    import dataclasses
+
+    import torch
+
+    from nufm.data.transforms import Preprocess
+    from nufm.eval.tasks import evaluate_task
+    from nufm.tasks.build import build_task
+    from nufm.workflows.finetune import BestWeights, load_split_events, val_score
+
+    data = tmp_path / "events.h5"
+    write_events(data, synthetic_events(20, seed=3))
+    base = tiny_finetune_run("semseg-scratch", data, steps=4)
+    cfg = dataclasses.replace(
+        base,
+        train=dataclasses.replace(base.train, monitor_every=3),
+        finetune=dataclasses.replace(base.finetune, n_val=2),
+    )
+    result = run_finetune(cfg, tmp_path / "run", encoder_config=tiny_task_vit())
+    model = json.loads((tmp_path / "run" / "metrics.json").read_text())["model"]
+    assert model["scored_steps"] == [0, 3, 4] and model["n_val"] == 2
+    assert model["selected_step"] in (0, 3, 4)
+    # the selector on hand-made scores: the best one wins, ties keep the first
+    pre = Preprocess()
+    val = load_split_events((data,), pre, "val", 2, split_fractions=(0.6, 0.2, 0.2))
+    task = build_task(dataclasses.replace(cfg.objective, encoder=tiny_task_vit()))
+    sel = BestWeights(val, pre, 100_000, seed=0)
+    first = sel(task, 0)["val_score"]
+    with torch.no_grad():
+        for p in task.parameters():
+            p.add_(1.0)
+    second = sel(task, 1)["val_score"]
+    with torch.no_grad():
+        direct = val_score(evaluate_task(task, val, transform=pre.transforms(), seed=0))
+    assert second == direct and sel.scored_steps == [0, 1]
+    assert sel.best_score == max(first, second)
+    assert sel.best_step == (1 if second > first else 0)
+    # the selected weights are the tested ones: with the last step selected, the run's final
+    # checkpoint scores exactly what the run reported
+    if model["selected_step"] == 4:
+        again = evaluate_run(tmp_path / "run", (data,), "test", n_events=2)
+        assert again["semantic"]["macro_f1"] == pytest.approx(
+            result.metrics["semantic"]["macro_f1"]
+        )
+
+
+def test_val_score_of_each_task_kind() -> None:
+    from nufm.workflows.finetune import val_score
+
+    assert val_score({"semantic": {"macro_f1": 0.5}}) == 0.5
+    assert val_score({"instance": {"ari_mean": 0.25}}) == 0.25
+    assert val_score({"regression": {"a": {"rms": 1.0}, "b": {"rms": 3.0}}}) == -2.0
+    assert val_score({"semantic": {"macro_f1": float("nan")}}) == float("-inf")

@@ -97,6 +97,60 @@ def load_split_events(
     return [ds[int(i)] for i in order]
 
 
+def val_score(metrics: dict[str, Any]) -> float:
+    """The number early stopping maximises: macro F1 (semantic, pid, event class), the mean
+    ARI (clustering) or minus the mean RMS (regression); NaN counts as the worst."""
+    for block in ("semantic", "pid", "event_class"):
+        if block in metrics:
+            value = metrics[block].get("macro_f1")
+            break
+    else:
+        if "instance" in metrics:
+            value = metrics["instance"].get("ari_mean")
+        else:
+            rms = [v["rms"] for v in metrics.get("regression", {}).values() if "rms" in v]
+            value = -float(np.mean(rms)) if rms else None
+    return float(value) if value is not None and np.isfinite(value) else -np.inf
+
+
+class BestWeights:
+    """Early stopping as a loop monitor: scores the task on val events and keeps a copy of
+    the weights with the best :func:`val_score` (the first, on ties)."""
+
+    def __init__(
+        self, events: list[Event], preprocess: Preprocess, batch_points: int, seed: int
+    ) -> None:
+        self.events = events
+        self.transform = preprocess.transforms()
+        self.batch_points = batch_points
+        self.seed = seed
+        self.best_score = -np.inf
+        self.best_step = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.scored_steps: list[int] = []
+
+    def __call__(self, task: torch.nn.Module, step: int) -> dict[str, float]:
+        if step in self.scored_steps:
+            return {"val_score": self.best_score}
+        was_training = task.training
+        task.eval()
+        with torch.no_grad():
+            metrics = evaluate_task(
+                task,  # type: ignore[arg-type]
+                self.events,
+                self.batch_points,
+                transform=self.transform,
+                seed=self.seed,
+            )
+        task.train(was_training)
+        score = val_score(metrics)
+        self.scored_steps.append(step)
+        if score > self.best_score or self.best_state is None:
+            self.best_score, self.best_step = score, step
+            self.best_state = {k: v.detach().clone() for k, v in task.state_dict().items()}
+        return {"val_score": score}
+
+
 def run_finetune(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -107,6 +161,7 @@ def run_finetune(
     preprocess: Preprocess | None = None,
     train_events: list[Event] | None = None,
     test_events: list[Event] | None = None,
+    val_events: list[Event] | None = None,
 ) -> FinetuneResult:
     """Train and evaluate one task (see the module docstring).
 
@@ -123,8 +178,11 @@ def run_finetune(
         encoder_config: the encoder architecture when no ``pretrained`` is given (scratch
             runs of a study use the pretrained model's architecture).
         preprocess: the preprocessing contract when no ``pretrained`` is given.
-        train_events, test_events: raw events to use instead of loading ``cfg.finetune.data``
-            (a study shares them between runs).
+        train_events, test_events, val_events: raw events to use instead of loading
+            ``cfg.finetune.data`` (a study shares them between runs); val events are used
+            only with ``cfg.finetune.n_val > 0`` (early stopping: the weights with the best
+            val score are tested; the run's checkpoints keep the last weights, and
+            ``metrics.json`` records the selected step).
 
     Raises:
         ValueError: the objective is no task, or a mode needs a pretrained model that is
@@ -182,10 +240,40 @@ def run_finetune(
     )
     run_cfg = dataclasses.replace(cfg, objective=task_cfg, data=data_cfg)
     seed = cfg.train.seed
+    selector = None
+    if ft.n_val > 0:
+        if val_events is None:
+            val_events = load_split_events(
+                ft.data,
+                preprocess,
+                "val",
+                ft.n_val,
+                split_seed=ft.split_seed,
+                split_fractions=ft.split_fractions,
+            )
+        selector = BestWeights(val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed)
+        if not run_cfg.train.monitor_every:  # score at least the final weights
+            run_cfg = dataclasses.replace(
+                run_cfg,
+                train=dataclasses.replace(run_cfg.train, monitor_every=run_cfg.train.max_steps),
+            )
     seed_everything(seed)
     task = build_task(task_cfg, weights.state if weights is not None else None)
     transform = preprocess.transforms(augment=build_augmentations(cfg.data))
-    result = train(run_cfg, task, lambda _: train_events, run_dir, transform=transform)
+    result = train(
+        run_cfg, task, lambda _: train_events, run_dir, transform=transform, monitor=selector
+    )
+    selected: dict[str, Any] = {}
+    if selector is not None:
+        selector(task, result.step)  # the final weights, if the loop did not score them
+        assert selector.best_state is not None
+        task.load_state_dict(selector.best_state)
+        selected = {
+            "selected_step": selector.best_step,
+            "val_score": selector.best_score,
+            "n_val": len(selector.events),
+            "scored_steps": selector.scored_steps,
+        }
     task.eval()
     with torch.no_grad():
         metrics = evaluate_task(
@@ -207,6 +295,7 @@ def run_finetune(
             "pretrained_step": weights.step if weights is not None else None,
             "steps": cfg.train.max_steps,
             "final_train_metrics": result.metrics,
+            **selected,
         },
         data={
             "files": [str(p) for p in ft.data],

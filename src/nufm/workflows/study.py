@@ -94,7 +94,8 @@ _TASK_MODE: dict[str, Mode] = {
 def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig:
     """The fine-tuning run of one (mode, size, seed) of a study: ``cfg.run`` with the task
     mode, ``finetune.n_train``, ``train.seed`` and, for linear modes, ``cfg.linear_lr`` (min
-    lr 1% of it). Its name is ``<run.name>-<task mode>``."""
+    lr 1% of it) and, with ``cfg.steps``, the step budget of size ``n_train``. Its name is
+    ``<run.name>-<task mode>``."""
     run = cfg.run
     task = run.objective
     if run.finetune is None or not isinstance(task, TaskConfig):
@@ -103,12 +104,22 @@ def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig
     optim = run.optim
     if mode in LINEAR_MODES and cfg.linear_lr is not None:
         optim = dataclasses.replace(optim, lr=cfg.linear_lr, min_lr=cfg.linear_lr * 0.01)
+    train = dataclasses.replace(run.train, seed=seed)
+    if cfg.steps:
+        steps = dict(zip(cfg.sizes, cfg.steps, strict=True))[n_train]
+        optim = dataclasses.replace(optim, warmup_steps=max(steps // 10, 1))
+        train = dataclasses.replace(
+            train,
+            max_steps=steps,
+            checkpoint_every=steps,
+            monitor_every=min(train.monitor_every, steps) if train.monitor_every else 0,
+        )
     return dataclasses.replace(
         run,
         name=f"{run.name}-{task_mode}",
         objective=dataclasses.replace(task, mode=task_mode),
         optim=optim,
-        train=dataclasses.replace(run.train, seed=seed),
+        train=train,
         finetune=dataclasses.replace(run.finetune, n_train=n_train, pretrained=None),
     )
 
@@ -174,6 +185,16 @@ def run_study(
         split_seed=ft.split_seed,
         split_fractions=ft.split_fractions,
     )
+    select: list | None = None  # val events of early stopping
+    if ft.n_val:
+        select = load_split_events(
+            ft.data,
+            pre,
+            "val",
+            ft.n_val,
+            split_seed=ft.split_seed,
+            split_fractions=ft.split_fractions,
+        )
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
         n_val = cfg.probe.n_val if cfg.probe.n_val is not None else ft.n_test
@@ -219,6 +240,7 @@ def run_study(
                         preprocess=pre,
                         train_events=pool[:n],
                         test_events=test,
+                        val_events=select,
                     )
                     sem = result.metrics["semantic"]
                     row = _row(mode, n, seed, sem, time.perf_counter() - t0, result.run_dir)
@@ -348,8 +370,17 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
     assert cfg.run.finetune is not None
     header = (
         f"Task {cfg.run.name}, {cfg.run.finetune.n_test} test events, "
-        f"{cfg.run.train.max_steps} steps per run, "
-        f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
+        + (
+            f"steps per run {dict(zip(cfg.sizes, cfg.steps, strict=True))} by labelled events, "
+            if cfg.steps
+            else f"{cfg.run.train.max_steps} steps per run, "
+        )
+        + (
+            f"weights selected on {cfg.run.finetune.n_val} val events, "
+            if cfg.run.finetune.n_val
+            else ""
+        )
+        + f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
         "semantic classes on the test events (data-set level).\n\n"
     )
     if any(r.mode in PROBE_MODES for r in rows):
