@@ -40,3 +40,48 @@ def test_baseline_modes_use_their_own_encoders(tmp_path: Path) -> None:
     table = list(csv.DictReader((tmp_path / "study" / "results.csv").open()))
     assert [t["mode"] for t in table] == ["linear-geometry", "linear-random", "linear"]
     assert "local-shape descriptors" in (tmp_path / "study" / "results.md").read_text()
+
+
+def test_step_budgets_seeds_per_kind_and_the_per_class_table(tmp_path: Path) -> None:
+    """StudyConfig.steps sets each size's budget; finetune_seeds limits the training-loop
+    modes while frozen-feature modes run every seed; results.md has the per-class table."""
+    import pytest
+
+    from nufm.config import ConfigError
+    from nufm.workflows.study import study_run
+
+    run_dir = tmp_path / "pretrain"
+    run_pretrain(one_step_mae_run(), run_dir)
+    data = tmp_path / "events.h5"
+    write_events(data, list(generate_events(60, 7)))
+    cfg = dataclasses.replace(
+        STUDY_PRESETS["smoke"],
+        sizes=(4, 8),
+        steps=(2, 5),
+        modes=("probe-geometry", "scratch"),
+        seeds=(0, 1),
+        finetune_seeds=(0,),
+    )
+    assert study_run(cfg, "scratch", 8, 0).train.max_steps == 5
+    assert study_run(cfg, "scratch", 4, 0).optim.warmup_steps == 1
+    rows = run_study(cfg, run_dir, (data,), tmp_path / "study")
+    got = [(r.mode, r.n_train, r.seed) for r in rows]
+    assert got == [
+        ("probe-geometry", 4, 0),
+        ("probe-geometry", 4, 1),
+        ("scratch", 4, 0),
+        ("probe-geometry", 8, 0),
+        ("probe-geometry", 8, 1),
+        ("scratch", 8, 0),
+    ]
+    steps = {
+        r.n_train: json.loads((Path(r.run_dir) / "metrics.json").read_text())["model"]["steps"]
+        for r in rows
+        if r.mode == "scratch"
+    }
+    assert steps == {4: 2, 8: 5}
+    md = (tmp_path / "study" / "results.md").read_text()
+    assert "At 8 labelled events, mean over seeds" in md and "| F1 michel |" in md
+    assert "steps per run {4: 2, 8: 5}" in md
+    with pytest.raises(ConfigError, match="steps"):
+        dataclasses.replace(cfg, steps=(2,))

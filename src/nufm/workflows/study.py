@@ -216,7 +216,10 @@ def run_study(
     rows: list[StudyRow] = []
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
-            for seed in cfg.seeds:
+            seeds = cfg.seeds
+            if mode not in PROBE_MODES and cfg.finetune_seeds is not None:
+                seeds = cfg.finetune_seeds
+            for seed in seeds:
                 name = f"{mode}-n{n}-s{seed}"
                 t0 = time.perf_counter()
                 if mode in PROBE_MODES:
@@ -328,7 +331,30 @@ def markdown_table(rows: list[StudyRow]) -> str:
             elif len(v) == 1:
                 cells.append(f"{v[0]:.3f}")
             else:
-                cells.append(f"{np.mean(v):.3f} +- {np.std(v):.3f}")
+                cells.append(f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}")
+        lines.append(f"| {MODE_LABELS.get(mode, mode)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_class_table(rows: list[StudyRow], n_train: int) -> str:
+    """Mean over seeds of accuracy, macro F1 and every class's F1 at ``n_train`` labelled
+    events, one line per mode, as Markdown."""
+    at = [r for r in rows if r.n_train == n_train]
+    if not at:
+        return ""
+    classes = list(at[0].per_class_f1)
+    lines = [
+        "| mode | seeds | accuracy | macro F1 | " + " | ".join(f"F1 {c}" for c in classes) + " |",
+        "|---|---|---|---|" + "---|" * len(classes),
+    ]
+    for mode in dict.fromkeys(r.mode for r in at):
+        mine = [r for r in at if r.mode == mode]
+        cells = [
+            str(len(mine)),
+            f"{np.mean([r.accuracy for r in mine]):.3f}",
+            f"{np.mean([r.macro_f1 for r in mine]):.3f}",
+            *[f"{np.nanmean([r.per_class_f1[c] for r in mine]):.3f}" for c in classes],
+        ]
         lines.append(f"| {MODE_LABELS.get(mode, mode)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -393,7 +419,13 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
             f"macro F1 is scored; train events keep at most {p.train_points_per_event} "
             "points each.\n\n"
         )
-    (out_dir / "results.md").write_text(header + markdown_table(rows))
+    largest = max(r.n_train for r in rows) if rows else 0
+    per_class = per_class_table(rows, largest)
+    if per_class:
+        per_class = f"\nAt {largest} labelled events, mean over seeds:\n\n" + per_class
+    (out_dir / "results.md").write_text(
+        header + "Macro F1, mean +- sample std over seeds:\n\n" + markdown_table(rows) + per_class
+    )
     fig = plot_label_efficiency(
         {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
         title=f"Label efficiency: {cfg.run.name}",
