@@ -4,6 +4,7 @@ lists and prints them, and the fine-tuning presets reproduce the settings the fo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def test_listing_names_every_preset_with_its_description(
     listed = {line.split()[0]: " ".join(line.split()[1:]) for line in lines if line[:2] == "  "}
     assert {k: v for k, v in listed.items() if k in PRESETS} == DESCRIPTIONS
     assert set(listed) == set(PRESETS) | set(STUDY_PRESETS)
-    assert listed["quick"] == "3 sizes x 6 modes x 1 seeds, 160 steps per trained run"
+    assert listed["quick"] == "3 sizes x 6 modes x 3 seeds, 160 steps per trained run"
+    assert listed["demo"] == (
+        "3 sizes x 6 modes x 3 seeds, 40/100/200 steps per trained run "
+        "(1 seeds for trained or random networks)"
+    )
     assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
 
 
@@ -117,7 +122,7 @@ def test_finetune_presets_reproduce_the_former_finetune_defaults() -> None:
 
 def test_study_presets_reproduce_the_former_study_table() -> None:
     quick = STUDY_PRESETS["quick"]
-    assert (quick.sizes, quick.seeds, quick.linear_lr) == ((10, 100, 1000), (0,), 3e-2)
+    assert (quick.sizes, quick.seeds, quick.linear_lr) == ((10, 100, 1000), (0, 1, 2), 3e-2)
     assert quick.run.objective == PRESETS["semseg-ce-full"].objective
     assert (quick.run.train.max_steps, quick.run.optim.warmup_steps) == (160, 16)
     assert (quick.run.optim.lr, quick.run.optim.min_lr) == (2e-3, 2e-3 * 0.01)
@@ -132,6 +137,11 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
         250,
     )
     assert full.run.finetune is not None and full.run.finetune.n_test == 1000
+    # the demo's study: the quick run with per-size budgets and early stopping on 50 val events
+    demo = STUDY_PRESETS["demo"]
+    assert demo.run.objective == quick.run.objective and demo.run.optim == quick.run.optim
+    assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
+    assert (demo.steps, demo.seeds, demo.network_seeds) == ((40, 100, 200), (0, 1, 2), (0,))
 
 
 def test_pretraining_presets_have_no_finetune_section_and_mae_vit_s_is_the_default() -> None:

@@ -188,7 +188,10 @@ def presets(name: Pos[str | None] = None) -> None:
         lines += ["study presets (nufm study --preset NAME):"]
         for k, c in STUDY_PRESETS.items():
             trained = [m for m in c.modes if m not in PROBE_MODES]
-            budget = f"{c.run.train.max_steps} steps per trained run" if trained else "no training"
+            steps = "/".join(map(str, c.steps)) if c.steps else str(c.run.train.max_steps)
+            budget = f"{steps} steps per trained run" if trained else "no training"
+            if trained and c.network_seeds is not None:
+                budget += f" ({len(c.network_seeds)} seeds for trained or random networks)"
             lines.append(
                 f"  {k:<{width}}  {len(c.sizes)} sizes x {len(c.modes)} modes x {len(c.seeds)} "
                 f"seeds, {budget}"

@@ -420,10 +420,11 @@ class StudyConfig:
     """Modes to run at every size."""
     seeds: tuple[int, ...] = (0,)
     """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
-    finetune_seeds: tuple[int, ...] | None = None
-    """Seeds of the modes with a training loop (linear, head, full, scratch, linear-random,
-    linear-geometry) when they should differ from ``seeds`` (e.g. fewer, to fit a time
-    budget, while the cheap frozen-feature modes run every seed); None = ``seeds``."""
+    network_seeds: tuple[int, ...] | None = None
+    """Seeds of the modes that train or initialise a network per seed (the training-loop
+    modes linear, head, full, scratch, linear-random, linear-geometry, and probe-random) when
+    they should differ from ``seeds`` (e.g. fewer, to fit a time budget, while the cheap
+    frozen-feature modes run every seed); None = ``seeds``."""
     linear_lr: float | None = 3e-2
     """Learning rate of the linear modes (linear, linear-random, linear-geometry; their min lr
     is 1% of it); None = ``run.optim.lr``. A single linear layer needs a larger rate than a
@@ -444,7 +445,7 @@ class StudyConfig:
                 f"study: steps {self.steps} must give a positive step count for each of "
                 f"the sizes {self.sizes}"
             )
-        if not self.modes or not self.seeds or self.finetune_seeds == ():
+        if not self.modes or not self.seeds or self.network_seeds == ():
             raise ConfigError("study: needs at least one mode and one seed")
         if self.run.finetune is None:
             raise ConfigError("study: run needs a finetune section (a task objective)")

@@ -75,3 +75,17 @@ def test_bench_pretrain_rows() -> None:
 def test_bench_pretrain_rejects_unknown_preset() -> None:
     with pytest.raises(ValueError, match="no-such-preset"):
         bench_pretrain(quick=True, presets=("no-such-preset",))
+
+
+def test_simulated_batch_carries_the_pipelines_token_groups() -> None:
+    """A preset that groups in the data pipeline is benchmarked on grouped batches."""
+    from nufm.presets import PRESETS
+    from nufm.train.components import build_objective
+
+    assert PRESETS["mae-fast-cpu"].data.cache_groups
+    assert not PRESETS["mae-ctx-cpu"].data.cache_groups  # the in-step reference
+    mae = build_objective(PRESETS["mae-tiny"].objective)
+    grouped = simulated_batch(2, seed=0, grouper=mae.event_grouper())  # type: ignore[operator]
+    plain = simulated_batch(2, seed=0)
+    assert plain.groups is None and grouped.groups is not None
+    assert torch.equal(grouped.coord, plain.coord)

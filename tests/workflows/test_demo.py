@@ -19,6 +19,7 @@ def test_demo_pipeline_at_toy_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         out=tmp_path / "demo",
         events=60,
         workers=1,
+        pretrained=None,
         pretrain_preset="mae-tiny",
         pretrain_steps=4,
         probe_every=0,

@@ -43,7 +43,7 @@ def test_baseline_modes_use_their_own_encoders(tmp_path: Path) -> None:
 
 
 def test_step_budgets_seeds_per_kind_and_the_per_class_table(tmp_path: Path) -> None:
-    """StudyConfig.steps sets each size's budget; finetune_seeds limits the training-loop
+    """StudyConfig.steps sets each size's budget; network_seeds limits the training-loop
     modes while frozen-feature modes run every seed; results.md has the per-class table."""
     import pytest
 
@@ -60,7 +60,7 @@ def test_step_budgets_seeds_per_kind_and_the_per_class_table(tmp_path: Path) -> 
         steps=(2, 5),
         modes=("probe-geometry", "scratch"),
         seeds=(0, 1),
-        finetune_seeds=(0,),
+        network_seeds=(0,),
     )
     assert study_run(cfg, "scratch", 8, 0).train.max_steps == 5
     assert study_run(cfg, "scratch", 4, 0).optim.warmup_steps == 1

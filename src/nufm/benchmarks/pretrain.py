@@ -1,10 +1,12 @@
 """CPU pretraining-step benchmarks: throughput, model FLOPs, matmul peak and DDP scaling.
 
 Owns :func:`bench_pretrain`, :func:`count_step_flops` and :func:`matmul_peak`. Objectives are the
-tiny presets of :data:`nufm.presets.PRESETS` (PoLAr-MAE, arXiv:2502.02558; Sonata
+CPU presets of :data:`nufm.presets.PRESETS` (PoLAr-MAE, arXiv:2502.02558; Sonata
 self-distillation, arXiv:2503.16429; FM4NPP forecasting, arXiv:2508.14087). One training step is
 a full AdamW step (forward, backward, ``optimizer.step``, plus the EMA teacher update for
-self-distillation) on one collated batch of simulated events; timings are medians over
+self-distillation) on one collated batch of simulated events, with the token groups attached
+when the preset computes them in the data pipeline (``data.cache_groups``; ``mae-cpu`` and
+``mae-ctx-cpu`` group inside the step, as before); timings are medians over
 ``repeats`` steps after one warm-up step (peak memory is the warm-up's, measured as in
 :mod:`nufm.benchmarks.models`). FLOPs are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matmul/conv/attention ops only, forward+backward,
@@ -37,24 +39,38 @@ from torch.utils.flop_counter import FlopCounterMode
 from nufm.batch import PointBatch
 from nufm.benchmarks.models import _autocast, _time
 from nufm.data.collate import collate
-from nufm.data.transforms import Preprocess
+from nufm.data.transforms import Preprocess, Transform
 from nufm.models.vit import VIT_PRESETS, ViT
 from nufm.presets import PRESETS
 from nufm.sim import generate_events
 from nufm.ssl.distill import SelfDistillation
+from nufm.step import HasEventGrouper
 from nufm.train.components import build_objective
 
 log = logging.getLogger(__name__)
 
-TINY_PRESETS: tuple[str, ...] = ("mae-tiny", "mae-cpu", "distill-tiny", "forecast-tiny")
+TINY_PRESETS: tuple[str, ...] = (
+    "mae-tiny",
+    "mae-cpu",
+    "mae-ctx-cpu",
+    "mae-fast-cpu",
+    "mae-m-cpu",
+    "mae-5m-cpu",
+    "distill-tiny",
+    "forecast-tiny",
+)
 """Objective presets measured by default."""
 
 
-def simulated_batch(n_events: int, seed: int = 0) -> PointBatch:
-    """``n_events`` simulated events, preprocessed (``Preprocess().transforms()``) and collated."""
+def simulated_batch(n_events: int, seed: int = 0, grouper: Transform | None = None) -> PointBatch:
+    """``n_events`` simulated events, preprocessed (``Preprocess().transforms()``) and collated;
+    with ``grouper`` (an objective's event grouper) their token groups are attached, as the
+    training pipeline of a run with ``data.cache_groups`` does."""
     transform = Preprocess().transforms()
     rng = np.random.default_rng(seed)
     events = [transform(ev, rng) for ev in generate_events(n_events, seed)]
+    if grouper is not None:
+        events = [grouper(ev, rng) for ev in events]
     return collate(events)
 
 
@@ -295,11 +311,17 @@ def _bench(
     batch = simulated_batch(n_events, seed=0)
     for name in presets:
         torch.manual_seed(0)
-        objective = build_objective(PRESETS[name].objective)
+        run = PRESETS[name]
+        objective = build_objective(run.objective)
+        if run.data.cache_groups and isinstance(objective, HasEventGrouper):
+            # groups come from the data pipeline: the step runs only the network
+            grouped = simulated_batch(n_events, seed=0, grouper=objective.event_grouper())
+        else:
+            grouped = batch
         rows += _train_rows(
             name,
             objective,
-            lambda o=objective: o(batch).loss,
+            lambda o=objective, b=grouped: o(b).loss,
             n_events,
             repeats,
             dtypes,

@@ -21,6 +21,7 @@ import numpy as np
 
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.errors import ConfigError
+from nufm.hub import SHIPPED_MODELS
 from nufm.viz.display import save_figure
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,16 @@ class DemoConfig:
     """Labelled simulated events (split 80/10/10 by event) for fine-tuning and evaluation."""
     workers: int = 2
     """Simulation worker processes."""
-    pretrain_preset: str = "mae-ctx-cpu"
-    """Pretraining preset (nufm.presets.PRESETS); its events are simulated from another seed."""
+    pretrained: str | None = "lartpc-mae-m"
+    """The encoder the study fine-tunes and probes and that embeds, searches and scores
+    anomalies: a shipped model's name (nufm.hub.SHIPPED_MODELS), a run or an export; None =
+    the live pretraining run of this demo."""
+    pretrain_preset: str = "mae-fast-cpu"
+    """The live pretraining (nufm.presets.PRESETS), reported beside the shipped encoder so
+    the whole pipeline runs; its events are simulated from another seed."""
     pretrain_steps: int = 600
-    """Pretraining optimizer steps (with the context term the probe is at its CPU plateau by
-    then: docs/objectives.md)."""
-    study_preset: str = "quick"
+    """Live pretraining optimizer steps."""
+    study_preset: str = "demo"
     """Label-efficiency study preset (nufm.presets.STUDY_PRESETS)."""
     seed: int = 0
     """Base seed (labelled data use seed + 1000, pretraining data use seed)."""
@@ -128,20 +133,31 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     t = _step("label-efficiency study")
     study_dir = out / "study"
+    study = get_study_preset(cfg.study_preset)
+    encoder = cfg.pretrained if cfg.pretrained is not None else run_dir
     if not (study_dir / "results.md").is_file() or not (study_dir / "complete").is_file():
-        run_study(get_study_preset(cfg.study_preset), run_dir, (data,), study_dir)
+        run_study(study, encoder, (data,), study_dir)
         (study_dir / "complete").write_text("done\n")
     timings["study"] = time.perf_counter() - t
 
+    if cfg.pretrained is not None:
+        t = _step("probe of the live pretraining")
+        live_dir = out / "study_live"
+        if not (live_dir / "complete").is_file():
+            live = dataclasses.replace(study, modes=("probe",), seeds=(0,), network_seeds=None)
+            run_study(live, run_dir, (data,), live_dir)
+            (live_dir / "complete").write_text("done\n")
+        timings["live_probe"] = time.perf_counter() - t
+
     t = _step("embeddings, search, anomalies")
-    pretrained = load_encoder(run_dir)
+    pretrained = load_encoder(encoder)
     figures = out / "report" / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     extras = _use_the_encoder(pretrained, data, figures, cfg)
     timings["embed_search_anomaly"] = time.perf_counter() - t
 
     t = _step("report")
-    report = write_report(out, data, figures, extras, timings)
+    report = write_report(out, data, figures, extras, timings, cfg)
     log.info("demo report: %s", report)
     return report
 
@@ -264,9 +280,15 @@ def _curves(run_dir: Path, figures: Path) -> list[str]:
 
 
 def write_report(
-    out: Path, data: Path, figures: Path, extras: dict, timings: dict[str, float]
+    out: Path,
+    data: Path,
+    figures: Path,
+    extras: dict,
+    timings: dict[str, float],
+    cfg: DemoConfig | None = None,
 ) -> Path:
     """report/index.md and report/index.html from the files of this demo run."""
+    cfg = cfg or DemoConfig()
     import shutil
 
     study_dir = out / "study"
@@ -284,10 +306,23 @@ def write_report(
         f"Data: `{data}` (simulated, split by event). Timings (s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
         "",
-        "## Pretraining",
+        "## The encoder",
         "",
-        "Per-point linear probe of the frozen encoder during pretraining (macro F1 on "
-        "held-out simulated events; step 0 = random initialisation):",
+        "The study, the embeddings, the search and the anomaly scores use "
+        + (f"`{cfg.pretrained}`" if cfg.pretrained else "the live pretraining run below")
+        + (
+            f" (shipped with nufm: {SHIPPED_MODELS[cfg.pretrained]})"
+            if cfg.pretrained in SHIPPED_MODELS
+            else ""
+        )
+        + ". How it was made and its measured probe curve: its card "
+        "(`src/nufm/weights/<name>/README.md`) and docs/benchmarks.md.",
+        "",
+        f"## Live pretraining (`{cfg.pretrain_preset}`, {cfg.pretrain_steps} steps)",
+        "",
+        "A short pretraining run on this machine, so the whole pipeline runs. Per-point "
+        "linear probe of its frozen encoder during pretraining (the monitor's small probe: "
+        "macro F1 on held-out simulated events; step 0 = random initialisation):",
         "",
         "| step | probe macro F1 | probe mIoU |",
         "|---|---|---|",
@@ -296,15 +331,24 @@ def write_report(
         f"| {r['step']} | {r['monitor/probe_macro_f1']:.3f} | {r['monitor/probe_miou']:.3f} |"
         for r in probe_rows
     ]
+    live = out / "study_live" / "results.md"
     md += [
         "",
         *[f"![{c}](figures/{c})" for c in curves],
         "",
-        "## Label efficiency (semantic segmentation, 5 classes)",
+        "The study's probe protocol on the live encoder (one seed):",
+        "",
+        live.read_text() if live.is_file() else "(not run)",
+        "",
+        f"## Label efficiency of `{cfg.pretrained or 'the live encoder'}` "
+        "(semantic segmentation, 5 classes)",
         "",
         (study_dir / "results.md").read_text(),
         "",
         "![](figures/label_efficiency.png)",
+        "",
+        "The supervised ceiling (the same architecture from scratch on all 1,200 labelled "
+        "events with a long budget) and the scaling measurements are in docs/benchmarks.md.",
         "",
     ]
     if pred:

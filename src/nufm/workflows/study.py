@@ -217,8 +217,9 @@ def run_study(
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
             seeds = cfg.seeds
-            if mode not in PROBE_MODES and cfg.finetune_seeds is not None:
-                seeds = cfg.finetune_seeds
+            per_network = mode not in PROBE_MODES or mode == "probe-random"
+            if per_network and cfg.network_seeds is not None:
+                seeds = cfg.network_seeds
             for seed in seeds:
                 name = f"{mode}-n{n}-s{seed}"
                 t0 = time.perf_counter()
