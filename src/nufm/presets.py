@@ -7,7 +7,9 @@ on fine-tuning runs. Model sizes stay beside their models (:data:`nufm.models.pr
 :data:`nufm.models.vit.VIT_PRESETS`). A variant is a preset, never a copied class.
 
 * Pretraining: ``toy``/``toy-sim`` (the test objective), ``*-tiny`` (CPU in seconds per step),
-  ``*-cpu`` (token ViT of width 96 for 2 CPU cores; the demo pretrains ``mae-ctx-cpu``) and GPU
+  ``*-cpu`` (token ViTs for 2 CPU cores: ``mae-fast-cpu`` is the demo's live pretraining,
+  ``mae-m-cpu`` made the shipped encoder ``lartpc-mae-m``, ``mae-ctx-cpu`` the earlier demo's)
+  and GPU
   presets: ``mae-vit-s-4d`` (PoLAr-MAE ViT-S with the 4-D Chamfer, arXiv:2502.02558; plain
   PoLAr-MAE ViT-S is ``MAEConfig()``), ``distill-small`` (PTv3 small), ``sonata-panda-base``
   (Panda-Base, arXiv:2512.01324), ``forecast-small`` (about FM4NPP's 5M model,

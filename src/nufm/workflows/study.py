@@ -337,6 +337,12 @@ def markdown_table(rows: list[StudyRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _nanmean(values: list[float]) -> float:
+    """Mean of the finite values (a class absent from the test events has F1 NaN)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def per_class_table(rows: list[StudyRow], n_train: int) -> str:
     """Mean over seeds of accuracy, macro F1 and every class's F1 at ``n_train`` labelled
     events, one line per mode, as Markdown."""
@@ -354,7 +360,7 @@ def per_class_table(rows: list[StudyRow], n_train: int) -> str:
             str(len(mine)),
             f"{np.mean([r.accuracy for r in mine]):.3f}",
             f"{np.mean([r.macro_f1 for r in mine]):.3f}",
-            *[f"{np.nanmean([r.per_class_f1[c] for r in mine]):.3f}" for c in classes],
+            *[f"{_nanmean([r.per_class_f1[c] for r in mine]):.3f}" for c in classes],
         ]
         lines.append(f"| {MODE_LABELS.get(mode, mode)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
