@@ -106,6 +106,11 @@ def bench(
     ),
     quick: bool = False,
     out: Path | None = Path("bench_results.json"),
+    presets: tuple[str, ...] | None = None,
+    batch_events: int = 8,
+    threads: int | None = None,
+    dtypes: tuple[Literal["fp32", "bf16"], ...] = ("fp32", "bf16"),
+    ddp: bool = True,
 ) -> None:
     """Measure simulator, geometry-kernel, encoder and pretraining speed on this machine.
 
@@ -115,10 +120,24 @@ def bench(
         suites: Which benchmark suites to run.
         quick: Smaller sizes and fewer repeats (a smoke run, not for reporting).
         out: JSON file for the rows and the machine description (None: do not write).
+        presets: pretrain suite: the presets to step (None: the CPU MAE, distillation and
+            forecasting presets).
+        batch_events: pretrain suite: simulated events per step.
+        threads: pretrain suite: torch threads (None: torch's default).
+        dtypes: pretrain suite: fp32 and/or bf16 autocast.
+        ddp: pretrain suite: also the torchrun 1 -> 2 process scaling run.
     """
+    from nufm.benchmarks.pretrain import TINY_PRESETS
     from nufm.benchmarks.report import run_benchmarks
 
-    print(run_benchmarks(suites, quick, out))
+    pretrain = {
+        "presets": presets or TINY_PRESETS,
+        "batch_events": batch_events,
+        "threads": threads,
+        "dtypes": dtypes,
+        "ddp": ddp,
+    }
+    print(run_benchmarks(suites, quick, out, pretrain))
 
 
 def finetune() -> None:

@@ -24,8 +24,10 @@ Suite = Literal["sim", "geometry", "models", "pretrain"]
 SUITES: tuple[Suite, ...] = ("sim", "geometry", "models", "pretrain")
 
 
-def run_suite(name: Suite, quick: bool) -> list[dict]:
-    """Run one suite; ``quick`` shrinks sizes/repeats for a smoke run."""
+def run_suite(name: Suite, quick: bool, pretrain: dict | None = None) -> list[dict]:
+    """Run one suite; ``quick`` shrinks sizes/repeats for a smoke run; ``pretrain``: keyword
+    arguments of :func:`nufm.benchmarks.pretrain.bench_pretrain` (presets, batch_events,
+    threads, dtypes, ddp)."""
     match name:
         case "sim":
             from nufm.benchmarks.sim import bench_simulator
@@ -48,7 +50,7 @@ def run_suite(name: Suite, quick: bool) -> list[dict]:
         case "pretrain":
             from nufm.benchmarks.pretrain import bench_pretrain
 
-            return bench_pretrain(quick=quick)
+            return bench_pretrain(quick=quick, **(pretrain or {}))
         case _:
             raise ValueError(f"unknown benchmark suite {name!r}; choose from {SUITES}")
 
@@ -83,13 +85,16 @@ def to_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_benchmarks(suites: Sequence[Suite], quick: bool, out: Path | None) -> str:
-    """Run ``suites``, return Markdown, and write rows + machine info as JSON to ``out``."""
+def run_benchmarks(
+    suites: Sequence[Suite], quick: bool, out: Path | None, pretrain: dict | None = None
+) -> str:
+    """Run ``suites``, return Markdown, and write rows + machine info as JSON to ``out``
+    (``pretrain``: options of the pretrain suite, :func:`run_suite`)."""
     results = {"machine": machine_info(), "quick": quick, "suites": {}}
     text = []
     for name in suites:
         log.info("benchmark suite %s", name)
-        rows = run_suite(name, quick)
+        rows = run_suite(name, quick, pretrain)
         results["suites"][name] = rows
         text.append(f"## {name}\n\n{to_markdown(rows)}")
     if out is not None:
