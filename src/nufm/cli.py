@@ -270,7 +270,8 @@ def embed(
     """Embed every event of a file with a pretrained encoder ([mean, max] over its tokens/points).
 
     Args:
-        model: A pretraining run directory or an exported model directory.
+        model: A pretraining run directory, an exported model directory or a shipped
+            model's name (e.g. lartpc-mae-m).
         file: A PILArNet-M layout HDF5 file.
         out: Output .h5 (event_embedding, event_id, optional point_embedding + point_offset,
             provenance attributes) or .npy (event embeddings only, ids in <stem>.event_id.npy).
@@ -357,7 +358,8 @@ def anomaly(
     corruption to <stem>_examples.png.
 
     Args:
-        model: A pretraining run directory or an exported model directory.
+        model: A pretraining run directory, an exported model directory or a shipped
+            model's name (e.g. lartpc-mae-m).
         cfg: The study's pathology, event counts and score.
         out: Output PNG.
     """

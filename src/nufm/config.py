@@ -238,7 +238,8 @@ class FinetuneConfig:
     """
 
     pretrained: Path | None = None
-    """Pretraining run directory or exported model; its encoder config replaces the task's, its
+    """Pretraining run directory, exported model or shipped model name (``lartpc-mae-m``,
+    ``nufm.hub.SHIPPED_MODELS``); its encoder config replaces the task's, its
     weights initialise the encoder (modes linear / head / full) and its preprocessing is used.
     Required except for mode 'scratch'."""
     data: tuple[Path, ...] = ()

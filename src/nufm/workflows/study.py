@@ -285,7 +285,7 @@ def parse_study_args(argv: list[str]) -> tuple[StudyConfig, Path]:
         "Label-efficiency study of a pretrained encoder.\n\n"
         "Launcher options (before the overrides):\n"
         f"  --preset NAME        one of {', '.join(sorted(STUDY_PRESETS))} (default quick)\n"
-        "  --pretrained PATH    pretraining run directory or exported model (required)\n"
+        "  --pretrained PATH    pretraining run, export or shipped model (lartpc-mae-m)\n"
         "  --data FILE ...      labelled PILArNet-M layout HDF5 file(s) (required)\n"
         "  --out DIR            output directory (default study)"
     )
