@@ -13,13 +13,26 @@ from nufm.presets import STUDY_PRESETS
 from nufm.workflows.demo import DemoConfig, run_demo
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["live-encoder", "given-encoder"])
 @pytest.mark.slow
-def test_demo_pipeline_at_toy_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_pipeline_at_toy_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: bool
+) -> None:
+    """Without ``pretrained`` the study uses the live run; with one (as the shipped model by
+    default) the study uses it and the live encoder gets its own probe section."""
+    pretrained = None
+    if given:
+        from helpers.configs import one_step_mae_run
+        from nufm.train.run import run_pretrain
+        from nufm.workflows.load import export_run
+
+        run_pretrain(one_step_mae_run(), tmp_path / "given")
+        pretrained = str(export_run(tmp_path / "given", tmp_path / "given-export"))
     cfg = DemoConfig(
         out=tmp_path / "demo",
         events=60,
         workers=1,
-        pretrained=None,
+        pretrained=pretrained,
         pretrain_preset="mae-tiny",
         pretrain_steps=4,
         probe_every=0,
@@ -38,5 +51,10 @@ def test_demo_pipeline_at_toy_sizes(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         metrics = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
         assert abs(metrics["metrics"]["semantic"]["macro_f1"] - float(r["macro_f1"])) < 1e-4
     assert "label_efficiency.png" in md and "ROC AUC" in md
+    assert ("The study's probe protocol on the live encoder" in md) == given
+    if given:
+        live = list(csv.DictReader((cfg.out / "study_live" / "results.csv").open()))
+        assert {r["mode"] for r in live} == {"probe"}
+        assert f"`{pretrained}`" in md
     for png in ("label_efficiency.png", "embedding_events.png", "search.png"):
         assert (cfg.out / "report" / "figures" / png).stat().st_size > 1000

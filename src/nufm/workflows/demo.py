@@ -336,10 +336,16 @@ def write_report(
         "",
         *[f"![{c}](figures/{c})" for c in curves],
         "",
-        "The study's probe protocol on the live encoder (one seed):",
-        "",
-        live.read_text() if live.is_file() else "(not run)",
-        "",
+        *(
+            [
+                "The study's probe protocol on the live encoder (one seed):",
+                "",
+                live.read_text(),
+                "",
+            ]
+            if live.is_file()
+            else []
+        ),
         f"## Label efficiency of `{cfg.pretrained or 'the live encoder'}` "
         "(semantic segmentation, 5 classes)",
         "",
