@@ -123,25 +123,19 @@ def load(source: str | os.PathLike) -> Pretrained | FineTuned:
 
     Args:
         source: A pretraining run directory (``config.yaml`` + ``checkpoints/``), one of its
-            checkpoint files, or an exported model (``model.safetensors`` + ``config.json``,
-            ``nufm export``): returns a :class:`~nufm.workflows.load.Pretrained` (encoder +
-            preprocessing). The same for a fine-tuning run (``nufm finetune``): returns a
-            :class:`~nufm.workflows.load.FineTuned` (task + preprocessing).
+            checkpoint files, an exported model (``model.safetensors`` + ``config.json``,
+            ``nufm export``) or the name of a model shipped with nufm (``"lartpc-mae-m"``,
+            ``nufm.hub.SHIPPED_MODELS``): returns a :class:`~nufm.workflows.load.Pretrained`
+            (encoder + preprocessing). The same for a fine-tuning run (``nufm finetune``):
+            returns a :class:`~nufm.workflows.load.FineTuned` (task + preprocessing).
 
     Raises:
         nufm.errors.NotFoundError: No such path, or a run without a complete checkpoint.
         nufm.errors.UserError: A corrupt checkpoint, or weights that do not fit the config.
     """
-    from nufm.errors import NotFoundError
     from nufm.workflows.load import load as load_any
 
-    path = Path(source)
-    if not path.exists():
-        raise NotFoundError(
-            f"{path}: no such run directory, checkpoint or exported model "
-            "(named models are not shipped yet)"
-        )
-    return load_any(path)
+    return load_any(Path(source))
 
 
 def embed(

@@ -161,3 +161,17 @@ def test_a_shipped_model_loads_by_name_and_a_path_wins(
     assert load_encoder("tiny-shipped").step == 2
     with pytest.raises(NotFoundError, match="no shipped model of that name"):
         load_encoder("no-such-model")
+
+
+def test_every_shipped_model_is_in_the_package_and_loads() -> None:
+    from nufm.hub import SHIPPED_MODELS, shipped_model_dir
+
+    assert SHIPPED_MODELS
+    for name in SHIPPED_MODELS:
+        where = shipped_model_dir(name)
+        assert where is not None and (where / "model.safetensors").is_file(), name
+        assert (where / "README.md").is_file(), name
+        pre = load_encoder(name)
+        assert pre.source == str(where) and pre.encoder_config is not None
+        provenance = json.loads((where / "config.json").read_text())["provenance"]
+        assert {"command", "data", "compute", "step"} <= set(provenance), name
