@@ -354,3 +354,18 @@ def test_figures_render(
     ev = emb_events[0]
     known = ev.segment >= 0
     assert dom[0] == np.argmax(np.bincount(ev.segment[known], ev.energy[known], len(seg_names)))
+
+
+def test_nearest_distance_matches_a_kd_tree() -> None:
+    """The brute-force nearest-neighbour distance of the token anomaly score equals scipy's
+    exact k-d tree query (over several chunks)."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from nufm.workflows.anomaly import nearest_distance
+
+    rng = np.random.default_rng(0)
+    bank, query = rng.normal(size=(300, 12)), rng.normal(size=(101, 12))
+    want, _ = cKDTree(bank).query(query, k=1)
+    np.testing.assert_allclose(nearest_distance(query, bank, chunk=16), want, rtol=1e-9)
+    assert nearest_distance(bank[:5], bank).max() < 1e-6  # a bank row is its own neighbour
