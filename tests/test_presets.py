@@ -51,7 +51,7 @@ def test_listing_names_every_preset_with_its_description(
     assert listed["quick"] == "3 sizes x 6 modes x 3 seeds, 160 steps per trained run"
     assert listed["demo"] == (
         "3 sizes x 6 modes x 3 seeds, 40/100/200 steps per trained run "
-        "(1 seeds for trained or random networks)"
+        "(1 seeds for the costly modes)"
     )
     assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
 

@@ -210,7 +210,7 @@ def presets(name: Pos[str | None] = None) -> None:
             steps = "/".join(map(str, c.steps)) if c.steps else str(c.run.train.max_steps)
             budget = f"{steps} steps per trained run" if trained else "no training"
             if trained and c.network_seeds is not None:
-                budget += f" ({len(c.network_seeds)} seeds for trained or random networks)"
+                budget += f" ({len(c.network_seeds)} seeds for the costly modes)"
             lines.append(
                 f"  {k:<{width}}  {len(c.sizes)} sizes x {len(c.modes)} modes x {len(c.seeds)} "
                 f"seeds, {budget}"

@@ -422,10 +422,10 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
     network_seeds: tuple[int, ...] | None = None
-    """Seeds of the modes that train or initialise a network per seed (the training-loop
-    modes linear, head, full, scratch, linear-random, linear-geometry, and probe-random) when
-    they should differ from ``seeds`` (e.g. fewer, to fit a time budget, while the cheap
-    frozen-feature modes run every seed); None = ``seeds``."""
+    """Seeds of the costly modes (the training-loop modes linear, head, full, scratch,
+    linear-random, linear-geometry; probe-random, which draws an encoder per seed; and
+    gbt-geometry) when they should differ from ``seeds`` (e.g. fewer, to fit a time budget,
+    while the cheap linear-probe modes run every seed); None = ``seeds``."""
     linear_lr: float | None = 3e-2
     """Learning rate of the linear modes (linear, linear-random, linear-geometry; their min lr
     is 1% of it); None = ``run.optim.lr``. A single linear layer needs a larger rate than a

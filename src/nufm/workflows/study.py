@@ -217,8 +217,8 @@ def run_study(
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
             seeds = cfg.seeds
-            per_network = mode not in PROBE_MODES or mode == "probe-random"
-            if per_network and cfg.network_seeds is not None:
+            costly = mode not in PROBE_MODES or mode in ("probe-random", "gbt-geometry")
+            if costly and cfg.network_seeds is not None:
                 seeds = cfg.network_seeds
             for seed in seeds:
                 name = f"{mode}-n{n}-s{seed}"
