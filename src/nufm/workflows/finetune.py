@@ -97,6 +97,20 @@ def load_split_events(
     return [ds[int(i)] for i in order]
 
 
+def finetune_split(
+    ft: FinetuneConfig, preprocess: Preprocess, split: Split, n: int | None
+) -> list[Event]:
+    """:func:`load_split_events` of a run's labelled files with its split seed and fractions."""
+    return load_split_events(
+        ft.data,
+        preprocess,
+        split,
+        n,
+        split_seed=ft.split_seed,
+        split_fractions=ft.split_fractions,
+    )
+
+
 def val_score(metrics: dict[str, Any]) -> float:
     """The number early stopping maximises: macro F1 (semantic, pid, event class), the mean
     ARI (clustering) or minus the mean RMS (regression); NaN counts as the worst."""
@@ -218,23 +232,9 @@ def run_finetune(
             "(--finetune.pretrained RUN_OR_MODEL_DIR)"
         )
     if train_events is None:
-        train_events = load_split_events(
-            ft.data,
-            preprocess,
-            "train",
-            ft.n_train,
-            split_seed=ft.split_seed,
-            split_fractions=ft.split_fractions,
-        )
+        train_events = finetune_split(ft, preprocess, "train", ft.n_train)
     if test_events is None:
-        test_events = load_split_events(
-            ft.data,
-            preprocess,
-            "test",
-            ft.n_test,
-            split_seed=ft.split_seed,
-            split_fractions=ft.split_fractions,
-        )
+        test_events = finetune_split(ft, preprocess, "test", ft.n_test)
     data_cfg = (
         dataclasses.replace(cfg.data, source="file", path=ft.data[0]) if ft.data else cfg.data
     )
@@ -243,14 +243,7 @@ def run_finetune(
     selector = None
     if ft.n_val > 0:
         if val_events is None:
-            val_events = load_split_events(
-                ft.data,
-                preprocess,
-                "val",
-                ft.n_val,
-                split_seed=ft.split_seed,
-                split_fractions=ft.split_fractions,
-            )
+            val_events = finetune_split(ft, preprocess, "val", ft.n_val)
         selector = BestWeights(val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed)
         if not run_cfg.train.monitor_every:  # score at least the final weights
             run_cfg = dataclasses.replace(

@@ -43,7 +43,7 @@ from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
 from nufm.viz.display import save_figure
-from nufm.workflows.finetune import load_split_events, run_finetune
+from nufm.workflows.finetune import finetune_split, run_finetune
 from nufm.workflows.load import load_encoder
 from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
 
@@ -169,43 +169,15 @@ def run_study(
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, finetune=ft))
     pretrained = load_encoder(ft.pretrained)
     pre = pretrained.preprocess
-    pool = load_split_events(
-        ft.data,
-        pre,
-        "train",
-        max(cfg.sizes),
-        split_seed=ft.split_seed,
-        split_fractions=ft.split_fractions,
-    )
-    test = load_split_events(
-        ft.data,
-        pre,
-        "test",
-        ft.n_test,
-        split_seed=ft.split_seed,
-        split_fractions=ft.split_fractions,
-    )
+    pool = finetune_split(ft, pre, "train", max(cfg.sizes))
+    test = finetune_split(ft, pre, "test", ft.n_test)
     select: list | None = None  # val events of early stopping
     if ft.n_val:
-        select = load_split_events(
-            ft.data,
-            pre,
-            "val",
-            ft.n_val,
-            split_seed=ft.split_seed,
-            split_fractions=ft.split_fractions,
-        )
+        select = finetune_split(ft, pre, "val", ft.n_val)
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
         n_val = cfg.probe.n_val if cfg.probe.n_val is not None else ft.n_test
-        val = load_split_events(
-            ft.data,
-            pre,
-            "val",
-            n_val,
-            split_seed=ft.split_seed,
-            split_fractions=ft.split_fractions,
-        )
+        val = finetune_split(ft, pre, "val", n_val)
         cache = FeatureCache(
             {"train": pool, "val": val, "test": test},
             pre.transforms(),
