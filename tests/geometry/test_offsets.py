@@ -5,6 +5,7 @@ from nufm.geometry.offsets import (
     offset_to_counts,
     offset_to_cu_seqlens,
     pad,
+    scatter_rows,
     unpad,
 )
 
@@ -25,3 +26,12 @@ def test_pad_unpad_round_trip() -> None:
     assert padded[0, 2].tolist() == [-1.0, -1.0]
     assert padded[1, 0].tolist() == x[2].tolist()
     torch.testing.assert_close(unpad(padded, valid), x)
+
+
+def test_scatter_rows_inverts_unpad_for_any_mask() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4)
+    mask = torch.tensor([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [0, 1, 0, 0, 1]], dtype=torch.bool)
+    back = scatter_rows(unpad(x, mask), mask)
+    assert torch.equal(back[mask], x[mask]) and bool((back[~mask] == 0).all())
+    assert back.shape == x.shape

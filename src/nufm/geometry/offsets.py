@@ -47,3 +47,11 @@ def pad(x: Tensor, offset: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
 def unpad(x: Tensor, valid: Tensor) -> Tensor:
     """Padded (B, N_max, *F) + ``valid (B, N_max)`` -> packed (N, *F), event order kept."""
     return x[valid]
+
+
+def scatter_rows(rows: Tensor, mask: Tensor) -> Tensor:
+    """Inverse of :func:`unpad` for any mask: rows (T, *F) of ``mask`` (B, G) bool (row-major)
+    -> (B, G, *F) with zeros where ``mask`` is False."""
+    out = rows.new_zeros(*mask.shape, *rows.shape[1:])
+    out[mask] = rows
+    return out

@@ -24,7 +24,7 @@ from nufm.data.event import Event
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling
-from nufm.geometry.offsets import offset_to_batch_index, pad
+from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows
 
 log = logging.getLogger(__name__)
 
@@ -506,9 +506,7 @@ class PointMAETokenizer(nn.Module):
     def embed_tokens(self, tokens: Tokens, coord: Tensor, feat: Tensor, which: Tensor) -> Tokens:
         """``tokens`` with ``feat`` computed at the tokens ``which`` (B, G) bool (0 elsewhere)."""
         rows = self.embed(coord, feat, tokens.center[which], tokens.group_idx[which])  # (Q', D)
-        out = rows.new_zeros(*which.shape, rows.shape[-1])  # (B, G, D)
-        out[which] = rows
-        return replace(tokens, feat=out)
+        return replace(tokens, feat=scatter_rows(rows, which))  # (B, G, D)
 
     def embed(self, coord: Tensor, feat: Tensor, center: Tensor, group_idx: Tensor) -> Tensor:
         """Mini-PointNet embedding of groups.

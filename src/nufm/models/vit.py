@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from nufm.geometry.offsets import scatter_rows
 from nufm.models.layers import Block, linear_rates
 
 
@@ -134,15 +135,8 @@ class ViT(nn.Module):
                 rows = rows + pos_rows
             rows = block.forward_rows(rows, counts, event)
             if i in wanted:
-                hidden[i] = _scatter_rows(rows, valid)
-        return ViTOutput(feat=_scatter_rows(self.norm(rows), valid), hidden=hidden)
-
-
-def _scatter_rows(rows: Tensor, valid: Tensor) -> Tensor:
-    """(T, D) rows of ``valid`` (B, G) -> (B, G, D), zeros elsewhere."""
-    out = rows.new_zeros(*valid.shape, rows.shape[-1])
-    out[valid] = rows
-    return out
+                hidden[i] = scatter_rows(rows, valid)
+        return ViTOutput(feat=scatter_rows(self.norm(rows), valid), hidden=hidden)
 
 
 def _init_weights(m: nn.Module) -> None:
