@@ -451,6 +451,14 @@ class StudyConfig:
         if self.run.finetune is None:
             raise ConfigError("study: run needs a finetune section (a task objective)")
 
+    def seeds_for(self, mode: str) -> tuple[int, ...]:
+        """The seeds ``mode`` runs: ``network_seeds`` for the costly modes (see there), else
+        ``seeds``."""
+        costly = mode not in PROBE_MODES or mode in ("probe-random", "gbt-geometry")
+        if costly and self.network_seeds is not None:
+            return self.network_seeds
+        return self.seeds
+
 
 # ---------------------------------------------------------------- dict / YAML round trip
 

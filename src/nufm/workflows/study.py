@@ -188,11 +188,7 @@ def run_study(
     rows: list[StudyRow] = []
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
-            seeds = cfg.seeds
-            costly = mode not in PROBE_MODES or mode in ("probe-random", "gbt-geometry")
-            if costly and cfg.network_seeds is not None:
-                seeds = cfg.network_seeds
-            for seed in seeds:
+            for seed in cfg.seeds_for(mode):
                 name = f"{mode}-n{n}-s{seed}"
                 t0 = time.perf_counter()
                 if mode in PROBE_MODES:
