@@ -141,11 +141,16 @@ class BestWeights:
         self.best_score = -np.inf
         self.best_step = -1
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.scored_steps: list[int] = []
+        self.scores: dict[int, float] = {}
+        """Step -> val score, in the order scored."""
+
+    @property
+    def scored_steps(self) -> list[int]:
+        return list(self.scores)
 
     def __call__(self, task: torch.nn.Module, step: int) -> dict[str, float]:
-        if step in self.scored_steps:
-            return {"val_score": self.best_score}
+        if step in self.scores:  # already scored (the loop's last step)
+            return {"val_score": self.scores[step]}
         was_training = task.training
         task.eval()
         with torch.no_grad():
@@ -158,7 +163,7 @@ class BestWeights:
             )
         task.train(was_training)
         score = val_score(metrics)
-        self.scored_steps.append(step)
+        self.scores[step] = score
         if score > self.best_score or self.best_state is None:
             self.best_score, self.best_step = score, step
             self.best_state = {k: v.detach().clone() for k, v in task.state_dict().items()}
