@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nufm.batch import PointBatch
 from nufm.benchmarks.models import _autocast, _time
 from nufm.data.collate import collate
+from nufm.data.event import Event
 from nufm.data.transforms import Preprocess, Transform
 from nufm.models.vit import VIT_PRESETS, ViT
 from nufm.presets import PRESETS
@@ -62,14 +63,26 @@ TINY_PRESETS: tuple[str, ...] = (
 """Objective presets measured by default."""
 
 
-def simulated_batch(n_events: int, seed: int = 0, grouper: Transform | None = None) -> PointBatch:
-    """``n_events`` simulated events, preprocessed (``Preprocess().transforms()``) and collated;
-    with ``grouper`` (an objective's event grouper) their token groups are attached, as the
-    training pipeline of a run with ``data.cache_groups`` does."""
+def simulated_events(n_events: int, seed: int = 0) -> list[Event]:
+    """``n_events`` simulated events, preprocessed (``Preprocess().transforms()``)."""
     transform = Preprocess().transforms()
     rng = np.random.default_rng(seed)
-    events = [transform(ev, rng) for ev in generate_events(n_events, seed)]
+    return [transform(ev, rng) for ev in generate_events(n_events, seed)]
+
+
+def simulated_batch(
+    n_events: int,
+    seed: int = 0,
+    grouper: Transform | None = None,
+    events: list[Event] | None = None,
+) -> PointBatch:
+    """``events`` (default: :func:`simulated_events` ``(n_events, seed)``) collated; with
+    ``grouper`` (an objective's event grouper) their token groups are attached, as the
+    training pipeline of a run with ``data.cache_groups`` does."""
+    if events is None:
+        events = simulated_events(n_events, seed)
     if grouper is not None:
+        rng = np.random.default_rng(seed)  # unused: grouping is deterministic
         events = [grouper(ev, rng) for ev in events]
     return collate(events)
 
@@ -308,14 +321,15 @@ def _bench(
             )
         )
         log.debug("%s", rows[-1])
-    batch = simulated_batch(n_events, seed=0)
+    events = simulated_events(n_events, seed=0)  # simulated once, for every preset
+    batch = simulated_batch(n_events, events=events)
     for name in presets:
         torch.manual_seed(0)
         run = PRESETS[name]
         objective = build_objective(run.objective)
         if run.data.cache_groups and isinstance(objective, HasEventGrouper):
             # groups come from the data pipeline: the step runs only the network
-            grouped = simulated_batch(n_events, seed=0, grouper=objective.event_grouper())
+            grouped = simulated_batch(n_events, grouper=objective.event_grouper(), events=events)
         else:
             grouped = batch
         rows += _train_rows(
