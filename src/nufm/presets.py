@@ -154,16 +154,9 @@ _MAE_M_CPU = MAEConfig(
         tokenizer=dataclasses.replace(
             _MAE_CPU.encoder.tokenizer, embed_dim=_M_WIDTH, pointnet_dims=(64, 128, 256)
         ),
-        vit=ViTConfig(embed_dim=_M_WIDTH, depth=6, num_heads=6, drop_path=0.1, attn_drop=0.0),
+        vit=dataclasses.replace(_MAE_CPU.encoder.vit, embed_dim=_M_WIDTH, depth=6, num_heads=6),
     ),
-    decoder=ViTConfig(
-        embed_dim=_M_WIDTH,
-        depth=2,
-        num_heads=6,
-        drop_path=0.0,
-        attn_drop=0.0,
-        add_pos_at_every_layer=True,
-    ),
+    decoder=dataclasses.replace(_MAE_CPU.decoder, embed_dim=_M_WIDTH, depth=2, num_heads=6),
     energy_hidden=64,
     context_weight=1.0,
 )

@@ -57,18 +57,13 @@ ENCODERS = {"vit": tiny_vit, "ptv3": tiny_ptv3}
 
 
 def tiny_task_vit() -> TokenViTConfig:
-    """Tokenizer (32 tokens at most) + 1-block ViT, D = 16: the encoder of tiny fine-tuning runs."""
-    return TokenViTConfig(
-        tokenizer=PointMAETokenizerConfig(
-            in_channels=4,
-            embed_dim=16,
-            group_max_points=8,
-            group_upscale_points=16,
-            context_length=32,
-            pointnet_dims=(16, 16, 16),
-            pos_hidden=16,
-        ),
-        vit=ViTConfig(embed_dim=16, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
+    """Tokenizer (32 tokens at most) + 1-block ViT, D = 16: the encoder of tiny fine-tuning runs
+    (:func:`tiny_vit` with those two changes)."""
+    base = tiny_vit()
+    return dataclasses.replace(
+        base,
+        tokenizer=dataclasses.replace(base.tokenizer, context_length=32),
+        vit=dataclasses.replace(base.vit, depth=1),
     )
 
 

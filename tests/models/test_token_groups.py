@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.configs import tiny_vit
 from helpers.events import preprocessed_events
 from nufm.config import DataConfig
 from nufm.data.collate import collate
@@ -17,22 +18,13 @@ from nufm.models.tokenizers import (
     ContextGrouping,
     EventGrouper,
     PointMAETokenizer,
-    PointMAETokenizerConfig,
     ball_group,
 )
 from nufm.presets import PRESETS
 from nufm.ssl.mae import MaskedAutoencoder
 from nufm.train.components import build_objective, build_transform
 
-CFG = PointMAETokenizerConfig(
-    in_channels=4,
-    embed_dim=16,
-    group_max_points=8,
-    group_upscale_points=16,
-    context_length=48,
-    pointnet_dims=(16, 16, 16),
-    pos_hidden=16,
-)
+CFG = dataclasses.replace(tiny_vit().tokenizer, context_length=48)
 
 
 def _events(n: int = 3):
