@@ -6,7 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-reference lint bench clean
+
+# The released-model reference material (outside the repository; see README, "Tests").
+REFERENCE_MODELS ?= ../shared/reference/released-models
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +31,9 @@ lint: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+test-reference: $(STAMP)
+	NUFM_REFERENCE_MODELS=$(abspath $(REFERENCE_MODELS)) $(BIN)/python -m pytest -m reference
 
 bench: $(STAMP)
 	$(BIN)/nufm bench

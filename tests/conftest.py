@@ -24,6 +24,7 @@ from nufm.data.collate import collate
 from nufm.data.event import Event
 
 REAL_DATA_ENV = "NUFM_REAL_DATA"
+REFERENCE_ENV = "NUFM_REFERENCE_MODELS"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +47,32 @@ def real_data() -> Callable[[str], Path]:
         file = root / name
         if not file.is_file():
             pytest.fail(f"{file} not found ({REAL_DATA_ENV}={folder})", pytrace=False)
+        return file
+
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_models() -> Callable[[str], Path]:
+    """Return ``path(name)``: the file ``name`` of the released-model reference material
+    (``shared/reference/released-models``) in ``$NUFM_REFERENCE_MODELS``; tests using it are
+    marked ``@pytest.mark.reference`` (``make test-reference`` sets the variable).
+
+    Fails (never skips) when the variable is unset or the file is absent.
+    """
+    folder = os.environ.get(REFERENCE_ENV)
+    if not folder:
+        pytest.fail(
+            f"{REFERENCE_ENV} is not set: point it at shared/reference/released-models "
+            f"({REFERENCE_ENV}=/path/to/released-models python -m pytest -m reference)",
+            pytrace=False,
+        )
+    root = Path(folder)
+
+    def path(name: str) -> Path:
+        file = root / name
+        if not file.is_file():
+            pytest.fail(f"{file} not found ({REFERENCE_ENV}={folder})", pytrace=False)
         return file
 
     return path

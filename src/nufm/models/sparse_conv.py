@@ -1,12 +1,12 @@
 """Submanifold sparse 3x3x3 convolution in pure PyTorch (no spconv), for the PTv3 conditional
 positional encoding (PTv3 arXiv:2312.10035; submanifold sparse conv arXiv:1711.10275).
 
-Owns :func:`neighbour_map` and :class:`SubMConv3d`. Occupied voxels of every event are hashed to
-one int64 key ``((b * S + x) * S + y) * S + z``; the keys are sorted once and each of the 27
-neighbour keys is looked up with ``searchsorted`` (O(N log N), no dense grid). The map is built
-once per resolution stage and shared by every block of that stage. Output rows exist only at
-occupied voxels (submanifold rule), so events never interact and cost is linear in N up to the
-sort.
+Owns :func:`neighbour_map`, :func:`submanifold_conv` and :class:`SubMConv3d`. Occupied voxels
+of every event are hashed to one int64 key ``((b * S + x) * S + y) * S + z``; the keys are
+sorted once and each of the 27 neighbour keys is looked up with ``searchsorted`` (O(N log N),
+no dense grid). The map is built once per resolution stage and shared by every block of that
+stage. Output rows exist only at occupied voxels (submanifold rule), so events never interact
+and cost is linear in N up to the sort.
 """
 
 from __future__ import annotations
@@ -81,23 +81,35 @@ class SubMConv3d(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, feat: Tensor, nbr: Tensor) -> Tensor:
-        """feat (N, C), nbr (N, 27) int64 (-1 empty) -> (N, C').
+        """feat (N, C), nbr (N, 27) int64 (-1 empty) -> (N, C')."""
+        return submanifold_conv(feat, nbr, self.weight, self.bias)
 
-        Gathers the 27 neighbours of a chunk of rows into (rows, 27 C) and applies one GEMM;
-        chunks bound the temporary memory to about ``CHUNK_ELEMENTS`` floats.
-        """
-        N, C = feat.shape
-        if N == 0:
-            return feat.new_zeros(0, self.weight.shape[2])
-        padded = torch.cat([feat, feat.new_zeros(1, C)])  # (N+1, C); row N is the zero row
-        rows = torch.where(nbr < 0, torch.full_like(nbr, N), nbr)  # (N, 27)
-        weight = self.weight.reshape(27 * C, -1).to(feat.dtype)  # (27 C, C')
-        step = max(1, CHUNK_ELEMENTS // (27 * C))
-        parts = [
-            padded[rows[i : i + step]].reshape(-1, 27 * C) @ weight  # (rows, C')
-            for i in range(0, N, step)
-        ]
-        out = torch.cat(parts) if len(parts) != 1 else parts[0]  # (N, C')
-        if self.bias is not None:
-            out = out + self.bias.to(feat.dtype)
-        return out
+
+def submanifold_conv(feat: Tensor, nbr: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """``out[i] = bias + sum_k weight[k]^T feat[nbr[i, k]]`` over occupied neighbours.
+
+    Args:
+        feat: (N, C) features.
+        nbr: (N, 27) int64 from :func:`neighbour_map` (-1 = empty voxel).
+        weight: (27, C, C') per-tap weights (tap order of ``KERNEL_OFFSETS``).
+        bias: (C',) or None.
+
+    Gathers the 27 neighbours of a chunk of rows into (rows, 27 C) and applies one GEMM; chunks
+    bound the temporary memory to about ``CHUNK_ELEMENTS`` floats. Plain gathers and matrix
+    products, so the result does not depend on the thread count.
+    """
+    N, C = feat.shape
+    if N == 0:
+        return feat.new_zeros(0, weight.shape[2])
+    padded = torch.cat([feat, feat.new_zeros(1, C)])  # (N+1, C); row N is the zero row
+    rows = torch.where(nbr < 0, torch.full_like(nbr, N), nbr)  # (N, 27)
+    w = weight.reshape(27 * C, -1).to(feat.dtype)  # (27 C, C')
+    step = max(1, CHUNK_ELEMENTS // (27 * C))
+    parts = [
+        padded[rows[i : i + step]].reshape(-1, 27 * C) @ w  # (rows, C')
+        for i in range(0, N, step)
+    ]
+    out = torch.cat(parts) if len(parts) != 1 else parts[0]  # (N, C')
+    if bias is not None:
+        out = out + bias.to(feat.dtype)
+    return out
