@@ -30,6 +30,12 @@ from nufm.models.base import Encoder, EncoderOutput
 from nufm.models.geometric import LocalGeometryConfig, LocalGeometryEncoder
 from nufm.models.perceiver import PerceiverConfig, PerceiverIO
 from nufm.models.ptv3 import PTv3, PTv3Config
+from nufm.models.released.encoders import (
+    ReleasedPolarMAEConfig,
+    ReleasedPolarMAEEncoder,
+    ReleasedPTv3Config,
+    ReleasedPTv3Encoder,
+)
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
 from nufm.models.vit import ViT, ViTConfig, ViTOutput
 
@@ -221,10 +227,19 @@ class StreamFusionEncoder(Encoder):
 
 
 def build_encoder(
-    cfg: TokenViTConfig | PTv3Config | StreamFusionConfig | LocalGeometryConfig,
+    cfg: TokenViTConfig
+    | PTv3Config
+    | StreamFusionConfig
+    | LocalGeometryConfig
+    | ReleasedPTv3Config
+    | ReleasedPolarMAEConfig,
 ) -> Encoder:
     """Build the encoder a config describes."""
     match cfg:
+        case ReleasedPTv3Config():
+            return ReleasedPTv3Encoder(cfg)
+        case ReleasedPolarMAEConfig():
+            return ReleasedPolarMAEEncoder(cfg)
         case LocalGeometryConfig():
             return LocalGeometryEncoder(cfg)
         case StreamFusionConfig():

@@ -44,6 +44,7 @@ from nufm.models.encoders import (
 )
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
+from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
 from nufm.models.upsample import FeaturePropagation
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,12 @@ MODES: tuple[str, ...] = get_args(Mode)
 FROZEN_MODES: tuple[str, ...] = ("linear", "head")
 """Modes whose encoder never trains."""
 
-EncoderConfig = TokenViTConfig | PTv3Config | LocalGeometryConfig
+EncoderConfig = (
+    TokenViTConfig | PTv3Config | LocalGeometryConfig | ReleasedPTv3Config | ReleasedPolarMAEConfig
+)
 """Any encoder a task can use (:func:`nufm.models.encoders.build_encoder`); the
-parameter-free :class:`LocalGeometryConfig` is the classical-features baseline."""
+parameter-free :class:`LocalGeometryConfig` is the classical-features baseline; the
+``Released*`` configs are the field's released models (:mod:`nufm.models.released`)."""
 
 
 def _default_encoder() -> EncoderConfig:

@@ -8,7 +8,10 @@ Accepted sources, for every loader:
 * an exported directory (``model.safetensors`` + ``config.json``, written by
   :func:`export_run` through :func:`nufm.hub.save_pretrained`);
 * the name of a model shipped inside the package (:data:`nufm.hub.SHIPPED_MODELS`, e.g.
-  ``lartpc-mae-m``), when no file or directory of that name exists.
+  ``lartpc-mae-m``), when no file or directory of that name exists;
+* (:func:`load_encoder`, :func:`load`) a released model of the field: a pimm raw checkpoint, a
+  pimm / Hugging Face export folder, a Sonata ``.pth`` or a PoLAr-MAE Lightning ``.ckpt``
+  (:mod:`nufm.models.released.files`), with the preprocessing it was trained with.
 
 :func:`load_encoder` rebuilds a pretraining objective from its saved config, loads its weights
 *strictly* (a checkpoint that does not fit its own config is refused) and returns its online
@@ -48,6 +51,15 @@ from nufm.hub import (
     resolve_model_path,
     save_pretrained,
 )
+from nufm.models.released.encoders import (
+    PANDA_PREPROCESS,
+    POLARMAE_PREPROCESS,
+    ReleasedPolarMAEConfig,
+    ReleasedPTv3Config,
+    ReleasedPTv3Encoder,
+)
+from nufm.models.released.files import build_released, is_released, read_released
+from nufm.models.released.panda import PandaSegmentor
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
@@ -64,7 +76,8 @@ class Pretrained:
     """A loaded pretraining objective and what downstream code needs from it.
 
     Attributes:
-        objective_config: the objective's typed config.
+        objective_config: the objective's typed config (None for a released model of the
+            field, which comes without nufm's pretraining objective).
         encoder: the online encoder module (eval mode).
         encoder_config: the encoder's config for :func:`nufm.tasks.build.build_task`
             (``objective_config.encoder``), or None when the objective's encoder is not a
@@ -75,7 +88,7 @@ class Pretrained:
         step: the optimizer step of the checkpoint (-1 for exports that do not record it).
     """
 
-    objective_config: ObjectiveConfig
+    objective_config: ObjectiveConfig | None
     encoder: nn.Module
     encoder_config: object | None
     state: dict[str, Tensor]
@@ -224,7 +237,31 @@ def load_encoder(path: str | Path) -> Pretrained:
         nufm.errors.InputError: a fine-tuned task (use :func:`load_task`), or the weights do
             not fit the saved config.
     """
+    if is_released(resolve_model_path(path)):
+        return _released(Path(path))
     return _encoder_from(_read(Path(path)), str(path))
+
+
+def _released(path: Path) -> Pretrained:
+    """A released model of the field as a nufm encoder (a segmentor gives its backbone)."""
+    ckpt = read_released(path)
+    model, _ = build_released(ckpt)  # logs what loaded and what was ignored
+    if isinstance(model, PandaSegmentor):
+        encoder = ReleasedPTv3Encoder(ReleasedPTv3Config(ptv3=model.cfg.backbone))
+        encoder.model = model.backbone
+        model = encoder.eval()
+    cfg = getattr(model, "cfg", None)
+    assert isinstance(cfg, ReleasedPTv3Config | ReleasedPolarMAEConfig)
+    preprocess = PANDA_PREPROCESS if isinstance(cfg, ReleasedPTv3Config) else POLARMAE_PREPROCESS
+    log.info("loaded released %s model from %s (%s)", ckpt.kind, path, ckpt.format)
+    return Pretrained(
+        objective_config=None,
+        encoder=model,
+        encoder_config=cfg,
+        state=model.state_dict(),
+        preprocess=preprocess,
+        source=str(path),
+    )
 
 
 def _encoder_from(saved: _Saved, path: str) -> Pretrained:
@@ -310,6 +347,8 @@ def load(path: str | Path) -> Pretrained | FineTuned:
             complete checkpoint.
         nufm.errors.InputError: the weights do not fit the saved config.
     """
+    if is_released(resolve_model_path(path)):
+        return _released(Path(path))
     saved = _read(Path(path))
     if isinstance(saved.objective_config, TaskBaseConfig):
         return _task_from(saved)
