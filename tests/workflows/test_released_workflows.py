@@ -1,0 +1,94 @@
+"""A released model of the field goes wherever a nufm model goes: `nufm embed`, `nufm finetune`
+(its encoder in a nufm task) and `nufm evaluate`, from the file a person has (tiny random models
+saved in the Sonata and PoLAr-MAE Lightning layouts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nufm.cli import main
+from nufm.config import load_config
+from nufm.data.pilarnet import write_events
+from nufm.data.synthetic import synthetic_events
+from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
+from nufm.models.released.panda import PandaConfig, PTv3Released
+from nufm.models.released.polarmae import PolarMAEConfig, PolarMAEEncoder
+from nufm.workflows.embed import read_embeddings
+from nufm.workflows.load import load_encoder
+
+PTV3 = {
+    "in_channels": 4,
+    "order": ["hilbert", "hilbert-trans", "z", "z-trans"],
+    "stride": [2, 2],
+    "enc_depths": [1, 1, 1],
+    "enc_channels": [16, 32, 48],
+    "enc_num_head": [1, 2, 3],
+    "enc_patch_size": [64, 64, 64],
+    "enc_mode": True,
+    "mask_token": True,
+    "layer_scale": 1e-5,
+}
+POLARMAE = {"arch": "vit_tiny", "num_channels": 4, "transformer_kwargs": {"depth": 1}}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("released")
+    torch.manual_seed(0)
+    ptv3 = PTv3Released(PandaConfig.from_reference(PTV3))
+    torch.save({"config": PTV3, "state_dict": ptv3.state_dict()}, root / "sonata.pth")
+    enc = PolarMAEEncoder(PolarMAEConfig.from_encoder_config(POLARMAE))
+    state = {f"encoder.{k}": v for k, v in enc.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"encoder": POLARMAE}}, root / "pm.ckpt")
+    write_events(root / "events.h5", synthetic_events(12, seed=3))
+    return {"ptv3": root / "sonata.pth", "polarmae": root / "pm.ckpt", "data": root / "events.h5"}
+
+
+@pytest.mark.parametrize("kind", ["ptv3", "polarmae"])
+def test_embed_a_released_model(files: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    out = tmp_path / "emb.h5"
+    main(["embed", str(files[kind]), str(files["data"]), "--out", str(out)])
+    emb = read_embeddings(out)
+    width = load_encoder(files[kind]).encoder.out_dim
+    assert emb.event.shape == (12, 2 * width)  # mean and max pooled
+    assert np.isfinite(emb.event).all() and np.abs(emb.event).sum() > 0
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("ptv3", "full"), ("polarmae", "linear")])
+def test_finetune_and_evaluate_a_released_encoder(
+    files: dict[str, Path], tmp_path: Path, kind: str, mode: str
+) -> None:
+    run = tmp_path / "run"
+    main(
+        [
+            "finetune",
+            "--preset",
+            f"semseg-{mode}",
+            "--run-dir",
+            str(run),
+            "--finetune.pretrained",
+            str(files[kind]),
+            "--finetune.data",
+            str(files["data"]),
+            "--finetune.n-train",
+            "4",
+            "--train.max-steps",
+            "2",
+            "--optim.warmup-steps",
+            "1",
+            "--logging.no-progress",
+        ]
+    )
+    saved = load_config(run / "config.yaml")
+    expected = ReleasedPTv3Config if kind == "ptv3" else ReleasedPolarMAEConfig
+    assert isinstance(saved.objective.encoder, expected)  # type: ignore[union-attr]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "semantic" in metrics["metrics"]
+    out = tmp_path / "eval.json"
+    main(["evaluate", str(run), "--data", str(files["data"]), "--out", str(out)])
+    assert "semantic" in json.loads(out.read_text())["metrics"]
