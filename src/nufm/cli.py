@@ -98,7 +98,7 @@ def display(
 
 def bench(
     *,
-    suites: tuple[Literal["sim", "geometry", "models", "pretrain"], ...] = (
+    suites: tuple[Literal["sim", "geometry", "models", "pretrain", "released"], ...] = (
         "sim",
         "geometry",
         "models",
@@ -117,14 +117,15 @@ def bench(
     Prints Markdown tables (medians of repeated runs) and writes all rows as JSON.
 
     Args:
-        suites: Which benchmark suites to run.
+        suites: Which benchmark suites to run ("released": full-size Panda-Base and
+            PoLAr-MAE inference, not run by default).
         quick: Smaller sizes and fewer repeats (a smoke run, not for reporting).
         out: JSON file for the rows and the machine description (None: do not write).
         presets: pretrain suite: the presets to step (None: the CPU MAE, distillation and
             forecasting presets).
         batch_events: pretrain suite: simulated events per step.
-        threads: pretrain suite: torch threads (None: torch's default).
-        dtypes: pretrain suite: fp32 and/or bf16 autocast.
+        threads: pretrain and released suites: torch threads (None: torch's default).
+        dtypes: pretrain and released suites: fp32 and/or bf16 autocast.
         ddp: pretrain suite: also the torchrun 1 -> 2 process scaling run.
     """
     from nufm.benchmarks.pretrain import TINY_PRESETS

@@ -20,14 +20,14 @@ import torch
 
 log = logging.getLogger(__name__)
 
-Suite = Literal["sim", "geometry", "models", "pretrain"]
-SUITES: tuple[Suite, ...] = ("sim", "geometry", "models", "pretrain")
+Suite = Literal["sim", "geometry", "models", "pretrain", "released"]
+SUITES: tuple[Suite, ...] = ("sim", "geometry", "models", "pretrain", "released")
 
 
 def run_suite(name: Suite, quick: bool, pretrain: dict | None = None) -> list[dict]:
     """Run one suite; ``quick`` shrinks sizes/repeats for a smoke run; ``pretrain``: keyword
     arguments of :func:`nufm.benchmarks.pretrain.bench_pretrain` (presets, batch_events,
-    threads, dtypes, ddp)."""
+    threads, dtypes, ddp); the released suite takes its threads and dtypes."""
     match name:
         case "sim":
             from nufm.benchmarks.sim import bench_simulator
@@ -51,6 +51,14 @@ def run_suite(name: Suite, quick: bool, pretrain: dict | None = None) -> list[di
             from nufm.benchmarks.pretrain import bench_pretrain
 
             return bench_pretrain(quick=quick, **(pretrain or {}))
+        case "released":
+            from nufm.benchmarks.released import bench_released
+
+            opts = pretrain or {}
+            threads, dtypes = opts.get("threads"), opts.get("dtypes", ("fp32", "bf16"))
+            if quick:
+                return bench_released(sizes=(2000,), repeats=1, dtypes=("fp32",), threads=threads)
+            return bench_released(dtypes=dtypes, threads=threads)
         case _:
             raise ValueError(f"unknown benchmark suite {name!r}; choose from {SUITES}")
 
