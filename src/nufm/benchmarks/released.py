@@ -59,11 +59,13 @@ def bench_released(
                 n_tokens = int(polarmae.tokenize(points, lengths).token_valid.sum())
             for dtype in dtypes:
 
-                def run_panda(dtype: str = dtype) -> None:
+                def run_panda(dtype: str = dtype, batch=batch, grid: torch.Tensor = grid) -> None:
                     with torch.no_grad(), _autocast(dtype):
                         panda(batch.coord, batch.feat, grid, batch.offset)
 
-                def run_polarmae(dtype: str = dtype) -> None:
+                def run_polarmae(
+                    dtype: str = dtype, points: torch.Tensor = points, lengths=lengths
+                ) -> None:
                     with torch.no_grad(), _autocast(dtype):
                         polarmae.encode(points, lengths)
 
