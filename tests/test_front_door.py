@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nufm
-from nufm.errors import ConfigError, NotFoundError
+from nufm.errors import ConfigError, InputError, NotFoundError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,9 +107,10 @@ def test_load_embed_predict_agree_with_the_workflows(runs: Path) -> None:
 
 
 def test_read_events_and_simulate_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"unknown event file type '\.txt'"):
+    (tmp_path / "events.txt").write_text("x y z\n")
+    with pytest.raises(InputError, match=r"events\.txt: unknown event file type '\.txt'"):
         nufm.read_events(tmp_path / "events.txt")
-    with pytest.raises(NotFoundError, match="no such PILArNet-M file"):
+    with pytest.raises(NotFoundError, match=r"none\.h5: no such file"):
         nufm.read_events(tmp_path / "none.h5")
     with pytest.raises(NotFoundError, match="no such run directory"):
         nufm.load(tmp_path / "none")

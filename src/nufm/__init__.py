@@ -68,39 +68,24 @@ def __dir__() -> list[str]:
 
 
 def read_events(path: str | os.PathLike, indices: Sequence[int] | None = None) -> list[Event]:
-    """Events of a file, by its suffix: ``.h5``/``.hdf5`` PILArNet-M (as written by
-    ``nufm simulate``), ``.npz`` an mlreco tutorial event, ``.root`` a LArSoft analysis tree.
+    """Events of a file of any layout nufm reads (:mod:`nufm.data.formats`): PILArNet-M
+    ``.h5`` (as written by ``nufm simulate``), JAXTPC Geant4 ``.h5``, an mlreco tutorial
+    ``.npz`` or a LArSoft analysis-tree ``.root``.
 
     Args:
         path: The file.
-        indices: Rows to read (PILArNet-M files only; default all).
+        indices: Events to read (default all).
 
     Returns:
         Raw events: voxel coordinates (N, 3) float32 in [0, 768], energies (N,) in MeV, labels.
 
     Raises:
         nufm.errors.NotFoundError: No such file.
-        nufm.errors.InputError: The file is not of the kind its suffix says.
-        nufm.errors.ConfigError: An unsupported suffix, or ``indices`` for a non-HDF5 file.
+        nufm.errors.InputError: A layout nufm does not read, or a file not of its layout.
     """
-    from nufm.errors import ConfigError
+    from nufm.data.formats import read_any
 
-    suffix = Path(path).suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        from nufm.data.pilarnet import read_events as read_pilarnet
-
-        return read_pilarnet(path, indices)
-    if indices is not None:
-        raise ConfigError(f"{path}: indices are supported for PILArNet-M .h5 files only")
-    if suffix == ".npz":
-        from nufm.data.field_formats import read_mlreco_npz
-
-        return [read_mlreco_npz(path)]
-    if suffix == ".root":
-        from nufm.data.field_formats import read_larsoft_root
-
-        return read_larsoft_root(path)
-    raise ConfigError(f"{path}: unknown event file type {suffix!r}; use .h5, .hdf5, .npz or .root")
+    return read_any(path, indices)
 
 
 def simulate(

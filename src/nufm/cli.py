@@ -52,18 +52,32 @@ def simulate(
 
 
 def info(file: Pos[Path]) -> None:
-    """Print events, points per event, class fractions and energy ranges of an HDF5 file.
+    """Print events, points per event, class fractions and energy ranges of an event file.
 
     Args:
-        file: A PILArNet-M layout HDF5 file.
+        file: PILArNet-M or JAXTPC .h5, mlreco .npz or LArSoft analysis-tree .root.
     """
-    from nufm.data.pilarnet import iter_events, num_events, open_pilarnet
+    from nufm.data.formats import count_any, detect_layout, iter_any
     from nufm.data.summary import summarize
 
-    with open_pilarnet(file) as f:
-        if num_events(f) == 0:
-            raise InputError(f"{file}: the file holds no events")
-    print(f"{file}\n{summarize(iter_events(file)).format()}")
+    layout = detect_layout(file)
+    if count_any(file) == 0:
+        raise InputError(f"{file}: the file holds no events")
+    print(f"{file} ({layout})\n{summarize(iter_any(file)).format()}")
+
+
+def convert(src: Pos[Path], dst: Pos[Path], *, progress: bool = True) -> None:
+    """Write an event file of any layout nufm reads as PILArNet-M HDF5 (event by event, the
+    output appears only when complete).
+
+    Args:
+        src: PILArNet-M or JAXTPC .h5, mlreco .npz or LArSoft analysis-tree .root.
+        dst: The PILArNet-M .h5 to write.
+        progress: Show a progress bar.
+    """
+    from nufm.data.formats import convert as convert_file
+
+    log.info("wrote %s", convert_file(src, dst, progress=progress))
 
 
 def display(
@@ -77,16 +91,16 @@ def display(
     """Draw an event: three 2D projections and a 3D view, coloured by a label or the energy.
 
     Args:
-        file: A PILArNet-M layout HDF5 file.
+        file: An event file: PILArNet-M or JAXTPC .h5, mlreco .npz, LArSoft .root.
         event: Row of the event in the file.
         color: What colours the points.
         out: Output PNG (with --html, an .html page is written instead).
         html: Write an interactive plotly page instead of a PNG.
     """
-    from nufm.data.pilarnet import read_events
+    from nufm.data.formats import read_any
     from nufm.viz.display import display_event, display_event_html, save_figure
 
-    (ev,) = read_events(file, [event])
+    (ev,) = read_any(file, [event])
     if html:
         path = out if out.suffix == ".html" else out.with_suffix(".html")
         display_event_html(ev, color=color, path=path)
@@ -273,7 +287,7 @@ def embed(
     Args:
         model: A pretraining run directory, an exported model directory or a shipped
             model's name (e.g. lartpc-mae-m).
-        file: A PILArNet-M layout HDF5 file.
+        file: An event file: PILArNet-M or JAXTPC .h5, mlreco .npz, LArSoft .root.
         out: Output .h5 (event_embedding, event_id, optional point_embedding + point_offset,
             provenance attributes) or .npy (event embeddings only, ids in <stem>.event_id.npy).
         per_point: Also store per-point embeddings (N x D floats; .h5 only).
@@ -284,7 +298,7 @@ def embed(
         map_method: t-SNE or PCA for the map.
         color_by: Event-level truth colouring the event map.
     """
-    from nufm.data.pilarnet import read_events
+    from nufm.data.formats import read_any
     from nufm.viz.display import save_figure
     from nufm.workflows.embed import embed_events, embedding_map, event_labels, write_embeddings
     from nufm.workflows.load import load_encoder
@@ -295,7 +309,7 @@ def embed(
     )
     write_embeddings(out, emb, {"data_file": str(file)})
     if map_out is not None:
-        events = read_events(file, emb.event_id.tolist())
+        events = read_any(file, emb.event_id.tolist())
         labels, names = event_labels(events, color_by)
         legend = "interactions" if color_by == "n_interactions" else "dominant class"
         save_figure(
@@ -323,13 +337,13 @@ def search(
 
     Args:
         embeddings: Embeddings file written by `nufm embed` (.h5 or .npy).
-        file: The HDF5 event file that was embedded (for the displays).
+        file: The event file that was embedded (for the displays).
         event: Row of the query event in the file.
         k: Number of hits.
         out: Output PNG.
         color: What colours the points.
     """
-    from nufm.data.pilarnet import read_events
+    from nufm.data.formats import read_any
     from nufm.viz.display import save_figure
     from nufm.workflows.embed import read_embeddings
     from nufm.workflows.search import search_figure, search_similar
@@ -339,7 +353,7 @@ def search(
     for rank, (hit, dist) in enumerate(hits, 1):
         print(f"{rank:3d}  event {hit:7d}  distance {dist:.4f}")
     ids = [event, *(h for h, _ in hits)]
-    events = dict(zip(ids, read_events(file, ids), strict=False))
+    events = dict(zip(ids, read_any(file, ids), strict=False))
     save_figure(search_figure(events, event, hits, color=color), out)
 
 
@@ -394,6 +408,7 @@ def submit() -> None:
 COMMANDS = {
     "simulate": simulate,
     "info": info,
+    "convert": convert,
     "display": display,
     "pretrain": pretrain,
     "submit": submit,

@@ -24,6 +24,7 @@ import numpy as np
 
 from nufm.data.event import Event
 from nufm.data.event_split import split_events
+from nufm.data.formats import as_pilarnet
 from nufm.data.lartpc import ENERGY_THRESHOLD_MEV
 from nufm.data.pilarnet import MissingFileError, count_points, open_pilarnet, read_event
 from nufm.data.transforms import Transform
@@ -146,12 +147,13 @@ class PILArNetDataset:
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        self.paths = [str(p) for p in paths]
-        if not self.paths:
+        if not paths:
             raise ValueError("PILArNetDataset: no files given")
-        for path in self.paths:
+        for path in paths:
             if not os.path.isfile(path):
-                raise MissingFileError(f"{path}: no such PILArNet-M file")
+                raise MissingFileError(f"{path}: no such event file")
+        # other layouts (mlreco npz, LArSoft ROOT, JAXTPC) are read through a cached copy
+        self.paths = [str(as_pilarnet(p)) for p in paths]
         if split is not None and split not in SPLITS:
             raise ValueError(
                 f"PILArNetDataset: split must be one of {SPLITS} or None, got {split!r}"

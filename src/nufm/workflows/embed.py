@@ -126,12 +126,12 @@ def _iter_inputs(
     events_or_path: Sequence[Event] | str | os.PathLike,
 ) -> tuple[Iterable[tuple[int, Event]], str]:
     if isinstance(events_or_path, (str, os.PathLike)):
-        from nufm.data.pilarnet import iter_events
+        from nufm.data.formats import iter_any
 
         path = str(events_or_path)
         if not Path(path).is_file():
             raise NotFoundError(f"embed_events: no such event file {path}")
-        return enumerate(iter_events(path)), path
+        return enumerate(iter_any(path)), path
     return enumerate(events_or_path), "<memory>"
 
 
