@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from nufm.models import sparse_conv
 from nufm.models.sparse_conv import KERNEL_OFFSETS, SubMConv3d, neighbour_map
 
 
@@ -25,11 +24,7 @@ def _dense_reference(
     return out[:, grid[:, 0], grid[:, 1], grid[:, 2]].T
 
 
-@pytest.mark.parametrize("chunk", [sparse_conv.CHUNK_ELEMENTS, 27 * 3 * 7])
-def test_sparse_conv_matches_dense_conv3d_on_full_and_sparse_grids(
-    chunk: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sparse_conv, "CHUNK_ELEMENTS", chunk)  # second case: 7-row chunks
+def test_sparse_conv_matches_dense_conv3d_on_full_and_sparse_grids() -> None:
     torch.manual_seed(0)
     size = 5
     all_vox = torch.stack(torch.meshgrid(*[torch.arange(size)] * 3, indexing="ij"), -1)
@@ -44,6 +39,20 @@ def test_sparse_conv_matches_dense_conv3d_on_full_and_sparse_grids(
         out = conv(feat, nbr)
         ref = _dense_reference(grid, feat, conv, size)
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_conv_gradients_match_the_dense_conv3d() -> None:
+    torch.manual_seed(1)
+    grid = torch.unique(torch.randint(0, 4, (30, 3)), dim=0)
+    feat = torch.randn(len(grid), 3, requires_grad=True)
+    conv = SubMConv3d(3, 2)
+    out = conv(feat, neighbour_map(grid, torch.tensor([len(grid)])))
+    (g_feat, g_w) = torch.autograd.grad(out.square().sum(), [feat, conv.weight])
+    feat2 = feat.detach().clone().requires_grad_(True)
+    ref = _dense_reference(grid, feat2, conv, 4)
+    (r_feat,) = torch.autograd.grad(ref.square().sum(), [feat2])
+    torch.testing.assert_close(g_feat, r_feat, atol=1e-5, rtol=1e-5)
+    assert g_w.shape == conv.weight.shape and bool(g_w.abs().sum() > 0)
 
 
 def test_neighbour_map_does_not_cross_events() -> None:

@@ -18,9 +18,6 @@ from torch import Tensor, nn
 
 from nufm.geometry.offsets import offset_to_batch_index
 
-CHUNK_ELEMENTS = 1 << 22
-"""Most gathered neighbour values held at once by :class:`SubMConv3d` (16 MiB in fp32)."""
-
 KERNEL_OFFSETS = torch.tensor(
     [[dx, dy, dz] for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)],
     dtype=torch.int64,
@@ -94,22 +91,20 @@ def submanifold_conv(feat: Tensor, nbr: Tensor, weight: Tensor, bias: Tensor | N
         weight: (27, C, C') per-tap weights (tap order of ``KERNEL_OFFSETS``).
         bias: (C',) or None.
 
-    Gathers the 27 neighbours of a chunk of rows into (rows, 27 C) and applies one GEMM; chunks
-    bound the temporary memory to about ``CHUNK_ELEMENTS`` floats. Plain gathers and matrix
-    products, so the result does not depend on the thread count.
+    One gather-GEMM per tap over the rows that have that neighbour (the rulebook of sparse
+    convolution libraries): cost grows with the occupied neighbour pairs, typically 2 to 8 of
+    the 27 taps in LArTPC events, not with 27 N. Each output row is written once per tap, so
+    the result does not depend on the thread count.
     """
-    N, C = feat.shape
-    if N == 0:
-        return feat.new_zeros(0, weight.shape[2])
-    padded = torch.cat([feat, feat.new_zeros(1, C)])  # (N+1, C); row N is the zero row
-    rows = torch.where(nbr < 0, torch.full_like(nbr, N), nbr)  # (N, 27)
-    w = weight.reshape(27 * C, -1).to(feat.dtype)  # (27 C, C')
-    step = max(1, CHUNK_ELEMENTS // (27 * C))
-    parts = [
-        padded[rows[i : i + step]].reshape(-1, 27 * C) @ w  # (rows, C')
-        for i in range(0, N, step)
-    ]
-    out = torch.cat(parts) if len(parts) != 1 else parts[0]  # (N, C')
+    N = feat.shape[0]
+    w = weight.to(feat.dtype)  # (27, C, C')
+    out = feat @ w[13]  # (N, C'); the centre tap: every row is its own neighbour
+    for k in range(27):
+        if k == 13 or N == 0:
+            continue
+        rows = torch.nonzero(nbr[:, k] >= 0).squeeze(1)  # (n_k,) rows with this neighbour
+        if rows.numel():
+            out = out.index_add(0, rows, (feat[nbr[rows, k]] @ w[k]).to(out.dtype))  # (N, C')
     if bias is not None:
-        out = out + bias.to(feat.dtype)
+        out = out + bias.to(out.dtype)
     return out
