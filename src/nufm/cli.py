@@ -179,8 +179,9 @@ def evaluate(
     versioned JSON file (per-class precision/recall/F1/IoU, macro F1, mIoU, confusion matrix).
 
     Args:
-        run_dir: A directory written by `nufm finetune`.
-        data: PILArNet-M layout HDF5 file(s).
+        run_dir: A directory written by `nufm finetune`, or a released segmentation model
+            (Panda-Semantic: pimm checkpoint or export folder).
+        data: Event file(s): PILArNet-M or JAXTPC .h5, mlreco .npz, LArSoft .root.
         split: Which event split to evaluate.
         n_events: Evaluate only the first n events of the split (seeded order).
         split_seed: Seed of the event split (None: the run's own, with its split fractions).

@@ -92,3 +92,58 @@ def test_finetune_and_evaluate_a_released_encoder(
     out = tmp_path / "eval.json"
     main(["evaluate", str(run), "--data", str(files["data"]), "--out", str(out)])
     assert "semantic" in json.loads(out.read_text())["metrics"]
+
+
+@pytest.mark.parametrize("variant", ["decoder", "linear-probe"])
+def test_evaluate_a_released_segmentation_model(
+    files: dict[str, Path], tmp_path: Path, variant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Panda-Semantic (decoder + seg_head) and its linear-probe variant (all encoder levels
+    concatenated) in an export folder: `nufm evaluate` scores them, and the task nufm builds
+    predicts what the segmentor does."""
+    from safetensors.torch import save_file
+
+    from nufm.batch import PointBatch
+    from nufm.models.released.encoders import pimm_grid_coord
+    from nufm.models.released.panda import PandaSegmentor, PandaSegmentorConfig
+    from nufm.workflows.load import load_task
+
+    backbone = dict(PTV3, mask_token=False, layer_scale=0.0)
+    if variant == "decoder":
+        backbone |= {
+            "enc_mode": False,
+            "dec_depths": [1, 1],
+            "dec_channels": [16, 32],
+            "dec_num_head": [1, 2],
+            "dec_patch_size": [64, 64],
+        }
+    width = 16 if variant == "decoder" else sum(PTV3["enc_channels"])
+    config = {"num_classes": 5, "backbone_out_channels": width, "backbone": backbone}
+    torch.manual_seed(1)
+    seg = PandaSegmentor(PandaSegmentorConfig.from_reference(config)).eval()
+    folder = tmp_path / "panda-semantic"
+    folder.mkdir()
+    save_file(
+        {k: v.contiguous() for k, v in seg.state_dict().items()}, str(folder / "model.safetensors")
+    )
+    (folder / "config.json").write_text(json.dumps(config))
+
+    ft = load_task(folder)
+    coord = torch.rand(500, 3) * 0.3
+    batch = PointBatch(
+        coord=coord, feat=torch.cat([coord, torch.rand(500, 1)], 1), offset=torch.tensor([300, 500])
+    )
+    torch.manual_seed(7)
+    pred = ft.task.predict(batch)["pred"]
+    torch.manual_seed(7)
+    with torch.no_grad():
+        ref = seg(
+            batch.coord, batch.feat, pimm_grid_coord(batch.coord, batch.offset, 0.001), batch.offset
+        )
+    assert torch.equal(pred, ref.argmax(-1))
+
+    monkeypatch.chdir(tmp_path)
+    main(["evaluate", str(folder), "--data", str(files["data"])])
+    metrics = json.loads((tmp_path / "eval_test.json").read_text())
+    assert metrics["metrics"]["semantic"]["confusion_matrix"]
+    assert not (folder / "eval_test.json").exists()

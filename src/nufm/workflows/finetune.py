@@ -33,6 +33,7 @@ from nufm.data.transforms import Preprocess
 from nufm.errors import ConfigError, InputError
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
+from nufm.models.released.files import is_released
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
@@ -335,10 +336,13 @@ def evaluate_run(
     the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`), see
     :func:`nufm.workflows.load.load_task`. ``split_seed`` and ``split_fractions`` default to
     the run's own (its saved ``finetune`` section), so the test events are the ones it was
-    tested on. Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``).
+    tested on. Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``,
+    or ``./eval_<split>.json`` for a released segmentation model given in place of a run).
     """
     run_dir = Path(run_dir)
     loaded = load_task(run_dir)
+    if out is None and is_released(run_dir):
+        out = Path(f"eval_{split}.json")  # a released model: not into the model's folder
     task, preprocess = loaded.task, loaded.preprocess
     saved = loaded.run_config.finetune if loaded.run_config is not None else None
     saved = saved or FinetuneConfig()  # a run saved before the finetune section existed

@@ -308,7 +308,47 @@ def load_task(path: str | Path) -> FineTuned:
         nufm.errors.InputError: not a fine-tuned task (use :func:`load_encoder`), or the
             weights do not fit the saved config.
     """
+    if is_released(resolve_model_path(path)):
+        return _released_task(Path(path))
     return _task_from(_read(Path(path)))
+
+
+def _released_task(path: Path) -> FineTuned:
+    """A released Panda-Semantic (or its linear-probe variant) as a nufm semseg task: the
+    backbone as the task's encoder and ``seg_head`` as its linear head, so ``nufm evaluate``
+    scores it like a fine-tuned run."""
+    from nufm.tasks.semseg import SemsegConfig
+
+    ckpt = read_released(path)
+    model, _ = build_released(ckpt)
+    if not isinstance(model, PandaSegmentor):
+        raise InputError(
+            f"{path}: a released {ckpt.kind} encoder, not a segmentation model "
+            "(fine-tune it with nufm finetune --finetune.pretrained, or embed it)"
+        )
+    encoder_cfg = ReleasedPTv3Config(ptv3=model.cfg.backbone, features="concat")
+    cfg = SemsegConfig(
+        encoder=encoder_cfg,
+        mode="linear",
+        num_classes=model.cfg.num_classes,
+        class_weighting="none",
+    )
+    if model.cfg.backbone_out_channels != encoder_cfg.out_dim:
+        raise InputError(
+            f"{path}: seg_head takes {model.cfg.backbone_out_channels} features, the backbone "
+            f"gives {encoder_cfg.out_dim}"
+        )
+    torch.manual_seed(0)
+    task = build_objective(cfg)
+    assert isinstance(task, TaskModule)
+    encoder = task.backbone.encoder
+    assert isinstance(encoder, ReleasedPTv3Encoder)
+    encoder.model.load_state_dict(model.backbone.state_dict(), strict=True)
+    head = task.head
+    assert isinstance(head, nn.Linear)
+    head.load_state_dict(model.seg_head.state_dict(), strict=True)
+    log.info("loaded released segmentor from %s as a semseg task (%s)", path, ckpt.format)
+    return FineTuned(task=task.eval(), config=cfg, preprocess=PANDA_PREPROCESS, source=str(path))
 
 
 def _task_from(saved: _Saved) -> FineTuned:
@@ -348,6 +388,9 @@ def load(path: str | Path) -> Pretrained | FineTuned:
         nufm.errors.InputError: the weights do not fit the saved config.
     """
     if is_released(resolve_model_path(path)):
+        ckpt_kind = read_released(resolve_model_path(path)).kind
+        if ckpt_kind == "ptv3-segmentor":
+            return _released_task(Path(path))
         return _released(Path(path))
     saved = _read(Path(path))
     if isinstance(saved.objective_config, TaskBaseConfig):
