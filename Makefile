@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow test-reference lint bench clean
 
-# The released-model reference material (outside the repository; see README, "Tests").
+# The released-model reference material and the field's sample files (outside the repository;
+# see README, "Tests"). Reference tests that also need the samples run when REAL_DATA exists.
 REFERENCE_MODELS ?= ../shared/reference/released-models
+REAL_DATA ?= ../shared/data/real
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,7 +35,8 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 test-reference: $(STAMP)
-	NUFM_REFERENCE_MODELS=$(abspath $(REFERENCE_MODELS)) $(BIN)/python -m pytest -m reference
+	NUFM_REFERENCE_MODELS=$(abspath $(REFERENCE_MODELS)) NUFM_REAL_DATA=$(abspath $(REAL_DATA)) \
+	  $(BIN)/python -m pytest -m "reference$(if $(wildcard $(REAL_DATA)),, and not real_data)"
 
 bench: $(STAMP)
 	$(BIN)/nufm bench
