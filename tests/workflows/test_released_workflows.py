@@ -147,3 +147,50 @@ def test_evaluate_a_released_segmentation_model(
     metrics = json.loads((tmp_path / "eval_test.json").read_text())
     assert metrics["metrics"]["semantic"]["confusion_matrix"]
     assert not (folder / "eval_test.json").exists()
+
+
+def test_evaluate_a_released_polarmae_semantic_checkpoint(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PoLAr-MAE-Semantic Lightning checkpoint: `nufm evaluate` scores it on 4 classes with
+    its own preprocessing, and `nufm embed` uses its encoder."""
+    from nufm.batch import PointBatch
+    from nufm.models.released.polarmae_semantic import PolarMAESegmentor, PolarMAESegmentorConfig
+    from nufm.workflows.load import load_task
+
+    encoder = {"arch": "vit_tiny", "num_channels": 4, "transformer_kwargs": {"depth": 2}}
+    head = {
+        "num_classes": 4,
+        "seg_head_fetch_layers": [0, 1],
+        "seg_head_dim": 64,
+        "condition_global_features": True,
+        "seg_decoder": None,
+    }
+    torch.manual_seed(2)
+    cfg = PolarMAESegmentorConfig.from_hyper_parameters(
+        head, PolarMAEConfig.from_encoder_config(encoder)
+    )
+    model = PolarMAESegmentor(cfg).eval()
+    ckpt = tmp_path / "semantic.ckpt"
+    torch.save(
+        {"state_dict": model.state_dict(), "hyper_parameters": {"encoder": encoder, **head}}, ckpt
+    )
+
+    ft = load_task(ckpt)
+    assert ft.preprocess.remove_low_energy and ft.config.num_classes == 4
+    coord = torch.rand(400, 3) * 0.1
+    feat = torch.cat([coord, torch.rand(400, 1)], 1)
+    batch = PointBatch(coord=coord, feat=feat, offset=torch.tensor([250, 400]))
+    pred = ft.task.predict(batch)["pred"]
+    points = torch.zeros(2, 250, 4)
+    points[0], points[1, :150] = feat[:250], feat[250:]
+    with torch.no_grad():
+        ref = model(points, torch.tensor([250, 150]))
+    assert torch.equal(pred, torch.cat([ref[0].argmax(-1), ref[1, :150].argmax(-1)]))
+
+    monkeypatch.chdir(tmp_path)
+    main(["evaluate", str(ckpt), "--data", str(files["data"])])
+    semantic = json.loads((tmp_path / "eval_test.json").read_text())["metrics"]["semantic"]
+    assert len(semantic["confusion_matrix"]) == 4
+    main(["embed", str(ckpt), str(files["data"]), "--out", str(tmp_path / "e.h5")])
+    assert read_embeddings(tmp_path / "e.h5").event.shape == (12, 2 * 192)

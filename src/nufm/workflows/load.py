@@ -55,16 +55,19 @@ from nufm.models.released.encoders import (
     PANDA_PREPROCESS,
     POLARMAE_PREPROCESS,
     ReleasedPolarMAEConfig,
+    ReleasedPolarMAEEncoder,
     ReleasedPTv3Config,
     ReleasedPTv3Encoder,
 )
 from nufm.models.released.files import build_released, is_released, read_released
 from nufm.models.released.panda import PandaSegmentor
+from nufm.models.released.polarmae_semantic import PolarMAESegmentor
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
 from nufm.tasks.backbone import TaskBaseConfig, TaskModule
 from nufm.tasks.build import TaskConfig
+from nufm.tasks.released import ReleasedSegmentation
 from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
 from nufm.train.components import build_objective, preprocess_contract
 
@@ -250,6 +253,10 @@ def _released(path: Path) -> Pretrained:
         encoder = ReleasedPTv3Encoder(ReleasedPTv3Config(ptv3=model.cfg.backbone))
         encoder.model = model.backbone
         model = encoder.eval()
+    elif isinstance(model, PolarMAESegmentor):
+        pm = ReleasedPolarMAEEncoder(ReleasedPolarMAEConfig(polarmae=model.cfg.encoder))
+        pm.model = model.encoder
+        model = pm.eval()
     cfg = getattr(model, "cfg", None)
     assert isinstance(cfg, ReleasedPTv3Config | ReleasedPolarMAEConfig)
     preprocess = PANDA_PREPROCESS if isinstance(cfg, ReleasedPTv3Config) else POLARMAE_PREPROCESS
@@ -321,6 +328,20 @@ def _released_task(path: Path) -> FineTuned:
 
     ckpt = read_released(path)
     model, _ = build_released(ckpt)
+    if isinstance(model, PolarMAESegmentor):
+        pm_cfg = SemsegConfig(
+            encoder=ReleasedPolarMAEConfig(polarmae=model.cfg.encoder),
+            mode="linear",
+            num_classes=model.cfg.num_classes,
+            class_weighting="none",
+        )
+        log.info("loaded released PoLAr-MAE-Semantic from %s as a semseg task", path)
+        return FineTuned(
+            task=ReleasedSegmentation(pm_cfg, model).eval(),
+            config=pm_cfg,
+            preprocess=POLARMAE_PREPROCESS,
+            source=str(path),
+        )
     if not isinstance(model, PandaSegmentor):
         raise InputError(
             f"{path}: a released {ckpt.kind} encoder, not a segmentation model "
@@ -389,7 +410,7 @@ def load(path: str | Path) -> Pretrained | FineTuned:
     """
     if is_released(resolve_model_path(path)):
         ckpt_kind = read_released(resolve_model_path(path)).kind
-        if ckpt_kind == "ptv3-segmentor":
+        if ckpt_kind in ("ptv3-segmentor", "polarmae-segmentor"):
             return _released_task(Path(path))
         return _released(Path(path))
     saved = _read(Path(path))

@@ -154,3 +154,22 @@ def test_full_size_encoder_matches_the_released_manifest(
     for entry in ("polarmae_pretrain", "polarmae_semantic_fft"):
         keys = {k["key"].removeprefix("encoder."): k["shape"] for k in manifests[entry]["keys"]}
         assert {k: keys[k] for k in shapes} == shapes
+
+
+@pytest.mark.reference
+def test_full_size_semantic_model_matches_the_released_manifest(
+    reference_models: Callable[[str], Path],
+) -> None:
+    from nufm.models.released.polarmae_semantic import PolarMAESegmentor, PolarMAESegmentorConfig
+
+    entry = json.loads(reference_models("polarmae_manifest.json").read_text())[
+        "polarmae_semantic_fft"
+    ]
+    encoder = PolarMAEConfig.from_encoder_config(entry["encoder_config"])
+    cfg = PolarMAESegmentorConfig.from_hyper_parameters(entry["config"], encoder)
+    assert cfg == PolarMAESegmentorConfig()  # the defaults are the released fine-tune config
+    with torch.device("meta"):
+        model = PolarMAESegmentor(cfg)
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {k["key"]: k["shape"] for k in entry["keys"]}
+    assert sum(p.numel() for p in model.parameters()) == entry["num_parameters"]

@@ -47,6 +47,7 @@ from nufm.models.released.panda import (
     PandaSegmentorConfig,
 )
 from nufm.models.released.polarmae import ARCHS, PolarMAEConfig
+from nufm.models.released.polarmae_semantic import PolarMAESegmentor, PolarMAESegmentorConfig
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ class ReleasedCheckpoint:
     """A released file, read: what it holds and the weights under the model's key names."""
 
     format: Format
-    kind: Literal["ptv3", "ptv3-segmentor", "polarmae"]
-    config: PandaConfig | PandaSegmentorConfig | PolarMAEConfig
+    kind: Literal["ptv3", "ptv3-segmentor", "polarmae", "polarmae-segmentor"]
+    config: PandaConfig | PandaSegmentorConfig | PolarMAEConfig | PolarMAESegmentorConfig
     state: dict[str, Tensor]
     """Tensors under the key names of the model :func:`build_released` builds."""
     source: str
@@ -244,6 +245,9 @@ def _ptv3_checkpoint(
 ENCODER_PARTS = ("tokenizer.", "pos_embed.", "transformer.")
 
 
+SEGMENTOR_PARTS = ("upsampler.", "seg_head.", "loss_func.")
+
+
 def _polarmae_checkpoint(
     state: dict[str, Tensor], hparams: dict | None, source: str
 ) -> ReleasedCheckpoint:
@@ -253,7 +257,6 @@ def _polarmae_checkpoint(
     }
     enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
     enc = {k: v for k, v in enc.items() if k.startswith(ENCODER_PARTS)}
-    ignored = sorted(k for k in state if k.removeprefix("encoder.") not in enc)
     if not enc:
         raise InputError(f"{source}: no PoLAr-MAE encoder weights (encoder.tokenizer.* ...)")
     kwargs = _find_dict_with(hparams, "arch") if hparams else None
@@ -272,6 +275,27 @@ def _polarmae_checkpoint(
             {"arch": arch, "transformer_kwargs": {"depth": depth}}
         )
         log.warning("%s: no encoder hyper-parameters; inferred %s, depth %d", source, arch, depth)
+    if any(k.startswith(("upsampler.", "seg_head.")) for k in state):
+        kept = {"encoder." + k: v for k, v in enc.items()}
+        kept |= {k: v for k, v in state.items() if k.startswith(SEGMENTOR_PARTS)}
+        ignored = sorted(set(state) - set(kept))
+        head = _find_dict_with(hparams, "seg_head_fetch_layers") if hparams else None
+        if head is None:
+            conv1 = state["seg_head.conv1.weight"]
+            head = {
+                "num_classes": int(state["seg_head.conv3.weight"].shape[0]),
+                "seg_head_dim": int(conv1.shape[0]),
+                "condition_global_features": int(conv1.shape[1]) == 3 * cfg.width,
+            }
+            log.warning("%s: no head hyper-parameters; fetch layers default (3, 7, 11)", source)
+        try:
+            seg = PolarMAESegmentorConfig.from_hyper_parameters(head, cfg)
+        except ValueError as e:
+            raise InputError(f"{source}: {e}") from e
+        return ReleasedCheckpoint(
+            "polarmae-lightning", "polarmae-segmentor", seg, kept, source, ignored
+        )
+    ignored = sorted(k for k in state if k.removeprefix("encoder.") not in enc)
     return ReleasedCheckpoint("polarmae-lightning", "polarmae", cfg, enc, source, ignored)
 
 
@@ -318,8 +342,8 @@ def read_released(path: str | Path, allow_pickle: bool = False) -> ReleasedCheck
 
 def build_released(ckpt: ReleasedCheckpoint) -> tuple[nn.Module, LoadReport]:
     """The model ``ckpt`` describes with its weights loaded: a nufm encoder
-    (:class:`ReleasedPTv3Encoder` / :class:`ReleasedPolarMAEEncoder`) or a
-    :class:`PandaSegmentor`; eval mode.
+    (:class:`ReleasedPTv3Encoder` / :class:`ReleasedPolarMAEEncoder`), a
+    :class:`PandaSegmentor` or a :class:`PolarMAESegmentor`; eval mode.
 
     Raises:
         nufm.errors.InputError: a model key is missing or has another shape in the file.
@@ -333,6 +357,8 @@ def build_released(ckpt: ReleasedCheckpoint) -> tuple[nn.Module, LoadReport]:
         case PolarMAEConfig():
             model = ReleasedPolarMAEEncoder(ReleasedPolarMAEConfig(polarmae=ckpt.config))
             prefix = "model."
+        case PolarMAESegmentorConfig():
+            model, prefix = PolarMAESegmentor(ckpt.config), ""
     state = {prefix + k: v for k, v in ckpt.state.items()}
     usable, report = match_state(model.state_dict(), state)
     if report.missing or report.mismatched or report.unexpected:
