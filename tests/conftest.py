@@ -27,18 +27,14 @@ REAL_DATA_ENV = "NUFM_REAL_DATA"
 REFERENCE_ENV = "NUFM_REFERENCE_MODELS"
 
 
-@pytest.fixture(scope="session")
-def real_data() -> Callable[[str], Path]:
-    """Return ``path(name)``: the sample file ``name`` in ``$NUFM_REAL_DATA``.
-
-    Fails (never skips) when the variable is unset or the file is absent, so a run that asked
-    for these tests cannot pass without reading the files.
-    """
-    folder = os.environ.get(REAL_DATA_ENV)
+def _files_in(env: str, what: str, marker: str) -> Callable[[str], Path]:
+    """``path(name)`` of the file ``name`` in the folder ``$env``; fails (never skips) when the
+    variable is unset or the file is absent, so a run that asked for these tests cannot pass
+    without reading the files."""
+    folder = os.environ.get(env)
     if not folder:
         pytest.fail(
-            f"{REAL_DATA_ENV} is not set: point it at the folder of the sample files "
-            f"({REAL_DATA_ENV}=/path/to/data/real python -m pytest -m real_data)",
+            f"{env} is not set: point it at {what} ({env}=/path python -m pytest -m {marker})",
             pytrace=False,
         )
     root = Path(folder)
@@ -46,36 +42,24 @@ def real_data() -> Callable[[str], Path]:
     def path(name: str) -> Path:
         file = root / name
         if not file.is_file():
-            pytest.fail(f"{file} not found ({REAL_DATA_ENV}={folder})", pytrace=False)
+            pytest.fail(f"{file} not found ({env}={folder})", pytrace=False)
         return file
 
     return path
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Callable[[str], Path]:
+    """``path(name)``: the sample file ``name`` in ``$NUFM_REAL_DATA`` (tests marked
+    ``real_data``)."""
+    return _files_in(REAL_DATA_ENV, "the folder of the sample files (data/real)", "real_data")
 
 
 @pytest.fixture(scope="session")
 def reference_models() -> Callable[[str], Path]:
-    """Return ``path(name)``: the file ``name`` of the released-model reference material
-    (``shared/reference/released-models``) in ``$NUFM_REFERENCE_MODELS``; tests using it are
-    marked ``@pytest.mark.reference`` (``make test-reference`` sets the variable).
-
-    Fails (never skips) when the variable is unset or the file is absent.
-    """
-    folder = os.environ.get(REFERENCE_ENV)
-    if not folder:
-        pytest.fail(
-            f"{REFERENCE_ENV} is not set: point it at shared/reference/released-models "
-            f"({REFERENCE_ENV}=/path/to/released-models python -m pytest -m reference)",
-            pytrace=False,
-        )
-    root = Path(folder)
-
-    def path(name: str) -> Path:
-        file = root / name
-        if not file.is_file():
-            pytest.fail(f"{file} not found ({REFERENCE_ENV}={folder})", pytrace=False)
-        return file
-
-    return path
+    """``path(name)``: the file ``name`` of the released-model reference material in
+    ``$NUFM_REFERENCE_MODELS`` (tests marked ``reference``; ``make test-reference`` sets it)."""
+    return _files_in(REFERENCE_ENV, "shared/reference/released-models", "reference")
 
 
 @pytest.fixture(scope="session")

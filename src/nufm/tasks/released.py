@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.offsets import offset_to_counts, offset_to_starts
+from nufm.geometry.offsets import offset_to_counts, pad, unpad
 from nufm.models.released.polarmae_semantic import PolarMAESegmentor
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 
@@ -29,11 +29,6 @@ class ReleasedSegmentation(SemanticSegmentation):
 
     def logits(self, batch: PointBatch) -> Tensor:
         """(N, C) per-point class scores of the packed batch."""
-        starts, counts = offset_to_starts(batch.offset), offset_to_counts(batch.offset)
-        B, C = counts.numel(), batch.feat.shape[1]
-        points = batch.feat.new_zeros(B, max(int(counts.max()), 1), C)  # (B, N_max, C)
-        for b in range(B):
-            s, n = int(starts[b]), int(counts[b])
-            points[b, :n] = batch.feat[s : s + n]
-        out = self.model(points, counts)  # (B, N_max, K)
-        return torch.cat([out[b, : int(counts[b])] for b in range(B)])  # (N, K)
+        points, valid = pad(batch.feat, batch.offset)  # (B, N_max, C)
+        out = self.model(points, offset_to_counts(batch.offset))  # (B, N_max, K)
+        return unpad(out, valid)  # (N, K)

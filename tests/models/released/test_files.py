@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import nufm
+from helpers.released import reference_file, reference_state, stored_tokens
 from nufm.batch import PointBatch
 from nufm.errors import InputError
 from nufm.models.released.encoders import (
@@ -24,19 +24,16 @@ from nufm.models.released.encoders import (
     pimm_grid_coord,
 )
 from nufm.models.released.files import read_released
-from nufm.models.released.polarmae import PolarMAETokens
 from nufm.workflows.load import Pretrained
 
 ATOL = 1e-5
 
 
 def _meta(path: Path) -> dict:
-    with safe_open(str(path), "pt") as f:
-        return json.loads(f.metadata()["config"])
+    return reference_file(path)[0]
 
 
-def _state(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k.removeprefix("state_dict."): v for k, v in stored.items() if "state_dict." in k}
+_state = reference_state
 
 
 @pytest.fixture(scope="module")
@@ -141,13 +138,7 @@ def test_polarmae_lightning_checkpoint(
     ]
     model = loaded.encoder.model
     valid = d["tokens.emb_mask"]
-    tokens = PolarMAETokens(
-        d["tokens.groups"],
-        d["tokens.point_mask"],
-        d["tokens.centers"],
-        d["tokens.grouping_idx"],
-        valid,
-    )
+    tokens = stored_tokens(d)
     with torch.no_grad():
         out = model(model.embed(tokens), model.pos(tokens), valid)
     assert torch.allclose(out[valid], d["output.last_hidden_state"][valid], atol=ATOL, rtol=0)

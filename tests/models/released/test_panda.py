@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
+from helpers.released import reference_file, reference_state
 from nufm.models.released.panda import (
     PandaConfig,
     PandaSegmentor,
@@ -28,14 +27,8 @@ from nufm.models.sparse_conv import neighbour_map
 ATOL = 1e-5
 
 
-def _load(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["config"])
-    return meta, load_file(str(path))
-
-
-def _state(stored: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k.removeprefix("state_dict."): v for k, v in stored.items() if "state_dict." in k}
+_load = reference_file
+_state = reference_state
 
 
 def _run(model: PTv3Released, d: dict[str, torch.Tensor]):

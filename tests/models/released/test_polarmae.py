@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
+from helpers.released import reference_file, reference_state, stored_tokens
 from nufm.models.released.polarmae import (
     MaskedBatchNorm1d,
     PolarMAEConfig,
     PolarMAEEncoder,
-    PolarMAETokens,
     masked_layer_norm,
 )
 
@@ -65,12 +63,9 @@ def test_config_from_the_reference_hyper_parameters() -> None:
 
 
 def _reference(path: Path) -> tuple[PolarMAEEncoder, dict[str, torch.Tensor]]:
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["config"])
-    stored = load_file(str(path))
+    meta, stored = reference_file(path)
     model = PolarMAEEncoder(PolarMAEConfig.from_encoder_config(meta)).eval()
-    state = {k.removeprefix("state_dict."): v for k, v in stored.items() if "state_dict." in k}
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(reference_state(stored), strict=True)
     return model, stored
 
 
@@ -80,13 +75,7 @@ def test_every_stored_stage_matches_the_reference(
 ) -> None:
     model, d = _reference(reference_models("polarmae_reduced_encoder.safetensors"))
     valid = d["tokens.emb_mask"]
-    tokens = PolarMAETokens(
-        d["tokens.groups"],
-        d["tokens.point_mask"],
-        d["tokens.centers"],
-        d["tokens.grouping_idx"],
-        valid,
-    )
+    tokens = stored_tokens(d)
     with torch.no_grad():
         x = model.embed(tokens)
         pos = model.pos(tokens)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from nufm.batch import PointBatch
 from nufm.data.transforms import Preprocess
-from nufm.geometry.offsets import offset_to_counts, offset_to_starts
+from nufm.geometry.offsets import offset_to_batch_index, offset_to_counts, offset_to_starts, pad
 from nufm.models.base import Encoder, EncoderOutput
 from nufm.models.released.panda import PandaConfig, PTv3Released
 from nufm.models.released.polarmae import PolarMAEConfig, PolarMAEEncoder
@@ -88,14 +88,10 @@ def pimm_grid_coord(coord: Tensor, offset: Tensor, grid_size: float) -> Tensor:
         (N, 3) int64.
     """
     cell = torch.floor(coord.double() / grid_size).long()  # (N, 3)
-    out = torch.empty_like(cell)
-    for s, n in zip(
-        offset_to_starts(offset).tolist(), offset_to_counts(offset).tolist(), strict=True
-    ):
-        if n:
-            part = cell[s : s + n]
-            out[s : s + n] = part - part.min(dim=0).values
-    return out
+    batch = offset_to_batch_index(offset)  # (N,)
+    lo = cell.new_full((offset.numel(), 3), torch.iinfo(torch.int64).max)
+    lo = lo.scatter_reduce(0, batch[:, None].expand(-1, 3), cell, "amin")  # (B, 3)
+    return cell - lo[batch]
 
 
 class ReleasedPTv3Encoder(Encoder):
@@ -143,14 +139,9 @@ class ReleasedPolarMAEEncoder(Encoder):
         return self.cfg.polarmae.width
 
     def forward(self, batch: PointBatch) -> EncoderOutput:
-        starts = offset_to_starts(batch.offset)
-        counts = offset_to_counts(batch.offset)
-        B, C = counts.numel(), batch.feat.shape[1]
-        n_max = int(counts.max()) if B else 0
-        points = batch.feat.new_zeros(B, max(n_max, 1), C)  # (B, N_max, C)
-        for b in range(B):
-            s, n = int(starts[b]), int(counts[b])
-            points[b, :n] = batch.feat[s : s + n]
+        starts, counts = offset_to_starts(batch.offset), offset_to_counts(batch.offset)
+        points, _ = pad(batch.feat, batch.offset)  # (B, N_max, C)
+        B = counts.numel()
         tokens = self.model.tokenize(points, counts)
         feat = self.model(self.model.embed(tokens), self.model.pos(tokens), tokens.token_valid)
         assert isinstance(feat, Tensor)
