@@ -254,3 +254,19 @@ def test_config_refuses_options_it_cannot_reproduce() -> None:
         PandaConfig.from_reference({**base, "foo": 1})
     with pytest.raises(ValueError, match="lacks \\['enc_channels'\\]"):
         PandaConfig.from_reference({k: v for k, v in base.items() if k != "enc_channels"})
+
+
+def test_drop_path_rises_over_encoder_blocks_and_only_acts_in_training() -> None:
+    cfg = replace(_random_model_and_points(0)[0].cfg, drop_path=0.3)
+    model = PTv3Released(cfg)
+    rates = [m.drop_path.p for m in model.modules() if hasattr(m, "cpe")]
+    assert rates == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    _, coord, feat, grid, offset = _random_model_and_points(0)
+    model.eval()
+    with torch.no_grad():
+        a, b = (model(coord, feat, grid, offset).feat for _ in range(2))
+    assert torch.equal(a, b)  # deterministic config, no stochastic depth in eval
+    model.train()
+    with torch.no_grad():
+        c = model(coord, feat, grid, offset).feat
+    assert not torch.allclose(a, c)

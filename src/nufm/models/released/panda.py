@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from nufm.geometry.grid import grid_pool
 from nufm.geometry.offsets import offset_to_counts
 from nufm.geometry.serialize import adaptive_depth, encode, serialization_order
-from nufm.models.layers import LayerScale, Mlp
+from nufm.models.layers import DropPath, LayerScale, Mlp, linear_rates
 from nufm.models.ptv3 import _PatchPlan, make_patch_plan
 from nufm.models.sparse_conv import neighbour_map, submanifold_conv
 
@@ -49,7 +49,6 @@ IGNORED_REFERENCE_KEYS = (
     "qk_scale",
     "attn_drop",
     "proj_drop",
-    "drop_path",
     "pre_norm",
     "enable_rpe",
     "upcast_attention",
@@ -121,6 +120,9 @@ class PandaConfig:
     """Shuffle the stem level's orders on every forward (the released setting)."""
     pool_shuffle_orders: bool = True
     """Shuffle after every grid pooling (the reference's pooling default, see module doc)."""
+    drop_path: float = 0.0
+    """Stochastic depth in training, rising linearly over the encoder blocks (and falling over
+    the decoder's), as the reference trains (Panda-Base 0.3); no effect at inference."""
     enable_flash: bool = True
     """Flash-attention patching (an event <= patch is one patch) instead of the math path's
     batch-wide ``min(smallest event, patch)``."""
@@ -287,8 +289,9 @@ class _Attention(nn.Module):
 class _Block(nn.Module):
     """Keys ``cpe.*``, ``norm1.0``, ``attn.*``, ``ls1.0``, ``norm2.0``, ``mlp.0``, ``ls2.0``."""
 
-    def __init__(self, dim: int, heads: int, cfg: PandaConfig) -> None:
+    def __init__(self, dim: int, heads: int, cfg: PandaConfig, drop_path: float = 0.0) -> None:
         super().__init__()
+        self.drop_path = DropPath(drop_path)  # no weights
         self.cpe = _CPE(dim)
         self.norm1 = _Seq(nn.LayerNorm(dim))
         self.attn = _Attention(dim, heads, cfg.qkv_bias)
@@ -300,8 +303,8 @@ class _Block(nn.Module):
 
     def forward(self, feat: Tensor, nbr: Tensor, plan: _PatchPlan, bf16: bool) -> Tensor:
         feat = feat + self.cpe(feat, nbr)
-        feat = feat + self.ls1(self.attn(self.norm1(feat), plan, bf16))
-        return feat + self.ls2(self.mlp(self.norm2(feat)))
+        feat = feat + self.drop_path(self.ls1(self.attn(self.norm1(feat), plan, bf16)))
+        return feat + self.drop_path(self.ls2(self.mlp(self.norm2(feat))))
 
 
 class _Stem(nn.Module):
@@ -385,6 +388,7 @@ class PTv3Released(nn.Module):
         self.cfg = cfg
         self.embedding = _Embedding(cfg)
         self.enc = nn.Module()
+        rates = iter(linear_rates(cfg.drop_path, sum(cfg.enc_depths)))
         for s, (depth, ch, heads) in enumerate(
             zip(cfg.enc_depths, cfg.enc_channels, cfg.enc_num_head, strict=True)
         ):
@@ -392,18 +396,23 @@ class PTv3Released(nn.Module):
             if s > 0:
                 stage.down = _Down(cfg.enc_channels[s - 1], ch)
             for i in range(depth):
-                stage.add_module(f"block{i}", _Block(ch, heads, cfg))
+                stage.add_module(f"block{i}", _Block(ch, heads, cfg, next(rates)))
             self.enc.add_module(f"enc{s}", stage)
         if not cfg.enc_mode:
             self.dec = nn.Module()
             S = len(cfg.enc_channels)
+            dec_rates = linear_rates(cfg.drop_path, sum(cfg.dec_depths))[::-1]
+            first = [sum(cfg.dec_depths[:s]) for s in range(S - 1)]  # stage s's first rate
             for s in reversed(range(S - 1)):
                 stage = nn.Module()
                 coarse = cfg.dec_channels[s + 1] if s + 1 < S - 1 else cfg.enc_channels[-1]
                 stage.up = _Up(coarse, cfg.enc_channels[s], cfg.dec_channels[s])
                 for i in range(cfg.dec_depths[s]):
                     stage.add_module(
-                        f"block{i}", _Block(cfg.dec_channels[s], cfg.dec_num_head[s], cfg)
+                        f"block{i}",
+                        _Block(
+                            cfg.dec_channels[s], cfg.dec_num_head[s], cfg, dec_rates[first[s] + i]
+                        ),
                     )
                 self.dec.add_module(f"dec{s}", stage)
 
