@@ -396,7 +396,7 @@ def test_an_internal_error_keeps_its_traceback(
 ) -> None:
     import nufm.data.summary
 
-    def broken(events: object) -> None:
+    def broken(*args: object) -> None:
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(nufm.data.summary, "summarize", broken)

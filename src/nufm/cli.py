@@ -31,20 +31,32 @@ def simulate(
     seed: int = 0,
     out: Path = Path("sim.h5"),
     workers: int = 1,
+    detector: Literal["lartpc", "collider-tpc"] = "lartpc",
 ) -> None:
-    """Simulate LArTPC events with the built-in simulator and write a PILArNet-M (v2) HDF5 file.
+    """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, or
+    a collider TPC written in the TPCpp .npz layout.
 
     Args:
         events: Number of events to simulate.
         seed: Base seed; event i depends only on (seed, i), whatever the number of workers.
-        out: Output HDF5 file (written atomically).
-        workers: Worker processes for simulation.
+        out: Output file, written atomically (.h5 for lartpc, .npz for collider-tpc).
+        workers: Worker processes for simulation (lartpc).
+        detector: Which detector (nufm.data.detectors).
     """
+    if events <= 0:
+        raise ConfigError(f"--events must be positive, got {events}")
+    if detector == "collider-tpc":
+        from nufm.data.tpcpp import write_tpcpp
+        from nufm.sim.collider_tpc import generate_collider_events
+
+        if out.suffix != ".npz":
+            raise ConfigError(f"--out {out}: collider-tpc events are written as TPCpp .npz")
+        n = write_tpcpp(out, generate_collider_events(events, seed), progress=True)
+        log.info("wrote %s: %d collider-TPC events", out, n)
+        return
     from nufm.data.pilarnet import write_events
     from nufm.sim import generate_events
 
-    if events <= 0:
-        raise ConfigError(f"--events must be positive, got {events}")
     summary = write_events(
         out, generate_events(events, seed, workers=workers, progress=True), progress=False
     )
@@ -57,13 +69,16 @@ def info(file: Pos[Path]) -> None:
     Args:
         file: PILArNet-M or JAXTPC .h5, mlreco .npz or LArSoft analysis-tree .root.
     """
-    from nufm.data.formats import count_any, detect_layout, iter_any
+    from nufm.data.detectors import detector_of
+    from nufm.data.formats import count_any, detect_layout, iter_any, read_any
     from nufm.data.summary import summarize
 
     layout = detect_layout(file)
     if count_any(file) == 0:
         raise InputError(f"{file}: the file holds no events")
-    print(f"{file} ({layout})\n{summarize(iter_any(file)).format()}")
+    det = detector_of(read_any(file, [0])[0])
+    summary = summarize(iter_any(file), det.segment_names, det.pid_names, det.energy)
+    print(f"{file} ({layout}, {det.title}; coordinates in {det.coord_unit})\n{summary.format()}")
 
 
 def convert(src: Pos[Path], dst: Pos[Path], *, progress: bool = True) -> None:
@@ -101,6 +116,17 @@ def display(
     from nufm.viz.display import display_event, display_event_html, save_figure
 
     (ev,) = read_any(file, [event])
+    if ev.meta.get("detector") == "collider-tpc":
+        from nufm.viz.display_tpc import display_tpc_event
+
+        if html or color == "pid":
+            raise ConfigError(
+                "collider-TPC events: PNG only, coloured by segment, instance, "
+                "interaction or energy"
+            )
+        save_figure(display_tpc_event(ev, color=color), out)
+        log.info("wrote %s", out)
+        return
     if html:
         path = out if out.suffix == ".html" else out.with_suffix(".html")
         display_event_html(ev, color=color, path=path)

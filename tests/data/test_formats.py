@@ -48,7 +48,7 @@ def test_cli_convert_and_info_read_other_layouts(tmp_path: Path, capsys) -> None
     src = tmp_path / "ev.npz"
     _mlreco_npz(src)
     main(["info", str(src)])
-    assert "(mlreco-npz)" in capsys.readouterr().out
+    assert "(mlreco-npz, liquid-argon TPC" in capsys.readouterr().out
     main(["convert", str(src), str(tmp_path / "out.h5"), "--no-progress"])
     assert len(read_events(tmp_path / "out.h5")) == 1
 

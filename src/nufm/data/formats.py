@@ -7,7 +7,9 @@ Layouts (readers in :mod:`nufm.data.pilarnet` and :mod:`nufm.data.field_formats`
 * ``pilarnet-h5``: PILArNet-M HDF5 (``point`` / ``cluster`` data sets), nufm's own layout;
 * ``mlreco-npz``: the lartpc_mlreco3d tutorial npz (``Trajectory k`` arrays), one event;
 * ``larsoft-root``: LArSoft analysis trees (``ana/AnaTPCTree``), read whole by ``uproot``;
-* ``jaxtpc-h5``: JAXTPC Geant4 step truth (``pstep/lar_vol``), event by event.
+* ``jaxtpc-h5``: JAXTPC Geant4 step truth (``pstep/lar_vol``), event by event;
+* ``tpcpp-npz``: collider-TPC hits, all events in ``data`` with ``size`` hits each
+  (:mod:`nufm.data.tpcpp`); these cannot become PILArNet-M (not a LArTPC).
 
 Owns :data:`LAYOUTS`, :func:`detect_layout`, :func:`count_any`, :func:`iter_any`,
 :func:`read_any`, :func:`convert` and :func:`as_pilarnet` (conversions cached under
@@ -21,11 +23,13 @@ import hashlib
 import itertools
 import logging
 import os
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 import h5py
+import numpy as np
 
 from nufm.data.event import Event
 from nufm.data.field_formats import read_jaxtpc_h5, read_larsoft_root, read_mlreco_npz
@@ -37,11 +41,18 @@ from nufm.data.pilarnet import (
     read_events,
     write_events,
 )
+from nufm.data.tpcpp import count_tpcpp, iter_tpcpp
 
 log = logging.getLogger(__name__)
 
-Layout = Literal["pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5"]
-LAYOUTS: tuple[Layout, ...] = ("pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5")
+Layout = Literal["pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5", "tpcpp-npz"]
+LAYOUTS: tuple[Layout, ...] = (
+    "pilarnet-h5",
+    "mlreco-npz",
+    "larsoft-root",
+    "jaxtpc-h5",
+    "tpcpp-npz",
+)
 
 
 def detect_layout(path: str | os.PathLike) -> Layout:
@@ -56,7 +67,12 @@ def detect_layout(path: str | os.PathLike) -> Layout:
         raise MissingFileError(f"{p}: no such file")
     match p.suffix.lower():
         case ".npz":
-            return "mlreco-npz"
+            try:
+                with np.load(p, allow_pickle=False) as f:
+                    names = set(f.files)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+                raise DataError(f"{p}: not a readable .npz file: {e}") from e
+            return "tpcpp-npz" if {"data", "size"} <= names else "mlreco-npz"
         case ".root":
             return "larsoft-root"
         case ".h5" | ".hdf5" | ".hdf":
@@ -93,6 +109,8 @@ def count_any(path: str | os.PathLike) -> int:
             return 1
         case "larsoft-root":
             return len(read_larsoft_root(path))
+        case "tpcpp-npz":
+            return count_tpcpp(path)
 
 
 def iter_any(path: str | os.PathLike) -> Iterator[Event]:
@@ -108,6 +126,8 @@ def iter_any(path: str | os.PathLike) -> Iterator[Event]:
         case "jaxtpc-h5":
             for i in range(count_any(path)):
                 yield read_jaxtpc_h5(path, i)
+        case "tpcpp-npz":
+            yield from iter_tpcpp(path)
 
 
 def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> list[Event]:
@@ -119,6 +139,8 @@ def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> l
     layout = detect_layout(path)
     if layout == "pilarnet-h5":
         return read_events(path, indices)
+    if layout == "tpcpp-npz":
+        return list(iter_tpcpp(path, None if indices is None else list(indices)))
     if layout == "jaxtpc-h5" and indices is not None:
         wanted = list(indices)
         n = count_any(path)
@@ -140,6 +162,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, progress: bool = Tru
     """Write the events of ``src`` (any layout) to ``dst`` as PILArNet-M, atomically and event
     by event (memory bounded by one event plus the writer's buffer, except LArSoft trees)."""
     layout = detect_layout(src)
+    if layout == "tpcpp-npz":
+        raise DataError(
+            f"{src}: collider-TPC events cannot be written as PILArNet-M (a LArTPC layout)"
+        )
     if Path(src).resolve() == Path(dst).resolve():
         raise DataError(f"{dst}: the output would overwrite the input")
     log.info("converting %s (%s) to PILArNet-M %s", src, layout, dst)

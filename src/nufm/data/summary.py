@@ -30,6 +30,8 @@ class DatasetSummary:
     """(E,) int64 distinct interaction ids (>= 0) per event."""
     particles_per_event: np.ndarray
     """(E,) int64 distinct particle ids (>= 0) per event."""
+    energy_label: str = "voxel energy [MeV]"
+    """What ``energy`` is, for the text (the detector description's)."""
 
     def format(self) -> str:
         """Human-readable multi-line text."""
@@ -42,13 +44,16 @@ class DatasetSummary:
             f"+- {self.interactions_per_event.std():.2f}",
             f"particles/event: mean {self.particles_per_event.mean():.2f} "
             f"+- {self.particles_per_event.std():.2f}",
-            f"voxel energy [MeV]: min {self.energy_min:.4g}, max {self.energy_max:.4g}; "
+            f"{self.energy_label}: min {self.energy_min:.4g}, max {self.energy_max:.4g}; "
             f"event energy: mean {self.energy_per_event.mean():.1f}, "
             f"max {self.energy_per_event.max():.1f}",
             "segment fractions: "
             + ", ".join(f"{k} {v:.2%}" for k, v in self.segment_fraction.items()),
-            "pid fractions: " + ", ".join(f"{k} {v:.2%}" for k, v in self.pid_fraction.items()),
         ]
+        if self.pid_fraction:
+            lines.append(
+                "pid fractions: " + ", ".join(f"{k} {v:.2%}" for k, v in self.pid_fraction.items())
+            )
         return "\n".join(lines)
 
 
@@ -57,8 +62,15 @@ def _fractions(counts: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
     return {n: float(c / total) if total else 0.0 for n, c in zip(names, counts, strict=False)}
 
 
-def summarize(events: Iterable[Event]) -> DatasetSummary:
-    """Compute a :class:`DatasetSummary` in one pass over ``events``."""
+def summarize(
+    events: Iterable[Event],
+    segment_names: tuple[str, ...] = SEGMENT_NAMES,
+    pid_names: tuple[str, ...] = PID_NAMES,
+    energy_label: str = "voxel energy [MeV]",
+) -> DatasetSummary:
+    """Compute a :class:`DatasetSummary` in one pass over ``events`` (class names and the
+    energy's meaning from the detector description; LArTPC by default)."""
+    SEGMENT_NAMES, PID_NAMES = segment_names, pid_names
     sizes, energies, n_int, n_part = [], [], [], []
     seg_counts = np.zeros(len(SEGMENT_NAMES), np.int64)
     pid_counts = np.zeros(len(PID_NAMES), np.int64)
@@ -86,10 +98,11 @@ def summarize(events: Iterable[Event]) -> DatasetSummary:
         n_events=len(sizes),
         points_per_event=np.asarray(sizes, np.int64),
         segment_fraction=_fractions(seg_counts, SEGMENT_NAMES),
-        pid_fraction=_fractions(pid_counts, PID_NAMES),
+        pid_fraction=_fractions(pid_counts, PID_NAMES) if PID_NAMES else {},
         energy_min=e_min,
         energy_max=e_max,
         energy_per_event=np.asarray(energies),
         interactions_per_event=np.asarray(n_int, np.int64),
         particles_per_event=np.asarray(n_part, np.int64),
+        energy_label=energy_label,
     )

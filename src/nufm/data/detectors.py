@@ -1,0 +1,86 @@
+"""Detector descriptions: what an event of each detector means. One description per detector,
+selected by name (``nufm simulate --detector``, ``nufm info``), so the event record, readers,
+summaries and displays stay detector-agnostic.
+
+Owns :class:`Detector`, :data:`DETECTORS` and :func:`detector_of`. A description names the
+coordinate unit, what ``energy`` holds, the meaning and class names of the per-point labels of
+:class:`~nufm.data.event.Event`, the file layouts the detector's events come in, and the
+default preprocessing (coordinate centre and scale, log scaling of ``energy``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nufm.data.event import Event
+from nufm.data.lartpc import CENTER, NORM_SCALE, PID_NAMES, SEGMENT_NAMES
+from nufm.data.transforms import Preprocess
+from nufm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Detector:
+    """What the fields of a detector's events mean."""
+
+    name: str
+    title: str
+    coord_unit: str
+    """Unit of ``Event.coord`` in files."""
+    energy: str
+    """What ``Event.energy`` holds, with its unit."""
+    segment_names: tuple[str, ...]
+    """Class names of ``Event.segment`` (index = class id)."""
+    pid_names: tuple[str, ...]
+    """Class names of ``Event.pid`` (empty when the detector has none)."""
+    instance: str
+    """What ``Event.instance`` identifies."""
+    interaction: str
+    """What ``Event.interaction`` identifies (-1 meaning included)."""
+    layouts: tuple[str, ...]
+    """File layouts (:data:`nufm.data.formats.LAYOUTS`) holding this detector's events."""
+    preprocess: Preprocess
+    """Default preprocessing of its events."""
+
+
+DETECTORS: dict[str, Detector] = {
+    "lartpc": Detector(
+        name="lartpc",
+        title="liquid-argon TPC (PILArNet-like, 768^3 voxels of 3 mm)",
+        coord_unit="voxel (3 mm)",
+        energy="deposited energy per voxel, MeV",
+        segment_names=SEGMENT_NAMES,
+        pid_names=PID_NAMES,
+        instance="particle (group) id",
+        interaction="interaction id (-1 none)",
+        layouts=("pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5"),
+        preprocess=Preprocess(center=CENTER, scale=NORM_SCALE),
+    ),
+    "collider-tpc": Detector(
+        name="collider-tpc",
+        title="collider TPC (sPHENIX-like: 48 layers, r 30-78 cm, |z| < 105 cm, 1.4 T)",
+        coord_unit="cm",
+        energy="hit charge, keV",
+        segment_names=("other", "pion", "kaon", "proton", "electron"),
+        pid_names=(),
+        instance="track id (-1 random noise hit)",
+        interaction="collision id in the pile-up (-1 hit tagged as noise)",
+        layouts=("tpcpp-npz",),
+        preprocess=Preprocess(
+            energy_threshold=0.0, center=0.0, scale=130.0, log_energy_eps=0.1, log_energy_max=100.0
+        ),
+    ),
+}
+"""Every detector nufm knows, by name."""
+
+
+def get_detector(name: str) -> Detector:
+    """The description ``name``; unknown names are refused with the known ones."""
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    return DETECTORS[name]
+
+
+def detector_of(event: Event) -> Detector:
+    """The description of the detector an event comes from (``event.meta['detector']``,
+    LArTPC when unset)."""
+    return get_detector(event.meta.get("detector", "lartpc"))
