@@ -1,8 +1,9 @@
-"""Throughput benchmark of the built-in LArTPC simulator (:mod:`nufm.sim`).
+"""Throughput benchmark of the built-in simulators: the LArTPC (:mod:`nufm.sim`) and the
+collider TPC (:mod:`nufm.sim.collider_tpc`).
 
-Owns :func:`bench_simulator`: events per second on one core (median over repeats) and voxels
-per event, for the default configuration and a cosmic-free one. The event mix follows PILArNet
-(arXiv:2006.01993).
+Owns :func:`bench_simulator`: events per second on one core (median over repeats) and points
+(voxels or hits) per event, for the default LArTPC configuration, a cosmic-free one (the event
+mix follows PILArNet, arXiv:2006.01993) and the default collider TPC.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from nufm.sim import SimConfig, simulate_event
+from nufm.sim.collider_tpc import ColliderTPCConfig, simulate_collider_event
 from nufm.sim.generator import event_seed
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,21 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
         )
     simulate_event(0)  # load / compile the numba kernels outside the timing
     rows = []
-    for name, cfg in (
-        ("default", SimConfig()),
-        ("no_cosmics", replace(SimConfig(), cosmic_fraction=0.0)),
-    ):
-        seeds = [event_seed(seed, i) for i in range(n_events)]
+    tpc = ColliderTPCConfig()
+    runs = {
+        "default": lambda i: simulate_event(event_seed(seed, i), SimConfig()),
+        "no_cosmics": lambda i: simulate_event(
+            event_seed(seed, i), replace(SimConfig(), cosmic_fraction=0.0)
+        ),
+        "collider_tpc": lambda i: simulate_collider_event(
+            tpc, np.random.default_rng((seed, i, 0xC011)), i
+        ),
+    }
+    for name, run in runs.items():
         times, points = [], 0
         for _ in range(repeats):
             t0 = time.perf_counter()
-            points = sum(len(simulate_event(s, cfg)) for s in seeds)
+            points = sum(len(run(i)) for i in range(n_events))
             times.append(time.perf_counter() - t0)
         dt = float(np.median(times))
         rows.append(
