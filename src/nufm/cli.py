@@ -31,10 +31,13 @@ def simulate(
     seed: int = 0,
     out: Path = Path("sim.h5"),
     workers: int = 1,
-    detector: Literal["lartpc", "collider-tpc"] = "lartpc",
+    detector: Literal["lartpc", "collider-tpc", "water-cherenkov"] = "lartpc",
+    particle: Literal["e-", "mu-", "pi+", "pi0", "gamma"] = "mu-",
+    energy: tuple[float, float] = (100.0, 1000.0),
 ) -> None:
-    """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, or
-    a collider TPC written in the TPCpp .npz layout.
+    """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, a
+    collider TPC in the TPCpp .npz layout, or a water Cherenkov detector in the WatChMaL HDF5
+    layout (a particle gun).
 
     Args:
         events: Number of events to simulate.
@@ -42,6 +45,8 @@ def simulate(
         out: Output file, written atomically (.h5 for lartpc, .npz for collider-tpc).
         workers: Worker processes for simulation (lartpc).
         detector: Which detector (nufm.data.detectors).
+        particle: water-cherenkov: the gun's particle.
+        energy: water-cherenkov: kinetic energy range of the gun, MeV (uniform).
     """
     if events <= 0:
         raise ConfigError(f"--events must be positive, got {events}")
@@ -53,6 +58,19 @@ def simulate(
             raise ConfigError(f"--out {out}: collider-tpc events are written as TPCpp .npz")
         n = write_tpcpp(out, generate_collider_events(events, seed), progress=True)
         log.info("wrote %s: %d collider-TPC events", out, n)
+        return
+    if detector == "water-cherenkov":
+        from nufm.data.watchmal import write_watchmal
+        from nufm.sim.water_cherenkov import WaterCherenkovConfig, generate_wc_events, pmt_positions
+
+        if out.suffix not in (".h5", ".hdf5"):
+            raise ConfigError(f"--out {out}: water-cherenkov events are written as WatChMaL .h5")
+        if not 0 < energy[0] <= energy[1]:
+            raise ConfigError(f"--energy {energy}: need 0 < low <= high (MeV)")
+        cfg = WaterCherenkovConfig()
+        gun = generate_wc_events(events, seed, particle, energy, cfg)
+        n = write_watchmal(out, gun, pmt_positions(cfg).position, progress=True)
+        log.info("wrote %s: %d water Cherenkov %s events", out, n, particle)
         return
     from nufm.data.pilarnet import write_events
     from nufm.sim import generate_events
@@ -116,6 +134,17 @@ def display(
     from nufm.viz.display import display_event, display_event_html, save_figure
 
     (ev,) = read_any(file, [event])
+    if ev.meta.get("detector") == "water-cherenkov":
+        from nufm.viz.display_wc import display_wc_event
+
+        if html or color == "pid":
+            raise ConfigError(
+                "water Cherenkov events: PNG only, coloured by segment, instance, "
+                "interaction or energy (charge)"
+            )
+        save_figure(display_wc_event(ev, color=color), out)
+        log.info("wrote %s", out)
+        return
     if ev.meta.get("detector") == "collider-tpc":
         from nufm.viz.display_tpc import display_tpc_event
 

@@ -69,6 +69,20 @@ DETECTORS: dict[str, Detector] = {
             energy_threshold=0.0, center=0.0, scale=130.0, log_energy_eps=0.1, log_energy_max=100.0
         ),
     ),
+    "water-cherenkov": Detector(
+        name="water-cherenkov",
+        title="water Cherenkov (Super-K-like: r 16.9 m, h 36.2 m, 10,764 PMTs)",
+        coord_unit="m (PMT positions)",
+        energy="PMT charge, photoelectrons (hit time in Event.time, ns)",
+        segment_names=("primary", "decay_electron", "secondary_pion", "pi0_gamma"),
+        pid_names=(),
+        instance="particle that gave the PMT most light (-1 dark noise)",
+        interaction="0, -1 for dark noise",
+        layouts=("watchmal-h5",),
+        preprocess=Preprocess(
+            energy_threshold=0.0, center=0.0, scale=20.0, log_energy_eps=0.1, log_energy_max=1000.0
+        ),
+    ),
 }
 """Every detector nufm knows, by name."""
 

@@ -21,6 +21,7 @@ interaction   int64 N      interaction id within the event, -1 none.
 feat          float32 N,C  optional model input features (set by ``MakeFeatures``); detector-
                            agnostic models read only ``coord`` and ``feat``.
 stream        int64 N      optional sub-detector / stream id (multi-stream detectors).
+time          float32 N    optional hit time, ns (water Cherenkov PMT hits).
 ============  ===========  =====================================================================
 
 Per-particle truth (P particles), ``particles``: a :class:`Particles` table.
@@ -36,7 +37,17 @@ import numpy as np
 
 from nufm.batch import EventGroups
 
-POINT_FIELDS = ("coord", "energy", "segment", "pid", "instance", "interaction", "feat", "stream")
+POINT_FIELDS = (
+    "coord",
+    "energy",
+    "segment",
+    "pid",
+    "instance",
+    "interaction",
+    "feat",
+    "stream",
+    "time",
+)
 """Names of the per-point arrays; transforms index all of them together."""
 
 
@@ -91,6 +102,8 @@ class Event:
     interaction: np.ndarray | None = None
     feat: np.ndarray | None = None
     stream: np.ndarray | None = None
+    time: np.ndarray | None = None
+    """Optional per-point time, ns (e.g. a PMT hit's first-photon time)."""
     particles: Particles | None = None
     vertices: np.ndarray | None = None
     event_id: int = -1

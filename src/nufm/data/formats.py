@@ -9,7 +9,10 @@ Layouts (readers in :mod:`nufm.data.pilarnet` and :mod:`nufm.data.field_formats`
 * ``larsoft-root``: LArSoft analysis trees (``ana/AnaTPCTree``), read whole by ``uproot``;
 * ``jaxtpc-h5``: JAXTPC Geant4 step truth (``pstep/lar_vol``), event by event;
 * ``tpcpp-npz``: collider-TPC hits, all events in ``data`` with ``size`` hits each
-  (:mod:`nufm.data.tpcpp`); these cannot become PILArNet-M (not a LArTPC).
+  (:mod:`nufm.data.tpcpp`);
+* ``watchmal-h5``: water Cherenkov PMT hits, WatChMaL flat layout (:mod:`nufm.data.watchmal`).
+
+The last two are not LArTPC events and cannot become PILArNet-M.
 
 Owns :data:`LAYOUTS`, :func:`detect_layout`, :func:`count_any`, :func:`iter_any`,
 :func:`read_any`, :func:`convert` and :func:`as_pilarnet` (conversions cached under
@@ -42,10 +45,13 @@ from nufm.data.pilarnet import (
     write_events,
 )
 from nufm.data.tpcpp import count_tpcpp, iter_tpcpp
+from nufm.data.watchmal import count_watchmal, iter_watchmal
 
 log = logging.getLogger(__name__)
 
-Layout = Literal["pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5", "tpcpp-npz"]
+Layout = Literal[
+    "pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5", "tpcpp-npz", "watchmal-h5"
+]
 LAYOUTS: tuple[Layout, ...] = (
     "pilarnet-h5",
     "mlreco-npz",
@@ -83,6 +89,8 @@ def detect_layout(path: str | os.PathLike) -> Layout:
                 raise DataError(f"{p}: not a readable HDF5 file: {e}") from e
             if "pstep" in names:
                 return "jaxtpc-h5"
+            if "event_hits_index" in names:
+                return "watchmal-h5"
             if {"point", "cluster"} <= names:
                 return "pilarnet-h5"
             raise DataError(
@@ -111,6 +119,8 @@ def count_any(path: str | os.PathLike) -> int:
             return len(read_larsoft_root(path))
         case "tpcpp-npz":
             return count_tpcpp(path)
+        case "watchmal-h5":
+            return count_watchmal(path)
 
 
 def iter_any(path: str | os.PathLike) -> Iterator[Event]:
@@ -128,6 +138,8 @@ def iter_any(path: str | os.PathLike) -> Iterator[Event]:
                 yield read_jaxtpc_h5(path, i)
         case "tpcpp-npz":
             yield from iter_tpcpp(path)
+        case "watchmal-h5":
+            yield from iter_watchmal(path)
 
 
 def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> list[Event]:
@@ -141,6 +153,8 @@ def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> l
         return read_events(path, indices)
     if layout == "tpcpp-npz":
         return list(iter_tpcpp(path, None if indices is None else list(indices)))
+    if layout == "watchmal-h5":
+        return list(iter_watchmal(path, None if indices is None else list(indices)))
     if layout == "jaxtpc-h5" and indices is not None:
         wanted = list(indices)
         n = count_any(path)
