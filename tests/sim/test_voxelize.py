@@ -91,7 +91,13 @@ def test_bench_simulator_reports_points_per_event() -> None:
     from nufm.benchmarks.sim import bench_simulator
 
     rows = bench_simulator(n_events=3, repeats=1, seed=9)
-    assert [r["name"] for r in rows] == ["default", "no_cosmics", "collider_tpc"]
+    assert [r["name"] for r in rows] == [
+        "default",
+        "no_cosmics",
+        "collider_tpc",
+        "water_cherenkov_mu_500MeV",
+        "water_cherenkov_e_500MeV",
+    ]
     expected = np.mean([len(simulate_event(event_seed(9, i))) for i in range(3)])
     assert rows[0]["points_per_event"] == pytest.approx(expected)
     assert rows[0]["events_per_s"] > 0 and rows[0]["ms_per_event"] > 0

@@ -3,7 +3,8 @@ collider TPC (:mod:`nufm.sim.collider_tpc`).
 
 Owns :func:`bench_simulator`: events per second on one core (median over repeats) and points
 (voxels or hits) per event, for the default LArTPC configuration, a cosmic-free one (the event
-mix follows PILArNet, arXiv:2006.01993) and the default collider TPC.
+mix follows PILArNet, arXiv:2006.01993), the default collider TPC and 500 MeV muons and
+electrons in the water Cherenkov detector (points are PMT hits).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from nufm.sim import SimConfig, simulate_event
 from nufm.sim.collider_tpc import ColliderTPCConfig, simulate_collider_event
 from nufm.sim.generator import event_seed
+from nufm.sim.water_cherenkov import WaterCherenkovConfig, simulate_wc_event
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
     simulate_event(0)  # load / compile the numba kernels outside the timing
     rows = []
     tpc = ColliderTPCConfig()
+    wc = WaterCherenkovConfig()
     runs = {
         "default": lambda i: simulate_event(event_seed(seed, i), SimConfig()),
         "no_cosmics": lambda i: simulate_event(
@@ -47,6 +50,12 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
         ),
         "collider_tpc": lambda i: simulate_collider_event(
             tpc, np.random.default_rng((seed, i, 0xC011)), i
+        ),
+        "water_cherenkov_mu_500MeV": lambda i: simulate_wc_event(
+            wc, np.random.default_rng((seed, i)), [("mu-", 500.0)], i
+        ),
+        "water_cherenkov_e_500MeV": lambda i: simulate_wc_event(
+            wc, np.random.default_rng((seed, i)), [("e-", 500.0)], i
         ),
     }
     for name, run in runs.items():
