@@ -76,6 +76,48 @@ class Particles:
     def __len__(self) -> int:
         return int(self.id.shape[0])
 
+    TABLE_COLUMNS = (
+        "id",
+        "pdg",
+        "px",
+        "py",
+        "pz",
+        "x",
+        "y",
+        "z",
+        "is_primary",
+        "interaction",
+        "parent",
+    )
+    """Columns of :meth:`to_table` (the flat layouts store particle tables this way)."""
+
+    def to_table(self) -> np.ndarray:
+        """(P, 11) float64 rows in :attr:`TABLE_COLUMNS` order."""
+        cols = [
+            self.id,
+            self.pdg,
+            self.momentum,
+            self.start,
+            self.is_primary,
+            self.interaction,
+            self.parent,
+        ]
+        return np.concatenate([np.asarray(c, np.float64).reshape(len(self), -1) for c in cols], 1)
+
+    @staticmethod
+    def from_table(table: np.ndarray) -> Particles:
+        """Inverse of :meth:`to_table`."""
+        t = np.asarray(table, np.float64).reshape(-1, 11)
+        return Particles(
+            id=t[:, 0].astype(np.int64),
+            pdg=t[:, 1].astype(np.int64),
+            momentum=t[:, 2:5].astype(np.float32),
+            start=t[:, 5:8].astype(np.float32),
+            is_primary=t[:, 8] > 0,
+            interaction=t[:, 9].astype(np.int64),
+            parent=t[:, 10].astype(np.int64),
+        )
+
     @staticmethod
     def empty() -> Particles:
         z = np.zeros(0, np.int64)

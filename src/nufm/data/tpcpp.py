@@ -35,19 +35,7 @@ from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
 
 COLUMNS = ("x", "y", "z", "charge", "track_id", "particle_class", "noise", "collision")
-PARTICLE_COLUMNS = (
-    "id",
-    "pdg",
-    "px",
-    "py",
-    "pz",
-    "x",
-    "y",
-    "z",
-    "is_primary",
-    "collision",
-    "parent",
-)
+PARTICLE_COLUMNS = Particles.TABLE_COLUMNS
 
 
 def write_tpcpp(path: str | os.PathLike, events: Iterable[Event], progress: bool = False) -> int:
@@ -84,20 +72,7 @@ def write_tpcpp(path: str | os.PathLike, events: Iterable[Event], progress: bool
         hits.append(np.concatenate([np.asarray(c, np.float32).reshape(n, -1) for c in cols], 1))
         sizes.append(n)
         p = ev.particles or Particles.empty()
-        parts.append(
-            np.concatenate(
-                [
-                    p.id[:, None],
-                    p.pdg[:, None],
-                    p.momentum,
-                    p.start,
-                    p.is_primary[:, None],
-                    p.interaction[:, None],
-                    p.parent[:, None],
-                ],
-                1,
-            ).astype(np.float64)
-        )
+        parts.append(p.to_table())
         psizes.append(len(p))
         v = ev.vertices if ev.vertices is not None else np.zeros((0, 3), np.float32)
         verts.append(np.asarray(v, np.float32))
@@ -183,15 +158,7 @@ def iter_tpcpp(path: str | os.PathLike, indices: Sequence[int] | None = None) ->
         particles = None
         if p_ends is not None:
             p = a["particles"][p_ends[i] - a["particle_size"][i] : p_ends[i]]
-            particles = Particles(
-                id=p[:, 0].astype(np.int64),
-                pdg=p[:, 1].astype(np.int64),
-                momentum=p[:, 2:5].astype(np.float32),
-                start=p[:, 5:8].astype(np.float32),
-                is_primary=p[:, 8] > 0,
-                interaction=p[:, 9].astype(np.int64),
-                parent=p[:, 10].astype(np.int64),
-            )
+            particles = Particles.from_table(p)
         vertices = None
         if v_ends is not None:
             vertices = a["vertices"][v_ends[i] - a["vertex_size"][i] : v_ends[i]]

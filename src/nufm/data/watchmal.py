@@ -78,20 +78,7 @@ def write_watchmal(
         p = ev.particles or Particles.empty()
         pstart.append(n_parts)
         n_parts += len(p)
-        cols["parts"].append(
-            np.concatenate(
-                [
-                    p.id[:, None],
-                    p.pdg[:, None],
-                    p.momentum,
-                    p.start,
-                    p.is_primary[:, None],
-                    p.interaction[:, None],
-                    p.parent[:, None],
-                ],
-                1,
-            ).astype(np.float64)
-        )
+        cols["parts"].append(p.to_table())
         if len(p):
             mom = p.momentum[0].astype(float)
             pm = float(np.linalg.norm(mom)) or 1.0
@@ -181,15 +168,7 @@ def iter_watchmal(path: str | os.PathLike, indices: Sequence[int] | None = None)
         particles = None
         if p_end is not None:
             p = a["particles"][int(a["particle_index"][i]) : int(p_end[i])]
-            particles = Particles(
-                id=p[:, 0].astype(np.int64),
-                pdg=p[:, 1].astype(np.int64),
-                momentum=p[:, 2:5].astype(np.float32),
-                start=p[:, 5:8].astype(np.float32),
-                is_primary=p[:, 8] > 0,
-                interaction=p[:, 9].astype(np.int64),
-                parent=p[:, 10].astype(np.int64),
-            )
+            particles = Particles.from_table(p)
         yield Event(
             coord=a["pmt_position"][a["hit_pmt"][sl]].astype(np.float32),
             energy=a["hit_charge"][sl].astype(np.float32),
