@@ -32,7 +32,7 @@ def simulate(
     out: Path = Path("sim.h5"),
     workers: int = 1,
     detector: Literal["lartpc", "collider-tpc", "water-cherenkov"] = "lartpc",
-    particle: Literal["e-", "mu-", "pi+", "pi0", "gamma"] = "mu-",
+    particle: tuple[Literal["e-", "mu-", "pi+", "pi0", "gamma"], ...] = ("mu-",),
     energy: tuple[float, float] = (100.0, 1000.0),
 ) -> None:
     """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, a
@@ -45,7 +45,7 @@ def simulate(
         out: Output file, written atomically (.h5 for lartpc, .npz for collider-tpc).
         workers: Worker processes for simulation (lartpc).
         detector: Which detector (nufm.data.detectors).
-        particle: water-cherenkov: the gun's particle.
+        particle: water-cherenkov: the gun's particle(s); several start at one vertex.
         energy: water-cherenkov: kinetic energy range of the gun, MeV (uniform).
     """
     if events <= 0:
@@ -70,7 +70,7 @@ def simulate(
         cfg = WaterCherenkovConfig()
         gun = generate_wc_events(events, seed, particle, energy, cfg)
         n = write_watchmal(out, gun, pmt_positions(cfg).position, progress=True)
-        log.info("wrote %s: %d water Cherenkov %s events", out, n, particle)
+        log.info("wrote %s: %d water Cherenkov %s events", out, n, " + ".join(particle))
         return
     from nufm.data.pilarnet import write_events
     from nufm.sim import generate_events

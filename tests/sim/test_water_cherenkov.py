@@ -152,6 +152,15 @@ def test_cli_simulate_info_display(tmp_path: Path, capsys) -> None:
         assert (tmp_path / f"{color}.png").stat().st_size > 10_000
 
 
+def test_several_particles_share_one_vertex() -> None:
+    (ev,) = list(generate_wc_events(1, seed=6, particle=("mu-", "pi+"), energy=(400.0, 400.0)))
+    assert ev.particles is not None
+    primaries = ev.particles.is_primary
+    assert ev.particles.pdg[primaries].tolist() == [13, 211]
+    assert np.allclose(ev.particles.start[primaries], ev.vertices[0])
+    assert set(np.unique(ev.instance[ev.instance >= 0])) >= {0, 1}  # both make light
+
+
 def test_display_time_colouring(tmp_path: Path) -> None:
     (ev,) = list(generate_wc_events(1, seed=5))
     save_figure(display_wc_event(ev, color="time"), tmp_path / "t.png")

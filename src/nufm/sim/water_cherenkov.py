@@ -41,7 +41,7 @@ photoelectrons, ``time`` the hit time in ns. The particle table keeps every part
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -440,13 +440,16 @@ def simulate_wc_event(
 def generate_wc_events(
     n: int,
     seed: int = 0,
-    particle: str = "mu-",
+    particle: str | Sequence[str] = "mu-",
     energy: tuple[float, float] = (100.0, 1000.0),
     cfg: WaterCherenkovConfig | None = None,
 ) -> Iterator[Event]:
-    """Particle-gun events ``0..n-1`` (kinetic energy uniform in ``energy``, MeV); event i
+    """Particle-gun events ``0..n-1``: one particle, or several from one vertex (each with its
+    own kinetic energy uniform in ``energy``, MeV, and its own isotropic direction); event i
     depends only on ``(seed, i)``."""
     cfg = cfg or WaterCherenkovConfig()
+    names = [particle] if isinstance(particle, str) else list(particle)
     for i in range(n):
         rng = np.random.default_rng((seed, i, 0x3C))
-        yield simulate_wc_event(cfg, rng, [(particle, float(rng.uniform(*energy)))], event_id=i)
+        gun = [(name, float(rng.uniform(*energy))) for name in names]
+        yield simulate_wc_event(cfg, rng, gun, event_id=i)
