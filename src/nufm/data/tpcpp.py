@@ -25,12 +25,12 @@ then absent. Owns :func:`write_tpcpp`, :func:`read_tpcpp`, :func:`count_tpcpp`.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from nufm.data.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
 
@@ -79,10 +79,7 @@ def write_tpcpp(path: str | os.PathLike, events: Iterable[Event], progress: bool
         vsizes.append(len(v))
     if not sizes:
         raise DataError(f"{path}: no events to write")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".npz", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".npz") as tmp:
         np.savez(
             tmp,
             data=np.concatenate(hits),
@@ -93,11 +90,6 @@ def write_tpcpp(path: str | os.PathLike, events: Iterable[Event], progress: bool
             vertices=np.concatenate(verts),
             vertex_size=np.asarray(vsizes, np.int64),
         )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return len(sizes)
 
 

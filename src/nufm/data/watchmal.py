@@ -29,13 +29,13 @@ Owns :func:`write_watchmal`, :func:`iter_watchmal`, :func:`count_watchmal`.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
 import h5py
 import numpy as np
 from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]  # stub gap
 
+from nufm.data.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
 
@@ -96,29 +96,20 @@ def write_watchmal(
         pos.append([v])
     if not starts:
         raise DataError(f"{path}: no events to write")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f["event_hits_index"] = np.asarray(starts, np.int64)
-            f["hit_pmt"] = np.concatenate(cols["pmt"])
-            f["hit_time"] = np.concatenate(cols["time"])
-            f["hit_charge"] = np.concatenate(cols["q"])
-            f["hit_parent"] = np.concatenate(cols["parent"]).astype(np.int64)
-            f["hit_category"] = np.concatenate(cols["cat"]).astype(np.int64)
-            f["labels"] = np.asarray(labels, np.int32)
-            f["positions"] = np.asarray(pos, np.float32)
-            f["angles"] = np.asarray(ang, np.float32)
-            f["energies"] = np.asarray(ene, np.float32)
-            f["pmt_position"] = np.asarray(pmt_position, np.float32)
-            f["particles"] = np.concatenate(cols["parts"])
-            f["particle_index"] = np.asarray(pstart, np.int64)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f["event_hits_index"] = np.asarray(starts, np.int64)
+        f["hit_pmt"] = np.concatenate(cols["pmt"])
+        f["hit_time"] = np.concatenate(cols["time"])
+        f["hit_charge"] = np.concatenate(cols["q"])
+        f["hit_parent"] = np.concatenate(cols["parent"]).astype(np.int64)
+        f["hit_category"] = np.concatenate(cols["cat"]).astype(np.int64)
+        f["labels"] = np.asarray(labels, np.int32)
+        f["positions"] = np.asarray(pos, np.float32)
+        f["angles"] = np.asarray(ang, np.float32)
+        f["energies"] = np.asarray(ene, np.float32)
+        f["pmt_position"] = np.asarray(pmt_position, np.float32)
+        f["particles"] = np.concatenate(cols["parts"])
+        f["particle_index"] = np.asarray(pstart, np.int64)
     return len(starts)
 
 
