@@ -28,7 +28,10 @@ import torch
 
 from nufm.config import FinetuneConfig, RunConfig
 from nufm.data.dataset import PILArNetDataset
+from nufm.data.detectors import detector_of
 from nufm.data.event import Event
+from nufm.data.event_split import split_events
+from nufm.data.formats import detect_layout, read_any
 from nufm.data.transforms import Preprocess
 from nufm.errors import ConfigError, InputError
 from nufm.eval.report import write_metrics_json
@@ -74,14 +77,10 @@ def load_split_events(
     """
     if not data:
         raise ConfigError("finetune: give at least one data file (--finetune.data FILE.h5)")
-    ds = PILArNetDataset(
-        list(data),
-        split=split,
-        split_fractions=split_fractions,
-        seed=split_seed,
-        min_points=preprocess.min_points,
-        energy_threshold=preprocess.energy_threshold,
-    )
+    if all(detect_layout(p) in OTHER_DETECTOR_LAYOUTS for p in data):
+        ds = _other_detector_split(data, preprocess, split, split_seed, split_fractions)
+    else:
+        ds = _pilarnet_split(data, preprocess, split, split_seed, split_fractions)
     if len(ds) == 0:
         raise InputError(
             f"finetune: the {split} split of {[str(p) for p in data]} holds no event "
@@ -96,6 +95,54 @@ def load_split_events(
             )
         order = order[:n]
     return [ds[int(i)] for i in order]
+
+
+OTHER_DETECTOR_LAYOUTS = ("tpcpp-npz", "watchmal-h5")
+"""Layouts of detectors other than the LArTPC: read whole into memory (no point index)."""
+
+
+def _other_detector_split(
+    data: tuple[Path, ...],
+    preprocess: Preprocess,
+    split: Split,
+    seed: int,
+    fractions: tuple[float, float, float],
+) -> list[Event]:
+    """The events of ``split`` of collider-TPC / water-Cherenkov files, with the same split
+    rule and point cuts as :class:`PILArNetDataset`."""
+    events = [ev for p in data for ev in read_any(p)]
+    keep = [
+        ev
+        for ev in events
+        if int((ev.energy > preprocess.energy_threshold).sum()) >= max(preprocess.min_points, 1)
+    ]
+    chosen = split_events(len(keep), fractions, seed)[("train", "val", "test").index(split)]
+    return [keep[int(i)] for i in chosen]
+
+
+def data_preprocess(data: tuple[Path, ...]) -> Preprocess:
+    """The default preprocessing of the detector the first data file's events come from."""
+    if not data:
+        return Preprocess()
+    (first,) = read_any(data[0], [0])
+    return detector_of(first).preprocess
+
+
+def _pilarnet_split(
+    data: tuple[Path, ...],
+    preprocess: Preprocess,
+    split: Split,
+    seed: int,
+    fractions: tuple[float, float, float],
+) -> PILArNetDataset:
+    return PILArNetDataset(
+        list(data),
+        split=split,
+        split_fractions=fractions,
+        seed=seed,
+        min_points=preprocess.min_points,
+        energy_threshold=preprocess.energy_threshold,
+    )
 
 
 def finetune_split(
@@ -230,7 +277,7 @@ def run_finetune(
             )
     if encoder_config is not None:
         task_cfg = dataclasses.replace(task_cfg, encoder=encoder_config)
-    preprocess = preprocess or Preprocess()
+    preprocess = preprocess or data_preprocess(ft.data)
     weights = pretrained if task_cfg.mode != "scratch" and not random_encoder else None
     if task_cfg.mode != "scratch" and weights is None and not random_encoder:
         raise ConfigError(

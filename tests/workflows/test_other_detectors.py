@@ -1,0 +1,71 @@
+"""Fine-tuning and evaluation take the new detectors' files directly: the split, the point
+cuts and the detector's own preprocessing (collider TPC TPCpp .npz, water Cherenkov WatChMaL
+.h5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nufm.cli import main
+from nufm.data.detectors import DETECTORS
+from nufm.data.tpcpp import write_tpcpp
+from nufm.data.transforms import Preprocess
+from nufm.data.watchmal import write_watchmal
+from nufm.sim.collider_tpc import generate_collider_events
+from nufm.sim.water_cherenkov import WaterCherenkovConfig, generate_wc_events, pmt_positions
+from nufm.workflows.finetune import load_split_events
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("detectors")
+    write_tpcpp(root / "tpc.npz", generate_collider_events(20, seed=1))
+    cfg = WaterCherenkovConfig()
+    gun = generate_wc_events(10, seed=1, particle=("mu-",), energy=(200.0, 400.0), cfg=cfg)
+    write_watchmal(root / "wc.h5", gun, pmt_positions(cfg).position)
+    return {"collider-tpc": root / "tpc.npz", "water-cherenkov": root / "wc.h5"}
+
+
+def test_splits_cover_the_events_once(files: dict[str, Path]) -> None:
+    parts = [
+        load_split_events((files["collider-tpc"],), Preprocess(energy_threshold=0.0), s, None)
+        for s in ("train", "val", "test")
+    ]
+    assert [len(p) for p in parts] == [16, 2, 2]
+    ids = sorted(ev.event_id for p in parts for ev in p)
+    assert ids == list(range(20))
+
+
+@pytest.mark.parametrize("detector", ["collider-tpc", "water-cherenkov"])
+def test_finetune_and_evaluate_use_the_detector_preprocessing(
+    files: dict[str, Path], tmp_path: Path, detector: str
+) -> None:
+    run = tmp_path / "run"
+    main(
+        [
+            "finetune",
+            "--preset",
+            "semseg-scratch",
+            "--run-dir",
+            str(run),
+            "--finetune.data",
+            str(files[detector]),
+            "--finetune.n-train",
+            "4",
+            "--finetune.n-test",
+            "1",
+            "--train.max-steps",
+            "2",
+            "--optim.warmup-steps",
+            "1",
+            "--logging.no-progress",
+        ]
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["preprocess"] == DETECTORS[detector].preprocess.to_dict()
+    out = tmp_path / "eval.json"
+    main(["evaluate", str(run), "--data", str(files[detector]), "--out", str(out)])
+    assert json.loads(out.read_text())["metrics"]["semantic"]["confusion_matrix"]
