@@ -175,6 +175,7 @@ def _file_commands(x: Inputs, bad: Path, tmp: Path) -> dict[str, list[str]]:
     return {
         "info": ["info", str(bad)],
         "convert": ["convert", str(bad), str(tmp / "c.h5"), "--no-progress"],
+        "tracks": ["tracks", str(bad)],
         "display": ["display", str(bad), "--out", str(tmp / "d.png")],
         "embed": ["embed", str(x.run), str(bad), "--out", str(tmp / "e.h5")],
         "search": ["search", str(x.embeddings), str(bad), "--out", str(tmp / "s.png")],
@@ -213,7 +214,18 @@ def _file_commands(x: Inputs, bad: Path, tmp: Path) -> dict[str, list[str]]:
 @pytest.mark.parametrize("kind", list(BAD_FILES))
 @pytest.mark.parametrize(
     "command",
-    ["info", "convert", "display", "embed", "search", "pretrain", "finetune", "evaluate", "study"],
+    [
+        "info",
+        "convert",
+        "tracks",
+        "display",
+        "embed",
+        "search",
+        "pretrain",
+        "finetune",
+        "evaluate",
+        "study",
+    ],
 )
 def test_bad_event_file(
     inputs: Inputs, kind: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -358,6 +370,7 @@ def test_every_command_is_covered() -> None:
         "simulate",
         "info",
         "convert",
+        "tracks",
         "display",
         "pretrain",
         "submit",
