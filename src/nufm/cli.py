@@ -147,7 +147,9 @@ def display(
     out: Path = Path("event.png"),
     html: bool = False,
 ) -> None:
-    """Draw an event: three 2D projections and a 3D view, coloured by a label or the energy.
+    """Draw an event, coloured by a label or the energy: LArTPC events as three 2D projections
+    and a 3D view, collider-TPC events as x-y and r-z views, water Cherenkov events on the
+    unrolled detector.
 
     Args:
         file: An event file: PILArNet-M or JAXTPC .h5, mlreco .npz, LArSoft .root.
