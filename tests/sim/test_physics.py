@@ -66,3 +66,15 @@ def test_longo_profile_peaks_at_tmax_and_is_normalised() -> None:
         assert np.trapezoid(prof, t) == pytest.approx(1.0, abs=1e-4)
         assert t[prof.argmax()] == pytest.approx(shower_tmax(1000.0, pdg_is_photon), abs=1e-3)
     assert shower_tmax(1000.0, False) == pytest.approx(np.log(1000.0 / 32.0) - 0.5)
+
+
+def test_bethe_ratio_is_one_at_the_reference_point_and_rises_when_slow() -> None:
+    from nufm.sim.physics import bethe_ratio
+
+    for i_ev in (75.0, 150.0):
+        assert float(bethe_ratio(3.5, i_ev)) == 1.0
+        bg = np.array([0.3, 1.0, 3.5])
+        b2 = bg**2 / (1 + bg**2)
+        f = (np.log(2 * 0.511e6 * bg**2 / i_ev) - b2) / b2  # the formula by hand
+        np.testing.assert_allclose(bethe_ratio(bg, i_ev), f / f[2])
+        assert bethe_ratio(0.3, i_ev) > 5

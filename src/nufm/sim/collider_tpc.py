@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nufm.data.event import Event, Particles
+from nufm.sim.physics import bethe_ratio
 
 CLASS_NAMES = ("other", "pion", "kaon", "proton", "electron")
 """Per-hit particle classes (``Event.segment``) of the collider TPC."""
@@ -52,8 +53,8 @@ SPECIES = ("pion", "kaon", "proton", "electron", "muon")
 _MASS = {"pion": 0.13957, "kaon": 0.49368, "proton": 0.93827, "electron": 0.000511, "muon": 0.10566}
 _PDG = {"pion": 211, "kaon": 321, "proton": 2212, "electron": -11, "muon": -13}
 _CLASS = {"pion": 1, "kaon": 2, "proton": 3, "electron": 4, "muon": 0}
-_ME_GEV = 0.000511
-_I_GAS_GEV = 150e-9  # mean excitation energy of the gas (Ne/CF4-like), GeV
+I_GAS_EV = 150.0
+"""Mean excitation energy of the gas (Ne/CF4-like), eV."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,16 +125,6 @@ class ColliderTPCConfig:
     def helix_radius(self, pt: np.ndarray | float) -> np.ndarray | float:
         """cm: R = pT / (0.3 B) metres."""
         return 100.0 * np.asarray(pt) / (0.3 * self.b_field)
-
-
-def _bethe_ratio(beta_gamma: np.ndarray) -> np.ndarray:
-    """Mean dE/dx relative to its minimum (simplified Bethe-Bloch, no density correction)."""
-
-    def f(bg: np.ndarray) -> np.ndarray:
-        b2 = bg**2 / (1 + bg**2)
-        return (np.log(2 * _ME_GEV * bg**2 / _I_GAS_GEV) - b2) / b2
-
-    return f(beta_gamma) / f(np.array(3.5))
 
 
 @dataclass
@@ -233,7 +224,7 @@ def _hits(cfg: ColliderTPCConfig, tr: _Tracks, rng: np.random.Generator):
     # stop at the end plates, and where the particle has lost its kinetic energy (range out;
     # dE/dx kept at its starting value)
     kinetic = np.hypot(p, tr.mass) - tr.mass  # (T,) GeV
-    loss = cfg.mip_kev * 1e-6 * _bethe_ratio(p / tr.mass)  # (T,) GeV / cm
+    loss = cfg.mip_kev * 1e-6 * bethe_ratio(p / tr.mass, I_GAS_EV)  # (T,) GeV / cm
     path3 = arc[None, :] * np.sqrt(1 + tan_lambda**2)  # (T, K) cm
     alive = (np.abs(z) < cfg.half_length) & (path3 * loss[:, None] < kinetic[:, None])
     alive &= arc[None, :] <= s_max[:, None]  # each track's own number of turns
@@ -290,7 +281,12 @@ def simulate_collider_event(
     p = np.hypot(tracks.pt, tracks.pz)[row]
     bg = p / tracks.mass[row]
     moyal = -np.log(np.maximum(rng.normal(size=len(pos)) ** 2, 1e-12))  # Landau-like tail
-    charge = cfg.mip_kev * _bethe_ratio(bg) * path * np.maximum(1 + cfg.landau_width * moyal, 0.05)
+    charge = (
+        cfg.mip_kev
+        * bethe_ratio(bg, I_GAS_EV)
+        * path
+        * np.maximum(1 + cfg.landau_width * moyal, 0.05)
+    )
     # random noise hits: uniform on the layers, so that noise_fraction of all hits are noise
     n_sig = len(pos)
     n_noise = rng.binomial(n_sig, cfg.noise_fraction / (1 - cfg.noise_fraction)) if n_sig else 0

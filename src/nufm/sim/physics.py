@@ -187,6 +187,19 @@ def sample_michel_energy() -> float:
             return x * MICHEL_ENDPOINT_MEV
 
 
+def bethe_ratio(beta_gamma: np.ndarray | float, i_ev: float) -> np.ndarray:
+    """Mean dE/dx relative to its value at beta gamma = 3.5 (about the minimum), from the
+    Bethe-Bloch formula without density correction, for any material of mean excitation
+    energy ``i_ev`` (eV): ``(ln(2 m_e c^2 (beta gamma)^2 / I) - beta^2) / beta^2``. Used by the
+    collider-TPC (gas) and water Cherenkov simulators; the LArTPC uses :func:`dedx_bethe`."""
+
+    def f(bg: np.ndarray) -> np.ndarray:
+        b2 = bg**2 / (1 + bg**2)
+        return (np.log(2 * 0.511e6 * bg**2 / i_ev) - b2) / b2
+
+    return f(np.asarray(beta_gamma, np.float64)) / f(np.array(3.5))
+
+
 def michel_pdf(x: np.ndarray) -> np.ndarray:
     """Normalised Michel density in x = E / E_max: 2 x^2 (3 - 2 x) on [0, 1]."""
     x = np.asarray(x, dtype=np.float64)

@@ -48,6 +48,7 @@ from functools import lru_cache
 import numpy as np
 
 from nufm.data.event import Event, Particles
+from nufm.sim.physics import bethe_ratio
 
 CATEGORY_NAMES = ("primary", "decay_electron", "secondary_pion", "pi0_gamma")
 """Per-hit categories (``Event.segment``) of the water Cherenkov detector."""
@@ -55,6 +56,8 @@ PARTICLES = ("e-", "mu-", "pi+", "pi0", "gamma")
 _MASS = {"e-": 0.511, "mu-": 105.66, "pi+": 139.57, "pi0": 134.98, "gamma": 0.0}
 _PDG = {"e-": 11, "mu-": 13, "pi+": 211, "pi0": 111, "gamma": 22}
 C_M_PER_NS = 0.299792458
+I_WATER_EV = 75.0
+"""Mean excitation energy of water, eV."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,16 +202,6 @@ def _inside(cfg: WaterCherenkovConfig, p: np.ndarray) -> np.ndarray:
     return (np.hypot(p[..., 0], p[..., 1]) < cfg.radius) & (np.abs(p[..., 2]) < cfg.half_height)
 
 
-def _bethe_ratio(beta_gamma: np.ndarray) -> np.ndarray:
-    """Mean dE/dx over its minimum (simplified Bethe-Bloch in water, I = 75 eV)."""
-
-    def f(bg):
-        b2 = bg**2 / (1 + bg**2)
-        return (np.log(2 * 0.511e6 * bg**2 / 75.0) - b2) / b2
-
-    return f(np.asarray(beta_gamma, float)) / f(np.array(3.5))
-
-
 def _track(
     cfg: WaterCherenkovConfig,
     p: _Particle,
@@ -227,7 +220,7 @@ def _track(
         e = ke + m
         pmom = math.sqrt(e * e - m * m)
         beta = pmom / e
-        dedx = cfg.mip_dedx * 100 * float(_bethe_ratio(np.asarray(pmom / m)))  # MeV / m
+        dedx = cfg.mip_dedx * 100 * float(bethe_ratio(pmom / m, I_WATER_EV))  # MeV / m
         step = min(cfg.step, ke / dedx + 1e-6)
         ps.append(pos + 0.5 * step * d)
         ds.append(d)
@@ -338,7 +331,8 @@ def _expected_pe(
     brightest = int(mu.sum(1).argmax())  # the scattered light's main source
     best = np.where(direct > 0, best, brightest)  # PMTs lit by diffuse light only
     t_hit = np.concatenate(seg.time)[best] + dist[best, np.arange(P)] * n / C_M_PER_NS
-    diffuse = cfg.scattered * direct.sum() * (omega.mean(0) / omega.mean(0).sum())
+    mean_omega = omega.mean(0)  # (P,)
+    diffuse = cfg.scattered * direct.sum() * mean_omega / mean_omega.sum()
     return direct + diffuse, best, t_hit
 
 
