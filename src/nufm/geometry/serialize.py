@@ -233,8 +233,14 @@ def serialization_order(
     if batch.shape[0] != n:
         raise ValueError(f"serialization_order: offset ends at {batch.shape[0]} but N = {n}")
     codes = torch.stack([encode(grid_coord, batch, depth, o) for o in orders])  # (k, N)
+    return sort_codes(codes)
+
+
+def sort_codes(codes: Tensor) -> tuple[Tensor, Tensor]:
+    """(k, N) int64 curve codes -> order (k, N) sorting each row (stable) and its inverse
+    (``order[j][inverse[j]] == arange(N)``)."""
     order = torch.argsort(codes, dim=1, stable=True)  # (k, N)
-    arange = torch.arange(n, device=grid_coord.device).expand_as(order)
+    arange = torch.arange(codes.shape[1], device=codes.device).expand_as(order)
     inverse = torch.zeros_like(order).scatter_(1, order, arange)  # (k, N)
     return order, inverse
 

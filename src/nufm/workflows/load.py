@@ -59,7 +59,12 @@ from nufm.models.released.encoders import (
     ReleasedPTv3Config,
     ReleasedPTv3Encoder,
 )
-from nufm.models.released.files import build_released, is_released, read_released
+from nufm.models.released.files import (
+    ReleasedCheckpoint,
+    build_released,
+    is_released,
+    read_released,
+)
 from nufm.models.released.panda import PandaSegmentor
 from nufm.models.released.polarmae_semantic import PolarMAESegmentor
 from nufm.ssl.distill import DistillConfig
@@ -241,13 +246,13 @@ def load_encoder(path: str | Path) -> Pretrained:
             not fit the saved config.
     """
     if is_released(resolve_model_path(path)):
-        return _released(Path(path))
+        return _released(read_released(Path(path)))
     return _encoder_from(_read(Path(path)), str(path))
 
 
-def _released(path: Path) -> Pretrained:
+def _released(ckpt: ReleasedCheckpoint) -> Pretrained:
     """A released model of the field as a nufm encoder (a segmentor gives its backbone)."""
-    ckpt = read_released(path)
+    path = ckpt.source
     model, _ = build_released(ckpt)  # logs what loaded and what was ignored
     if isinstance(model, PandaSegmentor):
         encoder = ReleasedPTv3Encoder(ReleasedPTv3Config(ptv3=model.cfg.backbone))
@@ -316,17 +321,17 @@ def load_task(path: str | Path) -> FineTuned:
             weights do not fit the saved config.
     """
     if is_released(resolve_model_path(path)):
-        return _released_task(Path(path))
+        return _released_task(read_released(Path(path)))
     return _task_from(_read(Path(path)))
 
 
-def _released_task(path: Path) -> FineTuned:
+def _released_task(ckpt: ReleasedCheckpoint) -> FineTuned:
     """A released Panda-Semantic (or its linear-probe variant) as a nufm semseg task: the
     backbone as the task's encoder and ``seg_head`` as its linear head, so ``nufm evaluate``
     scores it like a fine-tuned run."""
     from nufm.tasks.semseg import SemsegConfig
 
-    ckpt = read_released(path)
+    path = ckpt.source
     model, _ = build_released(ckpt)
     if isinstance(model, PolarMAESegmentor):
         pm_cfg = SemsegConfig(
@@ -409,10 +414,10 @@ def load(path: str | Path) -> Pretrained | FineTuned:
         nufm.errors.InputError: the weights do not fit the saved config.
     """
     if is_released(resolve_model_path(path)):
-        ckpt_kind = read_released(resolve_model_path(path)).kind
-        if ckpt_kind in ("ptv3-segmentor", "polarmae-segmentor"):
-            return _released_task(Path(path))
-        return _released(Path(path))
+        ckpt = read_released(Path(path))  # read once: released files are hundreds of MB
+        if ckpt.kind in ("ptv3-segmentor", "polarmae-segmentor"):
+            return _released_task(ckpt)
+        return _released(ckpt)
     saved = _read(Path(path))
     if isinstance(saved.objective_config, TaskBaseConfig):
         return _task_from(saved)

@@ -143,7 +143,8 @@ class ReleasedPolarMAEEncoder(Encoder):
         points, _ = pad(batch.feat, batch.offset)  # (B, N_max, C)
         B = counts.numel()
         tokens = self.model.tokenize(points, counts)
-        feat = self.model(self.model.embed(tokens), self.model.pos(tokens), tokens.token_valid)
+        pos = self.model.pos(tokens)  # (B, G, D)
+        feat = self.model(self.model.embed(tokens), pos, tokens.token_valid)
         assert isinstance(feat, Tensor)
         global_idx = torch.where(
             tokens.grouping_idx >= 0, tokens.grouping_idx + starts[:, None, None], -1
@@ -151,7 +152,7 @@ class ReleasedPolarMAEEncoder(Encoder):
         member = tokens.point_valid & tokens.token_valid[..., None]
         nufm_tokens = Tokens(
             feat=feat,
-            pos=self.model.pos(tokens),
+            pos=pos,
             center=tokens.centres,
             valid=tokens.token_valid,
             group_idx=torch.where(member, global_idx, -1),

@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.geometry.grid import grid_pool
-from nufm.geometry.offsets import offset_to_counts
-from nufm.geometry.serialize import adaptive_depth, encode, serialization_order
+from nufm.geometry.offsets import offset_to_batch_index, offset_to_counts
+from nufm.geometry.serialize import adaptive_depth, encode, sort_codes
 from nufm.models.layers import DropPath, LayerScale, Mlp, linear_rates
 from nufm.models.ptv3 import _PatchPlan, make_patch_plan
 from nufm.models.sparse_conv import neighbour_map, submanifold_conv
@@ -429,12 +429,9 @@ class PTv3Released(nn.Module):
                 f"released PTv3: grid_coord up to {int(level.grid_coord.max())} needs "
                 f"{depth} bits per axis; the reference allows 16 (check the grid size)"
             )
-        batch = torch.repeat_interleave(
-            torch.arange(level.offset.numel(), device=level.offset.device),
-            offset_to_counts(level.offset),
-        )
+        batch = offset_to_batch_index(level.offset)  # (N,)
         code = torch.stack([encode(level.grid_coord, batch, depth, o) for o in cfg.order])
-        order, inverse = serialization_order(level.grid_coord, level.offset, depth, cfg.order)
+        order, inverse = sort_codes(code)  # (k, N) each
         if shuffle:
             perm = torch.randperm(len(cfg.order))
             code, order, inverse = code[perm], order[perm], inverse[perm]
