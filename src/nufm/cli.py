@@ -87,14 +87,14 @@ def info(file: Pos[Path]) -> None:
     Args:
         file: PILArNet-M or JAXTPC .h5, mlreco .npz or LArSoft analysis-tree .root.
     """
-    from nufm.data.detectors import detector_of
-    from nufm.data.formats import count_any, detect_layout, iter_any, read_any
+    from nufm.data.detectors import detector_for_layout
+    from nufm.data.formats import count_any, detect_layout, iter_any
     from nufm.data.summary import summarize
 
     layout = detect_layout(file)
     if count_any(file) == 0:
         raise InputError(f"{file}: the file holds no events")
-    det = detector_of(read_any(file, [0])[0])
+    det = detector_for_layout(layout)
     summary = summarize(iter_any(file), det.segment_names, det.pid_names, det.energy)
     print(f"{file} ({layout}, {det.title}; coordinates in {det.coord_unit})\n{summary.format()}")
 
@@ -110,18 +110,18 @@ def tracks(file: Pos[Path], *, events: int | None = None, min_hits: int = 8) -> 
         events: Use the first N events (default all).
         min_hits: Hits a track needs.
     """
+    import itertools
     import json
 
-    from nufm.data.detectors import detector_of
-    from nufm.data.formats import count_any, read_any
+    from nufm.data.detectors import detector_for_layout
+    from nufm.data.formats import detect_layout, iter_any
     from nufm.eval.track_finding import evaluate_track_finding
 
-    n = count_any(file)
-    if n == 0:
-        raise InputError(f"{file}: the file holds no events")
-    evs = read_any(file, range(min(n, events or n)))
-    if detector_of(evs[0]).name != "collider-tpc":
+    if detector_for_layout(detect_layout(file)).name != "collider-tpc":
         raise InputError(f"{file}: not collider-TPC events; track finding needs a TPCpp file")
+    evs = list(itertools.islice(iter_any(file), events))
+    if not evs:
+        raise InputError(f"{file}: the file holds no events")
     print(json.dumps(evaluate_track_finding(evs, min_hits=min_hits), indent=1))
 
 
@@ -162,26 +162,17 @@ def display(
     from nufm.viz.display import display_event, display_event_html, save_figure
 
     (ev,) = read_any(file, [event])
-    if ev.meta.get("detector") == "water-cherenkov":
+    detector = ev.meta.get("detector", "lartpc")
+    if detector != "lartpc":  # the other detectors have their own PNG views
+        from nufm.viz.display_tpc import display_tpc_event
         from nufm.viz.display_wc import display_wc_event
 
+        draw = {"collider-tpc": display_tpc_event, "water-cherenkov": display_wc_event}[detector]
         if html or color == "pid":
             raise ConfigError(
-                "water Cherenkov events: PNG only, coloured by segment, instance, "
-                "interaction or energy (charge)"
+                f"{detector} events: PNG only, coloured by segment, instance, interaction or energy"
             )
-        save_figure(display_wc_event(ev, color=color), out)
-        log.info("wrote %s", out)
-        return
-    if ev.meta.get("detector") == "collider-tpc":
-        from nufm.viz.display_tpc import display_tpc_event
-
-        if html or color == "pid":
-            raise ConfigError(
-                "collider-TPC events: PNG only, coloured by segment, instance, "
-                "interaction or energy"
-            )
-        save_figure(display_tpc_event(ev, color=color), out)
+        save_figure(draw(ev, color=color), out)
         log.info("wrote %s", out)
         return
     if html:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from nufm.cli import main
-from nufm.data.formats import detect_layout, read_any
+from nufm.data.formats import convert, detect_layout, read_any
 from nufm.data.pilarnet import DataError, MissingFileError
 from nufm.data.watchmal import iter_watchmal, write_watchmal
 from nufm.sim.water_cherenkov import (
@@ -112,6 +112,9 @@ def test_watchmal_round_trip_and_plain_h5py(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a.segment, b.segment)
     (third,) = read_any(path, [2])
     np.testing.assert_array_equal(third.energy, events[2].energy)
+    with pytest.raises(DataError, match=r"wc\.h5: watchmal-h5 events are not LArTPC events"):
+        convert(path, tmp_path / "x.h5", progress=False)
+    assert not (tmp_path / "x.h5").exists()
 
 
 def test_bad_watchmal_files_name_the_file(tmp_path: Path) -> None:

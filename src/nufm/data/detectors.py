@@ -2,7 +2,8 @@
 selected by name (``nufm simulate --detector``, ``nufm info``), so the event record, readers,
 summaries and displays stay detector-agnostic.
 
-Owns :class:`Detector`, :data:`DETECTORS` and :func:`detector_of`. A description names the
+Owns :class:`Detector`, :data:`DETECTORS`, :func:`get_detector`, :func:`detector_for_layout`
+and :func:`detector_of`. A description names the
 coordinate unit, what ``energy`` holds, the meaning and class names of the per-point labels of
 :class:`~nufm.data.event.Event`, the file layouts the detector's events come in, and the
 default preprocessing (coordinate centre and scale, log scaling of ``energy``).
@@ -92,6 +93,14 @@ def get_detector(name: str) -> Detector:
     if name not in DETECTORS:
         raise ConfigError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
     return DETECTORS[name]
+
+
+def detector_for_layout(layout: str) -> Detector:
+    """The detector whose events a file layout holds (:data:`nufm.data.formats.LAYOUTS`)."""
+    for det in DETECTORS.values():
+        if layout in det.layouts:
+            return det
+    raise ConfigError(f"no detector description lists the layout {layout!r}")
 
 
 def detector_of(event: Event) -> Detector:

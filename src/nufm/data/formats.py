@@ -34,6 +34,7 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from nufm.data.detectors import detector_for_layout
 from nufm.data.event import Event
 from nufm.data.field_formats import read_jaxtpc_h5, read_larsoft_root, read_mlreco_npz
 from nufm.data.pilarnet import (
@@ -176,9 +177,10 @@ def convert(src: str | os.PathLike, dst: str | os.PathLike, progress: bool = Tru
     """Write the events of ``src`` (any layout) to ``dst`` as PILArNet-M, atomically and event
     by event (memory bounded by one event plus the writer's buffer, except LArSoft trees)."""
     layout = detect_layout(src)
-    if layout == "tpcpp-npz":
+    if detector_for_layout(layout).name != "lartpc":
         raise DataError(
-            f"{src}: collider-TPC events cannot be written as PILArNet-M (a LArTPC layout)"
+            f"{src}: {layout} events are not LArTPC events; PILArNet-M (a LArTPC layout) "
+            "cannot hold them"
         )
     if Path(src).resolve() == Path(dst).resolve():
         raise DataError(f"{dst}: the output would overwrite the input")

@@ -28,7 +28,7 @@ import torch
 
 from nufm.config import FinetuneConfig, RunConfig
 from nufm.data.dataset import PILArNetDataset
-from nufm.data.detectors import detector_of
+from nufm.data.detectors import detector_for_layout
 from nufm.data.event import Event
 from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
@@ -77,7 +77,7 @@ def load_split_events(
     """
     if not data:
         raise ConfigError("finetune: give at least one data file (--finetune.data FILE.h5)")
-    if all(detect_layout(p) in OTHER_DETECTOR_LAYOUTS for p in data):
+    if all(detector_for_layout(detect_layout(p)).name != "lartpc" for p in data):
         ds = _other_detector_split(data, preprocess, split, split_seed, split_fractions)
     else:
         ds = _pilarnet_split(data, preprocess, split, split_seed, split_fractions)
@@ -97,10 +97,6 @@ def load_split_events(
     return [ds[int(i)] for i in order]
 
 
-OTHER_DETECTOR_LAYOUTS = ("tpcpp-npz", "watchmal-h5")
-"""Layouts of detectors other than the LArTPC: read whole into memory (no point index)."""
-
-
 def _other_detector_split(
     data: tuple[Path, ...],
     preprocess: Preprocess,
@@ -108,8 +104,8 @@ def _other_detector_split(
     seed: int,
     fractions: tuple[float, float, float],
 ) -> list[Event]:
-    """The events of ``split`` of collider-TPC / water-Cherenkov files, with the same split
-    rule and point cuts as :class:`PILArNetDataset`."""
+    """The events of ``split`` of collider-TPC / water-Cherenkov files (read whole into memory:
+    no point index), with the same split rule and point cuts as :class:`PILArNetDataset`."""
     events = [ev for p in data for ev in read_any(p)]
     keep = [
         ev
@@ -121,11 +117,10 @@ def _other_detector_split(
 
 
 def data_preprocess(data: tuple[Path, ...]) -> Preprocess:
-    """The default preprocessing of the detector the first data file's events come from."""
+    """The default preprocessing of the detector whose layout the first data file has."""
     if not data:
         return Preprocess()
-    (first,) = read_any(data[0], [0])
-    return detector_of(first).preprocess
+    return detector_for_layout(detect_layout(data[0])).preprocess
 
 
 def _pilarnet_split(
