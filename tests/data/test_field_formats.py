@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from nufm.data.field_formats import (
+    count_larsoft_root,
+    iter_larsoft_root,
     merge_deposits,
     read_jaxtpc_h5,
     read_larsoft_root,
@@ -93,6 +95,63 @@ def test_larsoft_root_files(k: int, real_data: Callable[[str], Path]) -> None:
             assert e.energy.sum() < raw[i].sum()
         assert e.meta["n_primary_muon"] == 1  # numu CC sample
         assert e.vertices.shape == (1, 3) and (e.particles.pdg == 13).sum() == 1
+
+
+def _write_larsoft_tree(path: Path, counts: list[int], nan_entry: int = -1) -> None:
+    """A LArSoft-like ``ana/AnaTPCTree`` with ``len(counts)`` entries of random deposits."""
+    uproot = pytest.importorskip("uproot")
+    ak = pytest.importorskip("awkward")
+    rng = np.random.default_rng(0)
+
+    def jagged(scale: float) -> object:
+        rows = [rng.normal(0, scale, c) for c in counts]
+        if nan_entry >= 0:
+            rows[nan_entry][0] = np.nan
+        return ak.Array(rows)
+
+    data = {
+        "EnDepX": jagged(20.0),
+        "EnDepY": jagged(20.0),
+        "EnDepZ": jagged(20.0),
+        "EnDepE": ak.Array([rng.uniform(0.1, 1.0, c) for c in counts]),
+        "EventID": np.arange(len(counts), dtype=np.int32) + 100,
+    }
+    with uproot.recreate(path) as f:
+        tree = f.mktree(
+            "ana/AnaTPCTree",
+            {k: (ak.type(v).content if k != "EventID" else v.dtype) for k, v in data.items()},  # type: ignore[union-attr]
+        )
+        tree.extend(data)
+
+
+def test_larsoft_root_streams_in_chunks(tmp_path: Path) -> None:
+    """Entries read a few at a time equal the whole tree read at once, with file-wide ids."""
+    path = tmp_path / "ana.root"
+    counts = [5, 40, 12, 1, 33, 8, 20]
+    _write_larsoft_tree(path, counts)
+    assert count_larsoft_root(path) == 7
+    whole = list(iter_larsoft_root(path, step=100))
+    chunked = list(iter_larsoft_root(path, step=3))
+    assert [e.event_id for e in chunked] == list(range(7))
+    assert [e.meta["event"] for e in chunked] == [100 + i for i in range(7)]
+    assert [e.meta["n_deposits"] for e in chunked] == counts
+    for a, b in zip(whole, chunked, strict=True):
+        np.testing.assert_array_equal(a.coord, b.coord)
+        np.testing.assert_array_equal(a.energy, b.energy)
+    # the generator hands out the first entry before reading the rest
+    it = iter_larsoft_root(path, step=2)
+    assert next(it).event_id == 0
+
+
+def test_larsoft_root_bad_entry_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "ana.root"
+    _write_larsoft_tree(path, [5, 6, 7, 8], nan_entry=2)
+    it = iter_larsoft_root(path, step=3)
+    assert [next(it).event_id for _ in range(2)] == [0, 1]
+    with pytest.raises(DataError, match=r"ana\.root event 2: NaN"):
+        next(it)
+    with pytest.raises(ValueError, match="step"):
+        next(iter_larsoft_root(path, step=0))
 
 
 @pytest.mark.real_data

@@ -6,8 +6,9 @@ loader tests and sanity checks; they are not shipped with the repository (the te
 
 * :func:`read_mlreco_npz`: one PILArNet-style event of the lartpc_mlreco3d tutorials (the data
   of PILArNet, arXiv:2006.01993), already voxelised in the 768^3 cube.
-* :func:`read_larsoft_root`: LArSoft analysis trees (``ana/AnaTPCTree``) of true 3D energy
-  deposits in cm, voxelised here at 3 mm and shifted into the cube (needs ``uproot``).
+* :func:`iter_larsoft_root` / :func:`read_larsoft_root`: LArSoft analysis trees
+  (``ana/AnaTPCTree``) of true 3D energy deposits in cm, voxelised here at 3 mm and shifted
+  into the cube (needs ``uproot``), streamed a few entries at a time.
 * :func:`read_jaxtpc_h5`: Geant4 step truth of JAXTPC (mm), voxelised at 3 mm with labels.
 
 Voxelisation sums the energy of all deposits in a voxel; the voxel takes the labels of its
@@ -20,9 +21,11 @@ Owns: the three readers and :func:`merge_deposits`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from typing import cast
+from collections.abc import Iterator
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -180,27 +183,29 @@ def _crop(voxel: np.ndarray, *arrays: np.ndarray) -> tuple[int, list[np.ndarray]
     return int((~is_inside).sum()), [voxel[is_inside]] + [a[is_inside] for a in arrays]
 
 
-def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> list[Event]:
-    """Read a LArSoft analysis tree of true energy deposits, one Event per entry.
+LARSOFT_BRANCHES = ("EnDepX", "EnDepY", "EnDepZ", "EnDepE")
+"""Branches a LArSoft analysis tree must have (true deposits: cm, MeV)."""
+LARSOFT_OPTIONAL = (
+    "RunID",
+    "SubRunID",
+    "EventID",
+    "TruePrimariesPDG",
+    "TrueVx",
+    "TrueVy",
+    "TrueVz",
+    "TrueVEnergy",
+)
+"""Branches read when present (event ids and neutrino truth)."""
 
-    ``EnDepX/Y/Z`` (cm) are binned into 3 mm voxels; on each axis the cube (230.4 cm) is placed
-    where it holds the most deposited energy; deposits beyond the cube are dropped (count in
-    ``meta['n_outside']``); ``EnDepE`` (MeV) is summed per voxel. No per-point labels exist.
-    Event-level truth: ``meta`` = run, subrun, event, n_deposits, n_outside, nu_energy_gev and
-    the number of primaries of each kind (n_primary_muon, _proton, _neutron, _pion,
-    _electron, _photon, _other); ``particles`` = the primaries (pdg; momentum unknown: NaN;
-    start = vertex); ``vertices`` (1, 3) = true neutrino vertex in the event's voxel frame.
 
-    Raises:
-        ImportError: uproot is not installed (``pip install 'nufm[root]'``).
-        MissingFileError, DataError: missing file or tree/branches.
-    """
-    path = str(path)
+@contextlib.contextmanager
+def _larsoft_tree(path: str, tree: str) -> Iterator[Any]:
+    """The open ``uproot.TTree`` ``tree`` of ``path``, checked (its file closes on exit)."""
     _check_exists(path)
     try:
         import uproot
     except ImportError as err:
-        raise ImportError("read_larsoft_root needs uproot: pip install 'nufm[root]'") from err
+        raise ImportError("reading LArSoft files needs uproot: pip install 'nufm[root]'") from err
     try:
         f = uproot.open(path)
     except Exception as err:  # uproot raises many types for non-ROOT input
@@ -213,91 +218,122 @@ def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> 
         t = f[tree]
         if not isinstance(t, uproot.TTree):
             raise DataError(f"{path}: '{tree}' is a {type(t).__name__}, not a TTree")
-        branches = ["EnDepX", "EnDepY", "EnDepZ", "EnDepE"]
-        optional = [
-            "RunID",
-            "SubRunID",
-            "EventID",
-            "TruePrimariesPDG",
-            "TrueVx",
-            "TrueVy",
-            "TrueVz",
-            "TrueVEnergy",
-        ]
-        missing = [b for b in branches if b not in t]
+        missing = [b for b in LARSOFT_BRANCHES if b not in t]
         if missing:
             raise DataError(f"{path}:{tree}: missing branches {missing}")
-        arrays = t.arrays(branches + [b for b in optional if b in t], library="np")
+        yield t
+
+
+def count_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> int:
+    """Entries of a LArSoft analysis tree (read from the tree's header, no event data)."""
+    with _larsoft_tree(str(path), tree) as t:
+        return int(t.num_entries)
+
+
+def iter_larsoft_root(
+    path: str | os.PathLike, tree: str = "ana/AnaTPCTree", step: int = 16
+) -> Iterator[Event]:
+    """The entries of a LArSoft analysis tree as Events, in order, reading ``step`` entries at
+    a time (memory bounded by ``step`` events, whatever the file's size).
+
+    ``EnDepX/Y/Z`` (cm) are binned into 3 mm voxels; on each axis the cube (230.4 cm) is placed
+    where it holds the most deposited energy; deposits beyond the cube are dropped (count in
+    ``meta['n_outside']``); ``EnDepE`` (MeV) is summed per voxel. No per-point labels exist.
+    Event-level truth: ``meta`` = run, subrun, event, n_deposits, n_outside, nu_energy_gev and
+    the number of primaries of each kind (n_primary_muon, _proton, _neutron, _pion,
+    _electron, _photon, _other); ``particles`` = the primaries (pdg; momentum unknown: NaN;
+    start = vertex); ``vertices`` (1, 3) = true neutrino vertex in the event's voxel frame.
+
+    Raises:
+        ImportError: uproot is not installed (``pip install 'nufm[root]'``).
+        MissingFileError, DataError: missing file or tree/branches, NaN deposits (naming the
+            file and entry).
+    """
+    path = str(path)
+    if step < 1:
+        raise ValueError(f"iter_larsoft_root: step must be >= 1, got {step}")
+    with _larsoft_tree(path, tree) as t:
+        names = list(LARSOFT_BRANCHES) + [b for b in LARSOFT_OPTIONAL if b in t]
+        first = 0
+        for chunk in t.iterate(names, step_size=step, library="np"):
+            n = len(chunk["EnDepX"])
+            for j in range(n):
+                yield _larsoft_event(path, first + j, {k: v[j] for k, v in chunk.items()})
+            first += n
+
+
+def read_larsoft_root(path: str | os.PathLike, tree: str = "ana/AnaTPCTree") -> list[Event]:
+    """Every entry of a LArSoft analysis tree (:func:`iter_larsoft_root`, as a list)."""
+    return list(iter_larsoft_root(path, tree))
+
+
+def _larsoft_event(path: str, i: int, row: dict[str, Any]) -> Event:
+    """Entry ``i`` of a LArSoft tree (its branch values in ``row``) -> Event."""
     voxel_cm = VOXEL_SIZE_CM
-    events = []
-    for i in range(len(arrays["EnDepX"])):
-        pos = np.stack([arrays[b][i] for b in ("EnDepX", "EnDepY", "EnDepZ")], 1)  # (D, 3) cm
-        de = np.asarray(arrays["EnDepE"][i], np.float64)
-        if not (np.isfinite(pos).all() and np.isfinite(de).all()):
-            raise DataError(f"{path} event {i}: NaN/inf deposits")
-        voxel, centre = _into_cube(pos, de, voxel_cm)
-        n_out, (voxel, de) = _crop(voxel, de)
-        if n_out:
-            log.info(
-                "%s event %d: %d of %d deposits outside the cube dropped", path, i, n_out, len(pos)
-            )
-        coord, energy, _ = merge_deposits(voxel, de)
-        if len(coord) == 0:
-            log.warning("%s event %d: no deposit inside the cube", path, i)
-        meta: dict[str, float | int] = {"n_deposits": len(pos), "n_outside": n_out}
-        for key, name in (("RunID", "run"), ("SubRunID", "subrun"), ("EventID", "event")):
-            if key in arrays:
-                meta[name] = int(arrays[key][i])
-        vertices = None
-        if all(k in arrays for k in ("TrueVx", "TrueVy", "TrueVz")):
-            vtx = np.array([arrays[k][i] for k in ("TrueVx", "TrueVy", "TrueVz")], np.float64)
-            vertices = ((vtx - centre) / voxel_cm + VOLUME_SIZE // 2)[None, :].astype(np.float32)
-        if "TrueVEnergy" in arrays:
-            meta["nu_energy_gev"] = float(arrays["TrueVEnergy"][i])
-        particles = None
-        if "TruePrimariesPDG" in arrays:
-            pdg = np.asarray(arrays["TruePrimariesPDG"][i], np.int64)
-            kinds = {
-                "muon": (13,),
-                "proton": (2212,),
-                "neutron": (2112,),
-                "pion": (211, 111),
-                "electron": (11,),
-                "photon": (22,),
-            }
-            known = np.zeros(len(pdg), bool)
-            for name, codes in kinds.items():
-                is_kind = np.isin(np.abs(pdg), codes)
-                meta[f"n_primary_{name}"] = int(is_kind.sum())
-                known |= is_kind
-            meta["n_primary_other"] = int((~known).sum())
-            p = len(pdg)
-            start = (
-                np.repeat(vertices, p, 0)
-                if vertices is not None
-                else np.full((p, 3), np.nan, np.float32)
-            )
-            particles = Particles(
-                id=np.arange(p, dtype=np.int64),
-                pdg=pdg,
-                momentum=np.full((p, 3), np.nan, np.float32),
-                start=start,
-                is_primary=np.ones(p, bool),
-                interaction=np.zeros(p, np.int64),
-                parent=np.full(p, -1, np.int64),
-            )
-        events.append(
-            Event(
-                coord=coord,
-                energy=energy,
-                particles=particles,
-                vertices=vertices,
-                event_id=i,
-                source=path,
-                meta=meta,
-            )
+    pos = np.stack([np.asarray(row[b], np.float64) for b in ("EnDepX", "EnDepY", "EnDepZ")], 1)
+    de = np.asarray(row["EnDepE"], np.float64)
+    if not (np.isfinite(pos).all() and np.isfinite(de).all()):
+        raise DataError(f"{path} event {i}: NaN/inf deposits")
+    voxel, centre = _into_cube(pos, de, voxel_cm)
+    n_out, (voxel, de) = _crop(voxel, de)
+    if n_out:
+        log.info(
+            "%s event %d: %d of %d deposits outside the cube dropped", path, i, n_out, len(pos)
         )
-    return events
+    coord, energy, _ = merge_deposits(voxel, de)
+    if len(coord) == 0:
+        log.warning("%s event %d: no deposit inside the cube", path, i)
+    meta: dict[str, float | int] = {"n_deposits": len(pos), "n_outside": n_out}
+    for key, name in (("RunID", "run"), ("SubRunID", "subrun"), ("EventID", "event")):
+        if key in row:
+            meta[name] = int(row[key])
+    vertices = None
+    if all(k in row for k in ("TrueVx", "TrueVy", "TrueVz")):
+        vtx = np.array([row[k] for k in ("TrueVx", "TrueVy", "TrueVz")], np.float64)
+        vertices = ((vtx - centre) / voxel_cm + VOLUME_SIZE // 2)[None, :].astype(np.float32)
+    if "TrueVEnergy" in row:
+        meta["nu_energy_gev"] = float(row["TrueVEnergy"])
+    particles = None
+    if "TruePrimariesPDG" in row:
+        pdg = np.asarray(row["TruePrimariesPDG"], np.int64)
+        kinds = {
+            "muon": (13,),
+            "proton": (2212,),
+            "neutron": (2112,),
+            "pion": (211, 111),
+            "electron": (11,),
+            "photon": (22,),
+        }
+        known = np.zeros(len(pdg), bool)
+        for name, codes in kinds.items():
+            is_kind = np.isin(np.abs(pdg), codes)
+            meta[f"n_primary_{name}"] = int(is_kind.sum())
+            known |= is_kind
+        meta["n_primary_other"] = int((~known).sum())
+        p = len(pdg)
+        start = (
+            np.repeat(vertices, p, 0)
+            if vertices is not None
+            else np.full((p, 3), np.nan, np.float32)
+        )
+        particles = Particles(
+            id=np.arange(p, dtype=np.int64),
+            pdg=pdg,
+            momentum=np.full((p, 3), np.nan, np.float32),
+            start=start,
+            is_primary=np.ones(p, bool),
+            interaction=np.zeros(p, np.int64),
+            parent=np.full(p, -1, np.int64),
+        )
+    return Event(
+        coord=coord,
+        energy=energy,
+        particles=particles,
+        vertices=vertices,
+        event_id=i,
+        source=path,
+        meta=meta,
+    )
 
 
 def _segment_of(pdg: np.ndarray, parent_pdg: np.ndarray, process: list[str]) -> np.ndarray:

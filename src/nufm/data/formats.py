@@ -6,7 +6,8 @@ Layouts (readers in :mod:`nufm.data.pilarnet` and :mod:`nufm.data.field_formats`
 
 * ``pilarnet-h5``: PILArNet-M HDF5 (``point`` / ``cluster`` data sets), nufm's own layout;
 * ``mlreco-npz``: the lartpc_mlreco3d tutorial npz (``Trajectory k`` arrays), one event;
-* ``larsoft-root``: LArSoft analysis trees (``ana/AnaTPCTree``), read whole by ``uproot``;
+* ``larsoft-root``: LArSoft analysis trees (``ana/AnaTPCTree``), read 16 entries at a time by
+  ``uproot``;
 * ``jaxtpc-h5``: JAXTPC Geant4 step truth (``pstep/lar_vol``), event by event;
 * ``tpcpp-npz``: collider-TPC hits, all events in ``data`` with ``size`` hits each
   (:mod:`nufm.data.tpcpp`);
@@ -36,7 +37,12 @@ import numpy as np
 
 from nufm.data.detectors import detector_for_layout
 from nufm.data.event import Event
-from nufm.data.field_formats import read_jaxtpc_h5, read_larsoft_root, read_mlreco_npz
+from nufm.data.field_formats import (
+    count_larsoft_root,
+    iter_larsoft_root,
+    read_jaxtpc_h5,
+    read_mlreco_npz,
+)
 from nufm.data.pilarnet import (
     DataError,
     MissingFileError,
@@ -106,7 +112,7 @@ def detect_layout(path: str | os.PathLike) -> Layout:
 
 
 def count_any(path: str | os.PathLike) -> int:
-    """Events in a file of any layout (LArSoft files are read to count them)."""
+    """Events in a file of any layout (from headers and index arrays; no event is decoded)."""
     match detect_layout(path):
         case "pilarnet-h5":
             with h5py.File(path, "r") as f:
@@ -117,7 +123,7 @@ def count_any(path: str | os.PathLike) -> int:
         case "mlreco-npz":
             return 1
         case "larsoft-root":
-            return len(read_larsoft_root(path))
+            return count_larsoft_root(path)
         case "tpcpp-npz":
             return count_tpcpp(path)
         case "watchmal-h5":
@@ -126,14 +132,14 @@ def count_any(path: str | os.PathLike) -> int:
 
 def iter_any(path: str | os.PathLike) -> Iterator[Event]:
     """The events of a file of any layout, in file order, one at a time where the layout
-    allows (LArSoft trees are read whole)."""
+    allows (LArSoft trees in chunks of 16 entries)."""
     match detect_layout(path):
         case "pilarnet-h5":
             yield from iter_events(path)
         case "mlreco-npz":
             yield read_mlreco_npz(path)
         case "larsoft-root":
-            yield from read_larsoft_root(path)
+            yield from iter_larsoft_root(path)
         case "jaxtpc-h5":
             for i in range(count_any(path)):
                 yield read_jaxtpc_h5(path, i)
