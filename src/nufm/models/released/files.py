@@ -12,10 +12,13 @@ Formats, told apart by their content (``shared/reference/released-models/README.
 * **Sonata** ``.pth``: ``{"config": <PointTransformerV3 kwargs>, "state_dict": <bare keys>}``.
 * **PoLAr-MAE Lightning** ``.ckpt``: ``{"state_dict": "encoder.*" ..., "hyper_parameters"}``;
   the encoder is used, decoder, mask token and heads ignored (and listed).
+  :func:`load_polarmae_pretrain` instead builds the whole pretraining model of a
+  PoLAr-MAE-Pretrain file, every key used.
 
-Owns :class:`ReleasedCheckpoint`, :func:`is_released`, :func:`read_released` and
-:func:`build_released`. A load refuses (``nufm.errors.InputError``) when no known layout fits,
-when a model key is missing or has the wrong shape; it logs what loaded and what was ignored.
+Owns :class:`ReleasedCheckpoint`, :func:`is_released`, :func:`read_released`,
+:func:`build_released` and :func:`load_polarmae_pretrain`. A load refuses
+(``nufm.errors.InputError``) when no known layout fits, when a model key is missing or has the
+wrong shape; it logs what loaded and what was ignored.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from nufm.models.released.panda import (
     PandaSegmentorConfig,
 )
 from nufm.models.released.polarmae import ARCHS, PolarMAEConfig
+from nufm.models.released.polarmae_pretrain import PolarMAEPretrain, PolarMAEPretrainConfig
 from nufm.models.released.polarmae_semantic import PolarMAESegmentor, PolarMAESegmentorConfig
 
 log = logging.getLogger(__name__)
@@ -376,4 +380,48 @@ def build_released(ckpt: ReleasedCheckpoint) -> tuple[nn.Module, LoadReport]:
         len(ckpt.ignored),
     )
     report.unexpected = sorted(set(report.unexpected) | set(ckpt.ignored))
+    return model.eval(), report
+
+
+def load_polarmae_pretrain(
+    path: str | Path, allow_pickle: bool = False
+) -> tuple[PolarMAEPretrain, LoadReport]:
+    """The whole PoLAr-MAE-Pretrain model of a Lightning ``.ckpt`` (encoder, decoder, mask
+    token and reconstruction heads), every file key used; eval mode.
+
+    Raises:
+        nufm.errors.NotFoundError: no file at ``path``.
+        nufm.errors.InputError: not a PoLAr-MAE pretraining checkpoint (no ``decoder.*``: a
+            fine-tuned or encoder-only file), or a key missing, left over or of another shape.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"{p}: no such PoLAr-MAE checkpoint file")
+    ckpt = read_released(p, allow_pickle)
+    if ckpt.kind != "polarmae":
+        raise InputError(f"{p}: a {ckpt.kind} checkpoint, not PoLAr-MAE-Pretrain")
+    raw = _torch_load(p, allow_pickle)
+    state = {
+        ("encoder." + k[len("student.") :] if k.startswith("student.") else k): v
+        for k, v in raw["state_dict"].items()
+        if isinstance(v, Tensor)
+    }
+    if "increase_dim.weight" not in state or not any(k.startswith("decoder.") for k in state):
+        raise InputError(
+            f"{p}: no PoLAr-MAE decoder (decoder.*, increase_dim.*): a fine-tuned or "
+            "encoder-only file; nufm.load reads its encoder"
+        )
+    assert isinstance(ckpt.config, PolarMAEConfig)
+    try:
+        cfg = PolarMAEPretrainConfig.from_hyper_parameters(
+            raw.get("hyper_parameters"), ckpt.config, state
+        )
+    except ValueError as e:
+        raise InputError(f"{p}: {e}") from e
+    model = PolarMAEPretrain(cfg)
+    usable, report = match_state(model.state_dict(), state)
+    if report.missing or report.mismatched or report.unexpected:
+        raise InputError(f"{p}: the weights do not fit PoLAr-MAE-Pretrain\n{report}")
+    model.load_state_dict(usable, strict=True)
+    log.info("%s (PoLAr-MAE-Pretrain, decoder depth %d): %s", p, cfg.decoder_depth, report)
     return model.eval(), report

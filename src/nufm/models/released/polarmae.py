@@ -184,20 +184,51 @@ class _ConvStack(nn.Module):
         return m["3"](m["2"](x))  # type: ignore[misc]
 
 
+def slot_embedding(K: int, dim: int) -> Tensor:
+    """Sinusoidal embedding of the slot indices 0..K-1 (the reference's ``TimeEmbedding``):
+    ``[sin(k w_j), cos(k w_j)]`` with ``w_j = exp(-j ln(10^4) / (dim/2 - 1))``. (K, dim)."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half) * -(math.log(10000) / (half - 1)))  # (half,)
+    arg = torch.arange(K)[:, None] * freq[None, :]  # (K, half)
+    return torch.cat([arg.sin(), arg.cos()], dim=-1)
+
+
+class _SlotEncoder(nn.Module):
+    """``time_embed``: slot embedding -> Linear(dim, dim) (key ``time_embed.1``) -> ReLU."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.time_embed = nn.ModuleDict({"1": nn.Linear(dim, dim)})
+
+    def forward(self, K: int, like: Tensor) -> Tensor:
+        """(K, dim) learned embedding of the slot order."""
+        emb = slot_embedding(K, self.dim).to(like)
+        return torch.relu(self.time_embed["1"](emb))
+
+
 class MiniPointNet(nn.Module):
     """PoLAr-MAE's group embedding (reference ``tokenizer.embedding``): two masked conv stacks
-    with a global max between them and a final max; the maxes include padded points."""
+    with a global max between them and a final max; the maxes include padded points.
 
-    def __init__(self, channels: int, width: int) -> None:
+    ``slot_order=True`` is the pretraining model's ``equivariant_patch_encoder``: a learned
+    embedding of each point's slot index in its group (``position_encoder``) is added after
+    the first stack, so the features depend on the order of the group's points.
+    """
+
+    def __init__(self, channels: int, width: int, slot_order: bool = False) -> None:
         super().__init__()
         self.first_conv = _ConvStack(channels, 128, 256)
         self.second_conv = _ConvStack(512, 512, width)
+        self.position_encoder = _SlotEncoder(256) if slot_order else None
 
     def forward(self, groups: Tensor, point_valid: Tensor) -> Tensor:
         """groups (M, K, C), point_valid (M, K) bool -> (M, D)."""
         K = groups.shape[1]
         valid = point_valid[:, None, :]  # (M, 1, K)
         f = self.first_conv(groups.transpose(1, 2), valid)  # (M, 256, K)
+        if self.position_encoder is not None:
+            f = f + self.position_encoder(K, f).T[None]  # every slot, padded ones too
         g = f.max(dim=2, keepdim=True).values.expand(-1, -1, K)  # (M, 256, K)
         f = self.second_conv(torch.cat([g, f], dim=1), valid)  # (M, D, K)
         return f.max(dim=2).values  # (M, D)
@@ -259,11 +290,25 @@ class _Block(nn.Module):
 
 
 class _Transformer(nn.Module):
-    def __init__(self, cfg: PolarMAEConfig) -> None:
+    """``blocks.{i}`` and, with ``postnorm`` (the pretraining decoder), a final ``norm``."""
+
+    def __init__(self, cfg: PolarMAEConfig, depth: int | None = None, postnorm: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(
-            _Block(cfg.width, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)
+            _Block(cfg.width, cfg.num_heads, cfg.mlp_ratio) for _ in range(depth or cfg.depth)
         )
+        self.norm = MaskedLayerNorm(cfg.width) if postnorm else None
+
+    def forward(self, x: Tensor, pos: Tensor, valid: Tensor) -> list[Tensor]:
+        """Blocks with the position added before each -> every block's output (B, G, D); the
+        last one through ``norm`` when there is one."""
+        hidden = []
+        for block in self.blocks:
+            x = block(x + pos, valid)
+            hidden.append(x)
+        if self.norm is not None:
+            hidden[-1] = self.norm(hidden[-1], valid)
+        return hidden
 
 
 @dataclass
@@ -389,11 +434,8 @@ class PolarMAEEncoder(nn.Module):
             MaskedLayerNorms couple the events of a batch: an event's output changes with its
             batch mates (by up to 0.4 on the reference's reduced model).
         """
-        hidden = []
-        for block in self.transformer.blocks:
-            x = block(x + pos, token_valid)
-            hidden.append(x)
-        return hidden if return_hidden else x
+        hidden = self.transformer(x, pos, token_valid)
+        return hidden if return_hidden else hidden[-1]
 
     @staticmethod
     def combine_layers(hidden: list[Tensor], token_valid: Tensor, layers: list[int]) -> Tensor:
