@@ -34,6 +34,7 @@ def simulate(
     detector: Literal["lartpc", "collider-tpc", "water-cherenkov"] = "lartpc",
     particle: tuple[Literal["e-", "mu-", "pi+", "pi0", "gamma"], ...] = ("mu-",),
     energy: tuple[float, float] = (100.0, 1000.0),
+    gun: Literal["together", "one-of"] = "together",
 ) -> None:
     """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, a
     collider TPC in the TPCpp .npz layout, or a water Cherenkov detector in the WatChMaL HDF5
@@ -47,6 +48,9 @@ def simulate(
         detector: Which detector (nufm.data.detectors).
         particle: water-cherenkov: the gun's particle(s); several start at one vertex.
         energy: water-cherenkov: kinetic energy range of the gun, MeV (uniform).
+        gun: water-cherenkov: "together" fires every listed particle from one vertex;
+            "one-of" fires one of them per event, drawn uniformly (a mixed sample for
+            particle identification).
     """
     if events <= 0:
         raise ConfigError(f"--events must be positive, got {events}")
@@ -68,9 +72,10 @@ def simulate(
         if not 0 < energy[0] <= energy[1]:
             raise ConfigError(f"--energy {energy}: need 0 < low <= high (MeV)")
         cfg = WaterCherenkovConfig()
-        gun = generate_wc_events(events, seed, particle, energy, cfg)
-        n = write_watchmal(out, gun, pmt_positions(cfg).position, progress=True)
-        log.info("wrote %s: %d water Cherenkov %s events", out, n, " + ".join(particle))
+        stream = generate_wc_events(events, seed, particle, energy, cfg, one_of=gun == "one-of")
+        n = write_watchmal(out, stream, pmt_positions(cfg).position, progress=True)
+        what = (" or " if gun == "one-of" else " + ").join(particle)
+        log.info("wrote %s: %d water Cherenkov %s events", out, n, what)
         return
     from nufm.data.pilarnet import write_events
     from nufm.sim import generate_events

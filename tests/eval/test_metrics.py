@@ -13,6 +13,8 @@ from sklearn.metrics import (
     confusion_matrix,
     jaccard_score,
     precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
 )
 
 from nufm.eval.metrics import (
@@ -20,9 +22,12 @@ from nufm.eval.metrics import (
     InstanceMetrics,
     PanopticCounts,
     adjusted_rand_index,
+    efficiency_at_rejection,
+    event_class_scores,
     metrics_from_counts,
     panoptic_counts,
     regression_metrics,
+    roc_auc,
 )
 
 SEEDS = [0, 1, 2, 3, 4]
@@ -234,3 +239,52 @@ def test_all_reduce_with_a_process_group(tmp_path) -> None:
         torch.testing.assert_close(cm.counts, before)
     finally:
         dist.destroy_process_group()
+
+
+def test_efficiency_at_rejection_hand_case() -> None:
+    background = np.arange(100) / 100  # cut at rank ceil(0.9 * 99) = 90: 0.90
+    signal = np.array([0.95, 0.9, 0.5, 0.1])  # only 0.95 is above it
+    score = np.r_[background, signal]
+    is_signal = np.r_[np.zeros(100, bool), np.ones(4, bool)]
+    assert efficiency_at_rejection(score, is_signal, 0.9) == 0.25  # 9 % of background pass
+    assert efficiency_at_rejection(score, is_signal, 0.5) == 0.5  # cut 0.50
+    assert math.isnan(efficiency_at_rejection(signal, np.ones(4, bool), 0.9))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_roc_auc_equals_scikit_learn_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.random(300) < 0.3
+    score = np.round(rng.normal(size=300) + y, 1)  # rounded: many ties
+    assert roc_auc(score, y) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert math.isnan(roc_auc(score, np.zeros(300, bool)))
+
+
+def test_event_class_scores_against_scikit_learn() -> None:
+    rng = np.random.default_rng(7)
+    t = rng.integers(0, 4, 500)
+    t[t == 3] = 0  # class 3 has no event: its AUC is undefined
+    logits = rng.normal(size=(500, 4)) + 2.0 * np.eye(4)[t]
+    names = ("gamma", "e", "mu", "pi0")
+    out = event_class_scores(logits, t, names, [(1, 2, 0.99), (1, 0, 0.9)])
+    prob = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    for c in range(3):
+        want = roc_auc_score(t == c, prob[:, c])
+        assert out["roc_auc"][names[c]] == pytest.approx(want, abs=1e-12)
+    assert math.isnan(out["roc_auc"]["pi0"])
+    assert out["macro_roc_auc"] == pytest.approx(np.mean([out["roc_auc"][n] for n in names[:3]]))
+    # e efficiency at 99 % mu rejection, read off scikit-learn's ROC curve of the e-vs-mu events
+    pair = (t == 1) | (t == 2)
+    score = logits[pair, 1] - logits[pair, 2]
+    fpr, tpr, _ = roc_curve(t[pair] == 1, score)
+    cut = np.quantile(score[t[pair] == 2], 0.99, method="higher")
+    want = float((score[t[pair] == 1] > cut).mean())
+    got = out["efficiency"]["e_vs_mu_at_0.99"]
+    assert got == pytest.approx(want)
+    # the operating point lies on scikit-learn's ROC curve region: at most 1 % of mu accepted,
+    # and no better than the best efficiency the curve allows there
+    assert float((score[t[pair] == 2] > cut).mean()) <= 0.01
+    assert got <= tpr[fpr <= 0.01].max() + 1e-12
+    assert set(out["efficiency"]) == {"e_vs_mu_at_0.99", "e_vs_gamma_at_0.9"}
+    with pytest.raises(ValueError, match="names"):
+        event_class_scores(logits, t, names[:3])

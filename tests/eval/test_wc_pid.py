@@ -1,5 +1,4 @@
-"""The water Cherenkov PID baseline: efficiency at fixed rejection on a hand-made case, the
-features, and e / mu separation on simulated events."""
+"""The water Cherenkov PID baseline: the features, and e / mu separation on simulated events."""
 
 from __future__ import annotations
 
@@ -8,21 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nufm.eval.wc_pid import (
-    FEATURE_NAMES,
-    efficiency_at_rejection,
-    hit_pattern_features,
-    pid_baseline,
-)
+from nufm.eval.wc_pid import FEATURE_NAMES, hit_pattern_features, pid_baseline
 from nufm.sim.water_cherenkov import generate_wc_events
-
-
-def test_efficiency_at_rejection_hand_case() -> None:
-    background = np.arange(100) / 100  # quantile 0.9 -> 0.891
-    signal = np.array([0.95, 0.9, 0.5, 0.1])
-    score = np.r_[background, signal]
-    is_signal = np.r_[np.zeros(100, bool), np.ones(4, bool)]
-    assert efficiency_at_rejection(score, is_signal, 0.9) == 0.5
 
 
 def test_features_of_an_event() -> None:

@@ -26,7 +26,13 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cfg = WaterCherenkovConfig()
     gun = generate_wc_events(10, seed=1, particle=("mu-",), energy=(200.0, 400.0), cfg=cfg)
     write_watchmal(root / "wc.h5", gun, pmt_positions(cfg).position)
-    return {"collider-tpc": root / "tpc.npz", "water-cherenkov": root / "wc.h5"}
+    mixed = generate_wc_events(10, 2, ("e-", "mu-", "pi0"), (200.0, 400.0), cfg, one_of=True)
+    write_watchmal(root / "wc_mixed.h5", mixed, pmt_positions(cfg).position)
+    return {
+        "collider-tpc": root / "tpc.npz",
+        "water-cherenkov": root / "wc.h5",
+        "wc-mixed": root / "wc_mixed.h5",
+    }
 
 
 def test_splits_cover_the_events_once(files: dict[str, Path]) -> None:
@@ -69,3 +75,37 @@ def test_finetune_and_evaluate_use_the_detector_preprocessing(
     out = tmp_path / "eval.json"
     main(["evaluate", str(run), "--data", str(files[detector]), "--out", str(out)])
     assert json.loads(out.read_text())["metrics"]["semantic"]["confusion_matrix"]
+
+
+def test_water_cherenkov_particle_id_from_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
+    """The wc-pid task trains on the file's event truth and reports the field's scores."""
+    run = tmp_path / "pid"
+    main(
+        [
+            "finetune",
+            "--preset",
+            "wc-pid-scratch",
+            "--run-dir",
+            str(run),
+            "--finetune.data",
+            str(files["wc-mixed"]),
+            "--finetune.n-train",
+            "6",
+            "--finetune.split-fractions",
+            "0.6",
+            "0.0",
+            "0.4",
+            "--train.max-steps",
+            "2",
+            "--optim.warmup-steps",
+            "1",
+            "--logging.no-progress",
+        ]
+    )
+    block = json.loads((run / "metrics.json").read_text())["metrics"]["event_class"]
+    assert block["target"] == "wc_label"
+    assert block["class_names"] == ["gamma", "e", "mu", "pi0", "pi+"]
+    assert set(block["roc_auc"]) == set(block["class_names"])
+    assert block["roc_auc"]["gamma"] is None  # no gamma event: undefined, not 0
+    assert set(block["efficiency"]) == {"e_vs_mu_at_0.999", "e_vs_pi0_at_0.95"}
+    assert sum(map(sum, block["confusion_matrix"])) == block["num_points"] == 4

@@ -38,9 +38,8 @@ from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]
 from nufm.data.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
+from nufm.data.water_cherenkov import EVENT_LABELS, MASS_MEV, event_truth
 
-LABELS = {11: 1, 13: 2, 22: 0, 111: 3, 211: 4}
-"""PDG code of the primary -> WatChMaL label."""
 REQUIRED = ("event_hits_index", "hit_pmt", "hit_time", "hit_charge")
 
 
@@ -82,11 +81,9 @@ def write_watchmal(
         if len(p):
             mom = p.momentum[0].astype(float)
             pm = float(np.linalg.norm(mom)) or 1.0
-            labels.append(LABELS.get(abs(int(p.pdg[0])), -1))
+            labels.append(EVENT_LABELS.get(abs(int(p.pdg[0])), -1))
             ang.append([np.arccos(mom[2] / pm), np.arctan2(mom[1], mom[0])])
-            mass = {11: 0.511, 13: 105.66, 22: 0.0, 111: 134.98, 211: 139.57}.get(
-                abs(int(p.pdg[0])), 0.0
-            )
+            mass = MASS_MEV.get(abs(int(p.pdg[0])), 0.0)
             ene.append([np.hypot(pm * 1000, mass) - mass])
         else:
             labels.append(-1)
@@ -141,7 +138,9 @@ def count_watchmal(path: str | os.PathLike) -> int:
 
 
 def iter_watchmal(path: str | os.PathLike, indices: Sequence[int] | None = None) -> Iterator[Event]:
-    """Events of a WatChMaL file: coord = PMT positions (m), energy = charge (pe), time (ns)."""
+    """Events of a WatChMaL file: coord = PMT positions (m), energy = charge (pe), time (ns);
+    ``meta`` holds the event truth of :func:`nufm.data.water_cherenkov.event_truth` when the
+    file has nufm's particle tables."""
     path = str(path)
     a = _load(path)
     start = a["event_hits_index"]
@@ -171,5 +170,5 @@ def iter_watchmal(path: str | os.PathLike, indices: Sequence[int] | None = None)
             vertices=a["positions"][i].astype(np.float32) if "positions" in a else None,
             event_id=i,
             source=path,
-            meta={"detector": "water-cherenkov"},
+            meta={"detector": "water-cherenkov", **event_truth(particles)},
         )

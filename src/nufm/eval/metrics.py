@@ -24,6 +24,10 @@ This file owns every number nufm reports for a prediction. The rules, stated onc
   TP, FP, FN and matched IoU over events before dividing.
 * **Regression**: residual ``r = pred - target`` in the target's units; see
   :func:`regression_metrics`.
+* **Event classification scores**: one-vs-rest ROC AUC per class from the softmax
+  probabilities (:func:`roc_auc`, the Mann-Whitney statistic with tied scores counted half;
+  NaN when a class has no event or every event), and the signal efficiency at a fixed
+  background rejection (:func:`efficiency_at_rejection`), see :func:`event_class_scores`.
 """
 
 from __future__ import annotations
@@ -519,3 +523,74 @@ def regression_metrics(pred: ArrayLike, target: ArrayLike) -> RegressionMetrics:
         relative_resolution=rel_res,
         n_relative=int(nonzero.sum()),
     )
+
+
+def roc_auc(score: ArrayLike, is_positive: ArrayLike) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random
+    negative, ties counted half (equals scikit-learn's ``roc_auc_score``); NaN when either
+    side is empty."""
+    from scipy.stats import rankdata
+
+    s = to_numpy(score).astype(np.float64)
+    pos = to_numpy(is_positive).astype(bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)  # average ranks for ties
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def efficiency_at_rejection(score: ArrayLike, is_signal: ArrayLike, rejection: float) -> float:
+    """Signal efficiency at the score threshold that rejects at least ``rejection`` of the
+    background: events scoring above the cut are accepted, the cut being the background score
+    at rank ``ceil(rejection (n - 1))`` in increasing order (numpy's ``higher`` quantile), so
+    that at most ``(1 - rejection) n`` background events pass; NaN when either side is empty."""
+    s = to_numpy(score).astype(np.float64)
+    sig = to_numpy(is_signal).astype(bool)
+    if not sig.any() or sig.all():
+        return float("nan")
+    cut = np.quantile(s[~sig], rejection, method="higher")
+    return float((s[sig] > cut).mean())
+
+
+def event_class_scores(
+    logits: ArrayLike,
+    target: ArrayLike,
+    class_names: Sequence[str],
+    efficiency_at: Sequence[tuple[int, int, float]] = (),
+) -> dict[str, Any]:
+    """ROC AUC of each class against the rest and efficiencies at fixed rejection.
+
+    Args:
+        logits: (E, C) float class logits of E events.
+        target: (E,) int true classes.
+        class_names: C names.
+        efficiency_at: (signal, background, rejection) triples: among the events of the two
+            classes, the signal efficiency at that background rejection, scored by the logit
+            difference (signal - background), which orders events as the likelihood ratio of
+            the two classes does.
+
+    Returns:
+        ``{"roc_auc": {name: auc}, "macro_roc_auc": mean over defined classes,
+        "efficiency": {"<sig>_vs_<bkg>_at_<rejection>": eff}}``.
+    """
+    z = to_numpy(logits).astype(np.float64)
+    t = to_numpy(target).astype(np.int64)
+    if z.ndim != 2 or len(z) != len(t) or z.shape[1] != len(class_names):
+        raise ValueError(
+            f"event_class_scores: logits {z.shape}, target {t.shape}, {len(class_names)} names"
+        )
+    prob = np.exp(z - z.max(1, keepdims=True))
+    prob /= prob.sum(1, keepdims=True)
+    auc = {name: roc_auc(prob[:, c], t == c) for c, name in enumerate(class_names)}
+    defined = [v for v in auc.values() if not math.isnan(v)]
+    eff = {}
+    for sig, bkg, rej in efficiency_at:
+        pair = (t == sig) | (t == bkg)
+        key = f"{class_names[sig]}_vs_{class_names[bkg]}_at_{rej:g}"
+        eff[key] = efficiency_at_rejection(z[pair, sig] - z[pair, bkg], t[pair] == sig, rej)
+    return {
+        "roc_auc": auc,
+        "macro_roc_auc": float(np.mean(defined)) if defined else float("nan"),
+        "efficiency": eff,
+    }

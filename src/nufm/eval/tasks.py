@@ -25,7 +25,12 @@ from nufm.data.collate import budget_batches, collate
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
 from nufm.data.transforms import Transform
-from nufm.eval.metrics import ConfusionMatrix, InstanceMetrics, regression_metrics
+from nufm.eval.metrics import (
+    ConfusionMatrix,
+    InstanceMetrics,
+    event_class_scores,
+    regression_metrics,
+)
 from nufm.eval.report import metrics_report
 from nufm.tasks.backbone import TaskModule
 from nufm.tasks.build import TaskConfig
@@ -120,7 +125,8 @@ def evaluate_task(
       accuracy, confusion matrix) over all non-ignored points;
     * pid: ``pid``, the same scores over all labelled true instances;
     * cluster: ``instance`` (per-event ARI and its mean, data-set panoptic quality);
-    * event classification: ``event_class`` (accuracy, per-class and macro F1);
+    * event classification: ``event_class`` (accuracy, per-class and macro F1, one-vs-rest
+      ROC AUC per class, efficiencies at the configured background rejections);
       regression: ``regression`` (bias, median, IQR, RMS of pred - target per target, in the
       modelled units, plus the target's own units when log-transformed).
 
@@ -166,20 +172,30 @@ def evaluate_task(
         case EventTask():
             preds: list[Tensor] = []
             targets: list[Tensor] = []
+            logits: list[Tensor] = []
             values: list[tuple[Tensor, Tensor]] = []
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
                 preds.append(pred["pred"])
                 targets.append(pred["target"])
+                if "logits" in pred:
+                    logits.append(pred["logits"].float())
                 if "pred_value" in pred:
                     values.append((pred["pred_value"], pred["target_value"]))
             p, t = torch.cat(preds), torch.cat(targets)
             if task.cfg.kind == "classification":
                 cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=-1)
                 cm.update(p, t)
-                names = _class_names_event(task.cfg.class_offset, task.cfg.num_classes)
+                names = list(task.cfg.class_names) or _class_names_event(
+                    task.cfg.class_offset, task.cfg.num_classes
+                )
+                scores = event_class_scores(torch.cat(logits), t, names, task.cfg.efficiency_at)
                 blocks = {
-                    "event_class": {**cm.compute().to_dict(names), "target": task.cfg.targets[0]}
+                    "event_class": {
+                        **cm.compute().to_dict(names),
+                        **scores,
+                        "target": task.cfg.targets[0],
+                    }
                 }
             else:
                 reg = {}

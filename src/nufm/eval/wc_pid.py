@@ -1,9 +1,9 @@
 """A classical particle-identification baseline for water Cherenkov events, beside the networks:
 gradient-boosted trees on hand-made features of the PMT hit pattern, no truth used.
 
-Owns :func:`hit_pattern_features`, :func:`pid_baseline` and
-:func:`efficiency_at_rejection`. The features of one event (C = charge per hit, t = hit time,
-x = PMT position):
+Owns :func:`hit_pattern_features` and :func:`pid_baseline` (the efficiency at fixed
+rejection is :func:`nufm.eval.metrics.efficiency_at_rejection`). The features of one event
+(C = charge per hit, t = hit time, x = PMT position):
 
 * total charge, number of hits, fraction of hits with more than 2 pe;
 * the charge-weighted spread of hit times, the fraction of charge more than 100 ns after the
@@ -26,6 +26,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from nufm.data.event import Event
+from nufm.eval.metrics import efficiency_at_rejection
 
 FEATURE_NAMES = (
     "total_charge",
@@ -72,16 +73,6 @@ def hit_pattern_features(event: Event) -> np.ndarray:
             float(top.sum() / q.sum()),
         ]
     )
-
-
-def efficiency_at_rejection(score: np.ndarray, is_signal: np.ndarray, rejection: float) -> float:
-    """Signal efficiency at the score threshold that rejects ``rejection`` of the background
-    (events with a score above the background's ``rejection`` quantile are accepted)."""
-    background = score[~is_signal]
-    if len(background) == 0 or not is_signal.any():
-        return float("nan")
-    cut = np.quantile(background, rejection)
-    return float((score[is_signal] > cut).mean())
 
 
 def pid_baseline(

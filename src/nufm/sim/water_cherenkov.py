@@ -48,6 +48,7 @@ from functools import lru_cache
 import numpy as np
 
 from nufm.data.event import Event, Particles
+from nufm.data.water_cherenkov import event_truth
 from nufm.sim.physics import bethe_ratio
 
 CATEGORY_NAMES = ("primary", "decay_electron", "secondary_pion", "pi0_gamma")
@@ -427,7 +428,7 @@ def simulate_wc_event(
         vertices=vertex[None].astype(np.float32),
         event_id=event_id,
         source="nufm.sim.water_cherenkov",
-        meta={"detector": "water-cherenkov", "n_dark": len(dark_pmt)},
+        meta={"detector": "water-cherenkov", "n_dark": len(dark_pmt), **event_truth(table)},
     )
 
 
@@ -437,13 +438,16 @@ def generate_wc_events(
     particle: str | Sequence[str] = "mu-",
     energy: tuple[float, float] = (100.0, 1000.0),
     cfg: WaterCherenkovConfig | None = None,
+    one_of: bool = False,
 ) -> Iterator[Event]:
     """Particle-gun events ``0..n-1``: one particle, or several from one vertex (each with its
-    own kinetic energy uniform in ``energy``, MeV, and its own isotropic direction); event i
-    depends only on ``(seed, i)``."""
+    own kinetic energy uniform in ``energy``, MeV, and its own isotropic direction); with
+    ``one_of``, each event holds one particle drawn uniformly from ``particle`` (a mixed
+    sample for particle identification). Event i depends only on ``(seed, i)``."""
     cfg = cfg or WaterCherenkovConfig()
     names = [particle] if isinstance(particle, str) else list(particle)
     for i in range(n):
         rng = np.random.default_rng((seed, i, 0x3C))
-        gun = [(name, float(rng.uniform(*energy))) for name in names]
+        chosen = [names[int(rng.integers(len(names)))]] if one_of else names
+        gun = [(name, float(rng.uniform(*energy))) for name in chosen]
         yield simulate_wc_event(cfg, rng, gun, event_id=i)

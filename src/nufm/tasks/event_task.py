@@ -83,6 +83,13 @@ class EventTaskConfig(TaskBaseConfig):
     """Regression: subtracted from the (transformed) target before the loss."""
     target_scale: float = 1.0
     """Regression: divides the shifted target before the loss."""
+    class_names: tuple[str, ...] = ()
+    """Classification: a name per class for the reports (empty: the class values, the last
+    one ">= value")."""
+    efficiency_at: tuple[tuple[int, int, float], ...] = ()
+    """Classification: (signal class, background class, background rejection) triples; the
+    evaluation reports the signal efficiency at that rejection, the score being the logit
+    difference of the two classes (e.g. e vs mu at 0.999 in water Cherenkov PID)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,6 +102,18 @@ class EventTaskConfig(TaskBaseConfig):
                         f"EventTaskConfig: classification needs one target and "
                         f"num_classes >= 2, got {self.targets}, {self.num_classes}"
                     )
+                if self.class_names and len(self.class_names) != self.num_classes:
+                    raise ValueError(
+                        f"EventTaskConfig: {len(self.class_names)} class_names for "
+                        f"{self.num_classes} classes"
+                    )
+                for sig, bkg, rej in self.efficiency_at:
+                    ok = 0 <= sig < self.num_classes and 0 <= bkg < self.num_classes
+                    if not ok or sig == bkg or not 0.0 < rej < 1.0:
+                        raise ValueError(
+                            f"EventTaskConfig.efficiency_at: ({sig}, {bkg}, {rej}) needs two "
+                            f"different classes below {self.num_classes} and 0 < rejection < 1"
+                        )
             case "regression":
                 if self.target_scale <= 0:
                     raise ValueError(
