@@ -204,6 +204,27 @@ def test_preprocess_contract_and_serialisation() -> None:
     assert (e.energy[ids] > 0.13).all() and (out.segment != LOW_ENERGY).all()
 
 
+def test_time_channel_is_the_hit_time_about_its_median() -> None:
+    e = Event(
+        coord=np.zeros((4, 3), np.float32),
+        energy=np.ones(4, np.float32),
+        time=np.array([10.0, 30.0, 50.0, 2050.0], np.float32),  # median 40 ns
+        event_id=3,
+        source="wc.h5",
+    )
+    out = MakeFeatures(time_scale=100.0)(e, np.random.default_rng(0))
+    np.testing.assert_allclose(out.feat[:, 4], [-0.3, -0.1, 0.1, 20.1], atol=1e-6)
+    assert MakeFeatures()(e, np.random.default_rng(0)).feat.shape == (4, 4)
+    pre = Preprocess(energy_threshold=0.0, time_scale=100.0)
+    assert pre.feature_names == ("x", "y", "z", "log_energy", "time")
+    assert Preprocess().feature_names == ("x", "y", "z", "log_energy")
+    assert pre.transforms()(e, np.random.default_rng(0)).feat.shape == (4, 5)
+    with pytest.raises(ValueError, match=r"wc\.h5 event 3: .* no hit times"):
+        pre.transforms()(e.with_fields(time=None), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="time_scale"):
+        Preprocess(time_scale=-1.0)
+
+
 def test_compose_shares_generator_deterministically() -> None:
     t = Compose([NormalizeCoord(), RandomRotation(), RandomFlip(), Jitter()])
     e = _traced()

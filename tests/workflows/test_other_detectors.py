@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nufm.cli import main
 from nufm.data.detectors import DETECTORS
@@ -72,6 +73,14 @@ def test_finetune_and_evaluate_use_the_detector_preprocessing(
     )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["preprocess"] == DETECTORS[detector].preprocess.to_dict()
+    # the preset's fresh encoder takes the detector's channels (WC: the hit time is a fifth)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    width = len(DETECTORS[detector].preprocess.feature_names)
+    assert (
+        saved["objective"]["encoder"]["in_channels"]
+        == width
+        == (5 if detector == "water-cherenkov" else 4)
+    )
     out = tmp_path / "eval.json"
     main(["evaluate", str(run), "--data", str(files[detector]), "--out", str(out)])
     assert json.loads(out.read_text())["metrics"]["semantic"]["confusion_matrix"]
@@ -109,3 +118,37 @@ def test_water_cherenkov_particle_id_from_the_cli(files: dict[str, Path], tmp_pa
     assert block["roc_auc"]["gamma"] is None  # no gamma event: undefined, not 0
     assert set(block["efficiency"]) == {"e_vs_mu_at_0.999", "e_vs_pi0_at_0.95"}
     assert sum(map(sum, block["confusion_matrix"])) == block["num_points"] == 4
+
+
+def test_an_encoder_of_another_detector_is_refused(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A LArTPC-pretrained model would normalise PMT hits with LArTPC constants: refused."""
+    from helpers.configs import tiny_mae_run
+    from nufm.data.pilarnet import write_events
+    from nufm.data.synthetic import synthetic_events
+    from nufm.train.run import run_pretrain
+
+    write_events(tmp_path / "lar.h5", synthetic_events(8, seed=1))
+    run_pretrain(tiny_mae_run(tmp_path / "lar.h5"), tmp_path / "mae")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "finetune",
+                "--preset",
+                "semseg-full",
+                "--run-dir",
+                str(tmp_path / "ft"),
+                "--finetune.pretrained",
+                str(tmp_path / "mae"),
+                "--finetune.data",
+                str(files["water-cherenkov"]),
+                "--train.max-steps",
+                "2",
+                "--optim.warmup-steps",
+                "1",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "water-cherenkov events" in err and "wc.h5" in err and "across detectors" in err

@@ -81,7 +81,12 @@ DETECTORS: dict[str, Detector] = {
         interaction="0, -1 for dark noise",
         layouts=("watchmal-h5",),
         preprocess=Preprocess(
-            energy_threshold=0.0, center=0.0, scale=20.0, log_energy_eps=0.1, log_energy_max=1000.0
+            energy_threshold=0.0,
+            center=0.0,
+            scale=20.0,
+            log_energy_eps=0.1,
+            log_energy_max=1000.0,
+            time_scale=100.0,
         ),
     ),
 }

@@ -161,10 +161,24 @@ class LogEnergy:
 
 @dataclass(frozen=True, kw_only=True)
 class MakeFeatures:
-    """``feat = [coord, energy]`` (N, 4) float32: normalised xyz and log energy when run last."""
+    """``feat = [coord, energy]`` (N, 4) float32: normalised xyz and log energy when run last;
+    with ``time_scale > 0`` a fifth channel ``(time - median hit time) / time_scale``."""
+
+    time_scale: float = 0.0
+    """ns per unit of the time channel; 0: no time channel."""
 
     def __call__(self, event: Event, rng: np.random.Generator) -> Event:
-        feat = np.concatenate([event.coord, event.energy[:, None]], axis=1)  # (N, 4)
+        cols = [event.coord, event.energy[:, None]]
+        if self.time_scale > 0:
+            if event.time is None:
+                raise ValueError(
+                    f"{event.where}: the preprocessing adds a time channel "
+                    f"(time_scale={self.time_scale} ns) but the event has no hit times"
+                )
+            t = event.time.astype(np.float64)
+            t0 = float(np.median(t)) if len(t) else 0.0
+            cols.append(((t - t0) / self.time_scale)[:, None])
+        feat = np.concatenate(cols, axis=1)  # (N, 4 or 5)
         return event.with_fields(feat=feat.astype(np.float32))
 
 
@@ -321,6 +335,9 @@ class Preprocess:
     """MeV, eps of the log energy scaling (PoLAr-MAE emin)."""
     log_energy_max: float = 20.0
     """MeV mapped to +1 by the log energy scaling."""
+    time_scale: float = 0.0
+    """ns; > 0 adds the hit time, relative to the event's median hit time and divided by
+    this, as a fifth feature channel (water Cherenkov); 0: no time channel."""
 
     def __post_init__(self) -> None:
         if self.energy_threshold < 0:
@@ -331,6 +348,8 @@ class Preprocess:
             raise ValueError(f"Preprocess.min_points must be >= 0, got {self.min_points}")
         if self.scale <= 0:
             raise ValueError(f"Preprocess.scale must be > 0, got {self.scale}")
+        if self.time_scale < 0:
+            raise ValueError(f"Preprocess.time_scale must be >= 0, got {self.time_scale}")
         if not 0 < self.log_energy_eps < self.log_energy_max:
             raise ValueError(
                 f"Preprocess needs 0 < log_energy_eps < log_energy_max, got "
@@ -347,8 +366,13 @@ class Preprocess:
         steps.append(NormalizeCoord(center=self.center, scale=self.scale))
         steps.extend(augment)
         steps.append(LogEnergy(eps=self.log_energy_eps, emax=self.log_energy_max))
-        steps.append(MakeFeatures())
+        steps.append(MakeFeatures(time_scale=self.time_scale))
         return Compose(steps)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the ``feat`` channels the transforms make."""
+        return ("x", "y", "z", "log_energy") + (("time",) if self.time_scale > 0 else ())
 
     def to_dict(self) -> dict[str, float | int | bool]:
         """Plain dict for checkpoints and config files."""

@@ -226,14 +226,50 @@ class StreamFusionEncoder(Encoder):
         return EncoderOutput(feat=latents, level="latent", offset=batch.offset, hidden=per_stream)
 
 
-def build_encoder(
-    cfg: TokenViTConfig
+EncoderConfigs = (
+    TokenViTConfig
     | PTv3Config
     | StreamFusionConfig
     | LocalGeometryConfig
     | ReleasedPTv3Config
-    | ReleasedPolarMAEConfig,
-) -> Encoder:
+    | ReleasedPolarMAEConfig
+)
+"""Every encoder config :func:`build_encoder` takes."""
+
+
+def input_width(cfg: EncoderConfigs) -> int:
+    """Per-point feature channels (``PointBatch.feat`` width) the encoder takes."""
+    match cfg:
+        case ReleasedPTv3Config():
+            return cfg.ptv3.in_channels
+        case ReleasedPolarMAEConfig():
+            return cfg.polarmae.num_channels
+        case LocalGeometryConfig() | PTv3Config():
+            return cfg.in_channels
+        case TokenViTConfig() | StreamFusionConfig():
+            return cfg.tokenizer.in_channels
+        case _:
+            raise TypeError(f"input_width: no encoder config {type(cfg).__name__}")
+
+
+def with_input_width(cfg: EncoderConfigs, width: int) -> EncoderConfigs:
+    """The same architecture taking ``width`` feature channels (a fresh encoder for another
+    detector's inputs); released architectures are fixed and refused."""
+    match cfg:
+        case ReleasedPTv3Config() | ReleasedPolarMAEConfig():
+            raise ValueError(
+                f"{type(cfg).__name__}: a released architecture takes "
+                f"{input_width(cfg)} channels, not {width}"
+            )
+        case LocalGeometryConfig() | PTv3Config():
+            return replace(cfg, in_channels=width)
+        case TokenViTConfig() | StreamFusionConfig():
+            return replace(cfg, tokenizer=replace(cfg.tokenizer, in_channels=width))
+        case _:
+            raise TypeError(f"with_input_width: no encoder config {type(cfg).__name__}")
+
+
+def build_encoder(cfg: EncoderConfigs) -> Encoder:
     """Build the encoder a config describes."""
     match cfg:
         case ReleasedPTv3Config():

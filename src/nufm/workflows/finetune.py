@@ -36,6 +36,7 @@ from nufm.data.transforms import Preprocess
 from nufm.errors import ConfigError, InputError
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
+from nufm.models.encoders import input_width, with_input_width
 from nufm.models.released.files import is_released
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.train.components import build_augmentations
@@ -121,6 +122,38 @@ def data_preprocess(data: tuple[Path, ...]) -> Preprocess:
     if not data:
         return Preprocess()
     return detector_for_layout(detect_layout(data[0])).preprocess
+
+
+def _check_same_detector(pretrained: Pretrained, data: tuple[Path, ...]) -> None:
+    """A pretrained model's preprocessing is applied to the data, so the data must come from
+    the detector it was made for: another detector's events (coordinates in metres, charges
+    in photoelectrons) would be normalised with the wrong constants."""
+    if not data:
+        return
+    det = detector_for_layout(detect_layout(data[0]))
+    if det.name != "lartpc" and pretrained.preprocess != det.preprocess:
+        raise ConfigError(
+            f"finetune: {data[0]} holds {det.name} events, but {pretrained.source} was made "
+            f"with another preprocessing ({pretrained.preprocess}); nufm does not carry an "
+            "encoder across detectors yet (train with a scratch preset instead)"
+        )
+
+
+def _fit_input_width(task_cfg: TaskConfig, preprocess: Preprocess, fresh: bool) -> TaskConfig:
+    """A preset's fresh encoder takes the data's feature channels (the water Cherenkov hit time
+    is a fifth); a given architecture (pretrained model, study) must already take them."""
+    names = preprocess.feature_names
+    have = input_width(task_cfg.encoder)
+    if have == len(names):
+        return task_cfg
+    if not fresh:
+        raise ConfigError(
+            f"finetune: the data's events have {len(names)} feature channels "
+            f"({', '.join(names)}) but the encoder takes {have}; a model pretrained on another "
+            "detector's inputs cannot read them"
+        )
+    log.info("finetune: encoder input width %d -> %d (%s)", have, len(names), ", ".join(names))
+    return dataclasses.replace(task_cfg, encoder=with_input_width(task_cfg.encoder, len(names)))
 
 
 def _pilarnet_split(
@@ -262,6 +295,7 @@ def run_finetune(
     if pretrained is None and ft.pretrained is not None:
         pretrained = load_encoder(ft.pretrained)
     if pretrained is not None:
+        _check_same_detector(pretrained, ft.data)
         encoder_config = pretrained.encoder_config
         preprocess = pretrained.preprocess
         if encoder_config is None:
@@ -273,6 +307,7 @@ def run_finetune(
     if encoder_config is not None:
         task_cfg = dataclasses.replace(task_cfg, encoder=encoder_config)
     preprocess = preprocess or data_preprocess(ft.data)
+    task_cfg = _fit_input_width(task_cfg, preprocess, fresh=encoder_config is None)
     weights = pretrained if task_cfg.mode != "scratch" and not random_encoder else None
     if task_cfg.mode != "scratch" and weights is None and not random_encoder:
         raise ConfigError(
