@@ -320,6 +320,7 @@ StudyMode = Literal[
     "probe-random",
     "probe-geometry",
     "gbt-geometry",
+    "gbt-hitpattern",
 ]
 """A mode of the label-efficiency study: a task mode, or a linear probe on a random encoder
 (``linear-random``) or on classical local-shape descriptors (``linear-geometry``), all trained
@@ -329,6 +330,11 @@ events; ``gbt-geometry``: gradient-boosted trees on the descriptors), see
 :class:`ProbeStudyConfig`."""
 
 PROBE_MODES: tuple[StudyMode, ...] = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
+EVENT_BASELINE_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern",)
+"""Classical rows of event classification studies: boosted trees on the water Cherenkov
+hit-pattern features (``nufm.eval.wc_pid``), no network."""
+NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", "gbt-hitpattern")
+"""Study modes that need no pretrained model (a study of only these runs without one)."""
 """Study modes fitted on frozen per-point features (of an encoder or of the descriptors),
 selected on val events, with no training loop."""
 
@@ -455,6 +461,7 @@ class StudyConfig:
         """The seeds ``mode`` runs: ``network_seeds`` for the costly modes (see there), else
         ``seeds``."""
         costly = mode not in PROBE_MODES or mode in ("probe-random", "gbt-geometry")
+        costly = costly and mode not in EVENT_BASELINE_MODES  # seconds: every seed
         if costly and self.network_seeds is not None:
             return self.network_seeds
         return self.seeds

@@ -586,6 +586,25 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         modes=("probe-random", "probe-geometry", "gbt-geometry", "probe"),
         seeds=(0, 1, 2),
     ),
+    # water Cherenkov particle ID (e, mu, pi0, pi+ guns; nufm simulate --gun one-of): the
+    # network from scratch against boosted trees on hit-pattern features; no pretrained model
+    "wc-pid": StudyConfig(
+        run=finetune_run(
+            "wc-pid",
+            _task("wc-pid", "scratch"),
+            steps=200,
+            warmup_steps=20,
+            lr=2e-3,
+            max_events=8,
+            progress=False,
+            n_test=200,
+        ),
+        sizes=(50, 200, 800),
+        steps=(100, 200, 400),
+        modes=("gbt-hitpattern", "scratch"),
+        seeds=(0, 1, 2),
+        network_seeds=(0,),
+    ),
     # for a GPU node: 5 sizes, 3 seeds, longer runs
     "full": StudyConfig(
         run=finetune_run(

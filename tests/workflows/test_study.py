@@ -85,3 +85,60 @@ def test_step_budgets_seeds_per_kind_and_the_per_class_table(tmp_path: Path) -> 
     assert "steps per run {4: 2, 8: 5}" in md
     with pytest.raises(ConfigError, match="steps"):
         dataclasses.replace(cfg, steps=(2,))
+
+
+def test_water_cherenkov_pid_study_without_a_pretrained_model(tmp_path: Path) -> None:
+    """wc-pid: scratch networks and the boosted-trees row on the same events; the trees' row
+    equals hit_pattern_event_block run directly on those events."""
+    import pytest
+
+    from nufm.config import ConfigError
+    from nufm.data.detectors import DETECTORS
+    from nufm.data.watchmal import write_watchmal
+    from nufm.eval.wc_pid import hit_pattern_event_block
+    from nufm.sim.water_cherenkov import WaterCherenkovConfig, generate_wc_events, pmt_positions
+    from nufm.workflows.finetune import finetune_split
+
+    wc = WaterCherenkovConfig()
+    data = tmp_path / "wc.h5"
+    guns = generate_wc_events(60, 5, ("e-", "mu-", "pi0"), (200.0, 500.0), wc, one_of=True)
+    write_watchmal(data, guns, pmt_positions(wc).position)
+    base = STUDY_PRESETS["wc-pid"]
+    assert base.run.finetune is not None
+    cfg = dataclasses.replace(
+        base,
+        run=dataclasses.replace(
+            base.run,
+            finetune=dataclasses.replace(base.run.finetune, n_test=6),
+            logging=dataclasses.replace(base.run.logging, tensorboard=False),
+        ),
+        sizes=(8, 16),
+        steps=(2, 2),
+        seeds=(0, 1),
+    )
+    rows = run_study(cfg, None, (data,), tmp_path / "study")
+    assert [(r.mode, r.n_train, r.seed) for r in rows] == [
+        ("gbt-hitpattern", 8, 0),
+        ("gbt-hitpattern", 8, 1),
+        ("scratch", 8, 0),
+        ("gbt-hitpattern", 16, 0),
+        ("gbt-hitpattern", 16, 1),
+        ("scratch", 16, 0),
+    ]
+    ft = cfg.run.finetune
+    assert ft is not None
+    ft = dataclasses.replace(ft, data=(data,))
+    pre = DETECTORS["water-cherenkov"].preprocess
+    train = finetune_split(ft, pre, "train", 16)
+    test = finetune_split(ft, pre, "test", 6)
+    direct = hit_pattern_event_block(
+        train, test, "wc_label", ("gamma", "e", "mu", "pi0", "pi+"), 0, (), 0
+    )
+    assert rows[3].macro_f1 == pytest.approx(direct["macro_f1"])
+    assert rows[3].accuracy == pytest.approx(direct["accuracy"])
+    md = (tmp_path / "study" / "results.md").read_text()
+    assert "pretrained encoder: none" in md and "event classes" in md
+    # the classical rows need an event classification task
+    semseg = dataclasses.replace(STUDY_PRESETS["smoke"], modes=("gbt-hitpattern",))
+    with pytest.raises(ConfigError, match="event classification"):
+        run_study(semseg, None, (data,), tmp_path / "bad")

@@ -1,7 +1,8 @@
 """A classical particle-identification baseline for water Cherenkov events, beside the networks:
 gradient-boosted trees on hand-made features of the PMT hit pattern, no truth used.
 
-Owns :func:`hit_pattern_features` and :func:`pid_baseline` (the efficiency at fixed
+Owns :func:`hit_pattern_features`, :func:`pid_baseline` and :func:`hit_pattern_event_block`
+(the study row of an event classification task; the efficiency at fixed
 rejection is :func:`nufm.eval.metrics.efficiency_at_rejection`). The features of one event
 (C = charge per hit, t = hit time, x = PMT position):
 
@@ -26,7 +27,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from nufm.data.event import Event
-from nufm.eval.metrics import efficiency_at_rejection
+from nufm.eval.metrics import ConfusionMatrix, efficiency_at_rejection, event_class_scores
 
 FEATURE_NAMES = (
     "total_charge",
@@ -108,4 +109,55 @@ def pid_baseline(
         "accuracy": float((model.predict(x_test) == np.asarray(test_label)).mean()),
         "n_train": len(train),
         "n_test": len(test),
+    }
+
+
+def event_classes(
+    events: Sequence[Event], target: str, offset: int, num_classes: int
+) -> np.ndarray:
+    """(E,) int64 class of each event from ``meta[target]``, binned as the event task bins it:
+    ``clip(round(value) - offset, 0, num_classes - 1)``.
+
+    Raises:
+        ValueError: an event without ``meta[target]`` (named).
+    """
+    values = []
+    for e in events:
+        if target not in e.meta:
+            raise ValueError(f"{e.where}: no event truth {target!r} in meta")
+        values.append(float(e.meta[target]))
+    return np.clip(np.rint(np.asarray(values)).astype(np.int64) - offset, 0, num_classes - 1)
+
+
+def hit_pattern_event_block(
+    train: Sequence[Event],
+    test: Sequence[Event],
+    target: str,
+    class_names: Sequence[str],
+    class_offset: int = 0,
+    efficiency_at: Sequence[tuple[int, int, float]] = (),
+    seed: int = 0,
+) -> dict:
+    """Boosted trees on :func:`hit_pattern_features` as an event classifier, scored like the
+    network event task (``nufm.eval.tasks.evaluate_task``'s ``event_class`` block: confusion
+    matrix, per-class and macro F1, one-vs-rest ROC AUC, efficiencies at fixed rejection).
+    A class absent from the training events gets probability 0 (logit -1e9)."""
+    C = len(class_names)
+    y_train = event_classes(train, target, class_offset, C)
+    y_test = event_classes(test, target, class_offset, C)
+    x_train = np.stack([hit_pattern_features(e) for e in train])
+    x_test = np.stack([hit_pattern_features(e) for e in test])
+    logits = np.full((len(test), C), -1e9)
+    if len(np.unique(y_train)) == 1:
+        logits[:, int(y_train[0])] = 0.0
+    else:
+        model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
+        proba = model.predict_proba(x_test)
+        logits[:, np.asarray(model.classes_, np.int64)] = np.log(np.maximum(proba, 1e-300))
+    cm = ConfusionMatrix(C, ignore_index=-1)
+    cm.update(logits.argmax(1), y_test)
+    return {
+        **cm.compute().to_dict(list(class_names)),
+        **event_class_scores(logits, y_test, class_names, efficiency_at),
+        "target": target,
     }

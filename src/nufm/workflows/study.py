@@ -15,6 +15,11 @@ The frozen-feature modes ``probe``, ``probe-random``, ``probe-geometry`` and ``g
 follow the probe protocol of the references instead (features computed once, heads or trees
 selected on val events, no training loop): :mod:`nufm.workflows.probe_study`.
 
+Event classification tasks (e.g. ``wc-pid``) work the same way, scored by the macro F1 over
+the event classes; their classical row is ``gbt-hitpattern`` (boosted trees on the water
+Cherenkov hit-pattern features, :func:`nufm.eval.wc_pid.hit_pattern_event_block`). A study of
+only ``scratch`` and ``gbt-hitpattern`` needs no pretrained model.
+
 Writes ``results.csv``, ``results.md`` and
 ``label_efficiency.png`` (macro F1 vs labelled events, log x) plus one run directory with a
 ``metrics.json`` per run. The claim under test is that of PoLAr-MAE (arXiv:2502.02558) and
@@ -36,14 +41,23 @@ from typing import Any
 import numpy as np
 import tyro
 
-from nufm.config import PROBE_MODES, RunConfig, StudyConfig
+from nufm.config import (
+    EVENT_BASELINE_MODES,
+    NO_PRETRAINED_MODES,
+    PROBE_MODES,
+    RunConfig,
+    StudyConfig,
+)
+from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
+from nufm.eval.wc_pid import hit_pattern_event_block
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
+from nufm.tasks.event_task import EventTaskConfig
 from nufm.viz.display import save_figure
-from nufm.workflows.finetune import finetune_split, run_finetune
+from nufm.workflows.finetune import data_preprocess, finetune_split, run_finetune
 from nufm.workflows.load import load_encoder
 from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
 
@@ -164,11 +178,20 @@ def run_study(
         pretrained=Path(pretrained_path) if pretrained_path is not None else ft.pretrained,
         data=tuple(data) if data is not None else ft.data,
     )
-    if ft.pretrained is None:
+    if ft.pretrained is None and not set(cfg.modes) <= set(NO_PRETRAINED_MODES):
         raise ValueError("study: give the pretrained model (--pretrained RUN_OR_MODEL_DIR)")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, finetune=ft))
-    pretrained = load_encoder(ft.pretrained)
-    pre = pretrained.preprocess
+    pretrained = load_encoder(ft.pretrained) if ft.pretrained is not None else None
+    pre = pretrained.preprocess if pretrained is not None else data_preprocess(ft.data)
+    source = pretrained.source if pretrained is not None else "none"
+    task = cfg.run.objective
+    if any(m in EVENT_BASELINE_MODES for m in cfg.modes) and not (
+        isinstance(task, EventTaskConfig) and task.kind == "classification"
+    ):
+        raise ConfigError(
+            f"study: modes {EVENT_BASELINE_MODES} classify events; the run's task is "
+            f"{type(task).__name__} (use an event classification preset such as wc-pid-scratch)"
+        )
     pool = finetune_split(ft, pre, "train", max(cfg.sizes))
     test = finetune_split(ft, pre, "test", ft.n_test)
     select: list | None = None  # val events of early stopping
@@ -176,6 +199,8 @@ def run_study(
         select = finetune_split(ft, pre, "val", ft.n_val)
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
+        if pretrained is None:
+            raise ValueError("study: the probe modes need a pretrained model (--pretrained)")
         n_val = cfg.probe.n_val if cfg.probe.n_val is not None else ft.n_test
         val = finetune_split(ft, pre, "val", n_val)
         cache = FeatureCache(
@@ -192,15 +217,28 @@ def run_study(
                 name = f"{mode}-n{n}-s{seed}"
                 t0 = time.perf_counter()
                 if mode in PROBE_MODES:
-                    assert cache is not None
+                    assert cache is not None and pretrained is not None
                     _, sem = run_probe_mode(
                         cfg, mode, n, seed, cache, pretrained, out_dir / "runs" / name
                     )
                     row = _row(
                         mode, n, seed, sem, time.perf_counter() - t0, out_dir / "runs" / name
                     )
+                elif mode in EVENT_BASELINE_MODES:
+                    assert isinstance(task, EventTaskConfig)
+                    block = hit_pattern_event_block(
+                        pool[:n],
+                        test,
+                        task.targets[0],
+                        task.class_names
+                        or [str(task.class_offset + c) for c in range(task.num_classes)],
+                        task.class_offset,
+                        task.efficiency_at,
+                        seed,
+                    )
+                    row = _row(mode, n, seed, block, time.perf_counter() - t0, "")
                 else:
-                    encoder_config = pretrained.encoder_config
+                    encoder_config = pretrained.encoder_config if pretrained else None
                     if mode == "linear-geometry":
                         encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
                     result = run_finetune(
@@ -214,11 +252,11 @@ def run_study(
                         test_events=test,
                         val_events=select,
                     )
-                    sem = result.metrics["semantic"]
+                    sem = result.metrics.get("semantic") or result.metrics["event_class"]
                     row = _row(mode, n, seed, sem, time.perf_counter() - t0, result.run_dir)
                 rows.append(row)
                 log.info("study %s: macro F1 %.3f (%.0f s)", name, row.macro_f1, row.seconds)
-                write_study_outputs(rows, cfg, out_dir, pretrained.source)
+                write_study_outputs(rows, cfg, out_dir, source)
     return rows
 
 
@@ -382,7 +420,8 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
             else ""
         )
         + f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
-        "semantic classes on the test events (data-set level).\n\n"
+        f"{'event' if isinstance(cfg.run.objective, EventTaskConfig) else 'semantic'} classes "
+        "on the test events (data-set level).\n\n"
     )
     if any(r.mode in PROBE_MODES for r in rows):
         p = cfg.probe
