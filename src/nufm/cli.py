@@ -104,7 +104,14 @@ def info(file: Pos[Path]) -> None:
     print(f"{file} ({layout}, {det.title}; coordinates in {det.coord_unit})\n{summary.format()}")
 
 
-def tracks(file: Pos[Path], *, events: int | None = None, min_hits: int = 8) -> None:
+def tracks(
+    file: Pos[Path],
+    *,
+    events: int | None = None,
+    min_hits: int = 8,
+    split: Literal["all", "train", "val", "test"] = "all",
+    split_seed: int = 0,
+) -> None:
     """Classical track finding (a Hough transform of circles through the beam line) on a
     collider-TPC file; prints the mean adjusted Rand index, track efficiency and fake rate
     against the true tracks (the baseline beside the networks).
@@ -112,8 +119,11 @@ def tracks(file: Pos[Path], *, events: int | None = None, min_hits: int = 8) -> 
     Args:
         file: A TPCpp .npz file with true track ids (e.g. from nufm simulate --detector
             collider-tpc).
-        events: Use the first N events (default all).
+        events: Use the first N events (default all) of the file or split.
         min_hits: Hits a track needs.
+        split: Score only one split of the file, the events `nufm finetune` / `evaluate`
+            use with the default fractions 0.8 / 0.1 / 0.1 (the network's test events: test).
+        split_seed: Seed of that split (the fine-tuning default 0).
     """
     import itertools
     import json
@@ -121,10 +131,15 @@ def tracks(file: Pos[Path], *, events: int | None = None, min_hits: int = 8) -> 
     from nufm.data.detectors import detector_for_layout
     from nufm.data.formats import detect_layout, iter_any
     from nufm.eval.track_finding import evaluate_track_finding
+    from nufm.workflows.finetune import load_split_events
 
-    if detector_for_layout(detect_layout(file)).name != "collider-tpc":
+    det = detector_for_layout(detect_layout(file))
+    if det.name != "collider-tpc":
         raise InputError(f"{file}: not collider-TPC events; track finding needs a TPCpp file")
-    evs = list(itertools.islice(iter_any(file), events))
+    if split == "all":
+        evs = list(itertools.islice(iter_any(file), events))
+    else:
+        evs = load_split_events((file,), det.preprocess, split, events, split_seed=split_seed)
     if not evs:
         raise InputError(f"{file}: the file holds no events")
     print(json.dumps(evaluate_track_finding(evs, min_hits=min_hits), indent=1))

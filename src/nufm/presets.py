@@ -454,6 +454,21 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
         ),
         "event regression: first-interaction vertex",
     ),
+    # collider TPC hits (nufm simulate --detector collider-tpc): the per-hit tasks of FM4NPP
+    "tpc-pid": (
+        SemsegConfig(encoder=_PTV3_TINY, loss="ce", class_weighting="none"),
+        "collider TPC per-hit particle ID (other, pion, kaon, proton, electron)",
+    ),
+    "tpc-noise": (
+        SemsegConfig(
+            encoder=_PTV3_TINY, num_classes=2, labels="noise", loss="ce", class_weighting="none"
+        ),
+        "collider TPC noise tagging (random hits and loopers against track hits)",
+    ),
+    "tpc-tracks": (
+        ClusterConfig(encoder=_PTV3_TINY, target="particle"),
+        "collider TPC track finding: per-hit embeddings clustered (efficiency, fake rate, ARI)",
+    ),
     # water Cherenkov events (targets from nufm.data.water_cherenkov.event_truth); the field
     # quotes e efficiency at 99.9 % mu and 95 % pi0 rejection
     "wc-pid": (

@@ -24,6 +24,7 @@ from nufm.eval.metrics import (
     adjusted_rand_index,
     efficiency_at_rejection,
     event_class_scores,
+    instance_efficiency,
     metrics_from_counts,
     panoptic_counts,
     regression_metrics,
@@ -288,3 +289,44 @@ def test_event_class_scores_against_scikit_learn() -> None:
     assert set(out["efficiency"]) == {"e_vs_mu_at_0.99", "e_vs_gamma_at_0.9"}
     with pytest.raises(ValueError, match="names"):
         event_class_scores(logits, t, names[:3])
+
+
+def _efficiency_by_loops(pred: np.ndarray, truth: np.ndarray, min_true: int = 5):
+    """Tracking's definition written out cluster by cluster."""
+    found = [f for f in np.unique(pred) if f >= 0]
+    majority = {}
+    for f in found:
+        ids, counts = np.unique(truth[pred == f], return_counts=True)
+        majority[f] = (ids[counts.argmax()], counts.max() / counts.sum())
+    fakes = sum(1 for f in found if majority[f][1] < 0.75 or majority[f][0] < 0)
+    good = []
+    for t, n_t in zip(*np.unique(truth[truth >= 0], return_counts=True), strict=True):
+        if n_t >= min_true:
+            good.append(
+                any(
+                    majority[f][0] == t
+                    and majority[f][1] >= 0.75
+                    and np.sum((pred == f) & (truth == t)) >= 0.5 * n_t
+                    for f in found
+                )
+            )
+    return (float(np.mean(good)) if good else math.nan), (fakes / len(found) if found else 0.0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_instance_efficiency_equals_the_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(-1, 8, 400)
+    pred = truth.copy()
+    flip = rng.random(400) < 0.3  # some points go to other clusters or unassigned
+    pred[flip] = rng.integers(-1, 10, int(flip.sum()))
+    pred[truth == 2] = 20  # a cluster that merges two tracks
+    pred[truth == 3] = 20
+    got = instance_efficiency(pred, truth)
+    want = _efficiency_by_loops(pred, truth)
+    assert got == pytest.approx(want, nan_ok=True)
+    # hand case: one clean track, one split in halves, a noise cluster
+    t = np.array([0] * 6 + [1] * 6 + [-1] * 3)
+    p = np.array([5] * 6 + [6] * 3 + [7] * 3 + [8] * 3)
+    assert instance_efficiency(p, t) == (1.0, 0.25)  # both halves hold 50 %; cluster 8 is fake
+    assert instance_efficiency(np.full(15, -1), t) == (0.0, 0.0)

@@ -152,3 +152,60 @@ def test_an_encoder_of_another_detector_is_refused(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "water-cherenkov events" in err and "wc.h5" in err and "across detectors" in err
+
+
+def _finetune(preset: str, data: Path, run: Path) -> dict:
+    main(
+        [
+            "finetune",
+            "--preset",
+            preset,
+            "--run-dir",
+            str(run),
+            "--finetune.data",
+            str(data),
+            "--finetune.n-train",
+            "4",
+            "--finetune.n-test",
+            "2",
+            "--train.max-steps",
+            "2",
+            "--optim.warmup-steps",
+            "1",
+            "--logging.no-progress",
+        ]
+    )
+    return json.loads((run / "metrics.json").read_text())["metrics"]
+
+
+def test_collider_tpc_hit_tasks_from_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
+    """Per-hit particle ID and noise tagging report the detector's classes; noise targets are
+    the hits whose interaction id is -1; track finding reports tracking's scores."""
+    from nufm.workflows.finetune import load_split_events
+
+    data = files["collider-tpc"]
+    test = load_split_events((data,), DETECTORS["collider-tpc"].preprocess, "test", 2)
+    n_noise = sum(int((e.interaction == -1).sum()) for e in test)
+    n_hits = sum(len(e) for e in test)
+    pid = _finetune("tpc-pid-scratch", data, tmp_path / "pid")["semantic"]
+    assert pid["class_names"] == ["other", "pion", "kaon", "proton", "electron"]
+    noise = _finetune("tpc-noise-scratch", data, tmp_path / "noise")["semantic"]
+    assert noise["class_names"] == ["signal", "noise"]
+    cm = noise["confusion_matrix"]
+    assert sum(cm[1]) == n_noise and sum(map(sum, cm)) == n_hits
+    inst = _finetune("tpc-tracks-scratch", data, tmp_path / "tracks")["instance"]
+    assert 0.0 <= inst["efficiency_mean"] <= 1.0 and 0.0 <= inst["fake_rate_mean"] <= 1.0
+
+
+def test_hough_baseline_on_the_networks_test_split(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nufm.eval.track_finding import evaluate_track_finding
+    from nufm.workflows.finetune import load_split_events
+
+    data = files["collider-tpc"]
+    main(["tracks", str(data), "--split", "test"])
+    printed = json.loads(capsys.readouterr().out)
+    test = load_split_events((data,), DETECTORS["collider-tpc"].preprocess, "test", None)
+    assert printed == evaluate_track_finding(test, min_hits=8)
+    assert printed["n_events"] == len(test) == 2

@@ -18,10 +18,12 @@ This file owns every number nufm reports for a prediction. The rules, stated onc
   ``balanced_accuracy`` is the mean recall over classes with target support (scikit-learn's
   ``balanced_accuracy_score``).
 * **Instances** (per event; ids are only unique within an event): points whose target instance is
-  -1 are dropped; a predicted id of -1 means "unassigned". ARI (Hubert & Arabie 1985) treats each
-  unassigned point as its own cluster. Panoptic quality (Kirillov et al., arXiv:1801.00868) is
-  class-agnostic here: segments match when IoU > 0.5 (unique by construction); data-set PQ sums
-  TP, FP, FN and matched IoU over events before dividing.
+  -1 are dropped; a predicted id of -1 means "unassigned". Tracking's efficiency and fake rate
+  (:func:`instance_efficiency`) instead count target -1 points as noise inside clusters. ARI
+  (Hubert & Arabie 1985) treats each unassigned point as its own cluster. Panoptic quality
+  (Kirillov et al., arXiv:1801.00868) is class-agnostic here: segments match when IoU > 0.5
+  (unique by construction); data-set PQ sums TP, FP, FN and matched IoU over events before
+  dividing.
 * **Regression**: residual ``r = pred - target`` in the target's units; see
   :func:`regression_metrics`.
 * **Event classification scores**: one-vs-rest ROC AUC per class from the softmax
@@ -417,6 +419,49 @@ def panoptic_counts(
     return PanopticCounts(tp=tp, fp=n_p - tp, fn=n_t - tp, iou_sum=float(iou[is_match].sum()))
 
 
+def instance_efficiency(
+    pred: ArrayLike,
+    target: ArrayLike,
+    min_true_points: int = 5,
+    purity: float = 0.75,
+    completeness: float = 0.5,
+) -> tuple[float, float]:
+    """(efficiency, fake rate) of one event's clusters, as tracking scores them.
+
+    A predicted cluster (id >= 0) belongs to the true instance that holds most of its points
+    when that share is at least ``purity``; else, or when most of its points are noise
+    (target -1), it is a fake. A true instance with at least ``min_true_points`` points is
+    found when a cluster that belongs to it holds at least ``completeness`` of its points.
+
+    Returns:
+        efficiency (NaN without a true instance of ``min_true_points``), fake rate (0 without
+        a predicted cluster).
+    """
+    p, t = to_numpy(pred).astype(np.int64), to_numpy(target).astype(np.int64)
+    if p.shape != t.shape or p.ndim != 1:
+        raise ValueError(f"instance_efficiency: pred {p.shape} and target {t.shape} must be (N,)")
+    assigned = p >= 0
+    p_ids, p_idx = np.unique(p[assigned], return_inverse=True)
+    t_ids, t_idx = np.unique(t, return_inverse=True)  # -1 (noise) is an id here
+    n_p, n_t = p_ids.size, t_ids.size
+    t_size = np.bincount(t_idx, minlength=n_t)
+    wanted = (t_ids >= 0) & (t_size >= min_true_points)
+    if n_p == 0:
+        return (0.0 if wanted.any() else float("nan")), 0.0
+    inter = np.bincount(p_idx * n_t + t_idx[assigned], minlength=n_p * n_t).reshape(
+        n_p, n_t
+    )  # (n_p, n_t) shared points
+    major = inter.argmax(1)  # (n_p,) majority true instance of each cluster
+    share = inter[np.arange(n_p), major] / inter.sum(1)
+    owns = (share >= purity) & (t_ids[major] >= 0)  # (n_p,) cluster belongs to its majority
+    fake_rate = float((~owns).mean())
+    found = np.zeros(n_t, bool)
+    big = owns & (inter[np.arange(n_p), major] >= completeness * t_size[major])
+    found[major[big]] = True
+    efficiency = float(found[wanted].mean()) if wanted.any() else float("nan")
+    return efficiency, fake_rate
+
+
 @dataclass
 class InstanceMetrics:
     """Per-event accumulator of ARI and panoptic counts; call :meth:`update` once per event."""
@@ -425,10 +470,15 @@ class InstanceMetrics:
     iou_threshold: float = 0.5
     ari: list[float] = field(default_factory=list)
     panoptic: list[PanopticCounts] = field(default_factory=list)
+    efficiency: list[float] = field(default_factory=list)
+    fake_rate: list[float] = field(default_factory=list)
 
     def update(self, pred: ArrayLike, target: ArrayLike) -> None:
         """Add one event: pred, target (N,) int instance ids of that event's points."""
         self.ari.append(adjusted_rand_index(pred, target, ignore_index=self.ignore_index))
+        eff, fake = instance_efficiency(pred, target)
+        self.efficiency.append(eff)
+        self.fake_rate.append(fake)
         self.panoptic.append(
             panoptic_counts(
                 pred, target, ignore_index=self.ignore_index, iou_threshold=self.iou_threshold
@@ -438,6 +488,8 @@ class InstanceMetrics:
     def merge(self, other: InstanceMetrics) -> InstanceMetrics:
         self.ari.extend(other.ari)
         self.panoptic.extend(other.panoptic)
+        self.efficiency.extend(other.efficiency)
+        self.fake_rate.extend(other.fake_rate)
         return self
 
     def compute(self) -> dict[str, float | int]:
@@ -455,7 +507,15 @@ class InstanceMetrics:
             "fp": total.fp,
             "fn": total.fn,
             "pq_event_mean": float(event_pq[finite].mean()) if finite.any() else float("nan"),
+            "efficiency_mean": _mean_finite(self.efficiency),
+            "fake_rate_mean": _mean_finite(self.fake_rate),
         }
+
+
+def _mean_finite(values: list[float]) -> float:
+    """Mean of the finite values (NaN when there is none)."""
+    v = np.asarray(values, np.float64)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from nufm.batch import PointBatch
 from nufm.data.collate import budget_batches, collate
+from nufm.data.detectors import detector_of
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
 from nufm.data.transforms import Transform
@@ -104,6 +105,19 @@ def iter_predictions(
         task.train(was_training)
 
 
+def _semseg_names(task: SemanticSegmentation, events: EventSource | Sequence[Event]) -> list[str]:
+    """The task's class names, else those of the events' detector (LArTPC by default)."""
+    cfg = task.cfg
+    if cfg.class_names:
+        return list(cfg.class_names)
+    if cfg.labels == "noise":
+        return ["signal", "noise"]
+    names = detector_of(events[0]).segment_names if len(events) else SEGMENT_NAMES
+    if len(names) < cfg.num_classes:
+        return [str(c) for c in range(cfg.num_classes)]
+    return list(names[: cfg.num_classes])
+
+
 def _class_names_event(offset: int, num_classes: int) -> list[str]:
     names = [str(offset + c) for c in range(num_classes)]
     names[-1] = f">={offset + num_classes - 1}"
@@ -146,7 +160,7 @@ def evaluate_task(
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
                 cm.update(pred["pred"], pred["target"])
-            blocks = metrics_report(semantic=cm, class_names=SEGMENT_NAMES[: task.cfg.num_classes])
+            blocks = metrics_report(semantic=cm, class_names=_semseg_names(task, events))
         case ParticleID():
             cm = ConfusionMatrix(NUM_PID_CLASSES, ignore_index=-1)
             for batch, pred in stream:

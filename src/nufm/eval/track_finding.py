@@ -24,7 +24,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from nufm.data.event import Event
-from nufm.eval.metrics import adjusted_rand_index
+from nufm.eval.metrics import adjusted_rand_index, instance_efficiency
 
 
 def hough_tracks(
@@ -112,29 +112,11 @@ def _z_consistent(coord: np.ndarray, near: np.ndarray, kappa: float, z_cut: floa
 def track_scores(
     pred: np.ndarray, truth: np.ndarray, min_true_hits: int = 5
 ) -> tuple[float, float, float]:
-    """(ARI, efficiency, fake rate) of one event; truth -1 (random noise) is left out."""
+    """(ARI, efficiency, fake rate) of one event; truth -1 (random noise) is left out of the
+    ARI (:func:`nufm.eval.metrics.instance_efficiency` for the other two)."""
     keep = truth >= 0
     ari = adjusted_rand_index(pred[keep], truth[keep])
-    found = [t for t in np.unique(pred) if t >= 0]
-    good_tracks = []
-    majority = {}
-    for f in found:
-        members = truth[pred == f]
-        ids, counts = np.unique(members, return_counts=True)
-        majority[f] = (ids[counts.argmax()], counts.max() / len(members))
-    fakes = sum(1 for f in found if majority[f][1] < 0.75 or majority[f][0] < 0)
-    for t, n_t in zip(*np.unique(truth[keep], return_counts=True), strict=True):
-        if n_t < min_true_hits:
-            continue
-        hit = any(
-            majority[f][0] == t
-            and majority[f][1] >= 0.75
-            and np.sum((pred == f) & (truth == t)) >= 0.5 * n_t
-            for f in found
-        )
-        good_tracks.append(hit)
-    efficiency = float(np.mean(good_tracks)) if good_tracks else float("nan")
-    fake_rate = fakes / len(found) if found else 0.0
+    efficiency, fake_rate = instance_efficiency(pred, truth, min_true_hits)
     return ari, efficiency, fake_rate
 
 

@@ -95,6 +95,12 @@ class SemsegConfig(TaskBaseConfig):
     PoLAr-MAE's global token features)."""
     ignore_index: int = -1
     """Segment label skipped by the loss and the metrics."""
+    labels: Literal["segment", "noise"] = "segment"
+    """Per-point target: the segment label, or noise tagging (class 1 = points whose
+    interaction id is -1, e.g. the collider TPC's noise hits and loopers; num_classes 2)."""
+    class_names: tuple[str, ...] = ()
+    """Names for the reports (empty: the detector's segment names, ``signal``/``noise`` for
+    noise tagging)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,6 +120,12 @@ class SemsegConfig(TaskBaseConfig):
             )
         if min(self.class_weights, default=0.0) < 0:
             raise ValueError(f"SemsegConfig.class_weights must be >= 0: {self.class_weights}")
+        if self.labels == "noise" and self.num_classes != 2:
+            raise ValueError(f"SemsegConfig: noise tagging has 2 classes, not {self.num_classes}")
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"SemsegConfig: {len(self.class_names)} class_names for {self.num_classes} classes"
+            )
         if self.loss not in ("ce", "focal") or self.focal_gamma < 0:
             raise ValueError(
                 f"SemsegConfig: loss must be ce|focal and focal_gamma >= 0, got "
@@ -186,6 +198,10 @@ class SemanticSegmentation(TaskModule[SemsegConfig]):
         )
 
     def _target(self, batch: PointBatch) -> Tensor:
+        if self.cfg.labels == "noise":
+            if batch.interaction is None:
+                raise ValueError("semseg: noise tagging needs interaction ids (-1 = noise)")
+            return (batch.interaction == -1).long()
         if batch.segment is None:
             raise ValueError("semseg: the batch has no segment labels")
         bad = (batch.segment >= self.cfg.num_classes) | (batch.segment < self.cfg.ignore_index)
@@ -214,6 +230,7 @@ class SemanticSegmentation(TaskModule[SemsegConfig]):
         """``logits`` (N, C), ``pred`` (N,) int64 class ids; ``target`` (N,) when labelled."""
         logits = self.logits(batch)
         out = {"logits": logits, "pred": logits.argmax(1)}
-        if batch.segment is not None:
-            out["target"] = batch.segment
+        labelled = batch.interaction if self.cfg.labels == "noise" else batch.segment
+        if labelled is not None:
+            out["target"] = self._target(batch)
         return out
