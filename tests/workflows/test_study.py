@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 from helpers.configs import one_step_mae_run
@@ -135,6 +136,12 @@ def test_water_cherenkov_pid_study_without_a_pretrained_model(tmp_path: Path) ->
         train, test, "wc_label", ("gamma", "e", "mu", "pi0", "pi+"), 0, (), 0
     )
     assert rows[3].macro_f1 == pytest.approx(direct["macro_f1"])
+    saved = json.loads((Path(rows[3].run_dir) / "metrics.json").read_text())
+    auc = {
+        k: (math.nan if v is None else v)
+        for k, v in saved["metrics"]["event_class"]["roc_auc"].items()
+    }
+    assert auc == pytest.approx(direct["roc_auc"], nan_ok=True)  # undefined AUCs saved as null
     assert rows[3].accuracy == pytest.approx(direct["accuracy"])
     md = (tmp_path / "study" / "results.md").read_text()
     assert "pretrained encoder: none" in md and "event classes" in md

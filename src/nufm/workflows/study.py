@@ -50,6 +50,7 @@ from nufm.config import (
 )
 from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
+from nufm.eval.report import write_metrics_json
 from nufm.eval.wc_pid import hit_pattern_event_block
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
@@ -236,7 +237,16 @@ def run_study(
                         task.efficiency_at,
                         seed,
                     )
-                    row = _row(mode, n, seed, block, time.perf_counter() - t0, "")
+                    run_dir = out_dir / "runs" / name
+                    write_metrics_json(
+                        run_dir / "metrics.json",
+                        {"task": "event", "mode": mode, "event_class": block},
+                        model={"task": cfg.run.name, "mode": mode, "features": "hit pattern"},
+                        data={"files": [str(p) for p in ft.data], "n_train": n},
+                        preprocess=pre.to_dict(),
+                        seed=seed,
+                    )
+                    row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
                 else:
                     encoder_config = pretrained.encoder_config if pretrained else None
                     if mode == "linear-geometry":
