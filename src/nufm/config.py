@@ -158,10 +158,15 @@ class DataConfig:
     """Which events to train on and how to batch them."""
 
     source: Literal["toy", "sim", "file"] = "sim"
-    """'sim' = events from the built-in simulator (nufm.sim); 'file' = a PILArNet-M HDF5 file
-    (``path``); 'toy' = tiny random events for tests."""
+    """'sim' = events from the built-in LArTPC simulator (nufm.sim); 'file' = an event file
+    (``path``) of any layout nufm reads; 'toy' = tiny random events for tests."""
     path: Path | None = None
-    """HDF5 file for source='file'."""
+    """Event file for source='file' (PILArNet-M .h5 is read lazily; other layouts, such as
+    the collider-TPC .npz and water Cherenkov .h5, are read into memory)."""
+    detector: str | None = None
+    """The detector of the events (nufm.data.detectors), which fixes their preprocessing;
+    None = the file's (from its layout) or the LArTPC's. A pretraining run records it, so its
+    model carries the right preprocessing wherever it is loaded."""
     num_events: int = 1000
     """Events to simulate (source 'sim'/'toy')."""
     sim_seed: int = 0

@@ -205,6 +205,27 @@ def _cpu_pretrain(
     )
 
 
+def _other_detector(name: str, detector: str, group_radius: float, width: int) -> RunConfig:
+    """``mae-cpu`` for another detector's event files: tokens of ``group_radius`` in its
+    normalised units, its feature width; refused without ``--data.source file --data.path``."""
+    mae = dataclasses.replace(
+        _MAE_CPU,
+        encoder=dataclasses.replace(
+            _MAE_CPU.encoder,
+            tokenizer=dataclasses.replace(
+                _MAE_CPU.encoder.tokenizer, group_radius=group_radius, in_channels=width
+            ),
+        ),
+        energy_channel=3,
+    )
+    run = _cpu_pretrain(name, mae, steps=1000, lr=1e-3)
+    return dataclasses.replace(
+        run,
+        train=dataclasses.replace(run.train, monitor_every=0),  # the probe monitor is LArTPC's
+        data=dataclasses.replace(run.data, detector=detector),
+    )
+
+
 def _in_step_groups(run: RunConfig) -> RunConfig:
     """``run`` grouping tokens inside every step (the reference of the throughput benchmark)."""
     return dataclasses.replace(run, data=dataclasses.replace(run.data, cache_groups=False))
@@ -263,6 +284,15 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-cpu": (
         _in_step_groups(_cpu_pretrain("mae-cpu", _MAE_CPU, steps=1000, lr=1e-3)),
         "MAE, token ViT width 96 depth 4, 1000 steps on 2 CPU cores (groups in the step)",
+    ),
+    # other detectors (nufm.data.detectors; their files: --data.source file --data.path F)
+    "mae-wc-cpu": (
+        _other_detector("mae-wc-cpu", "water-cherenkov", group_radius=0.08, width=5),
+        "water Cherenkov MAE: mae-cpu with 1.6 m PMT groups and the hit time as a channel",
+    ),
+    "mae-tpc-cpu": (
+        _other_detector("mae-tpc-cpu", "collider-tpc", group_radius=0.03, width=4),
+        "collider-TPC MAE: mae-cpu with 3.9 cm hit groups",
     ),
     "mae-ctx-cpu": (
         _in_step_groups(_cpu_pretrain("mae-ctx-cpu", _MAE_CTX_CPU, steps=1000, lr=1e-3)),

@@ -209,3 +209,66 @@ def test_hough_baseline_on_the_networks_test_split(
     test = load_split_events((data,), DETECTORS["collider-tpc"].preprocess, "test", None)
     assert printed == evaluate_track_finding(test, min_hits=8)
     assert printed["n_events"] == len(test) == 2
+
+
+def test_pretrain_on_water_cherenkov_then_finetune_the_encoder(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """nufm pretrain reads a WatChMaL file: the run records the detector, the encoder takes its
+    five channels, the model loads with the WC preprocessing and fine-tunes on WC events."""
+    import dataclasses
+
+    from helpers.configs import tiny_mae_run
+    from nufm.config import DataConfig
+    from nufm.errors import ConfigError
+    from nufm.train.components import resolve_detector
+    from nufm.train.run import run_pretrain
+    from nufm.workflows.load import load_encoder
+
+    data = files["wc-mixed"]
+    assert resolve_detector(DataConfig(source="file", path=data)).detector == "water-cherenkov"
+    assert resolve_detector(DataConfig(source="sim")).detector == "lartpc"
+    with pytest.raises(ConfigError, match="gives water-cherenkov events"):
+        resolve_detector(DataConfig(source="file", path=data, detector="lartpc"))
+    cfg = tiny_mae_run(data)
+    run_pretrain(cfg, tmp_path / "mae")
+    saved = yaml.safe_load((tmp_path / "mae" / "config.yaml").read_text())
+    assert saved["data"]["detector"] == "water-cherenkov"
+    assert saved["objective"]["encoder"]["tokenizer"]["in_channels"] == 5
+    assert saved["objective"]["energy_channel"] == 3  # log energy, not the time channel
+    pre = load_encoder(tmp_path / "mae").preprocess
+    assert pre == DETECTORS["water-cherenkov"].preprocess
+    metrics = _finetune_pretrained("wc-pid-linear", data, tmp_path / "mae", tmp_path / "ft")
+    assert metrics["event_class"]["target"] == "wc_label"
+    # the LArTPC-only simulator cannot stand in for a WC preset's data
+    wc_preset = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="sim"))
+    with pytest.raises(ConfigError, match="built-in simulator"):
+        resolve_detector(dataclasses.replace(wc_preset.data, detector="water-cherenkov"))
+
+
+def _finetune_pretrained(preset: str, data: Path, pretrained: Path, run: Path) -> dict:
+    main(
+        [
+            "finetune",
+            "--preset",
+            preset,
+            "--run-dir",
+            str(run),
+            "--finetune.pretrained",
+            str(pretrained),
+            "--finetune.data",
+            str(data),
+            "--finetune.n-train",
+            "4",
+            "--finetune.split-fractions",
+            "0.6",
+            "0.0",
+            "0.4",
+            "--train.max-steps",
+            "2",
+            "--optim.warmup-steps",
+            "1",
+            "--logging.no-progress",
+        ]
+    )
+    return json.loads((run / "metrics.json").read_text())["metrics"]

@@ -1,14 +1,19 @@
 """Objective dispatch (STYLE.md sections 2-3: no registry).
 
-Owns :data:`SSLObjectiveConfig` and :func:`build_ssl_objective`; the run-level dispatch over
-all objectives and tasks is :func:`nufm.train.components.build_objective`. Named objectives are
-run presets in :mod:`nufm.presets`.
+Owns :data:`SSLObjectiveConfig`, :func:`build_ssl_objective`, :func:`objective_input_width` and
+:func:`with_feature_width`; the run-level dispatch over all objectives and tasks is
+:func:`nufm.train.components.build_objective`. Named objectives are run presets in
+:mod:`nufm.presets`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 
+from nufm.models.encoders import TokenViTConfig, input_width, with_input_width
+from nufm.models.ptv3 import PTv3Config
 from nufm.ssl.distill import DistillConfig, SelfDistillation
 from nufm.ssl.forecast import ForecastConfig, Forecaster
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
@@ -40,3 +45,31 @@ def build_ssl_objective(cfg: SSLObjectiveConfig) -> nn.Module:
 
 
 __all__ = ["SSLObjectiveConfig", "build_ssl_objective"]
+
+
+def objective_input_width(cfg: SSLObjectiveConfig) -> int:
+    """Feature channels (``PointBatch.feat`` width) the objective's encoder takes."""
+    match cfg:
+        case MAEConfig() | DistillConfig():
+            return input_width(cfg.encoder)
+        case ForecastConfig():
+            return cfg.in_channels
+        case _:
+            raise TypeError(f"objective_input_width: no objective {type(cfg).__name__}")
+
+
+def with_feature_width(cfg: SSLObjectiveConfig, width: int) -> SSLObjectiveConfig:
+    """The same objective for events with ``width`` feature channels ``[x, y, z, log energy,
+    ...]`` (a detector's extra channels, such as the water Cherenkov hit time, come after the
+    energy, so MAE's energy target stays column 3)."""
+    match cfg:
+        case MAEConfig():
+            return replace(cfg, encoder=with_input_width(cfg.encoder, width), energy_channel=3)
+        case DistillConfig():
+            encoder = with_input_width(cfg.encoder, width)
+            assert isinstance(encoder, PTv3Config | TokenViTConfig)
+            return replace(cfg, encoder=encoder)
+        case ForecastConfig():
+            return replace(cfg, in_channels=width)
+        case _:
+            raise TypeError(f"with_feature_width: no objective {type(cfg).__name__}")

@@ -8,10 +8,13 @@ New objectives plug in here and nowhere else: add their config class to
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from torch import nn
 
 from nufm.config import DataConfig, ObjectiveConfig
+from nufm.data.detectors import detector_for_layout, get_detector
+from nufm.data.formats import detect_layout, read_any
 from nufm.data.lartpc import CENTER
 from nufm.data.transforms import (
     Compose,
@@ -24,7 +27,7 @@ from nufm.data.transforms import (
     RandomScale,
     Transform,
 )
-from nufm.errors import InputError, NotFoundError
+from nufm.errors import ConfigError, InputError, NotFoundError
 from nufm.ssl.build import build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
@@ -57,6 +60,36 @@ def build_objective(cfg: ObjectiveConfig) -> nn.Module:
             raise TypeError(f"build_objective: no objective for config {type(cfg).__name__}")
 
 
+def resolve_detector(cfg: DataConfig) -> DataConfig:
+    """``cfg`` with ``detector`` set: the file's detector (from its layout) for source 'file',
+    the LArTPC for simulated events; toy events keep None.
+
+    Raises:
+        ConfigError: ``detector`` names another detector than the file holds, or none known.
+    """
+    if cfg.source == "toy":
+        return cfg
+    found = "lartpc"
+    if cfg.source == "file":
+        assert cfg.path is not None
+        if not cfg.path.is_file():
+            raise NotFoundError(f"data.path {cfg.path}: no such file")
+        found = detector_for_layout(detect_layout(cfg.path)).name
+    if cfg.detector is not None and cfg.detector != found:
+        get_detector(cfg.detector)  # an unknown name gets its own message
+        where = cfg.path if cfg.source == "file" else "the built-in simulator"
+        raise ConfigError(
+            f"data.detector={cfg.detector!r} but {where} gives {found} events (for "
+            f"{cfg.detector} events: --data.source file --data.path FILE)"
+        )
+    return replace(cfg, detector=found)
+
+
+def run_preprocess(cfg: DataConfig) -> Preprocess:
+    """The preprocessing of the run's events: that of ``cfg.detector`` (LArTPC when None)."""
+    return get_detector(cfg.detector or "lartpc").preprocess
+
+
 def build_dataset(cfg: DataConfig) -> EventDataset:
     """The event dataset named by ``cfg.source`` (the loop's default dataset factory)."""
     match cfg.source:
@@ -82,7 +115,13 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
                 raise NotFoundError(f"data.path {cfg.path}: no such file")
             from nufm.data.dataset import PILArNetDataset
 
-            pre = Preprocess()  # the loop applies the transforms, seeded per (epoch, event)
+            pre = run_preprocess(cfg)  # the loop applies the transforms, per (epoch, event)
+            if detect_layout(cfg.path) != "pilarnet-h5":
+                events = [e for e in read_any(cfg.path) if len(e) > max(pre.min_points - 1, 0)]
+                if not events:
+                    raise InputError(f"data.path {cfg.path}: no usable event (empty file?)")
+                log.info("data.path %s: %d events read into memory", cfg.path, len(events))
+                return events
             dataset = PILArNetDataset(
                 cfg.path,
                 transform=None,
@@ -147,11 +186,11 @@ def build_transform(
         cropped = cfg.augment and cfg.crop is not None
         grouper = objective.event_grouper(cache=not cropped and not cfg.stream)
         augment = [*augment, grouper] if cropped else [grouper, *augment]
-    return (preprocess or Preprocess()).transforms(augment=augment)
+    return (preprocess or run_preprocess(cfg)).transforms(augment=augment)
 
 
 def preprocess_contract(cfg: DataConfig) -> dict:
     """What inputs a model trained on ``cfg`` expects (stored by ``nufm.hub.export``)."""
     if cfg.source == "toy":
         return {"source": "toy", "feat": "energy (MeV)", "coord": "voxel units"}
-    return {"source": cfg.source, **Preprocess().to_dict()}
+    return {"source": cfg.source, **run_preprocess(cfg).to_dict()}

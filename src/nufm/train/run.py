@@ -18,8 +18,16 @@ from pathlib import Path
 import tyro
 
 from nufm.config import FinetuneConfig, RunConfig, load_config
+from nufm.errors import ConfigError
 from nufm.presets import PRESETS, get_preset
-from nufm.train.components import build_dataset, build_objective, build_transform
+from nufm.ssl.build import SSLObjectiveConfig, objective_input_width, with_feature_width
+from nufm.train.components import (
+    build_dataset,
+    build_objective,
+    build_transform,
+    resolve_detector,
+    run_preprocess,
+)
 from nufm.train.distributed import cleanup_distributed, write_slurm_script
 from nufm.train.loop import Monitor, TrainResult, seed_everything, train
 
@@ -37,11 +45,13 @@ def run_pretrain(
     The torch RNG is seeded with ``cfg.train.seed`` before the objective is built, so its
     initial weights are identical across runs and across DDP ranks.
     """
-    if monitor is None and cfg.train.monitor_every and cfg.data.source != "toy":
-        from nufm.data.transforms import Preprocess
+    cfg = fit_to_detector(cfg, resume)
+    lartpc = cfg.data.detector == "lartpc"
+    if monitor is None and cfg.train.monitor_every and lartpc:
         from nufm.eval.monitor import probe_monitor
 
-        monitor = probe_monitor(preprocess=Preprocess())  # the contract build_transform uses
+        # the LArTPC semantic probe, on the contract build_transform uses
+        monitor = probe_monitor(preprocess=run_preprocess(cfg.data))
     seed_everything(cfg.train.seed)
     objective = build_objective(cfg.objective)
     try:
@@ -56,6 +66,30 @@ def run_pretrain(
         )
     finally:
         cleanup_distributed()
+
+
+def fit_to_detector(cfg: RunConfig, resume: bool = False) -> RunConfig:
+    """``cfg`` with its data's detector recorded (:func:`resolve_detector`) and, for a new
+    pretraining run, its objective's encoder taking that detector's feature channels (the
+    water Cherenkov hit time is a fifth); a resumed run must already match.
+
+    Raises:
+        ConfigError: the objective takes another width than the data has, on resume.
+    """
+    data = resolve_detector(cfg.data)
+    cfg = dataclasses.replace(cfg, data=data)
+    if data.detector is None or not isinstance(cfg.objective, SSLObjectiveConfig):
+        return cfg
+    width = len(run_preprocess(data).feature_names)
+    if objective_input_width(cfg.objective) == width:
+        return cfg
+    if resume:
+        raise ConfigError(
+            f"{data.path}: {data.detector} events have {width} feature channels; the resumed "
+            f"run's encoder takes {objective_input_width(cfg.objective)}"
+        )
+    log.info("pretrain: %s events, encoder input width %d", data.detector, width)
+    return dataclasses.replace(cfg, objective=with_feature_width(cfg.objective, width))
 
 
 _LAUNCHER_HELP = """Launcher options (before the overrides):
