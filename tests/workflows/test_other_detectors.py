@@ -51,26 +51,7 @@ def test_finetune_and_evaluate_use_the_detector_preprocessing(
     files: dict[str, Path], tmp_path: Path, detector: str
 ) -> None:
     run = tmp_path / "run"
-    main(
-        [
-            "finetune",
-            "--preset",
-            "semseg-scratch",
-            "--run-dir",
-            str(run),
-            "--finetune.data",
-            str(files[detector]),
-            "--finetune.n-train",
-            "4",
-            "--finetune.n-test",
-            "1",
-            "--train.max-steps",
-            "2",
-            "--optim.warmup-steps",
-            "1",
-            "--logging.no-progress",
-        ]
-    )
+    _finetune("semseg-scratch", files[detector], run, *SMALL[:3], "1")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["preprocess"] == DETECTORS[detector].preprocess.to_dict()
     # the preset's fresh encoder takes the detector's channels (WC: the hit time is a fifth)
@@ -88,30 +69,11 @@ def test_finetune_and_evaluate_use_the_detector_preprocessing(
 
 def test_water_cherenkov_particle_id_from_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
     """The wc-pid task trains on the file's event truth and reports the field's scores."""
-    run = tmp_path / "pid"
-    main(
-        [
-            "finetune",
-            "--preset",
-            "wc-pid-scratch",
-            "--run-dir",
-            str(run),
-            "--finetune.data",
-            str(files["wc-mixed"]),
-            "--finetune.n-train",
-            "6",
-            "--finetune.split-fractions",
-            "0.6",
-            "0.0",
-            "0.4",
-            "--train.max-steps",
-            "2",
-            "--optim.warmup-steps",
-            "1",
-            "--logging.no-progress",
-        ]
+    split = ("--finetune.split-fractions", "0.6", "0.0", "0.4")
+    metrics = _finetune(
+        "wc-pid-scratch", files["wc-mixed"], tmp_path / "pid", "--finetune.n-train", "6", *split
     )
-    block = json.loads((run / "metrics.json").read_text())["metrics"]["event_class"]
+    block = metrics["event_class"]
     assert block["target"] == "wc_label"
     assert block["class_names"] == ["gamma", "e", "mu", "pi0", "pi+"]
     assert set(block["roc_auc"]) == set(block["class_names"])
@@ -154,7 +116,8 @@ def test_an_encoder_of_another_detector_is_refused(
     assert "water-cherenkov events" in err and "wc.h5" in err and "across detectors" in err
 
 
-def _finetune(preset: str, data: Path, run: Path) -> dict:
+def _finetune(preset: str, data: Path, run: Path, *extra: str) -> dict:
+    """``nufm finetune`` for 2 steps (1 warm-up), no progress bar; the run's metrics."""
     main(
         [
             "finetune",
@@ -164,18 +127,18 @@ def _finetune(preset: str, data: Path, run: Path) -> dict:
             str(run),
             "--finetune.data",
             str(data),
-            "--finetune.n-train",
-            "4",
-            "--finetune.n-test",
-            "2",
             "--train.max-steps",
             "2",
             "--optim.warmup-steps",
             "1",
             "--logging.no-progress",
+            *extra,
         ]
     )
     return json.loads((run / "metrics.json").read_text())["metrics"]
+
+
+SMALL = ("--finetune.n-train", "4", "--finetune.n-test", "2")
 
 
 def test_collider_tpc_hit_tasks_from_the_cli(files: dict[str, Path], tmp_path: Path) -> None:
@@ -187,13 +150,13 @@ def test_collider_tpc_hit_tasks_from_the_cli(files: dict[str, Path], tmp_path: P
     test = load_split_events((data,), DETECTORS["collider-tpc"].preprocess, "test", 2)
     n_noise = sum(int((e.interaction == -1).sum()) for e in test)
     n_hits = sum(len(e) for e in test)
-    pid = _finetune("tpc-pid-scratch", data, tmp_path / "pid")["semantic"]
+    pid = _finetune("tpc-pid-scratch", data, tmp_path / "pid", *SMALL)["semantic"]
     assert pid["class_names"] == ["other", "pion", "kaon", "proton", "electron"]
-    noise = _finetune("tpc-noise-scratch", data, tmp_path / "noise")["semantic"]
+    noise = _finetune("tpc-noise-scratch", data, tmp_path / "noise", *SMALL)["semantic"]
     assert noise["class_names"] == ["signal", "noise"]
     cm = noise["confusion_matrix"]
     assert sum(cm[1]) == n_noise and sum(map(sum, cm)) == n_hits
-    inst = _finetune("tpc-tracks-scratch", data, tmp_path / "tracks")["instance"]
+    inst = _finetune("tpc-tracks-scratch", data, tmp_path / "tracks", *SMALL)["instance"]
     assert 0.0 <= inst["efficiency_mean"] <= 1.0 and 0.0 <= inst["fake_rate_mean"] <= 1.0
 
 
@@ -238,37 +201,19 @@ def test_pretrain_on_water_cherenkov_then_finetune_the_encoder(
     assert saved["objective"]["energy_channel"] == 3  # log energy, not the time channel
     pre = load_encoder(tmp_path / "mae").preprocess
     assert pre == DETECTORS["water-cherenkov"].preprocess
-    metrics = _finetune_pretrained("wc-pid-linear", data, tmp_path / "mae", tmp_path / "ft")
+    split = ("--finetune.split-fractions", "0.6", "0.0", "0.4")
+    metrics = _finetune(
+        "wc-pid-linear",
+        data,
+        tmp_path / "ft",
+        "--finetune.pretrained",
+        str(tmp_path / "mae"),
+        "--finetune.n-train",
+        "4",
+        *split,
+    )
     assert metrics["event_class"]["target"] == "wc_label"
     # the LArTPC-only simulator cannot stand in for a WC preset's data
     wc_preset = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="sim"))
     with pytest.raises(ConfigError, match="built-in simulator"):
         resolve_detector(dataclasses.replace(wc_preset.data, detector="water-cherenkov"))
-
-
-def _finetune_pretrained(preset: str, data: Path, pretrained: Path, run: Path) -> dict:
-    main(
-        [
-            "finetune",
-            "--preset",
-            preset,
-            "--run-dir",
-            str(run),
-            "--finetune.pretrained",
-            str(pretrained),
-            "--finetune.data",
-            str(data),
-            "--finetune.n-train",
-            "4",
-            "--finetune.split-fractions",
-            "0.6",
-            "0.0",
-            "0.4",
-            "--train.max-steps",
-            "2",
-            "--optim.warmup-steps",
-            "1",
-            "--logging.no-progress",
-        ]
-    )
-    return json.loads((run / "metrics.json").read_text())["metrics"]

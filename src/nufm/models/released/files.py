@@ -413,9 +413,9 @@ def load_polarmae_pretrain(
         )
     assert isinstance(ckpt.config, PolarMAEConfig)
     try:
-        cfg = PolarMAEPretrainConfig.from_hyper_parameters(
-            raw.get("hyper_parameters"), ckpt.config, state
-        )
+        found = _find_dict_with(raw.get("hyper_parameters"), "masking_ratio")
+        ratio = 0.6 if found is None else float(found["masking_ratio"])
+        cfg = PolarMAEPretrainConfig.from_weights(state, ckpt.config, ratio)
     except ValueError as e:
         raise InputError(f"{p}: {e}") from e
     model = PolarMAEPretrain(cfg)

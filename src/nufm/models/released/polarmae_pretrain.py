@@ -32,7 +32,6 @@ the rest by its key set and shapes and by hand-computed cases (tests).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,12 +69,11 @@ class PolarMAEPretrainConfig:
             )
 
     @classmethod
-    def from_hyper_parameters(
-        cls, hp: dict[str, Any] | None, encoder: PolarMAEConfig, state: dict[str, Tensor]
+    def from_weights(
+        cls, state: dict[str, Tensor], encoder: PolarMAEConfig, masking_ratio: float = 0.6
     ) -> PolarMAEPretrainConfig:
-        """Config of a Lightning checkpoint: the decoder depth and ``mae_channels`` are read
-        from the weights (``decoder.transformer.blocks.*``, ``increase_dim.weight``), the
-        masking ratio from the hyper-parameters (``masking_ratio``, default 0.6)."""
+        """Config of a checkpoint's weights: the decoder depth and ``mae_channels`` are read
+        from ``decoder.transformer.blocks.*`` and ``increase_dim.weight``."""
         depth = len({k.split(".")[3] for k in state if k.startswith("decoder.transformer.blocks.")})
         out = int(state["increase_dim.weight"].shape[0])
         if out % encoder.group_max_points:
@@ -83,26 +81,12 @@ class PolarMAEPretrainConfig:
                 f"PoLAr-MAE-Pretrain: increase_dim gives {out} outputs, not a multiple of "
                 f"{encoder.group_max_points} points"
             )
-        ratio = _find(hp, "masking_ratio")
         return cls(
             encoder=encoder,
             decoder_depth=depth,
             mae_channels=out // encoder.group_max_points,
-            masking_ratio=0.6 if ratio is None else float(ratio),
+            masking_ratio=masking_ratio,
         )
-
-
-def _find(obj: Any, key: str, depth: int = 0) -> Any:
-    """The first value of ``key`` in nested dicts (up to depth 4), else None."""
-    if not isinstance(obj, dict) or depth > 4:
-        return None
-    if key in obj:
-        return obj[key]
-    for v in obj.values():
-        found = _find(v, key, depth + 1)
-        if found is not None:
-            return found
-    return None
 
 
 def random_token_mask(
