@@ -175,7 +175,7 @@ def test_hough_baseline_on_the_networks_test_split(
 
 
 def test_pretrain_on_water_cherenkov_then_finetune_the_encoder(
-    files: dict[str, Path], tmp_path: Path
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """nufm pretrain reads a WatChMaL file: the run records the detector, the encoder takes its
     five channels, the model loads with the WC preprocessing and fine-tunes on WC events."""
@@ -213,6 +213,21 @@ def test_pretrain_on_water_cherenkov_then_finetune_the_encoder(
         *split,
     )
     assert metrics["event_class"]["target"] == "wc_label"
+    # and the WC encoder is refused on LArTPC voxels (which have no hit-time channel)
+    from nufm.data.pilarnet import write_events
+    from nufm.data.synthetic import synthetic_events
+
+    write_events(tmp_path / "lar.h5", synthetic_events(8, seed=1))
+    with pytest.raises(SystemExit) as exit_info:
+        _finetune(
+            "semseg-full",
+            tmp_path / "lar.h5",
+            tmp_path / "ft-lar",
+            "--finetune.pretrained",
+            str(tmp_path / "mae"),
+        )
+    assert exit_info.value.code == 2
+    assert "made for water-cherenkov events" in capsys.readouterr().err
     # the LArTPC-only simulator cannot stand in for a WC preset's data
     wc_preset = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="sim"))
     with pytest.raises(ConfigError, match="built-in simulator"):

@@ -28,7 +28,7 @@ import torch
 
 from nufm.config import FinetuneConfig, RunConfig
 from nufm.data.dataset import PILArNetDataset
-from nufm.data.detectors import detector_for_layout
+from nufm.data.detectors import DETECTORS, detector_for_layout
 from nufm.data.event import Event
 from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
@@ -126,16 +126,25 @@ def data_preprocess(data: tuple[Path, ...]) -> Preprocess:
 
 def _check_same_detector(pretrained: Pretrained, data: tuple[Path, ...]) -> None:
     """A pretrained model's preprocessing is applied to the data, so the data must come from
-    the detector it was made for: another detector's events (coordinates in metres, charges
-    in photoelectrons) would be normalised with the wrong constants."""
+    the detector it was made for (told by its preprocessing: another detector's default, else
+    the LArTPC, whose released models each have their own): PMT hits normalised with LArTPC
+    constants, or voxels given a hit-time channel, would be garbage."""
     if not data:
         return
     det = detector_for_layout(detect_layout(data[0]))
-    if det.name != "lartpc" and pretrained.preprocess != det.preprocess:
+    made_for = next(
+        (
+            d.name
+            for d in DETECTORS.values()
+            if d.name != "lartpc" and d.preprocess == pretrained.preprocess
+        ),
+        "lartpc",
+    )
+    if made_for != det.name:
         raise ConfigError(
             f"finetune: {data[0]} holds {det.name} events, but {pretrained.source} was made "
-            f"with another preprocessing ({pretrained.preprocess}); nufm does not carry an "
-            "encoder across detectors yet (train with a scratch preset instead)"
+            f"for {made_for} events (its preprocessing: {pretrained.preprocess}); nufm does "
+            "not carry an encoder across detectors yet (train with a scratch preset instead)"
         )
 
 
