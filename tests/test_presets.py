@@ -150,3 +150,18 @@ def test_pretraining_presets_have_no_finetune_section_and_mae_vit_s_is_the_defau
     assert "mae-vit-s" not in PRESETS  # it was MAEConfig() itself
     assert PRESETS["mae-vit-s-4d"].objective == MAEConfig(chamfer_with_energy=True)
     assert PRESETS["mae-ctx-cpu"].optim.lr == 1e-3 and PRESETS["mae-ctx-cpu"].data.augment
+
+
+def test_other_detector_tasks_use_their_pretraining_encoder() -> None:
+    """A wc-* task trained from scratch has the architecture mae-wc-cpu pretrains, so scratch
+    and pretrained rows of a study differ only in the weights."""
+    from nufm.config import DataConfig
+
+    wc = PRESETS["mae-wc-cpu"]
+    for mode in ("scratch", "full"):
+        assert PRESETS[f"wc-pid-{mode}"].objective.encoder == wc.objective.encoder  # type: ignore[union-attr]
+    assert wc.objective.encoder.tokenizer.in_channels == 5  # type: ignore[union-attr]
+    assert wc.data.detector == "water-cherenkov" and PRESETS["mae-tpc-cpu"].data.detector == (
+        "collider-tpc"
+    )
+    assert DataConfig().detector is None

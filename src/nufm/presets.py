@@ -205,19 +205,28 @@ def _cpu_pretrain(
     )
 
 
-def _other_detector(name: str, detector: str, group_radius: float, width: int) -> RunConfig:
-    """``mae-cpu`` for another detector's event files: tokens of ``group_radius`` in its
-    normalised units, its feature width; refused without ``--data.source file --data.path``."""
-    mae = dataclasses.replace(
-        _MAE_CPU,
-        encoder=dataclasses.replace(
-            _MAE_CPU.encoder,
-            tokenizer=dataclasses.replace(
-                _MAE_CPU.encoder.tokenizer, group_radius=group_radius, in_channels=width
-            ),
+def _token_encoder(group_radius: float, width: int) -> TokenViTConfig:
+    """``mae-cpu``'s token ViT with tokens of ``group_radius`` (normalised units) on events of
+    ``width`` feature channels."""
+    return dataclasses.replace(
+        _MAE_CPU.encoder,
+        tokenizer=dataclasses.replace(
+            _MAE_CPU.encoder.tokenizer, group_radius=group_radius, in_channels=width
         ),
-        energy_channel=3,
     )
+
+
+_WC_ENCODER = _token_encoder(group_radius=0.08, width=5)
+"""Water Cherenkov token ViT: 1.6 m PMT groups, [x, y, z, log charge, time] (measured better
+than PTv3 tiny, whose 0.001 grid leaves PMTs 36 cells apart: docs/detectors.md)."""
+_TPC_ENCODER = _token_encoder(group_radius=0.03, width=4)
+"""Collider-TPC token ViT: 3.9 cm hit groups."""
+
+
+def _other_detector(name: str, detector: str, encoder: TokenViTConfig) -> RunConfig:
+    """``mae-cpu`` for another detector's event files with its token ``encoder``; refused
+    without ``--data.source file --data.path``."""
+    mae = dataclasses.replace(_MAE_CPU, encoder=encoder, energy_channel=3)
     run = _cpu_pretrain(name, mae, steps=1000, lr=1e-3)
     return dataclasses.replace(
         run,
@@ -287,11 +296,11 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     ),
     # other detectors (nufm.data.detectors; their files: --data.source file --data.path F)
     "mae-wc-cpu": (
-        _other_detector("mae-wc-cpu", "water-cherenkov", group_radius=0.08, width=5),
+        _other_detector("mae-wc-cpu", "water-cherenkov", _WC_ENCODER),
         "water Cherenkov MAE: mae-cpu with 1.6 m PMT groups and the hit time as a channel",
     ),
     "mae-tpc-cpu": (
-        _other_detector("mae-tpc-cpu", "collider-tpc", group_radius=0.03, width=4),
+        _other_detector("mae-tpc-cpu", "collider-tpc", _TPC_ENCODER),
         "collider-TPC MAE: mae-cpu with 3.9 cm hit groups",
     ),
     "mae-ctx-cpu": (
@@ -503,7 +512,7 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
     # quotes e efficiency at 99.9 % mu and 95 % pi0 rejection
     "wc-pid": (
         EventTaskConfig(
-            encoder=_PTV3_TINY,
+            encoder=_WC_ENCODER,
             kind="classification",
             targets=("wc_label",),
             num_classes=len(EVENT_LABEL_NAMES),
@@ -515,7 +524,7 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
     ),
     "wc-rings": (
         EventTaskConfig(
-            encoder=_PTV3_TINY,
+            encoder=_WC_ENCODER,
             kind="classification",
             targets=("n_rings",),
             num_classes=3,
@@ -527,7 +536,7 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
     # log kinetic energy of the primary, MeV; shift/scale put 100-1000 MeV near 0 +- 1
     "wc-energy": (
         EventTaskConfig(
-            encoder=_PTV3_TINY,
+            encoder=_WC_ENCODER,
             kind="regression",
             targets=("primary_energy",),
             transform="log",
