@@ -161,6 +161,9 @@ def test_other_detector_tasks_use_their_pretraining_encoder() -> None:
     for mode in ("scratch", "full"):
         assert PRESETS[f"wc-pid-{mode}"].objective.encoder == wc.objective.encoder  # type: ignore[union-attr]
     assert wc.objective.encoder.tokenizer.in_channels == 5  # type: ignore[union-attr]
+    tpc = PRESETS["mae-tpc-cpu"].objective.encoder  # type: ignore[union-attr]
+    for task in ("tpc-pid", "tpc-noise", "tpc-tracks"):
+        assert PRESETS[f"{task}-scratch"].objective.encoder == tpc  # type: ignore[union-attr]
     assert wc.data.detector == "water-cherenkov" and PRESETS["mae-tpc-cpu"].data.detector == (
         "collider-tpc"
     )

@@ -220,7 +220,8 @@ _WC_ENCODER = _token_encoder(group_radius=0.08, width=5)
 """Water Cherenkov token ViT: 1.6 m PMT groups, [x, y, z, log charge, time] (measured better
 than PTv3 tiny, whose 0.001 grid leaves PMTs 36 cells apart: docs/detectors.md)."""
 _TPC_ENCODER = _token_encoder(group_radius=0.03, width=4)
-"""Collider-TPC token ViT: 3.9 cm hit groups."""
+"""Collider-TPC token ViT: 3.9 cm hit groups (measured better than PTv3 tiny for track
+finding: docs/detectors.md)."""
 
 
 def _other_detector(name: str, detector: str, encoder: TokenViTConfig) -> RunConfig:
@@ -495,17 +496,17 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
     ),
     # collider TPC hits (nufm simulate --detector collider-tpc): the per-hit tasks of FM4NPP
     "tpc-pid": (
-        SemsegConfig(encoder=_PTV3_TINY, loss="ce", class_weighting="none"),
+        SemsegConfig(encoder=_TPC_ENCODER, loss="ce", class_weighting="none"),
         "collider TPC per-hit particle ID (other, pion, kaon, proton, electron)",
     ),
     "tpc-noise": (
         SemsegConfig(
-            encoder=_PTV3_TINY, num_classes=2, labels="noise", loss="ce", class_weighting="none"
+            encoder=_TPC_ENCODER, num_classes=2, labels="noise", loss="ce", class_weighting="none"
         ),
         "collider TPC noise tagging (random hits and loopers against track hits)",
     ),
     "tpc-tracks": (
-        ClusterConfig(encoder=_PTV3_TINY, target="particle"),
+        ClusterConfig(encoder=_TPC_ENCODER, target="particle"),
         "collider TPC track finding: per-hit embeddings clustered (efficiency, fake rate, ARI)",
     ),
     # water Cherenkov events (targets from nufm.data.water_cherenkov.event_truth); the field
