@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]
 from nufm.data.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
-from nufm.data.water_cherenkov import EVENT_LABELS, MASS_MEV, event_truth
+from nufm.data.water_cherenkov import EVENT_LABELS, event_truth, kinetic_energy_mev
 
 REQUIRED = ("event_hits_index", "hit_pmt", "hit_time", "hit_charge")
 
@@ -83,8 +83,7 @@ def write_watchmal(
             pm = float(np.linalg.norm(mom)) or 1.0
             labels.append(EVENT_LABELS.get(abs(int(p.pdg[0])), -1))
             ang.append([np.arccos(mom[2] / pm), np.arctan2(mom[1], mom[0])])
-            mass = MASS_MEV.get(abs(int(p.pdg[0])), 0.0)
-            ene.append([np.hypot(pm * 1000, mass) - mass])
+            ene.append([kinetic_energy_mev(p, 0)])
         else:
             labels.append(-1)
             ang.append([0.0, 0.0])

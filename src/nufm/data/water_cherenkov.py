@@ -2,8 +2,8 @@
 particle table so that every reader and the simulator give the same numbers.
 
 Owns :data:`EVENT_LABELS` / :data:`EVENT_LABEL_NAMES` (the WatChMaL labels, gamma 0, electron
-1, muon 2, extended by nufm with pi0 3 and pi+ 4), :func:`cherenkov_threshold` and
-:func:`event_truth`, which writes into ``Event.meta``:
+1, muon 2, extended by nufm with pi0 3 and pi+ 4), :data:`MASS_MEV`, :func:`cherenkov_threshold`,
+:func:`kinetic_energy_mev` and :func:`event_truth`, which writes into ``Event.meta``:
 
 * ``wc_label``: label of the first primary particle (-1 when it has none);
 * ``n_rings``: Cherenkov rings = primary charged particles (e, mu, charged pi) above their
@@ -41,8 +41,8 @@ def cherenkov_threshold(mass_mev: float, n: float = REFRACTIVE_INDEX) -> float:
     return mass_mev * (1.0 / math.sqrt(1.0 - 1.0 / n**2) - 1.0)
 
 
-def _kinetic_mev(p: Particles, i: int) -> float:
-    """Kinetic energy of particle row ``i`` from its momentum (GeV/c) and mass."""
+def kinetic_energy_mev(p: Particles, i: int) -> float:
+    """Kinetic energy (MeV) of particle row ``i`` from its momentum (GeV/c) and mass."""
     mass = MASS_MEV.get(abs(int(p.pdg[i])), 0.0)
     pm = float(np.linalg.norm(p.momentum[i].astype(np.float64))) * 1000.0
     return math.hypot(pm, mass) - mass
@@ -60,7 +60,7 @@ def event_truth(particles: Particles | None) -> dict[str, float | int]:
     rings = 0
     for i in range(len(particles)):
         pdg = abs(int(particles.pdg[i]))
-        ke = _kinetic_mev(particles, i)
+        ke = kinetic_energy_mev(particles, i)
         if pdg == 22 and (particles.is_primary[i] or int(particles.parent[i]) in pi0_ids):
             rings += ke >= RING_MIN_PHOTON_MEV
         elif particles.is_primary[i] and pdg in (11, 13, 211):
@@ -68,5 +68,5 @@ def event_truth(particles: Particles | None) -> dict[str, float | int]:
     return {
         "wc_label": label,
         "n_rings": int(rings),
-        "primary_energy": _kinetic_mev(particles, first),
+        "primary_energy": kinetic_energy_mev(particles, first),
     }

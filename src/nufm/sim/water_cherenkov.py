@@ -48,14 +48,14 @@ from functools import lru_cache
 import numpy as np
 
 from nufm.data.event import Event, Particles
-from nufm.data.water_cherenkov import event_truth
+from nufm.data.water_cherenkov import MASS_MEV, event_truth
 from nufm.sim.physics import bethe_ratio
 
 CATEGORY_NAMES = ("primary", "decay_electron", "secondary_pion", "pi0_gamma")
 """Per-hit categories (``Event.segment``) of the water Cherenkov detector."""
 PARTICLES = ("e-", "mu-", "pi+", "pi0", "gamma")
-_MASS = {"e-": 0.511, "mu-": 105.66, "pi+": 139.57, "pi0": 134.98, "gamma": 0.0}
 _PDG = {"e-": 11, "mu-": 13, "pi+": 211, "pi0": 111, "gamma": 22}
+_MASS = {name: MASS_MEV[pdg] for name, pdg in _PDG.items()}  # MeV
 C_M_PER_NS = 0.299792458
 I_WATER_EV = 75.0
 """Mean excitation energy of water, eV."""
