@@ -161,8 +161,9 @@ class DataConfig:
     """'sim' = events from the built-in LArTPC simulator (nufm.sim); 'file' = an event file
     (``path``) of any layout nufm reads; 'toy' = tiny random events for tests."""
     path: Path | None = None
-    """Event file for source='file' (PILArNet-M .h5 is read lazily; other layouts, such as
-    the collider-TPC .npz and water Cherenkov .h5, are read into memory)."""
+    """Event file for source='file' (PILArNet-M .h5 is read lazily, the other LArTPC layouts
+    through a cached PILArNet-M copy; the collider-TPC .npz and water Cherenkov .h5 are read
+    into memory)."""
     detector: str | None = None
     """The detector of the events (nufm.data.detectors), which fixes their preprocessing;
     None = the file's (from its layout) or the LArTPC's. A pretraining run records it, so its

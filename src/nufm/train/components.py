@@ -116,7 +116,8 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
             from nufm.data.dataset import PILArNetDataset
 
             pre = run_preprocess(cfg)  # the loop applies the transforms, per (epoch, event)
-            if detect_layout(cfg.path) != "pilarnet-h5":
+            if detector_for_layout(detect_layout(cfg.path)).name != "lartpc":
+                # PILArNet-M cannot hold them (LArTPC layouts go through its cached copy)
                 events = [e for e in read_any(cfg.path) if len(e) > max(pre.min_points - 1, 0)]
                 if not events:
                     raise InputError(f"data.path {cfg.path}: no usable event (empty file?)")
