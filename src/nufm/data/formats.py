@@ -112,7 +112,8 @@ def detect_layout(path: str | os.PathLike) -> Layout:
 
 
 def count_any(path: str | os.PathLike) -> int:
-    """Events in a file of any layout (from headers and index arrays; no event is decoded)."""
+    """Events in a file of any layout (LArSoft: the tree header; TPCpp and WatChMaL files are
+    loaded and checked whole, without building events)."""
     match detect_layout(path):
         case "pilarnet-h5":
             with h5py.File(path, "r") as f:
