@@ -654,3 +654,20 @@ def event_class_scores(
         "macro_roc_auc": float(np.mean(defined)) if defined else float("nan"),
         "efficiency": eff,
     }
+
+
+def event_class_report(
+    logits: ArrayLike,
+    target: ArrayLike,
+    class_names: Sequence[str],
+    efficiency_at: Sequence[tuple[int, int, float]] = (),
+) -> dict[str, Any]:
+    """The ``event_class`` block of an event classifier: the confusion-matrix scores of its
+    argmax predictions (target -1 ignored) and :func:`event_class_scores`."""
+    z = to_numpy(logits)
+    cm = ConfusionMatrix(len(class_names), ignore_index=-1)
+    cm.update(z.argmax(1), target)
+    return {
+        **cm.compute().to_dict(list(class_names)),
+        **event_class_scores(z, target, class_names, efficiency_at),
+    }

@@ -29,7 +29,7 @@ from nufm.data.transforms import Transform
 from nufm.eval.metrics import (
     ConfusionMatrix,
     InstanceMetrics,
-    event_class_scores,
+    event_class_report,
     regression_metrics,
 )
 from nufm.eval.report import metrics_report
@@ -118,12 +118,6 @@ def _semseg_names(task: SemanticSegmentation, events: EventSource | Sequence[Eve
     return list(names[: cfg.num_classes])
 
 
-def _class_names_event(offset: int, num_classes: int) -> list[str]:
-    names = [str(offset + c) for c in range(num_classes)]
-    names[-1] = f">={offset + num_classes - 1}"
-    return names
-
-
 def evaluate_task(
     task: TaskModule,
     events: EventSource | Sequence[Event],
@@ -198,19 +192,10 @@ def evaluate_task(
                     values.append((pred["pred_value"], pred["target_value"]))
             p, t = torch.cat(preds), torch.cat(targets)
             if task.cfg.kind == "classification":
-                cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=-1)
-                cm.update(p, t)
-                names = list(task.cfg.class_names) or _class_names_event(
-                    task.cfg.class_offset, task.cfg.num_classes
+                block = event_class_report(
+                    torch.cat(logits), t, task.cfg.report_names, task.cfg.efficiency_at
                 )
-                scores = event_class_scores(torch.cat(logits), t, names, task.cfg.efficiency_at)
-                blocks = {
-                    "event_class": {
-                        **cm.compute().to_dict(names),
-                        **scores,
-                        "target": task.cfg.targets[0],
-                    }
-                }
+                blocks = {"event_class": {**block, "target": task.cfg.targets[0]}}
             else:
                 reg = {}
                 is_log = task.cfg.transform == "log"

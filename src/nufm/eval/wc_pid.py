@@ -27,7 +27,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
 from nufm.data.event import Event
-from nufm.eval.metrics import ConfusionMatrix, efficiency_at_rejection, event_class_scores
+from nufm.eval.metrics import efficiency_at_rejection, event_class_report
 
 FEATURE_NAMES = (
     "total_charge",
@@ -154,10 +154,7 @@ def hit_pattern_event_block(
         model = GradientBoostingClassifier(random_state=seed).fit(x_train, y_train)
         proba = model.predict_proba(x_test)
         logits[:, np.asarray(model.classes_, np.int64)] = np.log(np.maximum(proba, 1e-300))
-    cm = ConfusionMatrix(C, ignore_index=-1)
-    cm.update(logits.argmax(1), y_test)
     return {
-        **cm.compute().to_dict(list(class_names)),
-        **event_class_scores(logits, y_test, class_names, efficiency_at),
+        **event_class_report(logits, y_test, class_names, efficiency_at),
         "target": target,
     }

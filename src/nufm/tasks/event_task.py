@@ -127,6 +127,16 @@ class EventTaskConfig(TaskBaseConfig):
             raise ValueError(f"EventTaskConfig: transform {self.transform!r} not recognised")
 
     @property
+    def report_names(self) -> tuple[str, ...]:
+        """Classification: the class names of the reports, ``class_names`` or the binned
+        values (the last one ">= value")."""
+        if self.class_names:
+            return self.class_names
+        names = [str(self.class_offset + c) for c in range(self.num_classes)]
+        names[-1] = f">={self.class_offset + self.num_classes - 1}"
+        return tuple(names)
+
+    @property
     def out_dim(self) -> int:
         """Head outputs: classes, or one per regression target."""
         return self.num_classes if self.kind == "classification" else len(self.targets)

@@ -231,8 +231,7 @@ def run_study(
                         pool[:n],
                         test,
                         task.targets[0],
-                        task.class_names
-                        or [str(task.class_offset + c) for c in range(task.num_classes)],
+                        task.report_names,
                         task.class_offset,
                         task.efficiency_at,
                         seed,
