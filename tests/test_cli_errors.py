@@ -337,6 +337,8 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
         (["simulate", "--events", "0", "--out", str(t / "s.h5")], "--events"),
         (["simulate", "--events", "1", "--out", str(t / "no" / "dir" / "s.h5")], "no/dir"),
         (["display", str(x.ok), "--event", "99", "--out", str(t / "d.png")], "event 99"),
+        (["display", str(x.ok), "--color", "ghost", "--out", str(t / "d.png")], "ghost"),
+        (["simulate", "--detector", "fasercal", "--out", str(t / "f.npz")], "f.npz"),
         (["search", str(x.embeddings), str(x.ok), "--event", "99"], "event 99"),
         (["search", str(x.embeddings), str(x.ok), "--k", "0"], "k=0"),
         (["search", str(x.root / "none.h5"), str(x.ok)], "none.h5"),
@@ -409,7 +411,7 @@ def test_an_internal_error_keeps_its_traceback(
 ) -> None:
     import nufm.data.summary
 
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(nufm.data.summary, "summarize", broken)

@@ -135,6 +135,8 @@ class PointBatch:
         pid: (N,) int64 particle-type label, -1 = ignore.
         instance: (N,) int64 particle id, unique within an event, -1 none.
         interaction: (N,) int64 interaction id, unique within an event, -1 none.
+        labels: (N, K) float32 further per-point label channels (``Detector.label_names``),
+            -1 = does not apply, or None.
         event_id: (B,) int64 source row of each event (-1 unknown).
         targets: per-event targets, name -> (B, ...) tensor (event-level tasks).
         groups: token groups computed by the data pipeline (:class:`TokenGroups`), or None
@@ -150,6 +152,7 @@ class PointBatch:
     pid: Tensor | None = None
     instance: Tensor | None = None
     interaction: Tensor | None = None
+    labels: Tensor | None = None
     event_id: Tensor | None = None
     targets: dict[str, Tensor] = field(default_factory=dict)
     groups: TokenGroups | None = None

@@ -31,19 +31,20 @@ def simulate(
     seed: int = 0,
     out: Path = Path("sim.h5"),
     workers: int = 1,
-    detector: Literal["lartpc", "collider-tpc", "water-cherenkov"] = "lartpc",
+    detector: Literal["lartpc", "collider-tpc", "water-cherenkov", "fasercal"] = "lartpc",
     particle: tuple[Literal["e-", "mu-", "pi+", "pi0", "gamma"], ...] = ("mu-",),
     energy: tuple[float, float] = (100.0, 1000.0),
     gun: Literal["together", "one-of"] = "together",
 ) -> None:
     """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, a
-    collider TPC in the TPCpp .npz layout, or a water Cherenkov detector in the WatChMaL HDF5
-    layout (a particle gun).
+    collider TPC in the TPCpp .npz layout, a water Cherenkov detector in the WatChMaL HDF5
+    layout (a particle gun), or TeV neutrino interactions in a FASERCal-like detector in
+    nufm's FASERCal HDF5 layout.
 
     Args:
         events: Number of events to simulate.
         seed: Base seed; event i depends only on (seed, i), whatever the number of workers.
-        out: Output file, written atomically (.h5 for lartpc, .npz for collider-tpc).
+        out: Output file, written atomically (.h5; .npz for collider-tpc).
         workers: Worker processes for simulation (lartpc).
         detector: Which detector (nufm.data.detectors).
         particle: water-cherenkov: the gun's particle(s); several start at one vertex.
@@ -62,6 +63,15 @@ def simulate(
             raise ConfigError(f"--out {out}: collider-tpc events are written as TPCpp .npz")
         n = write_tpcpp(out, generate_collider_events(events, seed), progress=True)
         log.info("wrote %s: %d collider-TPC events", out, n)
+        return
+    if detector == "fasercal":
+        from nufm.data.fasercal_h5 import write_fasercal
+        from nufm.sim.fasercal import generate_fasercal_events
+
+        if out.suffix not in (".h5", ".hdf5"):
+            raise ConfigError(f"--out {out}: fasercal events are written as nufm-fasercal .h5")
+        n = write_fasercal(out, generate_fasercal_events(events, seed), progress=True)
+        log.info("wrote %s: %d FASERCal neutrino interactions", out, n)
         return
     if detector == "water-cherenkov":
         from nufm.data.watchmal import write_watchmal
@@ -90,7 +100,8 @@ def info(file: Pos[Path]) -> None:
     """Print events, points per event, class fractions and energy ranges of an event file.
 
     Args:
-        file: PILArNet-M or JAXTPC .h5, mlreco .npz or LArSoft analysis-tree .root.
+        file: PILArNet-M, JAXTPC, WatChMaL or nufm-fasercal .h5, mlreco or TPCpp .npz, or a
+            LArSoft analysis-tree .root.
     """
     from nufm.data.detectors import detector_for_layout
     from nufm.data.formats import count_any, detect_layout, iter_any
@@ -100,7 +111,15 @@ def info(file: Pos[Path]) -> None:
     if count_any(file) == 0:
         raise InputError(f"{file}: the file holds no events")
     det = detector_for_layout(layout)
-    summary = summarize(iter_any(file), det.segment_names, det.pid_names, det.energy)
+    summary = summarize(
+        iter_any(file),
+        det.segment_names,
+        det.pid_names,
+        det.energy,
+        stream_names=det.stream_names,
+        label_names=det.label_names,
+        event_classes=det.event_classes,
+    )
     print(f"{file} ({layout}, {det.title}; coordinates in {det.coord_unit})\n{summary.format()}")
 
 
@@ -163,18 +182,22 @@ def display(
     file: Pos[Path],
     *,
     event: int = 0,
-    color: Literal["segment", "pid", "instance", "interaction", "energy"] = "segment",
+    color: Literal[
+        "segment", "pid", "instance", "interaction", "energy", "ghost", "hierarchy", "category"
+    ] = "segment",
     out: Path = Path("event.png"),
     html: bool = False,
 ) -> None:
     """Draw an event, coloured by a label or the energy: LArTPC events as three 2D projections
     and a 3D view, collider-TPC events as x-y and r-z views, water Cherenkov events on the
-    unrolled detector.
+    unrolled detector, FASERCal events as the three scintillator views, the 3D voxels and the
+    calorimeters.
 
     Args:
-        file: An event file: PILArNet-M or JAXTPC .h5, mlreco .npz, LArSoft .root.
+        file: An event file of any layout nufm reads.
         event: Row of the event in the file.
-        color: What colours the points.
+        color: What colours the points (ghost, hierarchy, category: FASERCal only; FASERCal
+            takes segment as category).
         out: Output PNG (with --html, an .html page is written instead).
         html: Write an interactive plotly page instead of a PNG.
     """
@@ -183,6 +206,19 @@ def display(
 
     (ev,) = read_any(file, [event])
     detector = ev.meta.get("detector", "lartpc")
+    if detector == "fasercal":
+        from nufm.viz.display_fasercal import FASERCAL_COLOR_OPTIONS, display_fasercal_event
+
+        color = "category" if color == "segment" else color
+        if html or color not in FASERCAL_COLOR_OPTIONS:
+            raise ConfigError(
+                f"fasercal events: PNG only, coloured by {', '.join(FASERCAL_COLOR_OPTIONS)}"
+            )
+        save_figure(display_fasercal_event(ev, color=color), out)
+        log.info("wrote %s", out)
+        return
+    if color in ("ghost", "hierarchy", "category"):
+        raise ConfigError(f"--color {color}: a FASERCal label; {detector} events do not have it")
     if detector != "lartpc":  # the other detectors have their own PNG views
         from nufm.viz.display_tpc import display_tpc_event
         from nufm.viz.display_wc import display_wc_event

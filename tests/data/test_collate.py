@@ -138,3 +138,25 @@ def test_budget_batches_matches_brute_force(seed: int) -> None:
     assert got == _greedy_partitions_by_brute_force(sizes, max_points, max_events)
     sampler = PointBudgetSampler(sizes, max_points, max_events=max_events, shuffle=False)
     assert list(sampler) == got
+
+
+def test_label_channels_are_packed_and_missing_ones_filled():
+    from nufm.data.event import Event
+
+    a = Event(
+        coord=np.zeros((2, 3), np.float32),
+        energy=np.ones(2, np.float32),
+        labels=np.array([[1.0, 0.5], [0.0, 2.0]], np.float32),
+    )
+    b = Event(coord=np.zeros((3, 3), np.float32), energy=np.ones(3, np.float32))
+    batch = collate([a, b])
+    assert batch.labels is not None
+    assert batch.labels.tolist() == [[1.0, 0.5], [0.0, 2.0]] + [[-1.0, -1.0]] * 3
+    assert a.select(np.array([1])).labels.tolist() == [[0.0, 2.0]]
+    c = Event(
+        coord=np.zeros((1, 3), np.float32),
+        energy=np.ones(1, np.float32),
+        labels=np.zeros((1, 3), np.float32),
+    )
+    with pytest.raises(ValueError, match="different label widths"):
+        collate([a, c])

@@ -214,8 +214,7 @@ def test_stream_fusion_encoder_uses_both_streams_and_is_batch_independent() -> N
 
     torch.manual_seed(0)
     cfg = StreamFusionConfig(
-        num_streams=2,
-        tokenizer=_cfg(),
+        streams=(_cfg(), _cfg()),
         vit=ViTConfig(embed_dim=32, depth=1, num_heads=4),
         perceiver=PerceiverConfig(
             stream_dims=(32, 32), num_latents=4, latent_dim=16, num_heads=2, depth=1

@@ -23,7 +23,8 @@ def collate(events: Sequence[Event]) -> PointBatch:
 
     ``feat`` is ``event.feat`` when set (all events must have the same channel count), else the
     energy as a single channel. A label field is packed when every event has it; when only some
-    do, the missing ones are filled with -1 (ignored by losses and metrics). Per-event numbers in
+    do, the missing ones are filled with -1 (ignored by losses and metrics); so are the
+    ``labels`` channels. Per-event numbers in
     ``event.meta`` that every event has become ``targets`` (B,) float32 tensors (strings and
     filter bookkeeping ``n_removed_*`` are not targets). Token groups are packed when every
     event has groups made with one key (``PointBatch.groups``, else None).
@@ -50,6 +51,17 @@ def collate(events: Sequence[Event]) -> PointBatch:
             for a, e in zip(arrays, events, strict=False)
         ]
         labels[name] = torch.from_numpy(np.concatenate(filled).astype(np.int64))
+    channels = [e.labels for e in events]
+    if any(c is not None for c in channels):
+        widths = {c.shape[1] for c in channels if c is not None}
+        if len(widths) != 1:
+            raise ValueError(f"collate: events have different label widths {sorted(widths)}")
+        k = widths.pop()
+        filled = [
+            c if c is not None else np.full((len(e), k), -1.0, np.float32)
+            for c, e in zip(channels, events, strict=True)
+        ]
+        labels["labels"] = torch.from_numpy(np.concatenate(filled).astype(np.float32))
     keys = set.intersection(*(set(e.meta) for e in events)) if events[0].meta else set()
     targets = {
         k: torch.tensor([float(e.meta[k]) for e in events], dtype=torch.float32)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nufm.data import fasercal
 from nufm.data.event import Event
 from nufm.data.lartpc import CENTER, NORM_SCALE, PID_NAMES, SEGMENT_NAMES
 from nufm.data.transforms import Preprocess
@@ -41,6 +42,12 @@ class Detector:
     """File layouts (:data:`nufm.data.formats.LAYOUTS`) holding this detector's events."""
     preprocess: Preprocess
     """Default preprocessing of its events."""
+    label_names: tuple[str, ...] = ()
+    """Names of the columns of ``Event.labels`` (empty when its events have none)."""
+    stream_names: tuple[str, ...] = ()
+    """Names of the sub-detector streams of ``Event.stream`` (empty: one stream)."""
+    event_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Class-valued per-event truth in ``Event.meta``: (key, class names) pairs."""
 
 
 DETECTORS: dict[str, Detector] = {
@@ -88,6 +95,26 @@ DETECTORS: dict[str, Detector] = {
             log_energy_max=1000.0,
             time_scale=100.0,
         ),
+    ),
+    "fasercal": Detector(
+        name="fasercal",
+        title=(
+            "FASERCal-like (10 scintillator modules of 48 x 48 x 20 cubes of 1 cm read in 3 "
+            "views, 5 x 5 ECAL, HCAL, muon spectrometer)"
+        ),
+        coord_unit="cm",
+        energy="MeV (scintillator voxels: the three-view charge estimate)",
+        segment_names=fasercal.CATEGORY_NAMES,
+        pid_names=(),
+        instance="particle giving the voxel most energy (-1 ghost or none)",
+        interaction="0, -1 for ghosts and calorimeter cells",
+        layouts=("fasercal-h5",),
+        preprocess=Preprocess(
+            energy_threshold=0.0, center=0.0, scale=100.0, log_energy_eps=0.1, log_energy_max=1e6
+        ),
+        label_names=fasercal.LABEL_NAMES,
+        stream_names=fasercal.STREAM_NAMES,
+        event_classes=(("flavour", fasercal.FLAVOUR_NAMES), ("charm", fasercal.CHARM_NAMES)),
     ),
 }
 """Every detector nufm knows, by name."""

@@ -22,6 +22,8 @@ feat          float32 N,C  optional model input features (set by ``MakeFeatures`
                            agnostic models read only ``coord`` and ``feat``.
 stream        int64 N      optional sub-detector / stream id (multi-stream detectors).
 time          float32 N    optional hit time, ns (water Cherenkov PMT hits).
+labels        float32 N,K  optional further per-point label channels, named by the detector
+                           description (``Detector.label_names``); -1 where one does not apply.
 ============  ===========  =====================================================================
 
 Per-particle truth (P particles), ``particles``: a :class:`Particles` table.
@@ -47,6 +49,7 @@ POINT_FIELDS = (
     "feat",
     "stream",
     "time",
+    "labels",
 )
 """Names of the per-point arrays; transforms index all of them together."""
 
@@ -146,6 +149,9 @@ class Event:
     stream: np.ndarray | None = None
     time: np.ndarray | None = None
     """Optional per-point time, ns (e.g. a PMT hit's first-photon time)."""
+    labels: np.ndarray | None = None
+    """Optional (N, K) float32 label channels named by ``Detector.label_names`` (e.g. the
+    FASERCal ghost flag, hierarchy, category and category fractions)."""
     particles: Particles | None = None
     vertices: np.ndarray | None = None
     event_id: int = -1

@@ -11,9 +11,11 @@ Layouts (readers in :mod:`nufm.data.pilarnet` and :mod:`nufm.data.field_formats`
 * ``jaxtpc-h5``: JAXTPC Geant4 step truth (``pstep/lar_vol``), event by event;
 * ``tpcpp-npz``: collider-TPC hits, all events in ``data`` with ``size`` hits each
   (:mod:`nufm.data.tpcpp`);
-* ``watchmal-h5``: water Cherenkov PMT hits, WatChMaL flat layout (:mod:`nufm.data.watchmal`).
+* ``watchmal-h5``: water Cherenkov PMT hits, WatChMaL flat layout (:mod:`nufm.data.watchmal`);
+* ``fasercal-h5``: FASERCal-like voxels and calorimeter cells, nufm's flat layout
+  (:mod:`nufm.data.fasercal_h5`).
 
-The last two are not LArTPC events and cannot become PILArNet-M.
+The last three are not LArTPC events and cannot become PILArNet-M.
 
 Owns :data:`LAYOUTS`, :func:`detect_layout`, :func:`count_any`, :func:`iter_any`,
 :func:`read_any`, :func:`convert` and :func:`as_pilarnet` (conversions cached under
@@ -37,6 +39,8 @@ import numpy as np
 
 from nufm.data.detectors import detector_for_layout
 from nufm.data.event import Event
+from nufm.data.fasercal_h5 import LAYOUT as FASERCAL_LAYOUT
+from nufm.data.fasercal_h5 import count_fasercal, iter_fasercal
 from nufm.data.field_formats import (
     count_larsoft_root,
     iter_larsoft_root,
@@ -57,7 +61,13 @@ from nufm.data.watchmal import count_watchmal, iter_watchmal
 log = logging.getLogger(__name__)
 
 Layout = Literal[
-    "pilarnet-h5", "mlreco-npz", "larsoft-root", "jaxtpc-h5", "tpcpp-npz", "watchmal-h5"
+    "pilarnet-h5",
+    "mlreco-npz",
+    "larsoft-root",
+    "jaxtpc-h5",
+    "tpcpp-npz",
+    "watchmal-h5",
+    "fasercal-h5",
 ]
 LAYOUTS: tuple[Layout, ...] = (
     "pilarnet-h5",
@@ -65,6 +75,8 @@ LAYOUTS: tuple[Layout, ...] = (
     "larsoft-root",
     "jaxtpc-h5",
     "tpcpp-npz",
+    "watchmal-h5",
+    "fasercal-h5",
 )
 
 
@@ -92,8 +104,11 @@ def detect_layout(path: str | os.PathLike) -> Layout:
             try:
                 with h5py.File(p, "r") as f:
                     names = set(f.keys())
+                    layout_attr = f.attrs.get("layout")
             except OSError as e:
                 raise DataError(f"{p}: not a readable HDF5 file: {e}") from e
+            if layout_attr == FASERCAL_LAYOUT:
+                return "fasercal-h5"
             if "pstep" in names:
                 return "jaxtpc-h5"
             if "event_hits_index" in names:
@@ -101,8 +116,8 @@ def detect_layout(path: str | os.PathLike) -> Layout:
             if {"point", "cluster"} <= names:
                 return "pilarnet-h5"
             raise DataError(
-                f"{p}: HDF5 file with {sorted(names)[:8]}: neither PILArNet-M (point, cluster) "
-                "nor JAXTPC (pstep)"
+                f"{p}: HDF5 file with {sorted(names)[:8]}: neither PILArNet-M (point, cluster), "
+                "JAXTPC (pstep), WatChMaL (event_hits_index) nor nufm-fasercal"
             )
         case suffix:
             raise DataError(
@@ -129,6 +144,8 @@ def count_any(path: str | os.PathLike) -> int:
             return count_tpcpp(path)
         case "watchmal-h5":
             return count_watchmal(path)
+        case "fasercal-h5":
+            return count_fasercal(path)
 
 
 def iter_any(path: str | os.PathLike) -> Iterator[Event]:
@@ -148,6 +165,8 @@ def iter_any(path: str | os.PathLike) -> Iterator[Event]:
             yield from iter_tpcpp(path)
         case "watchmal-h5":
             yield from iter_watchmal(path)
+        case "fasercal-h5":
+            yield from iter_fasercal(path)
 
 
 def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> list[Event]:
@@ -163,6 +182,8 @@ def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> l
         return list(iter_tpcpp(path, None if indices is None else list(indices)))
     if layout == "watchmal-h5":
         return list(iter_watchmal(path, None if indices is None else list(indices)))
+    if layout == "fasercal-h5":
+        return list(iter_fasercal(path, None if indices is None else list(indices)))
     if layout == "jaxtpc-h5" and indices is not None:
         wanted = list(indices)
         n = count_any(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +32,13 @@ class DatasetSummary:
     """(E,) int64 distinct particle ids (>= 0) per event."""
     energy_label: str = "voxel energy [MeV]"
     """What ``energy`` is, for the text (the detector description's)."""
+    stream_fraction: dict[str, float] = field(default_factory=dict)
+    """Share of all points per sub-detector stream (multi-stream detectors)."""
+    label_summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per ``Event.labels`` channel: the share of each value for integer channels (e.g.
+    ``ghost`` {"0": .., "1": ..}), else {"mean": ..}; points where it is -1 excluded."""
+    event_class_fraction: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per class-valued event truth (e.g. ``flavour``): the share of events per class."""
 
     def format(self) -> str:
         """Human-readable multi-line text."""
@@ -54,6 +61,18 @@ class DatasetSummary:
             lines.append(
                 "pid fractions: " + ", ".join(f"{k} {v:.2%}" for k, v in self.pid_fraction.items())
             )
+        if self.stream_fraction:
+            lines.append(
+                "stream fractions: "
+                + ", ".join(f"{k} {v:.2%}" for k, v in self.stream_fraction.items())
+            )
+        for name, shares in self.label_summary.items():
+            text = ", ".join(
+                f"{k} {v:.4g}" if k == "mean" else f"{k} {v:.2%}" for k, v in shares.items()
+            )
+            lines.append(f"label {name}: {text}")
+        for name, shares in self.event_class_fraction.items():
+            lines.append(f"event {name}: " + ", ".join(f"{k} {v:.2%}" for k, v in shares.items()))
         return "\n".join(lines)
 
 
@@ -67,15 +86,33 @@ def summarize(
     segment_names: tuple[str, ...] = SEGMENT_NAMES,
     pid_names: tuple[str, ...] = PID_NAMES,
     energy_label: str = "voxel energy [MeV]",
+    stream_names: tuple[str, ...] = (),
+    label_names: tuple[str, ...] = (),
+    event_classes: tuple[tuple[str, tuple[str, ...]], ...] = (),
 ) -> DatasetSummary:
-    """Compute a :class:`DatasetSummary` in one pass over ``events`` (class names and the
-    energy's meaning from the detector description; LArTPC by default)."""
+    """Compute a :class:`DatasetSummary` in one pass over ``events`` (class names, stream and
+    label channel names and the energy's meaning from the detector description; LArTPC by
+    default)."""
     SEGMENT_NAMES, PID_NAMES = segment_names, pid_names
     sizes, energies, n_int, n_part = [], [], [], []
     seg_counts = np.zeros(len(SEGMENT_NAMES), np.int64)
     pid_counts = np.zeros(len(PID_NAMES), np.int64)
     e_min, e_max = np.inf, -np.inf
+    stream_counts = np.zeros(len(stream_names), np.int64)
+    label_values: list[list[np.ndarray]] = [[] for _ in label_names]
+    event_values: dict[str, list[int]] = {name: [] for name, _ in event_classes}
     for ev in events:
+        if ev.stream is not None and stream_names:
+            stream_counts += np.bincount(ev.stream, minlength=len(stream_names))[
+                : len(stream_names)
+            ]
+        if ev.labels is not None:
+            for k in range(min(len(label_names), ev.labels.shape[1])):
+                col = ev.labels[:, k]
+                label_values[k].append(col[col != -1])
+        for name, _ in event_classes:
+            if name in ev.meta:
+                event_values[name].append(int(ev.meta[name]))
         sizes.append(len(ev))
         energies.append(float(ev.energy.sum(dtype=np.float64)))
         if len(ev):
@@ -94,6 +131,21 @@ def summarize(
         )
     if not sizes:
         raise InputError("summarize: no events (empty file or data set)")
+    label_summary = {}
+    for name, parts in zip(label_names, label_values, strict=True):
+        v = np.concatenate(parts) if parts else np.zeros(0)
+        if len(v) and np.all(v == np.round(v)):
+            values, counts = np.unique(v.astype(np.int64), return_counts=True)
+            label_summary[name] = {
+                str(a): float(c / len(v)) for a, c in zip(values, counts, strict=True)
+            }
+        elif len(v):
+            label_summary[name] = {"mean": float(v.mean())}
+    event_class_fraction = {
+        name: _fractions(np.bincount(event_values[name], minlength=len(names)), names)
+        for name, names in event_classes
+        if event_values[name]
+    }
     return DatasetSummary(
         n_events=len(sizes),
         points_per_event=np.asarray(sizes, np.int64),
@@ -105,4 +157,7 @@ def summarize(
         interactions_per_event=np.asarray(n_int, np.int64),
         particles_per_event=np.asarray(n_part, np.int64),
         energy_label=energy_label,
+        stream_fraction=_fractions(stream_counts, stream_names) if stream_names else {},
+        label_summary=label_summary,
+        event_class_fraction=event_class_fraction,
     )

@@ -1,16 +1,18 @@
 """Encoders over a :class:`nufm.batch.PointBatch` and their dispatch (STYLE.md sections 2, 3, 6).
 
-Owns :class:`TokenViTConfig`, :class:`StreamFusionConfig`, the learned encoders and
-:func:`build_encoder` (:class:`EncoderOutput` and the :class:`Encoder` base class live in
-:mod:`nufm.models.base` and are imported here):
+Owns :class:`TokenViTConfig`, the learned encoders and :func:`build_encoder`
+(:class:`EncoderOutput` and the :class:`Encoder` base class live in :mod:`nufm.models.base`
+and are imported here):
 
 * :class:`TokenViTEncoder`: PoLAr-MAE tokenizer + ViT (arXiv:2502.02558); per-token features.
 * :class:`PTv3Encoder`: serialized point transformer (PTv3 arXiv:2312.10035, Panda
   arXiv:2512.01324); per-point features.
 * :class:`LocalGeometryEncoder` (in :mod:`nufm.models.geometric`): parameter-free local-shape
   descriptors, the classical baseline; per-point features.
-* :class:`StreamFusionEncoder`: one tokenizer per sub-detector stream, a shared ViT, and a
-  Perceiver-IO latent bottleneck fusing the streams (FASERCal, arXiv:2604.07037); latents.
+* :class:`StreamFusionEncoder` (in :mod:`nufm.models.stream_fusion`): one tokenizer per
+  sub-detector stream (point groups, voxel patches in detector modules, or one token per
+  event), a shared ViT, and a Perceiver-IO latent bottleneck fusing the streams (FASERCal,
+  arXiv:2604.07037); latents.
 
 Encoders return features, never losses, and read only ``coord``, ``feat``, ``offset`` (and
 ``grid_coord`` / ``stream``) of the batch, so they are detector-agnostic.
@@ -25,10 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import Encoder, EncoderOutput
 from nufm.models.geometric import LocalGeometryConfig, LocalGeometryEncoder
-from nufm.models.perceiver import PerceiverConfig, PerceiverIO
 from nufm.models.ptv3 import PTv3, PTv3Config
 from nufm.models.released.encoders import (
     ReleasedPolarMAEConfig,
@@ -36,6 +36,7 @@ from nufm.models.released.encoders import (
     ReleasedPTv3Config,
     ReleasedPTv3Encoder,
 )
+from nufm.models.stream_fusion import StreamFusionConfig, StreamFusionEncoder
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
 from nufm.models.vit import ViT, ViTConfig, ViTOutput
 
@@ -60,35 +61,6 @@ class TokenViTConfig:
             raise ValueError(
                 f"TokenViTConfig: tokenizer.embed_dim {self.tokenizer.embed_dim} "
                 f"!= vit.embed_dim {self.vit.embed_dim}"
-            )
-
-
-@dataclass(frozen=True, kw_only=True)
-class StreamFusionConfig:
-    """Multi-stream encoder: per-stream tokenizer, shared ViT, Perceiver-IO fusion."""
-
-    num_streams: int = 2
-    """Number of sub-detector streams S; ``PointBatch.stream`` holds ids 0..S-1."""
-    tokenizer: PointMAETokenizerConfig = field(default_factory=PointMAETokenizerConfig)
-    """Tokenizer settings, used by one tokenizer instance per stream."""
-    vit: ViTConfig = field(default_factory=ViTConfig)
-    """Transformer shared by all streams (run on each stream's tokens separately)."""
-    perceiver: PerceiverConfig = field(
-        default_factory=lambda: PerceiverConfig(stream_dims=(384, 384))
-    )
-    """Latent fusion; ``stream_dims`` must list vit.embed_dim once per stream."""
-
-    def __post_init__(self) -> None:
-        if self.tokenizer.embed_dim != self.vit.embed_dim:
-            raise ValueError(
-                f"StreamFusionConfig: tokenizer.embed_dim {self.tokenizer.embed_dim}"
-                f" != vit.embed_dim {self.vit.embed_dim}"
-            )
-        if self.perceiver.stream_dims != (self.vit.embed_dim,) * self.num_streams:
-            raise ValueError(
-                f"StreamFusionConfig: perceiver.stream_dims "
-                f"{self.perceiver.stream_dims} must be ({self.vit.embed_dim},) * "
-                f"num_streams={self.num_streams}"
             )
 
 
@@ -182,50 +154,6 @@ class PTv3Encoder(Encoder):
         return EncoderOutput(feat=out.feat, level="point", offset=batch.offset, ptv3=out)
 
 
-class StreamFusionEncoder(Encoder):
-    """Tokenize each stream's points, encode each with the shared ViT, fuse with Perceiver-IO."""
-
-    def __init__(self, cfg: StreamFusionConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.tokenizers = nn.ModuleList(
-            PointMAETokenizer(cfg.tokenizer) for _ in range(cfg.num_streams)
-        )
-        self.vit = ViT(cfg.vit)
-        self.perceiver = PerceiverIO(cfg.perceiver)
-
-    @property
-    def out_dim(self) -> int:
-        return self.cfg.perceiver.latent_dim
-
-    def forward(self, batch: PointBatch) -> EncoderOutput:
-        """Returns latents (B, L, D); ``hidden`` holds each stream's ViT tokens under key s."""
-        if batch.stream is None:
-            raise ValueError(
-                "StreamFusionEncoder: batch.stream is None; every point needs a "
-                "stream id in 0..num_streams-1"
-            )
-        S = self.cfg.num_streams
-        if batch.num_points and (int(batch.stream.min()) < 0 or int(batch.stream.max()) >= S):
-            raise ValueError(
-                f"StreamFusionEncoder: stream ids must be in [0, {S}), got "
-                f"[{int(batch.stream.min())}, {int(batch.stream.max())}]"
-            )
-        B = batch.num_events
-        event = offset_to_batch_index(batch.offset)  # (N,)
-        feats, valids, per_stream = [], [], {}
-        for s in range(S):
-            keep = batch.stream == s  # (N,)
-            offset_s = torch.cumsum(torch.bincount(event[keep], minlength=B), 0)  # (B,)
-            tokens = self.tokenizers[s](batch.coord[keep], batch.feat[keep], offset_s)
-            out = self.vit(tokens.feat, tokens.pos, tokens.valid)
-            feats.append(out.feat)
-            valids.append(tokens.valid)
-            per_stream[s] = out.feat
-        latents = self.perceiver(feats, valids)  # (B, L, D)
-        return EncoderOutput(feat=latents, level="latent", offset=batch.offset, hidden=per_stream)
-
-
 EncoderConfigs = (
     TokenViTConfig
     | PTv3Config
@@ -246,7 +174,9 @@ def input_width(cfg: EncoderConfigs) -> int:
             return cfg.polarmae.num_channels
         case LocalGeometryConfig() | PTv3Config():
             return cfg.in_channels
-        case TokenViTConfig() | StreamFusionConfig():
+        case StreamFusionConfig():
+            return cfg.in_channels
+        case TokenViTConfig():
             return cfg.tokenizer.in_channels
         case _:
             raise TypeError(f"input_width: no encoder config {type(cfg).__name__}")
@@ -263,7 +193,9 @@ def with_input_width(cfg: EncoderConfigs, width: int) -> EncoderConfigs:
             )
         case LocalGeometryConfig() | PTv3Config():
             return replace(cfg, in_channels=width)
-        case TokenViTConfig() | StreamFusionConfig():
+        case StreamFusionConfig():
+            return replace(cfg, streams=tuple(replace(c, in_channels=width) for c in cfg.streams))
+        case TokenViTConfig():
             return replace(cfg, tokenizer=replace(cfg.tokenizer, in_channels=width))
         case _:
             raise TypeError(f"with_input_width: no encoder config {type(cfg).__name__}")
