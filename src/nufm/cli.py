@@ -8,6 +8,7 @@ on the command line) or ``NUFM_DEBUG=1`` shows the traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -531,6 +532,38 @@ def pretrain() -> None:
     """
 
 
+def fasercal_study(
+    *,
+    preset: Literal["smoke", "quick"] = "quick",
+    out: Path = Path("fasercal-study"),
+    data: Path | None = None,
+    pretrain_data: Path | None = None,
+    seeds: tuple[int, ...] | None = None,
+) -> None:
+    """The FASERCal study: scratch vs MAE vs MAE + relational pretraining of the stream-fusion
+    encoder, fine-tuned jointly on flavour, charm, momenta and vertex at several labelled-set
+    sizes (arXiv:2604.07037's protocol on simulated events); writes results.md, results.csv
+    and label_efficiency.png in --out, reusing finished pretraining runs there.
+
+    Args:
+        preset: quick (the docs' study on 2 CPU cores) or smoke (a seconds-long check).
+        out: Output directory (simulated files, pretraining and fine-tuning runs, tables).
+        data: Labelled nufm-fasercal .h5 (default: simulated into --out).
+        pretrain_data: Unlabelled pretraining .h5 (default: simulated into --out).
+        seeds: Fine-tuning seeds (default: the preset's).
+    """
+    from nufm.workflows.fasercal_study import FASER_STUDY_PRESETS, run_fasercal_study
+
+    cfg = FASER_STUDY_PRESETS[preset]
+    if seeds is not None:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+    for path, what in ((data, "--data"), (pretrain_data, "--pretrain-data")):
+        if path is not None and not path.is_file():
+            raise InputError(f"{what} {path}: no such file")
+    run_fasercal_study(cfg, out, data=data, pretrain_data=pretrain_data)
+    print((out / "results.md").read_text())
+
+
 def submit() -> None:
     """Write (and with --submit, sbatch) a Slurm script for a multi-node pretraining run
     (run `nufm submit --help`)."""
@@ -548,6 +581,7 @@ COMMANDS = {
     "finetune": finetune,
     "evaluate": evaluate,
     "study": study,
+    "fasercal-study": fasercal_study,
     "presets": presets,
     "embed": embed,
     "search": search,

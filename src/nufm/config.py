@@ -28,10 +28,12 @@ import yaml
 from nufm.errors import ConfigError, NotFoundError
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
+from nufm.ssl.fusion_mae import FusionMAEConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event_task import EventTaskConfig
+from nufm.tasks.multitask import MultiTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 
@@ -39,17 +41,19 @@ ObjectiveConfig = (
     MAEConfig
     | DistillConfig
     | ForecastConfig
+    | FusionMAEConfig
     | SemsegConfig
     | PIDConfig
     | ClusterConfig
     | EventTaskConfig
+    | MultiTaskConfig
     | ToyObjectiveConfig
 )
 """What a run trains: a pretraining objective, a fine-tuning task or the toy objective. Every
 member has a ``name`` literal; :func:`nufm.train.components.build_objective` dispatches on the
 type."""
 
-_TASK_CONFIGS = (SemsegConfig, PIDConfig, ClusterConfig, EventTaskConfig)
+_TASK_CONFIGS = (SemsegConfig, PIDConfig, ClusterConfig, EventTaskConfig, MultiTaskConfig)
 """The fine-tuning tasks among :data:`ObjectiveConfig`."""
 
 
@@ -122,6 +126,11 @@ class TrainConfig:
     """How many most recent complete checkpoints to keep (older ones are deleted)."""
     monitor_every: int = 0
     """Call the monitor (e.g. a linear probe) every this many steps; 0 = never."""
+    init_from: Path | None = None
+    """Pretraining: start from the weights of an earlier run (its directory or a checkpoint):
+    tensors of matching name and shape load, the encoder must match whole, the optimizer and
+    step start fresh (e.g. the relational phase after the MAE phase). A resumed run's own
+    checkpoint replaces them."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum", "checkpoint_every", "keep_checkpoints"):

@@ -41,16 +41,18 @@ from nufm.models.tokenizers import PointMAETokenizerConfig
 from nufm.models.vit import VIT_PRESETS, ViTConfig
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
+from nufm.ssl.fusion_mae import FusionMAEConfig, default_fusion_encoder
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjectiveConfig
 from nufm.ssl.views import ViewConfig
 from nufm.tasks.backbone import Mode
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event_task import EventTaskConfig
+from nufm.tasks.multitask import MultiTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 
-TaskObjective = SemsegConfig | PIDConfig | ClusterConfig | EventTaskConfig
+TaskObjective = SemsegConfig | PIDConfig | ClusterConfig | EventTaskConfig | MultiTaskConfig
 
 # ---------------------------------------------------------------- pretraining objectives
 
@@ -236,6 +238,23 @@ def _other_detector(name: str, detector: str, encoder: TokenViTConfig) -> RunCon
     )
 
 
+_FASERCAL_ENCODER = default_fusion_encoder(64)
+"""FASERCal stream-fusion encoder: 12 x 12 x 10-cube scintillator patches attended within each
+of the 10 modules, one token each for the ECAL, HCAL and muon spectrometer, 32 Perceiver
+latents of width 64."""
+
+
+def _fasercal_pretrain(name: str, objective: FusionMAEConfig, steps: int) -> RunConfig:
+    """A FASERCal pretraining phase on an event file (refused without ``--data.source file
+    --data.path``): 8 events per step, no augmentation (the beam direction is physics)."""
+    run = _cpu_pretrain(name, objective, steps=steps, lr=1e-3, max_events=8)
+    return dataclasses.replace(
+        run,
+        train=dataclasses.replace(run.train, monitor_every=0),  # the probe monitor is LArTPC's
+        data=dataclasses.replace(run.data, detector="fasercal", augment=False),
+    )
+
+
 def _in_step_groups(run: RunConfig) -> RunConfig:
     """``run`` grouping tokens inside every step (the reference of the throughput benchmark)."""
     return dataclasses.replace(run, data=dataclasses.replace(run.data, cache_groups=False))
@@ -303,6 +322,21 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-tpc-cpu": (
         _other_detector("mae-tpc-cpu", "collider-tpc", _TPC_ENCODER),
         "collider-TPC MAE: mae-cpu with 3.9 cm hit groups",
+    ),
+    "fusion-mae-cpu": (
+        _fasercal_pretrain(
+            "fusion-mae-cpu", FusionMAEConfig(encoder=_FASERCAL_ENCODER, mask_ratio=0.75), 600
+        ),
+        "FASERCal phase 1: masked patch autoencoding (75 % of scintillator patches hidden)",
+    ),
+    "fusion-rel-cpu": (
+        _fasercal_pretrain(
+            "fusion-rel-cpu",
+            FusionMAEConfig(encoder=_FASERCAL_ENCODER, mask_ratio=0.25, relational_weight=1.0),
+            300,
+        ),
+        "FASERCal phase 2: MAE at 25 % plus relational voxel heads (ghost, hierarchy, "
+        "category); start it from phase 1 with --train.init-from RUN",
     ),
     "mae-ctx-cpu": (
         _in_step_groups(_cpu_pretrain("mae-ctx-cpu", _MAE_CTX_CPU, steps=1000, lr=1e-3)),
@@ -546,8 +580,17 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
         ),
         "water Cherenkov regression: log kinetic energy of the primary",
     ),
+    # FASERCal neutrino interactions (nufm simulate --detector fasercal): the reference's
+    # joint fine-tuning of flavour, charm, momenta and vertex on the fused latents
+    "fasercal": (
+        MultiTaskConfig(encoder=_FASERCAL_ENCODER),
+        "FASERCal joint flavour, charm, lepton / jet momentum and vertex",
+    ),
 }
 """Task prefix -> (task config, description); every mode of each becomes a preset."""
+
+_NO_ROTATION = ("fasercal",)
+"""Task prefixes whose events must not be rotated (a beam along z)."""
 
 _MODES: tuple[Mode, ...] = ("linear", "head", "full", "scratch")
 _MODE_TEXT = {
@@ -562,9 +605,16 @@ def _task(prefix: str, mode: Mode) -> TaskObjective:
     return dataclasses.replace(_TASKS[prefix][0], mode=mode)
 
 
+def _finetune_preset(prefix: str, mode: Mode) -> RunConfig:
+    run = finetune_run(f"{prefix}-{mode}", _task(prefix, mode))
+    if prefix in _NO_ROTATION:
+        run = dataclasses.replace(run, data=dataclasses.replace(run.data, augment=False))
+    return run
+
+
 _FINETUNE: dict[str, tuple[RunConfig, str]] = {
     f"{prefix}-{mode}": (
-        finetune_run(f"{prefix}-{mode}", _task(prefix, mode)),
+        _finetune_preset(prefix, mode),
         f"fine-tune: {text}; {_MODE_TEXT[mode]}",
     )
     for prefix, (_, text) in _TASKS.items()

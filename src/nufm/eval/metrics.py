@@ -35,7 +35,7 @@ This file owns every number nufm reports for a prediction. The rules, stated onc
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -671,3 +671,55 @@ def event_class_report(
         **cm.compute().to_dict(list(class_names)),
         **event_class_scores(z, target, class_names, efficiency_at),
     }
+
+
+def multitask_report(
+    pred: Mapping[str, ArrayLike],
+    flavour_names: Sequence[str],
+    charm_names: Sequence[str],
+) -> dict[str, Any]:
+    """The blocks of a joint flavour / charm / momentum / vertex model (FASERCal,
+    arXiv:2604.07037), from the concatenated outputs of ``MultiTask.predict``.
+
+    Returns:
+        ``flavour`` and ``charm``: :func:`event_class_report` (accuracy, per-class F1,
+        confusion matrix, one-vs-rest ROC AUC per class); ``vertex``: the 3D distance between
+        predicted and true vertex in mm (median, IQR, mean) and per-axis residual statistics
+        (cm); ``lepton_p`` (CC events) and ``jet_p``: :class:`RegressionMetrics` of the
+        momentum magnitude (GeV/c; its ``relative_resolution`` is the fractional momentum
+        resolution) and the median angle between predicted and true direction (mrad).
+    """
+    out: dict[str, Any] = {
+        "flavour": event_class_report(
+            pred["flavour_logits"], pred["target_flavour"], flavour_names
+        ),
+        "charm": event_class_report(pred["charm_logits"], pred["target_charm"], charm_names),
+    }
+    v, tv = to_numpy(pred["vertex"]).astype(np.float64), to_numpy(pred["target_vertex"])
+    dist_mm = 10.0 * np.linalg.norm(v - tv, axis=1)  # cm -> mm
+    q25, q50, q75 = np.percentile(dist_mm, [25.0, 50.0, 75.0])
+    out["vertex"] = {
+        "error_mm_median": float(q50),
+        "error_mm_iqr": float(q75 - q25),
+        "error_mm_mean": float(dist_mm.mean()),
+        **{
+            f"residual_{a}_cm": regression_metrics(v[:, k], tv[:, k]).to_dict()
+            for k, a in enumerate("xyz")
+        },
+    }
+    cc = to_numpy(pred["target_is_cc"]).astype(bool)
+    for name, keep in (("lepton_p", cc), ("jet_p", np.ones_like(cc))):
+        p = to_numpy(pred[name]).astype(np.float64)[keep]
+        t = to_numpy(pred[f"target_{name}"]).astype(np.float64)[keep]
+        mag, tmag = np.linalg.norm(p, axis=1), np.linalg.norm(t, axis=1)
+        ok = tmag > 0
+        if not ok.any():
+            out[name] = {"n": 0}
+            continue
+        cos = (p[ok] * t[ok]).sum(1) / np.maximum(mag[ok] * tmag[ok], 1e-12)
+        angle = np.arccos(np.clip(cos, -1.0, 1.0))
+        out[name] = {
+            **regression_metrics(mag[ok], tmag[ok]).to_dict(),
+            "angle_mrad_median": float(1000.0 * np.median(angle)),
+        }
+    return out

@@ -30,6 +30,7 @@ from nufm.eval.metrics import (
     ConfusionMatrix,
     InstanceMetrics,
     event_class_report,
+    multitask_report,
     regression_metrics,
 )
 from nufm.eval.report import metrics_report
@@ -37,6 +38,7 @@ from nufm.tasks.backbone import TaskModule
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.cluster import InstanceClustering
 from nufm.tasks.event_task import EventTask
+from nufm.tasks.multitask import MultiTask
 from nufm.tasks.pid import NUM_PID_CLASSES, ParticleID
 from nufm.tasks.semseg import SemanticSegmentation
 
@@ -206,6 +208,16 @@ def evaluate_task(
                     if is_log:
                         reg[name] = regression_metrics(pv[:, j], tv[:, j])
                 blocks = metrics_report(regression=reg)
+        case MultiTask():
+            parts: dict[str, list[Tensor]] = {}
+            for batch, pred in stream:
+                num_events, num_batches = num_events + batch.num_events, num_batches + 1
+                for k, v in pred.items():
+                    parts.setdefault(k, []).append(v.float() if v.is_floating_point() else v)
+            joined = {k: torch.cat(v) for k, v in parts.items()}
+            if "target_flavour" not in joined:
+                raise ValueError("evaluate_task: the events carry no flavour / charm truth")
+            blocks = multitask_report(joined, task.cfg.flavour_names, task.cfg.charm_names)
         case _:
             raise TypeError(f"evaluate_task: no evaluation for {type(task).__name__}")
     log.info(

@@ -14,11 +14,13 @@ from torch import nn
 
 from nufm.models.encoders import TokenViTConfig, input_width, with_input_width
 from nufm.models.ptv3 import PTv3Config
+from nufm.models.stream_fusion import StreamFusionConfig
 from nufm.ssl.distill import DistillConfig, SelfDistillation
 from nufm.ssl.forecast import ForecastConfig, Forecaster
+from nufm.ssl.fusion_mae import FusionMAE, FusionMAEConfig
 from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
 
-SSLObjectiveConfig = MAEConfig | DistillConfig | ForecastConfig
+SSLObjectiveConfig = MAEConfig | DistillConfig | ForecastConfig | FusionMAEConfig
 """Union of the pretraining objective configs (discriminated by their ``name`` literal)."""
 
 
@@ -36,11 +38,13 @@ def build_ssl_objective(cfg: SSLObjectiveConfig) -> nn.Module:
             return SelfDistillation(cfg)
         case ForecastConfig():
             return Forecaster(cfg)
+        case FusionMAEConfig():
+            return FusionMAE(cfg)
         case _:
             raise TypeError(
                 f"build_ssl_objective: no objective for config type "
                 f"{type(cfg).__name__}; expected one of MAEConfig, DistillConfig, "
-                "ForecastConfig"
+                "ForecastConfig, FusionMAEConfig"
             )
 
 
@@ -50,7 +54,7 @@ __all__ = ["SSLObjectiveConfig", "build_ssl_objective"]
 def objective_input_width(cfg: SSLObjectiveConfig) -> int:
     """Feature channels (``PointBatch.feat`` width) the objective's encoder takes."""
     match cfg:
-        case MAEConfig() | DistillConfig():
+        case MAEConfig() | DistillConfig() | FusionMAEConfig():
             return input_width(cfg.encoder)
         case ForecastConfig():
             return cfg.in_channels
@@ -61,7 +65,7 @@ def objective_input_width(cfg: SSLObjectiveConfig) -> int:
 def with_feature_width(cfg: SSLObjectiveConfig, width: int) -> SSLObjectiveConfig:
     """The same objective for events with ``width`` feature channels ``[x, y, z, log energy,
     ...]`` (a detector's extra channels, such as the water Cherenkov hit time, come after the
-    energy, so MAE's energy target stays column 3)."""
+    energy, so the MAE and FusionMAE energy targets stay column 3)."""
     match cfg:
         case MAEConfig():
             return replace(cfg, encoder=with_input_width(cfg.encoder, width), energy_channel=3)
@@ -71,5 +75,9 @@ def with_feature_width(cfg: SSLObjectiveConfig, width: int) -> SSLObjectiveConfi
             return replace(cfg, encoder=encoder)
         case ForecastConfig():
             return replace(cfg, in_channels=width)
+        case FusionMAEConfig():
+            encoder = with_input_width(cfg.encoder, width)
+            assert isinstance(encoder, StreamFusionConfig)
+            return replace(cfg, encoder=encoder, energy_channel=3)
         case _:
             raise TypeError(f"with_feature_width: no objective {type(cfg).__name__}")

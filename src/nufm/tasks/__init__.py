@@ -22,6 +22,7 @@ from nufm.tasks.build import TaskConfig, build_task, count_parameters
 from nufm.tasks.cluster import ClusterConfig, InstanceClustering, discriminative_loss
 from nufm.tasks.encoder_state import extract_encoder_state, load_encoder_state
 from nufm.tasks.event_task import AddEventTargets, EventTask, EventTaskConfig
+from nufm.tasks.multitask import MultiTask, MultiTaskConfig
 from nufm.tasks.pid import ParticleID, PIDConfig
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig, focal_loss
 
@@ -33,6 +34,8 @@ __all__ = [
     "EventTaskConfig",
     "InstanceClustering",
     "Mode",
+    "MultiTask",
+    "MultiTaskConfig",
     "PIDConfig",
     "ParticleID",
     "PointFeatures",

@@ -45,6 +45,7 @@ from nufm.models.encoders import (
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
+from nufm.models.stream_fusion import StreamFusionConfig
 from nufm.models.upsample import FeaturePropagation
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,17 @@ FROZEN_MODES: tuple[str, ...] = ("linear", "head")
 """Modes whose encoder never trains."""
 
 EncoderConfig = (
-    TokenViTConfig | PTv3Config | LocalGeometryConfig | ReleasedPTv3Config | ReleasedPolarMAEConfig
+    TokenViTConfig
+    | PTv3Config
+    | LocalGeometryConfig
+    | ReleasedPTv3Config
+    | ReleasedPolarMAEConfig
+    | StreamFusionConfig
 )
 """Any encoder a task can use (:func:`nufm.models.encoders.build_encoder`); the
 parameter-free :class:`LocalGeometryConfig` is the classical-features baseline; the
-``Released*`` configs are the field's released models (:mod:`nufm.models.released`)."""
+``Released*`` configs are the field's released models (:mod:`nufm.models.released`); a
+:class:`StreamFusionConfig` gives fused latents (event-level tasks only)."""
 
 
 def _default_encoder() -> EncoderConfig:
@@ -123,8 +130,8 @@ class TaskBackbone(nn.Module):
     encoders in every mode, the features are the encoder's own (interpolated for tokens
     without parameters); the trainable neck concatenates the input ``feat`` after
     interpolation, as PoLAr-MAE's upsampler concatenates xyz. A pretraining
-    mask token in the encoder (Sonata/Panda PTv3) is never used here and is frozen, so DDP sees
-    no unused trainable parameter.
+    mask token in the encoder (Sonata/Panda PTv3) and a fusion encoder's Perceiver-IO output
+    block are never used here and are frozen, so DDP sees no unused trainable parameter.
     """
 
     def __init__(self, cfg: TaskBaseConfig) -> None:
@@ -148,8 +155,10 @@ class TaskBackbone(nn.Module):
             self.encoder.requires_grad_(False)
             self.encoder.eval()
         for name, p in self.encoder.named_parameters():
-            if name.rsplit(".", 1)[-1] == "mask_token":
-                p.requires_grad_(False)  # pretraining only: fine-tuning never masks inputs
+            # pretraining only: fine-tuning never masks inputs, and a fusion encoder's
+            # Perceiver-IO output block decodes pretraining queries (discarded, as FASERCal)
+            if name.rsplit(".", 1)[-1] == "mask_token" or name.startswith("perceiver.decoder."):
+                p.requires_grad_(False)
 
     @property
     def out_dim(self) -> int:

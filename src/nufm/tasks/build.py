@@ -18,12 +18,13 @@ from nufm.tasks.backbone import TaskModule
 from nufm.tasks.cluster import ClusterConfig, InstanceClustering
 from nufm.tasks.encoder_state import load_encoder_state
 from nufm.tasks.event_task import EventTask, EventTaskConfig
+from nufm.tasks.multitask import MultiTask, MultiTaskConfig
 from nufm.tasks.pid import ParticleID, PIDConfig
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 
 log = logging.getLogger(__name__)
 
-TaskConfig = SemsegConfig | PIDConfig | ClusterConfig | EventTaskConfig
+TaskConfig = SemsegConfig | PIDConfig | ClusterConfig | EventTaskConfig | MultiTaskConfig
 """Union of task configs, discriminated by their ``name`` literal."""
 
 
@@ -66,6 +67,8 @@ def build_task(
             task = InstanceClustering(cfg)
         case EventTaskConfig():
             task = EventTask(cfg)
+        case MultiTaskConfig():
+            task = MultiTask(cfg)
         case _:
             raise TypeError(f"build_task: no task for config type {type(cfg).__name__}")
     if cfg.mode == "scratch":

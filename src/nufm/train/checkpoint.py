@@ -359,3 +359,43 @@ def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
             out += config_differences(saved.get(k), current.get(k), f"{prefix}{k}.")
         return out
     return [] if saved == current else [f"{prefix.rstrip('.')}: {saved!r} -> {current!r}"]
+
+
+def init_from_run(objective: nn.Module, path: str | Path) -> int:
+    """Start ``objective`` from the weights of an earlier pretraining run (its directory, whose
+    latest complete checkpoint is read, or one checkpoint file): every tensor whose name and
+    shape match is loaded, the rest keeps its fresh initialisation (e.g. the relational heads
+    of a second pretraining phase). The encoder must match whole.
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        CheckpointError: no checkpoint there, or its encoder differs from the objective's.
+    """
+    p = Path(path)
+    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    ckpt = latest_checkpoint(folder) if p.is_dir() else p
+    if ckpt is None or not ckpt.is_file():
+        raise CheckpointError(f"train.init_from {p}: no complete checkpoint to start from")
+    saved = load_checkpoint(ckpt)
+    state = saved["model"]
+    own = objective.state_dict()
+    encoder = [k for k in own if k.startswith("encoder.")]
+    bad = [k for k in encoder if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise CheckpointError(
+            f"train.init_from {ckpt}: its encoder does not match this run's ({len(bad)} of "
+            f"{len(encoder)} encoder tensors missing or of another shape, e.g. {bad[0]})"
+        )
+    loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    objective.load_state_dict(loadable, strict=False)
+    log.info(
+        "initialised %d of %d tensors from %s (step %d); %d start fresh",
+        len(loadable),
+        len(own),
+        ckpt,
+        int(saved["step"]),
+        len(own) - len(loadable),
+    )
+    return len(loadable)

@@ -31,12 +31,14 @@ from nufm.errors import ConfigError, InputError, NotFoundError
 from nufm.ssl.build import build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
+from nufm.ssl.fusion_mae import FusionMAEConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
 from nufm.step import HasEventGrouper
 from nufm.tasks.build import build_task
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event_task import EventTaskConfig
+from nufm.tasks.multitask import MultiTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.data import EventDataset
@@ -52,9 +54,9 @@ def build_objective(cfg: ObjectiveConfig) -> nn.Module:
     match cfg:
         case ToyObjectiveConfig():
             return ToyObjective(cfg)
-        case MAEConfig() | DistillConfig() | ForecastConfig():
+        case MAEConfig() | DistillConfig() | ForecastConfig() | FusionMAEConfig():
             return build_ssl_objective(cfg)
-        case SemsegConfig() | PIDConfig() | ClusterConfig() | EventTaskConfig():
+        case SemsegConfig() | PIDConfig() | ClusterConfig() | EventTaskConfig() | MultiTaskConfig():
             return build_task(cfg)  # random init; nufm.workflows.finetune loads weights
         case _:
             raise TypeError(f"build_objective: no objective for config {type(cfg).__name__}")

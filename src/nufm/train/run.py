@@ -21,6 +21,7 @@ from nufm.config import FinetuneConfig, RunConfig, load_config
 from nufm.errors import ConfigError
 from nufm.presets import PRESETS, get_preset
 from nufm.ssl.build import SSLObjectiveConfig, objective_input_width, with_feature_width
+from nufm.train.checkpoint import init_from_run
 from nufm.train.components import (
     build_dataset,
     build_objective,
@@ -54,6 +55,8 @@ def run_pretrain(
         monitor = probe_monitor(preprocess=run_preprocess(cfg.data))
     seed_everything(cfg.train.seed)
     objective = build_objective(cfg.objective)
+    if cfg.train.init_from is not None:
+        init_from_run(objective, cfg.train.init_from)
     try:
         return train(
             cfg,

@@ -197,14 +197,17 @@ def finetune_split(
 
 
 def val_score(metrics: dict[str, Any]) -> float:
-    """The number early stopping maximises: macro F1 (semantic, pid, event class), the mean
-    ARI (clustering) or minus the mean RMS (regression); NaN counts as the worst."""
+    """The number early stopping maximises: macro F1 (semantic, pid, event class, the joint
+    heads' flavour), the mean ARI (clustering) or minus the mean RMS (regression); NaN counts
+    as the worst."""
     for block in ("semantic", "pid", "event_class"):
         if block in metrics:
             value = metrics[block].get("macro_f1")
             break
     else:
-        if "instance" in metrics:
+        if "flavour" in metrics:  # the joint FASERCal heads: flavour macro F1
+            value = metrics["flavour"].get("macro_f1")
+        elif "instance" in metrics:
             value = metrics["instance"].get("ari_mean")
         else:
             rms = [v["rms"] for v in metrics.get("regression", {}).values() if "rms" in v]

@@ -68,6 +68,7 @@ from nufm.models.released.files import (
 from nufm.models.released.panda import PandaSegmentor
 from nufm.models.released.polarmae_semantic import PolarMAESegmentor
 from nufm.ssl.distill import DistillConfig
+from nufm.ssl.fusion_mae import FusionMAEConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
 from nufm.tasks.backbone import TaskBaseConfig, TaskModule
@@ -298,7 +299,9 @@ def _encoder_from(saved: _Saved, path: str) -> Pretrained:
     return Pretrained(
         objective_config=cfg,
         encoder=encoder,
-        encoder_config=cfg.encoder if isinstance(cfg, MAEConfig | DistillConfig) else None,
+        encoder_config=cfg.encoder
+        if isinstance(cfg, MAEConfig | DistillConfig | FusionMAEConfig)
+        else None,
         state=saved.state,
         preprocess=preprocess,
         source=saved.source,
