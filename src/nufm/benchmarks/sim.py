@@ -3,8 +3,9 @@ collider TPC (:mod:`nufm.sim.collider_tpc`).
 
 Owns :func:`bench_simulator`: events per second on one core (median over repeats) and points
 (voxels or hits) per event, for the default LArTPC configuration, a cosmic-free one (the event
-mix follows PILArNet, arXiv:2006.01993), the default collider TPC and 500 MeV muons and
-electrons in the water Cherenkov detector (points are PMT hits).
+mix follows PILArNet, arXiv:2006.01993), the default collider TPC, 500 MeV muons and
+electrons in the water Cherenkov detector (points are PMT hits) and the FASERCal neutrino
+interactions (points are reconstructed voxels, ghosts included, and calorimeter cells).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from nufm.sim import SimConfig, simulate_event
 from nufm.sim.collider_tpc import ColliderTPCConfig, simulate_collider_event
+from nufm.sim.fasercal import FaserCalConfig, simulate_fasercal_event
 from nufm.sim.generator import event_seed
 from nufm.sim.water_cherenkov import WaterCherenkovConfig, simulate_wc_event
 
@@ -43,6 +45,7 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
     rows = []
     tpc = ColliderTPCConfig()
     wc = WaterCherenkovConfig()
+    faser = FaserCalConfig()
     runs = {
         "default": lambda i: simulate_event(event_seed(seed, i), SimConfig()),
         "no_cosmics": lambda i: simulate_event(
@@ -56,6 +59,9 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
         ),
         "water_cherenkov_e_500MeV": lambda i: simulate_wc_event(
             wc, np.random.default_rng((seed, i)), [("e-", 500.0)], i
+        ),
+        "fasercal": lambda i: simulate_fasercal_event(
+            faser, np.random.default_rng((seed, i, 0xFA5E)), i
         ),
     }
     for name, run in runs.items():

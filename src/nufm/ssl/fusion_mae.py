@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.data import fasercal as fc
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.perceiver import PerceiverConfig
 from nufm.models.stream_fusion import (
@@ -75,30 +76,44 @@ _REL_OUT = 7
 
 
 def default_fusion_encoder(width: int = 64) -> StreamFusionConfig:
-    """A small FASERCal-shaped encoder on feat = [normalised xyz, log energy] (C = 4).
+    """A small FASERCal-shaped encoder on feat = [normalised xyz, log energy] (C = 4), in the
+    detector's normalised units (cm / 100, :mod:`nufm.data.fasercal`).
 
-    Stream 0: the scintillator (48 x 48 x 200 cubes of 1 cm in cm / 100 units) cut into patches
-    of 12 x 12 x 10 cubes (1440 slots), 10 modules of 2 patches along z; streams 1-3: ECAL, HCAL
-    and muon spectrometer, one set token each.
+    Stream 0, the scintillator (48 x 48 x 200 cubes of 1 cm): patches of 12 x 12 x 10 cubes
+    (1440 slots), 10 modules of 2 patches along z. Stream 2, the HCAL (10 x 10 x 10 cells of
+    10 cm): patches of 5 x 5 x 5 cells, one module. Streams 1 and 3, the ECAL's 5 x 5 matrix
+    and the muon spectrometer hits: one token each.
     """
+    unit = 100.0  # cm per normalised unit (the detector's preprocessing scale)
     scint = PatchTokenizerConfig(
         in_channels=4,
         embed_dim=width,
-        origin=(-0.24, -0.24, -1.0),
-        voxel_size=(0.01, 0.01, 0.01),
+        origin=tuple(float(v) / unit for v in fc.SCINT_MIN),  # type: ignore[arg-type]
+        voxel_size=(fc.VOXEL_CM / unit, fc.VOXEL_CM / unit, fc.VOXEL_CM / unit),
         patch_size=(0.12, 0.12, 0.10),
         grid_shape=(4, 4, 20),
         module_depth_patches=2,
     )
-    calo = SetTokenizerConfig(in_channels=4, embed_dim=width, mlp_dims=(64, 128, 128))
+    hcal_patch = 5 * fc.HCAL_CELL_CM / unit
+    hcal = PatchTokenizerConfig(
+        in_channels=4,
+        embed_dim=width,
+        origin=tuple(float(v) / unit for v in fc.HCAL_MIN),  # type: ignore[arg-type]
+        voxel_size=(fc.HCAL_CELL_CM / unit, fc.HCAL_CELL_CM / unit, fc.HCAL_CELL_CM / unit),
+        patch_size=(hcal_patch, hcal_patch, hcal_patch),
+        grid_shape=(fc.HCAL_N_XY // 5, fc.HCAL_N_XY // 5, fc.HCAL_N_Z // 5),
+        module_depth_patches=0,
+    )
+    one_token = SetTokenizerConfig(in_channels=4, embed_dim=width, mlp_dims=(64, 128, 128))
     heads = max(width // 32, 1)
-    return StreamFusionConfig(
-        streams=(scint, calo, calo, calo),
+    cfg = StreamFusionConfig(
+        streams=(scint, one_token, hcal, one_token),
         vit=ViTConfig(embed_dim=width, depth=4, num_heads=heads, drop_path=0.1, attn_drop=0.0),
         perceiver=PerceiverConfig(
-            stream_dims=(width,) * 5, num_latents=32, latent_dim=width, num_heads=heads, depth=2
+            stream_dims=(width,) * 6, num_latents=32, latent_dim=width, num_heads=heads, depth=2
         ),
     )
+    return cfg
 
 
 @dataclass(frozen=True, kw_only=True)
