@@ -269,6 +269,11 @@ class FinetuneConfig:
     """Test events evaluated (first n of the permuted test split); None = all."""
     eval_batch_points: int = 100_000
     """Point budget of evaluation batches."""
+    transfer: Literal["whole", "core"] = "whole"
+    """How the pretrained encoder is used: ``whole`` (the same detector: its weights and
+    preprocessing); ``core`` (another detector: only its detector-independent core loads,
+    :func:`nufm.models.encoders.core_prefixes`, under the input embedding and preprocessing of
+    the data's detector from the task preset, which start fresh; FASERCal's transfer)."""
     n_val: int = 0
     """Early stopping: every ``train.monitor_every`` steps (and at the end) the task is scored
     on the first ``n_val`` events of the val split, and the weights with the best val score

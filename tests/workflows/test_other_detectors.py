@@ -232,3 +232,76 @@ def test_pretrain_on_water_cherenkov_then_finetune_the_encoder(
     wc_preset = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="sim"))
     with pytest.raises(ConfigError, match="built-in simulator"):
         resolve_detector(dataclasses.replace(wc_preset.data, detector="water-cherenkov"))
+
+
+def test_core_transfer_carries_the_vit_to_another_detector(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """A LArTPC-pretrained token ViT fine-tuned on water Cherenkov events: the transformer
+    core loads, the tokenizer is the wc-pid preset's (5 channels, 1.6 m groups) and fresh, the
+    preprocessing is the water Cherenkov one."""
+    import dataclasses
+
+    import torch
+
+    from helpers.configs import tiny_mae_run
+    from nufm.data.pilarnet import write_events
+    from nufm.data.synthetic import synthetic_events
+    from nufm.presets import get_preset
+    from nufm.tasks.build import build_task
+    from nufm.train.run import run_pretrain
+    from nufm.workflows.finetune import transfer_core
+    from nufm.workflows.load import load_encoder
+
+    write_events(tmp_path / "lar.h5", synthetic_events(8, seed=1))
+    run_pretrain(tiny_mae_run(tmp_path / "lar.h5"), tmp_path / "mae")
+    pretrained = load_encoder(tmp_path / "mae")
+    task_cfg = get_preset("wc-pid-full").objective
+    wc = DETECTORS["water-cherenkov"].preprocess
+    config, core = transfer_core(pretrained, task_cfg, wc)  # type: ignore[arg-type]
+    assert core and all(k.startswith("vit.") for k in core)
+    source = pretrained.encoder_config
+    assert config.vit == source.vit  # type: ignore[union-attr]
+    assert config.tokenizer.in_channels == 5 and config.tokenizer.group_radius == 0.08  # type: ignore[union-attr]
+    assert config.tokenizer.embed_dim == source.vit.embed_dim  # type: ignore[union-attr]
+    torch.manual_seed(0)
+    task = build_task(dataclasses.replace(task_cfg, encoder=config), core, encoder_prefix="")  # type: ignore[arg-type]
+    own = task.backbone.encoder.state_dict()
+    for k, v in core.items():
+        assert torch.equal(own[k], v), k
+    assert task.encoder_load_report is not None and len(task.encoder_load_report.loaded) == len(
+        core
+    )
+    assert all(k.startswith("tokenizer.") for k in task.encoder_load_report.missing)
+    # from the CLI: the run records the transfer and the water Cherenkov preprocessing
+    split = ("--finetune.split-fractions", "0.6", "0.0", "0.4")
+    run = tmp_path / "ft"
+    main(
+        [
+            "finetune",
+            "--preset",
+            "wc-pid-full",
+            "--run-dir",
+            str(run),
+            "--finetune.pretrained",
+            str(tmp_path / "mae"),
+            "--finetune.transfer",
+            "core",
+            "--finetune.data",
+            str(files["wc-mixed"]),
+            "--finetune.n-train",
+            "6",
+            *split,
+            "--train.max-steps",
+            "2",
+            "--optim.warmup-steps",
+            "1",
+            "--logging.no-progress",
+        ]
+    )
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["model"]["transfer"] == "core"
+    assert saved["preprocess"] == wc.to_dict()
+    # a core of another kind (PTv3 semseg preset with a token-ViT core) is refused by name
+    with pytest.raises(Exception, match="cannot take the inputs"):
+        transfer_core(pretrained, get_preset("semseg-full").objective, wc)  # type: ignore[arg-type]

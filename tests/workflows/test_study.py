@@ -149,3 +149,56 @@ def test_water_cherenkov_pid_study_without_a_pretrained_model(tmp_path: Path) ->
     semseg = dataclasses.replace(STUDY_PRESETS["smoke"], modes=("gbt-hitpattern",))
     with pytest.raises(ConfigError, match="event classification"):
         run_study(semseg, None, (data,), tmp_path / "bad")
+
+
+def test_transfer_study_gives_scratch_the_transferred_architecture(tmp_path: Path) -> None:
+    """finetune.transfer core in a study: full runs load the LArTPC core under a fresh water
+    Cherenkov tokenizer, scratch runs train the same architecture from random weights, both on
+    the water Cherenkov preprocessing; the probe modes are refused."""
+    import pytest
+    import yaml
+
+    from helpers.configs import tiny_mae_run
+    from nufm.config import ConfigError
+    from nufm.data.detectors import DETECTORS
+    from nufm.data.pilarnet import write_events
+    from nufm.data.synthetic import synthetic_events
+    from nufm.data.watchmal import write_watchmal
+    from nufm.sim.water_cherenkov import WaterCherenkovConfig, generate_wc_events, pmt_positions
+    from nufm.train.run import run_pretrain
+
+    wc = WaterCherenkovConfig()
+    data = tmp_path / "wc.h5"
+    guns = generate_wc_events(30, 5, ("e-", "mu-"), (200.0, 500.0), wc, one_of=True)
+    write_watchmal(data, guns, pmt_positions(wc).position)
+    write_events(tmp_path / "lar.h5", synthetic_events(8, seed=1))
+    run_pretrain(tiny_mae_run(tmp_path / "lar.h5"), tmp_path / "mae")
+    base = STUDY_PRESETS["wc-pid"]
+    assert base.run.finetune is not None
+    cfg = dataclasses.replace(
+        base,
+        run=dataclasses.replace(
+            base.run,
+            finetune=dataclasses.replace(base.run.finetune, n_test=3, transfer="core"),
+            logging=dataclasses.replace(base.run.logging, tensorboard=False),
+        ),
+        sizes=(8,),
+        steps=(2,),
+        modes=("full", "scratch"),
+        seeds=(0,),
+    )
+    rows = run_study(cfg, tmp_path / "mae", (data,), tmp_path / "study")
+    encoders = []
+    for r in rows:
+        run_dir = Path(r.run_dir)
+        saved = json.loads((run_dir / "metrics.json").read_text())
+        assert saved["preprocess"] == DETECTORS["water-cherenkov"].preprocess.to_dict()
+        encoders.append(
+            yaml.safe_load((run_dir / "config.yaml").read_text())["objective"]["encoder"]
+        )
+    assert encoders[0] == encoders[1]  # one architecture for both rows
+    assert encoders[0]["tokenizer"]["in_channels"] == 5
+    assert "core carried over" in (tmp_path / "study" / "results.md").read_text()
+    probe = dataclasses.replace(cfg, modes=("probe",))
+    with pytest.raises(ConfigError, match="transfer core"):
+        run_study(probe, tmp_path / "mae", (data,), tmp_path / "bad")

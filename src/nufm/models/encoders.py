@@ -201,6 +201,56 @@ def with_input_width(cfg: EncoderConfigs, width: int) -> EncoderConfigs:
             raise TypeError(f"with_input_width: no encoder config {type(cfg).__name__}")
 
 
+def core_prefixes(cfg: EncoderConfigs) -> tuple[str, ...]:
+    """State-dict prefixes of the encoder's detector-independent core, the part carried from
+    one detector to another (the FASERCal study's transfer, arXiv:2604.07037); the rest (the
+    input embeddings: tokenizers, a PTv3 stem, the Perceiver's per-stream projections) is
+    detector-specific and starts fresh on the new detector."""
+    match cfg:
+        case TokenViTConfig():
+            return ("vit.",)
+        case StreamFusionConfig():
+            return (
+                "vit.",
+                "perceiver.latents",
+                "perceiver.cross.",
+                "perceiver.self_blocks.",
+                "perceiver.norm.",
+            )
+        case PTv3Config():
+            return ("backbone.pools.", "backbone.enc.", "backbone.unpool", "backbone.dec.")
+        case _:
+            raise ValueError(f"{type(cfg).__name__}: no detector-independent core to transfer")
+
+
+def with_detector_inputs(core: EncoderConfigs, inputs: EncoderConfigs) -> EncoderConfigs:
+    """The architecture of ``core`` (a pretrained encoder) with the detector-specific input
+    embedding of ``inputs`` (an encoder made for the new detector: its tokenizer settings and
+    feature width), sized to the core's width.
+
+    Raises:
+        ValueError: the two are different kinds of encoder.
+    """
+    match core, inputs:
+        case TokenViTConfig(), TokenViTConfig():
+            tokenizer = replace(inputs.tokenizer, embed_dim=core.vit.embed_dim)
+            return replace(core, tokenizer=tokenizer, mask_token=False)
+        case PTv3Config(), PTv3Config():
+            return replace(core, in_channels=inputs.in_channels, mask_token=False)
+        case StreamFusionConfig(), StreamFusionConfig():
+            if inputs.num_streams != core.num_streams or inputs.token_dims != core.token_dims:
+                raise ValueError(
+                    "with_detector_inputs: a fusion core carries over to a detector with the "
+                    f"same stream layout only ({core.token_dims} vs {inputs.token_dims})"
+                )
+            return replace(core, streams=inputs.streams)
+        case _:
+            raise ValueError(
+                f"with_detector_inputs: a {type(core).__name__} core cannot take the inputs of a "
+                f"{type(inputs).__name__}; fine-tune a preset of the same encoder kind"
+            )
+
+
 def build_encoder(cfg: EncoderConfigs) -> Encoder:
     """Build the encoder a config describes."""
     match cfg:

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -36,9 +36,17 @@ from nufm.data.transforms import Preprocess
 from nufm.errors import ConfigError, InputError
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
-from nufm.models.encoders import input_width, with_input_width
+from nufm.models.encoders import (
+    EncoderConfigs,
+    build_encoder,
+    core_prefixes,
+    input_width,
+    with_detector_inputs,
+    with_input_width,
+)
 from nufm.models.released.files import is_released
 from nufm.tasks.build import TaskConfig, build_task
+from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
 from nufm.train.run import parse_run_args
@@ -143,9 +151,41 @@ def _check_same_detector(pretrained: Pretrained, data: tuple[Path, ...]) -> None
     if made_for != det.name:
         raise ConfigError(
             f"finetune: {data[0]} holds {det.name} events, but {pretrained.source} was made "
-            f"for {made_for} events (its preprocessing: {pretrained.preprocess}); nufm does "
-            "not carry an encoder across detectors yet (train with a scratch preset instead)"
+            f"for {made_for} events (its preprocessing: {pretrained.preprocess}); to carry "
+            "its core across detectors, re-initialising the input embedding, add "
+            "--finetune.transfer core (or train with a scratch preset)"
         )
+
+
+def transfer_core(
+    pretrained: Pretrained, task_cfg: TaskConfig, preprocess: Preprocess
+) -> tuple[EncoderConfigs, dict[str, torch.Tensor]]:
+    """The encoder of a core transfer and the weights that carry over: the pretrained
+    architecture with the task preset's input embedding for the data's detector (fitted to its
+    feature channels), and the pretrained encoder's core tensors (:func:`core_prefixes`).
+
+    Raises:
+        ConfigError: the preset's encoder is another kind than the pretrained one.
+    """
+    source = cast(EncoderConfigs, pretrained.encoder_config)
+    target = _fit_input_width(task_cfg, preprocess, fresh=True).encoder
+    try:
+        config = with_detector_inputs(source, target)
+        prefixes = core_prefixes(source)
+    except ValueError as e:
+        raise ConfigError(f"finetune.transfer core: {e}") from e
+    sub, _ = extract_encoder_state(pretrained.state, build_encoder(source))
+    core = {k: v for k, v in sub.items() if k.startswith(prefixes)}
+    if not core:
+        raise ConfigError(f"finetune.transfer core: {pretrained.source} holds no core weights")
+    log.info(
+        "finetune: carrying %d core tensors of %s over (prefixes %s); the input embedding starts "
+        "fresh",
+        len(core),
+        pretrained.source,
+        ", ".join(prefixes),
+    )
+    return config, core
 
 
 def _fit_input_width(task_cfg: TaskConfig, preprocess: Preprocess, fresh: bool) -> TaskConfig:
@@ -306,16 +346,21 @@ def run_finetune(
         )
     if pretrained is None and ft.pretrained is not None:
         pretrained = load_encoder(ft.pretrained)
+    core_state: dict[str, torch.Tensor] | None = None
     if pretrained is not None:
-        _check_same_detector(pretrained, ft.data)
-        encoder_config = pretrained.encoder_config
-        preprocess = pretrained.preprocess
-        if encoder_config is None:
+        if pretrained.encoder_config is None:
             raise ConfigError(
                 f"{pretrained.source}: a "
                 f"{type(pretrained.objective_config).__name__} encoder cannot be "
                 "fine-tuned by the tasks (use an MAE or distillation model)"
             )
+        if ft.transfer == "core":
+            preprocess = preprocess or data_preprocess(ft.data)
+            encoder_config, core_state = transfer_core(pretrained, task_cfg, preprocess)
+        else:
+            _check_same_detector(pretrained, ft.data)
+            encoder_config = pretrained.encoder_config
+            preprocess = pretrained.preprocess
     if encoder_config is not None:
         task_cfg = dataclasses.replace(task_cfg, encoder=encoder_config)
     preprocess = preprocess or data_preprocess(ft.data)
@@ -346,7 +391,15 @@ def run_finetune(
                 train=dataclasses.replace(run_cfg.train, monitor_every=run_cfg.train.max_steps),
             )
     seed_everything(seed)
-    task = build_task(task_cfg, weights.state if weights is not None else None)
+    if core_state is not None and weights is not None:
+        task = build_task(task_cfg, core_state, encoder_prefix="")
+        report = task.encoder_load_report
+        if report is None or report.mismatched or len(report.loaded) != len(core_state):
+            raise ConfigError(
+                f"finetune: the core of {weights.source} did not load whole\n{report}"
+            )
+    else:
+        task = build_task(task_cfg, weights.state if weights is not None else None)
     transform = preprocess.transforms(augment=build_augmentations(cfg.data))
     result = train(
         run_cfg, task, lambda _: train_events, run_dir, transform=transform, monitor=selector
@@ -381,6 +434,7 @@ def run_finetune(
             "encoder": type(task_cfg.encoder).__name__,
             "pretrained": weights.source if weights is not None else None,
             "pretrained_step": weights.step if weights is not None else None,
+            "transfer": ft.transfer if weights is not None else None,
             "steps": cfg.train.max_steps,
             "final_train_metrics": result.metrics,
             **selected,

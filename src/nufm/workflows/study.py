@@ -58,7 +58,7 @@ from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.event_task import EventTaskConfig
 from nufm.viz.display import save_figure
-from nufm.workflows.finetune import data_preprocess, finetune_split, run_finetune
+from nufm.workflows.finetune import data_preprocess, finetune_split, run_finetune, transfer_core
 from nufm.workflows.load import load_encoder
 from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
 
@@ -183,9 +183,20 @@ def run_study(
         raise ValueError("study: give the pretrained model (--pretrained RUN_OR_MODEL_DIR)")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, finetune=ft))
     pretrained = load_encoder(ft.pretrained) if ft.pretrained is not None else None
-    pre = pretrained.preprocess if pretrained is not None else data_preprocess(ft.data)
-    source = pretrained.source if pretrained is not None else "none"
     task = cfg.run.objective
+    transfer = pretrained is not None and ft.transfer == "core"
+    pre = pretrained.preprocess if pretrained and not transfer else data_preprocess(ft.data)
+    source = pretrained.source if pretrained is not None else "none"
+    network_config = pretrained.encoder_config if pretrained else None
+    if transfer and any(m in PROBE_MODES for m in cfg.modes):
+        raise ConfigError(
+            f"study: the probe modes {PROBE_MODES} read the pretrained encoder as it is; with "
+            "finetune.transfer core use the fine-tuning modes (full, linear, head, scratch)"
+        )
+    if transfer:  # scratch and random rows get the transferred architecture
+        assert pretrained is not None and isinstance(task, TaskConfig)
+        network_config = transfer_core(pretrained, task, pre)[0]
+        source += " (core carried over from another detector, input embedding fresh)"
     if any(m in EVENT_BASELINE_MODES for m in cfg.modes) and not (
         isinstance(task, EventTaskConfig) and task.kind == "classification"
     ):
@@ -247,7 +258,7 @@ def run_study(
                     )
                     row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
                 else:
-                    encoder_config = pretrained.encoder_config if pretrained else None
+                    encoder_config = network_config
                     if mode == "linear-geometry":
                         encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
                     result = run_finetune(
