@@ -15,7 +15,10 @@ from nufm.config import (
 )
 from nufm.data.event import Event
 from nufm.models.encoders import TokenViTConfig
+from nufm.models.perceiver import PerceiverConfig
 from nufm.models.ptv3 import PTv3Config
+from nufm.models.stream_fusion import StreamFusionConfig
+from nufm.models.stream_tokenizers import PatchTokenizerConfig, SetTokenizerConfig
 from nufm.models.tokenizers import PointMAETokenizerConfig
 from nufm.models.vit import ViTConfig
 from nufm.ssl.toy import ToyObjectiveConfig, toy_events
@@ -134,4 +137,26 @@ def one_step_mae_run() -> RunConfig:
         logging=LoggingConfig(progress=False, tensorboard=False),
         data=DataConfig(source="sim", num_events=4, max_points=20000, max_events=4),
         optim=OptimConfig(warmup_steps=1),
+    )
+
+
+def small_fusion_encoder(width: int = 32, depth: int = 1, latents: int = 8) -> StreamFusionConfig:
+    """A narrow FASERCal-shaped stream-fusion encoder for tests: the scintillator as 12 x 12 x
+    10-cube patches in 10 modules (cm / 100 units), the other three streams one set token each."""
+    scint = PatchTokenizerConfig(
+        in_channels=4,
+        embed_dim=width,
+        origin=(-0.24, -0.24, -1.0),
+        voxel_size=(0.01, 0.01, 0.01),
+        patch_size=(0.12, 0.12, 0.10),
+        grid_shape=(4, 4, 20),
+        module_depth_patches=2,
+    )
+    calo = SetTokenizerConfig(in_channels=4, embed_dim=width, mlp_dims=(16, 16, 16))
+    return StreamFusionConfig(
+        streams=(scint, calo, calo, calo),
+        vit=ViTConfig(embed_dim=width, depth=depth, num_heads=2, drop_path=0.0, attn_drop=0.0),
+        perceiver=PerceiverConfig(
+            stream_dims=(width,) * 5, num_latents=latents, latent_dim=width, num_heads=2, depth=1
+        ),
     )

@@ -10,6 +10,7 @@ import re
 import pytest
 import torch
 
+from helpers.configs import small_fusion_encoder
 from nufm.batch import PointBatch
 from nufm.config import _build, config_to_dict
 from nufm.models.encoders import build_encoder, input_width, with_input_width
@@ -22,7 +23,6 @@ from nufm.models.stream_tokenizers import (
     SetTokenizerConfig,
     sincos_3d,
 )
-from nufm.models.vit import ViTConfig
 
 D = 32
 SCINT = PatchTokenizerConfig(
@@ -37,14 +37,7 @@ SCINT = PatchTokenizerConfig(
 
 
 def _cfg() -> StreamFusionConfig:
-    small_set = SetTokenizerConfig(in_channels=4, embed_dim=D, mlp_dims=(16, 16, 16))
-    return StreamFusionConfig(
-        streams=(SCINT, small_set, small_set, small_set),
-        vit=ViTConfig(embed_dim=D, depth=2, num_heads=2, drop_path=0.0, attn_drop=0.0),
-        perceiver=PerceiverConfig(
-            stream_dims=(D,) * 5, num_latents=4, latent_dim=D, num_heads=2, depth=1
-        ),
-    )
+    return small_fusion_encoder(D, depth=2, latents=4)
 
 
 def _encoder(seed: int = 0) -> StreamFusionEncoder:

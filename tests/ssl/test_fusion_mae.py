@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers.configs import small_fusion_encoder
 from nufm.batch import PointBatch
 from nufm.data.collate import collate
 from nufm.data.detectors import get_detector
-from nufm.models.perceiver import PerceiverConfig
 from nufm.models.stream_fusion import StreamFusionConfig
-from nufm.models.stream_tokenizers import PatchTokenizerConfig, PatchTokens, SetTokenizerConfig
-from nufm.models.vit import ViTConfig
+from nufm.models.stream_tokenizers import PatchTokens
 from nufm.sim.fasercal import generate_fasercal_events
 from nufm.ssl.build import (
     build_ssl_objective,
@@ -35,23 +34,7 @@ S = 1440  # 12 x 12 x 10 slots per patch
 
 
 def _encoder() -> StreamFusionConfig:
-    scint = PatchTokenizerConfig(
-        in_channels=4,
-        embed_dim=D,
-        origin=(-0.24, -0.24, -1.0),
-        voxel_size=(0.01, 0.01, 0.01),
-        patch_size=(0.12, 0.12, 0.10),
-        grid_shape=(4, 4, 20),
-        module_depth_patches=2,
-    )
-    calo = SetTokenizerConfig(in_channels=4, embed_dim=D, mlp_dims=(16, 16, 16))
-    return StreamFusionConfig(
-        streams=(scint, calo, calo, calo),
-        vit=ViTConfig(embed_dim=D, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
-        perceiver=PerceiverConfig(
-            stream_dims=(D,) * 5, num_latents=8, latent_dim=D, num_heads=2, depth=1
-        ),
-    )
+    return small_fusion_encoder(D)
 
 
 def _objective(seed: int = 0, **kw: float) -> FusionMAE:

@@ -11,13 +11,12 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from helpers.configs import small_fusion_encoder
 from nufm.data.collate import collate
 from nufm.data.detectors import get_detector
 from nufm.eval.metrics import multitask_report
 from nufm.eval.tasks import evaluate_task
-from nufm.models.perceiver import PerceiverConfig
 from nufm.models.stream_fusion import StreamFusionConfig
-from nufm.models.stream_tokenizers import PatchTokenizerConfig, SetTokenizerConfig
 from nufm.models.vit import ViTConfig
 from nufm.sim.fasercal import generate_fasercal_events
 from nufm.tasks.build import build_task
@@ -27,23 +26,7 @@ D = 32
 
 
 def _encoder() -> StreamFusionConfig:
-    scint = PatchTokenizerConfig(
-        in_channels=4,
-        embed_dim=D,
-        origin=(-0.24, -0.24, -1.0),
-        voxel_size=(0.01, 0.01, 0.01),
-        patch_size=(0.12, 0.12, 0.10),
-        grid_shape=(4, 4, 20),
-        module_depth_patches=2,
-    )
-    calo = SetTokenizerConfig(in_channels=4, embed_dim=D, mlp_dims=(16, 16, 16))
-    return StreamFusionConfig(
-        streams=(scint, calo, calo, calo),
-        vit=ViTConfig(embed_dim=D, depth=1, num_heads=2, drop_path=0.0, attn_drop=0.0),
-        perceiver=PerceiverConfig(
-            stream_dims=(D,) * 5, num_latents=8, latent_dim=D, num_heads=2, depth=1
-        ),
-    )
+    return small_fusion_encoder(D)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import h5py
 import numpy as np
@@ -69,15 +69,7 @@ Layout = Literal[
     "watchmal-h5",
     "fasercal-h5",
 ]
-LAYOUTS: tuple[Layout, ...] = (
-    "pilarnet-h5",
-    "mlreco-npz",
-    "larsoft-root",
-    "jaxtpc-h5",
-    "tpcpp-npz",
-    "watchmal-h5",
-    "fasercal-h5",
-)
+LAYOUTS: tuple[Layout, ...] = get_args(Layout)
 
 
 def detect_layout(path: str | os.PathLike) -> Layout:

@@ -1,7 +1,7 @@
 """Masked voxel-patch autoencoding with relational voxel heads for a multi-stream detector: the
 FASERCal foundation-model pretraining (arXiv:2604.07037; code github saulam/faserDL,
-``model/lightning_model_pretrain.py``; docs/references.md and /work/shared/reference
-anchors section 5), on :class:`~nufm.models.stream_fusion.StreamFusionEncoder`.
+``model/lightning_model_pretrain.py``; docs/references.md), on
+:class:`~nufm.models.stream_fusion.StreamFusionEncoder`.
 
 Owns :class:`FusionMAEConfig`, :class:`FusionMAE`, the voxel bookkeeping
 :func:`voxel_targets` (:class:`VoxelTargets`), the mask :func:`hide_patches` and the reduction
@@ -37,9 +37,9 @@ Documented differences from the reference:
 * The reference's relational losses are supervised-contrastive (InfoNCE) embeddings of
   "same track", "same primary" and "same PID" voxels, with a ghost push-away term; here the
   voxels are classified directly (ghost / hierarchy / category) from the same kind of truth.
-* Both phases use the simulation truth in ``PointBatch.labels``
-  (:data:`nufm.data.fasercal.LABEL_NAMES`), so phase 2 is supervised by MC labels, as the
-  reference's relational objectives are: it is not self-supervised.
+* Phase 2 reads the simulation truth in ``PointBatch.labels``
+  (:data:`nufm.data.fasercal.LABEL_NAMES`), so it is supervised by MC labels, as the
+  reference's relational objectives are: it is not self-supervised (phase 1 is).
 * Voxel outputs come from a per-slot linear head, not the reference's separable 3D DCT basis,
   and both phases share the encoder's one Perceiver-IO output block (the reference has one
   decoder per head); the reference's learned uncertainty weighting of the terms is replaced by

@@ -184,7 +184,10 @@ def _mean(rows: list[dict[str, Any]], key: str) -> str:
 def results_markdown(rows: list[dict[str, Any]], cfg: FaserStudyConfig, header: str) -> str:
     """The study's tables: one line per (initialisation, size), means over seeds."""
     cols = [
-        ("flavour_macro_auc", "flavour AUC"),
+        ("flavour_macro_auc", "flavour AUC (macro)"),
+        ("auc_numu_cc", "AUC numu CC"),
+        ("auc_nue_cc", "AUC nue CC"),
+        ("auc_nc", "AUC NC"),
         ("flavour_accuracy", "flavour acc."),
         ("charm_macro_auc", "charm AUC"),
         ("vertex_mm_median", "vertex median [mm]"),
