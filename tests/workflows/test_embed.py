@@ -369,3 +369,18 @@ def test_nearest_distance_matches_a_kd_tree() -> None:
     want, _ = cKDTree(bank).query(query, k=1)
     np.testing.assert_allclose(nearest_distance(query, bank, chunk=16), want, rtol=1e-9)
     assert nearest_distance(bank[:5], bank).max() < 1e-6  # a bank row is its own neighbour
+
+
+def test_latent_encoders_pool_their_latents() -> None:
+    """A stream-fusion encoder's (B, L, D) latents become [mean, max] over L per event."""
+    import torch
+
+    from nufm.batch import PointBatch
+    from nufm.models.base import EncoderOutput
+    from nufm.workflows.embed import _pool_event
+
+    lat = torch.randn(2, 5, 3)
+    batch = PointBatch(coord=torch.zeros(7, 3), feat=torch.zeros(7, 1), offset=torch.tensor([3, 7]))
+    out = EncoderOutput(feat=lat, level="latent", offset=batch.offset)
+    pooled = _pool_event(out, batch)
+    torch.testing.assert_close(pooled, torch.cat([lat.mean(1), lat.amax(1)], 1))

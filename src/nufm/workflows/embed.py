@@ -103,7 +103,8 @@ class Embeddings:
 
 
 def _pool_event(out: EncoderOutput, batch: PointBatch) -> torch.Tensor:
-    """(B, 2D) ``[mean, max]`` over each event's valid tokens or points."""
+    """(B, 2D) ``[mean, max]`` over each event's valid tokens or points, or over its fused
+    latents (as the multi-task heads pool them)."""
     B = int(batch.offset.numel())
     match out.level:
         case "token":
@@ -114,6 +115,9 @@ def _pool_event(out: EncoderOutput, batch: PointBatch) -> torch.Tensor:
         case "point":
             feat = out.feat  # (N, D)
             index = offset_to_batch_index(batch.offset)  # (N,)
+        case "latent":  # fused latents of a stream-fusion encoder: (B, L, D)
+            lat = out.feat.float()
+            return torch.cat([lat.mean(1), lat.amax(1)], dim=1)  # (B, 2D)
         case _:
             raise ValueError(
                 f"cannot pool an encoder output of level {out.level!r}; use an "
@@ -208,6 +212,11 @@ def embed_events(
         level = out.level
         rows += [row for row, _ in chunk]
         event_vecs.append(_pool_event(out, batch).cpu().numpy())
+        if per_point and out.level == "latent":
+            raise ConfigError(
+                f"{pretrained.source}: a stream-fusion encoder gives event latents, not "
+                "per-point features; embed without per-point output"
+            )
         if per_point:
             points.append(point_features(out, batch).float().cpu().numpy())  # (N_b, D)
             point_counts.append(np.array([len(ev) for _, ev in chunk], np.int64))
