@@ -151,3 +151,40 @@ def test_a_fine_tuning_config_without_the_section_gets_the_defaults(tmp_path: Pa
         finetune=True,
     )
     assert cfg == PRESETS["pid-head"] and cfg.is_finetune and not PRESETS["toy"].is_finetune
+
+
+@pytest.mark.parametrize(
+    ("preset", "block"),
+    [("event-vertex-scratch", "vertex_x"), ("event-energy-scratch", "visible_energy")],
+)
+def test_event_presets_derive_their_targets(tmp_path: Path, preset: str, block: str) -> None:
+    """The vertex and visible-energy presets read targets the files do not hold:
+    AddEventTargets derives them in training, testing and ``nufm evaluate`` alike."""
+    from nufm.data.event import Event
+    from nufm.data.pilarnet import read_events
+    from nufm.data.transforms import Preprocess
+    from nufm.tasks.event_task import AddEventTargets
+
+    data = tmp_path / "events.h5"
+    write_events(data, synthetic_events(12, seed=5))
+    run = tmp_path / "run"
+    common = ["--train.max-steps", "2", "--optim.warmup-steps", "1", "--logging.no-progress"]
+    split = ["--finetune.split-fractions", "0.6", "0.2", "0.2", "--finetune.n-test", "2"]
+    args = ["--preset", preset, "--run-dir", str(run), "--finetune.data", str(data)]
+    main(["finetune", *args, *common, *split])
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    key = f"log_{block}" if block == "visible_energy" else block
+    assert metrics["regression"][key]["n"] == 2
+    out = tmp_path / "eval.json"
+    main(["evaluate", str(run), "--data", str(data), "--out", str(out)])
+    again = json.loads(out.read_text())["metrics"]["regression"][key]
+    assert again["n"] == 2
+    # the targets are the events' own: vertex in normalised coordinates, energy in MeV
+    ev: Event = read_events(data, [0])[0]
+    pre = Preprocess()
+    derived = pre.transforms(augment=[AddEventTargets()])(ev, None)  # type: ignore[arg-type]
+    if block == "vertex_x":
+        assert ev.vertices is not None
+        assert derived.meta["vertex_x"] == pytest.approx(
+            (ev.vertices[0, 0] - pre.center) / pre.scale
+        )

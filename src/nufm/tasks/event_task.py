@@ -9,7 +9,8 @@ into ``num_classes`` bins), ``total_energy`` (simulator, MeV) or, added by
 ``vertex_x/y/z`` (normalised coordinates). Regression targets may be log-transformed and are
 standardised by ``(y - target_shift) / target_scale`` for the loss.
 
-Owns :class:`EventTaskConfig`, :class:`EventTask`, :class:`AddEventTargets`.
+Owns :class:`EventTaskConfig`, :class:`EventTask`, :class:`AddEventTargets` and
+:func:`event_target_transforms` (which fine-tuning and evaluation add to the preprocessing).
 """
 
 from __future__ import annotations
@@ -56,6 +57,27 @@ class AddEventTargets:
             x, y, z = (float(v) for v in event.vertices[0])
             meta.update(vertex_x=x, vertex_y=y, vertex_z=z)
         return event.with_fields(meta=meta)
+
+
+DERIVED_TARGETS = ("visible_energy", "vertex_x", "vertex_y", "vertex_z")
+"""Event targets that :class:`AddEventTargets` derives from the event (not in the files)."""
+
+
+def event_target_transforms(task: object) -> list[AddEventTargets]:
+    """The :class:`AddEventTargets` step an event task needs when it reads targets that events
+    do not carry (``visible_energy``, ``vertex_*``); put it among the augmentations of
+    ``Preprocess.transforms`` (after the coordinates are normalised, before the log energy).
+    Empty for every other task."""
+    if not isinstance(task, EventTaskConfig):
+        return []
+    wanted = set(task.targets) & set(DERIVED_TARGETS)
+    if not wanted:
+        return []
+    return [
+        AddEventTargets(
+            visible_energy="visible_energy" in wanted, vertex=bool(wanted - {"visible_energy"})
+        )
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

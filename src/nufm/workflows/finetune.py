@@ -47,6 +47,7 @@ from nufm.models.encoders import (
 from nufm.models.released.files import is_released
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.tasks.encoder_state import extract_encoder_state
+from nufm.tasks.event_task import event_target_transforms
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
 from nufm.train.run import parse_run_args
@@ -260,10 +261,15 @@ class BestWeights:
     the weights with the best :func:`val_score` (the first, on ties)."""
 
     def __init__(
-        self, events: list[Event], preprocess: Preprocess, batch_points: int, seed: int
+        self,
+        events: list[Event],
+        preprocess: Preprocess,
+        batch_points: int,
+        seed: int,
+        task: object = None,
     ) -> None:
         self.events = events
-        self.transform = preprocess.transforms()
+        self.transform = preprocess.transforms(augment=event_target_transforms(task))
         self.batch_points = batch_points
         self.seed = seed
         self.best_score = -np.inf
@@ -384,7 +390,9 @@ def run_finetune(
     if ft.n_val > 0:
         if val_events is None:
             val_events = finetune_split(ft, preprocess, "val", ft.n_val)
-        selector = BestWeights(val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed)
+        selector = BestWeights(
+            val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed, task_cfg
+        )
         if not run_cfg.train.monitor_every:  # score at least the final weights
             run_cfg = dataclasses.replace(
                 run_cfg,
@@ -400,7 +408,8 @@ def run_finetune(
             )
     else:
         task = build_task(task_cfg, weights.state if weights is not None else None)
-    transform = preprocess.transforms(augment=build_augmentations(cfg.data))
+    targets = event_target_transforms(task_cfg)  # vertex / visible energy, when read
+    transform = preprocess.transforms(augment=[*build_augmentations(cfg.data), *targets])
     result = train(
         run_cfg, task, lambda _: train_events, run_dir, transform=transform, monitor=selector
     )
@@ -421,7 +430,7 @@ def run_finetune(
             task,
             test_events,
             ft.eval_batch_points,
-            transform=preprocess.transforms(),
+            transform=preprocess.transforms(augment=targets),
             seed=seed,
         )
     write_metrics_json(
@@ -500,7 +509,8 @@ def evaluate_run(
         split_fractions=split_fractions,
     )
     with torch.no_grad():
-        metrics = evaluate_task(task, events, transform=preprocess.transforms())
+        transform = preprocess.transforms(augment=event_target_transforms(task.cfg))
+        metrics = evaluate_task(task, events, transform=transform)
     write_metrics_json(
         out or run_dir / f"eval_{split}.json",
         metrics,
