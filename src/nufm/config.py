@@ -192,7 +192,9 @@ class DataConfig:
     of them. They run on normalised coordinates and MeV energies, in the order crop, rotate,
     flip, scale, jitter, energy smear (nufm.data.transforms)."""
     rotate: bool = True
-    """With augment: a uniform random 3D rotation about the volume centre."""
+    """With augment: a uniform random rotation about the volume centre, as the detector's
+    symmetry allows (``Detector.symmetry``): any 3D rotation for a LArTPC, about the z axis for
+    the water Cherenkov cylinder and the collider TPC, none for FASERCal's beam."""
     flip_p: float = 0.0
     """With augment: mirror each axis with this probability (0 = off)."""
     scale: tuple[float, float] | None = None

@@ -233,3 +233,43 @@ def test_compose_shares_generator_deterministically() -> None:
     c = t(e, np.random.default_rng(10))
     np.testing.assert_array_equal(a.coord, b.coord)
     assert not np.allclose(a.coord, c.coord)
+
+
+def test_rotation_about_z_keeps_z_and_radius() -> None:
+    """A cylinder's augmentation: z and the distance from the axis are kept, the azimuth
+    turns by one angle for every point."""
+    from nufm.data.event import Event
+    from nufm.data.transforms import RandomRotation
+
+    rng = np.random.default_rng(4)
+    coord = rng.normal(size=(20, 3)).astype(np.float32)
+    ev = Event(coord=coord, energy=np.ones(20, np.float32))
+    out = RandomRotation(axis="z")(ev, np.random.default_rng(1))
+    np.testing.assert_allclose(out.coord[:, 2], coord[:, 2], atol=1e-6)
+    np.testing.assert_allclose(
+        np.hypot(out.coord[:, 0], out.coord[:, 1]), np.hypot(coord[:, 0], coord[:, 1]), atol=1e-5
+    )
+    turn = np.arctan2(out.coord[:, 1], out.coord[:, 0]) - np.arctan2(coord[:, 1], coord[:, 0])
+    turn = np.mod(turn, 2 * np.pi)
+    np.testing.assert_allclose(turn, turn[0], atol=1e-4)
+    assert 1e-3 < turn[0] < 2 * np.pi - 1e-3
+
+
+def test_augmentations_follow_the_detector_symmetry() -> None:
+    from nufm.config import DataConfig
+    from nufm.data.detectors import DETECTORS
+    from nufm.data.transforms import RandomRotation
+    from nufm.train.components import build_augmentations
+
+    cfg = DataConfig(augment=True, rotate=True)
+    axes = {}
+    for name, det in DETECTORS.items():
+        steps = build_augmentations(cfg, symmetry=det.symmetry)
+        rot = [s for s in steps if isinstance(s, RandomRotation)]
+        axes[name] = rot[0].axis if rot else None
+    assert axes == {
+        "lartpc": "any",
+        "collider-tpc": "z",
+        "water-cherenkov": "z",
+        "fasercal": None,
+    }

@@ -12,6 +12,7 @@ default preprocessing (coordinate centre and scale, log scaling of ``energy``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from nufm.data import fasercal
 from nufm.data.event import Event
@@ -48,6 +49,9 @@ class Detector:
     """Names of the sub-detector streams of ``Event.stream`` (empty: one stream)."""
     event_classes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Class-valued per-event truth in ``Event.meta``: (key, class names) pairs."""
+    symmetry: Literal["any", "z", "none"] = "any"
+    """Rotations that leave its physics unchanged, the rotation augmentation it allows: any
+    (a LArTPC cube), about the z axis (a cylinder around z), none (a beam along z)."""
 
 
 DETECTORS: dict[str, Detector] = {
@@ -73,6 +77,7 @@ DETECTORS: dict[str, Detector] = {
         instance="track id (-1 random noise hit)",
         interaction="collision id in the pile-up (-1 hit tagged as noise)",
         layouts=("tpcpp-npz",),
+        symmetry="z",
         preprocess=Preprocess(
             energy_threshold=0.0, center=0.0, scale=130.0, log_energy_eps=0.1, log_energy_max=100.0
         ),
@@ -87,6 +92,7 @@ DETECTORS: dict[str, Detector] = {
         instance="particle that gave the PMT most light (-1 dark noise)",
         interaction="0, -1 for dark noise",
         layouts=("watchmal-h5",),
+        symmetry="z",
         preprocess=Preprocess(
             energy_threshold=0.0,
             center=0.0,
@@ -115,6 +121,7 @@ DETECTORS: dict[str, Detector] = {
         label_names=fasercal.LABEL_NAMES,
         stream_names=fasercal.STREAM_NAMES,
         event_classes=(("flavour", fasercal.FLAVOUR_NAMES), ("charm", fasercal.CHARM_NAMES)),
+        symmetry="none",
     ),
 }
 """Every detector nufm knows, by name."""

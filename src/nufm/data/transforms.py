@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -203,13 +203,22 @@ def random_rotation_matrix(rng: np.random.Generator) -> np.ndarray:
 
 @dataclass(frozen=True, kw_only=True)
 class RandomRotation:
-    """Rotate the event by a uniform random rotation about ``center`` (one per event)."""
+    """Rotate the event by a uniform random rotation about ``center`` (one per event): any
+    rotation (a LArTPC), or one about the z axis (a detector symmetric only about its axis:
+    a water Cherenkov cylinder, a collider TPC around the beam)."""
 
     center: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Pivot, in the units of ``coord`` (the origin after NormalizeCoord)."""
+    axis: Literal["any", "z"] = "any"
+    """``any``: uniform on SO(3); ``z``: uniform angle about the z axis through ``center``."""
 
     def __call__(self, event: Event, rng: np.random.Generator) -> Event:
-        rot = random_rotation_matrix(rng)  # (3, 3)
+        if self.axis == "z":
+            a = rng.uniform(0.0, 2.0 * math.pi)
+            c, s = math.cos(a), math.sin(a)
+            rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])  # (3, 3)
+        else:
+            rot = random_rotation_matrix(rng)  # (3, 3)
         c = np.asarray(self.center)
         return _move(event, lambda x: (np.asarray(x, np.float64) - c) @ rot.T + c, rot)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Literal
 
 from torch import nn
 
@@ -139,7 +140,9 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
 
 
 def build_augmentations(
-    cfg: DataConfig, center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    cfg: DataConfig,
+    center: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    symmetry: Literal["any", "z", "none"] = "any",
 ) -> list[Transform]:
     """The seeded augmentations ``cfg`` selects (none without ``cfg.augment``), in the order
     crop, rotate, flip, scale, jitter, energy smear.
@@ -148,14 +151,16 @@ def build_augmentations(
         cfg: the data config.
         center: pivot of rotation, flip and scale, in the units of ``coord`` (the origin for
             normalised coordinates).
+        symmetry: the rotations the detector allows (``Detector.symmetry``): any, about z
+            only, or none (``cfg.rotate`` is then ignored).
     """
     if not cfg.augment:
         return []
     steps: list[Transform] = []
     if cfg.crop is not None:
         steps.append(RandomCrop(min_fraction=cfg.crop[0], max_fraction=cfg.crop[1]))
-    if cfg.rotate:
-        steps.append(RandomRotation(center=center))
+    if cfg.rotate and symmetry != "none":
+        steps.append(RandomRotation(center=center, axis=symmetry))
     if cfg.flip_p > 0:
         steps.append(RandomFlip(p=cfg.flip_p, center=center))
     if cfg.scale is not None:
@@ -184,7 +189,8 @@ def build_transform(
     if cfg.source == "toy":
         augment = build_augmentations(cfg, center=(CENTER, CENTER, CENTER))
         return Compose(augment) if augment else None
-    augment = build_augmentations(cfg)
+    symmetry = get_detector(cfg.detector).symmetry if cfg.detector else "any"
+    augment = build_augmentations(cfg, symmetry=symmetry)
     if cfg.cache_groups and isinstance(objective, HasEventGrouper):
         cropped = cfg.augment and cfg.crop is not None
         grouper = objective.event_grouper(cache=not cropped and not cfg.stream)

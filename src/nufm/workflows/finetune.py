@@ -409,7 +409,9 @@ def run_finetune(
     else:
         task = build_task(task_cfg, weights.state if weights is not None else None)
     targets = event_target_transforms(task_cfg)  # vertex / visible energy, when read
-    transform = preprocess.transforms(augment=[*build_augmentations(cfg.data), *targets])
+    symmetry = detector_for_layout(detect_layout(ft.data[0])).symmetry if ft.data else "any"
+    augment = build_augmentations(cfg.data, symmetry=symmetry)
+    transform = preprocess.transforms(augment=[*augment, *targets])
     result = train(
         run_cfg, task, lambda _: train_events, run_dir, transform=transform, monitor=selector
     )
