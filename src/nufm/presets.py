@@ -580,6 +580,25 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
         ),
         "water Cherenkov regression: log kinetic energy of the primary",
     ),
+    # vertex (normalised units: 20 m) and direction of the primary (AddEventTargets)
+    "wc-vertex": (
+        EventTaskConfig(
+            encoder=_WC_ENCODER,
+            kind="regression",
+            targets=("vertex_x", "vertex_y", "vertex_z"),
+            target_scale=0.3,
+        ),
+        "water Cherenkov regression: vertex",
+    ),
+    "wc-direction": (
+        EventTaskConfig(
+            encoder=_WC_ENCODER,
+            kind="regression",
+            targets=("dir_x", "dir_y", "dir_z"),
+            target_scale=0.5,
+        ),
+        "water Cherenkov regression: direction of the primary (unit vector)",
+    ),
     # FASERCal neutrino interactions (nufm simulate --detector fasercal): the reference's
     # joint fine-tuning of flavour, charm, momenta and vertex on the fused latents
     "fasercal": (

@@ -273,3 +273,34 @@ def test_augmentations_follow_the_detector_symmetry() -> None:
         "water-cherenkov": "z",
         "fasercal": None,
     }
+
+
+def test_direction_target_turns_with_the_event() -> None:
+    from nufm.data.event import Event, Particles
+    from nufm.data.transforms import RandomRotation
+    from nufm.tasks.event_task import AddEventTargets
+
+    parts = Particles(
+        id=np.array([0]),
+        pdg=np.array([13]),
+        momentum=np.array([[0.3, 0.0, 0.4]], np.float32),
+        start=np.zeros((1, 3), np.float32),
+        is_primary=np.array([True]),
+        interaction=np.array([0]),
+        parent=np.array([-1]),
+    )
+    ev = Event(
+        coord=np.array([[1.0, 0.0, 0.0]], np.float32),
+        energy=np.ones(1, np.float32),
+        particles=parts,
+        vertices=np.zeros((1, 3), np.float32),
+    )
+    out = AddEventTargets(direction=True)(
+        RandomRotation(axis="z")(ev, np.random.default_rng(2)), None
+    )  # type: ignore[arg-type]
+    d = np.array([out.meta["dir_x"], out.meta["dir_y"], out.meta["dir_z"]])
+    assert np.linalg.norm(d) == pytest.approx(1.0)
+    assert d[2] == pytest.approx(0.8)  # z kept by the rotation about z
+    turned = np.arctan2(d[1], d[0])
+    moved = np.arctan2(out.coord[0, 1], out.coord[0, 0])
+    assert turned == pytest.approx(moved, abs=1e-5)  # the same azimuth turn as the points

@@ -330,3 +330,21 @@ def test_instance_efficiency_equals_the_definition(seed: int) -> None:
     p = np.array([5] * 6 + [6] * 3 + [7] * 3 + [8] * 3)
     assert instance_efficiency(p, t) == (1.0, 0.25)  # both halves hold 50 %; cluster 8 is fake
     assert instance_efficiency(np.full(15, -1), t) == (0.0, 0.0)
+
+
+def test_vector_error_block_by_hand() -> None:
+    from nufm.eval.metrics import vector_error_block
+
+    true = np.zeros((5, 3))
+    pred = np.zeros((5, 3))
+    pred[:, 0] = [0.0, 0.1, 0.2, 0.3, 0.4]  # distances 0 .. 0.4 normalised units
+    block = vector_error_block(("vertex_x", "vertex_y", "vertex_z"), pred, true, unit_scale=20.0)
+    d = 20.0 * np.array([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert block["vertex_distance"]["median"] == pytest.approx(4.0)
+    assert block["vertex_distance"]["q68"] == pytest.approx(np.quantile(d, 0.68))
+    angles = np.radians([0.0, 10.0, 30.0, 90.0])
+    t = np.tile([1.0, 0.0, 0.0], (4, 1))
+    p = np.c_[np.cos(angles), np.sin(angles), np.zeros(4)] * 3.0  # length does not matter
+    block = vector_error_block(("dir_x", "dir_y", "dir_z"), p, t)
+    assert block["direction_angle_deg"]["median"] == pytest.approx(20.0)
+    assert vector_error_block(("a", "b", "c"), p, t) == {}

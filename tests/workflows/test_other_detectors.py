@@ -305,3 +305,22 @@ def test_core_transfer_carries_the_vit_to_another_detector(
     # a core of another kind (PTv3 semseg preset with a token-ViT core) is refused by name
     with pytest.raises(Exception, match="cannot take the inputs"):
         transfer_core(pretrained, get_preset("semseg-full").objective, wc)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("preset", "block"),
+    [("wc-vertex-scratch", "vertex_distance"), ("wc-direction-scratch", "direction_angle_deg")],
+)
+def test_water_cherenkov_vertex_and_direction(
+    files: dict[str, Path], tmp_path: Path, preset: str, block: str
+) -> None:
+    """Vertex (in m) and direction (in degrees) resolutions from the CLI, their targets derived
+    after the z rotation of the augmentation."""
+    split = ("--finetune.split-fractions", "0.6", "0.0", "0.4")
+    metrics = _finetune(
+        preset, files["wc-mixed"], tmp_path / "run", "--finetune.n-train", "6", *split
+    )
+    summary = metrics[block]
+    assert summary["n"] == 4 and 0 <= summary["median"] <= summary["q68"] + 1e-9
+    if block == "direction_angle_deg":
+        assert summary["q68"] <= 180.0

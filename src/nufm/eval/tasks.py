@@ -32,6 +32,7 @@ from nufm.eval.metrics import (
     event_class_report,
     multitask_report,
     regression_metrics,
+    vector_error_block,
 )
 from nufm.eval.report import metrics_report
 from nufm.tasks.backbone import TaskModule
@@ -138,7 +139,9 @@ def evaluate_task(
     * event classification: ``event_class`` (accuracy, per-class and macro F1, one-vs-rest
       ROC AUC per class, efficiencies at the configured background rejections);
       regression: ``regression`` (bias, median, IQR, RMS of pred - target per target, in the
-      modelled units, plus the target's own units when log-transformed).
+      modelled units, plus the target's own units when log-transformed) and, for a vertex
+      or direction, ``vertex_distance`` (in the detector's unit) or ``direction_angle_deg``
+      (median and 68 % quantile).
 
     Returns:
         ``{"task", "mode", "num_events", "num_batches", <the blocks above>}``; NaN marks an
@@ -207,7 +210,9 @@ def evaluate_task(
                     reg[f"log_{name}" if is_log else name] = regression_metrics(p[:, j], t[:, j])
                     if is_log:
                         reg[name] = regression_metrics(pv[:, j], tv[:, j])
-                blocks = metrics_report(regression=reg)
+                scale = detector_of(events[0]).preprocess.scale if len(events) else 1.0
+                extra = vector_error_block(task.cfg.targets, pv, tv, unit_scale=scale)
+                blocks = metrics_report(regression=reg, extra=extra)
         case MultiTask():
             parts: dict[str, list[Tensor]] = {}
             for batch, pred in stream:

@@ -43,9 +43,27 @@ class AddEventTargets:
     vertex: bool = True
     """Write ``meta['vertex_x'|'vertex_y'|'vertex_z']`` from ``vertices[0]`` (same units as
     coord); an event without vertices is an error."""
+    direction: bool = False
+    """Write ``meta['dir_x'|'dir_y'|'dir_z']``, the unit momentum of the first primary
+    particle (rotated with the event); an event without one is an error."""
 
     def __call__(self, event: Event, rng: np.random.Generator) -> Event:
         meta = dict(event.meta)
+        if self.direction:
+            p = event.particles
+            primary = np.flatnonzero(p.is_primary) if p is not None else np.zeros(0, np.int64)
+            mom = (
+                p.momentum[primary[0]].astype(np.float64)
+                if p is not None and len(primary)
+                else None
+            )
+            if mom is None or not np.linalg.norm(mom) > 0:
+                raise ValueError(
+                    f"{event.where}: AddEventTargets(direction=True) needs a primary particle "
+                    "with momentum"
+                )
+            d = mom / np.linalg.norm(mom)
+            meta.update(dir_x=float(d[0]), dir_y=float(d[1]), dir_z=float(d[2]))
         if self.visible_energy:
             meta["visible_energy"] = float(np.asarray(event.energy, np.float64).sum())
         if self.vertex:
@@ -59,13 +77,21 @@ class AddEventTargets:
         return event.with_fields(meta=meta)
 
 
-DERIVED_TARGETS = ("visible_energy", "vertex_x", "vertex_y", "vertex_z")
+DERIVED_TARGETS = (
+    "visible_energy",
+    "vertex_x",
+    "vertex_y",
+    "vertex_z",
+    "dir_x",
+    "dir_y",
+    "dir_z",
+)
 """Event targets that :class:`AddEventTargets` derives from the event (not in the files)."""
 
 
 def event_target_transforms(task: object) -> list[AddEventTargets]:
     """The :class:`AddEventTargets` step an event task needs when it reads targets that events
-    do not carry (``visible_energy``, ``vertex_*``); put it among the augmentations of
+    do not carry (``visible_energy``, ``vertex_*``, ``dir_*``); put it among the augmentations of
     ``Preprocess.transforms`` (after the coordinates are normalised, before the log energy).
     Empty for every other task."""
     if not isinstance(task, EventTaskConfig):
@@ -75,7 +101,9 @@ def event_target_transforms(task: object) -> list[AddEventTargets]:
         return []
     return [
         AddEventTargets(
-            visible_energy="visible_energy" in wanted, vertex=bool(wanted - {"visible_energy"})
+            visible_energy="visible_energy" in wanted,
+            vertex=any(t.startswith("vertex_") for t in wanted),
+            direction=any(t.startswith("dir_") for t in wanted),
         )
     ]
 
