@@ -301,3 +301,18 @@ def test_config_validation() -> None:
         FusionMAEConfig(encoder=_encoder(), mask_ratio=1.0)
     with pytest.raises(ValueError, match="energy_channel"):
         FusionMAEConfig(encoder=_encoder(), energy_channel=4)
+
+
+def test_balanced_occupancy_loss_by_hand() -> None:
+    """Each side counts half: 1 occupied slot at logit 2, 3 empty at logit 0."""
+    from nufm.ssl.fusion_mae import occupancy_loss
+
+    logit = torch.tensor([[2.0, 0.0, 0.0, 0.0]])
+    occupied = torch.tensor([[True, False, False, False]])
+    pos = math.log1p(math.exp(-2.0))  # BCE of an occupied slot at logit 2
+    neg = math.log(2.0)  # BCE of an empty slot at logit 0
+    assert float(occupancy_loss(logit, occupied, True)) == pytest.approx(0.5 * (pos + neg))
+    assert float(occupancy_loss(logit, occupied, False)) == pytest.approx((pos + 3 * neg) / 4)
+    # calling every slot empty no longer wins: it pays the occupied side in full
+    empty = torch.full((1, 4), -6.0)
+    assert float(occupancy_loss(empty, occupied, True)) > 2.9

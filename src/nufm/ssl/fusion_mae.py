@@ -16,7 +16,8 @@ visible). Each hidden patch is decoded by the encoder's Perceiver-IO output step
 gives, for every one of the S voxel slots of the patch, an occupancy logit ``o`` and a charge
 ``c`` (``Linear(latent, 2 S)``):
 
-    occupancy = mean_{hidden patches h} mean_{slots s} BCE(o_hs, [slot s of h holds a point])
+    occupancy = (mean over occupied slots of BCE + mean over empty slots of BCE) / 2
+                (hidden patches' slots; ``balance_occupancy``: 2 % of the slots are occupied)
     charge    = mean_h mean_{points i in h} (c_{h, slot_i} - feat_i[energy_channel])^2
 
 Phase 2, relational voxel heads (``relational_weight > 0``, run with ``mask_ratio`` 0.25). The
@@ -131,6 +132,11 @@ class FusionMAEConfig:
     0.25 in phase 2)."""
     occupancy_weight: float = 1.0
     """Weight of the slot-occupancy BCE of hidden patches."""
+    balance_occupancy: bool = True
+    """True: the occupancy BCE is the mean of its mean over occupied slots and its mean over
+    empty ones (about 2 % of a patch's slots are occupied; the plain mean is minimised by
+    calling every slot empty, which a first run did: precision and recall 0). False: the
+    plain mean over all slots."""
     charge_weight: float = 1.0
     """Weight of the charge MSE at the occupied slots of hidden patches."""
     relational_weight: float = 0.0
@@ -185,6 +191,19 @@ class FusionMAEConfig:
         cfg = self.encoder.streams[self.patch_stream]
         assert isinstance(cfg, PatchTokenizerConfig)
         return cfg
+
+
+def occupancy_loss(logit: Tensor, occupied: Tensor, balance: bool) -> Tensor:
+    """BCE of slot-occupancy logits (Q, S) against ``occupied`` (Q, S) bool: the plain mean, or
+    with ``balance`` the mean of the mean over occupied slots and the mean over empty slots
+    (each side counts half whatever its size); 0 (with a gradient path) when Q = 0."""
+    if logit.numel() == 0:
+        return logit.sum()
+    bce = F.binary_cross_entropy_with_logits(logit, occupied.float(), reduction="none")
+    if not balance:
+        return bce.mean()
+    sides = [bce[occupied], bce[~occupied]]
+    return torch.stack([side.mean() for side in sides if side.numel()]).mean()
 
 
 def hide_patches(valid: Tensor, ratio: float) -> Tensor:
@@ -357,8 +376,7 @@ class FusionMAE(nn.Module):
         Qh = hidden.occupied.shape[0]
         rec = self.rec_head(self.rec_norm(dec[is_masked])).view(Qh, S, 2)  # (Qh, S, 2)
         occ_logit = rec[..., 0].float()  # (Qh, S)
-        occ_target = hidden.occupied.float()  # (Qh, S)
-        occupancy = F.binary_cross_entropy_with_logits(occ_logit, occ_target) if Qh else rec.sum()
+        occupancy = occupancy_loss(occ_logit, hidden.occupied, cfg.balance_occupancy)
         charge_pred = rec[hidden.patch, hidden.slot, 1].float()  # (P,)
         sq = (charge_pred - hidden.charge.float()).square()  # (P,)
         charge = patch_mean(sq, hidden.patch, torch.ones_like(sq, dtype=torch.bool), Qh)
