@@ -181,8 +181,17 @@ def _mean(rows: list[dict[str, Any]], key: str) -> str:
     return f"{m:.3f} +- {s:.3f}" if abs(m) < 10 else f"{m:.0f} +- {s:.0f}"
 
 
+def _inits(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The initialisations present in ``rows``, in the order of :data:`INIT_LABELS` (rows of
+    earlier invocations included)."""
+    present = {r["init"] for r in rows}
+    return tuple(i for i in INIT_LABELS if i in present)
+
+
 def results_markdown(rows: list[dict[str, Any]], cfg: FaserStudyConfig, header: str) -> str:
     """The study's tables: one line per (initialisation, size), means over seeds."""
+    inits = _inits(rows)
+    sizes = sorted({r["n_train"] for r in rows} | set(cfg.sizes))
     cols = [
         ("flavour_macro_auc", "flavour AUC (macro)"),
         ("auc_numu_cc", "AUC numu CC"),
@@ -201,8 +210,8 @@ def results_markdown(rows: list[dict[str, Any]], cfg: FaserStudyConfig, header: 
         "| init | labelled | " + " | ".join(c[1] for c in cols) + " |",
         "|---|---|" + "---|" * len(cols),
     ]
-    for n in sorted(cfg.sizes):
-        for init in cfg.inits:
+    for n in sizes:
+        for init in inits:
             mine = [r for r in rows if r["init"] == init and r["n_train"] == n]
             if mine:
                 cells = [_mean(mine, k) for k, _ in cols]
@@ -218,7 +227,7 @@ def results_markdown(rows: list[dict[str, Any]], cfg: FaserStudyConfig, header: 
             "| init | " + " | ".join(names) + " |",
             "|---|" + "---|" * len(names),
         ]
-        for init in cfg.inits:
+        for init in inits:
             mine = [r for r in per if r["init"] == init]
             if mine:
                 cells = [_mean(mine, f"auc_{c}") for c in names]
@@ -262,7 +271,7 @@ def _write_outputs(
         w.writerows(rows)
     tmp.replace(out / "results.csv")
     (out / "results.md").write_text(results_markdown(rows, cfg, header))
-    save_figure(plot_fasercal_study(rows, cfg.inits), out / "label_efficiency.png")
+    save_figure(plot_fasercal_study(rows, _inits(rows)), out / "label_efficiency.png")
 
 
 def _earlier_rows(out: Path, cfg: FaserStudyConfig) -> list[dict[str, Any]]:
