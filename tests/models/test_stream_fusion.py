@@ -25,15 +25,10 @@ from nufm.models.stream_tokenizers import (
 )
 
 D = 32
-SCINT = PatchTokenizerConfig(
-    in_channels=4,
-    embed_dim=D,
-    origin=(-0.24, -0.24, -1.0),
-    voxel_size=(0.01, 0.01, 0.01),
-    patch_size=(0.12, 0.12, 0.10),
-    grid_shape=(4, 4, 20),
-    module_depth_patches=2,
-)
+SCINT = small_fusion_encoder(D).streams[0]
+"""The scintillator patch stream: 12 x 12 x 10 cubes of 0.01 from (-0.24, -0.24, -1.0), grid
+(4, 4, 20) patches, modules of 2 patches along z."""
+assert isinstance(SCINT, PatchTokenizerConfig)
 
 
 def _cfg() -> StreamFusionConfig:
