@@ -205,3 +205,16 @@ def test_cli_simulate_info_display(tmp_path, capsys):
     assert "fasercal-h5" in text and "label ghost:" in text and "event flavour:" in text
     main(["display", str(out), "--color", "ghost", "--out", str(tmp_path / "g.png")])
     assert (tmp_path / "g.png").stat().st_size > 10_000
+
+
+def test_the_side_by_side_grid_speaks_the_detectors_units_and_classes():
+    from nufm.viz.display import display_events_grid
+
+    events = list(generate_fasercal_events(2, seed=2))
+    fig = display_events_grid(events, color="segment")
+    labels = {ax.get_xlabel() for ax in fig.axes}
+    assert "x [cm]" in labels and not any("voxel" in lab for lab in labels)
+    legend_names = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert {"electromagnetic", "hadronic"} <= legend_names
+    assert "shower" not in legend_names
+    assert "axes in cm" in fig.get_suptitle()

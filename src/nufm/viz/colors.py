@@ -27,6 +27,7 @@ from matplotlib import colors as mcolors
 from matplotlib.colors import ListedColormap
 from matplotlib.typing import ColorType
 
+from nufm.data.detectors import detector_of
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, PID_NONE, SEGMENT_NAMES
 
@@ -149,8 +150,24 @@ def energy_norm(energies: list[np.ndarray], low_percentile: float = 1.0) -> mcol
     return mcolors.LogNorm(vmin=vmin, vmax=vmax, clip=True)
 
 
-def _categorical(option: str, codes: np.ndarray, where: str) -> Coloring:
-    table = SEGMENT_COLORS if option == "segment" else PID_COLORS
+def _class_table(names: tuple[str, ...]) -> dict[int, tuple[str, str]]:
+    """Code -> (name, colour) for another detector's segment classes, in the LArTPC's colour
+    order (then the ids palette), -1 unknown."""
+    base = [color for code, (_, color) in sorted(SEGMENT_COLORS.items()) if code >= 0]
+    extra = [mcolors.to_hex(c) for c in _ID_PALETTE]
+    colors = base + [c for c in extra if c not in base]
+    table = {k: (name, colors[k % len(colors)]) for k, name in enumerate(names)}
+    table[-1] = (UNKNOWN_NAME, UNKNOWN_COLOR)
+    return table
+
+
+def _categorical(
+    option: str, codes: np.ndarray, where: str, class_names: tuple[str, ...] | None = None
+) -> Coloring:
+    if class_names is not None and option == "segment" and class_names != SEGMENT_NAMES:
+        table = _class_table(class_names)
+    else:
+        table = SEGMENT_COLORS if option == "segment" else PID_COLORS
     codes = codes.astype(np.int64)
     present = np.unique(codes)
     unknown_codes = [int(c) for c in present if int(c) not in table]
@@ -258,6 +275,8 @@ def merged_legend(colorings: list[Coloring]) -> tuple[LegendEntry, ...]:
         return tuple(merged.values())
     table = SEGMENT_COLORS if colorings[0].option == "segment" else PID_COLORS
     order = [table[c][0] for c in sorted(table) if c >= 0] + [UNKNOWN_NAME]
+    # another detector's classes (not in the LArTPC table) keep their first-seen order
+    order += [n for n in merged if n not in order]
     return tuple(merged[n] for n in dict.fromkeys(order) if n in merged)
 
 
@@ -290,7 +309,8 @@ def make_coloring(
             )
     match option:
         case "segment" | "pid":
-            return _categorical(option, field_values, where)
+            classes = detector_of(event).segment_names if option == "segment" else None
+            return _categorical(option, field_values, where, classes)
         case "instance" | "interaction":
             return _ids(option, field_values)
         case "energy":

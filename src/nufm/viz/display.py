@@ -37,6 +37,7 @@ from matplotlib.lines import Line2D
 from matplotlib.typing import ColorType
 from mpl_toolkits.mplot3d import Axes3D
 
+from nufm.data.detectors import detector_of
 from nufm.data.event import Event
 from nufm.data.lartpc import VOLUME_SIZE, VOXEL_SIZE_CM
 from nufm.viz.colors import (
@@ -382,7 +383,8 @@ def display_events_grid(
     and x-z, each column zoomed to its own event, colours shared.
 
     Args:
-        events: E events; coordinates in voxel units.
+        events: E events in their detector's units (LArTPC: voxels; axes and titles follow
+            ``nufm.data.detectors``).
         color: one of ``segment``, ``pid``, ``instance``, ``interaction``, ``energy``.
         titles: E column titles; default ``event.where``.
         style: marker and panel sizes.
@@ -410,6 +412,9 @@ def display_events_grid(
     for j, ev in enumerate(events):
         coord = np.asarray(ev.coord)
         col = make_coloring(ev, color, norm=norm)
+        det = detector_of(ev)
+        lartpc = det.name == "lartpc"
+        unit = "voxel" if lartpc else det.coord_unit.split(" ")[0]
         lims = _limits(coord, style)
         marker_pt = _marker_pt(lims, style) * 0.85
         for i, (a, b) in enumerate(PROJECTIONS[:2]):
@@ -424,16 +429,17 @@ def display_events_grid(
                 rasterized=True,
             )
             _set_square_view(ax, lims, a, b)
-            ax.set_xlabel(f"{AXIS_NAMES[a]} [voxel]", fontsize=7, labelpad=1)
-            ax.set_ylabel(f"{AXIS_NAMES[b]} [voxel]", fontsize=7, labelpad=1)
+            ax.set_xlabel(f"{AXIS_NAMES[a]} [{unit}]", fontsize=7, labelpad=1)
+            ax.set_ylabel(f"{AXIS_NAMES[b]} [{unit}]", fontsize=7, labelpad=1)
             ax.tick_params(labelsize=6, length=2, pad=1)
         head = titles[j] if titles is not None else ev.where
         ids_text = f", {col.legend[0].name}" if col.kind == "ids" else ""
-        span = float((coord.max(0) - coord.min(0)).max() + 1) * VOXEL_SIZE_CM
-        axes[0, j].set_title(
-            f"{head}\n{len(ev)} pts, {float(ev.energy.sum()):.0f} MeV, {span:.0f} cm{ids_text}",
-            fontsize=8,
-        )
+        extent = float((coord.max(0) - coord.min(0)).max())
+        if lartpc:
+            size = f"{float(ev.energy.sum()):.0f} MeV, {(extent + 1) * VOXEL_SIZE_CM:.0f} cm"
+        else:  # the detector's own units (docs/detectors.md)
+            size = f"energy sum {float(ev.energy.sum()):.4g}, {extent:.3g} {unit}"
+        axes[0, j].set_title(f"{head}\n{len(ev)} pts, {size}{ids_text}", fontsize=8)
         colorings.append(col)
     legend = merged_legend(colorings)
     if color == "energy":
@@ -447,7 +453,12 @@ def display_events_grid(
             aspect=30,
             extend="min" if clipped else "neither",
         )
-        cb.set_label("voxel energy [MeV] (log)", fontsize=8)
+        cb.set_label(
+            "voxel energy [MeV] (log)"
+            if all(detector_of(ev).name == "lartpc" for ev in events)
+            else "energy (log; the detector's unit)",
+            fontsize=8,
+        )
         cb.ax.tick_params(labelsize=7)
     elif legend:
         _legend(
@@ -461,7 +472,13 @@ def display_events_grid(
             title=color,
             title_fontsize=8,
         )
-    fig.suptitle(f"colour: {color}; axes in voxels of {VOXEL_SIZE_CM * 10:g} mm", fontsize=9)
+    units = {detector_of(ev).coord_unit for ev in events}
+    axes_text = (
+        f"axes in voxels of {VOXEL_SIZE_CM * 10:g} mm"
+        if all(detector_of(ev).name == "lartpc" for ev in events)
+        else f"axes in {', '.join(sorted(units))}"
+    )
+    fig.suptitle(f"colour: {color}; {axes_text}", fontsize=9)
     return fig
 
 
