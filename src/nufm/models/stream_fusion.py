@@ -38,7 +38,6 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import Encoder, EncoderOutput
-from nufm.models.layers import Block
 from nufm.models.perceiver import PerceiverConfig, PerceiverIO
 from nufm.models.stream_tokenizers import (
     PatchTokenizer,
@@ -295,10 +294,11 @@ class StreamFusionEncoder(Encoder):
     def module_blocks(
         self, tokens: PatchTokens, visible: Tensor, summary_tokens: Tensor
     ) -> StreamFeatures:
-        """The shared ViT's blocks on patch tokens, attention restricted to one (event, module).
+        """The shared ViT on patch tokens, attention restricted to one (event, module).
 
-        Every (event, module) with a visible token becomes one sequence: the module's summary
-        token, then its visible tokens (+ position embedding, added as in :class:`ViT`).
+        Every (event, module) with a visible token becomes one sequence (a row of the ViT's
+        batch): the module's summary token, then its visible tokens with their position
+        embedding.
 
         Args:
             tokens: a patch stream's tokens.
@@ -330,12 +330,7 @@ class StreamFusionEncoder(Encoder):
         seq_valid = torch.zeros(Q, K, dtype=torch.bool, device=x.device)
         seq_valid[:, 0] = True
         seq_valid[seq, 1 + rank] = True  # (Q, K)
-        blocks: list[Block] = list(self.vit.blocks)  # type: ignore[arg-type]
-        for i, block in enumerate(blocks):
-            if i == 0 or self.vit.cfg.add_pos_at_every_layer:
-                x = x + pos
-            x = block(x, seq_valid)  # (Q, K, D)
-        x = self.vit.norm(x)
+        x = self.vit(x, pos, seq_valid).feat  # (Q, K, D): the shared ViT, one module a row
         feat = tokens.feat.new_zeros(B, G, D)
         feat[b, g] = x[seq, 1 + rank]  # (B, G, D)
         summary = tokens.feat.new_zeros(B, M, D)
