@@ -44,6 +44,7 @@ import numpy as np
 
 from nufm.data import fasercal as fc
 from nufm.data.event import Event, Particles
+from nufm.sim.physics import perpendicular, rotate_about, shower_tmax, unit
 
 M_N = 0.938  # GeV, nucleon
 M_TAU = 1.777  # GeV
@@ -167,7 +168,7 @@ class _State:
             pdg,
             float(energy),
             np.asarray(start, float),
-            _unit(np.asarray(direction, float)),
+            unit(np.asarray(direction, float)),
             primary,
             parent,
         )
@@ -175,21 +176,9 @@ class _State:
         self.queue.append(p)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors orthogonal to the unit vector d (3,)."""
-    a = np.array([1.0, 0, 0]) if abs(d[0]) < 0.9 else np.array([0, 1.0, 0])
-    u = _unit(np.cross(d, a))
-    return u, np.cross(d, u)
-
-
 def _tilt(d: np.ndarray, theta: float, phi: float) -> np.ndarray:
-    """The direction at polar angle theta and azimuth phi around d."""
-    u, v = _basis(d)
-    return _unit(d * math.cos(theta) + (u * math.cos(phi) + v * math.sin(phi)) * math.sin(theta))
+    """The direction at polar angle theta and azimuth phi around the unit vector d (3,)."""
+    return unit(rotate_about(d[None], np.array([theta]), np.array([phi]))[0])
 
 
 def _exit_length(start: np.ndarray, d: np.ndarray) -> float:
@@ -272,15 +261,15 @@ def _em_shower(st: _State, p: _Particle, start: np.ndarray) -> None:
     """Electromagnetic shower of ``p`` from ``start``: scintillator deposits, ECAL leakage."""
     cfg, rng = st.cfg, st.rng
     e = p.energy
-    c = -0.5 if abs(p.pdg) == 11 else 0.5
-    t_max = max(math.log(max(e / cfg.critical_energy_gev, 1.0)) + c, 0.5)
+    ec = cfg.critical_energy_gev * 1000.0  # MeV
+    t_max = max(shower_tmax(max(e * 1000.0, ec), abs(p.pdg) == 22, ec), 0.5)
     b = 0.5
     n = int(np.clip(200 * math.sqrt(e), 40, 4000))
     t = rng.gamma(b * t_max + 1.0, 1.0 / b, n)  # depth in X0
     core = rng.random(n) < 0.85
     r = cfg.moliere_cm * np.sqrt(-np.log(rng.random(n))) * np.where(core, 0.35, 1.5)
     phi = rng.uniform(0, 2 * math.pi, n)
-    u, v = _basis(p.direction)
+    (u,), (v,) = perpendicular(p.direction[None])
     pos = (
         start
         + (t * fc.X0_CM)[:, None] * p.direction

@@ -250,6 +250,30 @@ def longo_profile(t: np.ndarray, energy_mev: float, is_photon: bool) -> np.ndarr
     return b * (b * t) ** (a - 1.0) * np.exp(-b * t) / gamma_fn(a)
 
 
-def shower_tmax(energy_mev: float, is_photon: bool) -> float:
-    """Depth of the shower maximum in radiation lengths: ln(E / E_c) + C_j (C = -0.5 e, +0.5 g)."""
-    return math.log(energy_mev / CRITICAL_ENERGY_MEV) + (0.5 if is_photon else -0.5)
+def shower_tmax(
+    energy_mev: float, is_photon: bool, critical_mev: float = CRITICAL_ENERGY_MEV
+) -> float:
+    """Depth of the shower maximum in radiation lengths: ln(E / E_c) + C_j (C = -0.5 e, +0.5 g);
+    E_c the medium's critical energy (argon's by default)."""
+    return math.log(energy_mev / critical_mev) + (0.5 if is_photon else -0.5)
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v`` (..., 3) scaled to unit length along its last axis."""
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def perpendicular(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors orthogonal to each unit row of d (S, 3) and to each other."""
+    a = np.where(np.abs(d[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
+    u = unit(np.cross(d, a))
+    return u, np.cross(d, u)
+
+
+def rotate_about(d: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Directions at polar angle theta, azimuth phi around each unit row of d (S, 3)."""
+    u, v = perpendicular(d)
+    return (
+        d * np.cos(theta)[:, None]
+        + (u * np.cos(phi)[:, None] + v * np.sin(phi)[:, None]) * np.sin(theta)[:, None]
+    )

@@ -49,7 +49,7 @@ import numpy as np
 
 from nufm.data.event import Event, Particles
 from nufm.data.water_cherenkov import MASS_MEV, event_truth
-from nufm.sim.physics import bethe_ratio
+from nufm.sim.physics import bethe_ratio, perpendicular, rotate_about, unit
 
 CATEGORY_NAMES = ("primary", "decay_electron", "secondary_pion", "pi0_gamma")
 """Per-hit categories (``Event.segment``) of the water Cherenkov detector."""
@@ -148,26 +148,6 @@ def pmt_positions(cfg: WaterCherenkovConfig) -> PMTs:
     return PMTs(pos, normal, is_barrel)
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
-
-
-def _perpendicular(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two unit vectors orthogonal to each row of d (S, 3)."""
-    a = np.where(np.abs(d[:, :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]])
-    u = _unit(np.cross(d, a))
-    return u, np.cross(d, u)
-
-
-def _rotate_about(d: np.ndarray, theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
-    """Directions at polar angle theta, azimuth phi around each unit d (S, 3)."""
-    u, v = _perpendicular(d)
-    return (
-        d * np.cos(theta)[:, None]
-        + (u * np.cos(phi)[:, None] + v * np.sin(phi)[:, None]) * np.sin(theta)[:, None]
-    )
-
-
 @dataclass
 class _Segments:
     """Light-emitting steps: midpoints, directions, lengths (m), beta, time (ns), owner."""
@@ -213,7 +193,7 @@ def _track(
 ) -> None:
     """Step a muon or charged pion until it stops, interacts or leaves; queue its products."""
     m = _MASS[p.name]
-    pos, d, ke, t = p.start.astype(float), _unit(p.direction.astype(float)), p.ke, p.t0
+    pos, d, ke, t = p.start.astype(float), unit(p.direction.astype(float)), p.ke, p.t0
     interact_at = rng.exponential(cfg.pion_interaction_length) if p.name == "pi+" else np.inf
     path = 0.0
     ps, ds, ls, bs, ts = [], [], [], [], []
@@ -234,13 +214,13 @@ def _track(
         path += step
         x = step / cfg.radiation_length
         theta0 = 13.6 / (beta * pmom) * math.sqrt(x) * (1 + 0.038 * math.log(x))
-        d = _unit(
-            _rotate_about(
+        d = unit(
+            rotate_about(
                 d[None], np.array([abs(rng.normal(0, theta0))]), rng.uniform(0, 2 * math.pi, 1)
             )[0]
         )
         if path >= interact_at and ke > 20:
-            out = _unit(rng.normal(size=3))
+            out = unit(rng.normal(size=3))
             queue.append(_Particle("pi+", ke * rng.uniform(0.2, 0.7), pos.copy(), out, t, 2, idx))
             ke = 0.0
     if ps:
@@ -252,7 +232,7 @@ def _track(
                 "e-",
                 52.8 * x,
                 pos.copy(),
-                _unit(rng.normal(size=3)),
+                unit(rng.normal(size=3)),
                 t + rng.exponential(cfg.muon_lifetime),
                 1,
                 idx,
@@ -272,7 +252,7 @@ def _shower(
     cfg: WaterCherenkovConfig, p: _Particle, idx: int, seg: _Segments, rng: np.random.Generator
 ) -> None:
     """An electromagnetic shower as charged segments (beta = 1) around its axis."""
-    d = _unit(p.direction.astype(float))
+    d = unit(p.direction.astype(float))
     start = p.start.astype(float)
     if p.name == "gamma":
         start = start + d * rng.exponential(9 / 7 * cfg.radiation_length)
@@ -283,14 +263,14 @@ def _shower(
     t_max = max(math.log(max(p.ke, 1.0) / 80.0) + (0.5 if p.name == "gamma" else -0.5), 0.3)
     depth = rng.gamma(t_max * 0.5 + 1, 2.0, n) * cfg.radiation_length
     spread = cfg.shower_spread * np.clip(np.sqrt(50.0 / max(p.ke, 1.0)), 0.3, 2.0)
-    dirs = _rotate_about(
+    dirs = rotate_about(
         np.tile(d, (n, 1)), np.abs(rng.normal(0, spread, n)), rng.uniform(0, 2 * math.pi, n)
     )
     pos = start + depth[:, None] * d
     keep = _inside(cfg, pos)
     if keep.any():
         t = p.t0 + depth[keep] / C_M_PER_NS
-        seg.add(pos[keep], _unit(dirs[keep]), lengths[keep], np.ones(int(keep.sum())), t, idx)
+        seg.add(pos[keep], unit(dirs[keep]), lengths[keep], np.ones(int(keep.sum())), t, idx)
 
 
 def _expected_pe(
@@ -354,7 +334,7 @@ def simulate_wc_event(
         h = cfg.half_height - cfg.fiducial_margin
         vertex = np.array([r * math.cos(a), r * math.sin(a), rng.uniform(-h, h)])
     queue = [
-        _Particle(name, float(ke), vertex.astype(float), _unit(rng.normal(size=3)), 0.0, 0, -1)
+        _Particle(name, float(ke), vertex.astype(float), unit(rng.normal(size=3)), 0.0, 0, -1)
         for name, ke in particles
     ]
     for name, _ in particles:
@@ -384,12 +364,12 @@ def simulate_wc_event(
                     pt = m / 2 * sin_s
                     e_lab = gamma_ * (m / 2 + beta * pz)
                     pz_lab = gamma_ * (pz + beta * m / 2)
-                    axis = _unit(p.direction[None].astype(float))
-                    u, v = _perpendicular(axis)
+                    axis = unit(p.direction[None].astype(float))
+                    u, v = perpendicular(axis)
                     lab = pz_lab * axis[0] + sign * pt * (
                         math.cos(phi) * u[0] + math.sin(phi) * v[0]
                     )
-                    queue.append(_Particle("gamma", e_lab, p.start, _unit(lab), p.t0, 3, idx))
+                    queue.append(_Particle("gamma", e_lab, p.start, unit(lab), p.t0, 3, idx))
     mu, best, t_hit = _expected_pe(cfg, pmts, seg)
     owner = np.concatenate(seg.owner)[best] if seg.owner else np.full(len(mu), -1)
     pe = rng.poisson(mu)
@@ -407,7 +387,7 @@ def simulate_wc_event(
     m_arr = np.array([_MASS[p.name] for p in done])
     ke_arr = np.array([p.ke for p in done])
     pmom = np.sqrt(np.maximum((ke_arr + m_arr) ** 2 - m_arr**2, 0))
-    dirs = np.array([_unit(p.direction.astype(float)) for p in done])
+    dirs = np.array([unit(p.direction.astype(float)) for p in done])
     table = Particles(
         id=np.arange(len(done), dtype=np.int64),
         pdg=np.array([_PDG[p.name] for p in done], np.int64),
