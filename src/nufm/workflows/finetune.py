@@ -28,7 +28,7 @@ import torch
 
 from nufm.config import FinetuneConfig, RunConfig
 from nufm.data.dataset import PILArNetDataset
-from nufm.data.detectors import DETECTORS, detector_for_layout
+from nufm.data.detectors import DETECTORS, Detector, detector_for_layout, get_detector
 from nufm.data.event import Event
 from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
@@ -38,7 +38,6 @@ from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
 from nufm.models.encoders import (
     EncoderConfigs,
-    build_encoder,
     core_prefixes,
     input_width,
     with_detector_inputs,
@@ -126,11 +125,14 @@ def _other_detector_split(
     return [keep[int(i)] for i in chosen]
 
 
+def data_detector(data: tuple[Path, ...]) -> Detector:
+    """The detector whose layout the first data file has (the LArTPC without files)."""
+    return detector_for_layout(detect_layout(data[0])) if data else get_detector("lartpc")
+
+
 def data_preprocess(data: tuple[Path, ...]) -> Preprocess:
     """The default preprocessing of the detector whose layout the first data file has."""
-    if not data:
-        return Preprocess()
-    return detector_for_layout(detect_layout(data[0])).preprocess
+    return data_detector(data).preprocess if data else Preprocess()
 
 
 def _check_same_detector(pretrained: Pretrained, data: tuple[Path, ...]) -> None:
@@ -140,7 +142,7 @@ def _check_same_detector(pretrained: Pretrained, data: tuple[Path, ...]) -> None
     constants, or voxels given a hit-time channel, would be garbage."""
     if not data:
         return
-    det = detector_for_layout(detect_layout(data[0]))
+    det = data_detector(data)
     made_for = next(
         (
             d.name
@@ -175,7 +177,7 @@ def transfer_core(
         prefixes = core_prefixes(source)
     except ValueError as e:
         raise ConfigError(f"finetune.transfer core: {e}") from e
-    sub, _ = extract_encoder_state(pretrained.state, build_encoder(source))
+    sub, _ = extract_encoder_state(pretrained.state, pretrained.encoder)
     core = {k: v for k, v in sub.items() if k.startswith(prefixes)}
     if not core:
         raise ConfigError(f"finetune.transfer core: {pretrained.source} holds no core weights")
@@ -409,8 +411,7 @@ def run_finetune(
     else:
         task = build_task(task_cfg, weights.state if weights is not None else None)
     targets = event_target_transforms(task_cfg)  # vertex / visible energy, when read
-    symmetry = detector_for_layout(detect_layout(ft.data[0])).symmetry if ft.data else "any"
-    augment = build_augmentations(cfg.data, symmetry=symmetry)
+    augment = build_augmentations(cfg.data, symmetry=data_detector(ft.data).symmetry)
     transform = preprocess.transforms(augment=[*augment, *targets])
     result = train(
         run_cfg, task, lambda _: train_events, run_dir, transform=transform, monitor=selector
