@@ -246,12 +246,13 @@ latents of width 64."""
 
 def _fasercal_pretrain(name: str, objective: FusionMAEConfig, steps: int) -> RunConfig:
     """A FASERCal pretraining phase on an event file (refused without ``--data.source file
-    --data.path``): 8 events per step, no augmentation (the beam direction is physics)."""
+    --data.path``): 8 events per step; the detector's symmetry (none: a beam along z) leaves
+    the augmentation without rotations."""
     run = _cpu_pretrain(name, objective, steps=steps, lr=1e-3, max_events=8)
     return dataclasses.replace(
         run,
         train=dataclasses.replace(run.train, monitor_every=0),  # the probe monitor is LArTPC's
-        data=dataclasses.replace(run.data, detector="fasercal", augment=False),
+        data=dataclasses.replace(run.data, detector="fasercal"),
     )
 
 
@@ -608,9 +609,6 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
 }
 """Task prefix -> (task config, description); every mode of each becomes a preset."""
 
-_NO_ROTATION = ("fasercal",)
-"""Task prefixes whose events must not be rotated (a beam along z)."""
-
 _MODES: tuple[Mode, ...] = ("linear", "head", "full", "scratch")
 _MODE_TEXT = {
     "linear": "linear probe on the frozen encoder",
@@ -624,16 +622,9 @@ def _task(prefix: str, mode: Mode) -> TaskObjective:
     return dataclasses.replace(_TASKS[prefix][0], mode=mode)
 
 
-def _finetune_preset(prefix: str, mode: Mode) -> RunConfig:
-    run = finetune_run(f"{prefix}-{mode}", _task(prefix, mode))
-    if prefix in _NO_ROTATION:
-        run = dataclasses.replace(run, data=dataclasses.replace(run.data, augment=False))
-    return run
-
-
 _FINETUNE: dict[str, tuple[RunConfig, str]] = {
     f"{prefix}-{mode}": (
-        _finetune_preset(prefix, mode),
+        finetune_run(f"{prefix}-{mode}", _task(prefix, mode)),
         f"fine-tune: {text}; {_MODE_TEXT[mode]}",
     )
     for prefix, (_, text) in _TASKS.items()
