@@ -91,9 +91,3 @@ FLAVOUR_NAMES = ("nue_cc", "numu_cc", "nutau_cc_e", "nutau_cc_mu", "nutau_cc_had
 """Per-event flavour classes (``meta['flavour']``)."""
 CHARM_NAMES = ("none", "charm_e", "charm_mu", "charm_had")
 """Per-event charm classes (``meta['charm']``): no charm, or the charm hadron's decay."""
-
-
-def module_of(z: np.ndarray) -> np.ndarray:
-    """Scintillator module index (0..9) of positions ``z`` (cm); -1 outside the block."""
-    k = np.floor((np.asarray(z) - SCINT_MIN[2]) / MODULE_DEPTH).astype(np.int64)
-    return np.where((k >= 0) & (k < N_MODULES), k, -1)

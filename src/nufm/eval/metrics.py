@@ -673,6 +673,13 @@ def event_class_report(
     }
 
 
+def _angle(p: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(E,) angle in radians between the rows of p and t (E, 3)."""
+    norm = np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1)
+    cos = (p * t).sum(1) / np.maximum(norm, 1e-12)
+    return np.arccos(np.clip(cos, -1.0, 1.0))
+
+
 def multitask_report(
     pred: Mapping[str, ArrayLike],
     flavour_names: Sequence[str],
@@ -716,8 +723,7 @@ def multitask_report(
         if not ok.any():
             out[name] = {"n": 0}
             continue
-        cos = (p[ok] * t[ok]).sum(1) / np.maximum(mag[ok] * tmag[ok], 1e-12)
-        angle = np.arccos(np.clip(cos, -1.0, 1.0))
+        angle = _angle(p[ok], t[ok])
         out[name] = {
             **regression_metrics(mag[ok], tmag[ok]).to_dict(),
             "angle_mrad_median": float(1000.0 * np.median(angle)),
@@ -743,10 +749,7 @@ def vector_error_block(
         case ("vertex_x", "vertex_y", "vertex_z"):
             key, value = "vertex_distance", unit_scale * np.linalg.norm(p - t, axis=1)
         case ("dir_x", "dir_y", "dir_z"):
-            cos = (p * t).sum(1) / np.maximum(
-                np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1), 1e-12
-            )
-            key, value = "direction_angle_deg", np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+            key, value = "direction_angle_deg", np.degrees(_angle(p, t))
         case _:
             return {}
     return {
