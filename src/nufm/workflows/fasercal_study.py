@@ -42,7 +42,7 @@ from nufm.data.fasercal_h5 import write_fasercal
 from nufm.errors import ConfigError
 from nufm.presets import get_preset
 from nufm.sim.fasercal import generate_fasercal_events
-from nufm.train.checkpoint import latest_checkpoint
+from nufm.train.checkpoint import checkpoint_path, latest_checkpoint
 from nufm.train.run import run_pretrain
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import finetune_split, run_finetune
@@ -130,7 +130,7 @@ def _pretrain(
         data=dataclasses.replace(base.data, source="file", path=pretrain_file),
     )
     last = latest_checkpoint(run_dir / "checkpoints")
-    if last is not None and last.name == f"step_{steps:08d}.pt":
+    if last == checkpoint_path(run_dir / "checkpoints", steps):
         log.info("fasercal study: reusing %s", last)
         return run_dir
     run_pretrain(cfg, run_dir, resume=last is not None)
