@@ -15,6 +15,7 @@ Owns :class:`EventTaskConfig`, :class:`EventTask`, :class:`AddEventTargets` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -75,6 +76,17 @@ class AddEventTargets:
             x, y, z = (float(v) for v in event.vertices[0])
             meta.update(vertex_x=x, vertex_y=y, vertex_z=z)
         return event.with_fields(meta=meta)
+
+
+def stack_targets(batch: PointBatch, names: Sequence[str], task: str, hint: str) -> Tensor:
+    """(B, T) float per-event targets ``names`` of ``batch``; missing ones are refused with a
+    message naming them, the targets the batch has, and ``hint`` (where they come from)."""
+    missing = [t for t in names if t not in batch.targets]
+    if missing:
+        raise ValueError(
+            f"{task}: targets {missing} are not in the batch (have {sorted(batch.targets)}; {hint})"
+        )
+    return torch.stack([batch.targets[t].float() for t in names], dim=1)  # (B, T)
 
 
 DERIVED_TARGETS = (
@@ -207,13 +219,7 @@ class EventTask(TaskModule[EventTaskConfig]):
 
     def raw_target(self, batch: PointBatch) -> Tensor:
         """(B, T) float targets as stored in the batch."""
-        missing = [t for t in self.cfg.targets if t not in batch.targets]
-        if missing:
-            raise ValueError(
-                f"event task: targets {missing} are not in the batch (have "
-                f"{sorted(batch.targets)}; see AddEventTargets)"
-            )
-        return torch.stack([batch.targets[t].float() for t in self.cfg.targets], dim=1)
+        return stack_targets(batch, self.cfg.targets, "event task", "see AddEventTargets")
 
     def class_target(self, batch: PointBatch) -> Tensor:
         """(B,) int64 class of each event (classification)."""

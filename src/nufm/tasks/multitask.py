@@ -29,6 +29,7 @@ from nufm.batch import PointBatch
 from nufm.data.fasercal import CHARM_NAMES, FLAVOUR_NAMES
 from nufm.step import StepOutput
 from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
+from nufm.tasks.event_task import stack_targets
 from nufm.tasks.heads import mlp, segment_mean_max
 
 _AXES = ("x", "y", "z")
@@ -104,13 +105,7 @@ class MultiTask(TaskModule[MultiTaskConfig]):
         return segment_mean_max(x, batch.batch_index, batch.num_events)
 
     def _target(self, batch: PointBatch, names: list[str]) -> Tensor:
-        missing = [t for t in names if t not in batch.targets]
-        if missing:
-            raise ValueError(
-                f"multitask: targets {missing} are not in the batch (have "
-                f"{sorted(batch.targets)}); FASERCal events carry them in their truth"
-            )
-        return torch.stack([batch.targets[t].float() for t in names], dim=1)  # (B, T)
+        return stack_targets(batch, names, "multitask", "FASERCal events carry them in their truth")
 
     def targets(self, batch: PointBatch) -> dict[str, Tensor]:
         """Flavour, charm (B,) int64; is_cc (B,) bool; lepton_p, jet_p (B, 3) GeV/c;
