@@ -243,6 +243,16 @@ _FASERCAL_ENCODER = default_fusion_encoder(64)
 of the 10 modules, one token each for the ECAL, HCAL and muon spectrometer, 32 Perceiver
 latents of width 64."""
 
+_LARTPC_FUSION_ENCODER = dataclasses.replace(
+    _FASERCAL_ENCODER,
+    streams=(dataclasses.replace(_MAE_CPU.encoder.tokenizer, embed_dim=64),),
+    perceiver=dataclasses.replace(_FASERCAL_ENCODER.perceiver, stream_dims=(64,)),
+    point_stream=0,
+)
+"""The FASERCal encoder's ViT and Perceiver on LArTPC points: one stream of ``mae-cpu``'s
+2-voxel point groups, whose tokens (with the event's mean latent) reach the points; the
+detector whose core a FASERCal pretraining carries over to (``--finetune.transfer core``)."""
+
 
 def _fasercal_pretrain(name: str, objective: FusionMAEConfig, steps: int) -> RunConfig:
     """A FASERCal pretraining phase on an event file (refused without ``--data.source file
@@ -489,6 +499,11 @@ _TASKS: dict[str, tuple[TaskObjective, str]] = {
         "PoLAr-MAE 4-class semseg (LED removed), ViT-S head sizes",
     ),
     "pid": (PIDConfig(encoder=_PTV3_TINY), "particle identification per true instance"),
+    "pid-fusion": (
+        PIDConfig(encoder=_LARTPC_FUSION_ENCODER),
+        "particle identification per true instance with the FASERCal fusion encoder "
+        "(the cross-detector transfer: --finetune.transfer core)",
+    ),
     "cluster-particle": (
         ClusterConfig(encoder=_PTV3_TINY, target="particle"),
         "particle clustering (discriminative loss)",
@@ -719,6 +734,27 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         modes=("gbt-hitpattern", "scratch"),
         seeds=(0, 1, 2),
         network_seeds=(0,),
+    ),
+    # LArTPC particle ID with the FASERCal fusion encoder: its core pretrained on FASERCal
+    # (nufm fasercal-study's runs; --pretrained RUN) against the same encoder from scratch
+    "pid-transfer": StudyConfig(
+        run=dataclasses.replace(
+            finetune_run(
+                "pid-fusion",
+                _task("pid-fusion", "scratch"),
+                steps=200,
+                warmup_steps=20,
+                lr=2e-3,
+                max_events=8,
+                progress=False,
+                n_test=200,
+            ),
+            finetune=FinetuneConfig(n_test=200, transfer="core"),
+        ),
+        sizes=(50, 200, 800),
+        steps=(100, 200, 300),
+        modes=("full", "scratch"),
+        seeds=(0, 1, 2),
     ),
     # for a GPU node: 5 sizes, 3 seeds, longer runs
     "full": StudyConfig(

@@ -5,6 +5,7 @@ hits (3), coordinates in cm / 100."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -23,6 +24,7 @@ from nufm.models.stream_tokenizers import (
     SetTokenizerConfig,
     sincos_3d,
 )
+from nufm.models.vit import ViTConfig
 
 D = 32
 SCINT = small_fusion_encoder(D).streams[0]
@@ -321,3 +323,92 @@ def test_module_blocks_attend_within_a_module_only() -> None:
         torch.testing.assert_close(a2[p], b2[p], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(a_sum[2], b_sum[2], atol=1e-6, rtol=1e-6)
     assert not torch.allclose(a_sum[5], b_sum[5], atol=1e-3)
+
+
+# --- (g) per-point output and the cross-detector core ----------------------------------------
+
+
+def _one_stream_cfg() -> StreamFusionConfig:
+    """One point-group stream (LArTPC-like points) around the test encoder's ViT and Perceiver,
+    with per-token output (``point_stream=0``)."""
+    from nufm.models.encoders import with_detector_inputs
+    from nufm.models.tokenizers import PointMAETokenizerConfig
+
+    tok = PointMAETokenizerConfig(
+        in_channels=4, embed_dim=8, group_radius=0.1, group_max_points=8,
+        group_upscale_points=16, pointnet_dims=(8, 16, 16), pos_hidden=8,
+    )  # fmt: skip
+    inputs = StreamFusionConfig(
+        streams=(tok,),
+        vit=ViTConfig(embed_dim=8, depth=1, num_heads=1),
+        perceiver=PerceiverConfig(stream_dims=(8,), num_latents=2, latent_dim=8, num_heads=1),
+        point_stream=0,
+    )
+    out = with_detector_inputs(_cfg(), inputs)
+    assert isinstance(out, StreamFusionConfig)
+    return out
+
+
+def _cloud(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    coord = torch.rand(n, 3, generator=g) * 0.6 - 0.3
+    return coord, torch.cat([coord, torch.rand(n, 1, generator=g)], 1)
+
+
+def test_point_stream_gives_tokens_with_the_mean_latent() -> None:
+    """A one-stream encoder reads a batch without stream ids; with ``point_stream`` it gives
+    (B, G, D + L_D) token features: the stream's encoded tokens, then the event's mean latent;
+    0 on padding; each event's features independent of the other events of the batch."""
+    from nufm.models.base import PointFeatures
+
+    cfg = _one_stream_cfg()
+    assert cfg.vit == _cfg().vit and cfg.perceiver.stream_dims == (D,)
+    torch.manual_seed(0)
+    enc = build_encoder(cfg).eval()
+    clouds = [_cloud(1, 90), _cloud(2, 40)]
+    batch = PointBatch(
+        coord=torch.cat([c for c, _ in clouds]),
+        feat=torch.cat([f for _, f in clouds]),
+        offset=torch.tensor([90, 130]),
+    )
+    with torch.no_grad():
+        out = enc(batch)
+        latents = enc.encode(enc.tokenize(batch)).latents  # (B, L, D)
+    assert out.level == "token" and enc.out_dim == 2 * D
+    assert out.valid is not None and out.tokens is not None
+    B, G = out.valid.shape
+    assert out.feat.shape == (B, G, 2 * D)
+    torch.testing.assert_close(out.feat[..., :D], out.hidden[0] * out.valid[..., None])
+    want = latents.mean(1, keepdim=True).expand(B, G, D) * out.valid[..., None]
+    torch.testing.assert_close(out.feat[..., D:], want)
+    assert not out.feat[~out.valid].any()
+    for b, (coord, feat) in enumerate(clouds):
+        alone = PointBatch(coord=coord, feat=feat, offset=torch.tensor([len(coord)]))
+        with torch.no_grad():
+            single = enc(alone)
+        g = int(single.valid.sum())  # type: ignore[union-attr]
+        torch.testing.assert_close(single.feat[0, :g], out.feat[b, :g], atol=1e-5, rtol=1e-5)
+    assert PointFeatures()(out, batch).shape == (130, 2 * D)
+    with pytest.raises(ValueError, match="point-group stream"):
+        dataclasses.replace(_cfg(), point_stream=0)  # stream 0 is a patch stream
+    with pytest.raises(ValueError, match=r"batch\.stream is None"):
+        _encoder().tokenize(dataclasses.replace(batch, stream=None))
+
+
+def test_fusion_core_carries_over_to_another_stream_layout() -> None:
+    """The core of a FASERCal encoder (ViT, latents, cross and self blocks) has the same
+    tensors in the encoder of a one-stream detector built by ``with_detector_inputs``; only
+    the input embeddings (tokenizers, per-stream projections and embeddings) differ."""
+    from nufm.models.encoders import core_prefixes
+
+    source = build_encoder(_cfg()).state_dict()
+    target = build_encoder(_one_stream_cfg()).state_dict()
+    prefixes = core_prefixes(_cfg())
+    core = {k for k in source if k.startswith(prefixes)}
+    assert core == {k for k in target if k.startswith(prefixes)} and len(core) > 20
+    for k in core:
+        assert source[k].shape == target[k].shape, k
+    rest = {k.split(".")[0] + "." + k.split(".")[1] for k in target if k not in core}
+    assert rest == {
+        "tokenizers.0", "perceiver.stream_proj", "perceiver.stream_embed", "perceiver.decoder",
+    }  # fmt: skip

@@ -184,3 +184,19 @@ def test_simulated_events_redraw_events_that_preprocessing_would_empty() -> None
         same = got.coord.shape == ev.coord.shape and np.array_equal(got.coord, ev.coord)
         assert same == (int((ev.energy > 1.0).sum()) >= need)
         np.testing.assert_array_equal(lazy[i].coord, got.coord)  # deterministic redraw
+
+
+def test_generated_events_are_never_empty() -> None:
+    """Event 682 of seed 7000 draws one photon at the volume's edge heading out (no deposit);
+    every generator of events redraws it instead of yielding an event no file layout takes."""
+    from nufm.sim.generator import event_seed, simulate_event, simulate_indexed
+
+    empty = simulate_event(event_seed(7000, 682), event_id=682)
+    assert len(empty) == 0 and empty.particles.pdg.tolist() == [22]
+    got = simulate_indexed(682, 7000)
+    assert len(got) > 0 and got.event_id == 682
+    np.testing.assert_array_equal(simulate_indexed(682, 7000).coord, got.coord)
+    neighbour = simulate_indexed(681, 7000)  # a non-empty draw is kept as it is
+    np.testing.assert_array_equal(
+        neighbour.coord, simulate_event(event_seed(7000, 681), event_id=681).coord
+    )

@@ -202,3 +202,74 @@ def test_transfer_study_gives_scratch_the_transferred_architecture(tmp_path: Pat
     probe = dataclasses.replace(cfg, modes=("probe",))
     with pytest.raises(ConfigError, match="transfer core"):
         run_study(probe, tmp_path / "mae", (data,), tmp_path / "bad")
+
+
+def test_fasercal_core_transfers_to_lartpc_particle_id(tmp_path: Path) -> None:
+    """The pid-transfer study: a FASERCal fusion pretraining's core (ViT and Perceiver) under
+    a fresh LArTPC point-group tokenizer, against the same architecture from scratch; rows are
+    particle-ID macro F1 on true instances."""
+    import pytest
+    import torch
+    import yaml
+
+    from nufm.config import ConfigError
+    from nufm.data.fasercal_h5 import write_fasercal
+    from nufm.sim.fasercal import generate_fasercal_events
+    from nufm.workflows.fasercal_study import _pretrain
+    from nufm.workflows.finetune import transfer_core
+    from nufm.workflows.load import load_encoder
+
+    write_fasercal(tmp_path / "fc.h5", generate_fasercal_events(6, seed=3))
+    faser = _pretrain("fusion-mae-cpu", tmp_path / "fc.h5", 2, tmp_path / "mae", None)
+    write_events(tmp_path / "lar.h5", generate_events(20, seed=9))
+    base = STUDY_PRESETS["pid-transfer"]
+    assert base.run.finetune is not None and base.run.finetune.transfer == "core"
+    cfg = dataclasses.replace(
+        base,
+        run=dataclasses.replace(
+            base.run,
+            finetune=dataclasses.replace(
+                base.run.finetune, n_test=3, split_fractions=(0.6, 0.0, 0.4)
+            ),
+            logging=dataclasses.replace(base.run.logging, tensorboard=False),
+        ),
+        sizes=(6,),
+        steps=(2,),
+        seeds=(0,),
+    )
+    rows = run_study(cfg, faser, (tmp_path / "lar.h5",), tmp_path / "study")
+    assert [r.mode for r in rows] == ["full", "scratch"]
+    assert all(0.0 <= r.macro_f1 <= 1.0 for r in rows)
+    assert set(rows[0].per_class_f1) == {"photon", "electron", "muon", "pion", "proton"}
+    encoders = []
+    for r in rows:
+        saved = json.loads((Path(r.run_dir) / "metrics.json").read_text())
+        assert "pid" in saved["metrics"]
+        encoders.append(
+            yaml.safe_load((Path(r.run_dir) / "config.yaml").read_text())["objective"]["encoder"]
+        )
+    assert encoders[0] == encoders[1] and encoders[0]["point_stream"] == 0
+    assert len(encoders[0]["streams"]) == 1  # one LArTPC stream, not FASERCal's four
+    source = load_encoder(faser).encoder_config
+    assert encoders[0]["vit"]["depth"] == source.vit.depth  # type: ignore[union-attr]
+    text = (tmp_path / "study" / "results.md").read_text()
+    assert "core carried over" in text and "particle (true instances) classes" in text
+    # after 2 small steps the full run's core is still the FASERCal one, scratch's is not
+    pretrained = load_encoder(faser)
+    core = transfer_core(pretrained, cfg.run.objective, pretrained.preprocess)[1]  # type: ignore[arg-type]
+    key = "vit.blocks.0.attn.qkv.weight"
+    tuned = [
+        torch.load(Path(r.run_dir) / "checkpoints" / "step_00000002.pt", weights_only=False)[
+            "model"
+        ]["backbone.encoder." + key]
+        for r in rows
+    ]
+    assert (tuned[0] - core[key]).abs().max() < 1e-2 < (tuned[1] - core[key]).abs().max()
+    # a regression task is refused before any run
+    from nufm.presets import get_preset
+
+    energy = get_preset("event-energy-scratch").objective
+    reg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, objective=energy))
+    with pytest.raises(ConfigError, match="not a classification"):
+        run_study(reg, faser, (tmp_path / "lar.h5",), tmp_path / "bad")
+    assert not (tmp_path / "bad" / "runs").exists()

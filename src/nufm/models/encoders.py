@@ -36,7 +36,8 @@ from nufm.models.released.encoders import (
     ReleasedPTv3Config,
     ReleasedPTv3Encoder,
 )
-from nufm.models.stream_fusion import StreamFusionConfig, StreamFusionEncoder
+from nufm.models.stream_fusion import StreamFusionConfig, StreamFusionEncoder, stream_token_dims
+from nufm.models.stream_tokenizers import SetTokenizerConfig
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
 from nufm.models.vit import ViT, ViTConfig, ViTOutput
 
@@ -238,12 +239,17 @@ def with_detector_inputs(core: EncoderConfigs, inputs: EncoderConfigs) -> Encode
         case PTv3Config(), PTv3Config():
             return replace(core, in_channels=inputs.in_channels, mask_token=False)
         case StreamFusionConfig(), StreamFusionConfig():
-            if inputs.num_streams != core.num_streams or inputs.token_dims != core.token_dims:
-                raise ValueError(
-                    "with_detector_inputs: a fusion core carries over to a detector with the "
-                    f"same stream layout only ({core.token_dims} vs {inputs.token_dims})"
-                )
-            return replace(core, streams=inputs.streams)
+            # the new detector's streams at the core's width; the Perceiver's per-stream
+            # projections follow them (not part of the core)
+            width = core.vit.embed_dim
+            streams = tuple(
+                c if isinstance(c, SetTokenizerConfig) else replace(c, embed_dim=width)
+                for c in inputs.streams
+            )
+            perceiver = replace(core.perceiver, stream_dims=stream_token_dims(streams, width))
+            return replace(
+                core, streams=streams, perceiver=perceiver, point_stream=inputs.point_stream
+            )
         case _:
             raise ValueError(
                 f"with_detector_inputs: a {type(core).__name__} core cannot take the inputs of a "

@@ -25,6 +25,11 @@ Owns :class:`StreamFusionConfig`, :class:`StreamFusionEncoder` and its outputs
 3. :meth:`StreamFusionEncoder.decode_queries`: arbitrary queries (for example the position
    embedding of hidden patches, projected to the latent width by an objective) cross-attend
    to the latents (:meth:`PerceiverIO.decode`).
+
+``forward`` returns the latents (event-level tasks), or, with ``point_stream`` set, the tokens
+of that point-group stream with the event's mean latent appended to each (per-point tasks:
+:class:`~nufm.models.base.PointFeatures` interpolates them to the points). A detector read as
+one stream needs no ``PointBatch.stream``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,21 @@ def _two_point_streams() -> tuple[StreamTokenizerConfig, ...]:
     return (PointMAETokenizerConfig(), PointMAETokenizerConfig())
 
 
+def stream_token_dims(streams: Sequence[StreamTokenizerConfig], width: int) -> tuple[int, ...]:
+    """Widths of the Perceiver inputs of ``streams`` around a ViT of ``width``, in order: per
+    stream its tokens, then (patch streams only) its module summary tokens."""
+    dims: list[int] = []
+    for c in streams:
+        match c:
+            case PatchTokenizerConfig():
+                dims += [width, width]
+            case SetTokenizerConfig():
+                dims.append(c.embed_dim)
+            case PointMAETokenizerConfig():
+                dims.append(width)
+    return tuple(dims)
+
+
 @dataclass(frozen=True, kw_only=True)
 class StreamFusionConfig:
     """Multi-stream encoder: per-stream tokenizer, shared ViT, Perceiver-IO fusion.
@@ -89,6 +109,10 @@ class StreamFusionConfig:
         default_factory=lambda: PerceiverConfig(stream_dims=(384, 384))
     )
     """Latent fusion; ``stream_dims`` must equal :attr:`token_dims`."""
+    point_stream: int | None = None
+    """None: ``forward`` gives the fused latents (B, L, latent_dim). A stream id (of a
+    point-group stream): ``forward`` gives that stream's encoded tokens with the event's mean
+    latent appended, (B, G, vit.embed_dim + latent_dim), for per-point tasks."""
 
     def __post_init__(self) -> None:
         if not self.streams:
@@ -111,6 +135,14 @@ class StreamFusionConfig:
                 f"must be {self.token_dims} (one entry per point or set stream, two per "
                 "patch stream: its tokens and its module summaries)"
             )
+        if self.point_stream is not None and not (
+            0 <= self.point_stream < self.num_streams
+            and isinstance(self.streams[self.point_stream], PointMAETokenizerConfig)
+        ):
+            raise ValueError(
+                f"StreamFusionConfig: point_stream {self.point_stream} must be the id of a "
+                f"point-group stream (PointMAETokenizerConfig) among {self.num_streams}"
+            )
 
     @property
     def num_streams(self) -> int:
@@ -126,16 +158,7 @@ class StreamFusionConfig:
     def token_dims(self) -> tuple[int, ...]:
         """Widths of the Perceiver inputs, in order: per stream its tokens, then (patch
         streams only) its module summary tokens."""
-        dims: list[int] = []
-        for c in self.streams:
-            match c:
-                case PatchTokenizerConfig():
-                    dims += [self.vit.embed_dim, self.vit.embed_dim]
-                case SetTokenizerConfig():
-                    dims.append(c.embed_dim)
-                case PointMAETokenizerConfig():
-                    dims.append(self.vit.embed_dim)
-        return tuple(dims)
+        return stream_token_dims(self.streams, self.vit.embed_dim)
 
 
 def build_stream_tokenizer(
@@ -214,33 +237,39 @@ class StreamFusionEncoder(Encoder):
 
     @property
     def out_dim(self) -> int:
-        return self.cfg.perceiver.latent_dim
+        if self.cfg.point_stream is None:
+            return self.cfg.perceiver.latent_dim
+        return self.cfg.vit.embed_dim + self.cfg.perceiver.latent_dim
 
     def tokenize(self, batch: PointBatch) -> list[StreamTokens]:
         """Split the batch by ``batch.stream`` and tokenize every stream.
 
         Args:
-            batch: packed events; ``stream`` (N,) int64 in 0..S-1 is required.
+            batch: packed events; ``stream`` (N,) int64 in 0..S-1 (None: every point is in
+                stream 0, allowed for a one-stream encoder only).
 
         Returns:
             One :class:`StreamTokens` per stream, in stream-id order.
         """
-        if batch.stream is None:
-            raise ValueError(
-                "StreamFusionEncoder: batch.stream is None; every point needs a "
-                "stream id in 0..num_streams-1"
-            )
         S = self.cfg.num_streams
-        if batch.num_points and (int(batch.stream.min()) < 0 or int(batch.stream.max()) >= S):
+        stream = batch.stream
+        if stream is None:
+            if S != 1:
+                raise ValueError(
+                    "StreamFusionEncoder: batch.stream is None; every point needs a "
+                    f"stream id in 0..{S - 1}"
+                )
+            stream = torch.zeros(batch.num_points, dtype=torch.long, device=batch.coord.device)
+        if batch.num_points and (int(stream.min()) < 0 or int(stream.max()) >= S):
             raise ValueError(
                 f"StreamFusionEncoder: stream ids must be in [0, {S}), got "
-                f"[{int(batch.stream.min())}, {int(batch.stream.max())}]"
+                f"[{int(stream.min())}, {int(stream.max())}]"
             )
         B = batch.num_events
         event = offset_to_batch_index(batch.offset)  # (N,)
         out = []
         for s, tokenizer in enumerate(self.tokenizers):
-            rows = torch.nonzero(batch.stream == s)[:, 0]  # (N_s,)
+            rows = torch.nonzero(stream == s)[:, 0]  # (N_s,)
             offset_s = torch.cumsum(torch.bincount(event[rows], minlength=B), 0)  # (B,)
             coord, feat = batch.coord[rows], batch.feat[rows]  # (N_s, 3), (N_s, C)
             try:
@@ -357,13 +386,33 @@ class StreamFusionEncoder(Encoder):
     def forward(
         self, batch: PointBatch, is_masked: Mapping[int, Tensor] | None = None
     ) -> EncoderOutput:
-        """Latents (B, L, latent_dim); ``hidden`` holds every stream's encoded tokens under key s.
+        """Latents (B, L, latent_dim), or with ``point_stream`` set that stream's tokens
+        (B, G, D + latent_dim) with the event's mean latent appended (level "token"); ``hidden``
+        holds every stream's encoded tokens under key s.
 
         ``is_masked`` as in :meth:`encode` (per stream, per token of :meth:`tokenize`).
         """
-        out = self.encode(self.tokenize(batch), is_masked)
+        streams = self.tokenize(batch)
+        out = self.encode(streams, is_masked)
         hidden = {s: f.feat for s, f in enumerate(out.streams)}
-        return EncoderOutput(feat=out.latents, level="latent", offset=batch.offset, hidden=hidden)
+        s = self.cfg.point_stream
+        if s is None:
+            return EncoderOutput(
+                feat=out.latents, level="latent", offset=batch.offset, hidden=hidden
+            )
+        tokens = streams[s].tokens
+        assert isinstance(tokens, Tokens)
+        f = out.streams[s]
+        context = out.latents.mean(1, keepdim=True).expand(-1, f.feat.shape[1], -1)  # (B, G, L_D)
+        feat = torch.cat([f.feat, context.to(f.feat.dtype)], -1) * f.valid[..., None]
+        return EncoderOutput(
+            feat=feat,  # (B, G, D + latent_dim); 0 on padding and hidden tokens
+            level="token",
+            offset=batch.offset,
+            valid=f.valid,
+            tokens=tokens,
+            hidden=hidden,
+        )
 
 
 __all__ = [
@@ -374,4 +423,5 @@ __all__ = [
     "StreamTokenizerConfig",
     "StreamTokens",
     "build_stream_tokenizer",
+    "stream_token_dims",
 ]

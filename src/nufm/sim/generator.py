@@ -261,8 +261,30 @@ def event_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _simulate_indexed(index: int, seed: int, cfg: SimConfig) -> Event:
-    return simulate_event(event_seed(seed, index), cfg, event_id=index)
+def simulate_indexed(
+    index: int,
+    seed: int,
+    cfg: SimConfig = SimConfig(),
+    energy_threshold: float = 0.0,
+    min_points: int = 1,
+) -> Event:
+    """Event ``index`` of the stream ``seed``, never empty.
+
+    A draw with fewer than ``min_points`` deposits above ``energy_threshold`` MeV (a photon
+    born at the edge of the volume and leaving it, or what preprocessing would leave empty)
+    is replaced by a redraw from the seeds ``(seed, index, 1)``, ``(seed, index, 2)``, ...,
+    so the event is the same on every call.
+
+    Raises:
+        RuntimeError: 100 redraws were all empty (a configuration that makes no deposits).
+    """
+    event = simulate_event(event_seed(seed, index), cfg, event_id=index)
+    for attempt in range(1, 101):
+        if int((event.energy > energy_threshold).sum()) >= min_points:
+            return event
+        redraw = np.random.SeedSequence([seed, index, attempt])
+        event = simulate_event(int(redraw.generate_state(1, np.uint64)[0] >> 1), cfg, index)
+    raise RuntimeError(f"simulate_indexed: event {index} (seed {seed}): 100 redraws left it empty")
 
 
 class SimulatedEvents:
@@ -274,8 +296,7 @@ class SimulatedEvents:
     batches hold ``max_events`` events.
 
     An event with fewer than ``min_points`` deposits above ``energy_threshold`` MeV (which
-    preprocessing would leave empty) is replaced by a redraw from the seeds
-    ``(seed, index, 1)``, ``(seed, index, 2)``, ... (the same on every read).
+    preprocessing would leave empty) is redrawn (:func:`simulate_indexed`).
     """
 
     def __init__(
@@ -300,15 +321,7 @@ class SimulatedEvents:
     def __getitem__(self, index: int) -> Event:
         if not 0 <= index < self.n:
             raise IndexError(f"SimulatedEvents: index {index} outside [0, {self.n})")
-        event = _simulate_indexed(index, self.seed, self.cfg)
-        for attempt in range(1, 101):
-            if int((event.energy > self.energy_threshold).sum()) >= self.min_points:
-                return event
-            redraw = np.random.SeedSequence([self.seed, index, attempt])
-            event = simulate_event(
-                int(redraw.generate_state(1, np.uint64)[0] >> 1), self.cfg, event_id=index
-            )
-        raise RuntimeError(f"SimulatedEvents: event {index}: 100 redraws left it empty")
+        return simulate_indexed(index, self.seed, self.cfg, self.energy_threshold, self.min_points)
 
     def points_per_event(self) -> np.ndarray:
         """(n,) ones: sizes are unknown until an event is simulated."""
@@ -321,7 +334,8 @@ class SimulatedEvents:
 def generate_events(
     n: int, seed: int, cfg: SimConfig = SimConfig(), workers: int = 1, progress: bool = False
 ) -> Iterator[Event]:
-    """Yield events 0..n-1 in order; event i depends only on (seed, i).
+    """Yield events 0..n-1 in order; event i depends only on (seed, i) and is never empty
+    (:func:`simulate_indexed`: an empty draw is redrawn).
 
     Args:
         n: number of events.
@@ -334,7 +348,7 @@ def generate_events(
         raise ValueError(
             f"generate_events: need n >= 0 and workers >= 1, got n={n}, workers={workers}"
         )
-    work = partial(_simulate_indexed, seed=seed, cfg=cfg)
+    work = partial(simulate_indexed, seed=seed, cfg=cfg)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -41,6 +41,7 @@ from nufm.models.encoders import (
     PTv3Config,
     TokenViTConfig,
     build_encoder,
+    input_width,
 )
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
@@ -67,7 +68,19 @@ EncoderConfig = (
 """Any encoder a task can use (:func:`nufm.models.encoders.build_encoder`); the
 parameter-free :class:`LocalGeometryConfig` is the classical-features baseline; the
 ``Released*`` configs are the field's released models (:mod:`nufm.models.released`); a
-:class:`StreamFusionConfig` gives fused latents (event-level tasks only)."""
+:class:`StreamFusionConfig` gives fused latents (event-level tasks), or with ``point_stream``
+tokens like a token ViT (per-point tasks)."""
+
+
+def _gives_tokens(cfg: EncoderConfig) -> bool:
+    """True = the encoder's features sit at token centres (interpolated to the points)."""
+    match cfg:
+        case TokenViTConfig():
+            return True
+        case StreamFusionConfig():
+            return cfg.point_stream is not None
+        case _:
+            return False
 
 
 def _default_encoder() -> EncoderConfig:
@@ -142,10 +155,10 @@ class TaskBackbone(nn.Module):
         self.point_features = PointFeatures(cfg.interp_k, cfg.interp_power)
         self.neck: FeaturePropagation | None = None
         self._out_dim = self.encoder.out_dim
-        if isinstance(cfg.encoder, TokenViTConfig) and cfg.mode != "linear":
+        if _gives_tokens(cfg.encoder) and cfg.mode != "linear":
             self.neck = FeaturePropagation(
                 token_dim=self.encoder.out_dim,
-                point_dim=cfg.encoder.tokenizer.in_channels,
+                point_dim=input_width(cfg.encoder),
                 hidden=cfg.neck_hidden,
                 k=cfg.interp_k,
                 power=cfg.interp_power,

@@ -57,6 +57,8 @@ from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.event_task import EventTaskConfig
+from nufm.tasks.pid import PIDConfig
+from nufm.tasks.semseg import SemsegConfig
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import data_preprocess, finetune_split, run_finetune, transfer_core
 from nufm.workflows.load import load_encoder
@@ -139,6 +141,46 @@ def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig
     )
 
 
+STUDY_BLOCKS: tuple[str, ...] = ("semantic", "pid", "event_class")
+"""Metrics blocks a study row can come from (per-point, per-particle, per-event classes)."""
+
+
+def _class_block(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The classification block of a task's metrics (:data:`STUDY_BLOCKS`).
+
+    Raises:
+        ConfigError: the task reports no classification (a regression or clustering task).
+    """
+    for name in STUDY_BLOCKS:
+        if name in metrics:
+            return metrics[name]
+    raise ConfigError(
+        f"nufm study: the task {metrics.get('task')!r} reports none of {STUDY_BLOCKS}; the "
+        "study compares classification tasks only"
+    )
+
+
+def _class_kind(task: object) -> str:
+    """What the study's classes label: points, particles or events."""
+    match task:
+        case EventTaskConfig():
+            return "event"
+        case PIDConfig():
+            return "particle (true instances)"
+        case _:
+            return "semantic"
+
+
+def _is_classification(task: object) -> bool:
+    match task:
+        case SemsegConfig() | PIDConfig():
+            return True
+        case EventTaskConfig():
+            return task.kind == "classification"
+        case _:
+            return False
+
+
 def _row(
     mode: str, n: int, seed: int, sem: dict[str, Any], seconds: float, run_dir: Path | str
 ) -> StudyRow:
@@ -182,8 +224,13 @@ def run_study(
     if ft.pretrained is None and not set(cfg.modes) <= set(NO_PRETRAINED_MODES):
         raise ValueError("study: give the pretrained model (--pretrained RUN_OR_MODEL_DIR)")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, finetune=ft))
-    pretrained = load_encoder(ft.pretrained) if ft.pretrained is not None else None
     task = cfg.run.objective
+    if not _is_classification(task):
+        raise ConfigError(
+            f"study: the task {type(task).__name__} is not a classification; the study "
+            f"compares macro F1 ({', '.join(STUDY_BLOCKS)} metrics) only"
+        )
+    pretrained = load_encoder(ft.pretrained) if ft.pretrained is not None else None
     transfer = pretrained is not None and ft.transfer == "core"
     pre = pretrained.preprocess if pretrained and not transfer else data_preprocess(ft.data)
     source = pretrained.source if pretrained is not None else "none"
@@ -272,7 +319,7 @@ def run_study(
                         test_events=test,
                         val_events=select,
                     )
-                    sem = result.metrics.get("semantic") or result.metrics["event_class"]
+                    sem = _class_block(result.metrics)
                     row = _row(mode, n, seed, sem, time.perf_counter() - t0, result.run_dir)
                 rows.append(row)
                 log.info("study %s: macro F1 %.3f (%.0f s)", name, row.macro_f1, row.seconds)
@@ -440,8 +487,7 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
             else ""
         )
         + f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
-        f"{'event' if isinstance(cfg.run.objective, EventTaskConfig) else 'semantic'} classes "
-        "on the test events (data-set level).\n\n"
+        f"{_class_kind(cfg.run.objective)} classes on the test events (data-set level).\n\n"
     )
     if any(r.mode in PROBE_MODES for r in rows):
         p = cfg.probe
