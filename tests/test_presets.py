@@ -152,6 +152,28 @@ def test_pretraining_presets_have_no_finetune_section_and_mae_vit_s_is_the_defau
     assert PRESETS["mae-ctx-cpu"].optim.lr == 1e-3 and PRESETS["mae-ctx-cpu"].data.augment
 
 
+def test_forecast_presets() -> None:
+    """The forecasting presets keep their sizes with the encoder nested; the collider-TPC one
+    orders hits in FM4NPP's radial cells over the TPC's radii and reads its files."""
+    from nufm.models.serialized_patches import TPC_RADIUS_RANGE, SerializedPatchConfig
+    from nufm.ssl.forecast import ForecastConfig
+
+    assert PRESETS["forecast-small"].objective == ForecastConfig()
+    base = PRESETS["forecast-base"].objective
+    assert base == ForecastConfig(
+        encoder=SerializedPatchConfig(embed_dim=512, depth=16, num_heads=8)
+    )
+    tiny = PRESETS["forecast-tiny"].objective.encoder  # type: ignore[union-attr]
+    assert (tiny.patch_points, tiny.embed_dim, tiny.depth, tiny.order) == (16, 64, 2, "hilbert")
+    tpc = PRESETS["forecast-tpc-cpu"]
+    enc = tpc.objective.encoder  # type: ignore[union-attr]
+    assert isinstance(enc, SerializedPatchConfig) and enc.order == "radial-cells"
+    assert enc.radius_range == TPC_RADIUS_RANGE == (30.0 / 130.0, 78.0 / 130.0)
+    assert enc.in_channels == 4 and enc.patch_points == 16 and enc.depth == 4
+    assert tpc.data.detector == "collider-tpc" and tpc.train.monitor_every == 0
+    assert tpc.finetune is None
+
+
 def test_other_detector_tasks_use_their_pretraining_encoder() -> None:
     """A wc-* task trained from scratch has the architecture mae-wc-cpu pretrains, so scratch
     and pretrained rows of a study differ only in the weights."""

@@ -37,6 +37,7 @@ from nufm.config import (
 from nufm.data.water_cherenkov import EVENT_LABEL_NAMES
 from nufm.models.encoders import TokenViTConfig
 from nufm.models.presets import PTV3_PRESETS
+from nufm.models.serialized_patches import TPC_RADIUS_RANGE, SerializedPatchConfig
 from nufm.models.tokenizers import PointMAETokenizerConfig
 from nufm.models.vit import VIT_PRESETS, ViTConfig
 from nufm.ssl.distill import DistillConfig
@@ -238,6 +239,37 @@ def _other_detector(name: str, detector: str, encoder: TokenViTConfig) -> RunCon
     )
 
 
+_TPC_FORECAST = ForecastConfig(
+    encoder=SerializedPatchConfig(
+        in_channels=4,
+        patch_points=16,
+        max_patches=512,
+        order="radial-cells",
+        radius_range=TPC_RADIUS_RANGE,
+        target_scale=0.1,
+        embed_dim=_CPU_WIDTH,
+        depth=4,
+        num_heads=4,
+        pointnet_dims=(32, 64, 128),
+    )
+)
+"""Collider-TPC forecasting (FM4NPP, arXiv:2508.14087): hits ordered by radius, then by
+8 x 8 x 6 (eta, phi, R) cells over the TPC's 30-78 cm; 16-hit patches of [x, y, z, log
+charge] with patch-relative positions in 13 cm units (a patch's hits lie a median 10 cm from
+its centre on simulated events); width 96, depth 4."""
+
+
+def _tpc_forecast() -> RunConfig:
+    """``_TPC_FORECAST`` on collider-TPC event files (refused without ``--data.source file
+    --data.path``), 600 CPU steps."""
+    run = _cpu_pretrain("forecast-tpc-cpu", _TPC_FORECAST, steps=600, lr=1e-3)
+    return dataclasses.replace(
+        run,
+        train=dataclasses.replace(run.train, monitor_every=0),  # the probe monitor is LArTPC's
+        data=dataclasses.replace(run.data, detector="collider-tpc"),
+    )
+
+
 _FASERCAL_ENCODER = default_fusion_encoder(64)
 """FASERCal stream-fusion encoder: 12 x 12 x 10-cube scintillator patches attended within each
 of the 10 modules, one token each for the ECAL, HCAL and muon spectrometer, 32 Perceiver
@@ -313,7 +345,13 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
         _cpu_pretrain(
             "forecast-tiny",
             ForecastConfig(
-                patch_points=16, embed_dim=64, depth=2, num_heads=4, pointnet_dims=(32, 64, 128)
+                encoder=SerializedPatchConfig(
+                    patch_points=16,
+                    embed_dim=64,
+                    depth=2,
+                    num_heads=4,
+                    pointnet_dims=(32, 64, 128),
+                )
             ),
             steps=300,
             lr=1e-3,
@@ -333,6 +371,11 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-tpc-cpu": (
         _other_detector("mae-tpc-cpu", "collider-tpc", _TPC_ENCODER),
         "collider-TPC MAE: mae-cpu with 3.9 cm hit groups",
+    ),
+    "forecast-tpc-cpu": (
+        _tpc_forecast(),
+        "collider-TPC next-patch forecasting in FM4NPP's radial-cell order, 16-hit patches, "
+        "width 96 depth 4, 600 CPU steps",
     ),
     "fusion-mae-cpu": (
         _fasercal_pretrain(
@@ -430,7 +473,10 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
         "GPU: next-patch forecasting, about FM4NPP's 5M model",
     ),
     "forecast-base": (
-        _gpu_pretrain("forecast-base", ForecastConfig(embed_dim=512, depth=16, num_heads=8)),
+        _gpu_pretrain(
+            "forecast-base",
+            ForecastConfig(encoder=SerializedPatchConfig(embed_dim=512, depth=16, num_heads=8)),
+        ),
         "GPU: next-patch forecasting, width 512 depth 16",
     ),
 }

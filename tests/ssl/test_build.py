@@ -21,6 +21,7 @@ def test_presets_exist_and_dispatch() -> None:
         "distill-small",
         "forecast-small",
         "forecast-base",
+        "forecast-tpc-cpu",
         "mae-cpu",
         "mae-ctx-cpu",
         "distill-vit-cpu",
@@ -31,7 +32,14 @@ def test_presets_exist_and_dispatch() -> None:
         DistillConfig: SelfDistillation,
         ForecastConfig: Forecaster,
     }
-    for name in ("mae-tiny", "distill-tiny", "forecast-tiny", "mae-ctx-cpu", "distill-vit-cpu"):
+    for name in (
+        "mae-tiny",
+        "distill-tiny",
+        "forecast-tiny",
+        "forecast-tpc-cpu",
+        "mae-ctx-cpu",
+        "distill-vit-cpu",
+    ):
         cfg = PRESETS[name].objective
         model = build_ssl_objective(cfg)
         assert isinstance(model, expected[type(cfg)])

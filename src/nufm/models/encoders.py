@@ -9,6 +9,9 @@ and are imported here):
   arXiv:2512.01324); per-point features.
 * :class:`LocalGeometryEncoder` (in :mod:`nufm.models.geometric`): parameter-free local-shape
   descriptors, the classical baseline; per-point features.
+* :class:`SerializedPatchEncoder` (in :mod:`nufm.models.serialized_patches`): ordered point
+  patches and a causal transformer, the encoder of next-patch forecasting (after FM4NPP,
+  arXiv:2508.14087); per-patch tokens.
 * :class:`StreamFusionEncoder` (in :mod:`nufm.models.stream_fusion`): one tokenizer per
   sub-detector stream (point groups, voxel patches in detector modules, or one token per
   event), a shared ViT, and a Perceiver-IO latent bottleneck fusing the streams (FASERCal,
@@ -36,6 +39,7 @@ from nufm.models.released.encoders import (
     ReleasedPTv3Config,
     ReleasedPTv3Encoder,
 )
+from nufm.models.serialized_patches import SerializedPatchConfig, SerializedPatchEncoder
 from nufm.models.stream_fusion import StreamFusionConfig, StreamFusionEncoder, stream_token_dims
 from nufm.models.stream_tokenizers import SetTokenizerConfig
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
@@ -159,6 +163,7 @@ EncoderConfigs = (
     TokenViTConfig
     | PTv3Config
     | StreamFusionConfig
+    | SerializedPatchConfig
     | LocalGeometryConfig
     | ReleasedPTv3Config
     | ReleasedPolarMAEConfig
@@ -173,7 +178,7 @@ def input_width(cfg: EncoderConfigs) -> int:
             return cfg.ptv3.in_channels
         case ReleasedPolarMAEConfig():
             return cfg.polarmae.num_channels
-        case LocalGeometryConfig() | PTv3Config():
+        case LocalGeometryConfig() | PTv3Config() | SerializedPatchConfig():
             return cfg.in_channels
         case StreamFusionConfig():
             return cfg.in_channels
@@ -192,7 +197,7 @@ def with_input_width(cfg: EncoderConfigs, width: int) -> EncoderConfigs:
                 f"{type(cfg).__name__}: a released architecture takes "
                 f"{input_width(cfg)} channels, not {width}"
             )
-        case LocalGeometryConfig() | PTv3Config():
+        case LocalGeometryConfig() | PTv3Config() | SerializedPatchConfig():
             return replace(cfg, in_channels=width)
         case StreamFusionConfig():
             return replace(cfg, streams=tuple(replace(c, in_channels=width) for c in cfg.streams))
@@ -205,8 +210,9 @@ def with_input_width(cfg: EncoderConfigs, width: int) -> EncoderConfigs:
 def core_prefixes(cfg: EncoderConfigs) -> tuple[str, ...]:
     """State-dict prefixes of the encoder's detector-independent core, the part carried from
     one detector to another (the FASERCal study's transfer, arXiv:2604.07037); the rest (the
-    input embeddings: tokenizers, a PTv3 stem, the Perceiver's per-stream projections) is
-    detector-specific and starts fresh on the new detector."""
+    input embeddings: tokenizers, a PTv3 stem, the Perceiver's per-stream projections, a
+    serialized-patch encoder's point-net and position embedding) is detector-specific and
+    starts fresh on the new detector."""
     match cfg:
         case TokenViTConfig():
             return ("vit.",)
@@ -220,6 +226,8 @@ def core_prefixes(cfg: EncoderConfigs) -> tuple[str, ...]:
             )
         case PTv3Config():
             return ("backbone.pools.", "backbone.enc.", "backbone.unpool", "backbone.dec.")
+        case SerializedPatchConfig():
+            return ("blocks.", "norm.")
         case _:
             raise ValueError(f"{type(cfg).__name__}: no detector-independent core to transfer")
 
@@ -238,6 +246,16 @@ def with_detector_inputs(core: EncoderConfigs, inputs: EncoderConfigs) -> Encode
             return replace(core, tokenizer=tokenizer, mask_token=False)
         case PTv3Config(), PTv3Config():
             return replace(core, in_channels=inputs.in_channels, mask_token=False)
+        case SerializedPatchConfig(), SerializedPatchConfig():
+            # ordering, patches and patch embedding are the new detector's; blocks the core's
+            return replace(
+                inputs,
+                embed_dim=core.embed_dim,
+                depth=core.depth,
+                num_heads=core.num_heads,
+                mlp_ratio=core.mlp_ratio,
+                drop_path=core.drop_path,
+            )
         case StreamFusionConfig(), StreamFusionConfig():
             # the new detector's streams at the core's width; the Perceiver's per-stream
             # projections follow them (not part of the core)
@@ -268,6 +286,8 @@ def build_encoder(cfg: EncoderConfigs) -> Encoder:
             return LocalGeometryEncoder(cfg)
         case StreamFusionConfig():
             return StreamFusionEncoder(cfg)
+        case SerializedPatchConfig():
+            return SerializedPatchEncoder(cfg)
         case TokenViTConfig():
             return TokenViTEncoder(cfg)
         case PTv3Config():

@@ -54,10 +54,8 @@ __all__ = ["SSLObjectiveConfig", "build_ssl_objective"]
 def objective_input_width(cfg: SSLObjectiveConfig) -> int:
     """Feature channels (``PointBatch.feat`` width) the objective's encoder takes."""
     match cfg:
-        case MAEConfig() | DistillConfig() | FusionMAEConfig():
+        case MAEConfig() | DistillConfig() | ForecastConfig() | FusionMAEConfig():
             return input_width(cfg.encoder)
-        case ForecastConfig():
-            return cfg.in_channels
         case _:
             raise TypeError(f"objective_input_width: no objective {type(cfg).__name__}")
 
@@ -74,7 +72,7 @@ def with_feature_width(cfg: SSLObjectiveConfig, width: int) -> SSLObjectiveConfi
             assert isinstance(encoder, PTv3Config | TokenViTConfig)
             return replace(cfg, encoder=encoder)
         case ForecastConfig():
-            return replace(cfg, in_channels=width)
+            return replace(cfg, encoder=replace(cfg.encoder, in_channels=width))
         case FusionMAEConfig():
             encoder = with_input_width(cfg.encoder, width)
             assert isinstance(encoder, StreamFusionConfig)

@@ -46,6 +46,7 @@ from nufm.models.encoders import (
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
+from nufm.models.serialized_patches import SerializedPatchConfig
 from nufm.models.stream_fusion import StreamFusionConfig
 from nufm.models.upsample import FeaturePropagation
 
@@ -64,18 +65,20 @@ EncoderConfig = (
     | ReleasedPTv3Config
     | ReleasedPolarMAEConfig
     | StreamFusionConfig
+    | SerializedPatchConfig
 )
 """Any encoder a task can use (:func:`nufm.models.encoders.build_encoder`); the
 parameter-free :class:`LocalGeometryConfig` is the classical-features baseline; the
 ``Released*`` configs are the field's released models (:mod:`nufm.models.released`); a
 :class:`StreamFusionConfig` gives fused latents (event-level tasks), or with ``point_stream``
-tokens like a token ViT (per-point tasks)."""
+tokens like a token ViT (per-point tasks); a :class:`SerializedPatchConfig` (forecasting's
+encoder) gives causal features at its patch centres, tokens like a token ViT."""
 
 
 def _gives_tokens(cfg: EncoderConfig) -> bool:
     """True = the encoder's features sit at token centres (interpolated to the points)."""
     match cfg:
-        case TokenViTConfig():
+        case TokenViTConfig() | SerializedPatchConfig():
             return True
         case StreamFusionConfig():
             return cfg.point_stream is not None

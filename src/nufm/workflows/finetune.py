@@ -360,7 +360,7 @@ def run_finetune(
             raise ConfigError(
                 f"{pretrained.source}: a "
                 f"{type(pretrained.objective_config).__name__} encoder cannot be "
-                "fine-tuned by the tasks (use an MAE or distillation model)"
+                "fine-tuned by the tasks (use an MAE, distillation or forecasting model)"
             )
         if ft.transfer == "core":
             preprocess = preprocess or data_preprocess(ft.data)

@@ -68,6 +68,7 @@ from nufm.models.released.files import (
 from nufm.models.released.panda import PandaSegmentor
 from nufm.models.released.polarmae_semantic import PolarMAESegmentor
 from nufm.ssl.distill import DistillConfig
+from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.fusion_mae import FusionMAEConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
@@ -89,8 +90,8 @@ class Pretrained:
             field, which comes without nufm's pretraining objective).
         encoder: the online encoder module (eval mode).
         encoder_config: the encoder's config for :func:`nufm.tasks.build.build_task`
-            (``objective_config.encoder``), or None when the objective's encoder is not a
-            task encoder (forecasting).
+            (``objective_config.encoder``), or None when the objective has no task encoder
+            (the toy objective).
         state: the objective's full state dict (tasks pick the encoder's tensors from it).
         preprocess: the preprocessing contract the encoder was trained with.
         source: where it was loaded from, for messages and metrics files.
@@ -300,7 +301,7 @@ def _encoder_from(saved: _Saved, path: str) -> Pretrained:
         objective_config=cfg,
         encoder=encoder,
         encoder_config=cfg.encoder
-        if isinstance(cfg, MAEConfig | DistillConfig | FusionMAEConfig)
+        if isinstance(cfg, MAEConfig | DistillConfig | ForecastConfig | FusionMAEConfig)
         else None,
         state=saved.state,
         preprocess=preprocess,
