@@ -78,3 +78,28 @@ def test_bethe_ratio_is_one_at_the_reference_point_and_rises_when_slow() -> None
         f = (np.log(2 * 0.511e6 * bg**2 / i_ev) - b2) / b2  # the formula by hand
         np.testing.assert_allclose(bethe_ratio(bg, i_ev), f / f[2])
         assert bethe_ratio(0.3, i_ev) > 5
+
+
+def test_bethe_ratio_is_held_at_the_bragg_peak_below_it() -> None:
+    """The formula turns negative below beta gamma = sqrt(I / 2 m_e c^2) (a slow proton of a
+    collider-TPC event got -2e5 keV hits, seed 21 event 1252); below the peak at
+    sqrt(e I / 2 m_e c^2) the ratio is the peak's: positive, continuous, largest there."""
+    from nufm.sim.collider_tpc import ColliderTPCConfig, simulate_collider_event
+    from nufm.sim.physics import bethe_ratio
+
+    for i_ev in (75.0, 150.0):
+        peak = np.sqrt(np.e * i_ev / (2 * 0.511e6))
+        bg = np.logspace(-5, 2, 400)
+        r = bethe_ratio(bg, i_ev)
+        assert (r > 0).all() and r.max() == pytest.approx(float(bethe_ratio(peak, i_ev)))
+        assert (r[bg <= peak] == r.max()).all()  # held below the peak
+        falling = (bg > peak) & (bg < 3.0)
+        assert (np.diff(r[falling]) < 0).all()  # falls from the peak to the minimum region
+        f_peak = (np.log(np.e) - peak**2 / (1 + peak**2)) / (peak**2 / (1 + peak**2))
+        b2 = 3.5**2 / (1 + 3.5**2)
+        f_ref = (np.log(2 * 0.511e6 * 3.5**2 / i_ev) - b2) / b2
+        assert float(bethe_ratio(1e-4, i_ev)) == pytest.approx(f_peak / f_ref)
+    # the event of generate_collider_events(n, seed=21) that had the negative charges
+    rng = np.random.default_rng((21, 1252, 0xC011))
+    event = simulate_collider_event(ColliderTPCConfig(), rng, event_id=1252)
+    assert len(event) > 1000 and (event.energy > 0).all()

@@ -191,13 +191,19 @@ def bethe_ratio(beta_gamma: np.ndarray | float, i_ev: float) -> np.ndarray:
     """Mean dE/dx relative to its value at beta gamma = 3.5 (about the minimum), from the
     Bethe-Bloch formula without density correction, for any material of mean excitation
     energy ``i_ev`` (eV): ``(ln(2 m_e c^2 (beta gamma)^2 / I) - beta^2) / beta^2``. Used by the
-    collider-TPC (gas) and water Cherenkov simulators; the LArTPC uses :func:`dedx_bethe`."""
+    collider-TPC (gas) and water Cherenkov simulators; the LArTPC uses :func:`dedx_bethe`.
+
+    Below the formula's maximum (the Bragg peak, beta gamma = sqrt(e I / (2 m_e c^2)) when
+    beta << 1: 0.022 in the TPC gas) the formula fails (it turns negative below
+    sqrt(I / (2 m_e c^2))), so a slower particle gets the peak value: positive, continuous."""
 
     def f(bg: np.ndarray) -> np.ndarray:
         b2 = bg**2 / (1 + bg**2)
         return (np.log(2 * 0.511e6 * bg**2 / i_ev) - b2) / b2
 
-    return f(np.asarray(beta_gamma, np.float64)) / f(np.array(3.5))
+    peak = math.sqrt(math.e * i_ev / (2 * 0.511e6))
+    bg = np.maximum(np.asarray(beta_gamma, np.float64), peak)
+    return f(bg) / f(np.array(3.5))
 
 
 def michel_pdf(x: np.ndarray) -> np.ndarray:
