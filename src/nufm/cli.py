@@ -374,7 +374,9 @@ def presets(name: Pos[str | None] = None) -> None:
         )
 
 
-def export(run_dir: Pos[Path], out_dir: Pos[Path], half: bool = False) -> None:
+def export(
+    run_dir: Pos[Path], out_dir: Pos[Path], half: bool = False, encoder_only: bool = False
+) -> None:
     """Export the latest checkpoint of a pretraining run as a pretrained model directory
     (model.safetensors + config.json with the preprocessing contract).
 
@@ -382,12 +384,14 @@ def export(run_dir: Pos[Path], out_dir: Pos[Path], half: bool = False) -> None:
         run_dir: A pretraining run directory.
         out_dir: Output directory.
         half: store the weights as float16 (half the file; loading casts them back).
+        encoder_only: store the online encoder's weights alone (no teacher, heads or
+            decoder: a smaller file to fine-tune and embed with, not to continue pretraining).
     """
     import torch
 
     from nufm.workflows.load import export_run
 
-    export_run(run_dir, out_dir, dtype=torch.float16 if half else None)
+    export_run(run_dir, out_dir, dtype=torch.float16 if half else None, encoder_only=encoder_only)
 
 
 def demo(cfg: Annotated[DemoConfig, tyro.conf.OmitArgPrefixes] = DemoConfig()) -> None:

@@ -134,6 +134,7 @@ def save_pretrained(
     *,
     dtype: torch.dtype | None = None,
     provenance: dict[str, Any] | None = None,
+    contents: str = "objective",
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` into ``directory``.
 
@@ -147,6 +148,8 @@ def save_pretrained(
             file; loading casts back to the model's dtype); None keeps them.
         provenance: how the model was made (command, data, compute), stored in
             ``config.json`` under ``provenance``.
+        contents: what the weights are, stored as ``contents``: ``objective`` (the whole
+            module ``config`` describes) or ``encoder`` (its online encoder alone).
 
     Returns:
         The directory.
@@ -166,6 +169,7 @@ def save_pretrained(
         "nufm_version": __version__,
         "model": config,
         "preprocess": preprocess,
+        "contents": contents,
     }
     if provenance is not None:
         meta["provenance"] = provenance

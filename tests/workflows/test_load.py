@@ -14,7 +14,7 @@ from helpers.configs import tiny_task_vit
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.synthetic import synthetic_events
 from nufm.data.transforms import Preprocess
-from nufm.errors import NotFoundError
+from nufm.errors import InputError, NotFoundError
 from nufm.presets import PRESETS
 from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint
@@ -86,6 +86,34 @@ def test_encoder_is_the_same_from_run_checkpoint_and_export(mae_run: Path, tmp_p
     # the raw tensors, for build_task, from every kind of source
     for source in (mae_run, ckpt, tmp_path / "export", tmp_path / "export" / "model.safetensors"):
         assert _equal(read_state_dict(source), from_run.state), source
+
+
+def test_encoder_only_export_holds_the_encoder_and_loads_it(mae_run: Path, tmp_path: Path) -> None:
+    """``export_run(encoder_only=True)``: only the online encoder's tensors are written, the
+    encoder loads equal to the run's (the decoder is rebuilt fresh), a fine-tuning task finds
+    every encoder tensor, and an export missing an encoder tensor is refused by name."""
+    from safetensors.torch import load_file, save_file
+
+    from nufm.tasks.build import build_task
+
+    from_run = load_encoder(mae_run)
+    out = export_run(mae_run, tmp_path / "enc", encoder_only=True)
+    saved = load_file(str(out / "model.safetensors"))
+    want = {k: v for k, v in from_run.state.items() if k.startswith("encoder.")}
+    assert _equal(saved, want) and len(want) < len(from_run.state)  # decoder and heads left out
+    assert json.loads((out / "config.json").read_text())["contents"] == "encoder"
+    pre = load_encoder(out)
+    assert _equal(pre.encoder.state_dict(), from_run.encoder.state_dict())
+    assert pre.encoder_config == from_run.encoder_config and pre.preprocess == from_run.preprocess
+    task = build_task(SemsegConfig(encoder=pre.encoder_config, mode="full"), pre.state)
+    report = task.encoder_load_report
+    assert report is not None and len(report.loaded) == len(want) and not report.missing
+    # an export that lost an encoder tensor does not load
+    broken = tmp_path / "broken"
+    export_run(mae_run, broken, encoder_only=True)
+    save_file(dict(list(saved.items())[1:]), str(broken / "model.safetensors"))
+    with pytest.raises(InputError, match="encoder-only export"):
+        load_encoder(broken)
 
 
 def test_task_is_the_same_from_run_checkpoint_and_export(

@@ -129,6 +129,12 @@ class FineTuned:
     run_config: RunConfig | None = None
 
 
+ENCODER_PREFIX = "encoder."
+"""State-dict prefix of a pretraining objective's online encoder (:func:`online_encoder`)."""
+ENCODER_ONLY = "encoder"
+"""``config.json`` ``contents`` of an export holding the online encoder's weights alone."""
+
+
 @dataclass
 class _Saved:
     """What :func:`_read` found: the objective config and weights, and where they came from."""
@@ -143,6 +149,8 @@ class _Saved:
     """The run's config (None for exports)."""
     preprocess: dict[str, Any] | None
     """The contract stored in an export (None for checkpoints)."""
+    encoder_only: bool = False
+    """An export of the online encoder's weights alone (``export_run(encoder_only=True)``)."""
 
 
 def _is_run_dir(path: Path) -> bool:
@@ -175,7 +183,16 @@ def _read(path: Path) -> _Saved:
     if path.is_dir() and (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file():
         state, meta = read_pretrained(path)
         objective_cfg = objective_config_from_dict(meta["model"])
-        return _Saved(objective_cfg, state, -1, str(path), None, None, meta.get("preprocess"))
+        return _Saved(
+            objective_cfg,
+            state,
+            -1,
+            str(path),
+            None,
+            None,
+            meta.get("preprocess"),
+            encoder_only=meta.get("contents") == ENCODER_ONLY,
+        )
     if path.is_file():
         saved = load_checkpoint(path)
         cfg = config_from_dict(saved["config"])
@@ -204,11 +221,21 @@ def _rebuild(saved: _Saved) -> nn.Module:
     """The objective or task of ``saved.objective_config`` with ``saved.state`` loaded strictly."""
     torch.manual_seed(0)  # deterministic init of anything the state does not cover
     model = build_objective(saved.objective_config)
+    kind = "task" if isinstance(saved.objective_config, TaskBaseConfig) else "objective"
     try:
-        model.load_state_dict(saved.state, strict=True)
+        if not saved.encoder_only:
+            model.load_state_dict(saved.state, strict=True)
+            return model.eval()
+        result = model.load_state_dict(saved.state, strict=False)
     except RuntimeError as e:
-        kind = "task" if isinstance(saved.objective_config, TaskBaseConfig) else "objective"
         raise InputError(f"{saved.source}: weights do not fit the saved {kind} config: {e}") from e
+    # an encoder-only export: every encoder tensor and nothing else
+    missing = [k for k in result.missing_keys if k.startswith(ENCODER_PREFIX)]
+    if missing or result.unexpected_keys:
+        raise InputError(
+            f"{saved.source}: an encoder-only export that does not fit the saved {kind} "
+            f"config: missing {missing[:5]}, unexpected {list(result.unexpected_keys)[:5]}"
+        )
     return model.eval()
 
 
@@ -435,10 +462,14 @@ def export_run(
     *,
     dtype: torch.dtype | None = None,
     provenance: dict[str, Any] | None = None,
+    encoder_only: bool = False,
 ) -> Path:
     """Export the latest complete checkpoint of a training run as a pretrained directory.
 
-    The weights are the objective's state dict; ``config.json`` holds the objective config and
+    The weights are the objective's state dict, or with ``encoder_only`` only its online
+    encoder's (``encoder.*``: a self-distillation run's teacher and heads, or an MAE's decoder,
+    are left out; ``config.json`` says ``"contents": "encoder"``, and :func:`load_encoder`
+    builds the rest of the objective fresh); ``config.json`` holds the objective config and
     ``preprocess`` (default: :func:`nufm.train.components.preprocess_contract` of the run's data
     config). :func:`load_encoder` and :func:`load_task` read it back. ``dtype`` and
     ``provenance``: :func:`nufm.hub.save_pretrained`.
@@ -452,13 +483,19 @@ def export_run(
     cfg = state["config"]
     if preprocess is None:
         preprocess = preprocess_contract(config_from_dict(cfg).data)
+    weights = state["model"]
+    if encoder_only:
+        weights = {k: v for k, v in weights.items() if k.startswith(ENCODER_PREFIX)}
+        if not weights:
+            raise InputError(f"{ckpt}: no online-encoder weights ({ENCODER_PREFIX}*) to export")
     out = save_pretrained(
-        state["model"],
+        weights,
         out_dir,
         config=cfg["objective"],
         preprocess=preprocess,
         dtype=dtype,
         provenance=provenance,
+        contents=ENCODER_ONLY if encoder_only else "objective",
     )
     log.info("exported %s (step %d) to %s", ckpt, state["step"], out)
     return out
