@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["preprocess"] == preprocess == report.config["preprocess"]
     assert meta["model"]["hidden"] == 8 and "nufm_version" in meta
+    # the files get the mode a plain open gives (safetensors alone writes 0600), no temp left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_partial_load_reports_mismatch_and_strict_refuses(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [  # top first; a unit may import only units of 
     ("step",),  # StepOutput and the objective contract
     ("batch", "hub"),  # PointBatch; model files (safetensors + config), key matching
     ("geometry",),  # parameter-free tensor ops
-    ("_version", "errors"),  # the version string; the user-error types (import nothing)
+    ("_version", "errors", "atomic"),  # version string; user-error types; atomic file output
 ]
 
 TEMPORARY_ALLOW: set[tuple[str, str]] = set()

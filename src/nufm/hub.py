@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nufm._version import __version__
+from nufm.atomic import atomic_output
 from nufm.errors import InputError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -159,11 +160,10 @@ def save_pretrained(
     state = _plain_state(model.state_dict() if isinstance(model, nn.Module) else model)
     if dtype is not None:
         state = {k: t.to(dtype) if t.is_floating_point() else t for k, t in state.items()}
-    save_file(
-        state,
-        str(directory / WEIGHTS_NAME),
-        metadata={"format": FORMAT, "nufm_version": __version__},
-    )
+    # atomic (no half-written file at the path) and with the mode a plain open gives
+    # (safetensors itself writes 0600, unreadable for a group sharing models)
+    with atomic_output(directory / WEIGHTS_NAME, suffix=".safetensors") as tmp:
+        save_file(state, tmp, metadata={"format": FORMAT, "nufm_version": __version__})
     meta = {
         "format": FORMAT,
         "nufm_version": __version__,
@@ -173,7 +173,8 @@ def save_pretrained(
     }
     if provenance is not None:
         meta["provenance"] = provenance
-    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    with atomic_output(directory / CONFIG_NAME, suffix=".json") as tmp:
+        Path(tmp).write_text(json.dumps(meta, indent=2, sort_keys=True))
     log.info("saved pretrained model to %s", directory)
     return directory
 

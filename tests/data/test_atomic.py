@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nufm.data.atomic import atomic_output
+from nufm.atomic import atomic_output
 
 
 def test_success_replaces_and_failure_leaves_nothing(tmp_path: Path) -> None:

@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import h5py
 import numpy as np
 
+from nufm.atomic import atomic_output
 from nufm.data import fasercal as fc
-from nufm.data.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from nufm.data.atomic import atomic_output
+from nufm.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
 

@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 from scipy.spatial import cKDTree  # pyright: ignore[reportAttributeAccessIssue]  # stub gap
 
-from nufm.data.atomic import atomic_output
+from nufm.atomic import atomic_output
 from nufm.data.event import Event, Particles
 from nufm.data.pilarnet import DataError, MissingFileError
 from nufm.data.water_cherenkov import EVENT_LABELS, event_truth, kinetic_energy_mev
