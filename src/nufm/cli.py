@@ -101,8 +101,8 @@ def info(file: Pos[Path]) -> None:
     """Print events, points per event, class fractions and energy ranges of an event file.
 
     Args:
-        file: PILArNet-M, JAXTPC, WatChMaL or nufm-fasercal .h5, mlreco or TPCpp .npz, or a
-            LArSoft analysis-tree .root.
+        file: PILArNet-M, JAXTPC, WatChMaL, LUCiD (its sensor file) or nufm-fasercal .h5,
+            mlreco or TPCpp .npz, or a LArSoft analysis-tree .root.
     """
     from nufm.data.detectors import detector_for_layout
     from nufm.data.formats import count_any, detect_layout, iter_any

@@ -35,6 +35,9 @@ FORMAT = "nufm-pretrained-v1"
 SHIPPED_MODELS: dict[str, str] = {
     "lartpc-mae-m": "LArTPC token ViT (width 192, depth 6, 2.8 M parameters), MAE with the "
     "context term on fresh simulated events; the card: nufm/weights/lartpc-mae-m/README.md",
+    "lartpc-ptv3-distill": "LArTPC point-level PTv3 tiny encoder (4.2 M parameters), "
+    "self-distillation (Sonata / Panda) on fresh simulated events; the card: "
+    "nufm/weights/lartpc-ptv3-distill/README.md",
 }
 """Pretrained models inside the package (``nufm/weights/<name>/``), loadable by name wherever
 a pretrained model is accepted."""

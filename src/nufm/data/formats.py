@@ -12,10 +12,12 @@ Layouts (readers in :mod:`nufm.data.pilarnet` and :mod:`nufm.data.field_formats`
 * ``tpcpp-npz``: collider-TPC hits, all events in ``data`` with ``size`` hits each
   (:mod:`nufm.data.tpcpp`);
 * ``watchmal-h5``: water Cherenkov PMT hits, WatChMaL flat layout (:mod:`nufm.data.watchmal`);
+* ``lucid-h5``: water Cherenkov sensor digits, the sensor file of a LUCiD version-5 batch (its
+  labl, step and hits files beside it give the truth; :mod:`nufm.data.lucid`);
 * ``fasercal-h5``: FASERCal-like voxels and calorimeter cells, nufm's flat layout
   (:mod:`nufm.data.fasercal_h5`).
 
-The last three are not LArTPC events and cannot become PILArNet-M.
+The last four are not LArTPC events and cannot become PILArNet-M.
 
 Owns :data:`LAYOUTS`, :func:`detect_layout`, :func:`count_any`, :func:`iter_any`,
 :func:`read_any`, :func:`convert` and :func:`as_pilarnet` (conversions cached under
@@ -47,6 +49,7 @@ from nufm.data.field_formats import (
     read_jaxtpc_h5,
     read_mlreco_npz,
 )
+from nufm.data.lucid import count_lucid, is_lucid, iter_lucid
 from nufm.data.pilarnet import (
     DataError,
     MissingFileError,
@@ -67,6 +70,7 @@ Layout = Literal[
     "jaxtpc-h5",
     "tpcpp-npz",
     "watchmal-h5",
+    "lucid-h5",
     "fasercal-h5",
 ]
 LAYOUTS: tuple[Layout, ...] = get_args(Layout)
@@ -97,6 +101,7 @@ def detect_layout(path: str | os.PathLike) -> Layout:
                 with h5py.File(p, "r") as f:
                     names = set(f.keys())
                     layout_attr = f.attrs.get("layout")
+                    lucid = is_lucid(f)
             except OSError as e:
                 raise DataError(f"{p}: not a readable HDF5 file: {e}") from e
             if layout_attr == FASERCAL_LAYOUT:
@@ -105,11 +110,14 @@ def detect_layout(path: str | os.PathLike) -> Layout:
                 return "jaxtpc-h5"
             if "event_hits_index" in names:
                 return "watchmal-h5"
+            if lucid:
+                return "lucid-h5"
             if {"point", "cluster"} <= names:
                 return "pilarnet-h5"
             raise DataError(
                 f"{p}: HDF5 file with {sorted(names)[:8]}: neither PILArNet-M (point, cluster), "
-                "JAXTPC (pstep), WatChMaL (event_hits_index) nor nufm-fasercal"
+                "JAXTPC (pstep), WatChMaL (event_hits_index), LUCiD (config/format_version) "
+                "nor nufm-fasercal"
             )
         case suffix:
             raise DataError(
@@ -136,6 +144,8 @@ def count_any(path: str | os.PathLike) -> int:
             return count_tpcpp(path)
         case "watchmal-h5":
             return count_watchmal(path)
+        case "lucid-h5":
+            return count_lucid(path)
         case "fasercal-h5":
             return count_fasercal(path)
 
@@ -157,6 +167,8 @@ def iter_any(path: str | os.PathLike) -> Iterator[Event]:
             yield from iter_tpcpp(path)
         case "watchmal-h5":
             yield from iter_watchmal(path)
+        case "lucid-h5":
+            yield from iter_lucid(path)
         case "fasercal-h5":
             yield from iter_fasercal(path)
 
@@ -174,6 +186,8 @@ def read_any(path: str | os.PathLike, indices: Iterable[int] | None = None) -> l
         return list(iter_tpcpp(path, None if indices is None else list(indices)))
     if layout == "watchmal-h5":
         return list(iter_watchmal(path, None if indices is None else list(indices)))
+    if layout == "lucid-h5":
+        return list(iter_lucid(path, None if indices is None else list(indices)))
     if layout == "fasercal-h5":
         return list(iter_fasercal(path, None if indices is None else list(indices)))
     if layout == "jaxtpc-h5" and indices is not None:
