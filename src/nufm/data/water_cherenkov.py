@@ -28,7 +28,16 @@ EVENT_LABEL_NAMES = ("gamma", "e", "mu", "pi0", "pi+")
 """Event label names (index = label)."""
 REFRACTIVE_INDEX = 1.33
 """Water (the simulator's value)."""
-MASS_MEV = {11: 0.511, 13: 105.66, 22: 0.0, 111: 134.98, 211: 139.57}
+MASS_MEV = {
+    11: 0.511,
+    13: 105.66,
+    22: 0.0,
+    111: 134.98,
+    211: 139.57,
+    321: 493.68,
+    2112: 939.57,
+    2212: 938.27,
+}
 """Rest mass by |PDG code|, MeV."""
 RING_MIN_PHOTON_MEV = 10.0
 """Smallest photon energy counted as a ring."""
