@@ -720,6 +720,22 @@ _QUICK_STUDY_RUN = finetune_run(
 )
 """The fine-tuning run of the demo's study (and of ``probe``: its split, test events, task)."""
 
+
+def _scratch_study_run(prefix: str) -> RunConfig:
+    """A study's run of task ``prefix`` in scratch mode: 200 steps of 8 events at lr 2e-3, 200
+    test events (the study's ``steps`` set the budget per size)."""
+    return finetune_run(
+        prefix,
+        _task(prefix, "scratch"),
+        steps=200,
+        warmup_steps=20,
+        lr=2e-3,
+        max_events=8,
+        progress=False,
+        n_test=200,
+    )
+
+
 STUDY_PRESETS: dict[str, StudyConfig] = {
     # a seconds-long pipeline check (tests), not a measurement
     "smoke": StudyConfig(
@@ -765,16 +781,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
     # water Cherenkov particle ID (e, mu, pi0, pi+ guns; nufm simulate --gun one-of): the
     # network from scratch against boosted trees on hit-pattern features; no pretrained model
     "wc-pid": StudyConfig(
-        run=finetune_run(
-            "wc-pid",
-            _task("wc-pid", "scratch"),
-            steps=200,
-            warmup_steps=20,
-            lr=2e-3,
-            max_events=8,
-            progress=False,
-            n_test=200,
-        ),
+        run=_scratch_study_run("wc-pid"),
         sizes=(50, 200, 800),
         steps=(100, 200, 400),
         modes=("gbt-hitpattern", "scratch"),
@@ -785,17 +792,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
     # (nufm fasercal-study's runs; --pretrained RUN) against the same encoder from scratch
     "pid-transfer": StudyConfig(
         run=dataclasses.replace(
-            finetune_run(
-                "pid-fusion",
-                _task("pid-fusion", "scratch"),
-                steps=200,
-                warmup_steps=20,
-                lr=2e-3,
-                max_events=8,
-                progress=False,
-                n_test=200,
-            ),
-            finetune=FinetuneConfig(n_test=200, transfer="core"),
+            _scratch_study_run("pid-fusion"), finetune=FinetuneConfig(n_test=200, transfer="core")
         ),
         sizes=(50, 200, 800),
         steps=(100, 200, 300),
