@@ -44,3 +44,15 @@ def test_removed_option_with_another_value_is_refused() -> None:
     old["encoder"]["tokenizer"]["reduction"] = "nearest"
     with pytest.raises(ValueError, match=r"tokenizer\.reduction='nearest' was removed"):
         objective_config_from_dict(old)
+
+
+def test_forecast_config_saved_before_its_options_moved_into_encoder_loads() -> None:
+    """A forecasting config.yaml of before 2372e93 had the encoder's options at the top level."""
+    cfg = ForecastConfig()
+    new = config_to_dict(ForecastConfig(encoder=dataclasses.replace(cfg.encoder, depth=3)))
+    flat = {"name": "forecast", "squared_chamfer": True, **new["encoder"]}
+    assert objective_config_from_dict(flat) == objective_config_from_dict(new)
+    assert objective_config_from_dict(flat).encoder.depth == 3  # type: ignore[union-attr]
+    both = {**flat, "encoder": {"depth": 5}}
+    with pytest.raises(ValueError, match=r"depth is given both"):
+        objective_config_from_dict(both)

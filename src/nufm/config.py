@@ -568,6 +568,17 @@ def _pick_member(classes: list[type], value: dict, where: str) -> type:
 def _from_dict(cls: type, data: dict, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    moved = getattr(cls, "MOVED_OPTIONS", {})  # configs saved before an option moved down
+    if set(data) & set(moved) - names:
+        data = dict(data)
+        for k in sorted(set(data) & set(moved) - names):
+            inner = data[moved[k]] = dict(data.get(moved[k]) or {})
+            if k in inner:
+                raise ConfigError(
+                    f"config: {where + '.' if where else ''}{k} is given both where it was "
+                    f"and where it moved to ({moved[k]}.{k}) in {cls.__name__}"
+                )
+            inner[k] = data.pop(k)
     removed = getattr(cls, "REMOVED_OPTIONS", {})  # configs saved before an option was removed
     for k in sorted(set(data) & set(removed) - names):
         if removed[k] is not None and data[k] != removed[k]:

@@ -17,6 +17,7 @@ docs/objectives.md, section 3.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -36,6 +37,11 @@ class ForecastConfig:
 
     REMOVED_OPTIONS: ClassVar[dict[str, object]] = {"squared_chamfer": True}
     """Removed options -> the value that means what the code does now (``nufm.config``)."""
+    MOVED_OPTIONS: ClassVar[dict[str, str]] = {
+        f.name: "encoder" for f in dataclasses.fields(SerializedPatchConfig)
+    }
+    """Options that moved into ``encoder`` (at 2372e93): a config saved with them at the top
+    level still loads (``nufm.config``)."""
 
     name: Literal["forecast"] = "forecast"
     """Discriminator of the objective union in ``RunConfig`` (fixed)."""
