@@ -404,8 +404,9 @@ def _read_event(
             f"{where}: n_hits is {int(np.asarray(n_hits))}, the data sets hold "
             f"{len(sensor_idx)} digits (inconsistent sizes)"
         )
-    if ((sensor_idx < 0) | (sensor_idx >= len(positions))).any():
-        bad = sensor_idx[(sensor_idx < 0) | (sensor_idx >= len(positions))]
+    outside = (sensor_idx < 0) | (sensor_idx >= len(positions))  # (H,)
+    if outside.any():
+        bad = sensor_idx[outside]
         raise DataError(
             f"{where}: sensor_idx {bad[:5].tolist()} beyond the {len(positions)} sensors of "
             "config/sensor_positions"
