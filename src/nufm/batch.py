@@ -141,6 +141,9 @@ class PointBatch:
         targets: per-event targets, name -> (B, ...) tensor (event-level tasks).
         groups: token groups computed by the data pipeline (:class:`TokenGroups`), or None
             (token encoders then group the points themselves).
+        detector: the detector of every event of the batch (``nufm.data.detectors``), or None
+            when the events do not say (LArTPC files); an encoder with one input embedding
+            per detector (a cross-experiment model) picks it by this name.
     """
 
     coord: Tensor
@@ -156,6 +159,7 @@ class PointBatch:
     event_id: Tensor | None = None
     targets: dict[str, Tensor] = field(default_factory=dict)
     groups: TokenGroups | None = None
+    detector: str | None = None
 
     @property
     def num_events(self) -> int:

@@ -568,6 +568,37 @@ def fasercal_study(
     print((out / "results.md").read_text())
 
 
+def cross_study(
+    *,
+    preset: Literal["smoke", "quick"] = "quick",
+    out: Path = Path("cross-study"),
+    seeds: tuple[int, ...] | None = None,
+    detectors: tuple[Literal["lartpc", "water-cherenkov", "collider-tpc"], ...] | None = None,
+) -> None:
+    """The cross-experiment study: on each detector's task (LArTPC semantic segmentation,
+    water Cherenkov particle ID, collider-TPC hit particle class), fine-tune the same token
+    ViT from scratch, pretrained on each detector alone (its core carried to the others) and
+    pretrained on the mixture of all (one tokenizer per detector, a shared ViT); writes
+    results.md, results.csv and cross_experiment.png in --out, reusing its simulated files
+    and finished pretraining runs.
+
+    Args:
+        preset: quick (the docs' study on 2 CPU cores) or smoke (a seconds-long check).
+        out: Output directory (simulated files, pretraining and fine-tuning runs, tables).
+        seeds: Fine-tuning seeds (default: the preset's).
+        detectors: The detectors (default: all three).
+    """
+    from nufm.workflows.cross_study import CROSS_STUDY_PRESETS, run_cross_study
+
+    cfg = CROSS_STUDY_PRESETS[preset]
+    if seeds is not None:
+        cfg = dataclasses.replace(cfg, seeds=seeds)
+    if detectors is not None:
+        cfg = dataclasses.replace(cfg, detectors=tuple(dict.fromkeys(detectors)))
+    run_cross_study(cfg, out)
+    print((out / "results.md").read_text())
+
+
 def submit() -> None:
     """Write (and with --submit, sbatch) a Slurm script for a multi-node pretraining run
     (run `nufm submit --help`)."""
@@ -586,6 +617,7 @@ COMMANDS = {
     "evaluate": evaluate,
     "study": study,
     "fasercal-study": fasercal_study,
+    "cross-study": cross_study,
     "presets": presets,
     "embed": embed,
     "search": search,

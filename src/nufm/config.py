@@ -25,6 +25,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from nufm.data.mixture import parse_mixture_entry
 from nufm.errors import ConfigError, NotFoundError
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
@@ -166,9 +167,16 @@ class LoggingConfig:
 class DataConfig:
     """Which events to train on and how to batch them."""
 
-    source: Literal["toy", "sim", "file"] = "sim"
+    source: Literal["toy", "sim", "file", "mixture"] = "sim"
     """'sim' = events from the built-in LArTPC simulator (nufm.sim); 'file' = an event file
-    (``path``) of any layout nufm reads; 'toy' = tiny random events for tests."""
+    (``path``) of any layout nufm reads; 'mixture' = the event files of ``mixture``, of one or
+    several detectors (cross-experiment pretraining); 'toy' = tiny random events for tests."""
+    mixture: tuple[str, ...] = ()
+    """source 'mixture': event files as ``PATH`` or ``PATH:WEIGHT`` (weight 1 when not given).
+    Every batch holds one file's events; a file's share of the batches is its weight over the
+    sum (``nufm.data.collate.MixtureBudgetSampler``). Each file's events get their
+    detector's preprocessing, and a token ViT with one tokenizer per detector
+    (``TokenViTConfig.other_tokenizers``) embeds them."""
     path: Path | None = None
     """Event file for source='file' (PILArNet-M .h5 is read lazily, the other LArTPC layouts
     through a cached PILArNet-M copy; the collider-TPC .npz and water Cherenkov .h5 are read
@@ -221,6 +229,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.source == "file" and self.path is None:
             raise ConfigError("data.source='file' needs data.path")
+        if (self.source == "mixture") != bool(self.mixture):
+            raise ConfigError(
+                "data.mixture (files as PATH or PATH:WEIGHT) goes with data.source='mixture'"
+                f" and only with it; got source {self.source!r}, mixture {self.mixture}"
+            )
+        for entry in self.mixture:
+            parse_mixture_entry(entry)  # a bad weight is refused here
         if self.num_events <= 0:
             raise ConfigError(f"data.num_events must be positive, got {self.num_events}")
         if self.max_points <= 0:

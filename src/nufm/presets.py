@@ -35,7 +35,7 @@ from nufm.config import (
     TrainConfig,
 )
 from nufm.data.water_cherenkov import EVENT_LABEL_NAMES
-from nufm.models.encoders import TokenViTConfig
+from nufm.models.encoders import DetectorTokenizer, TokenViTConfig
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.serialized_patches import TPC_RADIUS_RANGE, SerializedPatchConfig
 from nufm.models.tokenizers import PointMAETokenizerConfig
@@ -239,6 +239,26 @@ def _other_detector(name: str, detector: str, encoder: TokenViTConfig) -> RunCon
     )
 
 
+_MIX_ENCODER = dataclasses.replace(
+    _MAE_CPU.encoder,
+    detector="lartpc",
+    other_tokenizers=(
+        DetectorTokenizer(detector="water-cherenkov", tokenizer=_WC_ENCODER.tokenizer),
+        DetectorTokenizer(detector="collider-tpc", tokenizer=_TPC_ENCODER.tokenizer),
+    ),
+)
+"""Cross-experiment token ViT: the tokenizers of ``mae-cpu`` (LArTPC), ``mae-wc-cpu`` and
+``mae-tpc-cpu``, each embedding its own detector's batches, and one shared ViT."""
+
+
+def _mixture() -> RunConfig:
+    """MAE over several detectors' event files (``--data.source mixture --data.mixture
+    F[:W] ...``): ``_MIX_ENCODER``, the ``mae-cpu`` schedule; without a mixture, LArTPC events."""
+    mae = dataclasses.replace(_MAE_CPU, encoder=_MIX_ENCODER, energy_channel=3)
+    run = _cpu_pretrain("mae-mix-cpu", mae, steps=1000, lr=1e-3)
+    return dataclasses.replace(run, train=dataclasses.replace(run.train, monitor_every=0))
+
+
 _TPC_FORECAST = ForecastConfig(
     encoder=SerializedPatchConfig(
         in_channels=4,
@@ -371,6 +391,11 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-tpc-cpu": (
         _other_detector("mae-tpc-cpu", "collider-tpc", _TPC_ENCODER),
         "collider-TPC MAE: mae-cpu with 3.9 cm hit groups",
+    ),
+    "mae-mix-cpu": (
+        _mixture(),
+        "cross-experiment MAE: one tokenizer per detector (those of mae-cpu, mae-wc-cpu, "
+        "mae-tpc-cpu), one shared ViT; --data.source mixture --data.mixture FILE[:WEIGHT] ...",
     ),
     "forecast-tpc-cpu": (
         _tpc_forecast(),

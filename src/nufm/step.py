@@ -81,9 +81,11 @@ class HasEventGrouper(Protocol):
     """An objective whose per-event neighbourhoods (token groups, context targets) the data
     pipeline computes once per event, so that a training step runs only the network."""
 
-    def event_grouper(self, cache: bool = True) -> Any:
+    def event_grouper(self, cache: bool = True, detector: str | None = None) -> Any:
         """The transform ``(event, rng) -> event`` that attaches those groups
-        (``nufm.models.tokenizers.EventGrouper``); ``cache`` = reuse them across epochs."""
+        (``nufm.models.tokenizers.EventGrouper``); ``cache`` = reuse them across epochs;
+        ``detector`` = the input embedding of that detector's events (None: the model's
+        first)."""
         ...
 
 

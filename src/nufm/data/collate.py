@@ -26,7 +26,8 @@ def collate(events: Sequence[Event]) -> PointBatch:
     do, the missing ones are filled with -1 (ignored by losses and metrics); so are the
     ``labels`` channels. Per-event numbers in
     ``event.meta`` that every event has become ``targets`` (B,) float32 tensors (strings and
-    filter bookkeeping ``n_removed_*`` are not targets). Token groups are packed when every
+    filter bookkeeping ``n_removed_*`` are not targets). ``detector`` is the events'
+    ``meta['detector']``: one batch holds one detector's events. Token groups are packed when every
     event has groups made with one key (``PointBatch.groups``, else None).
     """
     if len(events) == 0:
@@ -69,10 +70,15 @@ def collate(events: Sequence[Event]) -> PointBatch:
         if isinstance(events[0].meta[k], (int, float, np.number))
         and not k.startswith(_BOOKKEEPING_PREFIX)
     }
+    detectors = {e.meta.get("detector") for e in events}
+    if len(detectors) > 1:
+        named = sorted(d or "unnamed (LArTPC)" for d in detectors)
+        raise ValueError(f"collate: events of several detectors ({', '.join(named)}) in one batch")
     return PointBatch(
         coord=coord,
         feat=torch.from_numpy(feat),
         offset=torch.cumsum(counts, 0),
+        detector=detectors.pop(),
         event_id=torch.tensor([e.event_id for e in events], dtype=torch.int64),
         targets=targets,
         groups=pack_groups([e.groups for e in events], [len(e) for e in events]),
@@ -176,3 +182,73 @@ class PointBudgetSampler:
 
     def __len__(self) -> int:
         return len(self._all_batches()) // self.world_size
+
+
+class MixtureBudgetSampler(PointBudgetSampler):
+    """:class:`PointBudgetSampler` over events of several sources whose every batch holds one
+    source's events (a batch of one detector runs through that detector's input embedding).
+
+    Each source's events are (shuffled and) cut into point-budget batches on their own; the
+    epoch then has as many batches as all sources together, and slot after slot draws a
+    source with probability proportional to its weight, taking that source's next batch
+    (cycling through them when a heavily weighted source runs out). Everything is seeded by
+    (seed, epoch), so a resumed run gets the same batches; ranks take every world_size-th
+    batch as in the parent class.
+    """
+
+    def __init__(
+        self,
+        points_per_event: Sequence[int] | np.ndarray,
+        source: Sequence[int] | np.ndarray,
+        weights: Sequence[float] | np.ndarray,
+        max_points: int,
+        max_events: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(points_per_event, max_points, max_events, shuffle, seed, rank, world_size)
+        self.source = np.asarray(source, dtype=np.int64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        if self.source.shape != self.sizes.shape:
+            raise ValueError(
+                f"MixtureBudgetSampler: {self.source.shape[0]} source ids for "
+                f"{self.sizes.shape[0]} events"
+            )
+        if self.weights.ndim != 1 or (self.weights <= 0).any():
+            raise ValueError(f"MixtureBudgetSampler: weights must be > 0, got {self.weights}")
+        if self.source.size and not 0 <= self.source.min() <= self.source.max() < len(weights):
+            raise ValueError("MixtureBudgetSampler: a source id has no weight")
+
+    def _all_batches(self) -> list[list[int]]:
+        per_source: list[list[list[int]]] = []
+        sizes = self.sizes
+        for s in range(len(self.weights)):
+            rows = np.flatnonzero(self.source == s)
+            if self.shuffle:
+                rows = np.random.default_rng((self.seed, self.epoch, s)).permutation(rows)
+            per_source.append(
+                list(
+                    budget_batches(
+                        rows.tolist(),
+                        self.max_points,
+                        max_events=self.max_events,
+                        size=lambda i: int(sizes[i]),
+                    )
+                )
+            )
+        have = np.array([len(b) > 0 for b in per_source])
+        total = sum(len(b) for b in per_source)
+        if total == 0:
+            return []
+        p = np.where(have, self.weights, 0.0)
+        draws = np.random.default_rng((self.seed, self.epoch, len(self.weights))).choice(
+            len(self.weights), size=total, p=p / p.sum()
+        )
+        taken = [0] * len(per_source)
+        batches = []
+        for s in draws.tolist():
+            batches.append(per_source[s][taken[s] % len(per_source[s])])
+            taken[s] += 1
+        return batches[: len(batches) - len(batches) % self.world_size]

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.errors import InputError
 from nufm.models.base import Encoder, EncoderOutput
 from nufm.models.geometric import LocalGeometryConfig, LocalGeometryEncoder
 from nufm.models.ptv3 import PTv3, PTv3Config
@@ -47,11 +49,29 @@ from nufm.models.vit import ViT, ViTConfig, ViTOutput
 
 
 @dataclass(frozen=True, kw_only=True)
+class DetectorTokenizer:
+    """The input embedding of one more detector in a cross-experiment token ViT."""
+
+    detector: str
+    """The detector (``nufm.data.detectors``) whose batches this tokenizer embeds."""
+    tokenizer: PointMAETokenizerConfig
+    """Its grouping (sized to its hits or voxels) and group embedding (its feature channels)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class TokenViTConfig:
     """PoLAr-MAE-style encoder: volumetric tokenizer followed by a ViT."""
 
     tokenizer: PointMAETokenizerConfig = field(default_factory=PointMAETokenizerConfig)
     """Centre selection, grouping and group embedding."""
+    detector: str | None = None
+    """With ``other_tokenizers``: the detector whose batches ``tokenizer`` embeds (batches that
+    name no detector are LArTPC ones). None for a one-detector encoder, whose ``tokenizer``
+    embeds every batch."""
+    other_tokenizers: tuple[DetectorTokenizer, ...] = ()
+    """A cross-experiment encoder: the tokenizers of more detectors, all feeding the one ViT
+    (detector-specific input embeddings, shared core); a batch is embedded by the tokenizer of
+    its ``PointBatch.detector``. :func:`select_detector` makes a one-detector encoder of it."""
     vit: ViTConfig = field(default_factory=ViTConfig)
     """Transformer over the tokens."""
     return_blocks: tuple[int, ...] = ()
@@ -62,11 +82,72 @@ class TokenViTConfig:
     iBOT masked-token input, arXiv:2111.07832)."""
 
     def __post_init__(self) -> None:
-        if self.tokenizer.embed_dim != self.vit.embed_dim:
+        for t in (self.tokenizer, *(o.tokenizer for o in self.other_tokenizers)):
+            if t.embed_dim != self.vit.embed_dim:
+                raise ValueError(
+                    f"TokenViTConfig: tokenizer embed_dim {t.embed_dim} "
+                    f"!= vit.embed_dim {self.vit.embed_dim}"
+                )
+        names = [o.detector for o in self.other_tokenizers]
+        if names and self.detector is None:
+            raise ValueError("TokenViTConfig: other_tokenizers need the first one's detector")
+        if len(set(names) | {self.detector}) != len(names) + 1 or any("." in n for n in names):
             raise ValueError(
-                f"TokenViTConfig: tokenizer.embed_dim {self.tokenizer.embed_dim} "
-                f"!= vit.embed_dim {self.vit.embed_dim}"
+                f"TokenViTConfig: one tokenizer per detector, names without '.'; got "
+                f"{self.detector} and {names}"
             )
+
+    @property
+    def detectors(self) -> tuple[str, ...]:
+        """The detectors with their own tokenizer (empty for a one-detector encoder)."""
+        if not self.other_tokenizers:
+            return ()
+        assert self.detector is not None
+        return (self.detector, *(o.detector for o in self.other_tokenizers))
+
+    def tokenizer_for(self, detector: str | None) -> PointMAETokenizerConfig:
+        """The tokenizer config of ``detector``'s batches (None = a LArTPC batch)."""
+        if not self.other_tokenizers:
+            return self.tokenizer
+        name = detector or "lartpc"
+        if name == self.detector:
+            return self.tokenizer
+        for o in self.other_tokenizers:
+            if o.detector == name:
+                return o.tokenizer
+        raise InputError(
+            f"a batch of {name} events, but this cross-experiment encoder embeds only "
+            f"{', '.join(self.detectors)}"
+        )
+
+
+def select_detector(cfg: TokenViTConfig, detector: str) -> TokenViTConfig:
+    """The one-detector encoder of a cross-experiment one: ``detector``'s tokenizer and the
+    shared ViT (:func:`select_detector_state` gives its weights); a one-detector encoder is
+    returned as it is."""
+    if not cfg.other_tokenizers:
+        return cfg
+    return replace(cfg, tokenizer=cfg.tokenizer_for(detector), detector=None, other_tokenizers=())
+
+
+def select_detector_state(
+    state: dict[str, Tensor], cfg: TokenViTConfig, detector: str
+) -> dict[str, Tensor]:
+    """An encoder state dict of ``cfg`` (keys relative to the encoder) -> that of
+    :func:`select_detector` (``cfg``, ``detector``): ``detector``'s tokenizer becomes
+    ``tokenizer.``, the other detectors' tokenizers are dropped, the core is kept."""
+    if not cfg.other_tokenizers:
+        return dict(state)
+    cfg.tokenizer_for(detector)  # an unknown detector is refused
+    name = detector or "lartpc"
+    own = "tokenizer." if name == cfg.detector else f"other_tokenizers.{name}."
+    out = {}
+    for key, value in state.items():
+        if key.startswith(own):
+            out["tokenizer." + key[len(own) :]] = value
+        elif not key.startswith(("tokenizer.", "other_tokenizers.")):
+            out[key] = value
+    return out
 
 
 class TokenViTEncoder(Encoder):
@@ -76,6 +157,13 @@ class TokenViTEncoder(Encoder):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = PointMAETokenizer(cfg.tokenizer)
+        self.other_tokenizers = (
+            nn.ModuleDict(
+                {o.detector: PointMAETokenizer(o.tokenizer) for o in cfg.other_tokenizers}
+            )
+            if cfg.other_tokenizers
+            else None
+        )
         self.vit = ViT(cfg.vit)
         self.mask_token = nn.Parameter(torch.zeros(cfg.vit.embed_dim)) if cfg.mask_token else None
         if self.mask_token is not None:
@@ -85,10 +173,21 @@ class TokenViTEncoder(Encoder):
     def out_dim(self) -> int:
         return self.cfg.vit.embed_dim
 
+    def tokenizer_for(self, detector: str | None) -> PointMAETokenizer:
+        """The tokenizer of ``detector``'s batches (``TokenViTConfig.tokenizer_for``)."""
+        if self.other_tokenizers is None:
+            return self.tokenizer
+        self.cfg.tokenizer_for(detector)  # refuses a detector it has none for
+        name = detector or "lartpc"
+        if name == self.cfg.detector:
+            return self.tokenizer
+        return cast(PointMAETokenizer, self.other_tokenizers[name])
+
     def tokenize(self, batch: PointBatch) -> Tokens:
         """Packed batch -> padded :class:`Tokens` (from ``batch.groups`` when the data pipeline
-        grouped the points already)."""
-        return self.tokenizer(batch.coord, batch.feat, batch.offset, batch.groups)
+        grouped the points already), by the tokenizer of the batch's detector."""
+        tokenizer = self.tokenizer_for(batch.detector)
+        return tokenizer(batch.coord, batch.feat, batch.offset, batch.groups)
 
     def encode_tokens(
         self, tokens: Tokens, is_masked: Tensor | None = None, return_blocks: Sequence[int] = ()
@@ -243,7 +342,9 @@ def with_detector_inputs(core: EncoderConfigs, inputs: EncoderConfigs) -> Encode
     match core, inputs:
         case TokenViTConfig(), TokenViTConfig():
             tokenizer = replace(inputs.tokenizer, embed_dim=core.vit.embed_dim)
-            return replace(core, tokenizer=tokenizer, mask_token=False)
+            return replace(
+                core, tokenizer=tokenizer, mask_token=False, detector=None, other_tokenizers=()
+            )
         case PTv3Config(), PTv3Config():
             return replace(core, in_channels=inputs.in_channels, mask_token=False)
         case SerializedPatchConfig(), SerializedPatchConfig():

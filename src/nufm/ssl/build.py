@@ -1,9 +1,9 @@
 """Objective dispatch (STYLE.md sections 2-3: no registry).
 
-Owns :data:`SSLObjectiveConfig`, :func:`build_ssl_objective`, :func:`objective_input_width` and
-:func:`with_feature_width`; the run-level dispatch over all objectives and tasks is
-:func:`nufm.train.components.build_objective`. Named objectives are run presets in
-:mod:`nufm.presets`.
+Owns :data:`SSLObjectiveConfig`, :func:`build_ssl_objective`, :func:`objective_input_width`,
+:func:`with_feature_width` and :func:`with_detectors`; the run-level dispatch over all
+objectives and tasks is :func:`nufm.train.components.build_objective`. Named objectives are
+run presets in :mod:`nufm.presets`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from dataclasses import replace
 
 from torch import nn
 
-from nufm.models.encoders import TokenViTConfig, input_width, with_input_width
+from nufm.errors import ConfigError
+from nufm.models.encoders import (
+    DetectorTokenizer,
+    TokenViTConfig,
+    input_width,
+    with_input_width,
+)
 from nufm.models.ptv3 import PTv3Config
 from nufm.models.stream_fusion import StreamFusionConfig
 from nufm.ssl.distill import DistillConfig, SelfDistillation
@@ -48,7 +54,40 @@ def build_ssl_objective(cfg: SSLObjectiveConfig) -> nn.Module:
             )
 
 
-__all__ = ["SSLObjectiveConfig", "build_ssl_objective"]
+def with_detectors(cfg: SSLObjectiveConfig, widths: dict[str, int]) -> SSLObjectiveConfig:
+    """The cross-experiment MAE for a mixture of the detectors ``widths`` names (detector ->
+    feature channels, the first the mixture's first file's): one tokenizer per detector, in
+    that order, each taking its detector's channels; the preset's tokenizers of detectors
+    absent from the mixture are dropped.
+
+    Raises:
+        ConfigError: the objective is no MAE over a token ViT with a tokenizer for every
+            detector of the mixture.
+    """
+    encoder = getattr(cfg, "encoder", None)
+    if not isinstance(cfg, MAEConfig) or not isinstance(encoder, TokenViTConfig):
+        raise ConfigError(
+            f"data.source mixture: pretraining over several detectors needs the MAE over a "
+            f"token ViT (preset mae-mix-cpu), not {type(cfg).__name__}"
+        )
+    missing = [d for d in widths if d not in encoder.detectors]
+    if missing:
+        have = ", ".join(encoder.detectors) or "one detector only"
+        raise ConfigError(
+            f"data.mixture holds {', '.join(missing)} events, but the encoder has tokenizers "
+            f"for {have} (TokenViTConfig.other_tokenizers; preset mae-mix-cpu has them all)"
+        )
+    tokenizers = [replace(encoder.tokenizer_for(d), in_channels=w) for d, w in widths.items()]
+    names = list(widths)
+    others = tuple(
+        DetectorTokenizer(detector=d, tokenizer=t)
+        for d, t in zip(names[1:], tokenizers[1:], strict=True)
+    )
+    encoder = replace(encoder, tokenizer=tokenizers[0], detector=names[0], other_tokenizers=others)
+    return replace(cfg, encoder=encoder, energy_channel=3)
+
+
+__all__ = ["SSLObjectiveConfig", "build_ssl_objective", "with_detectors"]
 
 
 def objective_input_width(cfg: SSLObjectiveConfig) -> int:

@@ -120,6 +120,13 @@ class MAEConfig:
             )
         if self.energy_hidden < 1:
             raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
+        ks = {o.tokenizer.group_max_points for o in self.encoder.other_tokenizers}
+        if ks - {self.points_per_group}:
+            raise ValueError(
+                "MAEConfig: every detector's tokenizer needs the same group_max_points (the "
+                f"shared decoder predicts that many points); got {self.points_per_group} and "
+                f"{sorted(ks)}"
+            )
 
     @property
     def points_per_group(self) -> int:
@@ -188,16 +195,17 @@ class MaskedAutoencoder(nn.Module):
         out = self.encoder.encode_tokens(vis)  # feat (B, Gv, D)
         return scatter_tokens(out.feat, index, vis_valid, G)  # (B, G, D)
 
-    def event_grouper(self, cache: bool = True) -> EventGrouper:
+    def event_grouper(self, cache: bool = True, detector: str | None = None) -> EventGrouper:
         """What the data pipeline runs once per event so that a step only runs the network:
-        the tokenizer's groups and, with the context term, each centre's context points."""
+        the groups of the tokenizer of ``detector``'s events and, with the context term, each
+        centre's context points."""
         cfg = self.cfg
         context = None
         if self.context_head is not None:
             context = ContextGrouping(
                 cfg.context_radius, cfg.context_candidates, cfg.context_points
             )
-        return EventGrouper(cfg.encoder.tokenizer, context, cache=cache)
+        return EventGrouper(cfg.encoder.tokenizer_for(detector), context, cache=cache)
 
     def context_loss(
         self,
@@ -235,7 +243,7 @@ class MaskedAutoencoder(nn.Module):
 
     def forward(self, batch: PointBatch) -> StepOutput:
         cfg = self.cfg
-        tokenizer = self.encoder.tokenizer
+        tokenizer = self.encoder.tokenizer_for(batch.detector)
         tokens = tokenizer(batch.coord, batch.feat, batch.offset, batch.groups, embed=False)
         valid = tokens.valid  # (B, G)
         is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
@@ -252,7 +260,7 @@ class MaskedAutoencoder(nn.Module):
         Qm, K = group_idx.shape
         point_valid = group_idx >= 0  # (Qm, K)
         rel = gather_groups(batch.coord, group_idx) - center[:, None]  # (Qm, K, 3)
-        rel = rel / cfg.encoder.tokenizer.group_radius
+        rel = rel / tokenizer.cfg.group_radius
         rel = rel * point_valid[..., None].to(rel.dtype)
         energy_true = gather_groups(batch.feat[:, [cfg.energy_channel]], group_idx)[..., 0]
 

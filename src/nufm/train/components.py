@@ -17,6 +17,7 @@ from nufm.config import DataConfig, ObjectiveConfig
 from nufm.data.detectors import detector_for_layout, get_detector
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.lartpc import CENTER
+from nufm.data.mixture import ByDetector, MixtureEvents, parse_mixture_entry
 from nufm.data.transforms import (
     Compose,
     EnergySmear,
@@ -72,6 +73,14 @@ def resolve_detector(cfg: DataConfig) -> DataConfig:
     """
     if cfg.source == "toy":
         return cfg
+    if cfg.source == "mixture":
+        found = mixture_detectors(cfg)[0]  # the first file's; each file keeps its own
+        if cfg.detector is not None and cfg.detector != found:
+            raise ConfigError(
+                f"data.detector={cfg.detector!r}: a mixture's detector is its first file's "
+                f"({found}); leave data.detector unset"
+            )
+        return replace(cfg, detector=found)
     found = "lartpc"
     if cfg.source == "file":
         assert cfg.path is not None
@@ -86,6 +95,21 @@ def resolve_detector(cfg: DataConfig) -> DataConfig:
             f"{cfg.detector} events: --data.source file --data.path FILE)"
         )
     return replace(cfg, detector=found)
+
+
+def mixture_detectors(cfg: DataConfig) -> list[str]:
+    """The detector of every file of a mixture (from its layout), in order.
+
+    Raises:
+        NotFoundError: a file is missing.
+    """
+    found = []
+    for entry in cfg.mixture:
+        path, _ = parse_mixture_entry(entry)
+        if not path.is_file():
+            raise NotFoundError(f"data.mixture {path}: no such file")
+        found.append(detector_for_layout(detect_layout(path)).name)
+    return found
 
 
 def run_preprocess(cfg: DataConfig) -> Preprocess:
@@ -112,6 +136,18 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
 
             log.info("simulating %d events (seed %d)", cfg.num_events, cfg.sim_seed)
             return list(generate_events(cfg.num_events, cfg.sim_seed))
+        case "mixture":
+            detectors = mixture_detectors(cfg)
+            entries = [parse_mixture_entry(e) for e in cfg.mixture]
+            sources = [
+                build_dataset(replace(cfg, source="file", path=p, mixture=(), detector=d))
+                for (p, _), d in zip(entries, detectors, strict=True)
+            ]
+            for (p, w), d, events in zip(entries, detectors, sources, strict=True):
+                log.info("data.mixture: %s, %d %s events, weight %g", p, len(events), d, w)
+            return MixtureEvents(
+                sources, detectors, [w for _, w in entries], [str(p) for p, _ in entries]
+            )
         case "file":
             assert cfg.path is not None
             if not cfg.path.is_file():
@@ -136,7 +172,7 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
                 raise InputError(f"data.path {cfg.path}: no usable event (empty file?)")
             return dataset
         case _:
-            raise ValueError(f"data.source={cfg.source!r} is not one of toy, sim, file")
+            raise ValueError(f"data.source={cfg.source!r} is not one of toy, sim, file, mixture")
 
 
 def build_augmentations(
@@ -189,11 +225,21 @@ def build_transform(
     if cfg.source == "toy":
         augment = build_augmentations(cfg, center=(CENTER, CENTER, CENTER))
         return Compose(augment) if augment else None
+    if cfg.source == "mixture":  # each detector's own preprocessing, symmetry and grouping
+        pipelines = {}
+        for entry, name in zip(cfg.mixture, mixture_detectors(cfg), strict=True):
+            if name not in pipelines:
+                path = parse_mixture_entry(entry)[0]
+                one = replace(cfg, source="file", path=path, mixture=(), detector=name)
+                pipelines[name] = build_transform(one, objective=objective)
+        return ByDetector(pipelines)
     symmetry = get_detector(cfg.detector).symmetry if cfg.detector else "any"
     augment = build_augmentations(cfg, symmetry=symmetry)
     if cfg.cache_groups and isinstance(objective, HasEventGrouper):
         cropped = cfg.augment and cfg.crop is not None
-        grouper = objective.event_grouper(cache=not cropped and not cfg.stream)
+        grouper = objective.event_grouper(
+            cache=not cropped and not cfg.stream, detector=cfg.detector
+        )
         augment = [*augment, grouper] if cropped else [grouper, *augment]
     return (preprocess or run_preprocess(cfg)).transforms(augment=augment)
 

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nufm.batch import PointBatch
-from nufm.data.collate import PointBudgetSampler, collate
+from nufm.data.collate import MixtureBudgetSampler, PointBudgetSampler, collate
 from nufm.data.event import Event
 from nufm.data.transforms import Transform
 from nufm.errors import InputError
@@ -44,8 +44,10 @@ class EventDataset(Protocol):
 
     Optional: ``points_per_event``, a (len,) int array or a method returning it (avoids
     reading every event to size
-    the point-budget batches) and ``where(i) -> str`` (names file and row in errors when
-    reading event i itself fails).
+    the point-budget batches), ``where(i) -> str`` (names file and row in errors when
+    reading event i itself fails) and ``mixture_source`` / ``mixture_weights`` (the source
+    of every event and the sources' weights, :class:`~nufm.data.mixture.MixtureEvents`: each
+    batch is then one source's events).
     """
 
     def __len__(self) -> int: ...
@@ -149,6 +151,8 @@ class EventStream:
     ) -> None:
         self.data = SeededEventDataset(dataset, transform, seed)
         self.sizes = points_per_event(dataset)
+        source = getattr(dataset, "mixture_source", None)
+        self.mixture = None if source is None else (source, dataset.mixture_weights)  # type: ignore[attr-defined]
         self.max_points = max_points
         self.max_events = max_events
         self.shuffle = shuffle
@@ -168,15 +172,18 @@ class EventStream:
             )
 
     def _sampler(self, epoch: int) -> PointBudgetSampler:
-        s = PointBudgetSampler(
-            self.sizes,
-            self.max_points,
-            self.max_events,
-            shuffle=self.shuffle,
-            seed=self.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
+        options = {
+            "max_events": self.max_events,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        }
+        if self.mixture is not None:  # every batch one source's (one detector's) events
+            source, weights = self.mixture
+            s = MixtureBudgetSampler(self.sizes, source, weights, self.max_points, **options)
+        else:
+            s = PointBudgetSampler(self.sizes, self.max_points, **options)
         s.set_epoch(epoch)
         return s
 

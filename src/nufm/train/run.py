@@ -18,14 +18,21 @@ from pathlib import Path
 import tyro
 
 from nufm.config import FinetuneConfig, RunConfig, load_config
+from nufm.data.detectors import get_detector
 from nufm.errors import ConfigError
 from nufm.presets import PRESETS, get_preset
-from nufm.ssl.build import SSLObjectiveConfig, objective_input_width, with_feature_width
+from nufm.ssl.build import (
+    SSLObjectiveConfig,
+    objective_input_width,
+    with_detectors,
+    with_feature_width,
+)
 from nufm.train.checkpoint import init_from_run
 from nufm.train.components import (
     build_dataset,
     build_objective,
     build_transform,
+    mixture_detectors,
     resolve_detector,
     run_preprocess,
 )
@@ -81,6 +88,17 @@ def fit_to_detector(cfg: RunConfig, resume: bool = False) -> RunConfig:
     """
     data = resolve_detector(cfg.data)
     cfg = dataclasses.replace(cfg, data=data)
+    if data.source == "mixture" and isinstance(cfg.objective, SSLObjectiveConfig):
+        names = dict.fromkeys(mixture_detectors(data))
+        widths = {d: len(get_detector(d).preprocess.feature_names) for d in names}
+        fitted = with_detectors(cfg.objective, widths)
+        if resume and fitted != cfg.objective:
+            raise ConfigError(
+                f"data.mixture: its detectors ({', '.join(names)}) are not those the resumed "
+                "run's encoder was made for"
+            )
+        log.info("pretrain: a mixture of %s events", ", ".join(names))
+        return dataclasses.replace(cfg, objective=fitted)
     if data.detector is None or not isinstance(cfg.objective, SSLObjectiveConfig):
         return cfg
     width = len(run_preprocess(data).feature_names)

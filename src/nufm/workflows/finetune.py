@@ -50,7 +50,7 @@ from nufm.tasks.event_task import event_target_transforms
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
 from nufm.train.run import parse_run_args
-from nufm.workflows.load import Pretrained, load_encoder, load_task
+from nufm.workflows.load import Pretrained, for_detector, load_encoder, load_task
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +366,7 @@ def run_finetune(
             preprocess = preprocess or data_preprocess(ft.data)
             encoder_config, core_state = transfer_core(pretrained, task_cfg, preprocess)
         else:
+            pretrained = for_detector(pretrained, data_detector(ft.data).name)
             _check_same_detector(pretrained, ft.data)
             encoder_config = pretrained.encoder_config
             preprocess = pretrained.preprocess

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from nufm.config import (
     load_config,
     objective_config_from_dict,
 )
+from nufm.data.detectors import get_detector
 from nufm.data.transforms import Preprocess
 from nufm.errors import InputError, NotFoundError
 from nufm.hub import (
@@ -50,6 +51,12 @@ from nufm.hub import (
     read_pretrained,
     resolve_model_path,
     save_pretrained,
+)
+from nufm.models.encoders import (
+    TokenViTConfig,
+    TokenViTEncoder,
+    select_detector,
+    select_detector_state,
 )
 from nufm.models.released.encoders import (
     PANDA_PREPROCESS,
@@ -74,6 +81,7 @@ from nufm.ssl.mae import MAEConfig
 from nufm.step import online_encoder
 from nufm.tasks.backbone import TaskBaseConfig, TaskModule
 from nufm.tasks.build import TaskConfig
+from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.tasks.released import ReleasedSegmentation
 from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
 from nufm.train.components import build_objective, preprocess_contract
@@ -334,6 +342,39 @@ def _encoder_from(saved: _Saved, path: str) -> Pretrained:
         preprocess=preprocess,
         source=saved.source,
         step=saved.step,
+    )
+
+
+def for_detector(pretrained: Pretrained, detector: str) -> Pretrained:
+    """The one-detector encoder of a cross-experiment model (``TokenViTConfig
+    .other_tokenizers``): ``detector``'s tokenizer with the shared ViT, its weights exactly,
+    and that detector's preprocessing; any other model is returned as it is.
+
+    Raises:
+        nufm.errors.InputError: the model has no tokenizer for ``detector``.
+    """
+    cfg = pretrained.encoder_config
+    if not isinstance(cfg, TokenViTConfig) or not cfg.other_tokenizers:
+        return pretrained
+    sub, _ = extract_encoder_state(pretrained.state, pretrained.encoder)
+    try:
+        one = select_detector(cfg, detector)
+    except InputError as e:
+        raise InputError(f"{pretrained.source}: {e}") from e
+    state = select_detector_state(sub, cfg, detector)
+    encoder = TokenViTEncoder(one)
+    encoder.load_state_dict(state)  # strict: every tensor of the one-detector encoder
+    objective = pretrained.objective_config
+    if isinstance(objective, MAEConfig):
+        objective = replace(objective, encoder=one)
+    log.info("%s: the %s tokenizer and the shared ViT", pretrained.source, detector)
+    return replace(
+        pretrained,
+        objective_config=objective,
+        encoder=encoder.eval(),
+        encoder_config=one,
+        state=state,
+        preprocess=get_detector(detector).preprocess,
     )
 
 

@@ -60,8 +60,14 @@ from nufm.tasks.event_task import EventTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.viz.display import save_figure
-from nufm.workflows.finetune import data_preprocess, finetune_split, run_finetune, transfer_core
-from nufm.workflows.load import load_encoder
+from nufm.workflows.finetune import (
+    data_detector,
+    data_preprocess,
+    finetune_split,
+    run_finetune,
+    transfer_core,
+)
+from nufm.workflows.load import for_detector, load_encoder
 from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
 
 log = logging.getLogger(__name__)
@@ -145,7 +151,7 @@ STUDY_BLOCKS: tuple[str, ...] = ("semantic", "pid", "event_class")
 """Metrics blocks a study row can come from (per-point, per-particle, per-event classes)."""
 
 
-def _class_block(metrics: dict[str, Any]) -> dict[str, Any]:
+def class_block(metrics: dict[str, Any]) -> dict[str, Any]:
     """The classification block of a task's metrics (:data:`STUDY_BLOCKS`).
 
     Raises:
@@ -232,6 +238,8 @@ def run_study(
         )
     pretrained = load_encoder(ft.pretrained) if ft.pretrained is not None else None
     transfer = pretrained is not None and ft.transfer == "core"
+    if pretrained is not None and not transfer:  # a cross-experiment model: the data's part
+        pretrained = for_detector(pretrained, data_detector(ft.data).name)
     pre = pretrained.preprocess if pretrained and not transfer else data_preprocess(ft.data)
     source = pretrained.source if pretrained is not None else "none"
     network_config = pretrained.encoder_config if pretrained else None
@@ -319,7 +327,7 @@ def run_study(
                         test_events=test,
                         val_events=select,
                     )
-                    sem = _class_block(result.metrics)
+                    sem = class_block(result.metrics)
                     row = _row(mode, n, seed, sem, time.perf_counter() - t0, result.run_dir)
                 rows.append(row)
                 log.info("study %s: macro F1 %.3f (%.0f s)", name, row.macro_f1, row.seconds)
