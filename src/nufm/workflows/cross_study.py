@@ -209,7 +209,7 @@ def _finetune_run(
     base = get_preset(f"{task}-{'scratch' if init == 'scratch' else 'full'}")
     encoder = get_preset(preset).objective.encoder  # type: ignore[union-attr]
     steps = dict(zip(cfg.sizes, cfg.steps, strict=True))[n]
-    transfer = "core" if init not in ("scratch", "mixture", detector) else "full"
+    transfer = "core" if init not in ("scratch", "mixture", detector) else "whole"
     return dataclasses.replace(
         base,
         name=f"{task}-{init}",
