@@ -341,6 +341,18 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
         (["simulate", "--detector", "fasercal", "--out", str(t / "f.npz")], "f.npz"),
         (["fasercal-study", "--data", str(t / "none.h5"), "--out", str(t / "fs")], "none.h5"),
         (["fasercal-study", "--preset", "huge", "--out", str(t / "fs")], "huge"),
+        (["cross-study", "--preset", "huge", "--out", str(t / "xs")], "huge"),
+        (["cross-study", "--detectors", "fasercal", "--out", str(t / "xs")], "fasercal"),
+        (
+            ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix")]
+            + ["--data.source", "mixture", "--data.mixture", f"{x.ok}:0"],
+            "weight",
+        ),
+        (
+            ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix")]
+            + ["--data.source", "mixture", "--data.mixture", str(t / "none.npz")],
+            "none.npz",
+        ),
         (["search", str(x.embeddings), str(x.ok), "--event", "99"], "event 99"),
         (["search", str(x.embeddings), str(x.ok), "--k", "0"], "k=0"),
         (["search", str(x.root / "none.h5"), str(x.ok)], "none.h5"),
@@ -366,6 +378,7 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
     for args, names in cases:
         assert_user_error(args, names, capsys)
     assert not (t / "demo").exists()  # options are checked before any work starts
+    assert not (t / "xs").exists() and not (t / "mix" / "checkpoints").exists()
 
 
 def test_every_command_is_covered() -> None:
@@ -383,6 +396,7 @@ def test_every_command_is_covered() -> None:
         "evaluate",
         "study",
         "fasercal-study",
+        "cross-study",
         "embed",
         "search",
         "anomaly",

@@ -305,7 +305,8 @@ def plot_cross_study(rows: list[dict[str, Any]], cfg: CrossStudyConfig) -> Figur
         ax.set_ylabel("macro F1 (test events)")
         ax.set_title(TASK_TEXT[det], fontsize=9)
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, title="encoder pretrained on", title_fontsize=7)
+        if ax.lines:
+            ax.legend(fontsize=7, title="encoder pretrained on", title_fontsize=7)
     return fig
 
 
