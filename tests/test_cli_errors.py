@@ -333,6 +333,8 @@ def test_pretrain_resume_from_corrupt_checkpoint(
 
 def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     x, t = inputs, tmp_path
+    mix = ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix"), "--data.source"]
+    mix += ["mixture"]
     cases: list[tuple[list[str], str]] = [
         (["simulate", "--events", "0", "--out", str(t / "s.h5")], "--events"),
         (["simulate", "--events", "1", "--out", str(t / "no" / "dir" / "s.h5")], "no/dir"),
@@ -343,16 +345,8 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
         (["fasercal-study", "--preset", "huge", "--out", str(t / "fs")], "huge"),
         (["cross-study", "--preset", "huge", "--out", str(t / "xs")], "huge"),
         (["cross-study", "--detectors", "fasercal", "--out", str(t / "xs")], "fasercal"),
-        (
-            ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix")]
-            + ["--data.source", "mixture", "--data.mixture", f"{x.ok}:0"],
-            "weight",
-        ),
-        (
-            ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix")]
-            + ["--data.source", "mixture", "--data.mixture", str(t / "none.npz")],
-            "none.npz",
-        ),
+        ([*mix, "--data.mixture", f"{x.ok}:0"], "weight"),
+        ([*mix, "--data.mixture", str(t / "none.npz")], "none.npz"),
         (["search", str(x.embeddings), str(x.ok), "--event", "99"], "event 99"),
         (["search", str(x.embeddings), str(x.ok), "--k", "0"], "k=0"),
         (["search", str(x.root / "none.h5"), str(x.ok)], "none.h5"),
