@@ -33,9 +33,9 @@ def simulate(
     out: Path = Path("sim.h5"),
     workers: int = 1,
     detector: Literal["lartpc", "collider-tpc", "water-cherenkov", "fasercal"] = "lartpc",
-    particle: tuple[Literal["e-", "mu-", "pi+", "pi0", "gamma"], ...] = ("mu-",),
+    particle: tuple[Literal["e-", "mu-", "pi+", "pi0", "gamma", "p"], ...] = ("mu-",),
     energy: tuple[float, float] = (100.0, 1000.0),
-    gun: Literal["together", "one-of"] = "together",
+    gun: Literal["together", "one-of", "numu-cc", "nue-cc"] = "together",
 ) -> None:
     """Simulate events with a built-in simulator: a LArTPC written as PILArNet-M (v2) HDF5, a
     collider TPC in the TPCpp .npz layout, a water Cherenkov detector in the WatChMaL HDF5
@@ -52,7 +52,9 @@ def simulate(
         energy: water-cherenkov: kinetic energy range of the gun, MeV (uniform).
         gun: water-cherenkov: "together" fires every listed particle from one vertex;
             "one-of" fires one of them per event, drawn uniformly (a mixed sample for
-            particle identification).
+            particle identification); "numu-cc" / "nue-cc" simulate charged-current
+            neutrino interactions instead (quasi-elastic, 30 % single pi+; a beam along +x,
+            --energy the neutrino energy range; nufm.sim.nu_interactions).
     """
     if events <= 0:
         raise ConfigError(f"--events must be positive, got {events}")
@@ -83,9 +85,22 @@ def simulate(
         if not 0 < energy[0] <= energy[1]:
             raise ConfigError(f"--energy {energy}: need 0 < low <= high (MeV)")
         cfg = WaterCherenkovConfig()
-        stream = generate_wc_events(events, seed, particle, energy, cfg, one_of=gun == "one-of")
+        if gun in ("numu-cc", "nue-cc"):
+            from nufm.sim.nu_interactions import ccqe_threshold
+            from nufm.sim.water_cherenkov import generate_wc_cc_events
+
+            flavour = "numu" if gun == "numu-cc" else "nue"
+            if energy[0] <= ccqe_threshold(flavour):
+                raise ConfigError(
+                    f"--energy {energy}: {flavour} CC needs neutrino energies above "
+                    f"{ccqe_threshold(flavour):.1f} MeV (the quasi-elastic threshold)"
+                )
+            stream = generate_wc_cc_events(events, seed, flavour, energy, cfg=cfg)
+            what = f"{flavour} CC"
+        else:
+            stream = generate_wc_events(events, seed, particle, energy, cfg, one_of=gun == "one-of")
+            what = (" or " if gun == "one-of" else " + ").join(particle)
         n = write_watchmal(out, stream, pmt_positions(cfg).position, progress=True)
-        what = (" or " if gun == "one-of" else " + ").join(particle)
         log.info("wrote %s: %d water Cherenkov %s events", out, n, what)
         return
     from nufm.data.pilarnet import write_events

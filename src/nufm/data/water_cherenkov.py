@@ -72,7 +72,7 @@ def event_truth(particles: Particles | None) -> dict[str, float | int]:
         ke = kinetic_energy_mev(particles, i)
         if pdg == 22 and (particles.is_primary[i] or int(particles.parent[i]) in pi0_ids):
             rings += ke >= RING_MIN_PHOTON_MEV
-        elif particles.is_primary[i] and pdg in (11, 13, 211):
+        elif particles.is_primary[i] and pdg in (11, 13, 211, 2212):
             rings += ke > cherenkov_threshold(MASS_MEV[pdg])
     return {
         "wc_label": label,

@@ -44,17 +44,19 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Literal
 
 import numpy as np
 
 from nufm.data.event import Event, Particles
 from nufm.data.water_cherenkov import MASS_MEV, event_truth
+from nufm.sim.nu_interactions import cc_interaction
 from nufm.sim.physics import bethe_ratio, perpendicular, rotate_about, unit
 
 CATEGORY_NAMES = ("primary", "decay_electron", "secondary_pion", "pi0_gamma")
 """Per-hit categories (``Event.segment``) of the water Cherenkov detector."""
-PARTICLES = ("e-", "mu-", "pi+", "pi0", "gamma")
-_PDG = {"e-": 11, "mu-": 13, "pi+": 211, "pi0": 111, "gamma": 22}
+PARTICLES = ("e-", "mu-", "pi+", "pi0", "gamma", "p")
+_PDG = {"e-": 11, "mu-": 13, "pi+": 211, "pi0": 111, "gamma": 22, "p": 2212}
 _MASS = {name: MASS_MEV[pdg] for name, pdg in _PDG.items()}  # MeV
 C_M_PER_NS = 0.299792458
 I_WATER_EV = 75.0
@@ -191,7 +193,8 @@ def _track(
     rng: np.random.Generator,
     queue: list[_Particle],
 ) -> None:
-    """Step a muon or charged pion until it stops, interacts or leaves; queue its products."""
+    """Step a muon, charged pion or proton until it stops, interacts or leaves; queue its
+    products (protons: no hadronic interaction; below 480 MeV kinetic they give no light)."""
     m = _MASS[p.name]
     pos, d, ke, t = p.start.astype(float), unit(p.direction.astype(float)), p.ke, p.t0
     interact_at = rng.exponential(cfg.pion_interaction_length) if p.name == "pi+" else np.inf
@@ -323,19 +326,27 @@ def simulate_wc_event(
     particles: list[tuple[str, float]],
     event_id: int = -1,
     vertex: np.ndarray | None = None,
+    directions: Sequence[np.ndarray] | None = None,
+    meta: dict | None = None,
 ) -> Event:
     """One event of ``particles`` ((name, kinetic energy MeV) pairs, names in
     :data:`PARTICLES`) from one vertex, uniform in the fiducial volume unless given, directions
-    isotropic."""
+    isotropic unless given (one per particle); ``meta`` is added to the event's."""
     pmts = pmt_positions(cfg)
     if vertex is None:
         r = (cfg.radius - cfg.fiducial_margin) * math.sqrt(rng.uniform())
         a = rng.uniform(0, 2 * math.pi)
         h = cfg.half_height - cfg.fiducial_margin
         vertex = np.array([r * math.cos(a), r * math.sin(a), rng.uniform(-h, h)])
+    if directions is None:
+        directions = [unit(rng.normal(size=3)) for _ in particles]
+    if len(directions) != len(particles):
+        raise ValueError(
+            f"water Cherenkov: {len(directions)} directions, {len(particles)} particles"
+        )
     queue = [
-        _Particle(name, float(ke), vertex.astype(float), unit(rng.normal(size=3)), 0.0, 0, -1)
-        for name, ke in particles
+        _Particle(name, float(ke), vertex.astype(float), unit(np.asarray(d, float)), 0.0, 0, -1)
+        for (name, ke), d in zip(particles, directions, strict=True)
     ]
     for name, _ in particles:
         if name not in PARTICLES:
@@ -347,7 +358,7 @@ def simulate_wc_event(
         idx = len(done)
         done.append(p)
         match p.name:
-            case "mu-" | "pi+":
+            case "mu-" | "pi+" | "p":
                 _track(cfg, p, idx, seg, rng, queue)
             case "e-" | "gamma":
                 _shower(cfg, p, idx, seg, rng)
@@ -408,7 +419,12 @@ def simulate_wc_event(
         vertices=vertex[None].astype(np.float32),
         event_id=event_id,
         source="nufm.sim.water_cherenkov",
-        meta={"detector": "water-cherenkov", "n_dark": len(dark_pmt), **event_truth(table)},
+        meta={
+            "detector": "water-cherenkov",
+            "n_dark": len(dark_pmt),
+            **event_truth(table),
+            **(meta or {}),
+        },
     )
 
 
@@ -431,3 +447,45 @@ def generate_wc_events(
         chosen = [names[int(rng.integers(len(names)))]] if one_of else names
         gun = [(name, float(rng.uniform(*energy))) for name in chosen]
         yield simulate_wc_event(cfg, rng, gun, event_id=i)
+
+
+BEAM_DIRECTION = np.array([1.0, 0.0, 0.0])
+"""Direction of the neutrino beam of :func:`generate_wc_cc_events` (horizontal, along +x)."""
+
+
+def generate_wc_cc_events(
+    n: int,
+    seed: int = 0,
+    flavour: Literal["numu", "nue"] = "numu",
+    energy: tuple[float, float] = (300.0, 2000.0),
+    cc1pi_fraction: float = 0.3,
+    cfg: WaterCherenkovConfig | None = None,
+) -> Iterator[Event]:
+    """numu or nue charged-current events ``0..n-1`` (:mod:`nufm.sim.nu_interactions`): the
+    neutrino energy uniform in ``energy`` (MeV) along :data:`BEAM_DIRECTION`, quasi-elastic
+    or, with probability ``cc1pi_fraction``, single pi+ through the Delta (quasi-elastic when
+    the energy is below its threshold); vertices uniform in the fiducial volume. The lepton is
+    the first particle, so ``wc_label`` is e or mu; ``meta`` also holds ``nu_energy`` (MeV)
+    and ``cc1pi`` (0 or 1). Event i depends only on ``(seed, i)``."""
+    cfg = cfg or WaterCherenkovConfig()
+    if not 0.0 <= cc1pi_fraction <= 1.0:
+        raise ValueError(f"generate_wc_cc_events: cc1pi_fraction {cc1pi_fraction} not in [0, 1]")
+    for i in range(n):
+        rng = np.random.default_rng((seed, i, 0xCC))
+        e_nu = float(rng.uniform(*energy))
+        channel: Literal["ccqe", "cc1pi"] = "cc1pi" if rng.uniform() < cc1pi_fraction else "ccqe"
+        final = cc_interaction(flavour, e_nu, rng, channel, BEAM_DIRECTION)
+        if final is None:
+            channel = "ccqe"
+            final = cc_interaction(flavour, e_nu, rng, channel, BEAM_DIRECTION)
+        if final is None:
+            raise ValueError(f"generate_wc_cc_events: {e_nu:.0f} MeV is below the CCQE threshold")
+        particles = [(name, float(ke)) for name, ke in zip(final.names, final.kinetic, strict=True)]
+        yield simulate_wc_event(
+            cfg,
+            rng,
+            particles,
+            event_id=i,
+            directions=list(final.momentum),
+            meta={"nu_energy": e_nu, "cc1pi": int(channel == "cc1pi")},
+        )
