@@ -218,6 +218,7 @@ def _file_commands(x: Inputs, bad: Path, tmp: Path) -> dict[str, list[str]]:
         "info",
         "convert",
         "tracks",
+        "wc-fit",
         "display",
         "embed",
         "search",
@@ -335,6 +336,7 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
     x, t = inputs, tmp_path
     mix = ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix"), "--data.source"]
     mix += ["mixture"]
+    cc = ["simulate", "--detector", "water-cherenkov", "--gun", "numu-cc"]
     cases: list[tuple[list[str], str]] = [
         (["simulate", "--events", "0", "--out", str(t / "s.h5")], "--events"),
         (["simulate", "--events", "1", "--out", str(t / "no" / "dir" / "s.h5")], "no/dir"),
@@ -344,6 +346,10 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
         (["fasercal-study", "--data", str(t / "none.h5"), "--out", str(t / "fs")], "none.h5"),
         (["fasercal-study", "--preset", "huge", "--out", str(t / "fs")], "huge"),
         (["cross-study", "--preset", "huge", "--out", str(t / "xs")], "huge"),
+        (["wc-fit", str(x.ok)], "not water Cherenkov"),
+        (["wc-fit", str(t / "none.h5")], "none.h5"),
+        (["wc-fit", str(x.ok), "--train-events", "1"], "--train-events"),
+        ([*cc, "--energy", "50", "500", "--out", str(t / "cc.h5")], "110.2 MeV"),
         (["cross-study", "--detectors", "fasercal", "--out", str(t / "xs")], "fasercal"),
         ([*mix, "--data.mixture", f"{x.ok}:0"], "weight"),
         ([*mix, "--data.mixture", str(t / "none.npz")], "none.npz"),
@@ -382,6 +388,7 @@ def test_every_command_is_covered() -> None:
         "info",
         "convert",
         "tracks",
+        "wc-fit",
         "display",
         "pretrain",
         "submit",

@@ -97,6 +97,7 @@ def test_bench_simulator_reports_points_per_event() -> None:
         "collider_tpc",
         "water_cherenkov_mu_500MeV",
         "water_cherenkov_e_500MeV",
+        "water_cherenkov_numu_cc",
         "fasercal",
     ]
     expected = np.mean([len(simulate_event(event_seed(9, i))) for i in range(3)])

@@ -4,7 +4,8 @@ collider TPC (:mod:`nufm.sim.collider_tpc`).
 Owns :func:`bench_simulator`: events per second on one core (median over repeats) and points
 (voxels or hits) per event, for the default LArTPC configuration, a cosmic-free one (the event
 mix follows PILArNet, arXiv:2006.01993), the default collider TPC, 500 MeV muons and
-electrons in the water Cherenkov detector (points are PMT hits) and the FASERCal neutrino
+electrons and numu CC events (300-2000 MeV) in the water Cherenkov detector (points are PMT
+hits) and the FASERCal neutrino
 interactions (points are reconstructed voxels, ghosts included, and calorimeter cells).
 """
 
@@ -20,7 +21,11 @@ from nufm.sim import SimConfig, simulate_event
 from nufm.sim.collider_tpc import ColliderTPCConfig, simulate_collider_event
 from nufm.sim.fasercal import FaserCalConfig, simulate_fasercal_event
 from nufm.sim.generator import event_seed
-from nufm.sim.water_cherenkov import WaterCherenkovConfig, simulate_wc_event
+from nufm.sim.water_cherenkov import (
+    WaterCherenkovConfig,
+    generate_wc_cc_events,
+    simulate_wc_event,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +64,9 @@ def bench_simulator(n_events: int = 200, repeats: int = 3, seed: int = 0) -> lis
         ),
         "water_cherenkov_e_500MeV": lambda i: simulate_wc_event(
             wc, np.random.default_rng((seed, i)), [("e-", 500.0)], i
+        ),
+        "water_cherenkov_numu_cc": lambda i: next(
+            generate_wc_cc_events(1, seed * 100_003 + i, "numu", cfg=wc)
         ),
         "fasercal": lambda i: simulate_fasercal_event(
             faser, np.random.default_rng((seed, i, 0xFA5E)), i
