@@ -176,6 +176,7 @@ def _file_commands(x: Inputs, bad: Path, tmp: Path) -> dict[str, list[str]]:
         "info": ["info", str(bad)],
         "convert": ["convert", str(bad), str(tmp / "c.h5"), "--no-progress"],
         "tracks": ["tracks", str(bad)],
+        "wc-fit": ["wc-fit", str(bad)],
         "display": ["display", str(bad), "--out", str(tmp / "d.png")],
         "embed": ["embed", str(x.run), str(bad), "--out", str(tmp / "e.h5")],
         "search": ["search", str(x.embeddings), str(bad), "--out", str(tmp / "s.png")],
