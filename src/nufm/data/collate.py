@@ -162,12 +162,10 @@ class PointBudgetSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _all_batches(self) -> list[list[int]]:
-        order = np.arange(len(self.sizes))
-        if self.shuffle:
-            order = np.random.default_rng((self.seed, self.epoch)).permutation(order)
+    def _budget(self, order: np.ndarray) -> list[list[int]]:
+        """Events ``order`` (rows) cut into point-budget batches."""
         sizes = self.sizes
-        batches = list(
+        return list(
             budget_batches(
                 order.tolist(),
                 self.max_points,
@@ -175,6 +173,12 @@ class PointBudgetSampler:
                 size=lambda i: int(sizes[i]),
             )
         )
+
+    def _all_batches(self) -> list[list[int]]:
+        order = np.arange(len(self.sizes))
+        if self.shuffle:
+            order = np.random.default_rng((self.seed, self.epoch)).permutation(order)
+        batches = self._budget(order)
         return batches[: len(batches) - len(batches) % self.world_size]
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -223,21 +227,11 @@ class MixtureBudgetSampler(PointBudgetSampler):
 
     def _all_batches(self) -> list[list[int]]:
         per_source: list[list[list[int]]] = []
-        sizes = self.sizes
         for s in range(len(self.weights)):
             rows = np.flatnonzero(self.source == s)
             if self.shuffle:
                 rows = np.random.default_rng((self.seed, self.epoch, s)).permutation(rows)
-            per_source.append(
-                list(
-                    budget_batches(
-                        rows.tolist(),
-                        self.max_points,
-                        max_events=self.max_events,
-                        size=lambda i: int(sizes[i]),
-                    )
-                )
-            )
+            per_source.append(self._budget(rows))
         have = np.array([len(b) > 0 for b in per_source])
         total = sum(len(b) for b in per_source)
         if total == 0:

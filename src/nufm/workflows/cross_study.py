@@ -54,7 +54,7 @@ from nufm.train.run import run_pretrain
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import finetune_split, run_finetune
 from nufm.workflows.load import Pretrained, load_encoder
-from nufm.workflows.study import class_block
+from nufm.workflows.study import class_block, mean_std_cell
 
 log = logging.getLogger(__name__)
 
@@ -268,15 +268,7 @@ def results_markdown(rows: list[dict[str, Any]], cfg: CrossStudyConfig, header: 
         out.append("| initialisation | " + " | ".join(f"{n} labelled" for n in sizes) + " |")
         out.append("|---|" + "---|" * len(sizes))
         for init in cfg.inits:
-            cells = []
-            for n in sizes:
-                v = _stats(rows, det, init, n)
-                if not v:
-                    cells.append("")
-                elif len(v) == 1:
-                    cells.append(f"{v[0]:.3f}")
-                else:
-                    cells.append(f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}")
+            cells = [mean_std_cell(_stats(rows, det, init, n)) for n in sizes]
             out.append(f"| {init_label(init, det)} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 

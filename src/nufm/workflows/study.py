@@ -396,6 +396,15 @@ def summarize(rows: list[StudyRow]) -> dict[str, dict[int, list[float]]]:
     return out
 
 
+def mean_std_cell(values: list[float] | None) -> str:
+    """A table cell: empty, the one value, or mean +- sample std (3 decimals)."""
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}"
+
+
 def markdown_table(rows: list[StudyRow]) -> str:
     """Mean (and std over seeds) macro F1 per mode and size, as Markdown."""
     table = summarize(rows)
@@ -405,15 +414,7 @@ def markdown_table(rows: list[StudyRow]) -> str:
         "|---|" + "---|" * len(sizes),
     ]
     for mode, by_size in table.items():
-        cells = []
-        for n in sizes:
-            v = by_size.get(n)
-            if not v:
-                cells.append("")
-            elif len(v) == 1:
-                cells.append(f"{v[0]:.3f}")
-            else:
-                cells.append(f"{np.mean(v):.3f} +- {np.std(v, ddof=1):.3f}")
+        cells = [mean_std_cell(by_size.get(n)) for n in sizes]
         lines.append(f"| {MODE_LABELS.get(mode, mode)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
