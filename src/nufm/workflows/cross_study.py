@@ -14,7 +14,8 @@ architecture (the token ViT of ``mae-cpu``, width 96 depth 4, with each detector
   takes the detector's tokenizer and the shared ViT.
 
 Tasks (all scored by macro F1 on their classes): LArTPC 5-class semantic segmentation
-(``semseg``), water Cherenkov particle ID of single e / mu / pi0 / pi+ events (``wc-pid``),
+(``semseg-ce``, plain cross-entropy as in the demo's study: the class-weighted ``semseg``
+presets predict the rare classes everywhere in a 100-step run), water Cherenkov particle ID of single e / mu / pi0 / pi+ events (``wc-pid``),
 collider-TPC per-hit particle class (``tpc-pid``). Every run of a detector uses one step budget
 per labelled-set size, so only the encoder's starting weights differ.
 
@@ -59,7 +60,7 @@ from nufm.workflows.study import class_block, mean_std_cell
 log = logging.getLogger(__name__)
 
 DETECTOR_SETUP: dict[str, tuple[str, str, str]] = {
-    "lartpc": ("mae-cpu", "semseg", "h5"),
+    "lartpc": ("mae-cpu", "semseg-ce", "h5"),
     "water-cherenkov": ("mae-wc-cpu", "wc-pid", "h5"),
     "collider-tpc": ("mae-tpc-cpu", "tpc-pid", "npz"),
 }
