@@ -69,6 +69,22 @@ def test_cross_study_rows_start_from_the_weights_they_name(tmp_path: Path) -> No
                 assert torch.allclose(tuned[k], v, atol=0.01), (det, init, k)
 
 
+def test_a_second_seed_keeps_the_first_and_reuses_the_pretraining(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(CROSS_STUDY_PRESETS["smoke"], detectors=("collider-tpc",))
+    out = tmp_path / "xs"
+    first = run_cross_study(cfg, out)
+    ckpt = out / "pretrain-mixture" / "checkpoints" / "step_00000002.pt"
+    stamp = ckpt.stat().st_mtime_ns
+    rows = run_cross_study(dataclasses.replace(cfg, seeds=(1,)), out)
+    assert ckpt.stat().st_mtime_ns == stamp  # not pretrained again
+    assert [r["seed"] for r in rows] == [0] * len(first) + [1] * len(first)
+    assert [r["macro_f1"] for r in rows[: len(first)]] == pytest.approx(
+        [r["macro_f1"] for r in first]
+    )
+    with (out / "results.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 2 * len(first)
+
+
 def test_cross_study_config_is_checked() -> None:
     with pytest.raises(Exception, match="fasercal"):
         CrossStudyConfig(detectors=("fasercal",))

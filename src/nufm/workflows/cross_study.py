@@ -15,8 +15,9 @@ architecture (the token ViT of ``mae-cpu``, width 96 depth 4, with each detector
 
 Tasks (all scored by macro F1 on their classes): LArTPC 5-class semantic segmentation
 (``semseg-ce``, plain cross-entropy as in the demo's study: the class-weighted ``semseg``
-presets predict the rare classes everywhere in a 100-step run), water Cherenkov particle ID of single e / mu / pi0 / pi+ events (``wc-pid``),
-collider-TPC per-hit particle class (``tpc-pid``). Every run of a detector uses one step budget
+presets predict the rare classes everywhere in a 100-step run), water Cherenkov particle ID
+of single e / mu / pi0 / pi+ events (``wc-pid``), collider-TPC per-hit particle class
+(``tpc-pid``). Every run of a detector uses one step budget
 per labelled-set size, so only the encoder's starting weights differ.
 
 Writes ``results.csv`` (one row per run), ``results.md`` (a table per detector, mean +- std
@@ -316,10 +317,39 @@ def _write_outputs(
     save_figure(plot_cross_study(rows, cfg), out / "cross_experiment.png")
 
 
+def _earlier_rows(out: Path, cfg: CrossStudyConfig) -> list[dict[str, Any]]:
+    """Rows of an earlier invocation in ``out`` (results.csv) that this one does not redo
+    (other seeds, say), so that a study run in pieces keeps every row."""
+    path = out / "results.csv"
+    if not path.is_file():
+        return []
+    redo = {
+        (d, i, n, s) for d in cfg.detectors for i in cfg.inits for n in cfg.sizes for s in cfg.seeds
+    }
+    kept = []
+    with path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            row: dict[str, Any] = {
+                "detector": r["detector"],
+                "init": r["init"],
+                "n_train": int(r["n_train"]),
+                "seed": int(r["seed"]),
+                "macro_f1": float(r["macro_f1"]),
+                "accuracy": float(r["accuracy"]),
+                "seconds": float(r["seconds"]),
+            }
+            if (row["detector"], row["init"], row["n_train"], row["seed"]) not in redo:
+                kept.append(row)
+    if kept:
+        log.info("cross study: keeping %d rows of %s", len(kept), path)
+    return kept
+
+
 def run_cross_study(cfg: CrossStudyConfig, out: str | Path) -> list[dict[str, Any]]:
     """Simulate each detector's labelled and pretraining events (reusing files in ``out``),
     pretrain one MAE per detector and one on the mixture (reusing finished runs), fine-tune
-    every (detector, initialisation, size, seed) and write the tables and plot."""
+    every (detector, initialisation, size, seed) and write the tables and plot (with the rows
+    of earlier invocations in ``out`` for other seeds, sizes or detectors)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -347,7 +377,7 @@ def run_cross_study(cfg: CrossStudyConfig, out: str | Path) -> list[dict[str, An
         f"{cfg.pretrain_steps} steps per detector (the mixture: {cfg.pretrain_steps} x "
         f"{len(cfg.detectors)}, equal weights). Macro F1 on the test events."
     )
-    rows: list[dict[str, Any]] = []
+    rows = _earlier_rows(out, cfg)
     for det in cfg.detectors:
         pre = get_detector(det).preprocess
         ft = FinetuneConfig(data=(labelled[det],), n_test=cfg.n_test)
