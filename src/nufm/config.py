@@ -358,6 +358,7 @@ StudyMode = Literal[
     "probe-geometry",
     "gbt-geometry",
     "gbt-hitpattern",
+    "dedx-hough",
 ]
 """A mode of the label-efficiency study: a task mode, or a linear probe on a random encoder
 (``linear-random``) or on classical local-shape descriptors (``linear-geometry``), all trained
@@ -370,7 +371,10 @@ PROBE_MODES: tuple[StudyMode, ...] = ("probe", "probe-random", "probe-geometry",
 EVENT_BASELINE_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern",)
 """Classical rows of event classification studies: boosted trees on the water Cherenkov
 hit-pattern features (``nufm.eval.wc_pid``), no network."""
-NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", "gbt-hitpattern")
+HIT_BASELINE_MODES: tuple[StudyMode, ...] = ("dedx-hough",)
+"""Classical rows of per-hit studies: the collider-TPC dE/dx particle ID on Hough tracks
+(``nufm.eval.tpc_pid``), no network."""
+NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", "gbt-hitpattern", "dedx-hough")
 """Study modes that need no pretrained model (a study of only these runs without one)."""
 """Study modes fitted on frozen per-point features (of an encoder or of the descriptors),
 selected on val events, with no training loop."""

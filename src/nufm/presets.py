@@ -813,6 +813,16 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         seeds=(0, 1, 2),
         network_seeds=(0,),
     ),
+    # collider-TPC per-hit particle class (nufm simulate --detector collider-tpc): the token
+    # ViT from scratch against the classical dE/dx identification on Hough tracks
+    "tpc-pid": StudyConfig(
+        run=_scratch_study_run("tpc-pid"),
+        sizes=(50, 400),
+        steps=(100, 300),
+        modes=("dedx-hough", "scratch"),
+        seeds=(0, 1, 2),
+        network_seeds=(0,),
+    ),
     # LArTPC particle ID with the FASERCal fusion encoder: its core pretrained on FASERCal
     # (nufm fasercal-study's runs; --pretrained RUN) against the same encoder from scratch
     "pid-transfer": StudyConfig(

@@ -151,6 +151,54 @@ def test_water_cherenkov_pid_study_without_a_pretrained_model(tmp_path: Path) ->
         run_study(semseg, None, (data,), tmp_path / "bad")
 
 
+def test_collider_tpc_pid_study_has_the_dedx_row(tmp_path: Path) -> None:
+    """tpc-pid: the classical dE/dx row equals dedx_pid_block run directly on the study's
+    events; it is refused on another detector's file."""
+    import pytest
+
+    from nufm.config import ConfigError
+    from nufm.data.detectors import DETECTORS
+    from nufm.data.tpcpp import write_tpcpp
+    from nufm.eval.tpc_pid import dedx_pid_block
+    from nufm.sim.collider_tpc import generate_collider_events
+    from nufm.workflows.finetune import finetune_split
+
+    data = tmp_path / "tpc.npz"
+    write_tpcpp(data, generate_collider_events(50, seed=3))
+    base = STUDY_PRESETS["tpc-pid"]
+    assert base.run.finetune is not None
+    cfg = dataclasses.replace(
+        base,
+        run=dataclasses.replace(
+            base.run,
+            finetune=dataclasses.replace(base.run.finetune, n_test=4),
+            logging=dataclasses.replace(base.run.logging, tensorboard=False),
+        ),
+        sizes=(12,),
+        steps=(2,),
+    )
+    rows = run_study(cfg, None, (data,), tmp_path / "study")
+    assert [(r.mode, r.n_train) for r in rows] == [("dedx-hough", 12), ("scratch", 12)]
+    ft = dataclasses.replace(cfg.run.finetune, data=(data,))  # type: ignore[arg-type]
+    pre = DETECTORS["collider-tpc"].preprocess
+    direct = dedx_pid_block(
+        finetune_split(ft, pre, "train", 12), finetune_split(ft, pre, "test", 4)
+    )
+    assert rows[0].macro_f1 == pytest.approx(direct["macro_f1"])
+    assert rows[0].accuracy == pytest.approx(direct["accuracy"])
+    assert "dE/dx on Hough tracks" in (tmp_path / "study" / "results.md").read_text()
+    noise = STUDY_PRESETS["smoke"].run.objective  # a semseg task, made a noise tagger
+    noise = dataclasses.replace(noise, labels="noise", num_classes=2, class_names=())  # type: ignore[type-var]
+    with pytest.raises(ConfigError, match="dedx-hough"):
+        run_study(
+            dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, objective=noise)),
+            None,
+            (data,),
+            tmp_path / "bad",
+        )
+    assert not (tmp_path / "bad" / "runs").exists()
+
+
 def test_transfer_study_gives_scratch_the_transferred_architecture(tmp_path: Path) -> None:
     """finetune.transfer core in a study: full runs load the LArTPC core under a fresh water
     Cherenkov tokenizer, scratch runs train the same architecture from random weights, both on

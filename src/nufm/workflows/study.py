@@ -17,8 +17,11 @@ selected on val events, no training loop): :mod:`nufm.workflows.probe_study`.
 
 Event classification tasks (e.g. ``wc-pid``) work the same way, scored by the macro F1 over
 the event classes; their classical row is ``gbt-hitpattern`` (boosted trees on the water
-Cherenkov hit-pattern features, :func:`nufm.eval.wc_pid.hit_pattern_event_block`). A study of
-only ``scratch`` and ``gbt-hitpattern`` needs no pretrained model.
+Cherenkov hit-pattern features, :func:`nufm.eval.wc_pid.hit_pattern_event_block`). The
+collider-TPC hit particle ID (``tpc-pid``) has the classical row ``dedx-hough`` (the
+species of each Hough track from its momentum and truncated-mean dE/dx,
+:func:`nufm.eval.tpc_pid.dedx_pid_block`). A study of only ``scratch`` and the classical rows
+needs no pretrained model.
 
 Writes ``results.csv``, ``results.md`` and
 ``label_efficiency.png`` (macro F1 vs labelled events, log x) plus one run directory with a
@@ -43,6 +46,7 @@ import tyro
 
 from nufm.config import (
     EVENT_BASELINE_MODES,
+    HIT_BASELINE_MODES,
     NO_PRETRAINED_MODES,
     PROBE_MODES,
     RunConfig,
@@ -51,6 +55,7 @@ from nufm.config import (
 from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
 from nufm.eval.report import write_metrics_json
+from nufm.eval.tpc_pid import dedx_pid_block
 from nufm.eval.wc_pid import hit_pattern_event_block
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
@@ -83,6 +88,8 @@ MODE_LABELS: dict[str, str] = {
     "probe-random": "linear-probe bag, val-selected (random encoder, frozen)",
     "probe-geometry": "linear-probe bag, val-selected (local-shape descriptors)",
     "gbt-geometry": "boosted trees, val-selected (local-shape descriptors)",
+    "gbt-hitpattern": "boosted trees (water Cherenkov hit-pattern features)",
+    "dedx-hough": "dE/dx on Hough tracks (classical, collider TPC)",
 }
 
 
@@ -259,6 +266,16 @@ def run_study(
             f"study: modes {EVENT_BASELINE_MODES} classify events; the run's task is "
             f"{type(task).__name__} (use an event classification preset such as wc-pid-scratch)"
         )
+    if any(m in HIT_BASELINE_MODES for m in cfg.modes) and not (
+        isinstance(task, SemsegConfig)
+        and task.labels == "segment"
+        and data_detector(ft.data).name == "collider-tpc"
+    ):
+        raise ConfigError(
+            f"study: mode dedx-hough identifies collider-TPC particles per hit; the run's task "
+            f"is {type(task).__name__} on {data_detector(ft.data).name} events (use the "
+            "tpc-pid study preset on a TPCpp file)"
+        )
     pool = finetune_split(ft, pre, "train", max(cfg.sizes))
     test = finetune_split(ft, pre, "test", ft.n_test)
     select: list | None = None  # val events of early stopping
@@ -291,6 +308,18 @@ def run_study(
                     row = _row(
                         mode, n, seed, sem, time.perf_counter() - t0, out_dir / "runs" / name
                     )
+                elif mode in HIT_BASELINE_MODES:
+                    block = dedx_pid_block(pool[:n], test)
+                    run_dir = out_dir / "runs" / name
+                    write_metrics_json(
+                        run_dir / "metrics.json",
+                        {"task": "semseg", "mode": mode, "semantic": block},
+                        model={"task": cfg.run.name, "mode": mode, "features": "dE/dx, Hough"},
+                        data={"files": [str(p) for p in ft.data], "n_train": n},
+                        preprocess=pre.to_dict(),
+                        seed=seed,
+                    )
+                    row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
                 elif mode in EVENT_BASELINE_MODES:
                     assert isinstance(task, EventTaskConfig)
                     block = hit_pattern_event_block(
