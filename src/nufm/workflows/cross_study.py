@@ -289,12 +289,22 @@ def plot_cross_study(rows: list[dict[str, Any]], cfg: CrossStudyConfig) -> Figur
                 continue
             mean = [float(np.mean(v)) for _, v in pts]
             std = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for _, v in pts]
-            label = "same detector" if init == det else init
+            label = f"{init} (same detector)" if init == det else init
             style = "--" if init == "scratch" else "-"
             ax.errorbar(
-                [n for n, _ in pts], mean, yerr=std, marker="o", capsize=3, ls=style, label=label
+                [n for n, _ in pts],
+                mean,
+                yerr=std,
+                marker="o",
+                capsize=3,
+                ls=style,
+                label=label,
+                color=f"C{cfg.inits.index(init)}",  # one colour per init in every panel
             )
         ax.set_xscale("log")
+        sizes = sorted({int(r["n_train"]) for r in rows})
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("labelled training events")
         ax.set_ylabel("macro F1 (test events)")
         ax.set_title(TASK_TEXT[det], fontsize=9)
