@@ -214,6 +214,28 @@ def _row(
     )
 
 
+CLASSICAL_FEATURES = {"dedx-hough": "dE/dx on Hough tracks", "gbt-hitpattern": "hit pattern"}
+"""What each classical row reads (its metrics.json ``model.features``)."""
+
+
+def _write_classical(
+    run_dir: Path, metrics: dict[str, Any], cfg: StudyConfig, n: int, seed: int
+) -> Path:
+    """Write a classical row's ``metrics.json`` (no network, so no checkpoint) in ``run_dir``."""
+    ft = cfg.run.finetune
+    assert ft is not None
+    mode = metrics["mode"]
+    write_metrics_json(
+        run_dir / "metrics.json",
+        metrics,
+        model={"task": cfg.run.name, "mode": mode, "features": CLASSICAL_FEATURES[mode]},
+        data={"files": [str(p) for p in ft.data], "n_train": n},
+        preprocess=data_preprocess(ft.data).to_dict(),
+        seed=seed,
+    )
+    return run_dir
+
+
 def run_study(
     cfg: StudyConfig,
     pretrained_path: str | Path | None,
@@ -310,15 +332,8 @@ def run_study(
                     )
                 elif mode in HIT_BASELINE_MODES:
                     block = dedx_pid_block(pool[:n], test)
-                    run_dir = out_dir / "runs" / name
-                    write_metrics_json(
-                        run_dir / "metrics.json",
-                        {"task": "semseg", "mode": mode, "semantic": block},
-                        model={"task": cfg.run.name, "mode": mode, "features": "dE/dx, Hough"},
-                        data={"files": [str(p) for p in ft.data], "n_train": n},
-                        preprocess=pre.to_dict(),
-                        seed=seed,
-                    )
+                    metrics = {"task": "semseg", "mode": mode, "semantic": block}
+                    run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
                     row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
                 elif mode in EVENT_BASELINE_MODES:
                     assert isinstance(task, EventTaskConfig)
@@ -331,15 +346,8 @@ def run_study(
                         task.efficiency_at,
                         seed,
                     )
-                    run_dir = out_dir / "runs" / name
-                    write_metrics_json(
-                        run_dir / "metrics.json",
-                        {"task": "event", "mode": mode, "event_class": block},
-                        model={"task": cfg.run.name, "mode": mode, "features": "hit pattern"},
-                        data={"files": [str(p) for p in ft.data], "n_train": n},
-                        preprocess=pre.to_dict(),
-                        seed=seed,
-                    )
+                    metrics = {"task": "event", "mode": mode, "event_class": block}
+                    run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
                     row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
                 else:
                     encoder_config = network_config
