@@ -4,8 +4,9 @@ energy loss from a truncated mean of the hit charges, and the species whose Beth
 nearest at that momentum. Every hit inherits its track's species; hits on no track are "other"
 (or low-momentum electrons, below).
 
-Owns :class:`TrackMeasurements`, :func:`track_measurements`, :class:`DedxCalibration`,
-:func:`fit_dedx_calibration`, :func:`classify_tracks`, :func:`classify_hits` and
+Owns :class:`TrackMeasurements`, :class:`TrackFit`, :func:`track_measurements`,
+:class:`DedxCalibration`, :func:`fit_dedx_calibration`, :func:`classify_tracks`,
+:func:`classify_hits` and
 :func:`dedx_pid_block` (the study row of the ``tpc-pid`` task: the ``semantic`` block of
 ``nufm.eval.tasks.evaluate_task``).
 
@@ -180,31 +181,36 @@ def _track_geometry(
     return circle, dca, displaced, s, slope, z0
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrackFit:
+    """How :func:`track_measurements` fits a track and averages its charges."""
+
+    b_field: float = _DEFAULT.b_field
+    """T, the solenoid field."""
+    pitch: float = _DEFAULT.pitch
+    """cm between read-out layers (the radial path through one layer)."""
+    truncation: float = 0.7
+    """Fraction of the lowest path-corrected charges averaged."""
+    displaced_rms: float = 0.15
+    """cm; a track whose hits lie farther (rms) than this from the circle through the origin,
+    and three times closer to the free circle or with a free-circle DCA above
+    ``displaced_dca``, is displaced: the free circle replaces the one through the origin."""
+    displaced_dca: float = 3.0
+    """cm, see ``displaced_rms``."""
+    z_cut: float = 3.0
+    """cm; hits farther in z from the track's robust (arc length, z) line are left out of the
+    fits and the truncated mean (the hits of other particles on its circle)."""
+
+
 def track_measurements(
-    event: Event,
-    labels: np.ndarray,
-    *,
-    b_field: float = _DEFAULT.b_field,
-    pitch: float = _DEFAULT.pitch,
-    truncation: float = 0.7,
-    displaced_rms: float = 0.15,
-    displaced_dca: float = 3.0,
-    z_cut: float = 3.0,
+    event: Event, labels: np.ndarray, fit: TrackFit = TrackFit()
 ) -> TrackMeasurements:
     """Momentum and dE/dx of every found track (module docstring).
 
     Args:
         event: coord (N, 3) cm, energy (N,) keV hit charge.
         labels: (N,) int track label per hit, -1 on no track (:func:`hough_tracks`).
-        b_field: T, the solenoid field.
-        pitch: cm between read-out layers (the radial path through one layer).
-        truncation: fraction of the lowest path-corrected charges averaged.
-        displaced_rms, displaced_dca: cm; a track whose hits lie farther (rms) than
-            ``displaced_rms`` from the circle through the origin, and three times closer to the
-            free circle or with a free-circle DCA above ``displaced_dca``, is displaced: the
-            free circle replaces the one through the origin.
-        z_cut: cm; hits farther in z from the track's robust (arc length, z) line are left out
-            of the fits and the truncated mean (the hits of other particles on its circle).
+        fit: the fit settings.
     """
     labels = np.asarray(labels)
     tracks = np.unique(labels[labels >= 0])  # (T,)
@@ -223,27 +229,28 @@ def track_measurements(
         n_hits[i] = len(idx)
         x, y, z = coord[idx, 0], coord[idx, 1], coord[idx, 2]
         circle, dca, off_beam, s, tan_dip, z0 = _track_geometry(
-            x, y, z, displaced_rms, displaced_dca
+            x, y, z, fit.displaced_rms, fit.displaced_dca
         )
-        core = np.abs(z - z0 - tan_dip * s) < z_cut  # (n,) off: other particles' hits
+        core = np.abs(z - z0 - tan_dip * s) < fit.z_cut  # (n,) off: other particles' hits
         if 5 <= core.sum() < len(idx):
             idx = idx[core]
             x, y, z = coord[idx, 0], coord[idx, 1], coord[idx, 2]
             circle, dca, off_beam, s, tan_dip, z0 = _track_geometry(
-                x, y, z, displaced_rms, displaced_dca
+                x, y, z, fit.displaced_rms, fit.displaced_dca
             )
         a, b, radius = circle
         n_used[i] = len(idx)
         out["dca"][i] = dca
         displaced[i] = off_beam
-        out["pt"][i] = float(pt_from_radius(radius, b_field))
+        out["pt"][i] = float(pt_from_radius(radius, fit.b_field))
         out["p"][i] = out["pt"][i] * math.sqrt(1 + tan_dip**2)
         # path in the layer: pitch / cos(angle between the tangent and the radial direction)
         r = np.maximum(np.hypot(x, y), 1e-6)
         cos_psi = np.abs((-(y - b) * x + (x - a) * y) / (radius * r))  # (n,) |tangent . radial|
+        pitch = fit.pitch
         path = np.minimum(pitch * math.sqrt(1 + tan_dip**2) / np.maximum(cos_psi, 1e-3), 10 * pitch)
         q = np.sort(charge[idx] / path)  # (n,) keV/cm
-        out["dedx"][i] = float(q[: max(1, math.ceil(truncation * len(q)))].mean())
+        out["dedx"][i] = float(q[: max(1, math.ceil(fit.truncation * len(q)))].mean())
     return TrackMeasurements(
         track=tracks.astype(np.int64), n_hits=n_hits, n_used=n_used, displaced=displaced, **out
     )
@@ -283,25 +290,12 @@ class DedxCalibration:
     offtrack_class: int = 0
     offtrack_radius: float = 3.0
     """cm, the neighbourhood of :func:`offtrack_candidates`."""
-    b_field: float = _DEFAULT.b_field
-    pitch: float = _DEFAULT.pitch
-    truncation: float = 0.7
-    displaced_rms: float = 0.15
-    displaced_dca: float = 3.0
-    z_cut: float = 3.0
+    fit: TrackFit = TrackFit()
+    """The track fit the bands were calibrated with."""
 
     def measure(self, event: Event, labels: np.ndarray) -> TrackMeasurements:
-        """:func:`track_measurements` with this calibration's geometry and truncation."""
-        return track_measurements(
-            event,
-            labels,
-            b_field=self.b_field,
-            pitch=self.pitch,
-            truncation=self.truncation,
-            displaced_rms=self.displaced_rms,
-            displaced_dca=self.displaced_dca,
-            z_cut=self.z_cut,
-        )
+        """:func:`track_measurements` with this calibration's track fit."""
+        return track_measurements(event, labels, self.fit)
 
 
 def band_distance(meas: TrackMeasurements, kev_per_cm: float, resolution: float) -> np.ndarray:
@@ -413,12 +407,7 @@ def _training_hits(
 def fit_dedx_calibration(
     train_events: Iterable[Event],
     *,
-    b_field: float = _DEFAULT.b_field,
-    pitch: float = _DEFAULT.pitch,
-    truncation: float = 0.7,
-    displaced_rms: float = 0.15,
-    displaced_dca: float = 3.0,
-    z_cut: float = 3.0,
+    fit: TrackFit = TrackFit(),
     offtrack_radius: float = 3.0,
     prior_powers: Sequence[float] = (0.0, 0.5, 1.0),
     max_sigmas: Sequence[float] = (4.0, 8.0, math.inf),
@@ -442,12 +431,7 @@ def fit_dedx_calibration(
         resolution=1.0,
         prior=(0.25, 0.25, 0.25, 0.25),
         offtrack_radius=offtrack_radius,
-        b_field=b_field,
-        pitch=pitch,
-        truncation=truncation,
-        displaced_rms=displaced_rms,
-        displaced_dca=displaced_dca,
-        z_cut=z_cut,
+        fit=fit,
     )
     tr = _training_hits(train_events, C, probe)
     m = tr.meas
