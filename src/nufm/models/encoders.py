@@ -105,19 +105,30 @@ class TokenViTConfig:
         assert self.detector is not None
         return (self.detector, *(o.detector for o in self.other_tokenizers))
 
-    def tokenizer_for(self, detector: str | None) -> PointMAETokenizerConfig:
-        """The tokenizer config of ``detector``'s batches (None = a LArTPC batch)."""
+    def other_tokenizer_name(self, detector: str | None) -> str | None:
+        """Which tokenizer embeds ``detector``'s batches (None = a LArTPC batch): None for
+        ``tokenizer``, else the name of one of ``other_tokenizers``.
+
+        Raises:
+            InputError: a cross-experiment encoder has no tokenizer for ``detector``.
+        """
         if not self.other_tokenizers:
-            return self.tokenizer
+            return None
         name = detector or "lartpc"
         if name == self.detector:
-            return self.tokenizer
-        for o in self.other_tokenizers:
-            if o.detector == name:
-                return o.tokenizer
+            return None
+        if any(o.detector == name for o in self.other_tokenizers):
+            return name
         raise InputError(
             f"a batch of {name} events, but this cross-experiment encoder embeds only "
             f"{', '.join(self.detectors)}"
+        )
+
+    def tokenizer_for(self, detector: str | None) -> PointMAETokenizerConfig:
+        """The tokenizer config of ``detector``'s batches (None = a LArTPC batch)."""
+        name = self.other_tokenizer_name(detector)
+        return next(
+            (o.tokenizer for o in self.other_tokenizers if o.detector == name), self.tokenizer
         )
 
 
@@ -138,9 +149,8 @@ def select_detector_state(
     ``tokenizer.``, the other detectors' tokenizers are dropped, the core is kept."""
     if not cfg.other_tokenizers:
         return dict(state)
-    cfg.tokenizer_for(detector)  # an unknown detector is refused
-    name = detector or "lartpc"
-    own = "tokenizer." if name == cfg.detector else f"other_tokenizers.{name}."
+    name = cfg.other_tokenizer_name(detector)  # an unknown detector is refused
+    own = "tokenizer." if name is None else f"other_tokenizers.{name}."
     out = {}
     for key, value in state.items():
         if key.startswith(own):
@@ -175,11 +185,8 @@ class TokenViTEncoder(Encoder):
 
     def tokenizer_for(self, detector: str | None) -> PointMAETokenizer:
         """The tokenizer of ``detector``'s batches (``TokenViTConfig.tokenizer_for``)."""
-        if self.other_tokenizers is None:
-            return self.tokenizer
-        self.cfg.tokenizer_for(detector)  # refuses a detector it has none for
-        name = detector or "lartpc"
-        if name == self.cfg.detector:
+        name = self.cfg.other_tokenizer_name(detector)  # refuses one it has none for
+        if name is None or self.other_tokenizers is None:
             return self.tokenizer
         return cast(PointMAETokenizer, self.other_tokenizers[name])
 
