@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Literal
 
 from torch import nn
@@ -97,19 +98,25 @@ def resolve_detector(cfg: DataConfig) -> DataConfig:
     return replace(cfg, detector=found)
 
 
-def mixture_detectors(cfg: DataConfig) -> list[str]:
-    """The detector of every file of a mixture (from its layout), in order.
+def mixture_sources(cfg: DataConfig) -> list[tuple[Path, float, str]]:
+    """(path, weight, detector) of every file of a mixture, in order; the detector from the
+    file's layout.
 
     Raises:
         NotFoundError: a file is missing.
     """
     found = []
     for entry in cfg.mixture:
-        path, _ = parse_mixture_entry(entry)
+        path, weight = parse_mixture_entry(entry)
         if not path.is_file():
             raise NotFoundError(f"data.mixture {path}: no such file")
-        found.append(detector_for_layout(detect_layout(path)).name)
+        found.append((path, weight, detector_for_layout(detect_layout(path)).name))
     return found
+
+
+def mixture_detectors(cfg: DataConfig) -> list[str]:
+    """The detector of every file of a mixture (:func:`mixture_sources`), in order."""
+    return [detector for _, _, detector in mixture_sources(cfg)]
 
 
 def run_preprocess(cfg: DataConfig) -> Preprocess:
@@ -137,16 +144,19 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
             log.info("simulating %d events (seed %d)", cfg.num_events, cfg.sim_seed)
             return list(generate_events(cfg.num_events, cfg.sim_seed))
         case "mixture":
-            detectors = mixture_detectors(cfg)
-            entries = [parse_mixture_entry(e) for e in cfg.mixture]
-            sources = [
-                build_dataset(replace(cfg, source="file", path=p, mixture=(), detector=d))
-                for (p, _), d in zip(entries, detectors, strict=True)
-            ]
-            for (p, w), d, events in zip(entries, detectors, sources, strict=True):
-                log.info("data.mixture: %s, %d %s events, weight %g", p, len(events), d, w)
+            files = mixture_sources(cfg)
+            sources = []
+            for path, weight, det in files:
+                one = replace(cfg, source="file", path=path, mixture=(), detector=det)
+                sources.append(build_dataset(one))
+                log.info(
+                    "data.mixture: %s, %d %s events, weight %g", path, len(sources[-1]), det, weight
+                )
             return MixtureEvents(
-                sources, detectors, [w for _, w in entries], [str(p) for p, _ in entries]
+                sources,
+                [d for *_, d in files],
+                [w for _, w, _ in files],
+                [str(p) for p, *_ in files],
             )
         case "file":
             assert cfg.path is not None
@@ -227,9 +237,8 @@ def build_transform(
         return Compose(augment) if augment else None
     if cfg.source == "mixture":  # each detector's own preprocessing, symmetry and grouping
         pipelines = {}
-        for entry, name in zip(cfg.mixture, mixture_detectors(cfg), strict=True):
+        for path, _, name in mixture_sources(cfg):
             if name not in pipelines:
-                path = parse_mixture_entry(entry)[0]
                 one = replace(cfg, source="file", path=path, mixture=(), detector=name)
                 pipelines[name] = build_transform(one, objective=objective)
         return ByDetector(pipelines)
