@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -84,6 +84,34 @@ def collate(events: Sequence[Event]) -> PointBatch:
         groups=pack_groups([e.groups for e in events], [len(e) for e in events]),
         **labels,
     )
+
+
+class EventSource(Protocol):
+    """A map-style collection of events: ``len`` and ``source[i] -> Event``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> Event: ...
+
+
+def points_per_event(dataset: EventSource) -> np.ndarray:
+    """(len,) int64 point count of every event.
+
+    Uses ``dataset.points_per_event`` (an array attribute or a method) when present, else
+    reads each event once.
+    """
+    known = getattr(dataset, "points_per_event", None)
+    if callable(known):
+        known = known()
+    if known is not None:
+        sizes = np.asarray(known, dtype=np.int64)
+    else:
+        sizes = np.array([len(dataset[i]) for i in range(len(dataset))], dtype=np.int64)
+    if sizes.shape != (len(dataset),):
+        raise ValueError(
+            f"points_per_event: got shape {sizes.shape}, dataset has {len(dataset)} events"
+        )
+    return sizes
 
 
 def budget_batches(

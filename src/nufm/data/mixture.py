@@ -17,18 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from nufm.data.collate import EventSource, points_per_event
 from nufm.data.event import Event
 from nufm.errors import ConfigError
-
-
-class _Events(Protocol):
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int, /) -> Event: ...
 
 
 def parse_mixture_entry(entry: str) -> tuple[Path, float]:
@@ -61,7 +55,7 @@ class MixtureEvents:
 
     def __init__(
         self,
-        sources: Sequence[_Events],
+        sources: Sequence[EventSource],
         detectors: Sequence[str],
         weights: Sequence[float],
         names: Sequence[str],
@@ -98,16 +92,8 @@ class MixtureEvents:
 
     def points_per_event(self) -> np.ndarray:
         """(len,) int64 points of every event (from the sources, without reading events
-        where they know it)."""
-        from_sources = []
-        for s in self.sources:
-            known = getattr(s, "points_per_event", None)
-            if callable(known):
-                known = known()
-            if known is None:
-                known = [len(s[i]) for i in range(len(s))]
-            from_sources.append(np.asarray(known, dtype=np.int64))
-        return np.concatenate(from_sources)
+        where they know it: :func:`nufm.data.collate.points_per_event`)."""
+        return np.concatenate([points_per_event(s) for s in self.sources])
 
     def set_epoch(self, epoch: int) -> None:
         for s in self.sources:

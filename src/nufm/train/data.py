@@ -26,7 +26,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from nufm.batch import PointBatch
-from nufm.data.collate import MixtureBudgetSampler, PointBudgetSampler, collate
+from nufm.data.collate import (
+    EventSource,
+    MixtureBudgetSampler,
+    PointBudgetSampler,
+    collate,
+    points_per_event,
+)
 from nufm.data.event import Event
 from nufm.data.transforms import Transform
 from nufm.errors import InputError
@@ -39,8 +45,9 @@ class EventStreamError(RuntimeError):
     """Reading, augmenting or collating an event failed; the message names the event."""
 
 
-class EventDataset(Protocol):
-    """What the loop needs from a dataset: ``len`` and ``ds[i] -> Event``.
+class EventDataset(EventSource, Protocol):
+    """What the loop needs from a dataset: ``len`` and ``ds[i] -> Event``
+    (:class:`~nufm.data.collate.EventSource`).
 
     Optional: ``points_per_event``, a (len,) int array or a method returning it (avoids
     reading every event to size
@@ -49,30 +56,6 @@ class EventDataset(Protocol):
     of every event and the sources' weights, :class:`~nufm.data.mixture.MixtureEvents`: each
     batch is then one source's events).
     """
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int, /) -> Event: ...
-
-
-def points_per_event(dataset: EventDataset) -> np.ndarray:
-    """(len,) int64 point count of every event.
-
-    Uses ``dataset.points_per_event`` (an array attribute or a method) when present, else
-    reads each event once.
-    """
-    known = getattr(dataset, "points_per_event", None)
-    if callable(known):
-        known = known()
-    if known is not None:
-        sizes = np.asarray(known, dtype=np.int64)
-    else:
-        sizes = np.array([len(dataset[i]) for i in range(len(dataset))], dtype=np.int64)
-    if sizes.shape != (len(dataset),):
-        raise ValueError(
-            f"points_per_event: got shape {sizes.shape}, dataset has {len(dataset)} events"
-        )
-    return sizes
 
 
 class SeededEventDataset(Dataset):
