@@ -359,6 +359,8 @@ StudyMode = Literal[
     "gbt-geometry",
     "gbt-hitpattern",
     "dedx-hough",
+    "wc-fit",
+    "hough",
 ]
 """A mode of the label-efficiency study: a task mode, or a linear probe on a random encoder
 (``linear-random``) or on classical local-shape descriptors (``linear-geometry``), all trained
@@ -368,16 +370,18 @@ events; ``gbt-geometry``: gradient-boosted trees on the descriptors), see
 :class:`ProbeStudyConfig`."""
 
 PROBE_MODES: tuple[StudyMode, ...] = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
+"""Study modes fitted on frozen per-point features (of an encoder or of the descriptors),
+selected on val events, with no training loop."""
 EVENT_BASELINE_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern",)
 """Classical rows of event classification studies: boosted trees on the water Cherenkov
 hit-pattern features (``nufm.eval.wc_pid``), no network."""
-HIT_BASELINE_MODES: tuple[StudyMode, ...] = ("dedx-hough",)
-"""Classical rows of per-hit studies: the collider-TPC dE/dx particle ID on Hough tracks
-(``nufm.eval.tpc_pid``), no network."""
-NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", "gbt-hitpattern", "dedx-hough")
+CLASSICAL_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern", "dedx-hough", "wc-fit", "hough")
+"""Study rows without a network (``nufm.workflows.study_classical``): boosted trees on water
+Cherenkov hit patterns, dE/dx on Hough tracks (collider-TPC hit particle ID), the water
+Cherenkov point fit (vertex, direction, energy) and Hough track finding (collider-TPC tracks
+and noise tagging)."""
+NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", *CLASSICAL_MODES)
 """Study modes that need no pretrained model (a study of only these runs without one)."""
-"""Study modes fitted on frozen per-point features (of an encoder or of the descriptors),
-selected on val events, with no training loop."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -823,6 +823,36 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         seeds=(0, 1, 2),
         network_seeds=(0,),
     ),
+    # the other water Cherenkov tasks against their classical rows: ring counting with the
+    # hit-pattern trees; vertex, direction and energy with the point fit (vertex and
+    # direction use no labels; the energy line is fitted on the labelled events)
+    **{
+        f"wc-{task}": StudyConfig(
+            run=_scratch_study_run(f"wc-{task}"),
+            sizes=(50, 200, 800),
+            steps=(100, 200, 400),
+            modes=(classical, "scratch"),
+            seeds=(0, 1, 2),
+            network_seeds=(0,),
+        )
+        for task, classical in (
+            ("rings", "gbt-hitpattern"),
+            ("vertex", "wc-fit"),
+            ("direction", "wc-fit"),
+            ("energy", "wc-fit"),
+        )
+    },
+    # collider-TPC track finding and noise tagging against the Hough transform (no labels)
+    **{
+        f"tpc-{task}": StudyConfig(
+            run=_scratch_study_run(f"tpc-{task}"),
+            sizes=(50, 400),
+            steps=(100, 300),
+            modes=("hough", "scratch"),
+            seeds=(0,),
+        )
+        for task in ("tracks", "noise")
+    },
     # LArTPC particle ID with the FASERCal fusion encoder: its core pretrained on FASERCal
     # (nufm fasercal-study's runs; --pretrained RUN) against the same encoder from scratch
     "pid-transfer": StudyConfig(

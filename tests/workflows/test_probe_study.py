@@ -151,9 +151,9 @@ def test_probe_modes_run_end_to_end_and_share_features(
         "geometry": 16,
     }
     for r in rows:
-        assert list(r.per_class_f1) == list(SEGMENT_NAMES) and 0 <= r.macro_f1 <= 1
+        assert list(r.per_class_f1) == list(SEGMENT_NAMES) and 0 <= r.score <= 1
         doc = json.loads((Path(r.run_dir) / "metrics.json").read_text())
-        assert doc["metrics"]["semantic"]["macro_f1"] == pytest.approx(r.macro_f1)
+        assert doc["metrics"]["semantic"]["macro_f1"] == pytest.approx(r.score)
         assert doc["metrics"]["selection"]["best"] in doc["metrics"]["selection"]["val_macro_f1"]
         assert doc["data"]["n_train"] == r.n_train and doc["data"]["n_val"] == 4
     model = {

@@ -135,14 +135,14 @@ def test_water_cherenkov_pid_study_without_a_pretrained_model(tmp_path: Path) ->
     direct = hit_pattern_event_block(
         train, test, "wc_label", ("gamma", "e", "mu", "pi0", "pi+"), 0, (), 0
     )
-    assert rows[3].macro_f1 == pytest.approx(direct["macro_f1"])
+    assert rows[3].score == pytest.approx(direct["macro_f1"])
     saved = json.loads((Path(rows[3].run_dir) / "metrics.json").read_text())
     auc = {
         k: (math.nan if v is None else v)
         for k, v in saved["metrics"]["event_class"]["roc_auc"].items()
     }
     assert auc == pytest.approx(direct["roc_auc"], nan_ok=True)  # undefined AUCs saved as null
-    assert rows[3].accuracy == pytest.approx(direct["accuracy"])
+    assert rows[3].extras["accuracy"] == pytest.approx(direct["accuracy"])
     md = (tmp_path / "study" / "results.md").read_text()
     assert "pretrained encoder: none" in md and "event classes" in md
     # the classical rows need an event classification task
@@ -184,8 +184,8 @@ def test_collider_tpc_pid_study_has_the_dedx_row(tmp_path: Path) -> None:
     direct = dedx_pid_block(
         finetune_split(ft, pre, "train", 12), finetune_split(ft, pre, "test", 4)
     )
-    assert rows[0].macro_f1 == pytest.approx(direct["macro_f1"])
-    assert rows[0].accuracy == pytest.approx(direct["accuracy"])
+    assert rows[0].score == pytest.approx(direct["macro_f1"])
+    assert rows[0].extras["accuracy"] == pytest.approx(direct["accuracy"])
     assert "dE/dx on Hough tracks" in (tmp_path / "study" / "results.md").read_text()
     noise = STUDY_PRESETS["smoke"].run.objective  # a semseg task, made a noise tagger
     noise = dataclasses.replace(noise, labels="noise", num_classes=2, class_names=())  # type: ignore[type-var]
@@ -287,7 +287,7 @@ def test_fasercal_core_transfers_to_lartpc_particle_id(tmp_path: Path) -> None:
     )
     rows = run_study(cfg, faser, (tmp_path / "lar.h5",), tmp_path / "study")
     assert [r.mode for r in rows] == ["full", "scratch"]
-    assert all(0.0 <= r.macro_f1 <= 1.0 for r in rows)
+    assert all(0.0 <= r.score <= 1.0 for r in rows)
     assert set(rows[0].per_class_f1) == {"photon", "electron", "muon", "pion", "proton"}
     encoders = []
     for r in rows:
@@ -313,11 +313,11 @@ def test_fasercal_core_transfers_to_lartpc_particle_id(tmp_path: Path) -> None:
         for r in rows
     ]
     assert (tuned[0] - core[key]).abs().max() < 1e-2 < (tuned[1] - core[key]).abs().max()
-    # a regression task is refused before any run
+    # a multi-task objective (no one headline score) is refused before any run
     from nufm.presets import get_preset
 
-    energy = get_preset("event-energy-scratch").objective
-    reg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, objective=energy))
-    with pytest.raises(ConfigError, match="not a classification"):
+    joint = get_preset("fasercal-scratch").objective
+    reg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, objective=joint))
+    with pytest.raises(ConfigError, match="no headline score for the task MultiTaskConfig"):
         run_study(reg, faser, (tmp_path / "lar.h5",), tmp_path / "bad")
     assert not (tmp_path / "bad" / "runs").exists()

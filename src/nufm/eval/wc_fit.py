@@ -253,7 +253,7 @@ def fit_energy_calibration(events: Sequence[Event]) -> EnergyCalibration:
     return EnergyCalibration(slope=float(slope), intercept=float(intercept))
 
 
-def _true_direction(event: Event) -> np.ndarray:
+def true_direction(event: Event) -> np.ndarray:
     """(3,) unit momentum of the first primary particle (the event task's ``dir_x/y/z``)."""
     p = event.particles
     primary = np.flatnonzero(p.is_primary) if p is not None else np.zeros(0, np.int64)
@@ -292,7 +292,7 @@ def evaluate_fit(
         vertex.append(v)
         vertex_true.append(e.vertices[0].astype(np.float64))
         direction.append(fit_direction(e, v, t0, detector))
-        direction_true.append(_true_direction(e))
+        direction_true.append(true_direction(e))
         energy.append(calibration.predict(e))
         energy_true.append(float(e.meta["primary_energy"]))
     dist = vector_error_block(

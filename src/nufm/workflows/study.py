@@ -45,8 +45,7 @@ import numpy as np
 import tyro
 
 from nufm.config import (
-    EVENT_BASELINE_MODES,
-    HIT_BASELINE_MODES,
+    CLASSICAL_MODES,
     NO_PRETRAINED_MODES,
     PROBE_MODES,
     RunConfig,
@@ -55,14 +54,10 @@ from nufm.config import (
 from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
 from nufm.eval.report import write_metrics_json
-from nufm.eval.tpc_pid import dedx_pid_block
-from nufm.eval.wc_pid import hit_pattern_event_block
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
-from nufm.tasks.event_task import EventTaskConfig
-from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import (
@@ -74,6 +69,8 @@ from nufm.workflows.finetune import (
 )
 from nufm.workflows.load import for_detector, load_encoder
 from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
+from nufm.workflows.study_classical import CLASSICAL_FEATURES, check_classical, classical_metrics
+from nufm.workflows.study_score import StudyScore, row_values, study_score
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +87,8 @@ MODE_LABELS: dict[str, str] = {
     "gbt-geometry": "boosted trees, val-selected (local-shape descriptors)",
     "gbt-hitpattern": "boosted trees (water Cherenkov hit-pattern features)",
     "dedx-hough": "dE/dx on Hough tracks (classical, collider TPC)",
+    "wc-fit": "point fit: time-residual vertex, ring direction, charge energy (classical)",
+    "hough": "Hough track finding (classical, collider TPC)",
 }
 
 
@@ -100,10 +99,13 @@ class StudyRow:
     mode: str
     n_train: int
     seed: int
-    macro_f1: float
-    miou: float
-    accuracy: float
+    score: float
+    """The study's headline (:func:`nufm.workflows.study_score.study_score`): macro F1 of a
+    classification, ARI of a clustering, the resolution of a regression."""
+    extras: dict[str, float]
+    """Secondary scalars by results.csv column (accuracy and mIoU of a classification, ...)."""
     per_class_f1: dict[str, float]
+    """F1 per class of a classification (empty otherwise)."""
     seconds: float
     run_dir: str
 
@@ -173,49 +175,18 @@ def class_block(metrics: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _class_kind(task: object) -> str:
-    """What the study's classes label: points, particles or events."""
-    match task:
-        case EventTaskConfig():
-            return "event"
-        case PIDConfig():
-            return "particle (true instances)"
-        case _:
-            return "semantic"
-
-
-def _is_classification(task: object) -> bool:
-    match task:
-        case SemsegConfig() | PIDConfig():
-            return True
-        case EventTaskConfig():
-            return task.kind == "classification"
-        case _:
-            return False
-
-
 def _row(
-    mode: str, n: int, seed: int, sem: dict[str, Any], seconds: float, run_dir: Path | str
+    mode: str,
+    n: int,
+    seed: int,
+    metrics: dict[str, Any],
+    score: StudyScore,
+    seconds: float,
+    run_dir: Path | str,
 ) -> StudyRow:
-    """A table row from a ``semantic`` metrics block."""
-    return StudyRow(
-        mode=mode,
-        n_train=n,
-        seed=seed,
-        macro_f1=float(sem["macro_f1"]),
-        miou=float(sem["miou"]),
-        accuracy=float(sem["accuracy"]),
-        per_class_f1={
-            k: float(v["f1"]) if v["f1"] is not None else math.nan
-            for k, v in sem["per_class"].items()
-        },
-        seconds=seconds,
-        run_dir=str(run_dir),
-    )
-
-
-CLASSICAL_FEATURES = {"dedx-hough": "dE/dx on Hough tracks", "gbt-hitpattern": "hit pattern"}
-"""What each classical row reads (its metrics.json ``model.features``)."""
+    """A table row from a run's metrics."""
+    value, extras, per_class = row_values(metrics, score)
+    return StudyRow(mode, n, seed, value, extras, per_class, seconds, str(run_dir))
 
 
 def _write_classical(
@@ -260,10 +231,18 @@ def run_study(
         raise ValueError("study: give the pretrained model (--pretrained RUN_OR_MODEL_DIR)")
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, finetune=ft))
     task = cfg.run.objective
-    if not _is_classification(task):
+    score = study_score(task)
+    check_classical(cfg.modes, task, data_detector(ft.data).name)
+    probes = any(m in PROBE_MODES for m in cfg.modes)
+    if probes and ft.pretrained is not None and ft.transfer == "core":
         raise ConfigError(
-            f"study: the task {type(task).__name__} is not a classification; the study "
-            f"compares macro F1 ({', '.join(STUDY_BLOCKS)} metrics) only"
+            f"study: the probe modes {PROBE_MODES} read the pretrained encoder as it is; with "
+            "finetune.transfer core use the fine-tuning modes (full, linear, head, scratch)"
+        )
+    if probes and not isinstance(task, SemsegConfig):
+        raise ConfigError(
+            f"study: the probe modes {PROBE_MODES} classify points; the run's task is "
+            f"{type(task).__name__}"
         )
     pretrained = load_encoder(ft.pretrained) if ft.pretrained is not None else None
     transfer = pretrained is not None and ft.transfer == "core"
@@ -272,32 +251,10 @@ def run_study(
     pre = pretrained.preprocess if pretrained and not transfer else data_preprocess(ft.data)
     source = pretrained.source if pretrained is not None else "none"
     network_config = pretrained.encoder_config if pretrained else None
-    if transfer and any(m in PROBE_MODES for m in cfg.modes):
-        raise ConfigError(
-            f"study: the probe modes {PROBE_MODES} read the pretrained encoder as it is; with "
-            "finetune.transfer core use the fine-tuning modes (full, linear, head, scratch)"
-        )
     if transfer:  # scratch and random rows get the transferred architecture
         assert pretrained is not None and isinstance(task, TaskConfig)
         network_config = transfer_core(pretrained, task, pre)[0]
         source += " (core carried over from another detector, input embedding fresh)"
-    if any(m in EVENT_BASELINE_MODES for m in cfg.modes) and not (
-        isinstance(task, EventTaskConfig) and task.kind == "classification"
-    ):
-        raise ConfigError(
-            f"study: modes {EVENT_BASELINE_MODES} classify events; the run's task is "
-            f"{type(task).__name__} (use an event classification preset such as wc-pid-scratch)"
-        )
-    if any(m in HIT_BASELINE_MODES for m in cfg.modes) and not (
-        isinstance(task, SemsegConfig)
-        and task.labels == "segment"
-        and data_detector(ft.data).name == "collider-tpc"
-    ):
-        raise ConfigError(
-            f"study: mode dedx-hough identifies collider-TPC particles per hit; the run's task "
-            f"is {type(task).__name__} on {data_detector(ft.data).name} events (use the "
-            "tpc-pid study preset on a TPCpp file)"
-        )
     pool = finetune_split(ft, pre, "train", max(cfg.sizes))
     test = finetune_split(ft, pre, "test", ft.n_test)
     select: list | None = None  # val events of early stopping
@@ -327,28 +284,10 @@ def run_study(
                     _, sem = run_probe_mode(
                         cfg, mode, n, seed, cache, pretrained, out_dir / "runs" / name
                     )
-                    row = _row(
-                        mode, n, seed, sem, time.perf_counter() - t0, out_dir / "runs" / name
-                    )
-                elif mode in HIT_BASELINE_MODES:
-                    block = dedx_pid_block(pool[:n], test)
-                    metrics = {"task": "semseg", "mode": mode, "semantic": block}
+                    metrics, run_dir = {"semantic": sem}, out_dir / "runs" / name
+                elif mode in CLASSICAL_MODES:
+                    metrics = classical_metrics(mode, task, pool[:n], test, seed)
                     run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
-                    row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
-                elif mode in EVENT_BASELINE_MODES:
-                    assert isinstance(task, EventTaskConfig)
-                    block = hit_pattern_event_block(
-                        pool[:n],
-                        test,
-                        task.targets[0],
-                        task.report_names,
-                        task.class_offset,
-                        task.efficiency_at,
-                        seed,
-                    )
-                    metrics = {"task": "event", "mode": mode, "event_class": block}
-                    run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
-                    row = _row(mode, n, seed, block, time.perf_counter() - t0, run_dir)
                 else:
                     encoder_config = network_config
                     if mode == "linear-geometry":
@@ -364,11 +303,11 @@ def run_study(
                         test_events=test,
                         val_events=select,
                     )
-                    sem = class_block(result.metrics)
-                    row = _row(mode, n, seed, sem, time.perf_counter() - t0, result.run_dir)
+                    metrics, run_dir = result.metrics, result.run_dir
+                row = _row(mode, n, seed, metrics, score, time.perf_counter() - t0, run_dir)
                 rows.append(row)
-                log.info("study %s: macro F1 %.3f (%.0f s)", name, row.macro_f1, row.seconds)
-                write_study_outputs(rows, cfg, out_dir, source)
+                log.info("study %s: %s %.3f (%.0f s)", name, score.name, row.score, row.seconds)
+                write_study_outputs(rows, cfg, out_dir, source, score)
     return rows
 
 
@@ -426,10 +365,10 @@ def study_cli(argv: list[str]) -> Path:
 
 
 def summarize(rows: list[StudyRow]) -> dict[str, dict[int, list[float]]]:
-    """mode -> {n_train: [macro F1 of each seed]}."""
+    """mode -> {n_train: [score of each seed]}."""
     out: dict[str, dict[int, list[float]]] = {}
     for r in rows:
-        out.setdefault(r.mode, {}).setdefault(r.n_train, []).append(r.macro_f1)
+        out.setdefault(r.mode, {}).setdefault(r.n_train, []).append(r.score)
     return out
 
 
@@ -443,7 +382,7 @@ def mean_std_cell(values: list[float] | None) -> str:
 
 
 def markdown_table(rows: list[StudyRow]) -> str:
-    """Mean (and std over seeds) macro F1 per mode and size, as Markdown."""
+    """Mean (and std over seeds) score per mode and size, as Markdown."""
     table = summarize(rows)
     sizes = sorted({r.n_train for r in rows})
     lines = [
@@ -462,31 +401,36 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def per_class_table(rows: list[StudyRow], n_train: int) -> str:
-    """Mean over seeds of accuracy, macro F1 and every class's F1 at ``n_train`` labelled
-    events, one line per mode, as Markdown."""
+def detail_table(rows: list[StudyRow], n_train: int, score: StudyScore) -> str:
+    """Mean over seeds of the score, its secondary scalars and every class's F1 at ``n_train``
+    labelled events, one line per mode, as Markdown."""
     at = [r for r in rows if r.n_train == n_train]
     if not at:
         return ""
+    extras = list(at[0].extras)
     classes = list(at[0].per_class_f1)
+    names = [score.name, *[e.replace("_", " ") for e in extras], *[f"F1 {c}" for c in classes]]
     lines = [
-        "| mode | seeds | accuracy | macro F1 | " + " | ".join(f"F1 {c}" for c in classes) + " |",
-        "|---|---|---|---|" + "---|" * len(classes),
+        "| mode | seeds | " + " | ".join(names) + " |",
+        "|---|---|" + "---|" * len(names),
     ]
     for mode in dict.fromkeys(r.mode for r in at):
         mine = [r for r in at if r.mode == mode]
         cells = [
             str(len(mine)),
-            f"{np.mean([r.accuracy for r in mine]):.3f}",
-            f"{np.mean([r.macro_f1 for r in mine]):.3f}",
+            f"{_nanmean([r.score for r in mine]):.3f}",
+            *[f"{_nanmean([r.extras[e] for r in mine]):.3f}" for e in extras],
             *[f"{_nanmean([r.per_class_f1[c] for r in mine]):.3f}" for c in classes],
         ]
         lines.append(f"| {MODE_LABELS.get(mode, mode)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, source: str) -> None:
+def write_study_outputs(
+    rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, source: str, score: StudyScore
+) -> None:
     """results.csv (one row per run), results.md (the table) and label_efficiency.png."""
+    extras = list(rows[0].extras) if rows else []
     classes = list(rows[0].per_class_f1) if rows else []
     tmp = out_dir / "results.csv.tmp"
     with tmp.open("w", newline="") as f:
@@ -496,9 +440,8 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
                 "mode",
                 "n_train",
                 "seed",
-                "macro_f1",
-                "miou",
-                "accuracy",
+                score.column,
+                *extras,
                 *[f"f1_{c}" for c in classes],
                 "seconds",
                 "run_dir",
@@ -510,9 +453,8 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
                     r.mode,
                     r.n_train,
                     r.seed,
-                    f"{r.macro_f1:.4f}",
-                    f"{r.miou:.4f}",
-                    f"{r.accuracy:.4f}",
+                    f"{r.score:.4f}",
+                    *[f"{r.extras[e]:.4f}" for e in extras],
                     *[f"{r.per_class_f1[c]:.4f}" for c in classes],
                     f"{r.seconds:.1f}",
                     r.run_dir,
@@ -532,8 +474,8 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
             if cfg.run.finetune.n_val
             else ""
         )
-        + f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Macro F1 over the "
-        f"{_class_kind(cfg.run.objective)} classes on the test events (data-set level).\n\n"
+        + f"seeds {list(cfg.seeds)}; pretrained encoder: {source}. Score: "
+        f"{score.name} {score.of} on the test events.\n\n"
     )
     if any(r.mode in PROBE_MODES for r in rows):
         p = cfg.probe
@@ -546,14 +488,18 @@ def write_study_outputs(rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, s
             "points each.\n\n"
         )
     largest = max(r.n_train for r in rows) if rows else 0
-    per_class = per_class_table(rows, largest)
-    if per_class:
-        per_class = f"\nAt {largest} labelled events, mean over seeds:\n\n" + per_class
+    detail = detail_table(rows, largest, score)
+    if detail:
+        detail = f"\nAt {largest} labelled events, mean over seeds:\n\n" + detail
     (out_dir / "results.md").write_text(
-        header + "Macro F1, mean +- sample std over seeds:\n\n" + markdown_table(rows) + per_class
+        header
+        + f"{score.name[0].upper() + score.name[1:]}, mean +- sample std over seeds:\n\n"
+        + markdown_table(rows)
+        + detail
     )
     fig = plot_label_efficiency(
         {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
+        ylabel=f"{score.name} (test events)" + ("" if score.higher_is_better else ", lower better"),
         title=f"Label efficiency: {cfg.run.name}",
     )
     save_figure(fig, out_dir / "label_efficiency.png")
