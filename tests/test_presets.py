@@ -108,7 +108,7 @@ def test_finetune_presets_reproduce_the_former_finetune_defaults() -> None:
     )
     assert expected.objective.mode == "full"  # type: ignore[union-attr]
     fine = [n for n, c in PRESETS.items() if c.finetune is not None]
-    assert len(fine) == 19 * 4  # every task in every mode
+    assert len(fine) == 20 * 4  # every task in every mode
     for n in fine:
         c = PRESETS[n]
         assert (c.optim, c.train, c.logging, c.data) == (

@@ -361,6 +361,7 @@ StudyMode = Literal[
     "dedx-hough",
     "wc-fit",
     "hough",
+    "gbt-hitfit",
 ]
 """A mode of the label-efficiency study: a task mode, or a linear probe on a random encoder
 (``linear-random``) or on classical local-shape descriptors (``linear-geometry``), all trained
@@ -375,11 +376,18 @@ selected on val events, with no training loop."""
 EVENT_BASELINE_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern",)
 """Classical rows of event classification studies: boosted trees on the water Cherenkov
 hit-pattern features (``nufm.eval.wc_pid``), no network."""
-CLASSICAL_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern", "dedx-hough", "wc-fit", "hough")
+CLASSICAL_MODES: tuple[StudyMode, ...] = (
+    "gbt-hitpattern",
+    "dedx-hough",
+    "wc-fit",
+    "hough",
+    "gbt-hitfit",
+)
 """Study rows without a network (``nufm.workflows.study_classical``): boosted trees on water
 Cherenkov hit patterns, dE/dx on Hough tracks (collider-TPC hit particle ID), the water
-Cherenkov point fit (vertex, direction, energy) and Hough track finding (collider-TPC tracks
-and noise tagging)."""
+Cherenkov point fit (vertex, direction, energy), Hough track finding (collider-TPC tracks and
+noise tagging) and boosted trees on water Cherenkov hits placed by the point fit (per-hit
+categories)."""
 NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", *CLASSICAL_MODES)
 """Study modes that need no pretrained model (a study of only these runs without one)."""
 

@@ -106,6 +106,22 @@ def test_water_cherenkov_regression_studies_have_the_point_fit(
     assert header[:5] == ["mode", "n_train", "seed", "vertex_q68", "vertex_median"]
 
 
+def test_water_cherenkov_hit_study_has_the_hit_fit_trees(wc_file: Path, tmp_path: Path) -> None:
+    """wc-hits: the gbt-hitfit row equals hit_category_block on the study's own events, and
+    its classes are the detector's four categories."""
+    from nufm.eval.wc_hits import hit_category_block
+
+    cfg = _small("wc-hits", (12,), 6)
+    rows = run_study(cfg, None, (wc_file,), tmp_path / "hits")
+    assert [r.mode for r in rows] == ["gbt-hitfit", "scratch"]
+    names = DETECTORS["water-cherenkov"].segment_names
+    train = _split(cfg, wc_file, "water-cherenkov", "train", 12)
+    test = _split(cfg, wc_file, "water-cherenkov", "test", 6)
+    direct = hit_category_block(train, test, names, seed=0)
+    assert rows[0].score == pytest.approx(direct["macro_f1"], nan_ok=True)
+    assert list(rows[0].per_class_f1) == list(names) == list(rows[1].per_class_f1)
+
+
 def test_collider_tpc_tracks_and_noise_studies_have_the_hough_row(tmp_path: Path) -> None:
     """tpc-tracks: the hough row's ARI, efficiency and fake rate equal nufm tracks' numbers
     (evaluate_track_finding, a separate code path) on the test events; tpc-noise: the hough

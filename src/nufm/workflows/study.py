@@ -89,6 +89,7 @@ MODE_LABELS: dict[str, str] = {
     "dedx-hough": "dE/dx on Hough tracks (classical, collider TPC)",
     "wc-fit": "point fit: time-residual vertex, ring direction, charge energy (classical)",
     "hough": "Hough track finding (classical, collider TPC)",
+    "gbt-hitfit": "boosted trees on hits placed by the point fit (classical, water Cherenkov)",
 }
 
 

@@ -15,6 +15,9 @@ Each mode and the tasks it answers:
   charge-weighted ring direction (no labels used), total-charge energy line fitted on the
   labelled events; the vertex, direction and energy regressions (``wc-vertex``,
   ``wc-direction``, ``wc-energy``).
+* ``gbt-hitfit``: boosted trees on each water Cherenkov hit's time residual, charge and angle
+  after the point fit, plus its event's hit pattern (:mod:`nufm.eval.wc_hits`), trained on
+  the hits of the labelled events; the per-hit category (``wc-hits``).
 * ``hough``: Hough track finding of circles through the beam line
   (:mod:`nufm.eval.track_finding`, no labels used): its tracks are the ``tpc-tracks``
   clusters; hits on no track are the noise of ``tpc-noise``.
@@ -27,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from nufm.data.detectors import DETECTORS
 from nufm.data.event import Event
 from nufm.errors import ConfigError
 from nufm.eval.metrics import (
@@ -39,6 +43,7 @@ from nufm.eval.report import metrics_report
 from nufm.eval.tpc_pid import dedx_pid_block
 from nufm.eval.track_finding import hough_tracks
 from nufm.eval.wc_fit import fit_direction, fit_energy_calibration, fit_vertex, true_direction
+from nufm.eval.wc_hits import hit_category_block
 from nufm.eval.wc_pid import hit_pattern_event_block
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event_task import EventTaskConfig
@@ -50,6 +55,7 @@ CLASSICAL_FEATURES: dict[str, str] = {
     "dedx-hough": "dE/dx on Hough tracks",
     "wc-fit": "time-residual vertex, ring direction, total-charge energy line",
     "hough": "Hough transform of circles through the beam line",
+    "gbt-hitfit": "hit time residual, charge and angle after the point fit; event hit pattern",
 }
 """What each classical row reads (its metrics.json ``model.features``)."""
 
@@ -75,6 +81,12 @@ def _answers(mode: str, task: object, detector: str) -> bool:
                 and tuple(task.targets) in WC_FIT_TARGETS
                 and detector == "water-cherenkov"
             )
+        case "gbt-hitfit":
+            return (
+                isinstance(task, SemsegConfig)
+                and task.labels == "segment"
+                and detector == "water-cherenkov"
+            )
         case "hough":
             noise = isinstance(task, SemsegConfig) and task.labels == "noise"
             tracks = isinstance(task, ClusterConfig) and task.target == "particle"
@@ -90,6 +102,8 @@ _WHAT = {
     "a TPCpp file)",
     "wc-fit": "fits a water Cherenkov event's vertex, direction or energy (use the wc-vertex, "
     "wc-direction or wc-energy study preset on a WatChMaL file)",
+    "gbt-hitfit": "classifies water Cherenkov hits by their producing particle (use the "
+    "wc-hits study preset on a WatChMaL file)",
     "hough": "finds collider-TPC tracks and tags the hits on none as noise (use the "
     "tpc-tracks or tpc-noise study preset on a TPCpp file)",
 }
@@ -176,6 +190,10 @@ def classical_metrics(
             return {"task": "semseg", "mode": mode, "semantic": dedx_pid_block(train, test)}
         case "wc-fit", EventTaskConfig():
             return {"task": "event", "mode": mode, **_wc_fit(task, train, test)}
+        case "gbt-hitfit", SemsegConfig():
+            names = task.class_names or DETECTORS["water-cherenkov"].segment_names
+            block = hit_category_block(train, test, names[: task.num_classes], seed)
+            return {"task": "semseg", "mode": mode, "semantic": block}
         case "hough", SemsegConfig() | ClusterConfig():
             name = "cluster" if isinstance(task, ClusterConfig) else "semseg"
             return {"task": name, "mode": mode, **_hough(task, test)}
