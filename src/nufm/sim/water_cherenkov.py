@@ -52,6 +52,7 @@ from nufm.data.event import Event, Particles
 from nufm.data.water_cherenkov import MASS_MEV, event_truth
 from nufm.sim.nu_interactions import cc_interaction
 from nufm.sim.physics import bethe_ratio, perpendicular, rotate_about, unit
+from nufm.sim.wc_light import light_sum
 
 CATEGORY_NAMES = ("primary", "decay_electron", "secondary_pion", "pi0_gamma")
 """Per-hit categories (``Event.segment``) of the water Cherenkov detector."""
@@ -279,44 +280,33 @@ def _shower(
 def _expected_pe(
     cfg: WaterCherenkovConfig, pmts: PMTs, seg: _Segments
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Expected pe per PMT (P,), the segment giving each PMT most light (P,), its time (P,)."""
+    """Expected pe per PMT (P,), the segment giving each PMT most light (P,), its time (P,)
+    (:func:`nufm.sim.wc_light.light_sum`; a PMT without direct light takes the brightest
+    segment, the scattered light's main source)."""
     P = len(pmts.position)
     if not seg.length:
         return np.zeros(P), np.full(P, -1), np.zeros(P)
-    pos, dirs = np.concatenate(seg.pos), np.concatenate(seg.dirs)
-    length, beta = np.concatenate(seg.length), np.concatenate(seg.beta)
-    n = cfg.n_water
-    cos_c = np.minimum(1 / (n * beta), 1.0)
-    sin2 = 1 - cos_c**2
-    yield_ = 76_420.0 * sin2 * length  # Frank-Tamm photons in 300-600 nm: 2 pi alpha dlambda^-1
-    theta_c = np.arccos(cos_c)
-    vec = pmts.position[None, :, :] - pos[:, None, :]  # (S, P, 3)
-    dist = np.linalg.norm(vec, axis=-1)  # (S, P)
-    u = vec / dist[..., None]
-    cos_t = np.einsum("spk,sk->sp", u, dirs)
-    theta = np.arccos(np.clip(cos_t, -1, 1))
-    cos_inc = np.clip(-np.einsum("spk,pk->sp", u, pmts.normal), 0, 1)  # incidence on the PMT
-    omega = math.pi * cfg.pmt_radius**2 * cos_inc / dist**2
-    g = np.exp(-0.5 * ((theta - theta_c[:, None]) / cfg.cone_width) ** 2) / (
-        math.sqrt(2 * math.pi) * cfg.cone_width
+    pos = np.concatenate(seg.pos)
+    direct, best, best_dist, mean_omega, per_step = light_sum(
+        pos,
+        np.concatenate(seg.dirs),
+        np.concatenate(seg.length),
+        np.concatenate(seg.beta),
+        pmts.position,
+        pmts.normal,
+        n_water=cfg.n_water,
+        pmt_radius=cfg.pmt_radius,
+        cone_width=cfg.cone_width,
+        qe=cfg.qe,
+        attenuation=cfg.attenuation,
     )
-    mu = (
-        yield_[:, None]
-        * g
-        / (2 * math.pi * np.maximum(np.sin(theta), 1e-3))
-        * omega
-        * cfg.qe
-        * np.exp(-dist / cfg.attenuation)
-        * np.sqrt(cos_inc)
-    )  # (S, P)
-    mu = np.where(sin2[:, None] > 0, mu, 0.0)
-    best = mu.argmax(0)  # (P,)
-    direct = mu.sum(0)
-    brightest = int(mu.sum(1).argmax())  # the scattered light's main source
-    best = np.where(direct > 0, best, brightest)  # PMTs lit by diffuse light only
-    t_hit = np.concatenate(seg.time)[best] + dist[best, np.arange(P)] * n / C_M_PER_NS
-    mean_omega = omega.mean(0)  # (P,)
     diffuse = cfg.scattered * direct.sum() * mean_omega / mean_omega.sum()
+    brightest = int(per_step.argmax())  # the scattered light's main source
+    diffuse_only = ~(direct > 0)  # no direct light at all
+    best = np.where(diffuse_only, brightest, best)
+    to_brightest = np.linalg.norm(pmts.position - pos[brightest], axis=1)
+    dist = np.where(diffuse_only, to_brightest, best_dist)
+    t_hit = np.concatenate(seg.time)[best] + dist * cfg.n_water / C_M_PER_NS
     return direct + diffuse, best, t_hit
 
 
