@@ -24,6 +24,14 @@ def masked_chamfer(
     distance (pytorch3d default). Padding slots of either set never contribute. Pairs where
     either set is empty give 0.
 
+    The nearest points are chosen without autograd, from |x|^2 + |y|^2 - 2 x.y (one batched
+    matrix product), and the distances recomputed exactly on the chosen pairs, so the
+    backward pass gathers (Q, K, F) values instead of going through a (Q, K1, K2, F)
+    difference. Value and gradient are those of the min (the gradient of a min flows to its
+    argmin) unless two candidates lie closer than the expanded form's rounding (about 1e-7 of
+    the squared norms; the coordinates here are offsets within a group), where either is
+    taken.
+
     Args:
         pred: (Q, K1, F) float predicted points.
         pred_valid: (Q, K1) bool, True = real predicted point.
@@ -38,16 +46,21 @@ def masked_chamfer(
             f"masked_chamfer: pred {tuple(pred.shape)} and target "
             f"{tuple(target.shape)} must share Q and F"
         )
-    diff = pred[:, :, None, :] - target[:, None, :, :]  # (Q, K1, K2, F)
-    d = diff.square().sum(-1)  # (Q, K1, K2)
     pair_valid = pred_valid[:, :, None] & target_valid[:, None, :]  # (Q, K1, K2)
-    big = torch.finfo(d.dtype).max
-    d = d.masked_fill(~pair_valid, big)
+    with torch.no_grad():  # which point is nearest: no gradient flows through the choice
+        pp, tt = pred.square().sum(-1), target.square().sum(-1)  # (Q, K1), (Q, K2)
+        d = pp[:, :, None] + tt[:, None, :] - 2 * pred @ target.transpose(1, 2)  # (Q, K1, K2)
+        d = d.masked_fill(~pair_valid, torch.finfo(d.dtype).max)
+        near_t = d.argmin(dim=2)  # (Q, K1) nearest target of each predicted point
+        near_p = d.argmin(dim=1)  # (Q, K2) nearest prediction of each target point
+    F = pred.shape[-1]
+    p2t = (pred - target.gather(1, near_t[..., None].expand(-1, -1, F))).square().sum(-1)
+    t2p = (target - pred.gather(1, near_p[..., None].expand(-1, -1, F))).square().sum(-1)
     nonempty = pred_valid.any(1) & target_valid.any(1)  # (Q,)
-    p2t = d.min(dim=2).values.masked_fill(~(pred_valid & nonempty[:, None]), 0.0)  # (Q, K1)
-    t2p = d.min(dim=1).values.masked_fill(~(target_valid & nonempty[:, None]), 0.0)  # (Q, K2)
-    n_p = pred_valid.sum(1).clamp(min=1).to(d.dtype)  # (Q,)
-    n_t = target_valid.sum(1).clamp(min=1).to(d.dtype)
+    p2t = p2t.masked_fill(~(pred_valid & nonempty[:, None]), 0.0)  # (Q, K1)
+    t2p = t2p.masked_fill(~(target_valid & nonempty[:, None]), 0.0)  # (Q, K2)
+    n_p = pred_valid.sum(1).clamp(min=1).to(p2t.dtype)  # (Q,)
+    n_t = target_valid.sum(1).clamp(min=1).to(p2t.dtype)
     cd = p2t.sum(1) / n_p + t2p.sum(1) / n_t  # (Q,)
     return torch.where(nonempty, cd, torch.zeros_like(cd))
 
