@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from nufm.data.event import Event
 from nufm.eval.metrics import ConfusionMatrix
@@ -82,8 +83,9 @@ def hit_category_block(
     cm = ConfusionMatrix(len(class_names), ignore_index=-1)
     if len(np.unique(y[keep])) == 1:
         pred = np.full(len(y_test), y[keep][0])
-    else:
+    else:  # one OpenMP thread: spinning threads on a busy machine cost minutes (evaluation.md)
         model = HistGradientBoostingClassifier(class_weight="balanced", random_state=seed)
-        pred = model.fit(x[keep], y[keep]).predict(x_test)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            pred = model.fit(x[keep], y[keep]).predict(x_test)
     cm.update(pred.astype(np.int64), y_test)
     return cm.compute().to_dict(list(class_names))
