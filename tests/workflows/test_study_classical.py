@@ -66,8 +66,10 @@ def test_water_cherenkov_regression_studies_have_the_point_fit(
     scores = {}
     for task in ("vertex", "direction", "energy"):
         cfg = _small(f"wc-{task}", (12,), 6)
+        if task != "vertex":  # one network row is enough to check the units
+            cfg = dataclasses.replace(cfg, modes=("wc-fit",))
         rows = run_study(cfg, None, (wc_file,), tmp_path / task)
-        assert [(r.mode, r.n_train) for r in rows] == [("wc-fit", 12), ("scratch", 12)]
+        assert [r.mode for r in rows] == list(cfg.modes) and rows[0].n_train == 12
         assert all(np.isfinite(r.score) for r in rows)
         scores[task] = rows
         train = _split(cfg, wc_file, "water-cherenkov", "train", 12)
