@@ -37,7 +37,7 @@ def test_trees_find_decay_electrons_and_score_every_labelled_hit() -> None:
     train, test = events[:24], events[24:]
     block = hit_category_block(train, test, NAMES)
     assert block["per_class"]["decay_electron"]["f1"] > 0.8
-    labelled = np.concatenate([e.segment for e in test])
+    labelled = np.concatenate([e.segment for e in test if e.segment is not None])
     cm = np.asarray(block["confusion_matrix"])
     assert cm.sum() == (labelled >= 0).sum()
     assert cm.sum(1).tolist() == np.bincount(labelled[labelled >= 0], minlength=4).tolist()

@@ -20,7 +20,7 @@ from nufm.eval.wc_fit import fit_direction, fit_energy_calibration, fit_vertex, 
 from nufm.presets import STUDY_PRESETS
 from nufm.sim.collider_tpc import generate_collider_events
 from nufm.sim.water_cherenkov import WaterCherenkovConfig, generate_wc_events, pmt_positions
-from nufm.workflows.finetune import finetune_split
+from nufm.workflows.finetune import Split, finetune_split
 from nufm.workflows.study import run_study
 
 
@@ -41,7 +41,7 @@ def _small(name: str, sizes: tuple[int, ...], n_test: int) -> StudyConfig:
     )
 
 
-def _split(cfg: StudyConfig, data: Path, detector: str, part: str, n: int) -> list:
+def _split(cfg: StudyConfig, data: Path, detector: str, part: Split, n: int) -> list:
     assert cfg.run.finetune is not None
     ft = dataclasses.replace(cfg.run.finetune, data=(data,))
     return finetune_split(ft, DETECTORS[detector].preprocess, part, n)
