@@ -15,16 +15,18 @@ The frozen-feature modes ``probe``, ``probe-random``, ``probe-geometry`` and ``g
 follow the probe protocol of the references instead (features computed once, heads or trees
 selected on val events, no training loop): :mod:`nufm.workflows.probe_study`.
 
-Event classification tasks (e.g. ``wc-pid``) work the same way, scored by the macro F1 over
-the event classes; their classical row is ``gbt-hitpattern`` (boosted trees on the water
-Cherenkov hit-pattern features, :func:`nufm.eval.wc_pid.hit_pattern_event_block`). The
-collider-TPC hit particle ID (``tpc-pid``) has the classical row ``dedx-hough`` (the
-species of each Hough track from its momentum and truncated-mean dE/dx,
-:func:`nufm.eval.tpc_pid.dedx_pid_block`). A study of only ``scratch`` and the classical rows
-needs no pretrained model.
+Other tasks work the same way, each scored by the number its field quotes
+(:mod:`nufm.workflows.study_score`): macro F1 of a classification (per point, particle or
+event), the adjusted Rand index of a clustering, the 68 % resolution of a vertex, direction or
+energy regression (lower is better). The classical rows, without a network, are in
+:mod:`nufm.workflows.study_classical`: ``gbt-hitpattern`` (water Cherenkov event classes),
+``gbt-hitfit`` (water Cherenkov hit categories), ``wc-fit`` (water Cherenkov vertex,
+direction, energy), ``dedx-hough`` (collider-TPC hit species) and ``hough`` (collider-TPC
+tracks and noise). A study of only ``scratch`` and the classical rows needs no pretrained
+model.
 
 Writes ``results.csv``, ``results.md`` and
-``label_efficiency.png`` (macro F1 vs labelled events, log x) plus one run directory with a
+``label_efficiency.png`` (the score vs labelled events, log x) plus one run directory with a
 ``metrics.json`` per run. The claim under test is that of PoLAr-MAE (arXiv:2502.02558) and
 Panda (arXiv:2512.01324): a pretrained encoder reaches with 10x fewer labels what scratch needs.
 """
