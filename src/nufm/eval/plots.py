@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from nufm.eval.metrics import ArrayLike, to_numpy
 
@@ -128,6 +129,10 @@ def plot_label_efficiency(
         std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
         ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=mode)
     ax.set_xscale("log")
+    sizes = sorted({int(n) for by_n in results.values() for n in by_n})
+    if sizes:  # ticks at the labelled-set sizes, written out (no crowded log minor labels)
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("labelled training events")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

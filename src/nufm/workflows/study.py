@@ -502,7 +502,7 @@ def write_study_outputs(
     )
     fig = plot_label_efficiency(
         {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
-        ylabel=f"{score.name} (test events)" + ("" if score.higher_is_better else ", lower better"),
+        ylabel=score.axis + ("" if score.higher_is_better else " (lower is better)"),
         title=f"Label efficiency: {cfg.run.name}",
     )
     save_figure(fig, out_dir / "label_efficiency.png")

@@ -37,7 +37,9 @@ class StudyScore:
     """The study's headline number and where a run's metrics hold it."""
 
     name: str
-    """Axis and table label, e.g. ``macro F1``."""
+    """Table label, e.g. ``macro F1``."""
+    axis: str
+    """The plot's y label (short)."""
     column: str
     """Its results.csv column."""
     higher_is_better: bool
@@ -56,6 +58,7 @@ class StudyScore:
 def _classification(block: str, of: str) -> StudyScore:
     return StudyScore(
         name="macro F1",
+        axis="macro F1",
         column="macro_f1",
         higher_is_better=True,
         path=(block, "macro_f1"),
@@ -82,6 +85,7 @@ def study_score(task: object) -> StudyScore:
             block = "instance"
             return StudyScore(
                 name="adjusted Rand index",
+                axis="adjusted Rand index",
                 column="ari",
                 higher_is_better=True,
                 path=(block, "ari_mean"),
@@ -96,6 +100,7 @@ def study_score(task: object) -> StudyScore:
             block = "vertex_distance"
             return StudyScore(
                 name="vertex resolution (68 % quantile of the distance)",
+                axis="vertex distance, 68 % quantile",
                 column="vertex_q68",
                 higher_is_better=False,
                 path=(block, "q68"),
@@ -106,6 +111,7 @@ def study_score(task: object) -> StudyScore:
             block = "direction_angle_deg"
             return StudyScore(
                 name="direction resolution (68 % quantile of the angle, degrees)",
+                axis="angle, 68 % quantile (deg)",
                 column="angle_q68",
                 higher_is_better=False,
                 path=(block, "q68"),
@@ -116,6 +122,7 @@ def study_score(task: object) -> StudyScore:
             name = task.targets[0]
             return StudyScore(
                 name=f"{name} relative resolution",
+                axis=f"{name}: relative resolution",
                 column="relative_resolution",
                 higher_is_better=False,
                 path=("regression", name, "relative_resolution"),
