@@ -124,7 +124,9 @@ def test_water_cherenkov_hit_study_has_the_hit_fit_trees(wc_file: Path, tmp_path
     assert list(rows[0].per_class_f1) == list(names) == list(rows[1].per_class_f1)
 
 
-def test_collider_tpc_tracks_and_noise_studies_have_the_hough_row(tmp_path: Path) -> None:
+def test_collider_tpc_tracks_and_noise_studies_have_the_hough_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """tpc-tracks: the hough row's ARI, efficiency and fake rate equal nufm tracks' numbers
     (evaluate_track_finding, a separate code path) on the test events; tpc-noise: the hough
     row's noise F1 equals scikit-learn's on the hits that no Hough track takes."""
@@ -132,9 +134,24 @@ def test_collider_tpc_tracks_and_noise_studies_have_the_hough_row(tmp_path: Path
 
     data = tmp_path / "tpc.npz"
     write_tpcpp(data, generate_collider_events(50, seed=4))
-    cfg = _small("tpc-tracks", (10,), 5)
+    import nufm.workflows.study_classical as classical
+
+    calls = []
+    monkeypatch.setattr(
+        classical, "hough_tracks", lambda coord: calls.append(1) or hough_tracks(coord)
+    )
+    cfg = dataclasses.replace(_small("tpc-tracks", (5, 10), 5), modes=("hough", "scratch"))
     rows = run_study(cfg, None, (data,), tmp_path / "tracks")
-    assert [r.mode for r in rows] == ["hough", "scratch"]
+    assert len(calls) == 5  # no labels used: one pass over the 5 test events serves both sizes
+    monkeypatch.undo()
+    assert [(r.mode, r.n_train) for r in rows] == [
+        ("hough", 5),
+        ("scratch", 5),
+        ("hough", 10),
+        ("scratch", 10),
+    ]
+    assert rows[0].score == rows[2].score
+    rows = rows[2:]
     test = _split(cfg, data, "collider-tpc", "test", 5)
     direct = evaluate_track_finding(test)
     assert rows[0].score == pytest.approx(direct["ari"])

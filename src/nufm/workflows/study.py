@@ -71,7 +71,12 @@ from nufm.workflows.finetune import (
 )
 from nufm.workflows.load import for_detector, load_encoder
 from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
-from nufm.workflows.study_classical import CLASSICAL_FEATURES, check_classical, classical_metrics
+from nufm.workflows.study_classical import (
+    CLASSICAL_FEATURES,
+    check_classical,
+    classical_metrics,
+    uses_labels,
+)
 from nufm.workflows.study_score import StudyScore, row_values, study_score
 
 log = logging.getLogger(__name__)
@@ -277,6 +282,7 @@ def run_study(
             device=feature_device(cfg),
         )
     rows: list[StudyRow] = []
+    label_free: dict[str, dict[str, Any]] = {}  # classical rows that use no labels, by mode
     for n in sorted(cfg.sizes):
         for mode in cfg.modes:
             for seed in cfg.seeds_for(mode):
@@ -289,7 +295,12 @@ def run_study(
                     )
                     metrics, run_dir = {"semantic": sem}, out_dir / "runs" / name
                 elif mode in CLASSICAL_MODES:
-                    metrics = classical_metrics(mode, task, pool[:n], test, seed)
+                    if uses_labels(mode, task):
+                        metrics = classical_metrics(mode, task, pool[:n], test, seed)
+                    else:  # the same at every size: computed once
+                        if mode not in label_free:
+                            label_free[mode] = classical_metrics(mode, task, [], test, seed)
+                        metrics = label_free[mode]
                     run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
                 else:
                     encoder_config = network_config

@@ -2,7 +2,8 @@
 network, scored by the same metrics blocks as the network rows
 (:func:`nufm.eval.tasks.evaluate_task`) on the same labelled and test events.
 
-Owns :data:`CLASSICAL_FEATURES`, :func:`check_classical` and :func:`classical_metrics`.
+Owns :data:`CLASSICAL_FEATURES`, :func:`check_classical`, :func:`uses_labels` and
+:func:`classical_metrics`.
 Each mode and the tasks it answers:
 
 * ``gbt-hitpattern``: boosted trees on the water Cherenkov hit-pattern features
@@ -164,6 +165,22 @@ def _hough(task: SemsegConfig | ClusterConfig, test: Sequence[Event]) -> dict:
             raise ValueError(f"{e.where}: noise tagging needs interaction ids (-1 = noise)")
         cm.update((hough_tracks(e.coord) < 0).astype(np.int64), (e.interaction < 0).astype(int))
     return metrics_report(semantic=cm, class_names=task.class_names or ("signal", "noise"))
+
+
+def uses_labels(mode: str, task: object) -> bool:
+    """Whether classical ``mode`` learns anything from the labelled events for ``task`` (Hough
+    track finding and the point fit's vertex and direction do not: their row is the same at
+    every labelled-set size)."""
+    match mode:
+        case "hough":
+            return False
+        case "wc-fit":
+            return isinstance(task, EventTaskConfig) and tuple(task.targets) not in (
+                VERTEX,
+                DIRECTION,
+            )
+        case _:
+            return True
 
 
 def classical_metrics(
