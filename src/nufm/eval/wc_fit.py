@@ -4,7 +4,8 @@ from the total charge (the field's full likelihood fitter is fiTQun; this is the
 fit that comes before it).
 
 Owns :func:`fit_vertex`, :func:`fit_direction`, :class:`EnergyCalibration`,
-:func:`fit_energy_calibration` and :func:`evaluate_fit`. For hit i (PMT position x_i, time
+:func:`fit_energy_calibration`, the truth readers :func:`true_vertex` and :func:`true_direction`
+and :func:`evaluate_fit`. For hit i (PMT position x_i, time
 t_i, charge q_i) and a vertex v emitting at t0:
 
 * **Vertex**: the time residual ``r_i = t_i - t0 - |x_i - v| n / c``; the fit maximises
@@ -253,6 +254,17 @@ def fit_energy_calibration(events: Sequence[Event]) -> EnergyCalibration:
     return EnergyCalibration(slope=float(slope), intercept=float(intercept))
 
 
+def true_vertex(event: Event) -> np.ndarray:
+    """(3,) float64 first true vertex, m (the event task's ``vertex_x/y/z``).
+
+    Raises:
+        ValueError: the event has no true vertex (named).
+    """
+    if event.vertices is None or len(event.vertices) == 0:
+        raise ValueError(f"{event.where}: no true vertex")
+    return event.vertices[0].astype(np.float64)
+
+
 def true_direction(event: Event) -> np.ndarray:
     """(3,) unit momentum of the first primary particle (the event task's ``dir_x/y/z``)."""
     p = event.particles
@@ -284,13 +296,11 @@ def evaluate_fit(
     calibration = fit_energy_calibration(train_events)
     vertex, vertex_true, direction, direction_true, energy, energy_true = [], [], [], [], [], []
     for e in test_events:
-        if e.vertices is None or len(e.vertices) == 0:
-            raise ValueError(f"{e.where}: no true vertex")
         if "primary_energy" not in e.meta:
             raise ValueError(f"{e.where}: no event truth 'primary_energy' in meta")
         v, t0 = fit_vertex(e, detector)
         vertex.append(v)
-        vertex_true.append(e.vertices[0].astype(np.float64))
+        vertex_true.append(true_vertex(e))
         direction.append(fit_direction(e, v, t0, detector))
         direction_true.append(true_direction(e))
         energy.append(calibration.predict(e))

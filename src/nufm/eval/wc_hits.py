@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from nufm.data.event import Event
 from nufm.eval.metrics import ConfusionMatrix
 from nufm.eval.wc_fit import fit_direction, fit_vertex
-from nufm.eval.wc_pid import hit_pattern_features
+from nufm.eval.wc_pid import FEATURE_NAMES, hit_pattern_features
 from nufm.sim.water_cherenkov import C_M_PER_NS, WaterCherenkovConfig
 
 HIT_FEATURE_NAMES = ("time_residual_ns", "log_charge", "cos_to_direction", "distance_m")
@@ -53,7 +53,7 @@ def hit_features(event: Event, detector: WaterCherenkovConfig | None = None) -> 
     residual = event.time.astype(np.float64) - t0 - dist * det.n_water / C_M_PER_NS
     cos = rel @ direction / np.maximum(dist, 1e-9)
     q = np.log(np.maximum(event.energy.astype(np.float64), 1e-3))
-    per_event = np.broadcast_to(hit_pattern_features(event), (len(q), 11))
+    per_event = np.broadcast_to(hit_pattern_features(event), (len(q), len(FEATURE_NAMES)))
     return np.column_stack([residual, q, cos, dist, per_event])
 
 

@@ -43,7 +43,13 @@ from nufm.eval.metrics import (
 from nufm.eval.report import metrics_report
 from nufm.eval.tpc_pid import dedx_pid_block
 from nufm.eval.track_finding import hough_tracks
-from nufm.eval.wc_fit import fit_direction, fit_energy_calibration, fit_vertex, true_direction
+from nufm.eval.wc_fit import (
+    fit_direction,
+    fit_energy_calibration,
+    fit_vertex,
+    true_direction,
+    true_vertex,
+)
 from nufm.eval.wc_hits import hit_category_block
 from nufm.eval.wc_pid import hit_pattern_event_block
 from nufm.tasks.cluster import ClusterConfig
@@ -135,17 +141,11 @@ def _wc_fit(task: EventTaskConfig, train: Sequence[Event], test: Sequence[Event]
     fits = [fit_vertex(e) for e in test]
     if targets == VERTEX:
         pred = np.stack([v for v, _ in fits])
-        true = np.stack([_true_vertex(e) for e in test])
+        true = np.stack([true_vertex(e) for e in test])
     else:
         pred = np.stack([fit_direction(e, v, t0) for e, (v, t0) in zip(test, fits, strict=True)])
         true = np.stack([true_direction(e) for e in test])
     return vector_error_block(targets, pred, true)  # metres (the WatChMaL unit) / degrees
-
-
-def _true_vertex(event: Event) -> np.ndarray:
-    if event.vertices is None or len(event.vertices) == 0:
-        raise ValueError(f"{event.where}: no true vertex")
-    return event.vertices[0].astype(np.float64)
 
 
 def _hough(task: SemsegConfig | ClusterConfig, test: Sequence[Event]) -> dict:
