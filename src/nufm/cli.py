@@ -311,7 +311,7 @@ def bench(
     presets: tuple[str, ...] | None = None,
     batch_events: int = 8,
     threads: int | None = None,
-    dtypes: tuple[Literal["fp32", "bf16"], ...] = ("fp32", "bf16"),
+    dtypes: tuple[Literal["fp32", "bf16"], ...] | None = None,
     ddp: bool = True,
 ) -> None:
     """Measure simulator, geometry-kernel, encoder and pretraining speed on this machine.
@@ -327,17 +327,19 @@ def bench(
             forecasting presets).
         batch_events: pretrain suite: simulated events per step.
         threads: pretrain and released suites: torch threads (None: torch's default).
-        dtypes: pretrain and released suites: fp32 and/or bf16 autocast.
+        dtypes: pretrain and released suites: fp32 and/or bf16 autocast (None: fp32, plus
+            bf16 where this CPU has native bf16 matrix products, see nufm.train.precision).
         ddp: pretrain suite: also the torchrun 1 -> 2 process scaling run.
     """
     from nufm.benchmarks.pretrain import TINY_PRESETS
     from nufm.benchmarks.report import run_benchmarks
+    from nufm.train.precision import default_dtypes
 
     pretrain = {
         "presets": presets or TINY_PRESETS,
         "batch_events": batch_events,
         "threads": threads,
-        "dtypes": dtypes,
+        "dtypes": dtypes or default_dtypes(),
         "ddp": ddp,
     }
     print(run_benchmarks(suites, quick, out, pretrain))

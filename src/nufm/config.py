@@ -118,7 +118,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """'auto' = CUDA when available (under DDP: cuda:LOCAL_RANK)."""
     bf16: bool = False
-    """True = run forward passes under bfloat16 autocast (CPU and GPU)."""
+    """True = run forward passes under bfloat16 autocast where the machine has native bf16
+    matrix products (a GPU with bf16; a CPU with AVX-512 / AMX / ARM bf16); elsewhere fp32, said
+    in the log (bf16 would be about 10x slower there: :mod:`nufm.train.precision`)."""
     compile: bool = False
     """True = wrap the objective with torch.compile."""
     checkpoint_every: int = 1000
@@ -295,7 +297,13 @@ class FinetuneConfig:
     """Early stopping: every ``train.monitor_every`` steps (and at the end) the task is scored
     on the first ``n_val`` events of the val split, and the weights with the best val score
     (macro F1; ARI or minus RMS for the other tasks) are the ones tested and saved in
-    ``best.safetensors``. 0 = off (the last weights are tested)."""
+    ``best.safetensors`` (which ``nufm evaluate``, ``load_task`` and the other readers of the
+    run then use). 0 = off (the last weights are tested)."""
+    calibrate: bool = True
+    """Semantic segmentation with ``n_val`` > 0: after the weights are selected, fit one
+    decision offset per class on the val events to maximise macro F1 (so a rare class such
+    as the Michel electron is predicted where its logits rank it, :mod:`nufm.eval.calibration`);
+    the offsets are part of the saved task and recorded in ``metrics.json``."""
 
     def __post_init__(self) -> None:
         if self.n_val < 0:

@@ -21,6 +21,7 @@ STEP_KEYS = {
     "flops_per_event",
     "achieved_tflops",
     "mfu_bf16",
+    "mfu",
     "peak_mem_mb",
     "mem_method",
 }
@@ -69,6 +70,7 @@ def test_bench_pretrain_rows() -> None:
         achieved = row["flops_per_event"] * row["n_events"] / row["median_s"]
         assert math.isclose(row["achieved_tflops"], achieved / 1e12)
         assert math.isclose(row["mfu_bf16"], achieved / (peaks["bf16"] * 1e12))
+        assert math.isclose(row["mfu"], achieved / (peaks[row["dtype"]] * 1e12))
     assert steps[0]["flops_per_event"] == steps[1]["flops_per_event"]  # counted once
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -22,6 +23,7 @@ from nufm.data.event import Event
 from nufm.data.transforms import RandomRotation
 from nufm.ssl.toy import ToyObjective, toy_events
 from nufm.step import StepOutput
+from nufm.train import precision
 from nufm.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from nufm.train.components import build_objective
 from nufm.train.data import EventStreamError
@@ -197,13 +199,34 @@ def test_logging_jsonl_tensorboard_and_monitor(tmp_path: Path) -> None:
     assert _losses(tmp_path / "plain") == {r["step"]: r["loss"] for r in loss_rows}
 
 
-def test_bf16_autocast_runs_and_learns(tmp_path: Path) -> None:
+def test_bf16_autocast_runs_and_learns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # as on a CPU with native bf16, whatever this one has
+    monkeypatch.setattr(precision, "_cpu_has_native_bf16", lambda: True)
     cfg = tiny_run_config(train={"bf16": True, "max_steps": 6}, optim={"lr": 3e-2})
     obj = _objective(cfg)
-    res = train(cfg, obj, toy_factory, tmp_path)
-    losses = _losses(tmp_path)
+    res = train(cfg, obj, toy_factory, tmp_path / "bf16")
+    losses = _losses(tmp_path / "bf16")
     assert res.step == 6 and all(math.isfinite(v) for v in losses.values())
     assert all(p.dtype == torch.float32 for p in obj.parameters())  # master weights stay fp32
+    fp32 = tiny_run_config(train={"bf16": False, "max_steps": 6}, optim={"lr": 3e-2})
+    train(fp32, _objective(fp32), toy_factory, tmp_path / "fp32")
+    assert _losses(tmp_path / "fp32") != losses  # autocast was on: bf16 rounding moved them
+
+
+def test_bf16_without_native_support_runs_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CPU without native bf16 (AVX2 only) trains in fp32, exactly, and says so."""
+    monkeypatch.setattr(precision, "_cpu_has_native_bf16", lambda: False)
+    runs = {}
+    for bf16 in (True, False):
+        cfg = tiny_run_config(train={"bf16": bf16, "max_steps": 4}, optim={"lr": 3e-2})
+        with caplog.at_level(logging.INFO, logger="nufm.train.precision"):
+            train(cfg, _objective(cfg), toy_factory, tmp_path / str(bf16))
+        runs[bf16] = _losses(tmp_path / str(bf16))
+    assert runs[True] == runs[False]
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "no native bf16" in warned[0].getMessage()
 
 
 _SIGINT_SCRIPT = """

@@ -73,13 +73,46 @@ def test_early_stopping_tests_the_weights_with_the_best_val_score(tmp_path: Path
     assert second == direct and sel.scored_steps == [0, 1]
     assert sel.best_score == max(first, second)
     assert sel.best_step == (1 if second > first else 0)
-    # the selected weights are the tested ones: with the last step selected, the run's final
-    # checkpoint scores exactly what the run reported
-    if model["selected_step"] == 4:
-        again = evaluate_run(tmp_path / "run", (data,), "test", n_events=2)
-        assert again["semantic"]["macro_f1"] == pytest.approx(
-            result.metrics["semantic"]["macro_f1"]
-        )
+    # the selected weights, with the decision offsets fitted on the val events, are saved in
+    # best.safetensors, and every reader of the run uses them: evaluating the run again
+    # scores exactly what the run reported, whichever step was selected
+    from nufm.workflows.load import load_task
+
+    assert (tmp_path / "run" / "best.safetensors").is_file()
+    loaded = load_task(tmp_path / "run")
+    assert loaded.step == model["selected_step"]
+    offsets = model["class_offsets"]
+    assert len(offsets) == cfg.objective.num_classes and offsets[0] == 0.0
+    assert loaded.task.class_offset.tolist() == pytest.approx(offsets)
+    again = evaluate_run(tmp_path / "run", (data,), "test", n_events=2)
+    for key in ("macro_f1", "accuracy", "confusion_matrix"):
+        assert again["semantic"][key] == result.metrics["semantic"][key], key
+
+
+def test_calibration_can_be_turned_off_and_old_states_load(tmp_path: Path) -> None:
+    """finetune.calibrate false: zero offsets (plain argmax); a state dict saved before the
+    offsets existed loads with zero offsets."""
+    import dataclasses
+
+    from nufm.tasks.build import build_task
+    from nufm.workflows.load import load_task
+
+    data = tmp_path / "events.h5"
+    write_events(data, synthetic_events(20, seed=3))
+    base = tiny_finetune_run("semseg-scratch", data, steps=2)
+    cfg = dataclasses.replace(
+        base, finetune=dataclasses.replace(base.finetune, n_val=2, calibrate=False)
+    )
+    run_finetune(cfg, tmp_path / "run", encoder_config=tiny_task_vit())
+    model = json.loads((tmp_path / "run" / "metrics.json").read_text())["model"]
+    assert "class_offsets" not in model
+    task = load_task(tmp_path / "run").task
+    assert task.class_offset.tolist() == [0.0] * cfg.objective.num_classes
+    state = {k: v for k, v in task.state_dict().items() if k != "class_offset"}
+    fresh = build_task(dataclasses.replace(cfg.objective, encoder=tiny_task_vit()))
+    fresh.class_offset.fill_(3.0)
+    fresh.load_state_dict(state, strict=True)
+    assert fresh.class_offset.tolist() == [0.0] * cfg.objective.num_classes
 
 
 def test_val_score_of_each_task_kind() -> None:

@@ -10,7 +10,8 @@ when the preset computes them in the data pipeline (``data.cache_groups``; ``mae
 ``repeats`` steps after one warm-up step (peak memory is the warm-up's, measured as in
 :mod:`nufm.benchmarks.models`). FLOPs are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matmul/conv/attention ops only, forward+backward,
-optimizer excluded). ``mfu_bf16`` = achieved FLOP/s / this machine's measured bf16 ``torch.mm``
+optimizer excluded). ``mfu`` = achieved FLOP/s / this machine's measured ``torch.mm`` peak in
+the row's precision; ``mfu_bf16`` = achieved FLOP/s / this machine's measured bf16 ``torch.mm``
 peak. DDP scaling runs ``torchrun -m nufm.cli pretrain`` for 1 and 2 processes and reads the
 ``events_per_s`` column (already summed over ranks) of the last ``metrics.jsonl`` row.
 Run with ``python -m nufm.benchmarks.pretrain``.
@@ -47,6 +48,7 @@ from nufm.sim import generate_events
 from nufm.ssl.distill import SelfDistillation
 from nufm.step import HasEventGrouper
 from nufm.train.components import build_objective
+from nufm.train.precision import native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,7 @@ def _train_rows(
     n_events: int,
     repeats: int,
     dtypes: Sequence[str],
-    bf16_peak: float,
+    peaks: dict[str, float],
     threads: int,
 ) -> list[dict]:
     """Time full AdamW steps of ``loss_fn`` in each dtype; one row per dtype."""
@@ -147,7 +149,8 @@ def _train_rows(
                 events_per_s=n_events / med,
                 flops_per_event=flops / n_events,
                 achieved_tflops=achieved / 1e12,
-                mfu_bf16=achieved / bf16_peak,
+                mfu_bf16=achieved / peaks["bf16"],
+                mfu=achieved / peaks[dtype],
                 **mem,
             )
         )
@@ -272,8 +275,9 @@ def bench_pretrain(
     Returns:
         Rows: ``matmul_peak`` (``dtype``, ``tflops``, ``n``); per preset and dtype
         ``pretrain_step`` (``median_s``, ``events_per_s``, ``flops_per_event``,
-        ``achieved_tflops``, ``mfu_bf16``, ``peak_mem_mb`` ...); ``vit_reference`` (ViT-S
-        fwd+bwd+AdamW on (8, 512) tokens under bf16, same keys, ``n_events`` = sequences);
+        ``achieved_tflops``, ``mfu``, ``mfu_bf16``, ``peak_mem_mb`` ...); ``vit_reference``
+        (ViT-S fwd+bwd+AdamW on (8, 512) tokens under bf16 where native, else fp32, same keys,
+        ``n_events`` = sequences);
         ``ddp_scaling`` (``events_per_s_1proc``, ``events_per_s_2proc``,
         ``scaling_efficiency`` = 2-proc / (2 x 1-proc), ``threads`` per process; or ``skipped``).
     """
@@ -312,13 +316,19 @@ def _bench(
 ) -> list[dict]:
     rows: list[dict] = []
     mm_n = 2048  # smaller products under-state the peak (AMX/AVX-512 need large tiles)
+    native = native_bf16(torch.device("cpu"))
+    if "bf16" in dtypes and not native:
+        log.warning(
+            "this CPU has no native bf16 matrix products: bf16 rows measure PyTorch's scalar "
+            "fallback (training runs fp32 here, nufm.train.precision)"
+        )
     peaks: dict[str, float] = {}
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        peaks[name] = matmul_peak(mm_n, dtype, max(repeats, 3 if quick else 10))
+        # the scalar bf16 fallback needs 30 s for one 2048^3 product: a smaller one there
+        n = mm_n if native or name == "fp32" else 512
+        peaks[name] = matmul_peak(n, dtype, max(repeats, 3 if quick else 10))
         rows.append(
-            dict(
-                bench="matmul_peak", dtype=name, threads=threads, n=mm_n, tflops=peaks[name] / 1e12
-            )
+            dict(bench="matmul_peak", dtype=name, threads=threads, n=n, tflops=peaks[name] / 1e12)
         )
         log.debug("%s", rows[-1])
     events = simulated_events(n_events, seed=0)  # simulated once, for every preset
@@ -339,7 +349,7 @@ def _bench(
             n_events,
             repeats,
             dtypes,
-            peaks["bf16"],
+            peaks,
             threads,
         )
     # Compute-bound reference: the ViT-S transformer alone on (8, 512, 384) tokens.
@@ -353,7 +363,7 @@ def _bench(
         return vit(tokens, None, None).feat.float().square().mean()
 
     for row in _train_rows(
-        "vit-small", vit, vit_loss, n_seq, repeats, ("bf16",), peaks["bf16"], threads
+        "vit-small", vit, vit_loss, n_seq, repeats, ("bf16" if native else "fp32",), peaks, threads
     ):
         rows.append(dict(row, bench="vit_reference", n_tokens=n_tok))
     if ddp:

@@ -18,6 +18,8 @@ from typing import Literal
 
 import torch
 
+from nufm.train.precision import default_dtypes
+
 log = logging.getLogger(__name__)
 
 Suite = Literal["sim", "geometry", "models", "pretrain", "released"]
@@ -46,7 +48,7 @@ def run_suite(name: Suite, quick: bool, pretrain: dict | None = None) -> list[di
                 return bench_models(
                     sizes=(4000,), ptv3_sizes=(4000, 16000), repeats=1, vit="vit-tiny"
                 )
-            return bench_models()
+            return bench_models(dtypes=(pretrain or {}).get("dtypes", default_dtypes()))
         case "pretrain":
             from nufm.benchmarks.pretrain import bench_pretrain
 
@@ -55,7 +57,7 @@ def run_suite(name: Suite, quick: bool, pretrain: dict | None = None) -> list[di
             from nufm.benchmarks.released import bench_released
 
             opts = pretrain or {}
-            threads, dtypes = opts.get("threads"), opts.get("dtypes", ("fp32", "bf16"))
+            threads, dtypes = opts.get("threads"), opts.get("dtypes", default_dtypes())
             if quick:
                 return bench_released(sizes=(2000,), repeats=1, dtypes=("fp32",), threads=threads)
             return bench_released(dtypes=dtypes, threads=threads)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -154,10 +154,20 @@ class SemsegConfig(TaskBaseConfig):
                 )
 
 
+def _zero_offset_if_missing(
+    module: nn.Module, state: dict[str, Tensor], prefix: str, *args: object
+) -> None:
+    """A state saved before ``class_offset`` existed loads with zero offsets (argmax as then)."""
+    key = prefix + "class_offset"
+    if key not in state:
+        state[key] = torch.zeros_like(cast(Tensor, module.class_offset))
+
+
 class SemanticSegmentation(TaskModule[SemsegConfig]):
     """Encoder -> per-point features -> per-point class logits (N, C)."""
 
     class_weight: Tensor  # (C,) buffer
+    class_offset: Tensor  # (C,) saved buffer: added to the logits before the argmax
 
     def __init__(self, cfg: SemsegConfig) -> None:
         super().__init__()
@@ -173,6 +183,10 @@ class SemanticSegmentation(TaskModule[SemsegConfig]):
         self.register_buffer(
             "class_weight", torch.tensor(cfg.weights, dtype=torch.float32), persistent=False
         )
+        # decision offsets fitted on val events after training (nufm.eval.calibration); zero
+        # until then, and in a state saved before they existed
+        self.register_buffer("class_offset", torch.zeros(cfg.num_classes))
+        self.register_load_state_dict_pre_hook(_zero_offset_if_missing)
 
     def logits(self, batch: PointBatch) -> Tensor:
         """(N, C) per-point class scores."""
@@ -227,9 +241,10 @@ class SemanticSegmentation(TaskModule[SemsegConfig]):
 
     @torch.no_grad()
     def predict(self, batch: PointBatch) -> dict[str, Tensor]:
-        """``logits`` (N, C), ``pred`` (N,) int64 class ids; ``target`` (N,) when labelled."""
+        """``logits`` (N, C), ``pred`` (N,) int64 class ids (argmax of the logits plus
+        ``class_offset``); ``target`` (N,) when labelled."""
         logits = self.logits(batch)
-        out = {"logits": logits, "pred": logits.argmax(1)}
+        out = {"logits": logits, "pred": (logits + self.class_offset.to(logits.dtype)).argmax(1)}
         labelled = batch.interaction if self.cfg.labels == "noise" else batch.segment
         if labelled is not None:
             out["target"] = self._target(batch)

@@ -5,6 +5,10 @@ Layout under ``run_dir/checkpoints/``::
     step_00000100.pt              torch.save of the state dict (see :func:`save_checkpoint`)
     step_00000100.complete.json   marker: {"step", "file", "sha256", "bytes", "nufm_version"}
 
+and, beside ``checkpoints/`` in a fine-tuning run with early stopping, ``best.safetensors``: the
+selected task weights (:func:`save_weights`), which readers of the run use instead of the last
+checkpoint.
+
 A checkpoint is written to a temp file in the same directory, fsynced and renamed with
 ``os.replace``; only then is its marker written (atomically too). A checkpoint without a marker
 (process killed mid-write or before the marker) is ignored; a marker whose sha256 does not match
@@ -30,9 +34,12 @@ from typing import IO, Any, cast
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nufm._version import __version__
+from nufm.atomic import atomic_output
 from nufm.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -151,6 +158,33 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+BEST_WEIGHTS = "best.safetensors"
+"""File name of a fine-tuning run's selected weights, in the run directory."""
+
+
+def save_weights(model: nn.Module, path: str | Path, step: int) -> Path:
+    """Write ``model``'s state dict as safetensors (atomically), with its training step."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    path = Path(path)
+    with atomic_output(path, suffix=".safetensors") as tmp:
+        save_file(state, tmp, metadata={"step": str(step), "nufm_version": __version__})
+    return path
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], int]:
+    """``(state, step)`` written by :func:`save_weights`.
+
+    Raises:
+        CheckpointError: the file is not readable safetensors with a step.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            step = int((f.metadata() or {})["step"])
+        return load_file(str(path)), step
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: not readable saved weights (corrupt?): {e}") from e
 
 
 def checkpoint_path(directory: str | Path, step: int) -> Path:

@@ -63,6 +63,7 @@ from nufm.train.distributed import (
 )
 from nufm.train.logging import RunLogger
 from nufm.train.optim import build_optimizer, set_step_hyperparams
+from nufm.train.precision import resolve_autocast
 from nufm.train.schedules import Schedules, build_schedules
 
 log = logging.getLogger(__name__)
@@ -315,7 +316,7 @@ def train(
 
     window: dict[str, float] = {}
     window_steps, window_events, window_time = 0, 0, 0.0
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if tc.bf16 else nullcontext()
+    autocast = resolve_autocast(tc.bf16, device)
     in_update = False
     boundary_rng = capture_rng_state()
     if monitor is not None and tc.monitor_every and step == 0:  # baseline: random init

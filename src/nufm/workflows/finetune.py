@@ -34,6 +34,7 @@ from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.transforms import Preprocess
 from nufm.errors import ConfigError, InputError
+from nufm.eval.calibration import fit_semseg_offsets
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task
 from nufm.models.encoders import (
@@ -47,6 +48,8 @@ from nufm.models.released.files import is_released
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.tasks.event_task import event_target_transforms
+from nufm.tasks.semseg import SemanticSegmentation
+from nufm.train.checkpoint import BEST_WEIGHTS, save_weights
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
 from nufm.train.run import parse_run_args
@@ -428,6 +431,17 @@ def run_finetune(
             "n_val": len(selector.events),
             "scored_steps": selector.scored_steps,
         }
+        if ft.calibrate and isinstance(task, SemanticSegmentation):
+            offsets = fit_semseg_offsets(
+                task,
+                selector.events,
+                ft.eval_batch_points,
+                transform=selector.transform,
+                seed=seed,
+            )
+            selected["class_offsets"] = offsets.tolist()
+            log.info("%s: decision offsets fitted on the val events: %s", cfg.name, offsets)
+        save_weights(task, run_dir / BEST_WEIGHTS, selector.best_step)
     task.eval()
     with torch.no_grad():
         metrics = evaluate_task(

@@ -3,7 +3,8 @@
 Accepted sources, for every loader:
 
 * a run directory (``config.yaml`` + ``checkpoints/``): its latest complete, verified
-  checkpoint;
+  checkpoint, or a fine-tuning run's selected weights (``best.safetensors``, early stopping)
+  where it has them;
 * a training checkpoint file (``checkpoints/step_XXXXXXXX.pt``, verified against its marker);
 * an exported directory (``model.safetensors`` + ``config.json``, written by
   :func:`export_run` through :func:`nufm.hub.save_pretrained`);
@@ -83,7 +84,7 @@ from nufm.tasks.backbone import TaskBaseConfig, TaskModule
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.tasks.released import ReleasedSegmentation
-from nufm.train.checkpoint import latest_checkpoint, load_checkpoint
+from nufm.train.checkpoint import BEST_WEIGHTS, latest_checkpoint, load_checkpoint, load_weights
 from nufm.train.components import build_objective, preprocess_contract
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,9 @@ def _read(path: Path) -> _Saved:
         )
     if path.is_dir() and _is_run_dir(path):
         cfg = load_config(path / "config.yaml")
+        if (path / BEST_WEIGHTS).is_file():  # a fine-tuning run's selected weights
+            state, step = load_weights(path / BEST_WEIGHTS)
+            return _Saved(cfg.objective, state, step, str(path / BEST_WEIGHTS), path, cfg, None)
         ckpt = _latest(path)
         saved = load_checkpoint(ckpt)
         return _Saved(cfg.objective, saved["model"], int(saved["step"]), str(ckpt), path, cfg, None)
