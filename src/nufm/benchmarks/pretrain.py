@@ -1,20 +1,21 @@
 """CPU pretraining-step benchmarks: throughput, model FLOPs, matmul peak and DDP scaling.
 
-Owns :func:`bench_pretrain`, :func:`count_step_flops` and :func:`matmul_peak`. Objectives are the
-CPU presets of :data:`nufm.presets.PRESETS` (PoLAr-MAE, arXiv:2502.02558; Sonata
+Owns :func:`bench_pretrain`, :func:`count_step_flops` and :func:`matmul_peak`. Objectives are
+the CPU presets of :data:`nufm.presets.PRESETS` (PoLAr-MAE, arXiv:2502.02558; Sonata
 self-distillation, arXiv:2503.16429; FM4NPP forecasting, arXiv:2508.14087). One training step is
 a full AdamW step (forward, backward, ``optimizer.step``, plus the EMA teacher update for
 self-distillation) on one collated batch of simulated events, with the token groups attached
 when the preset computes them in the data pipeline (``data.cache_groups``; ``mae-cpu`` and
-``mae-ctx-cpu`` group inside the step, as before); timings are medians over
-``repeats`` steps after one warm-up step (peak memory is the warm-up's, measured as in
+``mae-ctx-cpu`` group inside the step, as before); timings are medians over ``repeats`` steps
+after one warm-up step (peak memory is the warm-up's, measured as in
 :mod:`nufm.benchmarks.models`). FLOPs are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matmul/conv/attention ops only, forward+backward,
 optimizer excluded). ``mfu`` = achieved FLOP/s / this machine's measured ``torch.mm`` peak in
 the row's precision; ``mfu_bf16`` = achieved FLOP/s / this machine's measured bf16 ``torch.mm``
-peak. DDP scaling runs ``torchrun -m nufm.cli pretrain`` for 1 and 2 processes and reads the
-``events_per_s`` column (already summed over ranks) of the last ``metrics.jsonl`` row.
-Run with ``python -m nufm.benchmarks.pretrain``.
+peak (NaN on a CPU without native bf16, :mod:`nufm.train.precision`). DDP scaling runs
+``torchrun -m nufm.cli pretrain`` for 1 and 2 processes and reads the ``events_per_s`` column
+(already summed over ranks) of the last ``metrics.jsonl`` row. Run with ``python -m
+nufm.benchmarks.pretrain``.
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def _train_rows(
                 events_per_s=n_events / med,
                 flops_per_event=flops / n_events,
                 achieved_tflops=achieved / 1e12,
-                mfu_bf16=achieved / peaks["bf16"],
+                # the scalar fallback's "peak" is no ceiling: NaN without native bf16
+                mfu_bf16=achieved / peaks["bf16"] if native_bf16(torch.device("cpu")) else math.nan,
                 mfu=achieved / peaks[dtype],
                 **mem,
             )
