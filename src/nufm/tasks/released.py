@@ -26,6 +26,8 @@ class ReleasedSegmentation(SemanticSegmentation):
         self.model = model
         self.use_global = False
         self.register_buffer("class_weight", torch.ones(cfg.num_classes), persistent=False)
+        # the released model's own decisions: plain argmax, no offsets in its state
+        self.register_buffer("class_offset", torch.zeros(cfg.num_classes), persistent=False)
 
     def logits(self, batch: PointBatch) -> Tensor:
         """(N, C) per-point class scores of the packed batch."""
