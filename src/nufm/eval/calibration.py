@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from nufm.data.event import Event
 from nufm.data.transforms import Transform
+from nufm.eval.metrics import metrics_from_counts
 from nufm.eval.tasks import iter_predictions
 from nufm.tasks.semseg import SemanticSegmentation
 
@@ -32,17 +33,10 @@ DEFAULT_GRID: NDArray[np.float64] = np.round(np.arange(-4.0, 8.0001, 0.25), 2)
 
 
 def macro_f1_of(pred: NDArray[np.int64], target: NDArray[np.int64], num_classes: int) -> float:
-    """Macro F1 over the classes present in ``target`` or ``pred`` (scikit-learn's
-    ``f1_score(average='macro')`` with ``labels`` the union, zero_division 0)."""
-    cm = np.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(
-        num_classes, num_classes
-    )  # (C, C) rows = truth
-    tp = np.diag(cm).astype(np.float64)
-    support, predicted = cm.sum(1), cm.sum(0)
-    present = (support + predicted) > 0
-    denom = support + predicted
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return float(f1[present].mean()) if present.any() else 0.0
+    """Macro F1 of class ids ``pred`` against ``target`` by the rule of every nufm report
+    (:func:`nufm.eval.metrics.metrics_from_counts`: classes present in either)."""
+    counts = np.bincount(target * num_classes + pred, minlength=num_classes**2)  # (C * C,)
+    return metrics_from_counts(counts.reshape(num_classes, num_classes)).macro_f1
 
 
 def fit_class_offsets(
