@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from nufm.presets import STUDY_PRESETS
+from nufm.train.precision import native_bf16
 from nufm.workflows.demo import DemoConfig, run_demo
 
 
@@ -51,6 +53,9 @@ def test_demo_pipeline_at_toy_sizes(
         metrics = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
         assert abs(metrics["metrics"]["semantic"]["macro_f1"] - float(r["macro_f1"])) < 1e-4
     assert "label_efficiency.png" in md and "ROC AUC" in md
+    native = native_bf16(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    assert ("training ran under bf16 autocast" in md) == native
+    assert ("training ran in fp32" in md) == (not native)
     assert ("The study's probe protocol on the live encoder" in md) == given
     if given:
         live = list(csv.DictReader((cfg.out / "study_live" / "results.csv").open()))

@@ -13,15 +13,18 @@ import dataclasses
 import html
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.errors import ConfigError
 from nufm.hub import SHIPPED_MODELS
+from nufm.train.precision import native_bf16
 from nufm.viz.display import save_figure
 
 log = logging.getLogger(__name__)
@@ -280,6 +283,17 @@ def _curves(run_dir: Path, figures: Path) -> list[str]:
     return names
 
 
+def _precision_line() -> str:
+    """What the runs' ``train.bf16`` became on this machine (:mod:`nufm.train.precision`)."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if native_bf16(device):
+        return f"training ran under bf16 autocast on {device.type.upper()}"
+    return (
+        f"training ran in fp32 on {device.type.upper()} (no native bf16 matrix products here, "
+        "where bf16 autocast is several times slower)"
+    )
+
+
 def write_report(
     out: Path,
     data: Path,
@@ -305,7 +319,8 @@ def write_report(
         "# nufm demo report",
         "",
         f"Data: `{data}` (simulated, split by event). Timings (s): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()),
+        + ", ".join(f"{k} {v:.0f}" for k, v in timings.items())
+        + f". Machine: {os.cpu_count()} CPU threads; {_precision_line()}.",
         "",
         "## The encoder",
         "",
