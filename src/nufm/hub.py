@@ -2,11 +2,12 @@
 rebuild the model, the nufm version and the preprocessing contract the model expects).
 
 File I/O and key matching only (no config, training or task code): :func:`save_pretrained`,
-:func:`read_pretrained`, :func:`match_state` with its :class:`LoadReport` of missing,
-unexpected and shape-mismatched keys, and :func:`from_pretrained` into a model you build
-(loading nothing is an error, as pimm does for PoLAr-MAE arXiv:2502.02558 / Panda
-arXiv:2512.01324 weights). Rebuilding nufm objectives and tasks from these files, from
-training checkpoints and from run directories is :mod:`nufm.workflows.load`.
+:func:`read_pretrained`, :func:`plain_state` (tensors safetensors accepts), :func:`match_state`
+with its :class:`LoadReport` of missing, unexpected and shape-mismatched keys, and
+:func:`from_pretrained` into a model you build (loading nothing is an error, as pimm does for
+PoLAr-MAE arXiv:2502.02558 / Panda arXiv:2512.01324 weights). Rebuilding nufm objectives and
+tasks from these files, from training checkpoints and from run directories is
+:mod:`nufm.workflows.load`.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def match_state(
     return usable, report
 
 
-def _plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def plain_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """CPU, contiguous tensors, no two sharing storage (safetensors refuses shared ones)."""
     out: dict[str, torch.Tensor] = {}
     seen: set[tuple[int, int]] = set()
@@ -160,7 +161,7 @@ def save_pretrained(
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = _plain_state(model.state_dict() if isinstance(model, nn.Module) else model)
+    state = plain_state(model.state_dict() if isinstance(model, nn.Module) else model)
     if dtype is not None:
         state = {k: t.to(dtype) if t.is_floating_point() else t for k, t in state.items()}
     # atomic (no half-written file at the path) and with the mode a plain open gives

@@ -118,8 +118,10 @@ def _train_rows(
     dtypes: Sequence[str],
     peaks: dict[str, float],
     threads: int,
+    native: bool,
 ) -> list[dict]:
-    """Time full AdamW steps of ``loss_fn`` in each dtype; one row per dtype."""
+    """Time full AdamW steps of ``loss_fn`` in each dtype; one row per dtype. ``native``: this
+    CPU has native bf16 (else ``mfu_bf16`` is NaN: the scalar fallback's "peak" is no ceiling)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
     flops = count_step_flops(loss_fn)
@@ -150,8 +152,7 @@ def _train_rows(
                 events_per_s=n_events / med,
                 flops_per_event=flops / n_events,
                 achieved_tflops=achieved / 1e12,
-                # the scalar fallback's "peak" is no ceiling: NaN without native bf16
-                mfu_bf16=achieved / peaks["bf16"] if native_bf16(torch.device("cpu")) else math.nan,
+                mfu_bf16=achieved / peaks["bf16"] if native else math.nan,
                 mfu=achieved / peaks[dtype],
                 **mem,
             )
@@ -353,6 +354,7 @@ def _bench(
             dtypes,
             peaks,
             threads,
+            native,
         )
     # Compute-bound reference: the ViT-S transformer alone on (8, 512, 384) tokens.
     torch.manual_seed(0)
@@ -365,7 +367,15 @@ def _bench(
         return vit(tokens, None, None).feat.float().square().mean()
 
     for row in _train_rows(
-        "vit-small", vit, vit_loss, n_seq, repeats, ("bf16" if native else "fp32",), peaks, threads
+        "vit-small",
+        vit,
+        vit_loss,
+        n_seq,
+        repeats,
+        ("bf16" if native else "fp32",),
+        peaks,
+        threads,
+        native,
     ):
         rows.append(dict(row, bench="vit_reference", n_tokens=n_tok))
     if ddp:

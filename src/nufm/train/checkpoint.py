@@ -41,6 +41,7 @@ from torch import nn
 from nufm._version import __version__
 from nufm.atomic import atomic_output
 from nufm.errors import UserError
+from nufm.hub import plain_state
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +167,10 @@ BEST_WEIGHTS = "best.safetensors"
 
 def save_weights(model: nn.Module, path: str | Path, step: int) -> Path:
     """Write ``model``'s state dict as safetensors (atomically), with its training step."""
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     path = Path(path)
     with atomic_output(path, suffix=".safetensors") as tmp:
-        save_file(state, tmp, metadata={"step": str(step), "nufm_version": __version__})
+        meta = {"step": str(step), "nufm_version": __version__}
+        save_file(plain_state(model.state_dict()), tmp, metadata=meta)
     return path
 
 
