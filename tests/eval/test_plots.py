@@ -55,6 +55,17 @@ def test_loss_curves_plot(tmp_path: Path) -> None:
     _save(fig, tmp_path / "loss.png")
 
 
+def test_loss_curves_log_x_for_compute_curves(tmp_path: Path) -> None:
+    flops = np.array([1e12, 1e13, 1e14])
+    fig = plot_loss_curves({"probe": (flops, [0.3, 0.4, 0.41])}, log_x=True)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), flops)
+    _save(fig, tmp_path / "compute.png")
+    with pytest.raises(ValueError, match="must be > 0"):
+        plot_loss_curves({"probe": ([0.0, 1.0], [0.3, 0.4])}, log_x=True)
+
+
 def test_label_efficiency_plot(tmp_path: Path) -> None:
     results = {
         "linear probe": {10: [0.5, 0.55, 0.6], 100: [0.7, 0.72], 1000: [0.8]},

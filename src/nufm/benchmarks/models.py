@@ -31,6 +31,7 @@ from nufm.models.presets import PTV3_PRESETS
 from nufm.models.ptv3 import PTv3
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig
 from nufm.models.vit import VIT_PRESETS
+from nufm.train.precision import default_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def bench_models(
     ptv3_sizes: Sequence[int] = (4000, 16000, 64000, 128000),
     repeats: int = 3,
     vit: str = "vit-small",
-    dtypes: Sequence[str] = ("fp32", "bf16"),
+    dtypes: Sequence[str] | None = None,
     threads: int | None = None,
 ) -> list[dict]:
     """Measure tokenizer, ViT encoder and PTv3-tiny speed on CPU, one event per forward.
@@ -146,7 +147,8 @@ def bench_models(
         ptv3_sizes: points per event for the PTv3-tiny forward scaling benchmark.
         repeats: timed runs per measurement (median reported).
         vit: key of :data:`nufm.models.vit.VIT_PRESETS` for the encoder.
-        dtypes: "fp32" and/or "bf16" (CPU autocast).
+        dtypes: "fp32" and/or "bf16" (CPU autocast); None: fp32, plus bf16 where this CPU
+            multiplies bf16 natively (:func:`nufm.train.precision.default_dtypes`).
         threads: torch intra-op threads during the run (None = keep the current setting); 1
             gives the most stable numbers on a machine shared with other jobs.
 
@@ -163,7 +165,7 @@ def bench_models(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _bench(sizes, ptv3_sizes, repeats, vit, dtypes)
+        return _bench(sizes, ptv3_sizes, repeats, vit, dtypes or default_dtypes())
     finally:
         torch.set_num_threads(previous)
 

@@ -49,7 +49,7 @@ from nufm.sim import generate_events
 from nufm.ssl.distill import SelfDistillation
 from nufm.step import HasEventGrouper
 from nufm.train.components import build_objective
-from nufm.train.precision import native_bf16
+from nufm.train.precision import default_dtypes, native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def bench_pretrain(
     presets: Sequence[str] = TINY_PRESETS,
     repeats: int | None = None,
     batch_events: int = 8,
-    dtypes: Sequence[str] = ("fp32", "bf16"),
+    dtypes: Sequence[str] | None = None,
     ddp: bool = True,
     ddp_steps: int = 20,
     threads: int | None = None,
@@ -269,7 +269,8 @@ def bench_pretrain(
         presets: keys of :data:`nufm.presets.PRESETS`.
         repeats: timed steps per measurement (median); None = 1 if quick else 5.
         batch_events: simulated events per step (ignored when quick: 2).
-        dtypes: "fp32" and/or "bf16" (CPU autocast).
+        dtypes: "fp32" and/or "bf16" (CPU autocast); None: fp32, plus bf16 where this CPU
+            multiplies bf16 natively (:func:`nufm.train.precision.default_dtypes`).
         ddp: run the torchrun 1 -> 2 process scaling test (never when quick).
         ddp_steps: optimizer steps per torchrun run.
         threads: torch intra-op threads (None = ``torch.get_num_threads()``); set explicitly
@@ -298,7 +299,7 @@ def bench_pretrain(
             presets,
             repeats if repeats is not None else (1 if quick else 5),
             2 if quick else batch_events,
-            dtypes,
+            dtypes or default_dtypes(),
             ddp and not quick,
             ddp_steps,
             n_threads,

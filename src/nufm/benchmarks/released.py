@@ -19,6 +19,7 @@ from nufm.benchmarks.models import _autocast, _batch, _time
 from nufm.models.released.encoders import pimm_grid_coord
 from nufm.models.released.panda import PandaConfig, PTv3Released
 from nufm.models.released.polarmae import PolarMAEConfig, PolarMAEEncoder
+from nufm.train.precision import default_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 def bench_released(
     sizes: Sequence[int] = (4000, 20000),
     repeats: int = 3,
-    dtypes: Sequence[str] = ("fp32", "bf16"),
+    dtypes: Sequence[str] | None = None,
     threads: int | None = None,
 ) -> list[dict]:
     """Time full-size Panda-Base and PoLAr-MAE encoder inference, one event per forward.
@@ -34,7 +35,8 @@ def bench_released(
     Args:
         sizes: points per event.
         repeats: timed runs per measurement (median reported).
-        dtypes: "fp32" and/or "bf16" (CPU autocast).
+        dtypes: "fp32" and/or "bf16" (CPU autocast); None: fp32, plus bf16 where this CPU
+            multiplies bf16 natively (:func:`nufm.train.precision.default_dtypes`).
         threads: torch intra-op threads (None = keep the current setting).
 
     Returns:
@@ -42,6 +44,7 @@ def bench_released(
         ``median_s``, ``min_s``, ``cpu_s``, ``events_per_s``, ``peak_mem_mb``, ``mem_method``
         (+ ``n_tokens`` for PoLAr-MAE, ``params_m``).
     """
+    dtypes = dtypes or default_dtypes()
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)

@@ -78,6 +78,7 @@ def plot_loss_curves(
     series: Mapping[str, tuple[ArrayLike, ArrayLike]],
     *,
     log_y: bool = False,
+    log_x: bool = False,
     xlabel: str = "step",
     ylabel: str = "loss",
     title: str = "Training curves",
@@ -87,6 +88,7 @@ def plot_loss_curves(
     Args:
         series: name -> (steps (S,), values (S,)).
         log_y: True = logarithmic y axis.
+        log_x: True = logarithmic x axis (e.g. events seen or FLOPs; x values must be > 0).
     """
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -94,9 +96,13 @@ def plot_loss_curves(
         x, y = to_numpy(steps), to_numpy(values)
         if x.shape != y.shape or x.ndim != 1:
             raise ValueError(f"series {name!r}: steps {x.shape} and values {y.shape} differ")
-        ax.plot(x, y, label=name)
+        if log_x and (x <= 0).any():
+            raise ValueError(f"series {name!r}: x values must be > 0 on a log axis")
+        ax.plot(x, y, marker="o" if x.size < 30 else None, label=name)
     if log_y:
         ax.set_yscale("log")
+    if log_x:
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
