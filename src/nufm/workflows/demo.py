@@ -369,8 +369,10 @@ def write_report(
         "",
         "![](figures/label_efficiency.png)",
         "",
-        "The supervised ceiling (the same architecture from scratch on all 1,200 labelled "
-        "events with a long budget) and the scaling measurements are in docs/benchmarks.md.",
+        "The supervised ceiling (a point-level PTv3 tiny trained from scratch on all 1,200 "
+        "labelled events with a long budget) is in the README's Results section; the probe "
+        "against pretraining compute for three encoder sizes and the demo's timings are in "
+        "docs/benchmarks.md.",
         "",
     ]
     if pred:
