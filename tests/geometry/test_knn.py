@@ -21,10 +21,17 @@ def test_fast_matches_reference() -> None:
     query = coord[::3].contiguous()
     q_off = torch.tensor([100, 100, 102, 168])
     ref = knn(query, q_off, coord, offset, 8, backend="torch")
-    fast = knn(query, q_off, coord, offset, 8, backend="scipy")
-    assert torch.equal(ref[0], fast[0])
-    torch.testing.assert_close(ref[1], fast[1])
+    for workers in (1, 2):
+        fast = knn(query, q_off, coord, offset, 8, backend="scipy", workers=workers)
+        assert torch.equal(ref[0], fast[0])
+        torch.testing.assert_close(ref[1], fast[1])
     assert bool((ref[0][100:102, 4:] == -1).all())  # 4-point event
+
+
+def test_bad_workers_are_refused() -> None:
+    coord, offset = clustered_events([10], seed=9)
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        knn(coord, offset, coord, offset, 3, workers=0)
 
 
 def test_batch_independence() -> None:

@@ -9,8 +9,13 @@ from scipy.spatial import cKDTree
 
 from nufm.batch import PointBatch
 from nufm.config import config_to_dict, objective_config_from_dict
+from nufm.geometry.knn import knn
 from nufm.models.encoders import build_encoder
-from nufm.models.geometric import LocalGeometryConfig, LocalGeometryEncoder
+from nufm.models.geometric import (
+    LocalGeometryConfig,
+    LocalGeometryEncoder,
+    multiscale_shape_features,
+)
 from nufm.tasks.build import build_task
 from nufm.tasks.semseg import SemsegConfig
 
@@ -100,3 +105,22 @@ def test_bad_configs_and_inputs_are_refused() -> None:
     enc = build_encoder(LocalGeometryConfig(in_channels=5))
     with pytest.raises(ValueError, match="in_channels=5"):
         enc(_batch([np.zeros((4, 3))]))
+
+
+@pytest.mark.parametrize("ks", [(4, 16, 64), (64, 4)])
+def test_numba_moments_match_the_torch_reference(ks: tuple[int, ...]) -> None:
+    """The one-pass numba kernel against the per-scale gather reference, with events smaller
+    than the largest k (padded neighbour lists), far from the origin, and unsorted ks."""
+    rng = np.random.default_rng(3)
+    events = [rng.normal(size=(200, 3)) + 700.0, rng.normal(size=(10, 3)), rng.normal(size=(1, 3))]
+    batch = _batch(events)
+    idx, dist = knn(batch.coord, batch.offset, batch.coord, batch.offset, max(ks))
+    assert bool((idx[200:] < 0).any())  # the small events are padded
+    fast = multiscale_shape_features(batch.coord, batch.feat, idx, dist, ks, backend="numba")
+    ref = multiscale_shape_features(batch.coord, batch.feat, idx, dist, ks, backend="torch")
+    assert fast.shape == (211, 6 * len(ks))
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    # the one-point event: no spread, the log-eps extent and distance
+    assert float(fast[210, 3]) == pytest.approx(np.log(1e-8), rel=1e-6)
+    with pytest.raises(ValueError, match="neighbours"):
+        multiscale_shape_features(batch.coord, batch.feat, idx[:, :8], dist[:, :8], ks)

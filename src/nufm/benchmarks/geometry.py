@@ -7,7 +7,12 @@ Times (median of ``repeats``) the PoLAr-MAE tokenization pipeline (arXiv:2502.02
   centers) -> ball query around the centers (radius 5, K 256, mode "first"); the paper-era and
   pimm variant;
 * "pipeline_all": C-NMS on all points (PoLAr-MAE main since PR #3) -> ball query;
-* "knn": 16 nearest neighbours of every point.
+* "knn": 16 nearest neighbours of every point;
+* "descriptors": the study's four-scale local-shape descriptors (``DESCRIPTOR_KS``) of every
+  point, :class:`nufm.models.geometric.LocalGeometryEncoder`'s work; the reference is the
+  per-scale PyTorch gather after a one-thread scipy query, the fast path the one-pass numba
+  kernel after a query on all of torch's threads (scipy is both paths' kNN: the PyTorch
+  kNN's tie order on the voxel lattice differs from scipy's).
 
 Events come from ``nufm.sim.simulate_event`` (several overlaid and subsampled to n points) when
 the simulator is importable, otherwise from synthetic clustered lines. Run with
@@ -29,6 +34,7 @@ from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling
 from nufm.geometry.knn import knn
+from nufm.models.geometric import multiscale_shape_features
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,8 @@ K_GROUP = 256
 """Points per group of the token ball query (before reduction)."""
 K_KNN = 16
 """Neighbours of the kNN benchmark."""
+DESCRIPTOR_KS = (8, 32, 128, 512)
+"""Neighbourhood sizes of the descriptor benchmark (the study's ``probe.geometry_ks``)."""
 
 
 def _synthetic_event(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,6 +114,15 @@ def _pipeline(coord: Tensor, backend: str, seeds: bool) -> int:
     return int(count.sum())
 
 
+def _descriptors(coord: Tensor, backend: str) -> Tensor:
+    """(n, 6 * len(DESCRIPTOR_KS)) descriptors of one event; ``backend`` of the moments."""
+    offset = torch.tensor([coord.shape[0]])
+    workers = 1 if backend == "torch" else torch.get_num_threads()
+    idx, dist = knn(coord, offset, coord, offset, max(DESCRIPTOR_KS), workers=workers)
+    feat = torch.zeros(coord.shape[0], 1)  # (n, 1) log energy stand-in
+    return multiscale_shape_features(coord, feat, idx, dist, DESCRIPTOR_KS, backend=backend)
+
+
 def _median_time(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -141,6 +158,7 @@ def bench_geometry(n_points: tuple[int, ...] = (4000, 20000), repeats: int = 5) 
                 lambda b, c=coord, o=offset: knn(c, o, c, o, K_KNN, backend=b)[1],
                 "scipy",
             ),
+            "descriptors": (lambda b, c=coord: _descriptors(c, b), "numba"),
         }
         for name, (fn, fast) in cases.items():
             out_ref, out_fast = fn("torch"), fn(fast)  # warm-up (numba compile)

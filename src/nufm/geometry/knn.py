@@ -46,6 +46,7 @@ def knn(
     support_offset: Tensor,
     k: int,
     backend: str = "auto",
+    workers: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """The k nearest support points of every query point, within its own event.
 
@@ -56,6 +57,8 @@ def knn(
         support_offset: (B,) int64 exclusive ends of the support events.
         k: neighbours per query (>= 1).
         backend: "auto" (scipy on CPU, torch otherwise), "torch" (reference) or "scipy".
+        workers: threads of the scipy query (1 inside data-loader workers; the caller's
+            thread count where nothing else runs beside it).
 
     Returns:
         idx (Q, k) int64 global support rows sorted by distance, -1 where the event has fewer
@@ -69,6 +72,8 @@ def knn(
         )
     if k < 1:
         raise ValueError(f"knn: k must be >= 1, got {k}")
+    if workers < 1:
+        raise ValueError(f"knn: workers must be >= 1, got {workers}")
     support = support.to(query.dtype)
     q_starts, s_starts = offset_to_starts(query_offset), offset_to_starts(support_offset)
     q_counts, s_counts = offset_to_counts(query_offset), offset_to_counts(support_offset)
@@ -91,7 +96,7 @@ def knn(
                     raise RuntimeError(f"knn: backend {use!r} without numpy copies")
                 kk = min(k, ns)
                 tree = cKDTree(s_np[s0 : s0 + ns])
-                d_np, i_np = tree.query(q_np[q0 : q0 + nq], k=kk)
+                d_np, i_np = tree.query(q_np[q0 : q0 + nq], k=kk, workers=workers)
                 d_np = np.asarray(d_np).reshape(nq, kk)
                 i_np = np.asarray(i_np, dtype=np.int64).reshape(nq, kk)
                 li = torch.full((nq, k), -1, dtype=torch.int64)

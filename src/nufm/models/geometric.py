@@ -20,12 +20,16 @@ Owns :class:`LocalGeometryConfig` and :class:`LocalGeometryEncoder`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from numba import njit
 from torch import Tensor
 
 from nufm.batch import PointBatch
+from nufm.geometry._backend import resolve_backend, to_numpy
 from nufm.geometry.knn import knn
 from nufm.models.base import Encoder, EncoderOutput
 
@@ -55,8 +59,30 @@ class LocalGeometryConfig:
         return self.in_channels + 6 * len(self.ks)
 
 
+def _shape_from_moments(cov: Tensor, far: Tensor, energy: Tensor) -> Tensor:
+    """The 6 descriptors of one scale from its neighbourhood moments.
+
+    Args:
+        cov: (N, 3, 3) float64 covariance of each point's neighbours.
+        far: (N,) float64 distance to the farthest of them.
+        energy: (N,) float64 their mean log energy.
+
+    Returns:
+        (N, 6) float32.
+    """
+    eig = torch.linalg.eigvalsh(cov).flip(1).clamp(min=0.0)  # (N, 3) descending
+    total = eig.sum(1)  # (N,)
+    shape = eig / (total[:, None] + _EPS)  # (N, 3)
+    out = torch.cat(
+        [shape, torch.log(total + _EPS)[:, None], torch.log(far + _EPS)[:, None], energy[:, None]],
+        dim=1,
+    )  # (N, 6)
+    return out.to(torch.float32)
+
+
 def local_shape_features(coord: Tensor, feat: Tensor, idx: Tensor, dist: Tensor) -> Tensor:
-    """The 6 descriptors of one scale (module docstring) for every point.
+    """The 6 descriptors of one scale (module docstring) for every point: the plain-PyTorch
+    reference (any device) of :func:`multiscale_shape_features`.
 
     Args:
         coord: (N, 3) float positions.
@@ -75,16 +101,107 @@ def local_shape_features(coord: Tensor, feat: Tensor, idx: Tensor, dist: Tensor)
     mean = (nb * w[..., None]).sum(1) / n[:, None]  # (N, 3)
     centred = (nb - mean[:, None]) * w[..., None]  # (N, k, 3)
     cov = centred.transpose(1, 2) @ centred / n[:, None, None]  # (N, 3, 3)
-    eig = torch.linalg.eigvalsh(cov).flip(1).clamp(min=0.0)  # (N, 3) descending
-    total = eig.sum(1)  # (N,)
-    shape = eig / (total[:, None] + _EPS)  # (N, 3)
     far = torch.where(has, dist.to(torch.float64), torch.zeros_like(w)).amax(1)  # (N,)
     energy = (feat[:, -1].to(torch.float64)[idx.clamp(min=0)] * w).sum(1) / n  # (N,)
-    out = torch.cat(
-        [shape, torch.log(total + _EPS)[:, None], torch.log(far + _EPS)[:, None], energy[:, None]],
-        dim=1,
-    )  # (N, 6)
-    return out.to(torch.float32)
+    return _shape_from_moments(cov, far, energy)
+
+
+@njit(cache=True)
+def _moments_numba(coord, energy, idx, ks):  # pragma: no cover - compiled
+    """Neighbourhood moments of every point at each scale in one pass over its sorted
+    neighbours (running sums of offsets from the point itself, so no precision is lost far
+    from the origin).
+
+    coord (N, 3) f64, energy (N,) f64, idx (N, K) i64 (-1 only at the tail), ks (S,) i64
+    ascending, ks[-1] <= K. Returns cov (N, S, 3, 3) f64, mean energy (N, S) f64 and the
+    column of the farthest neighbour used (N, S) i64 (-1 when none).
+    """
+    n, kmax = idx.shape
+    ns = ks.shape[0]
+    cov = np.zeros((n, ns, 3, 3))
+    emean = np.zeros((n, ns))
+    last = np.full((n, ns), -1, dtype=np.int64)
+    for i in range(n):
+        x0, y0, z0 = coord[i, 0], coord[i, 1], coord[i, 2]
+        sx = sy = sz = sxx = sxy = sxz = syy = syz = szz = se = 0.0
+        m = 0
+        s = 0
+        for j in range(kmax + 1):
+            r = idx[i, j] if j < kmax else -1
+            if r >= 0:
+                dx, dy, dz = coord[r, 0] - x0, coord[r, 1] - y0, coord[r, 2] - z0
+                sx += dx
+                sy += dy
+                sz += dz
+                sxx += dx * dx
+                sxy += dx * dy
+                sxz += dx * dz
+                syy += dy * dy
+                syz += dy * dz
+                szz += dz * dz
+                se += energy[r]
+                m += 1
+            # emit every scale complete at m neighbours, or all left once the event runs out
+            while s < ns and (m == ks[s] or (r < 0 and m > 0)):
+                mx, my, mz = sx / m, sy / m, sz / m
+                c = cov[i, s]
+                c[0, 0] = sxx / m - mx * mx
+                c[0, 1] = c[1, 0] = sxy / m - mx * my
+                c[0, 2] = c[2, 0] = sxz / m - mx * mz
+                c[1, 1] = syy / m - my * my
+                c[1, 2] = c[2, 1] = syz / m - my * mz
+                c[2, 2] = szz / m - mz * mz
+                emean[i, s] = se / m
+                last[i, s] = m - 1
+                s += 1
+            if r < 0:
+                break
+    return cov, emean, last
+
+
+def multiscale_shape_features(
+    coord: Tensor,
+    feat: Tensor,
+    idx: Tensor,
+    dist: Tensor,
+    ks: Sequence[int],
+    backend: str = "auto",
+) -> Tensor:
+    """The 6 descriptors of every scale in ``ks``, scale after scale.
+
+    Args:
+        coord: (N, 3) float positions.
+        feat: (N, C) float features; the last column is averaged over the neighbours.
+        idx: (N, K) int64 nearest points of each point's event, nearest first, -1 where the
+            event has fewer; K >= max(ks) (the first k columns are the k nearest).
+        dist: (N, K) their distances (inf where -1).
+        ks: neighbourhood sizes.
+        backend: "auto" (numba on CPU, torch otherwise), "torch" (reference) or "numba".
+
+    Returns:
+        (N, 6 * len(ks)) float32.
+    """
+    if max(ks) > idx.shape[1]:
+        raise ValueError(f"multiscale_shape_features: ks {tuple(ks)} > {idx.shape[1]} neighbours")
+    if resolve_backend(backend, coord.device, "numba", "multiscale_shape_features") == "torch":
+        return torch.cat(
+            [local_shape_features(coord, feat, idx[:, :k], dist[:, :k]) for k in ks], dim=1
+        )
+    order = sorted(range(len(ks)), key=lambda s: ks[s])
+    cov, emean, last = _moments_numba(
+        to_numpy(coord.to(torch.float64)),
+        to_numpy(feat[:, -1].to(torch.float64)),
+        to_numpy(idx),
+        np.array([ks[s] for s in order], dtype=np.int64),
+    )  # (N, S, 3, 3), (N, S), (N, S) in ascending-k order
+    last_t = torch.from_numpy(last)  # (N, S)
+    far = dist.to(torch.float64).gather(1, last_t.clamp(min=0))  # (N, S)
+    far = torch.where(last_t >= 0, far, torch.zeros_like(far))
+    cov_t, emean_t = torch.from_numpy(cov), torch.from_numpy(emean)
+    parts = {
+        order[s]: _shape_from_moments(cov_t[:, s], far[:, s], emean_t[:, s]) for s in range(len(ks))
+    }
+    return torch.cat([parts[s] for s in range(len(ks))], dim=1)  # (N, 6 * S)
 
 
 class LocalGeometryEncoder(Encoder):
@@ -107,12 +224,16 @@ class LocalGeometryEncoder(Encoder):
         with torch.no_grad():
             # one query at the largest k: the k nearest are a prefix (sorted by distance)
             idx, dist = knn(
-                batch.coord, batch.offset, batch.coord, batch.offset, max(self.cfg.ks)
+                batch.coord,
+                batch.offset,
+                batch.coord,
+                batch.offset,
+                max(self.cfg.ks),
+                workers=torch.get_num_threads(),
             )  # (N, K)
-            parts = [batch.feat.float()] + [
-                local_shape_features(batch.coord, batch.feat, idx[:, :k], dist[:, :k])
-                for k in self.cfg.ks
-            ]
+            shape = multiscale_shape_features(
+                batch.coord, batch.feat, idx, dist, self.cfg.ks
+            )  # (N, 6 * S)
         return EncoderOutput(
-            feat=torch.cat(parts, dim=1), level="point", offset=batch.offset
+            feat=torch.cat([batch.feat.float(), shape], dim=1), level="point", offset=batch.offset
         )  # (N, D)
