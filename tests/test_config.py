@@ -8,6 +8,7 @@ import pytest
 from nufm.config import (
     DataConfig,
     OptimConfig,
+    ProbeStudyConfig,
     RunConfig,
     TrainConfig,
     config_from_dict,
@@ -42,6 +43,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
             ),
             "warmup_steps",
         ),
+        (lambda: ProbeStudyConfig(fused_pca_dims=-1), "probe.fused_pca_dims"),
     ],
 )
 def test_validation_names_the_option(make, match: str) -> None:

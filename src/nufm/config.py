@@ -365,6 +365,8 @@ StudyMode = Literal[
     "probe-random",
     "probe-geometry",
     "gbt-geometry",
+    "probe-fused",
+    "gbt-fused",
     "gbt-hitpattern",
     "dedx-hough",
     "wc-fit",
@@ -375,10 +377,18 @@ StudyMode = Literal[
 (``linear-random``) or on classical local-shape descriptors (``linear-geometry``), all trained
 by the fine-tuning loop; or a frozen-feature probe of the reference protocol (``probe``,
 ``probe-random``, ``probe-geometry``: a bag of logistic-regression heads selected on val
-events; ``gbt-geometry``: gradient-boosted trees on the descriptors), see
+events; ``gbt-geometry``: gradient-boosted trees on the descriptors; ``probe-fused`` and
+``gbt-fused``: the same on the pretrained encoder's features beside the descriptors), see
 :class:`ProbeStudyConfig`."""
 
-PROBE_MODES: tuple[StudyMode, ...] = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
+PROBE_MODES: tuple[StudyMode, ...] = (
+    "probe",
+    "probe-random",
+    "probe-geometry",
+    "gbt-geometry",
+    "probe-fused",
+    "gbt-fused",
+)
 """Study modes fitted on frozen per-point features (of an encoder or of the descriptors),
 selected on val events, with no training loop."""
 EVENT_BASELINE_MODES: tuple[StudyMode, ...] = ("gbt-hitpattern",)
@@ -448,6 +458,10 @@ class ProbeStudyConfig:
     """Train points the trees see at most (seeded uniform subsample; 0 = all)."""
     gbt_threads: int | None = 1
     """OpenMP threads of the trees (None = every core; one is robust on a shared machine)."""
+    fused_pca_dims: int = 32
+    """gbt-fused: the pretrained features enter the trees as their first this many principal
+    components (fitted on the labelled train points), so a fit costs about twice one on the
+    descriptors alone; 0 = all channels. probe-fused always uses all channels."""
 
     def __post_init__(self) -> None:
         for name in ("n_val", "train_points_per_event"):
@@ -463,6 +477,8 @@ class ProbeStudyConfig:
             )
         if not self.geometry_ks or min(self.geometry_ks) < 2:
             raise ConfigError(f"study probe.geometry_ks needs sizes >= 2: {self.geometry_ks}")
+        if self.fused_pca_dims < 0:
+            raise ConfigError(f"study probe.fused_pca_dims must be >= 0, got {self.fused_pca_dims}")
         if self.gbt_max_iter < 1 or self.gbt_max_train_points < 0:
             raise ConfigError(
                 f"study probe: need gbt_max_iter >= 1 and gbt_max_train_points >= 0; got "
@@ -493,16 +509,16 @@ class StudyConfig:
     """Fine-tuning seeds (initialisation, batch order); the labelled subsets stay fixed."""
     network_seeds: tuple[int, ...] | None = None
     """Seeds of the costly modes (the training-loop modes linear, head, full, scratch,
-    linear-random, linear-geometry; probe-random, which draws an encoder per seed; and
-    gbt-geometry) when they should differ from ``seeds`` (e.g. fewer, to fit a time budget,
-    while the cheap linear-probe modes run every seed); None = ``seeds``."""
+    linear-random, linear-geometry; probe-random, which draws an encoder per seed; and the
+    trees, gbt-geometry and gbt-fused) when they should differ from ``seeds`` (e.g. fewer, to
+    fit a time budget, while the cheap linear-probe modes run every seed); None = ``seeds``."""
     linear_lr: float | None = 3e-2
     """Learning rate of the linear modes (linear, linear-random, linear-geometry; their min lr
     is 1% of it); None = ``run.optim.lr``. A single linear layer needs a larger rate than a
     network in the same step budget (docs/tasks.md)."""
     probe: ProbeStudyConfig = field(default_factory=ProbeStudyConfig)
     """Settings of the frozen-feature modes (probe, probe-random, probe-geometry,
-    gbt-geometry); the other modes ignore them."""
+    gbt-geometry, probe-fused, gbt-fused); the other modes ignore them."""
     steps: tuple[int, ...] = ()
     """Training steps of the runs at each size of ``sizes`` (a budget that grows with the
     labelled set, so every size can converge; warm-up 10%); empty = ``run.train.max_steps``
@@ -524,7 +540,7 @@ class StudyConfig:
     def seeds_for(self, mode: str) -> tuple[int, ...]:
         """The seeds ``mode`` runs: ``network_seeds`` for the costly modes (see there), else
         ``seeds``."""
-        costly = mode not in PROBE_MODES or mode in ("probe-random", "gbt-geometry")
+        costly = mode not in PROBE_MODES or mode in ("probe-random", "gbt-geometry", "gbt-fused")
         costly = costly and mode not in EVENT_BASELINE_MODES  # seconds: every seed
         if costly and self.network_seeds is not None:
             return self.network_seeds

@@ -129,13 +129,15 @@ def test_probe_modes_run_end_to_end_and_share_features(
             caches.append(self)
 
     monkeypatch.setattr(study, "FeatureCache", Recording)
-    modes = ("probe", "probe-random", "probe-geometry", "gbt-geometry")
+    modes = ("probe", "probe-random", "probe-geometry", "gbt-geometry", "probe-fused", "gbt-fused")
     cfg = dataclasses.replace(
         STUDY_PRESETS["smoke"],
         sizes=(8, 4),
         modes=modes,
         seeds=(0, 1),
-        probe=ProbeStudyConfig(min_steps=20, gbt_max_iter=5, train_points_per_event=200),
+        probe=ProbeStudyConfig(
+            min_steps=20, gbt_max_iter=5, train_points_per_event=200, fused_pca_dims=3
+        ),
     )
     rows = run_study(cfg, tiny_study[0], (tiny_study[1],), tmp_path)
     assert [(r.mode, r.n_train, r.seed) for r in rows] == [
@@ -143,7 +145,8 @@ def test_probe_modes_run_end_to_end_and_share_features(
     ]
     (cache,) = caches
     # every event of every set once per source (4 train + 4 more, 4 val, 4 test); the random
-    # encoder is one per seed, the descriptors serve probe-geometry and gbt-geometry
+    # encoder is one per seed, the descriptors serve probe-geometry and gbt-geometry, and the
+    # fused modes reuse both the pretrained features and the descriptors
     assert cache.encoded_events == {
         "pretrained": 16,
         "random-s0": 16,
@@ -162,6 +165,12 @@ def test_probe_modes_run_end_to_end_and_share_features(
     assert model["probe"]["pretrained"] is not None and model["probe-random"]["random_encoder"]
     assert model["probe-geometry"]["encoder"] == model["gbt-geometry"]["encoder"]
     assert model["gbt-geometry"]["probe"] == "gradient-boosted trees"
+    d_enc, d_geo = model["probe"]["feature_dim"], model["probe-geometry"]["feature_dim"]
+    assert d_enc > 3 and model["probe-fused"]["feature_dim"] == d_enc + d_geo
+    assert model["gbt-fused"]["feature_dim"] == 3 + d_geo  # 3 principal components
+    assert model["gbt-fused"]["probe"] == "gradient-boosted trees"
+    assert model["gbt-fused"]["pretrained"] == model["probe"]["pretrained"] is not None
+    assert model["gbt-fused"]["descriptors"] and not model["probe"]["descriptors"]
     table = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert [t["mode"] for t in table] == [r.mode for r in rows]
     assert {f"f1_{c}" for c in SEGMENT_NAMES} <= set(table[0])

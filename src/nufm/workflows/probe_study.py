@@ -9,7 +9,10 @@ heads over a grid of learning rates trains on the labelled events
 (:func:`nufm.eval.probes.run_probe_on_sets`), the head with the best macro F1 on the val events
 is selected and scored on the study's test events. ``gbt-geometry`` fits gradient-boosted trees
 on the descriptors (:func:`nufm.eval.boosted_trees.run_gbt_probe`), its number of iterations
-selected on the val events. Settings: :class:`nufm.config.ProbeStudyConfig`.
+selected on the val events. ``probe-fused`` and ``gbt-fused`` read the pretrained encoder's
+features and the descriptors side by side (the trees the first ``probe.fused_pca_dims``
+principal components of the encoder's features): they ask whether the encoder knows anything
+the classical features do not. Settings: :class:`nufm.config.ProbeStudyConfig`.
 
 Owns :class:`FeatureCache` and :func:`run_probe_mode`.
 """
@@ -191,6 +194,55 @@ def _feature_source(
             raise ValueError(f"study: {mode!r} is not a frozen-feature mode {PROBE_MODES}")
 
 
+def _pca_reduce(
+    sets: dict[str, tuple[np.ndarray, np.ndarray]], dims: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The first ``dims`` principal components of every set's features, fitted on at most
+    50,000 of the train points (a seeded subsample; labels are not used); 0 = unchanged."""
+    x_train = sets["train"][0]
+    if dims == 0 or dims >= x_train.shape[1]:
+        return sets
+    from sklearn.decomposition import PCA  # deferred: scikit-learn is slow to import
+
+    rng = np.random.default_rng(seed)
+    fit_rows = rng.choice(len(x_train), min(len(x_train), 50_000), replace=False)
+    pca = PCA(dims, random_state=seed).fit(x_train[np.sort(fit_rows)])
+    return {k: (pca.transform(x).astype(np.float32), y) for k, (x, y) in sets.items()}
+
+
+def _mode_sets(
+    cfg: StudyConfig,
+    mode: str,
+    n_train: int,
+    seed: int,
+    cache: FeatureCache,
+    pretrained: Pretrained,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Split -> (features (M, D), labels (M,)) a frozen-feature mode fits, selects and scores
+    on: one source's features, or for the fused modes the pretrained encoder's (reduced for
+    the trees) beside the descriptors."""
+
+    def of(source_mode: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        source, build = _feature_source(cfg, source_mode, seed, pretrained)
+        return {
+            split: cache.get(source, build, split, n_train if split == "train" else None)
+            for split in ("train", "val", "test")
+        }
+
+    if mode not in ("probe-fused", "gbt-fused"):
+        return of(mode)
+    encoder, geometry = of("probe"), of("probe-geometry")
+    if mode == "gbt-fused":
+        encoder = _pca_reduce(encoder, cfg.probe.fused_pca_dims, seed)
+    out = {}
+    for split, (x, y) in encoder.items():
+        xg, yg = geometry[split]
+        if not np.array_equal(y, yg):  # same events, same kept points: a cache bug if not
+            raise RuntimeError(f"study {mode}: {split} labels of the two sources differ")
+        out[split] = (np.hstack([x, xg]), y)  # (M, D_enc + D_geo)
+    return out
+
+
 def run_probe_mode(
     cfg: StudyConfig,
     mode: str,
@@ -216,14 +268,10 @@ def run_probe_mode(
             f"{type(task).__name__}"
         )
     feature_s0 = sum(cache.seconds.values())
-    source, build = _feature_source(cfg, mode, seed, pretrained)
-    sets = {
-        split: cache.get(source, build, split, n_train if split == "train" else None)
-        for split in ("train", "val", "test")
-    }
+    sets = _mode_sets(cfg, mode, n_train, seed, cache, pretrained)
     p = cfg.probe
     C = task.num_classes
-    is_gbt = mode == "gbt-geometry"
+    is_gbt = mode in ("gbt-geometry", "gbt-fused")
     if is_gbt:
         gbt = GBTProbeConfig(
             max_iter=p.gbt_max_iter,
@@ -249,6 +297,7 @@ def run_probe_mode(
         result = run_probe_on_sets(linear, sets["train"], sets["val"], sets["test"], C)
     sem = metrics_report(semantic=result.test, class_names=list(SEGMENT_NAMES[:C]))["semantic"]
     is_geometry = mode in ("probe-geometry", "gbt-geometry")
+    uses_pretrained = mode in ("probe", "probe-fused", "gbt-fused")
     write_metrics_json(
         run_dir / "metrics.json",
         {
@@ -269,9 +318,11 @@ def run_probe_mode(
             "encoder": "LocalGeometryConfig"
             if is_geometry
             else type(pretrained.encoder_config).__name__,
+            "descriptors": mode in ("probe-geometry", "gbt-geometry", "probe-fused", "gbt-fused"),
+            "feature_dim": int(sets["train"][0].shape[1]),
             "random_encoder": mode == "probe-random",
-            "pretrained": pretrained.source if mode == "probe" else None,
-            "pretrained_step": pretrained.step if mode == "probe" else None,
+            "pretrained": pretrained.source if uses_pretrained else None,
+            "pretrained_step": pretrained.step if uses_pretrained else None,
             "settings": config_to_dict(p),
             "feature_seconds": sum(cache.seconds.values()) - feature_s0,
         },

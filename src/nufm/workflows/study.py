@@ -11,9 +11,10 @@ beat) and ``linear-geometry`` (the same linear probe on classical local-shape de
 run uses the same step budget, preprocessing and test events, so only the encoder's
 starting weights and what trains differ.
 
-The frozen-feature modes ``probe``, ``probe-random``, ``probe-geometry`` and ``gbt-geometry``
-follow the probe protocol of the references instead (features computed once, heads or trees
-selected on val events, no training loop): :mod:`nufm.workflows.probe_study`.
+The frozen-feature modes ``probe``, ``probe-random``, ``probe-geometry``, ``gbt-geometry``,
+``probe-fused`` and ``gbt-fused`` follow the probe protocol of the references instead
+(features computed once, heads or trees selected on val events, no training loop):
+:mod:`nufm.workflows.probe_study`.
 
 Other tasks work the same way, each scored by the number its field quotes
 (:mod:`nufm.workflows.study_score`): macro F1 of a classification (per point, particle or
@@ -92,6 +93,8 @@ MODE_LABELS: dict[str, str] = {
     "probe-random": "linear-probe bag, val-selected (random encoder, frozen)",
     "probe-geometry": "linear-probe bag, val-selected (local-shape descriptors)",
     "gbt-geometry": "boosted trees, val-selected (local-shape descriptors)",
+    "probe-fused": "linear-probe bag, val-selected (pretrained features + descriptors)",
+    "gbt-fused": "boosted trees, val-selected (pretrained features + descriptors)",
     "gbt-hitpattern": "boosted trees (water Cherenkov hit-pattern features)",
     "dedx-hough": "dE/dx on Hough tracks (classical, collider TPC)",
     "wc-fit": "point fit: time-residual vertex, ring direction, charge energy (classical)",
