@@ -48,9 +48,9 @@ class DemoConfig:
     pretrain_preset: str = "mae-fast-cpu"
     """The live pretraining (nufm.presets.PRESETS), reported beside the shipped encoder so
     the whole pipeline runs; its events are simulated from another seed."""
-    pretrain_steps: int = 400
+    pretrain_steps: int = 300
     """Live pretraining optimizer steps (its probe is flat from about 300 steps on:
-    docs/benchmarks.md)."""
+    docs/benchmarks.md; 300 since the four-scale descriptors, to keep the demo's time)."""
     study_preset: str = "demo"
     """Label-efficiency study preset (nufm.presets.STUDY_PRESETS)."""
     seed: int = 0
