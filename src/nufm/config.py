@@ -367,6 +367,8 @@ StudyMode = Literal[
     "gbt-geometry",
     "probe-fused",
     "gbt-fused",
+    "full-fused",
+    "scratch-fused",
     "gbt-hitpattern",
     "dedx-hough",
     "wc-fit",
@@ -379,7 +381,9 @@ by the fine-tuning loop; or a frozen-feature probe of the reference protocol (``
 ``probe-random``, ``probe-geometry``: a bag of logistic-regression heads selected on val
 events; ``gbt-geometry``: gradient-boosted trees on the descriptors; ``probe-fused`` and
 ``gbt-fused``: the same on the pretrained encoder's features beside the descriptors), see
-:class:`ProbeStudyConfig`."""
+:class:`ProbeStudyConfig`; ``full-fused`` and ``scratch-fused`` are ``full`` and ``scratch``
+with the descriptors at ``probe.geometry_ks`` beside the encoder's features at the head's
+input (``TaskBaseConfig.point_descriptors``)."""
 
 PROBE_MODES: tuple[StudyMode, ...] = (
     "probe",
@@ -406,7 +410,7 @@ Cherenkov hit patterns, dE/dx on Hough tracks (collider-TPC hit particle ID), th
 Cherenkov point fit (vertex, direction, energy), Hough track finding (collider-TPC tracks and
 noise tagging) and boosted trees on water Cherenkov hits placed by the point fit (per-hit
 categories)."""
-NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", *CLASSICAL_MODES)
+NO_PRETRAINED_MODES: tuple[StudyMode, ...] = ("scratch", "scratch-fused", *CLASSICAL_MODES)
 """Study modes that need no pretrained model (a study of only these runs without one)."""
 
 
@@ -442,7 +446,8 @@ class ProbeStudyConfig:
     weight_decay: float = 0.01
     """AdamW decoupled weight decay of the heads."""
     geometry_ks: tuple[int, ...] = (8, 32, 128, 512)
-    """Neighbourhood sizes of the descriptors of probe-geometry and gbt-geometry. The two large
+    """Neighbourhood sizes of the descriptors of probe-geometry, gbt-geometry and the fused
+    modes (probe-fused, gbt-fused, full-fused, scratch-fused). The two large
     scales (a few cm to about 15 cm along a track) carry the context that tells a Michel
     electron from a shower electron: boosted trees on the demo's data reach macro F1 0.734
     with 100 labelled events with these four, 0.604 with (8, 32) (docs/evaluation.md). The

@@ -14,6 +14,7 @@ from nufm.batch import PointBatch
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.collate import collate
 from nufm.data.event import Event
+from nufm.models.geometric import point_shape_descriptors
 from nufm.presets import PRESETS
 from nufm.tasks import (
     MODES,
@@ -248,3 +249,30 @@ def test_optimizer_groups_use_the_task_lr_scales(mode: str) -> None:
         assert any(g["lr"] == pytest.approx(2.5e-4) for g in opt.param_groups)
     else:
         assert not any(_is_encoder(n) for n in in_groups)
+
+
+@pytest.mark.parametrize("mode", ["linear", "full"])
+def test_point_descriptors_are_appended_to_the_head_input(
+    mode: str, task_batch: PointBatch
+) -> None:
+    ks = (4, 8)
+    torch.manual_seed(0)
+    plain = build_task(_cfg("semseg", mode)).eval()
+    torch.manual_seed(0)
+    task = build_task(_cfg("semseg", mode, point_descriptors=ks)).eval()
+    assert task.backbone.out_dim == plain.backbone.out_dim + 6 * len(ks)
+    feat = task.backbone(task_batch)  # (N, D + 12)
+    D = plain.backbone.out_dim
+    # the encoder part is untouched; the descriptors pass a fresh BatchNorm (eval: x / sqrt(1+eps))
+    torch.testing.assert_close(feat[:, :D], plain.backbone(task_batch))
+    shape = point_shape_descriptors(task_batch, ks)  # (N, 12)
+    assert shape.shape == (task_batch.num_points, 12) and torch.isfinite(shape).all()
+    torch.testing.assert_close(feat[:, D:], shape / (1 + 1e-5) ** 0.5)
+    # training: the norm's statistics move, gradients reach every trainable parameter
+    task.train()
+    task(task_batch).loss.backward()
+    norm = task.backbone.descriptor_norm
+    assert norm is not None and norm.weight.grad is not None
+    assert not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
+    with pytest.raises(ValueError, match="point_descriptors needs sizes >= 2"):
+        _cfg("semseg", mode, point_descriptors=(1, 8))

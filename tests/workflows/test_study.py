@@ -321,3 +321,45 @@ def test_fasercal_core_transfers_to_lartpc_particle_id(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no headline score for the task MultiTaskConfig"):
         run_study(reg, faser, (tmp_path / "lar.h5",), tmp_path / "bad")
     assert not (tmp_path / "bad" / "runs").exists()
+
+
+def test_fused_training_modes_give_the_head_the_descriptors(tmp_path: Path) -> None:
+    """full-fused / scratch-fused are full / scratch with the study's descriptor scales at the
+    head's input; only full-fused starts from the pretrained weights."""
+    from nufm.workflows.study import study_run
+
+    run_dir = tmp_path / "pretrain"
+    run_pretrain(one_step_mae_run(), run_dir)
+    data = tmp_path / "events.h5"
+    write_events(data, list(generate_events(60, 7)))
+    smoke = STUDY_PRESETS["smoke"]
+    cfg = dataclasses.replace(
+        smoke,
+        sizes=(4,),
+        modes=("full-fused", "scratch-fused", "full"),
+        probe=dataclasses.replace(smoke.probe, geometry_ks=(4, 8)),
+    )
+    for mode, task_mode, ks in [
+        ("full-fused", "full", (4, 8)),
+        ("scratch-fused", "scratch", (4, 8)),
+        ("full", "full", ()),
+    ]:
+        objective = study_run(cfg, mode, 4, 0).objective
+        assert (objective.mode, objective.point_descriptors) == (task_mode, ks)  # type: ignore[union-attr]
+    rows = run_study(cfg, run_dir, (data,), tmp_path / "study")
+    assert [r.mode for r in rows] == ["full-fused", "scratch-fused", "full"]
+    assert all(math.isfinite(r.score) for r in rows)
+    models = {
+        r.mode: json.loads((Path(r.run_dir) / "metrics.json").read_text())["model"] for r in rows
+    }
+    assert models["full-fused"]["pretrained"] is not None
+    assert models["scratch-fused"]["pretrained"] is None
+    md = (tmp_path / "study" / "results.md").read_text()
+    assert "descriptors beside the features at the head (pretrained)" in md
+    # the fine-tuned fused model reloads with its descriptor norm (config and weights agree)
+    from nufm.workflows.load import load_task
+
+    fused = load_task(rows[0].run_dir).task
+    assert fused.backbone.descriptor_ks == (4, 8)
+    norm = fused.backbone.descriptor_norm
+    assert norm is not None and int(norm.num_batches_tracked) > 0

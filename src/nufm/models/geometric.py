@@ -15,7 +15,9 @@ The point's own feature channels come first. Output (N, C + 6 * len(ks)), ``leve
 a linear head on top (task mode ``linear``) is a logistic regression on hand-made features.
 There is nothing to train or load; pretrained weights never apply to it.
 
-Owns :class:`LocalGeometryConfig` and :class:`LocalGeometryEncoder`.
+Owns :class:`LocalGeometryConfig`, :class:`LocalGeometryEncoder` and
+:func:`point_shape_descriptors` (the same descriptors as extra per-point inputs of a task's
+head: ``TaskBaseConfig.point_descriptors``).
 """
 
 from __future__ import annotations
@@ -204,6 +206,29 @@ def multiscale_shape_features(
     return torch.cat([parts[s] for s in range(len(ks))], dim=1)  # (N, 6 * S)
 
 
+def point_shape_descriptors(batch: PointBatch, ks: Sequence[int]) -> Tensor:
+    """The 6 descriptors of every scale in ``ks`` for every point of ``batch`` (no gradient).
+
+    One kNN query at the largest k on all of torch's threads (the k nearest are a prefix,
+    sorted by distance), then :func:`multiscale_shape_features`; the last channel of
+    ``batch.feat`` is the one averaged over the neighbours.
+
+    Returns:
+        (N, 6 * len(ks)) float32 on ``batch.coord``'s device.
+    """
+    with torch.no_grad():
+        idx, dist = knn(
+            batch.coord,
+            batch.offset,
+            batch.coord,
+            batch.offset,
+            max(ks),
+            workers=torch.get_num_threads(),
+        )  # (N, K)
+        shape = multiscale_shape_features(batch.coord, batch.feat, idx, dist, ks)  # (N, 6 * S)
+    return shape.to(batch.coord.device)
+
+
 class LocalGeometryEncoder(Encoder):
     """``forward(batch) -> EncoderOutput`` with (N, out_dim) per-point descriptors."""
 
@@ -221,19 +246,7 @@ class LocalGeometryEncoder(Encoder):
                 f"LocalGeometryEncoder: batch.feat has {batch.feat.shape[1]} "
                 f"channels, the config says in_channels={self.cfg.in_channels}"
             )
-        with torch.no_grad():
-            # one query at the largest k: the k nearest are a prefix (sorted by distance)
-            idx, dist = knn(
-                batch.coord,
-                batch.offset,
-                batch.coord,
-                batch.offset,
-                max(self.cfg.ks),
-                workers=torch.get_num_threads(),
-            )  # (N, K)
-            shape = multiscale_shape_features(
-                batch.coord, batch.feat, idx, dist, self.cfg.ks
-            )  # (N, 6 * S)
+        shape = point_shape_descriptors(batch, self.cfg.ks)  # (N, 6 * S)
         return EncoderOutput(
             feat=torch.cat([batch.feat.float(), shape], dim=1), level="point", offset=batch.offset
         )  # (N, D)

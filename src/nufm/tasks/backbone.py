@@ -43,7 +43,7 @@ from nufm.models.encoders import (
     build_encoder,
     input_width,
 )
-from nufm.models.geometric import LocalGeometryConfig
+from nufm.models.geometric import LocalGeometryConfig, point_shape_descriptors
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
 from nufm.models.serialized_patches import SerializedPatchConfig
@@ -110,8 +110,19 @@ class TaskBaseConfig:
     """Widths of the head MLP's hidden layers (not used in linear mode)."""
     dropout: float = 0.0
     """Dropout after each hidden layer of the head MLP."""
+    point_descriptors: tuple[int, ...] = ()
+    """Neighbourhood sizes (points) of classical local-shape descriptors
+    (:func:`nufm.models.geometric.point_shape_descriptors`, 6 per size) appended, batch-
+    normalised, to the per-point features the head reads, in every mode; () = none. A skip
+    connection of hand-made context beside the encoder (the study's ``probe-fused`` rows ask
+    the same of frozen features): (8, 32, 128, 512) are the study's descriptor scales."""
 
     def __post_init__(self) -> None:
+        if self.point_descriptors and min(self.point_descriptors) < 2:
+            raise ValueError(
+                f"{type(self).__name__}.point_descriptors needs sizes >= 2, got "
+                f"{self.point_descriptors}"
+            )
         if self.mode not in MODES:
             raise ValueError(f"{type(self).__name__}.mode={self.mode!r} is not one of {MODES}")
         if self.encoder_lr_scale <= 0:
@@ -140,7 +151,8 @@ class TaskBaseConfig:
 
 
 class TaskBackbone(nn.Module):
-    """Encoder plus (modes head/full/scratch, token encoders) a feature-propagation neck.
+    """Encoder plus (modes head/full/scratch, token encoders) a feature-propagation neck,
+    plus, with ``point_descriptors``, batch-normalised local-shape descriptors.
 
     ``forward(batch) -> (N, out_dim)`` per-point features. In linear mode, and for point-level
     encoders in every mode, the features are the encoder's own (interpolated for tokens
@@ -167,6 +179,11 @@ class TaskBackbone(nn.Module):
                 power=cfg.interp_power,
             )
             self._out_dim = self.neck.out_dim
+        self.descriptor_ks = tuple(cfg.point_descriptors)
+        self.descriptor_norm: nn.BatchNorm1d | None = None
+        if self.descriptor_ks:
+            self.descriptor_norm = nn.BatchNorm1d(6 * len(self.descriptor_ks))
+            self._out_dim += 6 * len(self.descriptor_ks)
         if self.is_frozen:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -197,11 +214,17 @@ class TaskBackbone(nn.Module):
     def forward(self, batch: PointBatch) -> Tensor:
         out = self.encode(batch)
         if self.neck is None:
-            return self.point_features(out, batch)  # (N, D)
-        assert out.tokens is not None and out.valid is not None
-        return self.neck(
-            out.feat, out.tokens.center, out.valid, batch.coord, batch.offset, batch.feat
-        )  # (N, D_neck)
+            feat = self.point_features(out, batch)  # (N, D)
+        else:
+            assert out.tokens is not None and out.valid is not None
+            feat = self.neck(
+                out.feat, out.tokens.center, out.valid, batch.coord, batch.offset, batch.feat
+            )  # (N, D_neck)
+        if self.descriptor_norm is None:
+            return feat
+        shape = point_shape_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
+        shape = self.descriptor_norm(shape).to(feat.dtype)  # (N, 6 * S), statistics in fp32
+        return torch.cat([feat, shape], dim=1)  # (N, out_dim)
 
 
 TaskConfigT = TypeVar("TaskConfigT", bound=TaskBaseConfig)

@@ -95,6 +95,8 @@ MODE_LABELS: dict[str, str] = {
     "gbt-geometry": "boosted trees, val-selected (local-shape descriptors)",
     "probe-fused": "linear-probe bag, val-selected (pretrained features + descriptors)",
     "gbt-fused": "boosted trees, val-selected (pretrained features + descriptors)",
+    "full-fused": "full fine-tune, descriptors beside the features at the head (pretrained)",
+    "scratch-fused": "from scratch, descriptors beside the features at the head (random init)",
     "gbt-hitpattern": "boosted trees (water Cherenkov hit-pattern features)",
     "dedx-hough": "dE/dx on Hough tracks (classical, collider TPC)",
     "wc-fit": "point fit: time-residual vertex, ring direction, charge energy (classical)",
@@ -130,14 +132,20 @@ _TASK_MODE: dict[str, Mode] = {
     "scratch": "scratch",
     "linear-random": "linear",
     "linear-geometry": "linear",
+    "full-fused": "full",
+    "scratch-fused": "scratch",
 }
 """Study mode -> the task mode its runs train in."""
+FUSED_TASK_MODES: tuple[str, ...] = ("full-fused", "scratch-fused")
+"""Training-loop modes whose head reads the descriptors (``probe.geometry_ks``) beside the
+encoder's per-point features (``TaskBaseConfig.point_descriptors``)."""
 
 
 def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig:
     """The fine-tuning run of one (mode, size, seed) of a study: ``cfg.run`` with the task
     mode, ``finetune.n_train``, ``train.seed`` and, for linear modes, ``cfg.linear_lr`` (min
-    lr 1% of it) and, with ``cfg.steps``, the step budget of size ``n_train``. Its name is
+    lr 1% of it), for the fused modes the descriptors ``cfg.probe.geometry_ks`` at the head,
+    and, with ``cfg.steps``, the step budget of size ``n_train``. Its name is
     ``<run.name>-<task mode>``."""
     run = cfg.run
     task = run.objective
@@ -157,10 +165,11 @@ def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig
             checkpoint_every=steps,
             monitor_every=min(train.monitor_every, steps) if train.monitor_every else 0,
         )
+    descriptors = cfg.probe.geometry_ks if mode in FUSED_TASK_MODES else task.point_descriptors
     return dataclasses.replace(
         run,
         name=f"{run.name}-{task_mode}",
-        objective=dataclasses.replace(task, mode=task_mode),
+        objective=dataclasses.replace(task, mode=task_mode, point_descriptors=descriptors),
         optim=optim,
         train=train,
         finetune=dataclasses.replace(run.finetune, n_train=n_train, pretrained=None),
@@ -312,7 +321,9 @@ def run_study(
                     result = run_finetune(
                         study_run(cfg, mode, n, seed),
                         out_dir / "runs" / name,
-                        pretrained=None if mode in ("scratch", "linear-geometry") else pretrained,
+                        pretrained=None
+                        if mode in ("scratch", "scratch-fused", "linear-geometry")
+                        else pretrained,
                         random_encoder=mode in ("linear-random", "linear-geometry"),
                         encoder_config=encoder_config,
                         preprocess=pre,
