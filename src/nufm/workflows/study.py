@@ -322,7 +322,7 @@ def run_study(
                         study_run(cfg, mode, n, seed),
                         out_dir / "runs" / name,
                         pretrained=None
-                        if mode in ("scratch", "scratch-fused", "linear-geometry")
+                        if mode in (*NO_PRETRAINED_MODES, "linear-geometry")
                         else pretrained,
                         random_encoder=mode in ("linear-random", "linear-geometry"),
                         encoder_config=encoder_config,
