@@ -142,6 +142,8 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
     assert demo.run.objective == quick.run.objective and demo.run.optim == quick.run.optim
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
     assert (demo.steps, demo.seeds, demo.network_seeds) == ((40, 100, 200), (0, 1, 2), (0,))
+    assert demo.modes[-2:] == ("full-fused", "scratch-fused")
+    assert demo.probe.random_encoder_seed == 0
 
 
 def test_pretraining_presets_have_no_finetune_section_and_mae_vit_s_is_the_default() -> None:

@@ -144,6 +144,11 @@ class PointBatch:
         detector: the detector of every event of the batch (``nufm.data.detectors``), or None
             when the events do not say (LArTPC files); an encoder with one input embedding
             per detector (a cross-experiment model) picks it by this name.
+        descriptors: (N, D) float32 per-point context features computed by the data pipeline
+            (:class:`nufm.models.geometric.EventDescriptors`), or None (a model that wants
+            them computes them itself).
+        descriptor_key: what ``descriptors`` are (e.g. ``shape:8,32,128,512``), so a model
+            never reads descriptors of other sizes; None without them.
     """
 
     coord: Tensor
@@ -160,6 +165,8 @@ class PointBatch:
     targets: dict[str, Tensor] = field(default_factory=dict)
     groups: TokenGroups | None = None
     detector: str | None = None
+    descriptors: Tensor | None = None
+    descriptor_key: str | None = None
 
     @property
     def num_events(self) -> int:

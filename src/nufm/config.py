@@ -463,6 +463,11 @@ class ProbeStudyConfig:
     """Train points the trees see at most (seeded uniform subsample; 0 = all)."""
     gbt_threads: int | None = 1
     """OpenMP threads of the trees (None = every core; one is robust on a shared machine)."""
+    random_encoder_seed: int | None = None
+    """probe-random: None = one random encoder per seed (initialised as a ``linear-random``
+    run of that seed starts); a seed = that one random encoder for every seed, so the row's
+    spread is that of the heads, as for the one pretrained encoder of ``probe`` (and its
+    features are computed once instead of once per seed)."""
     fused_pca_dims: int = 32
     """gbt-fused: the pretrained features enter the trees as their first this many principal
     components (fitted on the labelled train points), so a fit costs about twice one on the

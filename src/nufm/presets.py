@@ -801,8 +801,10 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
     # the equal-compute study of earlier demos (160 steps at every size), three seeds
     "quick": StudyConfig(run=_QUICK_STUDY_RUN, sizes=(10, 100, 1000), seeds=(0, 1, 2)),
     # the demo's study (its time on 2 CPU cores: docs/benchmarks.md): the reference-protocol
-    # probes and boosted trees over three seeds, fine-tuning with budgets that grow with the
-    # labelled set and early stopping on 50 val events (one seed: the 30-minute budget)
+    # probes and boosted trees over three seeds (one random encoder, as there is one
+    # pretrained one), the fine-tune and its scratch twin with the descriptors at the head
+    # (computed once per event), budgets that grow with the labelled set and early stopping
+    # on 50 val events (one seed: the 30-minute budget)
     "demo": StudyConfig(
         run=dataclasses.replace(
             _QUICK_STUDY_RUN,
@@ -811,11 +813,21 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
         ),
         sizes=(10, 100, 1000),
         steps=(40, 100, 200),
-        modes=("probe-random", "probe-geometry", "gbt-geometry", "probe", "full", "scratch"),
+        modes=(
+            "probe-random",
+            "probe-geometry",
+            "gbt-geometry",
+            "probe",
+            "full-fused",
+            "scratch-fused",
+        ),
         seeds=(0, 1, 2),
         network_seeds=(0,),
         probe=ProbeStudyConfig(
-            learning_rates=(1e-3, 1e-2, 1e-1), min_steps=1000, gbt_max_train_points=100_000
+            learning_rates=(1e-3, 1e-2, 1e-1),
+            min_steps=1000,
+            gbt_max_train_points=100_000,
+            random_encoder_seed=0,
         ),
     ),
     # the reference-protocol probes and the boosted-trees row on the quick study's split

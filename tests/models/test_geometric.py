@@ -9,12 +9,19 @@ from scipy.spatial import cKDTree
 
 from nufm.batch import PointBatch
 from nufm.config import config_to_dict, objective_config_from_dict
+from nufm.data.collate import collate
+from nufm.data.event import Event
+from nufm.data.synthetic import synthetic_event
+from nufm.data.transforms import Preprocess, RandomRotation
 from nufm.geometry.knn import knn
 from nufm.models.encoders import build_encoder
 from nufm.models.geometric import (
+    EventDescriptors,
     LocalGeometryConfig,
     LocalGeometryEncoder,
+    descriptor_key,
     multiscale_shape_features,
+    point_shape_descriptors,
 )
 from nufm.tasks.build import build_task
 from nufm.tasks.semseg import SemsegConfig
@@ -124,3 +131,66 @@ def test_numba_moments_match_the_torch_reference(ks: tuple[int, ...]) -> None:
     assert float(fast[210, 3]) == pytest.approx(np.log(1e-8), rel=1e-6)
     with pytest.raises(ValueError, match="neighbours"):
         multiscale_shape_features(batch.coord, batch.feat, idx[:, :8], dist[:, :8], ks)
+
+
+def _raw_events(n: int) -> list[Event]:
+    """Synthetic events as a file would give them (a source and a row each)."""
+    return [
+        synthetic_event(i, n_scatter=10).with_fields(source="mem.h5", event_id=i) for i in range(n)
+    ]
+
+
+def test_pipeline_descriptors_equal_the_in_step_ones_and_are_computed_once() -> None:
+    ks = (4, 16)
+    pre = Preprocess(energy_threshold=0.0)
+    step = EventDescriptors(ks, pre)
+    raw = _raw_events(3)
+    rng = np.random.default_rng(0)
+    with_step = collate([pre.transforms(augment=[step])(e, rng) for e in raw])
+    without = collate([pre.transforms()(e, rng) for e in raw])
+    assert with_step.descriptor_key == descriptor_key(ks) == "shape:4,16"
+    assert without.descriptors is None and without.descriptor_key is None
+    assert with_step.descriptors is not None
+    torch.testing.assert_close(
+        with_step.descriptors, point_shape_descriptors(without, ks), rtol=0, atol=0
+    )
+    # the descriptor encoder reads them from the batch: the same features
+    encoder = LocalGeometryEncoder(LocalGeometryConfig(ks=ks))
+    assert torch.equal(encoder(with_step).feat, encoder(without).feat)
+    # cached per (source, row, size): a second epoch reuses the arrays; a row-less event is
+    # computed every time
+    assert len(step._memo) == 3
+    again = pre.transforms(augment=[step])(raw[1], rng)
+    assert again.descriptors is step._memo[("mem.h5", 1, len(raw[1]))]
+    pre.transforms(augment=[step])(raw[0].with_fields(event_id=-1), rng)
+    assert len(step._memo) == 3
+    # rotations leave the descriptors unchanged: the values cached before the augmentation
+    # equal those of the rotated event up to float rounding, wherever the k-th and (k+1)-th
+    # neighbours are not at one distance (on the voxel lattice such ties are common, and a
+    # rotation may pick the other of two equidistant points)
+    rotated = collate([pre.transforms(augment=[step, RandomRotation()])(e, rng) for e in raw])
+    assert rotated.descriptors is not None
+    assert not torch.equal(rotated.coord, with_step.coord)
+    _, dist = knn(without.coord, without.offset, without.coord, without.offset, max(ks) + 1)
+    clear = torch.stack([dist[:, k] - dist[:, k - 1] > 1e-4 for k in ks]).all(0)  # (N,)
+    assert clear.float().mean() > 0.5
+    torch.testing.assert_close(
+        rotated.descriptors[clear], point_shape_descriptors(rotated, ks)[clear], rtol=0, atol=1e-4
+    )
+
+
+def test_collate_packs_descriptors_only_when_every_event_has_the_same_kind() -> None:
+    pre = Preprocess(energy_threshold=0.0)
+    raw = _raw_events(2)
+    rng = np.random.default_rng(0)
+    a = pre.transforms(augment=[EventDescriptors((4,), pre)])(raw[0], rng)
+    b = pre.transforms(augment=[EventDescriptors((4, 8), pre)])(raw[1], rng)
+    plain = pre.transforms()(raw[1], rng)
+    assert collate([a, a]).descriptors is not None
+    for mixed in ([a, b], [a, plain]):
+        batch = collate(mixed)
+        assert batch.descriptors is None and batch.descriptor_key is None
+    # a subset of the points keeps its rows of the descriptors
+    keep = np.arange(0, len(a), 2)
+    assert a.descriptors is not None
+    np.testing.assert_array_equal(a.select(keep).descriptors, a.descriptors[keep])

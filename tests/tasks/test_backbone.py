@@ -14,7 +14,7 @@ from nufm.batch import PointBatch
 from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, TrainConfig
 from nufm.data.collate import collate
 from nufm.data.event import Event
-from nufm.models.geometric import point_shape_descriptors
+from nufm.models.geometric import descriptor_key, point_shape_descriptors
 from nufm.presets import PRESETS
 from nufm.tasks import (
     MODES,
@@ -268,6 +268,12 @@ def test_point_descriptors_are_appended_to_the_head_input(
     shape = point_shape_descriptors(task_batch, ks)  # (N, 12)
     assert shape.shape == (task_batch.num_points, 12) and torch.isfinite(shape).all()
     torch.testing.assert_close(feat[:, D:], shape / (1 + 1e-5) ** 0.5)
+    # descriptors the data pipeline computed are read, when they are the ones asked for
+    given = torch.arange(shape.numel(), dtype=torch.float32).reshape(shape.shape) / shape.numel()
+    read = task_batch.with_fields(descriptors=given, descriptor_key=descriptor_key(ks))
+    torch.testing.assert_close(task.backbone(read)[:, D:], given / (1 + 1e-5) ** 0.5)
+    other = task_batch.with_fields(descriptors=given, descriptor_key=descriptor_key((4, 16)))
+    torch.testing.assert_close(task.backbone(other)[:, D:], shape / (1 + 1e-5) ** 0.5)
     # training: the norm's statistics move, gradients reach every trainable parameter
     task.train()
     task(task_batch).loss.backward()

@@ -212,5 +212,12 @@ def test_probe_random_starts_from_the_encoder_of_linear_random() -> None:
     assert key == "random-s3" and ours.keys() == theirs.keys()
     for name, value in ours.items():
         torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
+    # with probe.random_encoder_seed every seed reads that one random encoder
+    one = dataclasses.replace(cfg, probe=dataclasses.replace(cfg.probe, random_encoder_seed=3))
+    for seed in (0, 1):
+        key, build = _feature_source(one, "probe-random", seed, pretrained)
+        assert key == "random-s3"
+        for name, value in build().state_dict().items():
+            torch.testing.assert_close(value, theirs[name], rtol=0, atol=0)
     assert _feature_source(cfg, "gbt-geometry", 0, pretrained)[0] == "geometry"
     assert _feature_source(cfg, "probe-geometry", 1, pretrained)[0] == "geometry"

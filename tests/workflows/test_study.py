@@ -9,6 +9,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 from helpers.configs import one_step_mae_run
 from nufm.data.pilarnet import write_events
 from nufm.presets import STUDY_PRESETS
@@ -323,9 +325,12 @@ def test_fasercal_core_transfers_to_lartpc_particle_id(tmp_path: Path) -> None:
     assert not (tmp_path / "bad" / "runs").exists()
 
 
-def test_fused_training_modes_give_the_head_the_descriptors(tmp_path: Path) -> None:
+def test_fused_training_modes_give_the_head_the_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """full-fused / scratch-fused are full / scratch with the study's descriptor scales at the
-    head's input; only full-fused starts from the pretrained weights."""
+    head's input; only full-fused starts from the pretrained weights. The descriptors come
+    from the data pipeline (computed once per event), never from the forward pass."""
     from nufm.workflows.study import study_run
 
     run_dir = tmp_path / "pretrain"
@@ -346,7 +351,14 @@ def test_fused_training_modes_give_the_head_the_descriptors(tmp_path: Path) -> N
     ]:
         objective = study_run(cfg, mode, 4, 0).objective
         assert (objective.mode, objective.point_descriptors) == (task_mode, ks)  # type: ignore[union-attr]
-    rows = run_study(cfg, run_dir, (data,), tmp_path / "study")
+    import nufm.tasks.backbone
+
+    def in_step(*_: object) -> None:
+        raise AssertionError("descriptors computed in a forward pass")
+
+    with monkeypatch.context() as m:
+        m.setattr(nufm.tasks.backbone, "point_shape_descriptors", in_step)
+        rows = run_study(cfg, run_dir, (data,), tmp_path / "study")
     assert [r.mode for r in rows] == ["full-fused", "scratch-fused", "full"]
     assert all(math.isfinite(r.score) for r in rows)
     models = {

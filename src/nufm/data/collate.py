@@ -28,7 +28,9 @@ def collate(events: Sequence[Event]) -> PointBatch:
     ``event.meta`` that every event has become ``targets`` (B,) float32 tensors (strings and
     filter bookkeeping ``n_removed_*`` are not targets). ``detector`` is the events'
     ``meta['detector']``: one batch holds one detector's events. Token groups are packed when every
-    event has groups made with one key (``PointBatch.groups``, else None).
+    event has groups made with one key (``PointBatch.groups``, else None); so are the
+    pipeline's per-point ``descriptors`` when every event has them under one
+    ``meta['descriptor_key']`` (``PointBatch.descriptors``, else None).
     """
     if len(events) == 0:
         raise ValueError("collate: got an empty list of events")
@@ -74,6 +76,7 @@ def collate(events: Sequence[Event]) -> PointBatch:
     if len(detectors) > 1:
         named = sorted(d or "unnamed (LArTPC)" for d in detectors)
         raise ValueError(f"collate: events of several detectors ({', '.join(named)}) in one batch")
+    descriptors, descriptor_key = _pack_descriptors(events)
     return PointBatch(
         coord=coord,
         feat=torch.from_numpy(feat),
@@ -82,8 +85,20 @@ def collate(events: Sequence[Event]) -> PointBatch:
         event_id=torch.tensor([e.event_id for e in events], dtype=torch.int64),
         targets=targets,
         groups=pack_groups([e.groups for e in events], [len(e) for e in events]),
+        descriptors=descriptors,
+        descriptor_key=descriptor_key,
         **labels,
     )
+
+
+def _pack_descriptors(events: Sequence[Event]) -> tuple[torch.Tensor | None, str | None]:
+    """((N, D) float32 descriptors, their key) when every event has them under one key, else
+    (None, None): a model then computes what it needs itself."""
+    keys = {e.meta.get("descriptor_key") for e in events}
+    if any(e.descriptors is None for e in events) or len(keys) != 1 or None in keys:
+        return None, None
+    values = np.concatenate([e.descriptors for e in events if e.descriptors is not None])
+    return torch.from_numpy(values.astype(np.float32, copy=False)), str(keys.pop())
 
 
 class EventSource(Protocol):

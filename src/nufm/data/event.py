@@ -50,6 +50,7 @@ POINT_FIELDS = (
     "stream",
     "time",
     "labels",
+    "descriptors",
 )
 """Names of the per-point arrays; transforms index all of them together."""
 
@@ -163,6 +164,10 @@ class Event:
     groups: EventGroups | None = None
     """Token groups of these points, attached by the data pipeline (``nufm.models.tokenizers
     .EventGrouper``); any change of the point set (:meth:`select`) drops them."""
+    descriptors: np.ndarray | None = None
+    """Optional (N, D) float32 per-point context features attached by the data pipeline
+    (``nufm.models.geometric.EventDescriptors``: local-shape descriptors computed once on
+    the whole event); ``meta['descriptor_key']`` names what they are."""
 
     def __post_init__(self) -> None:
         n = self.coord.shape[0]

@@ -15,9 +15,10 @@ The point's own feature channels come first. Output (N, C + 6 * len(ks)), ``leve
 a linear head on top (task mode ``linear``) is a logistic regression on hand-made features.
 There is nothing to train or load; pretrained weights never apply to it.
 
-Owns :class:`LocalGeometryConfig`, :class:`LocalGeometryEncoder` and
+Owns :class:`LocalGeometryConfig`, :class:`LocalGeometryEncoder`,
 :func:`point_shape_descriptors` (the same descriptors as extra per-point inputs of a task's
-head: ``TaskBaseConfig.point_descriptors``).
+head: ``TaskBaseConfig.point_descriptors``) and :class:`EventDescriptors` (the data-pipeline
+step that computes them once per event, so a training step only reads them).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from numba import njit
 from torch import Tensor
 
 from nufm.batch import PointBatch
+from nufm.data.collate import collate
+from nufm.data.event import Event
+from nufm.data.transforms import Compose, LogEnergy, MakeFeatures, Preprocess
 from nufm.geometry._backend import resolve_backend, to_numpy
 from nufm.geometry.knn import knn
 from nufm.models.base import Encoder, EncoderOutput
@@ -229,8 +233,14 @@ def point_shape_descriptors(batch: PointBatch, ks: Sequence[int]) -> Tensor:
     return shape.to(batch.coord.device)
 
 
+def descriptor_key(ks: Sequence[int]) -> str:
+    """The name of the descriptors of sizes ``ks`` in a batch (``PointBatch.descriptor_key``)."""
+    return "shape:" + ",".join(str(int(k)) for k in ks)
+
+
 class LocalGeometryEncoder(Encoder):
-    """``forward(batch) -> EncoderOutput`` with (N, out_dim) per-point descriptors."""
+    """``forward(batch) -> EncoderOutput`` with (N, out_dim) per-point descriptors (read from
+    ``batch.descriptors`` when the data pipeline computed those of ``cfg.ks``)."""
 
     def __init__(self, cfg: LocalGeometryConfig) -> None:
         super().__init__()
@@ -246,7 +256,68 @@ class LocalGeometryEncoder(Encoder):
                 f"LocalGeometryEncoder: batch.feat has {batch.feat.shape[1]} "
                 f"channels, the config says in_channels={self.cfg.in_channels}"
             )
-        shape = point_shape_descriptors(batch, self.cfg.ks)  # (N, 6 * S)
+        if batch.descriptors is not None and batch.descriptor_key == descriptor_key(self.cfg.ks):
+            shape = batch.descriptors.to(batch.coord.device)  # (N, 6 * S) from the pipeline
+        else:
+            shape = point_shape_descriptors(batch, self.cfg.ks)  # (N, 6 * S)
         return EncoderOutput(
             feat=torch.cat([batch.feat.float(), shape], dim=1), level="point", offset=batch.offset
         )  # (N, D)
+
+
+class EventDescriptors:
+    """Computes an event's :func:`point_shape_descriptors` once, in the data pipeline.
+
+    A transform (``descriptors(event, rng) -> event`` with ``Event.descriptors`` attached),
+    placed after the coordinates are normalised and before the augmentations. The
+    descriptors are eigenvalue ratios, log sizes and mean log energies of each point's
+    neighbourhoods, so rotations and flips leave them unchanged: they are computed on the
+    event as read, cached per event (source, row and size), and a later epoch, the val pass
+    and the test pass reuse them (a scale augmentation would shift the two log-size channels
+    and a jitter the neighbourhoods: the cached values are those of the event as read, which
+    is what a model sees at inference). The log-energy channel is made as ``preprocess``
+    makes it, so the values equal :func:`point_shape_descriptors` of the preprocessed event.
+    The cache holds at most ``max_cached_bytes`` (2 GiB: about 22 M points at 4 scales); events
+    beyond it are computed each time they are read.
+    """
+
+    def __init__(
+        self,
+        ks: Sequence[int],
+        preprocess: Preprocess,
+        *,
+        cache: bool = True,
+        max_cached_bytes: int = 2 << 30,
+    ) -> None:
+        self.ks = tuple(int(k) for k in ks)
+        self.key = descriptor_key(self.ks)
+        self.features = Compose(
+            [
+                LogEnergy(eps=preprocess.log_energy_eps, emax=preprocess.log_energy_max),
+                MakeFeatures(time_scale=preprocess.time_scale),
+            ]
+        )
+        self.cache = cache
+        self.max_cached_bytes = max_cached_bytes
+        self._memo: dict[tuple, np.ndarray] = {}
+        self._cached_bytes = 0
+
+    def values(self, event: Event) -> np.ndarray:
+        """(N, 6 * S) float32 descriptors of one event (normalised coordinates, MeV)."""
+        featured = self.features(event, np.random.default_rng(0))  # deterministic steps
+        return point_shape_descriptors(collate([featured]), self.ks).numpy()
+
+    def __call__(self, event: Event, rng: np.random.Generator | None = None) -> Event:
+        """Attach the event's descriptors (computed, or reused when it was seen before)."""
+        del rng  # deterministic
+        name = (event.source, event.event_id, len(event))
+        cached = self._memo.get(name) if self.cache and event.event_id >= 0 else None
+        if cached is None:
+            cached = self.values(event)
+            fits = self._cached_bytes + cached.nbytes <= self.max_cached_bytes
+            if self.cache and event.event_id >= 0 and fits:  # beyond the cap: recomputed
+                self._memo[name] = cached
+                self._cached_bytes += cached.nbytes
+        return event.with_fields(
+            descriptors=cached, meta={**event.meta, "descriptor_key": self.key}
+        )

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.data.transforms import Preprocess, Transform
 from nufm.hub import LoadReport
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import (
@@ -43,7 +44,12 @@ from nufm.models.encoders import (
     build_encoder,
     input_width,
 )
-from nufm.models.geometric import LocalGeometryConfig, point_shape_descriptors
+from nufm.models.geometric import (
+    EventDescriptors,
+    LocalGeometryConfig,
+    descriptor_key,
+    point_shape_descriptors,
+)
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
 from nufm.models.serialized_patches import SerializedPatchConfig
@@ -115,7 +121,9 @@ class TaskBaseConfig:
     (:func:`nufm.models.geometric.point_shape_descriptors`, 6 per size) appended, batch-
     normalised, to the per-point features the head reads, in every mode; () = none. A skip
     connection of hand-made context beside the encoder (the study's ``probe-fused`` rows ask
-    the same of frozen features): (8, 32, 128, 512) are the study's descriptor scales."""
+    the same of frozen features): (8, 32, 128, 512) are the study's descriptor scales.
+    Read from ``PointBatch.descriptors`` when the data pipeline computed them
+    (:func:`task_pipeline_steps`), else computed in the forward pass."""
 
     def __post_init__(self) -> None:
         if self.point_descriptors and min(self.point_descriptors) < 2:
@@ -180,6 +188,7 @@ class TaskBackbone(nn.Module):
             )
             self._out_dim = self.neck.out_dim
         self.descriptor_ks = tuple(cfg.point_descriptors)
+        self.descriptor_key = descriptor_key(self.descriptor_ks)
         self.descriptor_norm: nn.BatchNorm1d | None = None
         if self.descriptor_ks:
             self.descriptor_norm = nn.BatchNorm1d(6 * len(self.descriptor_ks))
@@ -222,7 +231,10 @@ class TaskBackbone(nn.Module):
             )  # (N, D_neck)
         if self.descriptor_norm is None:
             return feat
-        shape = point_shape_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
+        if batch.descriptors is not None and batch.descriptor_key == self.descriptor_key:
+            shape = batch.descriptors.to(feat.device)  # (N, 6 * S) from the data pipeline
+        else:
+            shape = point_shape_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
         shape = self.descriptor_norm(shape).to(feat.dtype)  # (N, 6 * S), statistics in fp32
         return torch.cat([feat, shape], dim=1)  # (N, out_dim)
 
@@ -257,3 +269,13 @@ class TaskModule(nn.Module, Generic[TaskConfigT]):
 
     def predict(self, batch: PointBatch) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def task_pipeline_steps(task: TaskBaseConfig, preprocess: Preprocess) -> list[Transform]:
+    """The per-event steps a task wants before the augmentations: with ``point_descriptors``,
+    :class:`~nufm.models.geometric.EventDescriptors` (the descriptors computed once per event
+    instead of in every forward pass). Use one list for a run's train, val and test
+    transforms, so its cache serves all three."""
+    if not task.point_descriptors:
+        return []
+    return [EventDescriptors(task.point_descriptors, preprocess)]

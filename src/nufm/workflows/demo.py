@@ -48,9 +48,9 @@ class DemoConfig:
     pretrain_preset: str = "mae-fast-cpu"
     """The live pretraining (nufm.presets.PRESETS), reported beside the shipped encoder so
     the whole pipeline runs; its events are simulated from another seed."""
-    pretrain_steps: int = 300
-    """Live pretraining optimizer steps (its probe is flat from about 300 steps on:
-    docs/benchmarks.md; 300 since the four-scale descriptors, to keep the demo's time)."""
+    pretrain_steps: int = 200
+    """Live pretraining optimizer steps (a demonstration of the pipeline beside the shipped
+    encoder; its monitor probe moves little after 150 steps: docs/benchmarks.md)."""
     study_preset: str = "demo"
     """Label-efficiency study preset (nufm.presets.STUDY_PRESETS)."""
     seed: int = 0

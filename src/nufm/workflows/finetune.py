@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -32,7 +33,7 @@ from nufm.data.detectors import DETECTORS, Detector, detector_for_layout, get_de
 from nufm.data.event import Event
 from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
-from nufm.data.transforms import Preprocess
+from nufm.data.transforms import Preprocess, Transform
 from nufm.errors import ConfigError, InputError
 from nufm.eval.calibration import fit_semseg_offsets
 from nufm.eval.report import write_metrics_json
@@ -45,6 +46,7 @@ from nufm.models.encoders import (
     with_input_width,
 )
 from nufm.models.released.files import is_released
+from nufm.tasks.backbone import task_pipeline_steps
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.tasks.event_task import event_target_transforms
@@ -272,9 +274,10 @@ class BestWeights:
         batch_points: int,
         seed: int,
         task: object = None,
+        front: Sequence[Transform] = (),
     ) -> None:
         self.events = events
-        self.transform = preprocess.transforms(augment=event_target_transforms(task))
+        self.transform = preprocess.transforms(augment=[*front, *event_target_transforms(task)])
         self.batch_points = batch_points
         self.seed = seed
         self.best_score = -np.inf
@@ -320,6 +323,7 @@ def run_finetune(
     train_events: list[Event] | None = None,
     test_events: list[Event] | None = None,
     val_events: list[Event] | None = None,
+    pipeline_steps: Sequence[Transform] | None = None,
 ) -> FinetuneResult:
     """Train and evaluate one task (see the module docstring).
 
@@ -341,6 +345,9 @@ def run_finetune(
             only with ``cfg.finetune.n_val > 0`` (early stopping: the weights with the best
             val score are tested; the run's checkpoints keep the last weights, and
             ``metrics.json`` records the selected step).
+        pipeline_steps: the per-event steps before the augmentations, in the train, val and
+            test transforms (default :func:`~nufm.tasks.backbone.task_pipeline_steps` of the
+            task); a study passes one list to all its runs, so their caches are shared.
 
     Raises:
         ValueError: the objective is no task, or a mode needs a pretrained model that is
@@ -392,12 +399,15 @@ def run_finetune(
     )
     run_cfg = dataclasses.replace(cfg, objective=task_cfg, data=data_cfg)
     seed = cfg.train.seed
+    front = (  # per-event model inputs such as descriptors: one cache for train, val, test
+        task_pipeline_steps(task_cfg, preprocess) if pipeline_steps is None else pipeline_steps
+    )
     selector = None
     if ft.n_val > 0:
         if val_events is None:
             val_events = finetune_split(ft, preprocess, "val", ft.n_val)
         selector = BestWeights(
-            val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed, task_cfg
+            val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed, task_cfg, front
         )
         if not run_cfg.train.monitor_every:  # score at least the final weights
             run_cfg = dataclasses.replace(
@@ -416,7 +426,7 @@ def run_finetune(
         task = build_task(task_cfg, weights.state if weights is not None else None)
     targets = event_target_transforms(task_cfg)  # vertex / visible energy, when read
     augment = build_augmentations(cfg.data, symmetry=data_detector(ft.data).symmetry)
-    transform = preprocess.transforms(augment=[*augment, *targets])
+    transform = preprocess.transforms(augment=[*front, *augment, *targets])
     result = train(
         run_cfg, task, lambda _: train_events, run_dir, transform=transform, monitor=selector
     )
@@ -448,7 +458,7 @@ def run_finetune(
             task,
             test_events,
             ft.eval_batch_points,
-            transform=preprocess.transforms(augment=targets),
+            transform=preprocess.transforms(augment=[*front, *targets]),
             seed=seed,
         )
     write_metrics_json(
@@ -527,7 +537,8 @@ def evaluate_run(
         split_fractions=split_fractions,
     )
     with torch.no_grad():
-        transform = preprocess.transforms(augment=event_target_transforms(task.cfg))
+        front = task_pipeline_steps(task.cfg, preprocess)  # per-event inputs of the model
+        transform = preprocess.transforms(augment=[*front, *event_target_transforms(task.cfg)])
         metrics = evaluate_task(task, events, transform=transform)
     write_metrics_json(
         out or run_dir / f"eval_{split}.json",

@@ -54,10 +54,11 @@ from nufm.config import (
     RunConfig,
     StudyConfig,
 )
+from nufm.data.transforms import Transform
 from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
 from nufm.eval.report import write_metrics_json
-from nufm.models.geometric import LocalGeometryConfig
+from nufm.models.geometric import EventDescriptors, LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode
 from nufm.tasks.build import TaskConfig
@@ -139,6 +140,15 @@ _TASK_MODE: dict[str, Mode] = {
 FUSED_TASK_MODES: tuple[str, ...] = ("full-fused", "scratch-fused")
 """Training-loop modes whose head reads the descriptors (``probe.geometry_ks``) beside the
 encoder's per-point features (``TaskBaseConfig.point_descriptors``)."""
+DESCRIPTOR_MODES: tuple[str, ...] = (
+    *FUSED_TASK_MODES,
+    "probe-geometry",
+    "gbt-geometry",
+    "probe-fused",
+    "gbt-fused",
+)
+"""Modes that read the descriptors of ``probe.geometry_ks``: the study computes them once per
+event in the data pipeline (:class:`~nufm.models.geometric.EventDescriptors`) for all."""
 
 
 def study_run(cfg: StudyConfig, mode: str, n_train: int, seed: int) -> RunConfig:
@@ -280,6 +290,11 @@ def run_study(
     select: list | None = None  # val events of early stopping
     if ft.n_val:
         select = finetune_split(ft, pre, "val", ft.n_val)
+    # the descriptors of every event computed once for the whole study: the fused runs' head
+    # inputs and the descriptor probes' features read the same cache
+    descriptors: list[Transform] = []
+    if set(cfg.modes) & set(DESCRIPTOR_MODES):
+        descriptors = [EventDescriptors(cfg.probe.geometry_ks, pre)]
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
         if pretrained is None:
@@ -288,7 +303,7 @@ def run_study(
         val = finetune_split(ft, pre, "val", n_val)
         cache = FeatureCache(
             {"train": pool, "val": val, "test": test},
-            pre.transforms(),
+            pre.transforms(augment=descriptors),
             batch_points=ft.eval_batch_points,
             train_points_per_event=cfg.probe.train_points_per_event,
             device=feature_device(cfg),
@@ -330,6 +345,7 @@ def run_study(
                         train_events=pool[:n],
                         test_events=test,
                         val_events=select,
+                        pipeline_steps=descriptors if mode in FUSED_TASK_MODES else None,
                     )
                     metrics, run_dir = result.metrics, result.run_dir
                 row = _row(mode, n, seed, metrics, score, time.perf_counter() - t0, run_dir)
