@@ -827,6 +827,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
             learning_rates=(1e-3, 1e-2, 1e-1),
             min_steps=1000,
             gbt_max_train_points=100_000,
+            gbt_threads=None,  # both cores: 35 s instead of 55 s at 1,000 events, same trees
             random_encoder_seed=0,
         ),
     ),

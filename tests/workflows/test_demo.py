@@ -21,7 +21,8 @@ def test_demo_pipeline_at_toy_sizes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: bool
 ) -> None:
     """Without ``pretrained`` the study uses the live run; with one (as the shipped model by
-    default) the study uses it and the live encoder gets its own probe section."""
+    default) the study uses it and, with ``live_probe``, the live encoder gets its own probe
+    section."""
     pretrained = None
     if given:
         from helpers.configs import one_step_mae_run
@@ -35,6 +36,7 @@ def test_demo_pipeline_at_toy_sizes(
         events=60,
         workers=1,
         pretrained=pretrained,
+        live_probe=given,
         pretrain_preset="mae-tiny",
         pretrain_steps=4,
         probe_every=0,
