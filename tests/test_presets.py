@@ -50,7 +50,7 @@ def test_listing_names_every_preset_with_its_description(
     assert set(listed) == set(PRESETS) | set(STUDY_PRESETS)
     assert listed["quick"] == "3 sizes x 6 modes x 3 seeds, 160 steps per trained run"
     assert listed["demo"] == (
-        "3 sizes x 6 modes x 3 seeds, 40/100/200 steps per trained run "
+        "3 sizes x 6 modes x 3 seeds, 40/100/160 steps per trained run "
         "(1 seeds for the costly modes)"
     )
     assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
@@ -141,7 +141,7 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
     demo = STUDY_PRESETS["demo"]
     assert demo.run.objective == quick.run.objective and demo.run.optim == quick.run.optim
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
-    assert (demo.steps, demo.seeds, demo.network_seeds) == ((40, 100, 200), (0, 1, 2), (0,))
+    assert (demo.steps, demo.seeds, demo.network_seeds) == ((40, 100, 160), (0, 1, 2), (0,))
     assert demo.modes[-2:] == ("full-fused", "scratch-fused")
     assert demo.probe.random_encoder_seed == 0
 

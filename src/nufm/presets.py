@@ -812,7 +812,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
             finetune=FinetuneConfig(n_test=100, n_val=50),
         ),
         sizes=(10, 100, 1000),
-        steps=(40, 100, 200),
+        steps=(40, 100, 160),  # 160 at 1,000 events: the demo's 30 minutes
         modes=(
             "probe-random",
             "probe-geometry",

@@ -48,7 +48,7 @@ class DemoConfig:
     pretrain_preset: str = "mae-fast-cpu"
     """The live pretraining (nufm.presets.PRESETS), reported beside the shipped encoder so
     the whole pipeline runs; its events are simulated from another seed."""
-    pretrain_steps: int = 120
+    pretrain_steps: int = 60
     """Live pretraining optimizer steps (a demonstration of the pipeline beside the shipped
     encoder, kept short for the demo's 30 minutes; its monitor probe: docs/benchmarks.md)."""
     live_probe: bool = False
@@ -64,9 +64,9 @@ class DemoConfig:
     0: never)."""
     pretrain_events: int | None = None
     """Simulated pretraining events (None: the preset's)."""
-    embed_events: int = 200
+    embed_events: int = 120
     """Events embedded for the maps and the search example."""
-    anomaly_events: tuple[int, int] = (150, 50)
+    anomaly_events: tuple[int, int] = (100, 40)
     """Planted-anomaly study: reference events, and normal (= anomalous) query events."""
 
     def __post_init__(self) -> None:
