@@ -468,6 +468,7 @@ class ProbeStudyConfig:
     run of that seed starts); a seed = that one random encoder for every seed, so the row's
     spread is that of the heads, as for the one pretrained encoder of ``probe`` (and its
     features are computed once instead of once per seed)."""
+
     fused_pca_dims: int = 32
     """gbt-fused: the pretrained features enter the trees as their first this many principal
     components (fitted on the labelled train points), so a fit costs about twice one on the
@@ -494,6 +495,10 @@ class ProbeStudyConfig:
                 f"study probe: need gbt_max_iter >= 1 and gbt_max_train_points >= 0; got "
                 f"{self.gbt_max_iter}, {self.gbt_max_train_points}"
             )
+
+    def random_encoder_for(self, seed: int) -> int:
+        """The seed of the random encoder that probe-random's run of ``seed`` reads."""
+        return seed if self.random_encoder_seed is None else self.random_encoder_seed
 
 
 @dataclass(frozen=True, kw_only=True)

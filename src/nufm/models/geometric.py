@@ -238,6 +238,15 @@ def descriptor_key(ks: Sequence[int]) -> str:
     return "shape:" + ",".join(str(int(k)) for k in ks)
 
 
+def pipeline_descriptors(batch: PointBatch, ks: Sequence[int]) -> Tensor | None:
+    """(N, 6 * S) descriptors of sizes ``ks`` that the data pipeline computed
+    (:class:`EventDescriptors`) on ``batch.coord``'s device, or None when the batch carries
+    none or others (the caller then computes them with :func:`point_shape_descriptors`)."""
+    if batch.descriptors is None or batch.descriptor_key != descriptor_key(ks):
+        return None
+    return batch.descriptors.to(batch.coord.device)
+
+
 class LocalGeometryEncoder(Encoder):
     """``forward(batch) -> EncoderOutput`` with (N, out_dim) per-point descriptors (read from
     ``batch.descriptors`` when the data pipeline computed those of ``cfg.ks``)."""
@@ -256,9 +265,8 @@ class LocalGeometryEncoder(Encoder):
                 f"LocalGeometryEncoder: batch.feat has {batch.feat.shape[1]} "
                 f"channels, the config says in_channels={self.cfg.in_channels}"
             )
-        if batch.descriptors is not None and batch.descriptor_key == descriptor_key(self.cfg.ks):
-            shape = batch.descriptors.to(batch.coord.device)  # (N, 6 * S) from the pipeline
-        else:
+        shape = pipeline_descriptors(batch, self.cfg.ks)  # (N, 6 * S) or None
+        if shape is None:
             shape = point_shape_descriptors(batch, self.cfg.ks)  # (N, 6 * S)
         return EncoderOutput(
             feat=torch.cat([batch.feat.float(), shape], dim=1), level="point", offset=batch.offset

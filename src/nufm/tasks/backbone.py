@@ -47,7 +47,7 @@ from nufm.models.encoders import (
 from nufm.models.geometric import (
     EventDescriptors,
     LocalGeometryConfig,
-    descriptor_key,
+    pipeline_descriptors,
     point_shape_descriptors,
 )
 from nufm.models.presets import PTV3_PRESETS
@@ -188,7 +188,6 @@ class TaskBackbone(nn.Module):
             )
             self._out_dim = self.neck.out_dim
         self.descriptor_ks = tuple(cfg.point_descriptors)
-        self.descriptor_key = descriptor_key(self.descriptor_ks)
         self.descriptor_norm: nn.BatchNorm1d | None = None
         if self.descriptor_ks:
             self.descriptor_norm = nn.BatchNorm1d(6 * len(self.descriptor_ks))
@@ -231,9 +230,8 @@ class TaskBackbone(nn.Module):
             )  # (N, D_neck)
         if self.descriptor_norm is None:
             return feat
-        if batch.descriptors is not None and batch.descriptor_key == self.descriptor_key:
-            shape = batch.descriptors.to(feat.device)  # (N, 6 * S) from the data pipeline
-        else:
+        shape = pipeline_descriptors(batch, self.descriptor_ks)  # (N, 6 * S) or None
+        if shape is None:
             shape = point_shape_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
         shape = self.descriptor_norm(shape).to(feat.dtype)  # (N, 6 * S), statistics in fp32
         return torch.cat([feat, shape], dim=1)  # (N, out_dim)

@@ -180,7 +180,7 @@ def _feature_source(
             if enc is None:
                 raise ConfigError(f"study: {pretrained.source} has no task encoder to probe")
 
-            init = seed if cfg.probe.random_encoder_seed is None else cfg.probe.random_encoder_seed
+            init = cfg.probe.random_encoder_for(seed)
 
             def random_backbone() -> nn.Module:
                 # the encoder a linear-random run of seed `init` starts from: run_finetune
@@ -323,11 +323,7 @@ def run_probe_mode(
             "descriptors": mode in ("probe-geometry", "gbt-geometry", "probe-fused", "gbt-fused"),
             "feature_dim": int(sets["train"][0].shape[1]),
             "random_encoder": mode == "probe-random",
-            "random_encoder_seed": (
-                (seed if p.random_encoder_seed is None else p.random_encoder_seed)
-                if mode == "probe-random"
-                else None
-            ),
+            "random_encoder_seed": p.random_encoder_for(seed) if mode == "probe-random" else None,
             "pretrained": pretrained.source if uses_pretrained else None,
             "pretrained_step": pretrained.step if uses_pretrained else None,
             "settings": config_to_dict(p),
