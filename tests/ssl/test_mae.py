@@ -11,7 +11,7 @@ import torch
 from helpers.events import event_of, preprocessed_batch
 from nufm.batch import PointBatch
 from nufm.presets import PRESETS
-from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
+from nufm.ssl.mae import EnergyInfillHead, MAEConfig, MaskedAutoencoder
 from nufm.ssl.masking import random_token_mask
 
 
@@ -155,3 +155,28 @@ def test_config_saved_before_the_removed_options_still_loads() -> None:
         objective_config_from_dict(old | {"latent_weight": 1.0})
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['mask_blocks'\]"):
         objective_config_from_dict(old | {"mask_blocks": 0.0})
+
+
+def test_energy_head_equals_its_concatenated_form() -> None:
+    """The head splits ``out.fc1`` by input block so the group terms run once per group: it must
+    equal ``out`` on the concatenation [phi(x_k), max_j phi(x_j), W t] it is defined by, values
+    and gradients, padding slots included."""
+    torch.manual_seed(0)
+    head = EnergyInfillHead(token_dim=24, hidden=16)
+    token = torch.randn(9, 24, requires_grad=True)
+    rel = torch.randn(9, 7, 3)
+    valid = torch.rand(9, 7) < 0.7
+    valid[0] = False  # a group with no real point: the max term is 0
+    got = head(token, rel, valid)
+    p = head.point_embed(rel)  # (Q, K, h)
+    g = p.masked_fill(~valid[..., None], float("-inf")).amax(1)
+    g = torch.where(valid.any(1, keepdim=True), g, torch.zeros_like(g))
+    t = head.token_proj(token)
+    z = torch.cat([p, g[:, None].expand(-1, 7, -1), t[:, None].expand(-1, 7, -1)], dim=-1)
+    want = head.out(z)[..., 0]
+    assert got.shape == (9, 7)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    g_got = torch.autograd.grad(got.sum(), [token, *head.parameters()])
+    g_want = torch.autograd.grad(want.sum(), [token, *head.parameters()])
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

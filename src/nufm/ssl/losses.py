@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nufm.geometry.set_nearest import set_nearest
+
 
 def masked_chamfer(
     pred: Tensor, pred_valid: Tensor, target: Tensor, target_valid: Tensor
@@ -24,13 +26,11 @@ def masked_chamfer(
     distance (pytorch3d default). Padding slots of either set never contribute. Pairs where
     either set is empty give 0.
 
-    The nearest points are chosen without autograd, from |x|^2 + |y|^2 - 2 x.y (one batched
-    matrix product), and the distances recomputed exactly on the chosen pairs, so the
-    backward pass gathers (Q, K, F) values instead of going through a (Q, K1, K2, F)
-    difference. Value and gradient are those of the min (the gradient of a min flows to its
-    argmin) unless two candidates lie closer than the expanded form's rounding (about 1e-7 of
-    the squared norms; the coordinates here are offsets within a group), where either is
-    taken.
+    The nearest points are chosen without autograd by :func:`nufm.geometry.set_nearest.set_nearest`
+    (fp32 coordinate differences, also under bf16 autocast; a numba loop on the CPU), and the
+    distances recomputed on the chosen pairs, so the backward pass gathers (Q, K, F) values
+    instead of going through a (Q, K1, K2, F) difference. Value and gradient are those of the
+    min (the gradient of a min flows to its argmin; of tied candidates the first).
 
     Args:
         pred: (Q, K1, F) float predicted points.
@@ -46,13 +46,9 @@ def masked_chamfer(
             f"masked_chamfer: pred {tuple(pred.shape)} and target "
             f"{tuple(target.shape)} must share Q and F"
         )
-    pair_valid = pred_valid[:, :, None] & target_valid[:, None, :]  # (Q, K1, K2)
-    with torch.no_grad():  # which point is nearest: no gradient flows through the choice
-        pp, tt = pred.square().sum(-1), target.square().sum(-1)  # (Q, K1), (Q, K2)
-        d = pp[:, :, None] + tt[:, None, :] - 2 * pred @ target.transpose(1, 2)  # (Q, K1, K2)
-        d = d.masked_fill(~pair_valid, torch.finfo(d.dtype).max)
-        near_t = d.argmin(dim=2)  # (Q, K1) nearest target of each predicted point
-        near_p = d.argmin(dim=1)  # (Q, K2) nearest prediction of each target point
+    # which point is nearest: no gradient flows through the choice
+    near_t, near_p = set_nearest(pred, pred_valid, target, target_valid)  # (Q, K1), (Q, K2)
+    near_t, near_p = near_t.to(pred.device), near_p.to(pred.device)
     F = pred.shape[-1]
     p2t = (pred - target.gather(1, near_t[..., None].expand(-1, -1, F))).square().sum(-1)
     t2p = (target - pred.gather(1, near_p[..., None].expand(-1, -1, F))).square().sum(-1)

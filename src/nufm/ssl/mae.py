@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
@@ -150,13 +151,17 @@ class EnergyInfillHead(nn.Module):
 
     def forward(self, token: Tensor, rel: Tensor, point_valid: Tensor) -> Tensor:
         """token (Q, Dd), rel (Q, K, 3) group-frame xyz, point_valid (Q, K) -> (Q, K) energy."""
-        Q, K, _ = rel.shape
         p = self.point_embed(rel)  # (Q, K, h)
         g = p.masked_fill(~point_valid[..., None], float("-inf")).amax(1)  # (Q, h)
         g = torch.where(point_valid.any(1, keepdim=True), g, torch.zeros_like(g))
         t = self.token_proj(token)  # (Q, h)
-        z = torch.cat([p, g[:, None].expand(Q, K, -1), t[:, None].expand(Q, K, -1)], dim=-1)
-        return self.out(z)[..., 0]  # (Q, K)
+        # out.fc1 of cat([p, g, t]) split by its input blocks: the g and t terms are computed
+        # once per group, not once per point (same function and parameters, a third the work)
+        w_p, w_g, w_t = self.out.fc1.weight.split(p.shape[-1], dim=1)  # (h, h) each
+        group = F.linear(g, w_g) + F.linear(t, w_t, self.out.fc1.bias)  # (Q, h)
+        z = F.linear(p, w_p) + group[:, None]  # (Q, K, h) = out.fc1(cat([p, g, t]))
+        out = self.out
+        return out.drop(out.fc2(out.drop(out.act(z))))[..., 0]  # (Q, K) = self.out(cat(...))
 
 
 class MaskedAutoencoder(nn.Module):
