@@ -123,6 +123,36 @@ def test_minipointnet_ignores_invalid_points() -> None:
     torch.testing.assert_close(out[0:1], ref, atol=1e-5, rtol=1e-5)
 
 
+def test_minipointnet_equals_a_dense_per_group_reference() -> None:
+    """The packed, segment-max PointNet equals the same layers on each group's valid points
+    with plain ``amax``, values and parameter gradients (gaps in the valid slots, an empty
+    group)."""
+    torch.manual_seed(3)
+    net = MiniPointNet(4, 16, (8, 16, 16))
+    x = torch.randn(7, 9, 4)
+    point_valid = torch.rand(7, 9) > 0.5
+    point_valid[2] = False
+    out = net(x, point_valid)
+
+    def dense(q: int) -> torch.Tensor:
+        if not point_valid[q].any():
+            return torch.zeros(16)
+        h = net.first(x[q][point_valid[q]])  # (n, 16)
+        h = torch.cat([h.amax(0).expand_as(h), h], dim=-1)
+        return net.second(h).amax(0)
+
+    want = torch.stack([dense(q) for q in range(7)])
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
+    w = torch.randn_like(out)
+    params = list(net.parameters())
+    for a, b in zip(
+        torch.autograd.grad((out * w).sum(), params),
+        torch.autograd.grad((want * w).sum(), params),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
 def _encoder() -> TokenViTEncoder:
     cfg = TokenViTConfig(
         tokenizer=_cfg(),

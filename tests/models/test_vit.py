@@ -172,3 +172,32 @@ def test_vit_packed_rows_equal_padded_blocks(train: bool) -> None:
             torch.testing.assert_close(out.hidden[0][valid], h[valid])
     torch.testing.assert_close(out.feat[valid], vit.norm(h)[valid])
     assert bool((out.feat[~valid] == 0).all())
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_vit_read_rows_equal_the_full_output(train: bool) -> None:
+    """With ``read`` the last block computes only the read tokens: those rows equal the full
+    forward (drop-path draws included), the others are 0; gradients to the input match."""
+    torch.manual_seed(0)
+    vit = _tiny_vit(drop_path=0.5, attn_drop=0.0, add_pos_at_every_layer=True).train(train)
+    B, G, D = 3, 9, vit.cfg.embed_dim
+    x = torch.randn(B, G, D, requires_grad=True)
+    pos = torch.randn(B, G, D)
+    valid = torch.rand(B, G) < 0.8
+    valid[2] = False  # an event with no token
+    read = torch.rand(B, G) < 0.5
+    read[1] = False  # an event none of whose tokens is read
+    torch.manual_seed(1)
+    full = vit(x, pos, valid, return_blocks=(0,))
+    torch.manual_seed(1)
+    part = vit(x, pos, valid, return_blocks=(0,), read=read)
+    rows = valid & read
+    torch.testing.assert_close(part.feat[rows], full.feat[rows], atol=1e-6, rtol=1e-5)
+    assert bool((part.feat[~rows] == 0).all())
+    torch.testing.assert_close(part.hidden[0], full.hidden[0])
+    w = torch.randn(B, G, D) * rows[..., None]
+    (g_part,) = torch.autograd.grad((part.feat * w).sum(), x)
+    (g_full,) = torch.autograd.grad((full.feat * w).sum(), x)
+    torch.testing.assert_close(g_part, g_full, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="last block"):
+        vit(x, pos, valid, return_blocks=(-1,), read=read)

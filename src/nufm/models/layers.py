@@ -145,24 +145,33 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, G, D)  # (B, G, D)
         return self.proj_drop(self.proj(out))
 
-    def forward_rows(self, x: Tensor, counts: list[int]) -> Tensor:
+    def forward_rows(self, x: Tensor, counts: list[int], keep: Tensor | None = None) -> Tensor:
         """Packed tokens: x (T, D), the tokens of B events back to back (``counts[b]`` rows
         for event b). Attention runs event by event with no padding and no mask (cost
         sum_b G_b^2 instead of B * max_b G_b^2). Returns (T, D), equal to ``forward`` on the
-        padded tokens at the real rows.
+        padded tokens at the real rows; with ``keep`` (T,) bool only the kept rows are
+        queries, and the result is (T_kept, D) (every row is still a key and value).
         """
         D = x.shape[1]
         H = self.num_heads
         qkv = self.qkv(x)  # (T, 3D)
+        q_rows, kv_rows = qkv[:, :D], qkv[:, D:]  # (T, D), (T, 2D)
+        q_counts = counts
+        if keep is not None:
+            q_rows = q_rows[keep]  # (T_kept, D)
+            q_counts = [int(part.sum()) for part in torch.split(keep, counts)]
         drop = self.attn_drop if self.training else 0.0
         outs = []
-        for part in torch.split(qkv, counts):  # (G_b, 3D) per event
-            if part.shape[0] == 0:
+        for q_part, kv_part in zip(
+            torch.split(q_rows, q_counts), torch.split(kv_rows, counts), strict=True
+        ):  # (Gq_b, D), (G_b, 2D) per event
+            if q_part.shape[0] == 0:
                 continue
-            q, k, v = part.reshape(1, -1, 3, H, D // H).permute(2, 0, 3, 1, 4)  # (1, H, G_b, Dh)
-            out = event_attention(q, k, v, drop)  # (1, H, G_b, D/H)
-            outs.append(out[0].transpose(0, 1).reshape(-1, D))  # (G_b, D)
-        out = torch.cat(outs) if outs else x.new_zeros(0, D)  # (T, D)
+            q = q_part.reshape(1, -1, H, D // H).transpose(1, 2)  # (1, H, Gq_b, Dh)
+            k, v = kv_part.reshape(1, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (1, H, G_b, Dh)
+            out = event_attention(q, k, v, drop)  # (1, H, Gq_b, D/H)
+            outs.append(out[0].transpose(0, 1).reshape(-1, D))  # (Gq_b, D)
+        out = torch.cat(outs) if outs else x.new_zeros(0, D)  # (T or T_kept, D)
         return self.proj_drop(self.proj(out))
 
 
@@ -231,12 +240,18 @@ class Block(nn.Module):
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), valid)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
-    def forward_rows(self, x: Tensor, counts: list[int], event: Tensor) -> Tensor:
+    def forward_rows(
+        self, x: Tensor, counts: list[int], event: Tensor, keep: Tensor | None = None
+    ) -> Tensor:
         """Packed tokens x (T, D) of B = len(counts) events, ``event`` (T,) the event of each
         row -> (T, D); equal to ``forward`` on the padded tokens at the real rows, with no
-        work spent on padding."""
+        work spent on padding. With ``keep`` (T,) bool only the kept rows are computed (all
+        rows are still attended to): (T_kept, D), equal to those rows of the full result,
+        drop-path draws included."""
         B = len(counts)
-        attn = self.attn.forward_rows(self.norm1(x), counts)  # (T, D)
+        attn = self.attn.forward_rows(self.norm1(x), counts, keep)  # (T or T_kept, D)
+        if keep is not None:
+            x, event = x[keep], event[keep]
         x = x + self.drop_path.rows(self.ls1(attn), event, B)
         return x + self.drop_path.rows(self.ls2(self.mlp(self.norm2(x))), event, B)
 

@@ -65,6 +65,10 @@ class PointMAETokenizerConfig:
     """Mini-PointNet widths: first MLP hidden, first MLP out (pooled), second MLP hidden."""
     pos_hidden: int = 128
     """Hidden width of the centre positional-embedding MLP."""
+    pointnet_fp32: bool = True
+    """Run the mini-PointNet in fp32 under bf16 autocast (PoLAr-MAE's choice); False lets
+    autocast run its products in bf16 (about 3x faster on a CPU with bf16 units; the inputs are
+    group-frame offsets in [-1, 1] and log energies, which bf16 keeps to 0.4 %)."""
 
     def __post_init__(self) -> None:
         if self.group_radius <= 0:
@@ -148,10 +152,12 @@ class MiniPointNet(nn.Module):
         )
 
     @staticmethod
-    def _segment_max(x: Tensor, group: Tensor, Q: int) -> Tensor:
-        """x (P, F) rows of groups ``group`` (P,) -> (Q, F) max per group, 0 for empty groups."""
-        out = x.new_zeros(Q, x.shape[1])
-        return out.scatter_reduce(0, group[:, None].expand_as(x), x, "amax", include_self=False)
+    def _segment_max(x: Tensor, lengths: Tensor) -> Tensor:
+        """x (P, F) rows sorted by group, ``lengths`` (Q,) rows per group -> (Q, F) max per
+        group, 0 for empty groups. ``segment_reduce`` runs forward + backward about twice as
+        fast on the CPU as a ``scatter_reduce`` "amax" over the same rows."""
+        out = torch.segment_reduce(x, "max", lengths=lengths, axis=0, unsafe=True)  # (Q, F)
+        return torch.where((lengths > 0)[:, None], out, torch.zeros_like(out))
 
     def forward(self, x: Tensor, point_valid: Tensor) -> Tensor:
         """x (Q, K, Cin), point_valid (Q, K) bool -> (Q, D). Invalid points never contribute.
@@ -159,12 +165,12 @@ class MiniPointNet(nn.Module):
         Only valid points go through the MLPs (groups are often far from full), so the cost
         scales with real points, not with Q * K.
         """
-        Q = x.shape[0]
-        group = torch.nonzero(point_valid)[:, 0]  # (P,) group of every valid point
+        group = torch.nonzero(point_valid)[:, 0]  # (P,) group of every valid point, sorted
+        lengths = point_valid.sum(1)  # (Q,) valid points per group
         h = self.first(x[point_valid])  # (P, p1)
-        g = self._segment_max(h, group, Q)  # (Q, p1)
+        g = self._segment_max(h, lengths)  # (Q, p1)
         h = torch.cat([g[group], h], dim=-1)  # (P, 2 p1)
-        return self._segment_max(self.second(h), group, Q)  # (Q, D)
+        return self._segment_max(self.second(h), lengths)  # (Q, D)
 
 
 def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
@@ -517,7 +523,8 @@ class PointMAETokenizer(nn.Module):
             group_idx: (Q, K) int64 rows of the group points, -1 = empty slot.
 
         Returns:
-            (Q, D) float32 token features (computed in fp32, as in PoLAr-MAE).
+            (Q, D) float32 token features (computed in fp32, as in PoLAr-MAE, unless
+            ``cfg.pointnet_fp32`` is False).
         """
         cfg = self.cfg
         point_valid = group_idx >= 0  # (Q, K)
@@ -525,6 +532,8 @@ class PointMAETokenizer(nn.Module):
         rel = rel / cfg.group_radius
         x = torch.cat([rel, gather_groups(feat, group_idx)], dim=-1)  # (Q, K, 3 + C)
         x = x * point_valid[..., None].to(x.dtype)
+        if not cfg.pointnet_fp32:
+            return self.pointnet(x, point_valid).float()  # (Q, D)
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.pointnet(x.float(), point_valid)  # (Q, D)
 

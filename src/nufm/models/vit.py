@@ -104,7 +104,12 @@ class ViT(nn.Module):
         return self.cfg.embed_dim
 
     def forward(
-        self, x: Tensor, pos: Tensor | None, valid: Tensor | None, return_blocks: Sequence[int] = ()
+        self,
+        x: Tensor,
+        pos: Tensor | None,
+        valid: Tensor | None,
+        return_blocks: Sequence[int] = (),
+        read: Tensor | None = None,
     ) -> ViTOutput:
         """Encode tokens.
 
@@ -115,7 +120,11 @@ class ViT(nn.Module):
                 Masked-out tokens (padding, or MAE-hidden tokens) are never attended to, so they
                 do not influence valid outputs; their outputs are 0. Only the real tokens are
                 computed: packed rows through projections and MLPs, attention per event.
-            return_blocks: 0-based block indices whose hidden states to return (negative ok).
+            return_blocks: 0-based block indices whose hidden states to return (negative ok);
+                not the last block when ``read`` is given.
+            read: (B, G) bool, the tokens whose outputs the caller reads (an MAE decoder reads
+                only the hidden ones), or None = all valid. The last block computes only
+                those rows (every valid token is still attended to); ``feat`` is 0 elsewhere.
 
         Returns:
             :class:`ViTOutput` with feat (B, G, D) and the requested hidden states.
@@ -124,19 +133,24 @@ class ViT(nn.Module):
             valid = x.new_ones(x.shape[:2], dtype=torch.bool)
         depth = self.cfg.depth
         wanted = {i % depth for i in return_blocks}
+        if read is not None and depth - 1 in wanted:
+            raise ValueError("ViT: the last block's hidden state is not computed with read=")
         hidden: dict[int, Tensor] = {}
         event = torch.nonzero(valid)[:, 0]  # (T,) event of every real token
         counts = valid.sum(1).tolist()  # real tokens per event
         rows = x[valid]  # (T, D): linear layers run on real tokens only
         pos_rows = pos[valid] if pos is not None else None
         blocks: list[Block] = list(self.blocks)  # type: ignore[arg-type]
+        keep = read[valid] if read is not None else None  # (T,) rows the caller reads
         for i, block in enumerate(blocks):
             if pos_rows is not None and (i == 0 or self.cfg.add_pos_at_every_layer):
                 rows = rows + pos_rows
-            rows = block.forward_rows(rows, counts, event)
+            last = i == depth - 1
+            rows = block.forward_rows(rows, counts, event, keep if last else None)
             if i in wanted:
                 hidden[i] = scatter_rows(rows, valid)
-        return ViTOutput(feat=scatter_rows(self.norm(rows), valid), hidden=hidden)
+        out_rows = valid if read is None else valid & read
+        return ViTOutput(feat=scatter_rows(self.norm(rows), out_rows), hidden=hidden)
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.offsets import pad
+from nufm.geometry.offsets import pad, scatter_rows
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.layers import Mlp
 from nufm.models.tokenizers import (
@@ -150,18 +150,23 @@ class EnergyInfillHead(nn.Module):
         self.out = Mlp(3 * hidden, hidden, 1)
 
     def forward(self, token: Tensor, rel: Tensor, point_valid: Tensor) -> Tensor:
-        """token (Q, Dd), rel (Q, K, 3) group-frame xyz, point_valid (Q, K) -> (Q, K) energy."""
-        p = self.point_embed(rel)  # (Q, K, h)
-        g = p.masked_fill(~point_valid[..., None], float("-inf")).amax(1)  # (Q, h)
-        g = torch.where(point_valid.any(1, keepdim=True), g, torch.zeros_like(g))
+        """token (Q, Dd), rel (Q, K, 3) group-frame xyz, point_valid (Q, K) -> (Q, K) energy
+        (0 at the empty slots). Only the valid points are computed (packed rows, like
+        :class:`nufm.models.tokenizers.MiniPointNet`)."""
+        lengths = point_valid.sum(1)  # (Q,) valid points per group
+        group = torch.nonzero(point_valid)[:, 0]  # (P,) group of every valid point, sorted
+        p = self.point_embed(rel[point_valid])  # (P, h)
+        g = torch.segment_reduce(p, "max", lengths=lengths, axis=0, unsafe=True)  # (Q, h)
+        g = torch.where((lengths > 0)[:, None], g, torch.zeros_like(g))
         t = self.token_proj(token)  # (Q, h)
         # out.fc1 of cat([p, g, t]) split by its input blocks: the g and t terms are computed
         # once per group, not once per point (same function and parameters, a third the work)
         w_p, w_g, w_t = self.out.fc1.weight.split(p.shape[-1], dim=1)  # (h, h) each
-        group = F.linear(g, w_g) + F.linear(t, w_t, self.out.fc1.bias)  # (Q, h)
-        z = F.linear(p, w_p) + group[:, None]  # (Q, K, h) = out.fc1(cat([p, g, t]))
+        per_group = F.linear(g, w_g) + F.linear(t, w_t, self.out.fc1.bias)  # (Q, h)
+        z = F.linear(p, w_p) + per_group[group]  # (P, h) = out.fc1(cat([p, g, t]))
         out = self.out
-        return out.drop(out.fc2(out.drop(out.act(z))))[..., 0]  # (Q, K) = self.out(cat(...))
+        e = out.drop(out.fc2(out.drop(out.act(z))))[:, 0]  # (P,) = self.out(cat(...))
+        return scatter_rows(e, point_valid)  # (Q, K)
 
 
 class MaskedAutoencoder(nn.Module):
@@ -257,7 +262,8 @@ class MaskedAutoencoder(nn.Module):
         latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
         x = self.enc_to_dec(latent)  # (B, G, Dd)
         x = torch.where(is_masked[..., None], self.mask_token.to(x.dtype), x)
-        dec = self.decoder(x, self.dec_pos(tokens.center), valid).feat  # (B, G, Dd)
+        # only the hidden tokens' decoder outputs are read
+        dec = self.decoder(x, self.dec_pos(tokens.center), valid, read=is_masked).feat
 
         hidden = dec[is_masked]  # (Qm, Dd)
         group_idx = tokens.group_idx[is_masked]  # (Qm, K)
