@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers.events import clustered_events
-from nufm.geometry.fps import farthest_point_sampling
+from nufm.geometry.fps import farthest_point_sampling, group_fps
 
 
 def test_hand_computed_line() -> None:
@@ -93,3 +93,33 @@ def test_fast_matches_reference_on_tie_rich_lattice() -> None:
     fast = farthest_point_sampling(coord, offset, 300, start=start, backend="numba")
     assert torch.equal(ref[0], fast[0])
     assert ref[0][:300].unique().numel() == 300  # distinct rows despite duplicate points
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_group_fps_numba_equals_torch_reference(grid: bool) -> None:
+    """Per-group FPS: the numba loop picks exactly the reference's slots (ties on a voxel grid,
+    duplicate points, groups at, below and above k, empty slots after the valid ones)."""
+    gen = torch.Generator().manual_seed(7)
+    Q, Ku, k = 400, 64, 16
+    pts = torch.randn(Q, Ku, 3, generator=gen)
+    if grid:
+        pts = torch.round(pts * 3) / 3  # many equal distances and duplicate points
+    n_valid = torch.randint(0, Ku + 1, (Q,), generator=gen)
+    n_valid[:3] = torch.tensor([k, k + 1, 0])
+    valid = torch.arange(Ku)[None] < n_valid[:, None]
+    pts = torch.where(valid[..., None], pts, torch.full_like(pts, 99.0))
+    want = group_fps(pts, valid, k, backend="torch")
+    got = group_fps(pts, valid, k, backend="numba")
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    busy = n_valid > k
+    assert bool((got[busy] < n_valid[busy, None]).all())  # only valid slots picked
+    assert all(len(set(row.tolist())) == k for row in got[busy])  # distinct
+    assert got[0].tolist() == list(range(k))  # a group of exactly k is kept as is
+
+
+def test_group_fps_rejects_bad_shapes() -> None:
+    pts = torch.zeros(4, 8, 3)
+    with pytest.raises(ValueError, match="Q, Ku, 3"):
+        group_fps(pts[..., :2], torch.ones(4, 8, dtype=torch.bool), 4)
+    with pytest.raises(ValueError, match="k must be"):
+        group_fps(pts, torch.ones(4, 8, dtype=torch.bool), 9)

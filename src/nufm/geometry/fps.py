@@ -224,3 +224,97 @@ def farthest_point_sampling(
             )
             idx = torch.from_numpy(out)
     return idx, new_offset
+
+
+def _group_fps_torch(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
+    """Reference :func:`group_fps`, vectorized over groups (k - 1 sequential steps)."""
+    Q, _Ku, _ = points.shape
+    dev = points.device
+    n_valid = point_valid.sum(1)  # (Q,)
+    out = torch.arange(k, device=dev).expand(Q, k).clone()  # (Q, k)
+    busy = torch.nonzero(n_valid > k)[:, 0]  # (Qb,) groups that need sampling
+    if busy.numel() == 0:
+        return out
+    width = int(n_valid[busy].max())
+    pts = points[busy, :width]  # (Qb, W, 3)
+    Qb = busy.numel()
+    rows = torch.arange(Qb, device=dev)
+    sel = torch.zeros(Qb, k, dtype=torch.int64, device=dev)
+    dist = torch.full((Qb, width), float("inf"), device=dev, dtype=points.dtype)
+    dist = dist.masked_fill(~point_valid[busy, :width], -1.0)  # (Qb, W); -1 = never pick
+    dist[:, 0] = -1.0
+    last = sel[:, 0]
+    for i in range(1, k):
+        d = (pts - pts[rows, last][:, None]).square().sum(-1)  # (Qb, W)
+        dist = torch.where(dist < 0, dist, torch.minimum(dist, d))  # chosen/invalid stay -1
+        last = dist.argmax(dim=1)  # (Qb,)
+        sel[:, i] = last
+        dist[rows, last] = -1.0
+    out[busy] = sel
+    return out
+
+
+@njit(cache=True)
+def _group_fps_numba(points, valid, k, out):  # pragma: no cover (numba)
+    # The reference's steps group by group: the same float sums ((dx^2 + dy^2) + dz^2 in the
+    # points' dtype) and the first maximum on ties, so the picks are equal.
+    Q, Ku, _ = points.shape
+    dist = np.empty(Ku, dtype=points.dtype)
+    for q in range(Q):
+        n = 0
+        for j in range(Ku):
+            if valid[q, j]:
+                n += 1
+        if n <= k:
+            continue
+        for j in range(Ku):
+            dist[j] = np.inf if valid[q, j] else -1.0
+        dist[0] = -1.0
+        out[q, 0] = 0
+        last = 0
+        for i in range(1, k):
+            best = -np.inf
+            arg = 0
+            for j in range(Ku):
+                if dist[j] >= 0:
+                    dx = points[q, j, 0] - points[q, last, 0]
+                    dy = points[q, j, 1] - points[q, last, 1]
+                    dz = points[q, j, 2] - points[q, last, 2]
+                    d = dx * dx + dy * dy + dz * dz
+                    if d < dist[j]:
+                        dist[j] = d
+                if dist[j] > best:
+                    best = dist[j]
+                    arg = j
+            out[q, i] = arg
+            dist[arg] = -1.0
+            last = arg
+
+
+def group_fps(points: Tensor, point_valid: Tensor, k: int, backend: str = "auto") -> Tensor:
+    """Farthest-point sampling of ``k`` slots inside each of Q small groups.
+
+    Args:
+        points: (Q, Ku, 3) float coordinates of each group's candidates.
+        point_valid: (Q, Ku) bool, True = real candidate; the valid slots of a group must come
+            first (ball-query order). Slot 0 seeds the sampling.
+        k: samples per group (<= Ku).
+        backend: "auto" (numba on CPU, torch otherwise), "torch" (reference, k - 1 batched
+            steps) or "numba" (one loop per group; the same picks).
+
+    Returns:
+        (Q, k) int64 slot indices into Ku. Groups with <= k valid candidates return slots
+        0..k-1 unchanged (all their valid points, then their empty slots).
+    """
+    if points.ndim != 3 or points.shape[2] != 3 or point_valid.shape != points.shape[:2]:
+        raise ValueError(
+            f"group_fps: need points (Q, Ku, 3) and point_valid (Q, Ku), got "
+            f"{tuple(points.shape)} and {tuple(point_valid.shape)}"
+        )
+    if not 1 <= k <= points.shape[1]:
+        raise ValueError(f"group_fps: k must be in [1, {points.shape[1]}], got {k}")
+    if resolve_backend(backend, points.device, "numba", "group_fps") == "torch":
+        return _group_fps_torch(points, point_valid, k)
+    out = np.broadcast_to(np.arange(k, dtype=np.int64), (points.shape[0], k)).copy()
+    _group_fps_numba(to_numpy(points), to_numpy(point_valid), k, out)
+    return torch.from_numpy(out)

@@ -23,7 +23,7 @@ from nufm.batch import EventGroups, TokenGroups
 from nufm.data.event import Event
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
-from nufm.geometry.fps import farthest_point_sampling
+from nufm.geometry.fps import farthest_point_sampling, group_fps
 from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class MiniPointNet(nn.Module):
 
 
 def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
-    """Farthest-point sampling inside every group, vectorized over groups.
+    """Farthest-point sampling inside every group (:func:`nufm.geometry.fps.group_fps`).
 
     Args:
         points: (Q, Ku, 3) coordinates of each group's candidates.
@@ -185,33 +185,9 @@ def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:
 
     Returns:
         (Q, k) int64 slot indices into Ku. Groups with <= k valid candidates return slots
-        0..k-1 unchanged (all their valid points, then their empty slots); only the others run
-        the k - 1 sequential FPS steps, on their first max(n_valid) slots.
+        0..k-1 unchanged (all their valid points, then their empty slots).
     """
-    Q, _Ku, _ = points.shape
-    dev = points.device
-    n_valid = point_valid.sum(1)  # (Q,)
-    out = torch.arange(k, device=dev).expand(Q, k).clone()  # (Q, k)
-    busy = torch.nonzero(n_valid > k)[:, 0]  # (Qb,) groups that need sampling
-    if busy.numel() == 0:
-        return out
-    width = int(n_valid[busy].max())
-    pts = points[busy, :width]  # (Qb, W, 3)
-    Qb = busy.numel()
-    rows = torch.arange(Qb, device=dev)
-    sel = torch.zeros(Qb, k, dtype=torch.int64, device=dev)
-    dist = torch.full((Qb, width), float("inf"), device=dev, dtype=points.dtype)
-    dist = dist.masked_fill(~point_valid[busy, :width], -1.0)  # (Qb, W); -1 = never pick
-    dist[:, 0] = -1.0
-    last = sel[:, 0]
-    for i in range(1, k):
-        d = (pts - pts[rows, last][:, None]).square().sum(-1)  # (Qb, W)
-        dist = torch.where(dist < 0, dist, torch.minimum(dist, d))  # chosen/invalid stay -1
-        last = dist.argmax(dim=1)  # (Qb,)
-        sel[:, i] = last
-        dist[rows, last] = -1.0
-    out[busy] = sel
-    return out
+    return group_fps(points, point_valid, k)
 
 
 def ball_group(
