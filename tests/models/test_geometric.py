@@ -159,11 +159,11 @@ def test_pipeline_descriptors_equal_the_in_step_ones_and_are_computed_once() -> 
     assert torch.equal(encoder(with_step).feat, encoder(without).feat)
     # cached per (source, row, size): a second epoch reuses the arrays; a row-less event is
     # computed every time
-    assert len(step._memo) == 3
+    assert len(step.memo) == 3
     again = pre.transforms(augment=[step])(raw[1], rng)
-    assert again.descriptors is step._memo[("mem.h5", 1, len(raw[1]))]
+    assert again.descriptors is step.memo.get(raw[1], lambda ev: None)  # the cached array
     pre.transforms(augment=[step])(raw[0].with_fields(event_id=-1), rng)
-    assert len(step._memo) == 3
+    assert len(step.memo) == 3
     # rotations leave the descriptors unchanged: the values cached before the augmentation
     # equal those of the rotated event up to float rounding, wherever the k-th and (k+1)-th
     # neighbours are not at one distance (on the voxel lattice such ties are common, and a

@@ -34,6 +34,7 @@ from torch import Tensor
 from nufm.batch import PointBatch
 from nufm.data.collate import collate
 from nufm.data.event import Event
+from nufm.data.memo import EventMemo
 from nufm.data.transforms import Compose, LogEnergy, MakeFeatures, Preprocess
 from nufm.geometry._backend import resolve_backend, to_numpy
 from nufm.geometry.knn import knn
@@ -305,10 +306,7 @@ class EventDescriptors:
                 MakeFeatures(time_scale=preprocess.time_scale),
             ]
         )
-        self.cache = cache
-        self.max_cached_bytes = max_cached_bytes
-        self._memo: dict[tuple, np.ndarray] = {}
-        self._cached_bytes = 0
+        self.memo: EventMemo[np.ndarray] = EventMemo(lambda a: a.nbytes, cache, max_cached_bytes)
 
     def values(self, event: Event) -> np.ndarray:
         """(N, 6 * S) float32 descriptors of one event (normalised coordinates, MeV)."""
@@ -318,14 +316,7 @@ class EventDescriptors:
     def __call__(self, event: Event, rng: np.random.Generator | None = None) -> Event:
         """Attach the event's descriptors (computed, or reused when it was seen before)."""
         del rng  # deterministic
-        name = (event.source, event.event_id, len(event))
-        cached = self._memo.get(name) if self.cache and event.event_id >= 0 else None
-        if cached is None:
-            cached = self.values(event)
-            fits = self._cached_bytes + cached.nbytes <= self.max_cached_bytes
-            if self.cache and event.event_id >= 0 and fits:  # beyond the cap: recomputed
-                self._memo[name] = cached
-                self._cached_bytes += cached.nbytes
         return event.with_fields(
-            descriptors=cached, meta={**event.meta, "descriptor_key": self.key}
+            descriptors=self.memo.get(event, self.values),
+            meta={**event.meta, "descriptor_key": self.key},
         )

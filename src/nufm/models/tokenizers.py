@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from nufm.batch import EventGroups, TokenGroups
 from nufm.data.event import Event
+from nufm.data.memo import EventMemo
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling, group_fps
@@ -336,13 +337,19 @@ class ContextGrouping:
         return f" context={self.radius:.9g}/{self.candidates}/{self.points}"
 
 
+def _groups_nbytes(groups: EventGroups) -> int:
+    context = groups.context.nbytes if groups.context is not None else 0
+    return groups.center.nbytes + groups.group.nbytes + context
+
+
 class EventGrouper:
     """Computes an event's :class:`~nufm.batch.EventGroups` once, in the data pipeline.
 
     A transform (``grouper(event, rng) -> event`` with ``groups`` attached), placed by
     :func:`nufm.train.components.build_transform` after the coordinates are normalised and
     before the augmentations: groups are a function of the event's points alone, so they are
-    cached per event (source, row and size) and a later epoch reuses them. Tokens of the
+    cached per event (source, row and size; at most ``max_cached_bytes``) and a later epoch
+    reuses them. Tokens of the
     rotated, flipped or scaled event are then the same groups of the same points, whose
     centre positions and offsets the model reads from the augmented coordinates.
     """
@@ -353,14 +360,18 @@ class EventGrouper:
         context: ContextGrouping | None = None,
         *,
         cache: bool = True,
-        max_cached: int = 50_000,
+        max_cached_bytes: int = 2 << 30,
     ) -> None:
         self.cfg = cfg
         self.context = context
         self.key = grouping_key(cfg) + (context.key if context is not None else "")
-        self.cache = cache
-        self.max_cached = max_cached
-        self._memo: dict[tuple, EventGroups] = {}
+        # about 60 kB an event (300 tokens of 16 + 32 rows): 2 GiB holds ~35,000 events
+        self.memo: EventMemo[EventGroups] = EventMemo(_groups_nbytes, cache, max_cached_bytes)
+
+    @property
+    def cache(self) -> bool:
+        """Whether groups are kept per event (:class:`nufm.data.memo.EventMemo`)."""
+        return self.memo.enabled
 
     def groups(self, coord: np.ndarray) -> EventGroups:
         """(N, 3) normalised coordinates of one event -> its groups (rows of ``coord``)."""
@@ -395,13 +406,7 @@ class EventGrouper:
     def __call__(self, event: Event, rng: np.random.Generator | None = None) -> Event:
         """Attach the event's groups (computed, or reused when this event was seen before)."""
         del rng  # deterministic
-        name = (event.source, event.event_id, len(event))
-        cached = self._memo.get(name) if self.cache and event.event_id >= 0 else None
-        if cached is None:
-            cached = self.groups(event.coord)
-            if self.cache and event.event_id >= 0 and len(self._memo) < self.max_cached:
-                self._memo[name] = cached
-        return event.with_fields(groups=cached)
+        return event.with_fields(groups=self.memo.get(event, lambda ev: self.groups(ev.coord)))
 
 
 class PointMAETokenizer(nn.Module):
