@@ -89,22 +89,29 @@ def key_mask(valid: Tensor | None) -> Tensor | None:
     return (valid | empty)[:, None, None, :]  # (B, 1, 1, S)
 
 
-def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
-    """Unmasked softmax attention of one event's tokens: q, k, v (1, H, G, Dh) -> (1, H, G, Dh).
-
-    On the CPU the explicit form (two batched products and a softmax taken in fp32) runs forward
-    + backward 1.5-2x faster than PyTorch's flash kernel at the sizes of a token ViT (G of 100
-    to 512 tokens, heads 24 to 64 wide; docs/benchmarks.md); its memory, H G^2 scores, is at most
-    a few MB there. Elsewhere ``F.scaled_dot_product_attention`` (fused kernels on GPUs). The two
-    agree to the rounding of the input precision (tests/models/test_layers.py).
-    """
-    if q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Unmasked softmax attention written out: q, k, v (1, H, G, Dh) -> (1, H, G, Dh); two
+    batched products and a softmax taken in fp32 (H G^2 scores in memory)."""
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (1, H, G, G)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)  # (1, H, G, G)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
     return weights @ v  # (1, H, G, Dh)
+
+
+def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """Unmasked softmax attention of one event's tokens: q, k, v (1, H, G, Dh) -> (1, H, G, Dh).
+
+    In bf16 / fp16 on the CPU (training under autocast) :func:`explicit_attention`, which runs
+    forward + backward 1.5-2x faster than PyTorch's CPU flash kernel at the sizes of a token ViT
+    (G of 100 to 500 tokens, heads of 32; docs/benchmarks.md); its memory, H G^2 scores, is a
+    few MB there. In fp32 on the CPU the two were level (within 10 %, either way), and on GPUs
+    the fused kernels win: ``F.scaled_dot_product_attention``. The two agree to the rounding of
+    the input precision (tests/models/test_vit.py).
+    """
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        return explicit_attention(q, k, v, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
 
 
 class Attention(nn.Module):
