@@ -25,7 +25,7 @@ from nufm.data.memo import EventMemo
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling, group_fps
-from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows
+from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows, segment_max
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +152,6 @@ class MiniPointNet(nn.Module):
             nn.Linear(2 * p1, h2, bias=False), nn.LayerNorm(h2), nn.ReLU(), nn.Linear(h2, out_dim)
         )
 
-    @staticmethod
-    def _segment_max(x: Tensor, lengths: Tensor) -> Tensor:
-        """x (P, F) rows sorted by group, ``lengths`` (Q,) rows per group -> (Q, F) max per
-        group, 0 for empty groups. ``segment_reduce`` runs forward + backward about twice as
-        fast on the CPU as a ``scatter_reduce`` "amax" over the same rows."""
-        out = torch.segment_reduce(x, "max", lengths=lengths, axis=0, unsafe=True)  # (Q, F)
-        return torch.where((lengths > 0)[:, None], out, torch.zeros_like(out))
-
     def forward(self, x: Tensor, point_valid: Tensor) -> Tensor:
         """x (Q, K, Cin), point_valid (Q, K) bool -> (Q, D). Invalid points never contribute.
 
@@ -169,9 +161,9 @@ class MiniPointNet(nn.Module):
         group = torch.nonzero(point_valid)[:, 0]  # (P,) group of every valid point, sorted
         lengths = point_valid.sum(1)  # (Q,) valid points per group
         h = self.first(x[point_valid])  # (P, p1)
-        g = self._segment_max(h, lengths)  # (Q, p1)
+        g = segment_max(h, lengths)  # (Q, p1)
         h = torch.cat([g[group], h], dim=-1)  # (P, 2 p1)
-        return self._segment_max(self.second(h), lengths)  # (Q, D)
+        return segment_max(self.second(h), lengths)  # (Q, D)
 
 
 def fps_in_groups(points: Tensor, point_valid: Tensor, k: int) -> Tensor:

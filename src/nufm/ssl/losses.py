@@ -48,7 +48,6 @@ def masked_chamfer(
         )
     # which point is nearest: no gradient flows through the choice
     near_t, near_p = set_nearest(pred, pred_valid, target, target_valid)  # (Q, K1), (Q, K2)
-    near_t, near_p = near_t.to(pred.device), near_p.to(pred.device)
     F = pred.shape[-1]
     p2t = (pred - target.gather(1, near_t[..., None].expand(-1, -1, F))).square().sum(-1)
     t2p = (target - pred.gather(1, near_p[..., None].expand(-1, -1, F))).square().sum(-1)

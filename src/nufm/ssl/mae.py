@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.offsets import pad, scatter_rows
+from nufm.geometry.offsets import pad, scatter_rows, segment_max
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.layers import Mlp
 from nufm.models.tokenizers import (
@@ -156,8 +156,7 @@ class EnergyInfillHead(nn.Module):
         lengths = point_valid.sum(1)  # (Q,) valid points per group
         group = torch.nonzero(point_valid)[:, 0]  # (P,) group of every valid point, sorted
         p = self.point_embed(rel[point_valid])  # (P, h)
-        g = torch.segment_reduce(p, "max", lengths=lengths, axis=0, unsafe=True)  # (Q, h)
-        g = torch.where((lengths > 0)[:, None], g, torch.zeros_like(g))
+        g = segment_max(p, lengths)  # (Q, h), 0 for a group with no valid point
         t = self.token_proj(token)  # (Q, h)
         # out.fc1 of cat([p, g, t]) split by its input blocks: the g and t terms are computed
         # once per group, not once per point (same function and parameters, a third the work)
