@@ -137,9 +137,11 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
         250,
     )
     assert full.run.finetune is not None and full.run.finetune.n_test == 1000
-    # the demo's study: the quick run with per-size budgets and early stopping on 50 val events
+    # the demo's study: the quick run with per-size budgets and early stopping on 50 val
+    # events, its fused rows reading the descriptors as 16 quantile bins
     demo = STUDY_PRESETS["demo"]
-    assert demo.run.objective == quick.run.objective and demo.run.optim == quick.run.optim
+    assert demo.run.objective == dataclasses.replace(quick.run.objective, descriptor_bins=16)
+    assert demo.run.optim == quick.run.optim
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
     assert (demo.steps, demo.seeds, demo.network_seeds) == ((40, 100, 160), (0, 1, 2), (0,))
     assert demo.modes[-2:] == ("full-fused", "scratch-fused")

@@ -806,11 +806,13 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
     # the demo's study (its time on 2 CPU cores: docs/benchmarks.md): the reference-protocol
     # probes and boosted trees over three seeds (one random encoder, as there is one
     # pretrained one), the fine-tune and its scratch twin with the descriptors at the head
-    # (computed once per event), budgets that grow with the labelled set and early stopping
-    # on 50 val events (one seed: the 30-minute budget)
+    # (computed once per event, read as quantile bins), budgets that grow with the labelled
+    # set and early stopping on 50 val events (one seed: the 30-minute budget)
     "demo": StudyConfig(
         run=dataclasses.replace(
             _QUICK_STUDY_RUN,
+            # the fused rows' descriptors enter the head as 16 quantile bins per channel
+            objective=dataclasses.replace(_QUICK_STUDY_RUN.objective, descriptor_bins=16),
             train=dataclasses.replace(_QUICK_STUDY_RUN.train, monitor_every=50),
             finetune=FinetuneConfig(n_test=100, n_val=50),
         ),

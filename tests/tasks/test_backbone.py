@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -15,6 +16,7 @@ from nufm.config import DataConfig, LoggingConfig, OptimConfig, RunConfig, Train
 from nufm.data.collate import collate
 from nufm.data.event import Event
 from nufm.models.geometric import descriptor_key, point_shape_descriptors
+from nufm.models.numeric import quantile_edges
 from nufm.presets import PRESETS
 from nufm.tasks import (
     MODES,
@@ -25,6 +27,7 @@ from nufm.tasks import (
     TaskModule,
     build_task,
 )
+from nufm.tasks.backbone import fit_descriptor_encoding
 from nufm.tasks.build import TaskConfig
 from nufm.train.loop import train
 from nufm.train.optim import build_optimizer, set_step_hyperparams
@@ -282,3 +285,38 @@ def test_point_descriptors_are_appended_to_the_head_input(
     assert not torch.equal(norm.running_mean, torch.zeros_like(norm.running_mean))
     with pytest.raises(ValueError, match="point_descriptors needs sizes >= 2"):
         _cfg("semseg", mode, point_descriptors=(1, 8))
+
+
+def test_binned_point_descriptors_are_fitted_on_the_training_events(
+    task_events: list[Event], task_batch: PointBatch
+) -> None:
+    ks, bins = (4, 8), 5
+    torch.manual_seed(0)
+    plain = build_task(_cfg("semseg", "full")).eval()
+    torch.manual_seed(0)
+    task = build_task(_cfg("semseg", "full", point_descriptors=ks, descriptor_bins=bins)).eval()
+    D = plain.backbone.out_dim
+    assert task.backbone.descriptor_norm is None
+    assert task.backbone.out_dim == D + 6 * len(ks) * bins
+    with pytest.raises(RuntimeError, match="never fitted"):
+        task.backbone(task_batch)
+    # fitted on the descriptors of the training events, as the pipeline gives them
+    n = fit_descriptor_encoding(task, task_events, lambda ev, rng: ev, seed=0)
+    shape = point_shape_descriptors(task_batch, ks)  # (N, 12)
+    assert n == task_batch.num_points
+    encoding = task.backbone.descriptor_bins
+    assert encoding is not None
+    np.testing.assert_allclose(encoding.edges.numpy(), quantile_edges(shape.numpy(), bins))
+    feat = task.backbone(task_batch)
+    torch.testing.assert_close(feat[:, :D], plain.backbone(task_batch))
+    torch.testing.assert_close(feat[:, D:], encoding(shape))
+    # at most max_rows points (a seeded draw) give the quantiles
+    assert fit_descriptor_encoding(task, task_events, lambda ev, rng: ev, max_rows=50) == 50
+    # the head learns from the bins; a task without bins has nothing to fit
+    task.train()
+    task(task_batch).loss.backward()
+    head = [p for n_, p in task.named_parameters() if n_.startswith("head.")]
+    assert head and all(p.grad is not None for p in head)
+    assert fit_descriptor_encoding(plain, task_events, lambda ev, rng: ev) == 0
+    with pytest.raises(ValueError, match="descriptor_bins must be >= 0"):
+        _cfg("semseg", "full", point_descriptors=ks, descriptor_bins=-1)

@@ -375,3 +375,21 @@ def test_fused_training_modes_give_the_head_the_descriptors(
     assert fused.backbone.descriptor_ks == (4, 8)
     norm = fused.backbone.descriptor_norm
     assert norm is not None and int(norm.num_batches_tracked) > 0
+    # with descriptor_bins the head reads quantile bins fitted on the labelled events (from
+    # the pipeline's cache: the forward-pass computation above still raises), kept in the run
+    binned = dataclasses.replace(
+        cfg,
+        modes=("full-fused",),
+        run=dataclasses.replace(
+            cfg.run, objective=dataclasses.replace(cfg.run.objective, descriptor_bins=3)
+        ),
+    )
+    with monkeypatch.context() as m:
+        m.setattr(nufm.tasks.backbone, "point_shape_descriptors", in_step)
+        (row,) = run_study(binned, run_dir, (data,), tmp_path / "binned")
+    assert math.isfinite(row.score)
+    reloaded = load_task(row.run_dir).task
+    bins = reloaded.backbone.descriptor_bins
+    assert bins is not None and bool(bins.fitted) and reloaded.backbone.descriptor_norm is None
+    assert bins.edges.shape == (12, 4) and bool((bins.edges.diff(dim=1) >= 0).all())
+    assert bool((bins.edges[:, -1] > bins.edges[:, 0]).any())

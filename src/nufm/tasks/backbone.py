@@ -17,22 +17,26 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes; docs/r
 A frozen encoder has ``requires_grad=False``, runs under ``torch.no_grad()`` and stays in eval
 mode when the task's ``.train()`` is called (dropout / drop-path / random FPS starts off).
 
-Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone` and :class:`TaskModule`;
-the head pieces are in :mod:`nufm.tasks.heads`, loading pretrained encoder weights into the
-backbone in :mod:`nufm.tasks.encoder_state` (reading weights from files is
-:mod:`nufm.workflows.load`).
+Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`, :class:`TaskModule` and
+:func:`fit_descriptor_encoding`; the head pieces are in :mod:`nufm.tasks.heads`, loading
+pretrained encoder weights into the backbone in :mod:`nufm.tasks.encoder_state` (reading
+weights from files is :mod:`nufm.workflows.load`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, TypeVar, get_args
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
+from nufm.data.collate import collate
+from nufm.data.event import Event
 from nufm.data.transforms import Preprocess, Transform
 from nufm.hub import LoadReport
 from nufm.models.base import PointFeatures
@@ -47,9 +51,11 @@ from nufm.models.encoders import (
 from nufm.models.geometric import (
     EventDescriptors,
     LocalGeometryConfig,
+    descriptor_key,
     pipeline_descriptors,
     point_shape_descriptors,
 )
+from nufm.models.numeric import PiecewiseLinearEncoding
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
 from nufm.models.serialized_patches import SerializedPatchConfig
@@ -124,6 +130,11 @@ class TaskBaseConfig:
     the same of frozen features): (8, 32, 128, 512) are the study's descriptor scales.
     Read from ``PointBatch.descriptors`` when the data pipeline computed them
     (:func:`task_pipeline_steps`), else computed in the forward pass."""
+    descriptor_bins: int = 0
+    """With ``point_descriptors``: 0 = batch-normalise them; B > 0 = encode each channel by B
+    piecewise-linear quantile bins (:class:`nufm.models.numeric.PiecewiseLinearEncoding`)
+    whose edges are fitted on the labelled training events before training
+    (:func:`fit_descriptor_encoding`), so the head reads thresholds as trees do."""
 
     def __post_init__(self) -> None:
         if self.point_descriptors and min(self.point_descriptors) < 2:
@@ -146,6 +157,10 @@ class TaskBaseConfig:
             )
         if len(self.neck_hidden) == 0:
             raise ValueError(f"{type(self).__name__}.neck_hidden needs at least one width")
+        if self.descriptor_bins < 0:
+            raise ValueError(
+                f"{type(self).__name__}.descriptor_bins must be >= 0, got {self.descriptor_bins}"
+            )
 
     @property
     def is_frozen(self) -> bool:
@@ -189,7 +204,13 @@ class TaskBackbone(nn.Module):
             self._out_dim = self.neck.out_dim
         self.descriptor_ks = tuple(cfg.point_descriptors)
         self.descriptor_norm: nn.BatchNorm1d | None = None
-        if self.descriptor_ks:
+        self.descriptor_bins: PiecewiseLinearEncoding | None = None
+        if self.descriptor_ks and cfg.descriptor_bins:
+            self.descriptor_bins = PiecewiseLinearEncoding(
+                6 * len(self.descriptor_ks), cfg.descriptor_bins
+            )
+            self._out_dim += self.descriptor_bins.out_dim
+        elif self.descriptor_ks:
             self.descriptor_norm = nn.BatchNorm1d(6 * len(self.descriptor_ks))
             self._out_dim += 6 * len(self.descriptor_ks)
         if self.is_frozen:
@@ -228,12 +249,16 @@ class TaskBackbone(nn.Module):
             feat = self.neck(
                 out.feat, out.tokens.center, out.valid, batch.coord, batch.offset, batch.feat
             )  # (N, D_neck)
-        if self.descriptor_norm is None:
+        if not self.descriptor_ks:
             return feat
         shape = pipeline_descriptors(batch, self.descriptor_ks)  # (N, 6 * S) or None
         if shape is None:
             shape = point_shape_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
-        shape = self.descriptor_norm(shape).to(feat.dtype)  # (N, 6 * S), statistics in fp32
+        if self.descriptor_bins is not None:
+            shape = self.descriptor_bins(shape).to(feat.dtype)  # (N, 6 * S * bins)
+        else:
+            assert self.descriptor_norm is not None
+            shape = self.descriptor_norm(shape).to(feat.dtype)  # (N, 6 * S), stats in fp32
         return torch.cat([feat, shape], dim=1)  # (N, out_dim)
 
 
@@ -277,3 +302,50 @@ def task_pipeline_steps(task: TaskBaseConfig, preprocess: Preprocess) -> list[Tr
     if not task.point_descriptors:
         return []
     return [EventDescriptors(task.point_descriptors, preprocess)]
+
+
+def fit_descriptor_encoding(
+    task: TaskModule,
+    events: Sequence[Event],
+    transform: Transform,
+    *,
+    max_rows: int = 200_000,
+    seed: int = 0,
+) -> int:
+    """Fit the quantile bins of a task's descriptor encoding (``descriptor_bins > 0``) on the
+    descriptors of the labelled training ``events``; a task without one is left as it is.
+
+    ``transform`` prepares an event as the run's pipeline does before its augmentations
+    (preprocessing and :func:`task_pipeline_steps`; the descriptors are invariant to the
+    rigid augmentations); its descriptors are read from the event when that pipeline
+    attached them (so its cache serves the training steps too), else computed. At most
+    ``max_rows`` points, a uniform draw seeded by ``seed``, give the quantiles.
+
+    Returns:
+        points the edges were fitted on (0 when the task has no binned descriptors).
+
+    Raises:
+        ValueError: binned descriptors but no training event with a point.
+    """
+    encoding = task.backbone.descriptor_bins
+    if encoding is None:
+        return 0
+    ks = task.backbone.descriptor_ks
+    rows = []
+    for i, raw in enumerate(events):
+        event = transform(raw, np.random.default_rng((seed, i)))
+        if event.descriptors is not None and event.meta.get("descriptor_key") == descriptor_key(ks):
+            rows.append(np.asarray(event.descriptors, dtype=np.float32))
+        else:
+            rows.append(point_shape_descriptors(collate([event]), ks).numpy())
+    values = np.concatenate(rows) if rows else np.zeros((0, encoding.num_features), np.float32)
+    if values.shape[0] == 0:
+        raise ValueError(
+            "fit_descriptor_encoding: the task bins its descriptors by training quantiles, "
+            f"but its {len(events)} training events hold no point"
+        )
+    if values.shape[0] > max_rows:
+        keep = np.random.default_rng(seed).choice(values.shape[0], max_rows, replace=False)
+        values = values[np.sort(keep)]
+    encoding.fit(values)
+    return int(values.shape[0])

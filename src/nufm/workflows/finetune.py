@@ -46,7 +46,7 @@ from nufm.models.encoders import (
     with_input_width,
 )
 from nufm.models.released.files import is_released
-from nufm.tasks.backbone import task_pipeline_steps
+from nufm.tasks.backbone import fit_descriptor_encoding, task_pipeline_steps
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.tasks.event_task import event_target_transforms
@@ -424,6 +424,11 @@ def run_finetune(
             )
     else:
         task = build_task(task_cfg, weights.state if weights is not None else None)
+    n_fit = fit_descriptor_encoding(
+        task, train_events, preprocess.transforms(augment=front), seed=seed
+    )  # the head's descriptor bins, from the labelled events (none: nothing to fit)
+    if n_fit:
+        log.info("%s: descriptor bins fitted on %d training points", cfg.name, n_fit)
     targets = event_target_transforms(task_cfg)  # vertex / visible energy, when read
     augment = build_augmentations(cfg.data, symmetry=data_detector(ft.data).symmetry)
     transform = preprocess.transforms(augment=[*front, *augment, *targets])
