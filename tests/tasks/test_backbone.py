@@ -310,8 +310,10 @@ def test_binned_point_descriptors_are_fitted_on_the_training_events(
     feat = task.backbone(task_batch)
     torch.testing.assert_close(feat[:, :D], plain.backbone(task_batch))
     torch.testing.assert_close(feat[:, D:], encoding(shape))
-    # at most max_rows points (a seeded draw) give the quantiles
+    # at most max_rows points and max_events events (seeded draws) give the quantiles
     assert fit_descriptor_encoding(task, task_events, lambda ev, rng: ev, max_rows=50) == 50
+    sizes = {len(ev.coord) for ev in task_events}
+    assert fit_descriptor_encoding(task, task_events, lambda ev, rng: ev, max_events=1) in sizes
     # the head learns from the bins; a task without bins has nothing to fit
     task.train()
     task(task_batch).loss.backward()

@@ -309,6 +309,7 @@ def fit_descriptor_encoding(
     events: Sequence[Event],
     transform: Transform,
     *,
+    max_events: int = 1000,
     max_rows: int = 200_000,
     seed: int = 0,
 ) -> int:
@@ -319,7 +320,9 @@ def fit_descriptor_encoding(
     (preprocessing and :func:`task_pipeline_steps`; the descriptors are invariant to the
     rigid augmentations); its descriptors are read from the event when that pipeline
     attached them (so its cache serves the training steps too), else computed. At most
-    ``max_rows`` points, a uniform draw seeded by ``seed``, give the quantiles.
+    ``max_events`` events (a seeded draw, so a large training set costs no pre-pass over all
+    of it) and of their points at most ``max_rows`` (a uniform draw seeded by ``seed``) give
+    the quantiles.
 
     Returns:
         points the edges were fitted on (0 when the task has no binned descriptors).
@@ -331,9 +334,13 @@ def fit_descriptor_encoding(
     if encoding is None:
         return 0
     ks = task.backbone.descriptor_ks
+    rng = np.random.default_rng(seed)
+    picked = range(len(events))
+    if len(events) > max_events:
+        picked = np.sort(rng.choice(len(events), max_events, replace=False)).tolist()
     rows = []
-    for i, raw in enumerate(events):
-        event = transform(raw, np.random.default_rng((seed, i)))
+    for i in picked:
+        event = transform(events[i], np.random.default_rng((seed, i)))
         if event.descriptors is not None and event.meta.get("descriptor_key") == descriptor_key(ks):
             rows.append(np.asarray(event.descriptors, dtype=np.float32))
         else:
@@ -345,7 +352,7 @@ def fit_descriptor_encoding(
             f"but its {len(events)} training events hold no point"
         )
     if values.shape[0] > max_rows:
-        keep = np.random.default_rng(seed).choice(values.shape[0], max_rows, replace=False)
+        keep = rng.choice(values.shape[0], max_rows, replace=False)
         values = values[np.sort(keep)]
     encoding.fit(values)
     return int(values.shape[0])
