@@ -304,7 +304,7 @@ def test_binned_point_descriptors_are_fitted_on_the_training_events(
     n = fit_descriptor_encoding(task, task_events, lambda ev, rng: ev, seed=0)
     shape = point_shape_descriptors(task_batch, ks)  # (N, 12)
     assert n == task_batch.num_points
-    encoding = task.backbone.descriptor_bins
+    encoding = task.backbone.descriptor_encoding
     assert encoding is not None
     np.testing.assert_allclose(encoding.edges.numpy(), quantile_edges(shape.numpy(), bins))
     feat = task.backbone(task_batch)

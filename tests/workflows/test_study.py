@@ -389,7 +389,7 @@ def test_fused_training_modes_give_the_head_the_descriptors(
         (row,) = run_study(binned, run_dir, (data,), tmp_path / "binned")
     assert math.isfinite(row.score)
     reloaded = load_task(row.run_dir).task
-    bins = reloaded.backbone.descriptor_bins
+    bins = reloaded.backbone.descriptor_encoding
     assert bins is not None and bool(bins.fitted) and reloaded.backbone.descriptor_norm is None
     assert bins.edges.shape == (12, 4) and bool((bins.edges.diff(dim=1) >= 0).all())
     assert bool((bins.edges[:, -1] > bins.edges[:, 0]).any())

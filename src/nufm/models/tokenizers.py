@@ -341,9 +341,9 @@ class EventGrouper:
     :func:`nufm.train.components.build_transform` after the coordinates are normalised and
     before the augmentations: groups are a function of the event's points alone, so they are
     cached per event (source, row and size; at most ``max_cached_bytes``) and a later epoch
-    reuses them. Tokens of the
-    rotated, flipped or scaled event are then the same groups of the same points, whose
-    centre positions and offsets the model reads from the augmented coordinates.
+    reuses them. Tokens of the rotated, flipped or scaled event are then the same groups of the
+    same points, whose centre positions and offsets the model reads from the augmented
+    coordinates.
     """
 
     def __init__(

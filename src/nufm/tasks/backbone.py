@@ -17,10 +17,10 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes; docs/r
 A frozen encoder has ``requires_grad=False``, runs under ``torch.no_grad()`` and stays in eval
 mode when the task's ``.train()`` is called (dropout / drop-path / random FPS starts off).
 
-Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`, :class:`TaskModule` and
-:func:`fit_descriptor_encoding`; the head pieces are in :mod:`nufm.tasks.heads`, loading
-pretrained encoder weights into the backbone in :mod:`nufm.tasks.encoder_state` (reading
-weights from files is :mod:`nufm.workflows.load`).
+Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`, :class:`TaskModule`,
+:func:`batch_descriptors` and :func:`fit_descriptor_encoding`; the head pieces are in
+:mod:`nufm.tasks.heads`, loading pretrained encoder weights into the backbone in
+:mod:`nufm.tasks.encoder_state` (reading weights from files is :mod:`nufm.workflows.load`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ from nufm.models.encoders import (
 from nufm.models.geometric import (
     EventDescriptors,
     LocalGeometryConfig,
-    descriptor_key,
     pipeline_descriptors,
     point_shape_descriptors,
 )
@@ -204,12 +203,12 @@ class TaskBackbone(nn.Module):
             self._out_dim = self.neck.out_dim
         self.descriptor_ks = tuple(cfg.point_descriptors)
         self.descriptor_norm: nn.BatchNorm1d | None = None
-        self.descriptor_bins: PiecewiseLinearEncoding | None = None
+        self.descriptor_encoding: PiecewiseLinearEncoding | None = None
         if self.descriptor_ks and cfg.descriptor_bins:
-            self.descriptor_bins = PiecewiseLinearEncoding(
+            self.descriptor_encoding = PiecewiseLinearEncoding(
                 6 * len(self.descriptor_ks), cfg.descriptor_bins
             )
-            self._out_dim += self.descriptor_bins.out_dim
+            self._out_dim += self.descriptor_encoding.out_dim
         elif self.descriptor_ks:
             self.descriptor_norm = nn.BatchNorm1d(6 * len(self.descriptor_ks))
             self._out_dim += 6 * len(self.descriptor_ks)
@@ -251,11 +250,9 @@ class TaskBackbone(nn.Module):
             )  # (N, D_neck)
         if not self.descriptor_ks:
             return feat
-        shape = pipeline_descriptors(batch, self.descriptor_ks)  # (N, 6 * S) or None
-        if shape is None:
-            shape = point_shape_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
-        if self.descriptor_bins is not None:
-            shape = self.descriptor_bins(shape).to(feat.dtype)  # (N, 6 * S * bins)
+        shape = batch_descriptors(batch, self.descriptor_ks)  # (N, 6 * S)
+        if self.descriptor_encoding is not None:
+            shape = self.descriptor_encoding(shape).to(feat.dtype)  # (N, 6 * S * bins)
         else:
             assert self.descriptor_norm is not None
             shape = self.descriptor_norm(shape).to(feat.dtype)  # (N, 6 * S), stats in fp32
@@ -294,6 +291,13 @@ class TaskModule(nn.Module, Generic[TaskConfigT]):
         raise NotImplementedError
 
 
+def batch_descriptors(batch: PointBatch, ks: tuple[int, ...]) -> Tensor:
+    """(N, 6 * S) descriptors of sizes ``ks``: those the data pipeline attached to ``batch``
+    (:func:`task_pipeline_steps`), else computed from it."""
+    shape = pipeline_descriptors(batch, ks)  # (N, 6 * S) or None
+    return shape if shape is not None else point_shape_descriptors(batch, ks)
+
+
 def task_pipeline_steps(task: TaskBaseConfig, preprocess: Preprocess) -> list[Transform]:
     """The per-event steps a task wants before the augmentations: with ``point_descriptors``,
     :class:`~nufm.models.geometric.EventDescriptors` (the descriptors computed once per event
@@ -330,7 +334,7 @@ def fit_descriptor_encoding(
     Raises:
         ValueError: binned descriptors but no training event with a point.
     """
-    encoding = task.backbone.descriptor_bins
+    encoding = task.backbone.descriptor_encoding
     if encoding is None:
         return 0
     ks = task.backbone.descriptor_ks
@@ -341,10 +345,7 @@ def fit_descriptor_encoding(
     rows = []
     for i in picked:
         event = transform(events[i], np.random.default_rng((seed, i)))
-        if event.descriptors is not None and event.meta.get("descriptor_key") == descriptor_key(ks):
-            rows.append(np.asarray(event.descriptors, dtype=np.float32))
-        else:
-            rows.append(point_shape_descriptors(collate([event]), ks).numpy())
+        rows.append(batch_descriptors(collate([event]), ks).cpu().numpy())  # (n, 6 * S)
     values = np.concatenate(rows) if rows else np.zeros((0, encoding.num_features), np.float32)
     if values.shape[0] == 0:
         raise ValueError(
