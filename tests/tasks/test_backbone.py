@@ -322,3 +322,36 @@ def test_binned_point_descriptors_are_fitted_on_the_training_events(
     assert fit_descriptor_encoding(plain, task_events, lambda ev, rng: ev) == 0
     with pytest.raises(ValueError, match="descriptor_bins must be >= 0"):
         _cfg("semseg", "full", point_descriptors=ks, descriptor_bins=-1)
+
+
+def test_token_groups_come_from_the_data_pipeline(
+    task_events: list[Event], task_batch: PointBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token ViT task's pipeline groups each event once (as pretraining does); the task
+    reads those groups instead of grouping in the step, with the same logits as when it
+    groups itself (eval mode: deterministic C-NMS)."""
+    from nufm.data.transforms import Preprocess
+    from nufm.models.geometric import EventDescriptors
+    from nufm.models.tokenizers import EventGrouper, PointMAETokenizer
+    from nufm.tasks.backbone import task_pipeline_steps
+
+    pre = Preprocess()
+    assert task_pipeline_steps(_cfg("semseg", "full", "ptv3"), pre) == []
+    steps = task_pipeline_steps(_cfg("semseg", "full", point_descriptors=(4,)), pre)
+    assert [type(s) for s in steps] == [EventDescriptors, EventGrouper]
+    torch.manual_seed(0)
+    task = build_task(_cfg("semseg", "full")).eval()
+    (grouper,) = task_pipeline_steps(task.cfg, pre)
+    grouped = collate([grouper(ev, None) for ev in task_events])
+    assert task_batch.groups is None and grouped.groups is not None
+    with torch.no_grad():
+        torch.testing.assert_close(task.logits(grouped), task.logits(task_batch))
+
+    def no_grouping(*args: object, **kwargs: object) -> None:
+        raise AssertionError("grouped in the step")
+
+    monkeypatch.setattr(PointMAETokenizer, "group", no_grouping)
+    task.train()
+    task(grouped).loss.backward()  # a training step on pipeline groups: no grouping
+    with pytest.raises(AssertionError, match="grouped in the step"):
+        task(task_batch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers.configs import tiny_finetune_run, tiny_task_vit
@@ -34,9 +35,10 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
 
 
 def test_early_stopping_tests_the_weights_with_the_best_val_score(tmp_path: Path) -> None:
-    """finetune.n_val: the task is scored on val events at step 0, every monitor_every steps
-    and at the end; the best-scoring weights are the ones tested, and metrics.json says
-    which step they come from."""
+    """finetune.n_val: the task is scored on val events every monitor_every steps and at the
+    end (not at step 0); the best-scoring weights are the ones tested, and metrics.json says
+    which step they come from. Val and test passes run in the run's precision (bf16 here,
+    where native), and ``nufm evaluate`` reads the run in it too."""
     import dataclasses
 
     import torch
@@ -51,13 +53,14 @@ def test_early_stopping_tests_the_weights_with_the_best_val_score(tmp_path: Path
     base = tiny_finetune_run("semseg-scratch", data, steps=4)
     cfg = dataclasses.replace(
         base,
-        train=dataclasses.replace(base.train, monitor_every=3),
+        train=dataclasses.replace(base.train, monitor_every=3, bf16=True),
         finetune=dataclasses.replace(base.finetune, n_val=2),
     )
     result = run_finetune(cfg, tmp_path / "run", encoder_config=tiny_task_vit())
     model = json.loads((tmp_path / "run" / "metrics.json").read_text())["model"]
-    assert model["scored_steps"] == [0, 3, 4] and model["n_val"] == 2
-    assert model["selected_step"] in (0, 3, 4)
+    # the untrained head (step 0) is no candidate: steps 3 and the last are scored
+    assert model["scored_steps"] == [3, 4] and model["n_val"] == 2
+    assert model["selected_step"] in (3, 4)
     # the selector on hand-made scores: the best one wins, ties keep the first
     pre = Preprocess()
     val = load_split_events((data,), pre, "val", 2, split_fractions=(0.6, 0.2, 0.2))
@@ -84,6 +87,21 @@ def test_early_stopping_tests_the_weights_with_the_best_val_score(tmp_path: Path
     offsets = model["class_offsets"]
     assert len(offsets) == cfg.objective.num_classes and offsets[0] == 0.0
     assert loaded.task.class_offset.tolist() == pytest.approx(offsets)
+    # ... fitted on the kept logits of the selected step's val pass: the same offsets as a
+    # fresh pass of the selected weights over the val events gives
+    from nufm.eval.calibration import fit_class_offsets
+    from nufm.eval.tasks import iter_predictions
+    from nufm.train.precision import native_bf16
+
+    dtype = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
+    fresh = list(
+        iter_predictions(
+            loaded.task, val, 100_000, transform=pre.transforms(), autocast_dtype=dtype
+        )
+    )
+    logits = np.concatenate([p["logits"].numpy() for _, p in fresh])
+    target = np.concatenate([p["target"].numpy() for _, p in fresh])
+    assert fit_class_offsets(logits, target).tolist() == offsets
     again = evaluate_run(tmp_path / "run", (data,), "test", n_events=2)
     for key in ("macro_f1", "accuracy", "confusion_matrix"):
         assert again["semantic"][key] == result.metrics["semantic"][key], key

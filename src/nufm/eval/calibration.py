@@ -1,10 +1,10 @@
 """Per-class decision offsets chosen on validation points to maximise macro F1.
 
-Owns :func:`fit_class_offsets`, :func:`fit_semseg_offsets` and :func:`macro_f1_of`. A classifier
-trained on few labelled events rarely predicts a rare class (a Michel electron is under 1 % of
-the points): its logits may rank the class's points well while its argmax never picks them.
-Adding one offset per class to the logits before the argmax moves the decision boundaries
-without touching the representation (the post-hoc form of logit adjustment, Menon et al.
+Owns :func:`fit_class_offsets`, :func:`set_semseg_offsets` and :func:`macro_f1_of`. A
+classifier trained on few labelled events rarely predicts a rare class (a Michel electron is
+under 1 % of the points): its logits may rank the class's points well while its argmax never
+picks them. Adding one offset per class to the logits before the argmax moves the decision
+boundaries without touching the representation (the post-hoc form of logit adjustment, Menon et al.
 arXiv:2007.07314, with the offsets fitted to macro F1 instead of set from the class priors). The
 offsets are chosen on validation events and reported on test events; class 0's offset stays 0
 (only differences matter).
@@ -16,16 +16,11 @@ so the fitted offsets never score below all-zero offsets on the points they were
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from nufm.data.event import Event
-from nufm.data.transforms import Transform
 from nufm.eval.metrics import metrics_from_counts
-from nufm.eval.tasks import iter_predictions
 from nufm.tasks.semseg import SemanticSegmentation
 
 DEFAULT_GRID: NDArray[np.float64] = np.round(np.arange(-4.0, 8.0001, 0.25), 2)
@@ -90,28 +85,20 @@ def fit_class_offsets(
     return b
 
 
-def fit_semseg_offsets(
-    task: SemanticSegmentation,
-    events: Sequence[Event],
-    batch_points: int,
-    *,
-    transform: Transform | None = None,
-    seed: int = 0,
+def set_semseg_offsets(
+    task: SemanticSegmentation, logits: NDArray[np.floating], target: NDArray[np.integer]
 ) -> NDArray[np.float64]:
-    """Fit the task's ``class_offset`` on ``events`` (validation events), set it, return it.
-
-    The offsets are fitted to the raw logits (the task's current offsets are not added).
-    """
-    logits, target = [], []
-    for _, pred in iter_predictions(task, events, batch_points, transform=transform, seed=seed):
-        logits.append(pred["logits"].float().numpy())  # (n, C)
-        target.append(pred["target"].numpy())  # (n,)
-    offsets = fit_class_offsets(
-        np.concatenate(logits), np.concatenate(target), ignore_index=task.cfg.ignore_index
-    )
+    """Fit the task's ``class_offset`` on (N, C) raw val ``logits`` of the task and their (N,)
+    ``target`` (:func:`fit_class_offsets`), set it, return it."""
+    offsets = fit_class_offsets(logits, target, ignore_index=task.cfg.ignore_index)
     with torch.no_grad():
         task.class_offset.copy_(torch.from_numpy(offsets).to(task.class_offset))
     return offsets
 
 
-__all__ = ["DEFAULT_GRID", "fit_class_offsets", "fit_semseg_offsets", "macro_f1_of"]
+__all__ = [
+    "DEFAULT_GRID",
+    "fit_class_offsets",
+    "macro_f1_of",
+    "set_semseg_offsets",
+]

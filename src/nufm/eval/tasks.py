@@ -13,7 +13,8 @@ Owns :func:`iter_batches`, :func:`iter_predictions`, :func:`evaluate_task`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol, cast
 
 import numpy as np
@@ -93,19 +94,34 @@ def iter_predictions(
     transform: Transform | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> Iterator[tuple[PointBatch, dict[str, Tensor]]]:
-    """Yield ``(batch, task.predict(batch))`` in eval mode, without gradients, on CPU."""
+    """Yield ``(batch, task.predict(batch))`` in eval mode, without gradients, on CPU;
+    ``autocast_dtype`` (e.g. ``torch.bfloat16``, as the run trained) runs the forward passes
+    under autocast, None in full precision; floating outputs are float32 either way."""
     if device is None:
         device = next(task.parameters()).device
+    device = torch.device(device)
     was_training = task.training
     task.eval()
     try:
         for batch in iter_batches(events, batch_points, transform=transform, seed=seed):
-            with torch.no_grad():
+            with torch.no_grad(), _autocast(device, autocast_dtype):
                 pred = task.predict(batch.to(device))
-            yield batch, {k: v.detach().cpu() for k, v in pred.items()}
+            yield batch, {k: _fp32(v).detach().cpu() for k, v in pred.items()}
     finally:
         task.train(was_training)
+
+
+def _fp32(x: Tensor) -> Tensor:
+    """Floating outputs in float32 (an autocast forward gives some in bf16)."""
+    return x.float() if x.is_floating_point() else x
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def _semseg_names(task: SemanticSegmentation, events: EventSource | Sequence[Event]) -> list[str]:
@@ -129,8 +145,11 @@ def evaluate_task(
     transform: Transform | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    predictions: Iterable[tuple[PointBatch, dict[str, Tensor]]] | None = None,
 ) -> dict[str, Any]:
-    """Dataset-level metrics of ``task`` on ``events``.
+    """Dataset-level metrics of ``task`` on ``events`` (predicted by :func:`iter_predictions`,
+    or ``predictions`` of them already made, e.g. kept for more than one use).
 
     * semseg: ``semantic`` (per-class precision / recall / F1 / IoU, macro F1, mIoU,
       accuracy, confusion matrix) over all non-ignored points;
@@ -150,9 +169,17 @@ def evaluate_task(
     cfg = cast(TaskConfig, task.cfg)  # every task's config is a member of the union
     num_events = 0
     num_batches = 0
-    stream = iter_predictions(
-        task, events, batch_points, transform=transform, seed=seed, device=device
-    )
+    stream = predictions
+    if stream is None:
+        stream = iter_predictions(
+            task,
+            events,
+            batch_points,
+            transform=transform,
+            seed=seed,
+            device=device,
+            autocast_dtype=autocast_dtype,
+        )
     match task:
         case SemanticSegmentation():
             cm = ConfusionMatrix(task.cfg.num_classes, ignore_index=task.cfg.ignore_index)

@@ -18,9 +18,10 @@ A frozen encoder has ``requires_grad=False``, runs under ``torch.no_grad()`` and
 mode when the task's ``.train()`` is called (dropout / drop-path / random FPS starts off).
 
 Owns :data:`Mode`, :class:`TaskBaseConfig`, :class:`TaskBackbone`, :class:`TaskModule`,
-:func:`batch_descriptors` and :func:`fit_descriptor_encoding`; the head pieces are in
-:mod:`nufm.tasks.heads`, loading pretrained encoder weights into the backbone in
-:mod:`nufm.tasks.encoder_state` (reading weights from files is :mod:`nufm.workflows.load`).
+:func:`batch_descriptors`, the per-event pipeline steps (:func:`task_pipeline_steps`) and
+:func:`fit_descriptor_encoding`; the head pieces are in :mod:`nufm.tasks.heads`, loading
+pretrained encoder weights into the backbone in :mod:`nufm.tasks.encoder_state` (reading
+weights from files is :mod:`nufm.workflows.load`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
 from nufm.models.serialized_patches import SerializedPatchConfig
 from nufm.models.stream_fusion import StreamFusionConfig
+from nufm.models.tokenizers import EventGrouper
 from nufm.models.upsample import FeaturePropagation
 
 log = logging.getLogger(__name__)
@@ -301,11 +303,23 @@ def batch_descriptors(batch: PointBatch, ks: tuple[int, ...]) -> Tensor:
 def task_pipeline_steps(task: TaskBaseConfig, preprocess: Preprocess) -> list[Transform]:
     """The per-event steps a task wants before the augmentations: with ``point_descriptors``,
     :class:`~nufm.models.geometric.EventDescriptors` (the descriptors computed once per event
-    instead of in every forward pass). Use one list for a run's train, val and test
-    transforms, so its cache serves all three."""
-    if not task.point_descriptors:
-        return []
-    return [EventDescriptors(task.point_descriptors, preprocess)]
+    instead of in every forward pass), then :func:`encoder_pipeline_steps`. Use one list for a
+    run's train, val and test transforms, so its caches serve all three."""
+    steps: list[Transform] = []
+    if task.point_descriptors:
+        steps.append(EventDescriptors(task.point_descriptors, preprocess))
+    return [*steps, *encoder_pipeline_steps(task.encoder)]
+
+
+def encoder_pipeline_steps(encoder: object) -> list[Transform]:
+    """The per-event steps an encoder's input wants: for a one-detector token ViT, its
+    tokenizer's :class:`~nufm.models.tokenizers.EventGrouper` (C-NMS centres and ball-query
+    groups computed once per event, as in pretraining, instead of in every step; they do not
+    change under the rigid augmentations, and a crop drops them, so the tokenizer groups
+    again). Other encoders: none."""
+    if isinstance(encoder, TokenViTConfig) and not encoder.other_tokenizers:
+        return [EventGrouper(encoder.tokenizer)]
+    return []
 
 
 def fit_descriptor_encoding(

@@ -35,9 +35,9 @@ from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.transforms import Preprocess, Transform
 from nufm.errors import ConfigError, InputError
-from nufm.eval.calibration import fit_semseg_offsets
+from nufm.eval.calibration import set_semseg_offsets
 from nufm.eval.report import write_metrics_json
-from nufm.eval.tasks import evaluate_task
+from nufm.eval.tasks import evaluate_task, iter_predictions
 from nufm.models.encoders import (
     EncoderConfigs,
     core_prefixes,
@@ -50,10 +50,11 @@ from nufm.tasks.backbone import fit_descriptor_encoding, task_pipeline_steps
 from nufm.tasks.build import TaskConfig, build_task
 from nufm.tasks.encoder_state import extract_encoder_state
 from nufm.tasks.event_task import event_target_transforms
-from nufm.tasks.semseg import SemanticSegmentation
+from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 from nufm.train.checkpoint import BEST_WEIGHTS, save_weights
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
+from nufm.train.precision import native_bf16
 from nufm.train.run import parse_run_args
 from nufm.workflows.load import Pretrained, for_detector, load_encoder, load_task
 
@@ -265,7 +266,13 @@ def val_score(metrics: dict[str, Any]) -> float:
 
 class BestWeights:
     """Early stopping as a loop monitor: scores the task on val events and keeps a copy of
-    the weights with the best :func:`val_score` (the first, on ties)."""
+    the weights with the best :func:`val_score` (the first, on ties).
+
+    Steps before ``min_step`` are not scored (the loop's step-0 call: an untrained head is no
+    candidate). With ``keep_logits`` (a semantic segmentation task), the val logits and
+    targets of the best pass are kept too (``best_logits``, ``best_target``), so decision
+    offsets are fitted on them without another pass over the val events.
+    """
 
     def __init__(
         self,
@@ -275,14 +282,25 @@ class BestWeights:
         seed: int,
         task: object = None,
         front: Sequence[Transform] = (),
+        *,
+        min_step: int = 0,
+        autocast_dtype: torch.dtype | None = None,
+        keep_logits: bool = False,
     ) -> None:
         self.events = events
         self.transform = preprocess.transforms(augment=[*front, *event_target_transforms(task)])
         self.batch_points = batch_points
         self.seed = seed
+        self.min_step = min_step
+        self.autocast_dtype = autocast_dtype
+        self.keep_logits = keep_logits
         self.best_score = -np.inf
         self.best_step = -1
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_logits: np.ndarray | None = None
+        """(N, C) float32 val logits of the best pass (``keep_logits``), else None."""
+        self.best_target: np.ndarray | None = None
+        """(N,) int64 targets of those points."""
         self.scores: dict[int, float] = {}
         """Step -> val score, in the order scored."""
 
@@ -293,15 +311,25 @@ class BestWeights:
     def __call__(self, task: torch.nn.Module, step: int) -> dict[str, float]:
         if step in self.scores:  # already scored (the loop's last step)
             return {"val_score": self.scores[step]}
+        if step < self.min_step:
+            return {}
         was_training = task.training
         task.eval()
         with torch.no_grad():
+            predictions = list(
+                iter_predictions(
+                    task,  # type: ignore[arg-type]
+                    self.events,
+                    self.batch_points,
+                    transform=self.transform,
+                    seed=self.seed,
+                    autocast_dtype=self.autocast_dtype,
+                )
+            )
             metrics = evaluate_task(
                 task,  # type: ignore[arg-type]
                 self.events,
-                self.batch_points,
-                transform=self.transform,
-                seed=self.seed,
+                predictions=predictions,
             )
         task.train(was_training)
         score = val_score(metrics)
@@ -309,7 +337,20 @@ class BestWeights:
         if score > self.best_score or self.best_state is None:
             self.best_score, self.best_step = score, step
             self.best_state = {k: v.detach().clone() for k, v in task.state_dict().items()}
+            if self.keep_logits:
+                self.best_logits = np.concatenate([p["logits"].numpy() for _, p in predictions])
+                self.best_target = np.concatenate([p["target"].numpy() for _, p in predictions])
         return {"val_score": score}
+
+
+def _device(cfg: RunConfig) -> torch.device:
+    """The device the run trains (and so evaluates) on."""
+    cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
+    return torch.device("cuda" if cuda else "cpu")
+
+
+def _task_device(task: torch.nn.Module) -> torch.device:
+    return next(task.parameters()).device
 
 
 def run_finetune(
@@ -402,12 +443,22 @@ def run_finetune(
     front = (  # per-event model inputs such as descriptors: one cache for train, val, test
         task_pipeline_steps(task_cfg, preprocess) if pipeline_steps is None else pipeline_steps
     )
+    # val and test passes in the precision the run trains in (bf16 autocast where native)
+    autocast_dtype = torch.bfloat16 if cfg.train.bf16 and native_bf16(_device(cfg)) else None
     selector = None
     if ft.n_val > 0:
         if val_events is None:
             val_events = finetune_split(ft, preprocess, "val", ft.n_val)
         selector = BestWeights(
-            val_events[: ft.n_val], preprocess, ft.eval_batch_points, seed, task_cfg, front
+            val_events[: ft.n_val],
+            preprocess,
+            ft.eval_batch_points,
+            seed,
+            task_cfg,
+            front,
+            min_step=1,  # the untrained head at step 0 is never selected: not scored
+            autocast_dtype=autocast_dtype,
+            keep_logits=ft.calibrate and isinstance(task_cfg, SemsegConfig),
         )
         if not run_cfg.train.monitor_every:  # score at least the final weights
             run_cfg = dataclasses.replace(
@@ -446,14 +497,9 @@ def run_finetune(
             "n_val": len(selector.events),
             "scored_steps": selector.scored_steps,
         }
-        if ft.calibrate and isinstance(task, SemanticSegmentation):
-            offsets = fit_semseg_offsets(
-                task,
-                selector.events,
-                ft.eval_batch_points,
-                transform=selector.transform,
-                seed=seed,
-            )
+        if selector.best_logits is not None and isinstance(task, SemanticSegmentation):
+            assert selector.best_target is not None
+            offsets = set_semseg_offsets(task, selector.best_logits, selector.best_target)
             selected["class_offsets"] = offsets.tolist()
             log.info("%s: decision offsets fitted on the val events: %s", cfg.name, offsets)
         save_weights(task, run_dir / BEST_WEIGHTS, selector.best_step)
@@ -465,6 +511,7 @@ def run_finetune(
             ft.eval_batch_points,
             transform=preprocess.transforms(augment=[*front, *targets]),
             seed=seed,
+            autocast_dtype=autocast_dtype,
         )
     write_metrics_json(
         run_dir / "metrics.json",
@@ -521,7 +568,7 @@ def evaluate_run(
     the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`), see
     :func:`nufm.workflows.load.load_task`. ``split_seed`` and ``split_fractions`` default to
     the run's own (its saved ``finetune`` section), so the test events are the ones it was
-    tested on. Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``,
+    tested on, in the precision it was tested in (bf16 autocast when it trained so). Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``,
     or ``./eval_<split>.json`` for a released segmentation model given in place of a run).
     """
     run_dir = Path(run_dir)
@@ -541,10 +588,15 @@ def evaluate_run(
         split_seed=split_seed,
         split_fractions=split_fractions,
     )
+    run_cfg = loaded.run_config
+    # the precision the run trained and tested in (a released model: fp32)
+    dtype = None
+    if run_cfg is not None and run_cfg.train.bf16 and native_bf16(_task_device(task)):
+        dtype = torch.bfloat16
     with torch.no_grad():
         front = task_pipeline_steps(task.cfg, preprocess)  # per-event inputs of the model
         transform = preprocess.transforms(augment=[*front, *event_target_transforms(task.cfg)])
-        metrics = evaluate_task(task, events, transform=transform)
+        metrics = evaluate_task(task, events, transform=transform, autocast_dtype=dtype)
     write_metrics_json(
         out or run_dir / f"eval_{split}.json",
         metrics,

@@ -60,7 +60,7 @@ from nufm.eval.plots import plot_label_efficiency
 from nufm.eval.report import write_metrics_json
 from nufm.models.geometric import EventDescriptors, LocalGeometryConfig
 from nufm.presets import STUDY_PRESETS, get_study_preset
-from nufm.tasks.backbone import Mode
+from nufm.tasks.backbone import Mode, encoder_pipeline_steps
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.viz.display import save_figure
@@ -295,6 +295,8 @@ def run_study(
     descriptors: list[Transform] = []
     if set(cfg.modes) & set(DESCRIPTOR_MODES):
         descriptors = [EventDescriptors(cfg.probe.geometry_ks, pre)]
+    # ... and the fused runs' token groups (one architecture for fine-tune and scratch)
+    fused_steps = [*descriptors, *encoder_pipeline_steps(network_config or task.encoder)]
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
         if pretrained is None:
@@ -345,7 +347,7 @@ def run_study(
                         train_events=pool[:n],
                         test_events=test,
                         val_events=select,
-                        pipeline_steps=descriptors if mode in FUSED_TASK_MODES else None,
+                        pipeline_steps=fused_steps if mode in FUSED_TASK_MODES else None,
                     )
                     metrics, run_dir = result.metrics, result.run_dir
                 row = _row(mode, n, seed, metrics, score, time.perf_counter() - t0, run_dir)
