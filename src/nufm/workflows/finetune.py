@@ -568,8 +568,9 @@ def evaluate_run(
     the one recorded in the run's ``metrics.json`` (written by :func:`run_finetune`), see
     :func:`nufm.workflows.load.load_task`. ``split_seed`` and ``split_fractions`` default to
     the run's own (its saved ``finetune`` section), so the test events are the ones it was
-    tested on, in the precision it was tested in (bf16 autocast when it trained so). Writes a versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``,
-    or ``./eval_<split>.json`` for a released segmentation model given in place of a run).
+    tested on, in the precision it was tested in (bf16 autocast when it trained so). Writes a
+    versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``, or
+    ``./eval_<split>.json`` for a released segmentation model given in place of a run).
     """
     run_dir = Path(run_dir)
     loaded = load_task(run_dir)
