@@ -296,7 +296,8 @@ def run_study(
     if set(cfg.modes) & set(DESCRIPTOR_MODES):
         descriptors = [EventDescriptors(cfg.probe.geometry_ks, pre)]
     # ... and the fused runs' token groups (one architecture for fine-tune and scratch)
-    fused_steps = [*descriptors, *encoder_pipeline_steps(network_config or task.encoder)]
+    fused_encoder = network_config or (task.encoder if isinstance(task, TaskConfig) else None)
+    fused_steps = [*descriptors, *encoder_pipeline_steps(fused_encoder)]
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
         if pretrained is None:
