@@ -50,7 +50,7 @@ def test_listing_names_every_preset_with_its_description(
     assert set(listed) == set(PRESETS) | set(STUDY_PRESETS)
     assert listed["quick"] == "3 sizes x 6 modes x 3 seeds, 160 steps per trained run"
     assert listed["demo"] == (
-        "3 sizes x 6 modes x 3 seeds, 40/100/160 steps per trained run "
+        "3 sizes x 6 modes x 3 seeds, 120/600/600 steps per trained run "
         "(1 seeds for the costly modes)"
     )
     assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
@@ -137,13 +137,15 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
         250,
     )
     assert full.run.finetune is not None and full.run.finetune.n_test == 1000
-    # the demo's study: the quick run with per-size budgets and early stopping on 50 val
-    # events, its fused rows reading the descriptors as 16 quantile bins
+    # the demo's study: the quick run with per-size budgets of 2-event steps and early
+    # stopping on 50 val events, its fused rows reading the descriptors as 16 quantile bins
     demo = STUDY_PRESETS["demo"]
     assert demo.run.objective == dataclasses.replace(quick.run.objective, descriptor_bins=16)
     assert demo.run.optim == quick.run.optim
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
-    assert (demo.steps, demo.seeds, demo.network_seeds) == ((40, 100, 160), (0, 1, 2), (0,))
+    assert demo.run.data == dataclasses.replace(quick.run.data, max_events=2)
+    assert demo.run.train.monitor_every == 200
+    assert (demo.steps, demo.seeds, demo.network_seeds) == ((120, 600, 600), (0, 1, 2), (0,))
     assert demo.modes[-2:] == ("full-fused", "scratch-fused")
     assert demo.probe.random_encoder_seed == 0
 

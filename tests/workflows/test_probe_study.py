@@ -105,6 +105,30 @@ def test_feature_cache_subsamples_train_points_only_and_is_batch_independent() -
     assert len(x_all) == sizes[0]
 
 
+def test_feature_cache_encodes_under_the_given_autocast() -> None:
+    """``autocast_dtype`` bf16: the encoder's products run in bf16 (features as a bf16
+    forward gives them, kept in float32), within bf16 rounding of the full-precision ones."""
+    torch.manual_seed(0)
+    linear = nn.Linear(7, 16)
+
+    class Projected(nn.Module):
+        def forward(self, batch: PointBatch) -> torch.Tensor:
+            return linear(torch.cat([batch.coord, batch.feat], dim=1))  # (N, 16)
+
+    full = _cache()
+    half = _cache()
+    half.autocast_dtype = torch.bfloat16
+    x32, _ = full.get("p", Projected, "val")
+    x16, _ = half.get("p", Projected, "val")
+    assert x16.dtype == np.float32
+    inputs, _ = full.get("raw", _Counting, "val")  # (N, 7) the projection's inputs
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = linear(torch.as_tensor(inputs)).float()
+    np.testing.assert_array_equal(x16, expected.numpy())
+    assert not np.array_equal(x16, x32)
+    np.testing.assert_allclose(x16, x32, rtol=0.05, atol=0.05)
+
+
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("probe_study")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from nufm.tasks.backbone import TaskBackbone
 from nufm.tasks.build import build_task
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.loop import seed_everything
+from nufm.train.precision import native_bf16
 from nufm.workflows.load import Pretrained
 
 
@@ -58,7 +60,9 @@ class FeatureCache:
 
     A train event keeps at most ``train_points_per_event`` of its points (a random subset
     seeded by the event's index, the same for every source; the features are computed on the
-    whole event). Val and test events keep all points.
+    whole event). Val and test events keep all points. ``autocast_dtype`` (the study's bf16
+    where native) runs the encoders under autocast, as its networks train and are tested;
+    the features are kept in float32.
     """
 
     def __init__(
@@ -69,8 +73,10 @@ class FeatureCache:
         batch_points: int,
         train_points_per_event: int | None,
         device: torch.device | str = "cpu",
+        autocast_dtype: torch.dtype | None = None,
     ) -> None:
         self.events = events
+        self.autocast_dtype = autocast_dtype
         self.transform = transform
         self.batch_points = batch_points
         self.train_points_per_event = train_points_per_event
@@ -134,7 +140,8 @@ class FeatureCache:
             batch = collate([ev for _, ev in chunk]).to(self.device)
             if batch.segment is None:
                 raise ValueError("study probe: the events need semantic labels (segment)")
-            x = backbone(batch).float().cpu().numpy()  # (N, D)
+            with _autocast(self.device, self.autocast_dtype):
+                x = backbone(batch).float().cpu().numpy()  # (N, D)
             y = batch.segment.cpu().numpy()  # (N,)
             ends = batch.offset.cpu().numpy()
             for (i, _), s, e in zip(chunk, np.concatenate([[0], ends[:-1]]), ends, strict=True):
@@ -145,6 +152,16 @@ class FeatureCache:
                     keep = s + np.sort(rng.choice(e - s, cap, replace=False))
                 feats.append(x[keep])
                 labels.append(y[keep].astype(np.int64))
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def feature_dtype(cfg: StudyConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 when the study's runs train in it (``run.train.bf16``) and ``device`` has native
+    bf16 products, else None (full precision)."""
+    return torch.bfloat16 if cfg.run.train.bf16 and native_bf16(device) else None
 
 
 def feature_device(cfg: StudyConfig) -> torch.device:

@@ -72,7 +72,12 @@ from nufm.workflows.finetune import (
     transfer_core,
 )
 from nufm.workflows.load import for_detector, load_encoder
-from nufm.workflows.probe_study import FeatureCache, feature_device, run_probe_mode
+from nufm.workflows.probe_study import (
+    FeatureCache,
+    feature_device,
+    feature_dtype,
+    run_probe_mode,
+)
 from nufm.workflows.study_classical import (
     CLASSICAL_FEATURES,
     check_classical,
@@ -310,6 +315,7 @@ def run_study(
             batch_points=ft.eval_batch_points,
             train_points_per_event=cfg.probe.train_points_per_event,
             device=feature_device(cfg),
+            autocast_dtype=feature_dtype(cfg, feature_device(cfg)),
         )
     rows: list[StudyRow] = []
     label_free: dict[str, dict[str, Any]] = {}  # classical rows that use no labels, by mode
