@@ -106,7 +106,7 @@ def iter_predictions(
     task.eval()
     try:
         for batch in iter_batches(events, batch_points, transform=transform, seed=seed):
-            with torch.no_grad(), _autocast(device, autocast_dtype):
+            with torch.no_grad(), inference_autocast(device, autocast_dtype):
                 pred = task.predict(batch.to(device))
             yield batch, {k: _fp32(v).detach().cpu() for k, v in pred.items()}
     finally:
@@ -118,7 +118,8 @@ def _fp32(x: Tensor) -> Tensor:
     return x.float() if x.is_floating_point() else x
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+def inference_autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    """Autocast to ``dtype`` on ``device`` for inference passes, or nothing when None."""
     if dtype is None:
         return nullcontext()
     return torch.autocast(device.type, dtype=dtype)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from nufm.errors import ConfigError
 from nufm.eval.boosted_trees import GBTProbeConfig, run_gbt_probe
 from nufm.eval.probes import LinearProbeConfig, ProbeResult, run_probe_on_sets
 from nufm.eval.report import metrics_report, write_metrics_json
+from nufm.eval.tasks import inference_autocast
 from nufm.models.geometric import LocalGeometryConfig
 from nufm.tasks.backbone import TaskBackbone
 from nufm.tasks.build import build_task
@@ -140,7 +140,7 @@ class FeatureCache:
             batch = collate([ev for _, ev in chunk]).to(self.device)
             if batch.segment is None:
                 raise ValueError("study probe: the events need semantic labels (segment)")
-            with _autocast(self.device, self.autocast_dtype):
+            with inference_autocast(self.device, self.autocast_dtype):
                 x = backbone(batch).float().cpu().numpy()  # (N, D)
             y = batch.segment.cpu().numpy()  # (N,)
             ends = batch.offset.cpu().numpy()
@@ -152,10 +152,6 @@ class FeatureCache:
                     keep = s + np.sort(rng.choice(e - s, cap, replace=False))
                 feats.append(x[keep])
                 labels.append(y[keep].astype(np.int64))
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
-    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 def feature_dtype(cfg: StudyConfig, device: torch.device) -> torch.dtype | None:
