@@ -55,9 +55,16 @@ def resolve_autocast(bf16: bool, device: torch.device) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def inference_dtype(bf16: bool, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run's inference passes (val, test, frozen features): bf16 when
+    the run trains in it (``bf16``) and ``device`` has native bf16 products, else None (full
+    precision), the rule :func:`resolve_autocast` applies to the training steps."""
+    return torch.bfloat16 if bf16 and native_bf16(device) else None
+
+
 def default_dtypes() -> tuple[str, ...]:
     """The precisions worth measuring on this CPU (benchmarks): fp32, plus bf16 where native."""
     return ("fp32", "bf16") if native_bf16(torch.device("cpu")) else ("fp32",)
 
 
-__all__ = ["default_dtypes", "native_bf16", "resolve_autocast"]
+__all__ = ["default_dtypes", "inference_dtype", "native_bf16", "resolve_autocast"]

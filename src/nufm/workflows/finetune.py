@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -27,6 +27,7 @@ from typing import Any, Literal, cast
 import numpy as np
 import torch
 
+from nufm.batch import PointBatch
 from nufm.config import FinetuneConfig, RunConfig
 from nufm.data.dataset import PILArNetDataset
 from nufm.data.detectors import DETECTORS, Detector, detector_for_layout, get_detector
@@ -54,7 +55,7 @@ from nufm.tasks.semseg import SemanticSegmentation, SemsegConfig
 from nufm.train.checkpoint import BEST_WEIGHTS, save_weights
 from nufm.train.components import build_augmentations
 from nufm.train.loop import seed_everything, train
-from nufm.train.precision import native_bf16
+from nufm.train.precision import inference_dtype
 from nufm.train.run import parse_run_args
 from nufm.workflows.load import Pretrained, for_detector, load_encoder, load_task
 
@@ -315,21 +316,26 @@ class BestWeights:
             return {}
         was_training = task.training
         task.eval()
-        with torch.no_grad():
-            predictions = list(
-                iter_predictions(
-                    task,  # type: ignore[arg-type]
-                    self.events,
-                    self.batch_points,
-                    transform=self.transform,
-                    seed=self.seed,
-                    autocast_dtype=self.autocast_dtype,
-                )
-            )
+        kept: list[tuple[np.ndarray, np.ndarray]] = []  # (logits, target) of each batch
+
+        def predictions() -> Iterator[tuple[PointBatch, dict[str, torch.Tensor]]]:
+            for batch, pred in iter_predictions(
+                task,  # type: ignore[arg-type]
+                self.events,
+                self.batch_points,
+                transform=self.transform,
+                seed=self.seed,
+                autocast_dtype=self.autocast_dtype,
+            ):
+                if self.keep_logits:
+                    kept.append((pred["logits"].numpy(), pred["target"].numpy()))
+                yield batch, pred
+
+        with torch.no_grad():  # the metrics read the predictions as they are made
             metrics = evaluate_task(
                 task,  # type: ignore[arg-type]
                 self.events,
-                predictions=predictions,
+                predictions=predictions(),
             )
         task.train(was_training)
         score = val_score(metrics)
@@ -338,8 +344,8 @@ class BestWeights:
             self.best_score, self.best_step = score, step
             self.best_state = {k: v.detach().clone() for k, v in task.state_dict().items()}
             if self.keep_logits:
-                self.best_logits = np.concatenate([p["logits"].numpy() for _, p in predictions])
-                self.best_target = np.concatenate([p["target"].numpy() for _, p in predictions])
+                self.best_logits = np.concatenate([logits for logits, _ in kept])
+                self.best_target = np.concatenate([target for _, target in kept])
         return {"val_score": score}
 
 
@@ -347,10 +353,6 @@ def _device(cfg: RunConfig) -> torch.device:
     """The device the run trains (and so evaluates) on."""
     cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
     return torch.device("cuda" if cuda else "cpu")
-
-
-def _task_device(task: torch.nn.Module) -> torch.device:
-    return next(task.parameters()).device
 
 
 def run_finetune(
@@ -444,7 +446,7 @@ def run_finetune(
         task_pipeline_steps(task_cfg, preprocess) if pipeline_steps is None else pipeline_steps
     )
     # val and test passes in the precision the run trains in (bf16 autocast where native)
-    autocast_dtype = torch.bfloat16 if cfg.train.bf16 and native_bf16(_device(cfg)) else None
+    autocast_dtype = inference_dtype(cfg.train.bf16, _device(cfg))
     selector = None
     if ft.n_val > 0:
         if val_events is None:
@@ -589,11 +591,9 @@ def evaluate_run(
         split_seed=split_seed,
         split_fractions=split_fractions,
     )
-    run_cfg = loaded.run_config
     # the precision the run trained and tested in (a released model: fp32)
-    dtype = None
-    if run_cfg is not None and run_cfg.train.bf16 and native_bf16(_task_device(task)):
-        dtype = torch.bfloat16
+    trained_bf16 = loaded.run_config is not None and loaded.run_config.train.bf16
+    dtype = inference_dtype(trained_bf16, next(task.parameters()).device)
     with torch.no_grad():
         front = task_pipeline_steps(task.cfg, preprocess)  # per-event inputs of the model
         transform = preprocess.transforms(augment=[*front, *event_target_transforms(task.cfg)])

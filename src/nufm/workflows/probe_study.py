@@ -44,7 +44,7 @@ from nufm.tasks.backbone import TaskBackbone
 from nufm.tasks.build import build_task
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.loop import seed_everything
-from nufm.train.precision import native_bf16
+from nufm.train.precision import inference_dtype
 from nufm.workflows.load import Pretrained
 
 
@@ -157,7 +157,7 @@ class FeatureCache:
 def feature_dtype(cfg: StudyConfig, device: torch.device) -> torch.dtype | None:
     """bf16 when the study's runs train in it (``run.train.bf16``) and ``device`` has native
     bf16 products, else None (full precision)."""
-    return torch.bfloat16 if cfg.run.train.bf16 and native_bf16(device) else None
+    return inference_dtype(cfg.run.train.bf16, device)
 
 
 def feature_device(cfg: StudyConfig) -> torch.device:
