@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nufm.models.layers import Attention, DropPath, event_attention, explicit_attention
 from nufm.models.perceiver import PerceiverConfig, PerceiverIO
@@ -47,7 +48,29 @@ def test_explicit_attention_equals_sdpa(dtype: torch.dtype) -> None:
     for a, b in zip(g_got, g_want, strict=True):
         torch.testing.assert_close(a.float(), b.float(), **tol)
     dispatched = event_attention(q, k, v)
-    assert torch.equal(dispatched, got if dtype == torch.bfloat16 else want)
+    if dtype == torch.float32:
+        assert torch.equal(dispatched, want)
+    else:  # the explicit form on tokens padded to 160 (row buckets), padded keys masked
+        pad = (0, 0, 0, 10)
+        padded = explicit_attention(*(F.pad(t, pad) for t in (q, k, v)), keys=150)
+        assert torch.equal(dispatched, padded[..., :150, :])
+        torch.testing.assert_close(dispatched, got, **tol)
+
+
+def test_explicit_attention_masks_padded_keys() -> None:
+    """Keys past ``keys`` get no weight: padding the keys and values with garbage rows and
+    masking them gives the attention of the unpadded event (fp32, to rounding), gradients
+    included, and the padded keys get no gradient."""
+    torch.manual_seed(0)
+    q = torch.randn(1, 2, 7, 8, requires_grad=True)
+    k, v = (torch.randn(1, 2, 11, 8, requires_grad=True) for _ in range(2))
+    got = explicit_attention(q, k, v, keys=9)  # (1, 2, 7, 8)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k[:, :, :9], v[:, :, :9])
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    got.square().sum().backward()
+    assert k.grad is not None and v.grad is not None
+    assert torch.all(k.grad[:, :, 9:] == 0) and torch.all(v.grad[:, :, 9:] == 0)
+    assert k.grad[:, :, :9].abs().sum() > 0
 
 
 def test_vit_shapes_hidden_and_gradients() -> None:

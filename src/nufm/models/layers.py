@@ -1,17 +1,60 @@
 """Small building blocks shared by the nufm encoders: drop-path, MLP, layer scale, masked SDPA
-self/cross attention and the pre-norm transformer block.
+self/cross attention, the pre-norm transformer block, and row buckets.
 
 The transformer follows ViT (arXiv:2010.11929) as used by Point-MAE / PoLAr-MAE
 (arXiv:2502.02558; docs/references.md) with one deliberate difference: normalisation is the standard
 per-token ``nn.LayerNorm``, not PoLAr-MAE's batch-global ``MaskedLayerNorm``, so an event's
 outputs never depend on the other events in its batch.
+
+Row buckets (:func:`bucket_rows`, :class:`RowSequential`): on the CPU, a bf16 matrix product
+runs through oneDNN, which compiles a kernel for every new shape (a cache miss costs more than
+the product at these sizes). Packed points and tokens give a new row count at every step, so
+row-wise layers pad their rows to one of 8 sizes per octave (at most 12.5 % extra rows) and
+attention pads each event's tokens likewise (padded keys masked), and the kernels are reused.
+The padding never changes a real row's result beyond the rounding of the summation order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+_REDUCED = (torch.bfloat16, torch.float16)
+
+
+def row_bucket(n: int) -> int:
+    """The row count ``n`` is padded to: the next multiple of ``max(8, 2**(bits(n) - 4))``,
+    8 sizes per octave, so at most n / 8 extra rows (``row_bucket(1000) == 1024``)."""
+    step = max(8, 1 << max(n.bit_length() - 4, 0))
+    return -(-n // step) * step
+
+
+def wants_buckets(x: Tensor) -> bool:
+    """True where padding rows pays: a CPU tensor in bf16 / fp16, or under CPU autocast."""
+    return x.device.type == "cpu" and (x.dtype in _REDUCED or torch.is_autocast_enabled("cpu"))
+
+
+def bucket_rows(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)`` for a row-wise ``fn`` (row i of the result depends only on row i of ``x``,
+    e.g. linear layers, LayerNorm, activations; never BatchNorm) of a 2-D ``x`` (N, C), with
+    the rows padded by zeros to :func:`row_bucket` where :func:`wants_buckets` and the pad
+    rows cut off again. Other inputs: ``fn(x)`` unchanged."""
+    n = x.shape[0]
+    if x.dim() != 2 or not wants_buckets(x) or row_bucket(n) == n:
+        return fn(x)
+    padded = torch.cat([x, x.new_zeros(row_bucket(n) - n, x.shape[1])])  # (N_bucket, C)
+    return fn(padded)[:n]  # (N, C_out)
+
+
+class RowSequential(nn.Sequential):
+    """``nn.Sequential`` of row-wise layers run on bucketed rows (:func:`bucket_rows`); the
+    same parameters and state-dict keys as the plain ``nn.Sequential``."""
+
+    def forward(self, x: Tensor) -> Tensor:  # pyright: ignore[reportIncompatibleMethodOverride]
+        return bucket_rows(super().forward, x)
 
 
 def linear_rates(max_rate: float, n: int) -> list[float]:
@@ -74,6 +117,9 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: Tensor) -> Tensor:
+        return bucket_rows(self._rows, x)
+
+    def _rows(self, x: Tensor) -> Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
@@ -89,14 +135,19 @@ def key_mask(valid: Tensor | None) -> Tensor | None:
     return (valid | empty)[:, None, None, :]  # (B, 1, 1, S)
 
 
-def explicit_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
-    """Unmasked softmax attention written out: q, k, v (1, H, G, Dh) -> (1, H, G, Dh); two
-    batched products and a softmax taken in fp32 (H G^2 scores in memory)."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (1, H, G, G)
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)  # (1, H, G, G)
+def explicit_attention(
+    q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, keys: int | None = None
+) -> Tensor:
+    """Softmax attention written out: q (1, H, Gq, Dh), k, v (1, H, G, Dh) -> (1, H, Gq, Dh);
+    two batched products and a softmax taken in fp32 (H Gq G scores in memory). ``keys``: only
+    the first ``keys`` of the G keys are attended to (the rest are padding); None = all."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (1, H, Gq, G)
+    if keys is not None and keys < k.shape[-2]:
+        scores[..., keys:] = float("-inf")
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)  # (1, H, Gq, G)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
-    return weights @ v  # (1, H, G, Dh)
+    return weights @ v  # (1, H, Gq, Dh)
 
 
 def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
@@ -105,12 +156,19 @@ def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> 
     In bf16 / fp16 on the CPU (training under autocast) :func:`explicit_attention`, which runs
     forward + backward 1.5-2x faster than PyTorch's CPU flash kernel at the sizes of a token ViT
     (G of 100 to 500 tokens, heads of 32; docs/benchmarks.md); its memory, H G^2 scores, is a
-    few MB there. In fp32 on the CPU the two were level (within 10 %, either way), and on GPUs
+    few MB there. Queries and keys are padded to :func:`row_bucket` sizes there (padded keys
+    masked, padded queries cut off), so oneDNN reuses its kernels across events (module
+    docstring). In fp32 on the CPU the two were level (within 10 %, either way), and on GPUs
     the fused kernels win: ``F.scaled_dot_product_attention``. The two agree to the rounding of
-    the input precision (tests/models/test_vit.py).
+    the input precision (tests/models/test_vit.py). Here Gq may differ from G (q: (1, H, Gq,
+    Dh) -> (1, H, Gq, Dh)).
     """
-    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
-        return explicit_attention(q, k, v, dropout_p)
+    if q.device.type == "cpu" and q.dtype in _REDUCED:
+        gq, g = q.shape[-2], k.shape[-2]
+        q = F.pad(q, (0, 0, 0, row_bucket(gq) - gq))  # (1, H, Gq_bucket, Dh)
+        k = F.pad(k, (0, 0, 0, row_bucket(g) - g))  # (1, H, G_bucket, Dh)
+        v = F.pad(v, (0, 0, 0, row_bucket(g) - g))
+        return explicit_attention(q, k, v, dropout_p, keys=g)[..., :gq, :]
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
 
 
@@ -161,7 +219,7 @@ class Attention(nn.Module):
         """
         D = x.shape[1]
         H = self.num_heads
-        qkv = self.qkv(x)  # (T, 3D)
+        qkv = bucket_rows(self.qkv, x)  # (T, 3D)
         q_rows, kv_rows = qkv[:, :D], qkv[:, D:]  # (T, D), (T, 2D)
         q_counts = counts
         if keep is not None:
@@ -179,7 +237,7 @@ class Attention(nn.Module):
             out = event_attention(q, k, v, drop)  # (1, H, Gq_b, D/H)
             outs.append(out[0].transpose(0, 1).reshape(-1, D))  # (Gq_b, D)
         out = torch.cat(outs) if outs else x.new_zeros(0, D)  # (T or T_kept, D)
-        return self.proj_drop(self.proj(out))
+        return self.proj_drop(bucket_rows(self.proj, out))
 
 
 class CrossAttention(nn.Module):

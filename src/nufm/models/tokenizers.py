@@ -26,6 +26,7 @@ from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling, group_fps
 from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows, segment_max
+from nufm.models.layers import RowSequential
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +146,11 @@ class MiniPointNet(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, dims: tuple[int, int, int]) -> None:
         super().__init__()
         h1, p1, h2 = dims
-        self.first = nn.Sequential(
+        # bucketed rows (nufm.models.layers): the valid points of a batch vary at every step
+        self.first = RowSequential(
             nn.Linear(in_dim, h1, bias=False), nn.LayerNorm(h1), nn.ReLU(), nn.Linear(h1, p1)
         )
-        self.second = nn.Sequential(
+        self.second = RowSequential(
             nn.Linear(2 * p1, h2, bias=False), nn.LayerNorm(h2), nn.ReLU(), nn.Linear(h2, out_dim)
         )
 

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nufm.geometry.interpolate import interpolate
+from nufm.models.layers import RowSequential
 
 
 class FeaturePropagation(nn.Module):
@@ -47,7 +48,7 @@ class FeaturePropagation(nn.Module):
         for h in hidden:
             layers += [nn.Linear(d, h), nn.LayerNorm(h), nn.GELU()]
             d = h
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = RowSequential(*layers)  # bucketed rows (nufm.models.layers)
         self.out_dim = d
 
     def forward(

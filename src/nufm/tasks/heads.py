@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from nufm.models.layers import RowSequential
+
 
 def segment_mean_max(x: Tensor, index: Tensor, num_segments: int) -> Tensor:
     """Mean and max of rows of ``x`` over segments.
@@ -32,7 +34,8 @@ def segment_mean_max(x: Tensor, index: Tensor, num_segments: int) -> Tensor:
 
 
 def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0) -> nn.Sequential:
-    """Linear -> LayerNorm -> GELU -> Dropout per hidden width, then Linear(out_dim)."""
+    """Linear -> LayerNorm -> GELU -> Dropout per hidden width, then Linear(out_dim); rows run
+    bucketed (:class:`nufm.models.layers.RowSequential`)."""
     layers: list[nn.Module] = []
     d = in_dim
     for h in hidden:
@@ -41,4 +44,4 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, dropout: float = 0.0) 
             layers.append(nn.Dropout(dropout))
         d = h
     layers.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*layers)
+    return RowSequential(*layers)

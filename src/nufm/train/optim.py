@@ -83,8 +83,20 @@ def param_groups(model: nn.Module) -> list[dict]:
 def build_optimizer(
     model: nn.Module, *, lr: float, betas: tuple[float, float], eps: float
 ) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; lr and weight decay are set by the loop every step."""
-    return torch.optim.AdamW(param_groups(model), lr=lr, betas=betas, eps=eps, weight_decay=0.0)
+    """AdamW over :func:`param_groups`; lr and weight decay are set by the loop every step.
+
+    The fused kernel (one pass over each parameter instead of a dozen small element-wise
+    ops; 4x faster on a 2.8 M-parameter ViT on 2 CPU threads, docs/benchmarks.md) where every
+    parameter is a float32 CPU or CUDA tensor, the plain loop otherwise."""
+    groups = param_groups(model)
+    fused = all(
+        p.device.type in ("cpu", "cuda") and p.dtype == torch.float32
+        for g in groups
+        for p in g["params"]
+    )
+    return torch.optim.AdamW(
+        groups, lr=lr, betas=betas, eps=eps, weight_decay=0.0, fused=fused or None
+    )
 
 
 def set_step_hyperparams(optimizer: torch.optim.Optimizer, lr: float, weight_decay: float) -> None:
