@@ -19,6 +19,7 @@ from nufm.models.geometric import (
     EventDescriptors,
     LocalGeometryConfig,
     LocalGeometryEncoder,
+    _moments,
     descriptor_key,
     multiscale_shape_features,
     point_shape_descriptors,
@@ -131,6 +132,31 @@ def test_numba_moments_match_the_torch_reference(ks: tuple[int, ...]) -> None:
     assert float(fast[210, 3]) == pytest.approx(np.log(1e-8), rel=1e-6)
     with pytest.raises(ValueError, match="neighbours"):
         multiscale_shape_features(batch.coord, batch.feat, idx[:, :8], dist[:, :8], ks)
+
+
+def test_numba_moments_on_threads_equal_one_thread() -> None:
+    """Row ranges on 3 threads (1,000 points, padded neighbour lists in the small event) give
+    exactly the one-thread moments, and match the torch reference."""
+    rng = np.random.default_rng(4)
+    batch = _batch([rng.normal(size=(990, 3)) + 50.0, rng.normal(size=(10, 3))])
+    idx, dist = knn(batch.coord, batch.offset, batch.coord, batch.offset, 64)
+    args = (
+        batch.coord.double().numpy(),
+        batch.feat[:, -1].double().numpy(),
+        idx.numpy(),
+        np.array([8, 64], dtype=np.int64),
+    )
+    one, three = _moments(*args, threads=1), _moments(*args, threads=3)
+    for a, b in zip(one, three, strict=True):
+        np.testing.assert_array_equal(a, b)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fast = multiscale_shape_features(batch.coord, batch.feat, idx, dist, (8, 64))
+    finally:
+        torch.set_num_threads(previous)
+    ref = multiscale_shape_features(batch.coord, batch.feat, idx, dist, (8, 64), backend="torch")
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
 
 
 def _raw_events(n: int) -> list[Event]:

@@ -24,6 +24,7 @@ step that computes them once per event, so a training step only reads them).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,22 +114,19 @@ def local_shape_features(coord: Tensor, feat: Tensor, idx: Tensor, dist: Tensor)
     return _shape_from_moments(cov, far, energy)
 
 
-@njit(cache=True)
-def _moments_numba(coord, energy, idx, ks):  # pragma: no cover - compiled
-    """Neighbourhood moments of every point at each scale in one pass over its sorted
-    neighbours (running sums of offsets from the point itself, so no precision is lost far
-    from the origin).
+@njit(cache=True, nogil=True)
+def _moments_numba(coord, energy, idx, ks, cov, emean, last, start, stop):  # pragma: no cover
+    """Neighbourhood moments of points ``start..stop-1`` at each scale in one pass over their
+    sorted neighbours (running sums of offsets from the point itself, so no precision is lost
+    far from the origin). Releases the GIL, so row ranges run on threads side by side.
 
     coord (N, 3) f64, energy (N,) f64, idx (N, K) i64 (-1 only at the tail), ks (S,) i64
-    ascending, ks[-1] <= K. Returns cov (N, S, 3, 3) f64, mean energy (N, S) f64 and the
-    column of the farthest neighbour used (N, S) i64 (-1 when none).
+    ascending, ks[-1] <= K. Writes cov (N, S, 3, 3) f64 (zeros on entry), mean energy (N, S)
+    f64 and the column of the farthest neighbour used (N, S) i64 (-1 on entry, kept when none).
     """
-    n, kmax = idx.shape
+    kmax = idx.shape[1]
     ns = ks.shape[0]
-    cov = np.zeros((n, ns, 3, 3))
-    emean = np.zeros((n, ns))
-    last = np.full((n, ns), -1, dtype=np.int64)
-    for i in range(n):
+    for i in range(start, stop):
         x0, y0, z0 = coord[i, 0], coord[i, 1], coord[i, 2]
         sx = sy = sz = sxx = sxy = sxz = syy = syz = szz = se = 0.0
         m = 0
@@ -163,6 +161,30 @@ def _moments_numba(coord, energy, idx, ks):  # pragma: no cover - compiled
                 s += 1
             if r < 0:
                 break
+
+
+def _moments(
+    coord: np.ndarray, energy: np.ndarray, idx: np.ndarray, ks: np.ndarray, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_moments_numba` of all N points on ``threads`` threads (contiguous row ranges).
+
+    Returns cov (N, S, 3, 3) f64, mean energy (N, S) f64, farthest column (N, S) i64."""
+    n, ns = idx.shape[0], ks.shape[0]
+    cov = np.zeros((n, ns, 3, 3))
+    emean = np.zeros((n, ns))
+    last = np.full((n, ns), -1, dtype=np.int64)
+    bounds = np.linspace(0, n, max(1, min(threads, n // 256)) + 1).astype(np.int64)
+    ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    if len(ranges) == 1:
+        _moments_numba(coord, energy, idx, ks, cov, emean, last, 0, n)
+        return cov, emean, last
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        done = [
+            pool.submit(_moments_numba, coord, energy, idx, ks, cov, emean, last, a, b)
+            for a, b in ranges
+        ]
+        for f in done:
+            f.result()
     return cov, emean, last
 
 
@@ -195,11 +217,12 @@ def multiscale_shape_features(
             [local_shape_features(coord, feat, idx[:, :k], dist[:, :k]) for k in ks], dim=1
         )
     order = sorted(range(len(ks)), key=lambda s: ks[s])
-    cov, emean, last = _moments_numba(
+    cov, emean, last = _moments(
         to_numpy(coord.to(torch.float64)),
         to_numpy(feat[:, -1].to(torch.float64)),
-        to_numpy(idx),
+        np.ascontiguousarray(to_numpy(idx)),
         np.array([ks[s] for s in order], dtype=np.int64),
+        torch.get_num_threads(),
     )  # (N, S, 3, 3), (N, S), (N, S) in ascending-k order
     last_t = torch.from_numpy(last)  # (N, S)
     far = dist.to(torch.float64).gather(1, last_t.clamp(min=0))  # (N, S)
