@@ -145,7 +145,7 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
     assert demo.run.data == dataclasses.replace(quick.run.data, max_events=2)
     assert demo.run.train.monitor_every == 200
-    assert (demo.steps, demo.seeds, demo.network_seeds) == ((100, 400, 400), (0, 1, 2), (0,))
+    assert (demo.steps, demo.seeds, demo.network_seeds) == ((100, 600, 600), (0, 1, 2), (0,))
     assert demo.modes[-2:] == ("full-fused", "scratch-fused")
     assert demo.probe.random_encoder_seed == 0
 
