@@ -50,7 +50,7 @@ def test_listing_names_every_preset_with_its_description(
     assert set(listed) == set(PRESETS) | set(STUDY_PRESETS)
     assert listed["quick"] == "3 sizes x 6 modes x 3 seeds, 160 steps per trained run"
     assert listed["demo"] == (
-        "3 sizes x 6 modes x 3 seeds, 100/400/400 steps per trained run "
+        "3 sizes x 6 modes x 3 seeds, 100/600/600 steps per trained run "
         "(1 seeds for the costly modes)"
     )
     assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
