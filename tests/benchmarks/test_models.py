@@ -40,3 +40,16 @@ def test_synthetic_event_of_zero_points_is_empty() -> None:
     coord, energy = benchmark_points(0, seed=1)  # was an UnboundLocalError
     assert coord.shape == (0, 3) and coord.dtype == np.float32
     assert energy.shape == (0,) and energy.dtype == np.float32
+
+
+def test_varying_rows_rows_measure_both_settings_and_restore_buckets() -> None:
+    from nufm.benchmarks.models import _varying_rows
+    from nufm.models import layers
+
+    rows = _varying_rows(repeats=1, steps=2)
+    assert [(r["bench"], r["row_buckets"]) for r in rows] == [
+        ("vit_varying_rows", False),
+        ("vit_varying_rows", True),
+    ]
+    assert all(r["median_s"] > 0 for r in rows)
+    assert layers.set_row_buckets(True) is True  # left on

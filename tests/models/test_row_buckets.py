@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from nufm.models.layers import Mlp, RowSequential, bucket_rows, row_bucket, wants_buckets
+from nufm.models.layers import (
+    Mlp,
+    RowSequential,
+    bucket_rows,
+    row_bucket,
+    set_row_buckets,
+    wants_buckets,
+)
 
 
 def test_row_bucket_sizes() -> None:
@@ -54,6 +61,13 @@ def test_bucket_rows_pads_and_cuts() -> None:
         torch.testing.assert_close(a, b, atol=1e-3, rtol=2e-2)
     seen.clear()
     assert torch.equal(bucket_rows(fn, x), lin(x)) and seen == [1000]
+    previous = set_row_buckets(False)  # switched off (nufm bench): no padding
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bucket_rows(fn, x)
+    finally:
+        set_row_buckets(previous)
+    assert seen == [1000, 1000]
 
 
 @pytest.mark.parametrize("cls", ["mlp", "sequential"])

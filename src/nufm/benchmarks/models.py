@@ -27,10 +27,11 @@ import torch
 
 from nufm.batch import PointBatch
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
+from nufm.models.layers import set_row_buckets
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.ptv3 import PTv3
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig
-from nufm.models.vit import VIT_PRESETS
+from nufm.models.vit import VIT_PRESETS, ViT, ViTConfig
 from nufm.train.precision import default_dtypes
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,9 @@ def bench_models(
         One dict per measurement: ``bench``, ``n_points``, ``dtype``, ``median_s``,
         ``min_s``, ``cpu_s`` (median process CPU seconds), ``events_per_s`` (from the median),
         ``peak_mem_mb``, ``mem_method``
-        (+ ``n_tokens``). The last row (``bench == "ptv3_tiny_scaling"``) holds the fitted
+        (+ ``n_tokens``); with bf16, two ``vit_varying_rows`` rows (training steps whose
+        token count changes every step, row buckets off and on: :func:`_varying_rows`). The
+        last row (``bench == "ptv3_tiny_scaling"``) holds the fitted
         log-log exponent of PTv3-tiny forward time vs points, from the median wall times
         (``exponent``), the fastest runs (``exponent_min``) and the median process CPU times
         (``exponent_cpu``, the least sensitive to other processes on a shared machine).
@@ -228,6 +231,8 @@ def _bench(
                     )
                 )
                 log.info("%s", rows[-1])
+    if "bf16" in dtypes:
+        rows += _varying_rows(repeats)
     model = PTv3(PTV3_PRESETS["tiny"]).eval()
     times, fastest, cpu = [], [], []
     for n in ptv3_sizes:
@@ -266,6 +271,52 @@ def _bench(
                 events_per_s=math.nan,
             )
         )
+    return rows
+
+
+def _varying_rows(repeats: int, steps: int = 20) -> list[dict]:
+    """bf16 training steps of the shipped encoder's ViT (width 192, depth 6, heads of 32) on
+    packed tokens whose count changes every step, as in training (2 events of 150-512
+    tokens each), with row buckets (:mod:`nufm.models.layers`) and without. Each repeat runs
+    ``steps`` batches of new token counts; one warm-up sequence of other counts first.
+
+    Returns one row per setting: ``median_s`` the median over repeats of the mean step time.
+    """
+    torch.manual_seed(0)
+    vit = ViT(ViTConfig(embed_dim=192, depth=6, num_heads=6, drop_path=0.0, attn_drop=0.0))
+
+    def sequence(seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            counts = rng.integers(150, 513, size=2)  # tokens of each event
+            valid = torch.arange(512)[None, :] < torch.from_numpy(counts)[:, None]  # (2, 512)
+            x = torch.randn(2, 512, 192)  # (B, G, D)
+            vit.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = vit(x, None, valid).feat[valid].float().square().mean()
+            out.backward()
+        return (time.perf_counter() - t0) / steps
+
+    rows = []
+    for buckets in (False, True):
+        previous = set_row_buckets(buckets)
+        try:
+            sequence(10_000 + int(buckets))  # warm-up: other counts
+            times = [sequence(seed) for seed in range(repeats)]
+        finally:
+            set_row_buckets(previous)
+        rows.append(
+            dict(
+                bench="vit_varying_rows",
+                dtype="bf16",
+                row_buckets=buckets,
+                median_s=float(np.median(times)),
+                min_s=float(np.min(times)),
+                events_per_s=2 / float(np.median(times)),
+            )
+        )
+        log.info("%s", rows[-1])
     return rows
 
 

@@ -23,6 +23,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 _REDUCED = (torch.bfloat16, torch.float16)
+_BUCKETS = [True]  # switched off only to measure what the buckets save (nufm bench)
+
+
+def set_row_buckets(enabled: bool) -> bool:
+    """Turn row buckets on or off for the whole process (on by default; ``nufm bench``
+    measures both); returns the previous setting."""
+    previous = _BUCKETS[0]
+    _BUCKETS[0] = bool(enabled)
+    return previous
 
 
 def row_bucket(n: int) -> int:
@@ -33,8 +42,13 @@ def row_bucket(n: int) -> int:
 
 
 def wants_buckets(x: Tensor) -> bool:
-    """True where padding rows pays: a CPU tensor in bf16 / fp16, or under CPU autocast."""
-    return x.device.type == "cpu" and (x.dtype in _REDUCED or torch.is_autocast_enabled("cpu"))
+    """True where padding rows pays: a CPU tensor in bf16 / fp16, or under CPU autocast (and
+    buckets are on, :func:`set_row_buckets`)."""
+    return (
+        _BUCKETS[0]
+        and x.device.type == "cpu"
+        and (x.dtype in _REDUCED or torch.is_autocast_enabled("cpu"))
+    )
 
 
 def bucket_rows(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -164,6 +178,8 @@ def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> 
     Dh) -> (1, H, Gq, Dh)).
     """
     if q.device.type == "cpu" and q.dtype in _REDUCED:
+        if not _BUCKETS[0]:
+            return explicit_attention(q, k, v, dropout_p)
         gq, g = q.shape[-2], k.shape[-2]
         q = F.pad(q, (0, 0, 0, row_bucket(gq) - gq))  # (1, H, Gq_bucket, Dh)
         k = F.pad(k, (0, 0, 0, row_bucket(g) - g))  # (1, H, G_bucket, Dh)
