@@ -55,5 +55,8 @@ def interpolate(
     weight = torch.where(found, 1.0 / (d.pow(power) + eps), torch.zeros_like(d))  # (Q, k)
     norm = weight.sum(dim=1, keepdim=True)  # (Q, 1)
     weight = weight / norm.clamp(min=torch.finfo(weight.dtype).tiny)
-    gathered = support_feat[idx.clamp(min=0)]  # (Q, k, C)
+    # index_select, not advanced indexing: its backward is an index_add, about 2x faster on the
+    # CPU than the accumulating index_put of support_feat[idx]
+    gathered = support_feat.index_select(0, idx.clamp(min=0).reshape(-1))  # (Q * k, C)
+    gathered = gathered.view(idx.shape[0], idx.shape[1], -1)  # (Q, k, C)
     return (weight.unsqueeze(-1) * gathered).sum(dim=1)  # (Q, C)

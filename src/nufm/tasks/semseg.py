@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.step import StepOutput
 from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
-from nufm.tasks.heads import mlp, segment_mean_max
+from nufm.tasks.heads import event_mean_max, mlp, mlp_with_event_context
 
 PILARNET_SEGMENT_COUNTS: tuple[int, ...] = (
     1_926_651_899,
@@ -191,11 +191,12 @@ class SemanticSegmentation(TaskModule[SemsegConfig]):
     def logits(self, batch: PointBatch) -> Tensor:
         """(N, C) per-point class scores."""
         x = self.backbone(batch)  # (N, D)
-        if self.use_global:
-            idx = batch.batch_index
-            pooled = segment_mean_max(x, idx, batch.num_events)  # (B, 2D)
-            x = torch.cat([x, pooled[idx]], dim=1)  # (N, 3D)
-        return self.head(x)
+        if not self.use_global:
+            return self.head(x)
+        assert isinstance(self.head, nn.Sequential)  # an mlp() where use_global
+        pooled = event_mean_max(x, batch.offset)  # (B, 2D)
+        # = head(cat([x, pooled[batch_index]])) without the (N, 3D) input
+        return mlp_with_event_context(self.head, x, pooled, batch.offset)  # (N, C)
 
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """Scalar loss of (N, C) logits against (N,) segment labels."""
