@@ -178,7 +178,7 @@ def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> 
     Dh) -> (1, H, Gq, Dh)).
     """
     if q.device.type == "cpu" and q.dtype in _REDUCED:
-        if not _BUCKETS[0]:
+        if not wants_buckets(q):
             return explicit_attention(q, k, v, dropout_p)
         gq, g = q.shape[-2], k.shape[-2]
         q = F.pad(q, (0, 0, 0, row_bucket(gq) - gq))  # (1, H, Gq_bucket, Dh)

@@ -28,7 +28,7 @@ from nufm.batch import PointBatch
 from nufm.data.event import Event
 from nufm.step import StepOutput
 from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
-from nufm.tasks.heads import mlp, segment_mean_max
+from nufm.tasks.heads import event_mean_max, mlp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,7 +245,7 @@ class EventTask(TaskModule[EventTaskConfig]):
     def outputs(self, batch: PointBatch) -> Tensor:
         """(B, out_dim) logits (classification) or standardised values (regression)."""
         x = self.backbone(batch)  # (N, D)
-        pooled = segment_mean_max(x, batch.batch_index, batch.num_events)  # (B, 2D)
+        pooled = event_mean_max(x, batch.offset)  # (B, 2D)
         return self.head(pooled)
 
     def forward(self, batch: PointBatch) -> StepOutput:

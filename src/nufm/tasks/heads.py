@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nufm.geometry.offsets import offset_to_counts
+from nufm.geometry.offsets import offset_to_batch_index, offset_to_counts
 from nufm.models.layers import RowSequential, bucket_rows
 
 
@@ -92,8 +92,5 @@ def mlp_with_event_context(head: nn.Sequential, x: Tensor, event: Tensor, offset
         lambda rows: F.linear(rows, first.weight[:, :D], first.bias), x
     )  # (N, H)
     per_event = F.linear(event, first.weight[:, D:])  # (B, H)
-    index = torch.repeat_interleave(
-        torch.arange(offset.numel(), device=x.device), offset_to_counts(offset), output_size=len(x)
-    )  # (N,) event of every row
-    h = per_point + per_event.index_select(0, index)  # (N, H)
+    h = per_point + per_event.index_select(0, offset_to_batch_index(offset))  # (N, H)
     return head[1:](h)  # (N, C); the rest of the head runs on bucketed rows too

@@ -30,7 +30,7 @@ from nufm.data.fasercal import CHARM_NAMES, FLAVOUR_NAMES
 from nufm.step import StepOutput
 from nufm.tasks.backbone import TaskBackbone, TaskBaseConfig, TaskModule
 from nufm.tasks.event_task import stack_targets
-from nufm.tasks.heads import mlp, segment_mean_max
+from nufm.tasks.heads import event_mean_max, mlp
 
 _AXES = ("x", "y", "z")
 
@@ -102,7 +102,7 @@ class MultiTask(TaskModule[MultiTaskConfig]):
         if out.level == "latent":
             return torch.cat([out.feat.mean(1), out.feat.amax(1)], dim=1)  # (B, 2D)
         x = self.backbone(batch)  # (N, D)
-        return segment_mean_max(x, batch.batch_index, batch.num_events)
+        return event_mean_max(x, batch.offset)  # (B, 2D)
 
     def _target(self, batch: PointBatch, names: list[str]) -> Tensor:
         return stack_targets(batch, names, "multitask", "FASERCal events carry them in their truth")
