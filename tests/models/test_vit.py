@@ -6,7 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nufm.models.layers import Attention, DropPath, event_attention, explicit_attention
+from nufm.models.layers import (
+    Attention,
+    DropPath,
+    explicit_attention,
+    packed_attention,
+    set_row_buckets,
+)
 from nufm.models.perceiver import PerceiverConfig, PerceiverIO
 from nufm.models.vit import ViT, ViTConfig
 
@@ -34,8 +40,7 @@ def test_attention_matches_manual_softmax() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_explicit_attention_equals_sdpa(dtype: torch.dtype) -> None:
     """The explicit form of one event's attention: output and gradients equal to PyTorch's
-    fused kernel within the rounding of the input precision (G = 150 tokens, 3 heads of 32);
-    ``event_attention`` takes it for bf16 on the CPU and the fused kernel for fp32."""
+    fused kernel within the rounding of the input precision (G = 150 tokens, 3 heads of 32)."""
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 3, 150, 32, dtype=dtype, requires_grad=True) for _ in range(3))
     got = explicit_attention(q, k, v)
@@ -47,14 +52,75 @@ def test_explicit_attention_equals_sdpa(dtype: torch.dtype) -> None:
     g_want = torch.autograd.grad((want * w).sum(), (q, k, v))
     for a, b in zip(g_got, g_want, strict=True):
         torch.testing.assert_close(a.float(), b.float(), **tol)
-    dispatched = event_attention(q, k, v)
-    if dtype == torch.float32:
-        assert torch.equal(dispatched, want)
-    else:  # the explicit form on tokens padded to 160 (row buckets), padded keys masked
-        pad = (0, 0, 0, 10)
-        padded = explicit_attention(*(F.pad(t, pad) for t in (q, k, v)), keys=150)
-        assert torch.equal(dispatched, padded[..., :150, :])
-        torch.testing.assert_close(dispatched, got, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_softmax_equals_rounded_fp32_softmax(dtype: torch.dtype) -> None:
+    """The softmax of explicit_attention runs in bf16 / fp16: PyTorch's kernel accumulates in
+    fp32, so the weights are an fp32 softmax rounded once to the input dtype: at most one unit
+    in the last place apart (measured: bit-equal but for a few entries of a row whose length
+    is not a multiple of the vector width)."""
+    torch.manual_seed(0)
+    for length in (200, 512):
+        scores = (torch.randn(2, 3, 100, length) * 4).to(dtype)
+        got = torch.softmax(scores, dim=-1).float()
+        want = torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype).float()
+        info = torch.finfo(dtype)
+        # one unit in the last place per entry (a fixed step among the subnormals)
+        ulp = info.eps * want.abs().clamp_min(info.smallest_normal)
+        assert torch.all((got - want).abs() <= ulp)
+        assert (got == want).float().mean() > 0.999
+
+
+def _packed_events(
+    counts: list[int], q_counts: list[int], dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    q_rows = torch.randn(sum(q_counts), 64, generator=gen).to(dtype).requires_grad_()
+    kv_rows = torch.randn(sum(counts), 128, generator=gen).to(dtype).requires_grad_()
+    return q_rows, kv_rows
+
+
+def _per_event_reference(
+    q_rows: torch.Tensor, kv_rows: torch.Tensor, q_counts: list[int], counts: list[int]
+) -> torch.Tensor:
+    """Event by event in fp64 with PyTorch's SDPA (2 heads of 32)."""
+    outs = []
+    for qp, kvp in zip(
+        torch.split(q_rows.double(), q_counts), torch.split(kv_rows.double(), counts), strict=True
+    ):
+        q = qp.reshape(1, -1, 2, 32).transpose(1, 2)
+        k, v = kvp.reshape(1, -1, 2, 2, 32).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        outs.append(out[0].transpose(0, 1).reshape(-1, 64))
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("buckets", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_attention_equals_per_event_sdpa(dtype: torch.dtype, buckets: bool) -> None:
+    """Packed events (two sharing a bucket, two of equal size, one with no query, one query
+    subset): every query row equals the fp64 per-event reference to the input's rounding, and
+    so do the gradients of the query and key/value rows (padded slots get none)."""
+    counts = [70, 67, 12, 12, 30, 150]
+    q_counts = [70, 67, 12, 12, 0, 41]  # the last event: 41 of its 150 rows are queries
+    q_rows, kv_rows = _packed_events(counts, q_counts, dtype)
+    previous = set_row_buckets(buckets)
+    try:
+        got = packed_attention(q_rows, kv_rows, q_counts, counts, num_heads=2)
+    finally:
+        set_row_buckets(previous)
+    want = _per_event_reference(q_rows, kv_rows, q_counts, counts)
+    tol = dict(atol=1e-5, rtol=1e-5) if dtype == torch.float32 else dict(atol=2e-2, rtol=2e-2)
+    assert got.shape == (sum(q_counts), 64) and got.dtype == dtype
+    torch.testing.assert_close(got.double(), want, **tol)
+    w = torch.randn(got.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    g_got = torch.autograd.grad((got.double() * w).sum(), (q_rows, kv_rows))
+    ref_inputs = [t.detach().double().requires_grad_() for t in (q_rows, kv_rows)]
+    ref = _per_event_reference(*ref_inputs, q_counts, counts)
+    g_want = torch.autograd.grad((ref * w).sum(), ref_inputs)
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a.double(), b, **tol)
 
 
 def test_explicit_attention_masks_padded_keys() -> None:

@@ -10,7 +10,8 @@ Row buckets (:func:`bucket_rows`, :class:`RowSequential`): on the CPU, a bf16 ma
 runs through oneDNN, which compiles a kernel for every new shape (a cache miss costs more than
 the product at these sizes). Packed points and tokens give a new row count at every step, so
 row-wise layers pad their rows to one of 8 sizes per octave (at most 12.5 % extra rows) and
-attention pads each event's tokens likewise (padded keys masked), and the kernels are reused.
+attention pads each event's tokens likewise (padded keys masked; events of equal buckets share
+one batched call), and the kernels are reused.
 The padding never changes a real row's result beyond the rounding of the summation order.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -150,42 +152,116 @@ def key_mask(valid: Tensor | None) -> Tensor | None:
 
 
 def explicit_attention(
-    q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, keys: int | None = None
+    q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, keys: int | Tensor | None = None
 ) -> Tensor:
-    """Softmax attention written out: q (1, H, Gq, Dh), k, v (1, H, G, Dh) -> (1, H, Gq, Dh);
-    two batched products and a softmax taken in fp32 (H Gq G scores in memory). ``keys``: only
-    the first ``keys`` of the G keys are attended to (the rest are padding); None = all."""
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (1, H, Gq, G)
-    if keys is not None and keys < k.shape[-2]:
-        scores[..., keys:] = float("-inf")
-    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)  # (1, H, Gq, G)
+    """Softmax attention written out: q (B, H, Gq, Dh), k, v (B, H, G, Dh) -> (B, H, Gq, Dh);
+    two batched products and a softmax (B H Gq G scores in memory). ``keys``: only the first
+    ``keys`` of the G keys are attended to (the rest are padding), one int for every row of the
+    batch or a (B,) int64 tensor per row; None = all.
+
+    The softmax runs in the input's precision: PyTorch's kernel accumulates bf16 / fp16 in fp32
+    and rounds once, so its output is an fp32 softmax rounded to the input precision (to one
+    unit in the last place, tests/models/test_vit.py), without the fp32 copy of the scores and
+    the casts back (on the CPU about 40 % of this function's forward + backward at 512 tokens,
+    docs/benchmarks.md)."""
+    G = k.shape[-2]
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, Gq, G)
+    if keys is not None:
+        per_row = keys.tolist() if isinstance(keys, Tensor) else [keys] * scores.shape[0]
+        # The padded columns get -inf in place, outside autograd: no mask pass forward or
+        # backward. Safe because the product's backward does not read its output and the
+        # softmax's backward reads only its weights, which are 0 there (so the padded keys
+        # get no gradient, tests/models/test_vit.py).
+        with torch.no_grad():
+            for b, n in enumerate(per_row):
+                if n < G:
+                    scores[b, ..., n:] = float("-inf")
+    weights = torch.softmax(scores, dim=-1)  # (B, H, Gq, G)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
-    return weights @ v  # (1, H, Gq, Dh)
+    return weights @ v  # (B, H, Gq, Dh)
 
 
-def event_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
-    """Unmasked softmax attention of one event's tokens: q, k, v (1, H, G, Dh) -> (1, H, G, Dh).
+def packed_attention(
+    q_rows: Tensor,
+    kv_rows: Tensor,
+    q_counts: list[int],
+    counts: list[int],
+    num_heads: int,
+    dropout_p: float = 0.0,
+) -> Tensor:
+    """Unmasked softmax attention of each event's tokens among themselves, on packed rows:
+    q_rows (Tq, D) holds ``q_counts[b]`` query rows of event b, back to back; kv_rows (T, 2D)
+    its ``counts[b]`` key and value rows ([k | v] per row) -> (Tq, D).
 
-    In bf16 / fp16 on the CPU (training under autocast) :func:`explicit_attention`, which runs
-    forward + backward 1.5-2x faster than PyTorch's CPU flash kernel at the sizes of a token ViT
-    (G of 100 to 500 tokens, heads of 32; docs/benchmarks.md); its memory, H G^2 scores, is a
-    few MB there. Queries and keys are padded to :func:`row_bucket` sizes there (padded keys
-    masked, padded queries cut off), so oneDNN reuses its kernels across events (module
-    docstring). In fp32 on the CPU the two were level (within 10 %, either way), and on GPUs
-    the fused kernels win: ``F.scaled_dot_product_attention``. The two agree to the rounding of
-    the input precision (tests/models/test_vit.py). Here Gq may differ from G (q: (1, H, Gq,
-    Dh) -> (1, H, Gq, Dh)).
+    In bf16 / fp16 on the CPU (training under autocast): :func:`explicit_attention`, which runs
+    forward + backward faster than PyTorch's CPU flash kernel at the sizes of a token ViT (G of
+    100 to 500 tokens, heads of 32; docs/benchmarks.md), with the events of equal bucket sizes
+    (:func:`row_bucket` of their query and key counts, padded keys masked, padded queries cut
+    off) stacked into one batched call: oneDNN reuses its kernels, and a batch of 16 events
+    makes about 8 calls instead of 16. With buckets off (:func:`set_row_buckets`) only events of
+    equal counts share a call. Elsewhere (fp32; GPUs, where the fused kernels win)
+    ``F.scaled_dot_product_attention`` event by event. The two agree to the rounding of the
+    input precision (tests/models/test_vit.py).
     """
-    if q.device.type == "cpu" and q.dtype in _REDUCED:
-        if not wants_buckets(q):
-            return explicit_attention(q, k, v, dropout_p)
-        gq, g = q.shape[-2], k.shape[-2]
-        q = F.pad(q, (0, 0, 0, row_bucket(gq) - gq))  # (1, H, Gq_bucket, Dh)
-        k = F.pad(k, (0, 0, 0, row_bucket(g) - g))  # (1, H, G_bucket, Dh)
-        v = F.pad(v, (0, 0, 0, row_bucket(g) - g))
-        return explicit_attention(q, k, v, dropout_p, keys=g)[..., :gq, :]
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    D = q_rows.shape[1]
+    H = num_heads
+    if not (q_rows.device.type == "cpu" and q_rows.dtype in _REDUCED):
+        outs = []
+        for q_part, kv_part in zip(
+            torch.split(q_rows, q_counts), torch.split(kv_rows, counts), strict=True
+        ):  # (Gq_b, D), (G_b, 2D) per event
+            if q_part.shape[0] == 0:
+                continue
+            q = q_part.reshape(1, -1, H, D // H).transpose(1, 2)  # (1, H, Gq_b, Dh)
+            k, v = kv_part.reshape(1, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (1,H,G_b,Dh)
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+            outs.append(out[0].transpose(0, 1).reshape(-1, D))  # (Gq_b, D)
+        return torch.cat(outs) if outs else q_rows.new_zeros(0, D)
+    size = row_bucket if _BUCKETS[0] else int
+    q_start = np.cumsum([0, *q_counts])  # (B + 1,)
+    k_start = np.cumsum([0, *counts])
+    groups: dict[tuple[int, int], list[int]] = {}
+    for b, (gq, g) in enumerate(zip(q_counts, counts, strict=True)):
+        if gq > 0:
+            groups.setdefault((size(gq), size(g)), []).append(b)
+    # index of every batch slot into the rows, plus one zero row past the real rows that the
+    # padded slots read; one gather for all batches (its backward is one index_add)
+    q_idx, k_idx, shapes = [], [], []
+    source = np.empty(int(q_start[-1]), dtype=np.int64)  # row of the stacked outputs per query
+    done = 0
+    for (gq, g), events in groups.items():
+        n = len(events)
+        qi = np.full((n, gq), q_start[-1], dtype=np.int64)
+        ki = np.full((n, g), k_start[-1], dtype=np.int64)
+        for j, b in enumerate(events):
+            qi[j, : q_counts[b]] = np.arange(q_start[b], q_start[b + 1])
+            ki[j, : counts[b]] = np.arange(k_start[b], k_start[b + 1])
+            source[q_start[b] : q_start[b + 1]] = done + j * gq + np.arange(q_counts[b])
+        q_idx.append(qi.ravel())
+        k_idx.append(ki.ravel())
+        shapes.append((n, gq, g, [counts[b] for b in events]))
+        done += n * gq
+    if not shapes:
+        return q_rows.new_zeros(0, D)
+    q_all = torch.cat([q_rows, q_rows.new_zeros(1, D)]).index_select(
+        0, torch.from_numpy(np.concatenate(q_idx))
+    )  # (sum n gq, D)
+    kv_all = torch.cat([kv_rows, kv_rows.new_zeros(1, 2 * D)]).index_select(
+        0, torch.from_numpy(np.concatenate(k_idx))
+    )  # (sum n g, 2D)
+    outs = []
+    for (n, gq, g, keys), q_part, kv_part in zip(
+        shapes,
+        torch.split(q_all, [n * gq for n, gq, _, _ in shapes]),
+        torch.split(kv_all, [n * g for n, _, g, _ in shapes]),
+        strict=True,
+    ):
+        q = q_part.reshape(n, gq, H, D // H).transpose(1, 2).contiguous()  # (n, H, gq, Dh)
+        kv = kv_part.reshape(n, g, 2, H, D // H).permute(2, 0, 3, 1, 4).contiguous()
+        out = explicit_attention(q, kv[0], kv[1], dropout_p, keys=torch.tensor(keys))
+        outs.append(out.transpose(1, 2).reshape(n * gq, D))  # (n gq, D)
+    return torch.cat(outs).index_select(0, torch.from_numpy(source))  # (Tq, D)
 
 
 class Attention(nn.Module):
@@ -228,7 +304,7 @@ class Attention(nn.Module):
 
     def forward_rows(self, x: Tensor, counts: list[int], keep: Tensor | None = None) -> Tensor:
         """Packed tokens: x (T, D), the tokens of B events back to back (``counts[b]`` rows
-        for event b). Attention runs event by event with no padding and no mask (cost
+        for event b). Attention is per event (:func:`packed_attention`; cost about
         sum_b G_b^2 instead of B * max_b G_b^2). Returns (T, D), equal to ``forward`` on the
         padded tokens at the real rows; with ``keep`` (T,) bool only the kept rows are
         queries, and the result is (T_kept, D) (every row is still a key and value).
@@ -242,17 +318,7 @@ class Attention(nn.Module):
             q_rows = q_rows[keep]  # (T_kept, D)
             q_counts = [int(part.sum()) for part in torch.split(keep, counts)]
         drop = self.attn_drop if self.training else 0.0
-        outs = []
-        for q_part, kv_part in zip(
-            torch.split(q_rows, q_counts), torch.split(kv_rows, counts), strict=True
-        ):  # (Gq_b, D), (G_b, 2D) per event
-            if q_part.shape[0] == 0:
-                continue
-            q = q_part.reshape(1, -1, H, D // H).transpose(1, 2)  # (1, H, Gq_b, Dh)
-            k, v = kv_part.reshape(1, -1, 2, H, D // H).permute(2, 0, 3, 1, 4)  # (1, H, G_b, Dh)
-            out = event_attention(q, k, v, drop)  # (1, H, Gq_b, D/H)
-            outs.append(out[0].transpose(0, 1).reshape(-1, D))  # (Gq_b, D)
-        out = torch.cat(outs) if outs else x.new_zeros(0, D)  # (T or T_kept, D)
+        out = packed_attention(q_rows, kv_rows, q_counts, counts, H, drop)  # (T or T_kept, D)
         return self.proj_drop(bucket_rows(self.proj, out))
 
 
