@@ -50,7 +50,7 @@ def test_listing_names_every_preset_with_its_description(
     assert set(listed) == set(PRESETS) | set(STUDY_PRESETS)
     assert listed["quick"] == "3 sizes x 6 modes x 3 seeds, 160 steps per trained run"
     assert listed["demo"] == (
-        "3 sizes x 6 modes x 3 seeds, 100/600/600 steps per trained run "
+        "3 sizes x 6 modes x 3 seeds, 400/600/600 steps per trained run "
         "(1 seeds for the costly modes)"
     )
     assert listed["probe"] == "3 sizes x 4 modes x 3 seeds, no training"
@@ -145,7 +145,7 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
     assert demo.run.data == dataclasses.replace(quick.run.data, max_events=2)
     assert demo.run.train.monitor_every == 200
-    assert (demo.steps, demo.seeds, demo.network_seeds) == ((100, 600, 600), (0, 1, 2), (0,))
+    assert (demo.steps, demo.seeds, demo.network_seeds) == ((400, 600, 600), (0, 1, 2), (0,))
     assert demo.modes[-2:] == ("full-fused", "scratch-fused")
     assert demo.probe.random_encoder_seed == 0
 

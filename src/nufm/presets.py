@@ -820,7 +820,7 @@ STUDY_PRESETS: dict[str, StudyConfig] = {
             finetune=FinetuneConfig(n_test=100, n_val=50),
         ),
         sizes=(10, 100, 1000),
-        steps=(100, 600, 600),  # fits the demo's 30 minutes with row buckets (docs/tasks.md)
+        steps=(400, 600, 600),  # 10 events converge slowly (docs/tasks.md); fits 30 minutes
         modes=(
             "probe-random",
             "probe-geometry",
