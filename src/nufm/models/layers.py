@@ -17,7 +17,7 @@ The padding never changes a real row's result beyond the rounding of the summati
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -152,12 +152,12 @@ def key_mask(valid: Tensor | None) -> Tensor | None:
 
 
 def explicit_attention(
-    q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, keys: int | Tensor | None = None
+    q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0, keys: int | Sequence[int] | None = None
 ) -> Tensor:
     """Softmax attention written out: q (B, H, Gq, Dh), k, v (B, H, G, Dh) -> (B, H, Gq, Dh);
     two batched products and a softmax (B H Gq G scores in memory). ``keys``: only the first
     ``keys`` of the G keys are attended to (the rest are padding), one int for every row of the
-    batch or a (B,) int64 tensor per row; None = all.
+    batch or one per row (B ints); None = all.
 
     The softmax runs in the input's precision: PyTorch's kernel accumulates bf16 / fp16 in fp32
     and rounds once, so its output is an fp32 softmax rounded to the input precision (to one
@@ -167,7 +167,7 @@ def explicit_attention(
     G = k.shape[-2]
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)  # (B, H, Gq, G)
     if keys is not None:
-        per_row = keys.tolist() if isinstance(keys, Tensor) else [keys] * scores.shape[0]
+        per_row = [keys] * scores.shape[0] if isinstance(keys, int) else keys
         # The padded columns get -inf in place, outside autograd: no mask pass forward or
         # backward. Safe because the product's backward does not read its output and the
         # softmax's backward reads only its weights, which are 0 there (so the padded keys
@@ -198,11 +198,11 @@ def packed_attention(
     forward + backward faster than PyTorch's CPU flash kernel at the sizes of a token ViT (G of
     100 to 500 tokens, heads of 32; docs/benchmarks.md), with the events of equal bucket sizes
     (:func:`row_bucket` of their query and key counts, padded keys masked, padded queries cut
-    off) stacked into one batched call: oneDNN reuses its kernels, and a batch of 16 events
-    makes about 8 calls instead of 16. With buckets off (:func:`set_row_buckets`) only events of
-    equal counts share a call. Elsewhere (fp32; GPUs, where the fused kernels win)
-    ``F.scaled_dot_product_attention`` event by event. The two agree to the rounding of the
-    input precision (tests/models/test_vit.py).
+    off) stacked into one batched call: oneDNN reuses its kernels, and the 16 events of the
+    pretraining bench's batch make 10 calls a block instead of 16. With buckets off
+    (:func:`set_row_buckets`) only events of equal counts share a call. Elsewhere (fp32; GPUs,
+    where the fused kernels win) ``F.scaled_dot_product_attention`` event by event. The two
+    agree to the rounding of the input precision (tests/models/test_vit.py).
     """
     D = q_rows.shape[1]
     H = num_heads
@@ -259,7 +259,7 @@ def packed_attention(
     ):
         q = q_part.reshape(n, gq, H, D // H).transpose(1, 2).contiguous()  # (n, H, gq, Dh)
         kv = kv_part.reshape(n, g, 2, H, D // H).permute(2, 0, 3, 1, 4).contiguous()
-        out = explicit_attention(q, kv[0], kv[1], dropout_p, keys=torch.tensor(keys))
+        out = explicit_attention(q, kv[0], kv[1], dropout_p, keys=keys)
         outs.append(out.transpose(1, 2).reshape(n * gq, D))  # (n gq, D)
     return torch.cat(outs).index_select(0, torch.from_numpy(source))  # (Tq, D)
 
