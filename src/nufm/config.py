@@ -132,8 +132,9 @@ class TrainConfig:
     init_from: Path | None = None
     """Pretraining: start from the weights of an earlier run (its directory or a checkpoint):
     tensors of matching name and shape load, the encoder must match whole, the optimizer and
-    step start fresh (e.g. the relational phase after the MAE phase). A resumed run's own
-    checkpoint replaces them."""
+    step start fresh (e.g. the relational phase after the MAE phase). An exported encoder (a
+    ``nufm export`` directory, or a shipped model's name such as ``lartpc-mae-m``) loads the
+    encoder only. A resumed run's own checkpoint replaces them."""
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "grad_accum", "checkpoint_every", "keep_checkpoints"):

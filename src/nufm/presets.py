@@ -22,6 +22,7 @@ on fine-tuning runs. Model sizes stay beside their models (:data:`nufm.models.pr
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from nufm.config import (
     DataConfig,
@@ -170,6 +171,11 @@ _MAE_M_CPU = MAEConfig(
 )
 """The shipped LArTPC encoder's objective: 5-voxel tokens, ViT width 192, depth 6 (2.8 M
 parameters), MAE with the context term."""
+
+_MAE_M_DESC_CPU = dataclasses.replace(
+    _MAE_M_CPU, descriptor_weight=1.0, descriptor_tokens="visible"
+)
+"""``mae-m-cpu`` plus the descriptor term on the visible tokens (docs/objectives.md)."""
 
 _MAE_5M_CPU = dataclasses.replace(
     _MAE_M_CPU,
@@ -456,6 +462,25 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
             ),
         ),
         "the shipped encoder lartpc-mae-m: width 192 depth 6, MAE + context, fresh events",
+    ),
+    "mae-m-desc-cpu": (
+        dataclasses.replace(
+            _cpu_pretrain("mae-m-desc-cpu", _MAE_M_DESC_CPU, steps=1500, lr=2.5e-4),
+            optim=OptimConfig(lr=2.5e-4, min_lr=2.5e-6, warmup_steps=50),
+            train=TrainConfig(
+                max_steps=1500,
+                checkpoint_every=250,
+                keep_checkpoints=2,
+                bf16=True,
+                monitor_every=250,
+                init_from=Path("lartpc-mae-m"),
+            ),
+            data=DataConfig(
+                source="sim", num_events=2000, sim_seed=77, max_events=16, augment=True
+            ),
+        ),
+        "lartpc-mae-m continued with the descriptor term on its visible tokens: 2,000 "
+        "simulated events (descriptors cached per event), 1,500 steps of 16",
     ),
     "mae-5m-cpu": (
         _cpu_pretrain("mae-5m-cpu", _MAE_5M_CPU, steps=4500, lr=5e-4, max_events=16),

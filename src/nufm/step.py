@@ -89,6 +89,17 @@ class HasEventGrouper(Protocol):
         ...
 
 
+@runtime_checkable
+class WantsDescriptors(Protocol):
+    """An objective that reads per-point local-shape descriptors, which the data pipeline
+    computes once per event (``nufm.models.geometric.EventDescriptors``)."""
+
+    @property
+    def descriptor_ks(self) -> tuple[int, ...]:
+        """The neighbourhood sizes of the descriptors it reads; () = none."""
+        ...
+
+
 def online_encoder(objective: nn.Module) -> nn.Module:
     """The online encoder of a pretraining objective: its submodule ``encoder``.
 

@@ -10,6 +10,7 @@ import torch
 
 from helpers.events import event_of, preprocessed_batch
 from nufm.batch import PointBatch
+from nufm.models.geometric import descriptor_key, point_shape_descriptors
 from nufm.presets import PRESETS
 from nufm.ssl.mae import EnergyInfillHead, MAEConfig, MaskedAutoencoder
 from nufm.ssl.masking import random_token_mask
@@ -181,3 +182,57 @@ def test_energy_head_equals_its_concatenated_form() -> None:
     g_want = torch.autograd.grad((want * valid).sum(), [token, *head.parameters()])
     for a, b in zip(g_got, g_want, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_mae_descriptor_loss_is_the_mse_of_standardised_group_means() -> None:
+    """Hand-made case: each hidden group's target is the mean of its points' descriptors
+    (empty slots excluded), standardised per channel over the hidden groups; the loss is the
+    MSE of the head's prediction against it and trains the decoder output it is given."""
+    torch.manual_seed(0)
+    ks = (4, 8)
+    model = MaskedAutoencoder(_tiny(descriptor_weight=1.0, descriptor_ks=ks)).train()
+    assert model.descriptor_head is not None and model.descriptor_norm is not None
+    assert model.descriptor_ks == ks
+    gen = torch.Generator().manual_seed(2)
+    coord = torch.rand(30, 3, generator=gen)
+    feat = torch.cat([coord, torch.rand(30, 1, generator=gen)], dim=1)
+    batch = PointBatch(coord=coord, feat=feat, offset=torch.tensor([30]))
+    desc = point_shape_descriptors(batch, ks).double()  # (30, 12)
+    group_idx = torch.tensor([[0, 1, 2, -1], [3, 4, -1, -1], [5, 6, 7, 8]])
+    hidden = torch.randn(3, model.cfg.decoder.embed_dim, generator=gen, requires_grad=True)
+    loss = model.descriptor_loss(batch, hidden, group_idx)
+    means = torch.stack([desc[[0, 1, 2]].mean(0), desc[[3, 4]].mean(0), desc[5:9].mean(0)])
+    std = means.std(0, correction=0)
+    target = (means - means.mean(0)) / torch.sqrt(std**2 + model.descriptor_norm.eps)
+    pred = model.descriptor_head(hidden).double()
+    expected = float(((pred - target) ** 2).mean())
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert hidden.grad is not None and float(hidden.grad.abs().sum()) > 0
+    # the pipeline's descriptors are read instead of being computed (same values)
+    piped = dataclasses.replace(batch, descriptors=desc.float(), descriptor_key=descriptor_key(ks))
+    model.descriptor_norm.reset_running_stats()
+    again = model.descriptor_loss(piped, hidden.detach(), group_idx)
+    assert float(again) == pytest.approx(float(loss), rel=1e-5)
+
+
+@pytest.mark.parametrize("tokens", ["hidden", "visible"])
+def test_mae_descriptor_term_in_the_step(tokens: str) -> None:
+    torch.manual_seed(0)
+    model = MaskedAutoencoder(_tiny(descriptor_weight=0.5, descriptor_tokens=tokens)).train()
+    assert model.descriptor_head is not None
+    width = model.cfg.decoder.embed_dim if tokens == "hidden" else model.cfg.encoder.vit.embed_dim
+    assert model.descriptor_head.in_features == width
+    out = model(preprocessed_batch(2))
+    assert float(out.metrics["descriptor"]) > 0
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    # off by default: no head, so older checkpoints keep loading
+    off = MaskedAutoencoder(_tiny())
+    assert off.descriptor_ks == ()
+    assert not any(k.startswith("descriptor_") for k in off.state_dict())
+    with pytest.raises(ValueError, match="descriptor_ks"):
+        _tiny(descriptor_weight=1.0, descriptor_ks=(1, 8))
+    with pytest.raises(ValueError, match="descriptor_weight"):
+        _tiny(descriptor_weight=-1.0)

@@ -137,3 +137,36 @@ def test_sigkill_mid_write_leaves_previous_checkpoint(tmp_path: Path) -> None:
     # the partial temp file of the dead writer is removed by the next save
     _save(ckpt_dir, 3, torch.nn.Linear(2, 2))
     assert not list(ckpt_dir.glob(".step_*"))
+
+
+def test_init_from_an_exported_model_or_a_shipped_name(tmp_path: Path) -> None:
+    """An export (here fp16) starts every tensor of matching name and shape, a new loss
+    term's head starts fresh, a shipped model loads by name, another encoder is refused."""
+    import dataclasses
+
+    from nufm.hub import save_pretrained
+    from nufm.presets import PRESETS
+    from nufm.ssl.mae import MAEConfig, MaskedAutoencoder
+    from nufm.train.checkpoint import CheckpointError, init_from_run
+
+    tiny = PRESETS["mae-tiny"].objective
+    assert isinstance(tiny, MAEConfig)
+    torch.manual_seed(0)
+    first = MaskedAutoencoder(tiny)
+    save_pretrained(first, tmp_path / "export", config={}, preprocess={}, dtype=torch.float16)
+    torch.manual_seed(1)
+    second = MaskedAutoencoder(dataclasses.replace(tiny, descriptor_weight=1.0))
+    fresh = {k: v.clone() for k, v in second.state_dict().items()}
+    n = init_from_run(second, tmp_path / "export")
+    old = first.state_dict()
+    assert n == len(old)
+    for k, v in second.state_dict().items():
+        if k in old:
+            assert torch.equal(v, old[k].half().to(v.dtype)), k
+        else:
+            assert k.startswith("descriptor_") and torch.equal(v, fresh[k]), k
+    shipped = PRESETS["mae-m-cpu"].objective
+    assert isinstance(shipped, MAEConfig)
+    assert init_from_run(MaskedAutoencoder(shipped), "lartpc-mae-m") > 100
+    with pytest.raises(CheckpointError, match="encoder does not match"):
+        init_from_run(MaskedAutoencoder(tiny), "lartpc-mae-m")

@@ -101,3 +101,36 @@ def test_streamed_simulation_batches_fresh_grouped_events_by_count() -> None:
     (grouper,) = [t for t in transform.transforms if type(t).__name__ == "EventGrouper"]  # type: ignore[union-attr]
     assert not grouper.cache
     assert float(mae(batch).loss) > 0
+
+
+def test_build_transform_attaches_the_descriptors_an_objective_reads() -> None:
+    """An MAE with the descriptor term gets them once per event, before the augmentations
+    (cached) or after a crop (recomputed), equal to the descriptors of the event it sees."""
+    import dataclasses
+
+    import torch
+
+    from nufm.data.collate import collate
+    from nufm.models.geometric import descriptor_key, point_shape_descriptors
+    from nufm.presets import PRESETS
+    from nufm.train.components import build_objective
+
+    cfg = dataclasses.replace(
+        PRESETS["mae-tiny"].objective, descriptor_weight=1.0, descriptor_ks=(4, 16)
+    )
+    mae = build_objective(cfg)
+    names = lambda pipe: [type(t).__name__ for t in pipe.transforms]  # noqa: E731
+    pipe = build_transform(DataConfig(augment=True), objective=mae)
+    assert names(pipe).index("EventDescriptors") < names(pipe).index("RandomRotation")
+    assert pipe.transforms[names(pipe).index("EventDescriptors")].memo.enabled
+    cropped = build_transform(DataConfig(augment=True, crop=(0.5, 1.0)), objective=mae)
+    assert names(cropped).index("EventDescriptors") > names(cropped).index("RandomCrop")
+    assert not cropped.transforms[names(cropped).index("EventDescriptors")].memo.enabled
+    plain = build_transform(DataConfig(augment=False), objective=mae)
+    batch = collate([plain(synthetic_event(3), np.random.default_rng(0))])
+    assert batch.descriptor_key == descriptor_key((4, 16))
+    torch.testing.assert_close(batch.descriptors, point_shape_descriptors(batch, (4, 16)))
+    off = build_transform(
+        DataConfig(augment=True), objective=build_objective(PRESETS["mae-tiny"].objective)
+    )
+    assert "EventDescriptors" not in names(off)

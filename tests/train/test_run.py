@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +10,9 @@ import torch
 
 from helpers.configs import tiny_run_config, toy_factory
 from nufm.data.collate import collate
-from nufm.data.transforms import RandomRotation
+from nufm.data.event import Event
+from nufm.data.memo import EventMemo
+from nufm.data.transforms import Compose, RandomRotation
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
 from nufm.train.checkpoint import DataCursor
 from nufm.train.data import EventStream
@@ -48,6 +53,43 @@ def test_stream_from_cursor_continues_exactly() -> None:
     # the seeded augmentation was applied (coords differ from the raw events)
     first = {int(e): i for i, e in enumerate(seq[0][0].event_id)}
     assert not torch.equal(seq[0][0].coord, collate([events[i] for i in first]).coord)
+
+
+class _CountingMemo:
+    """A per-event cached step (as token groups and descriptors are) that leaves one file per
+    computation in ``folder``, so computations in loader workers can be counted."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.memo: EventMemo[int] = EventMemo(lambda v: 8)
+
+    def _compute(self, event: Event) -> int:
+        (self.folder / f"{event.event_id}-{os.getpid()}-{time.monotonic_ns()}").touch()
+        return event.event_id
+
+    def __call__(self, event: Event, rng: np.random.Generator | None = None) -> Event:
+        assert self.memo.get(event, self._compute) == event.event_id
+        return event
+
+
+def test_loader_workers_and_their_caches_outlive_the_epoch(tmp_path: Path) -> None:
+    """With a worker, batches are those of the in-process stream (3 epochs and a resume),
+    and a cached per-event step runs once per event, not once per epoch."""
+    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(8))]
+    kwargs = dict(max_points=100, max_events=3, shuffle=True, seed=3, transform=ROTATE)
+    plain = EventStream(events, start=DataCursor(), num_workers=0, **kwargs)
+    n = 3 * plain.batches_per_epoch
+    want = [next(plain) for _ in range(n)]
+    counted = Compose([_CountingMemo(tmp_path), ROTATE])
+    worker = EventStream(
+        events, start=DataCursor(), num_workers=1, **{**kwargs, "transform": counted}
+    )
+    for batch, cursor in want:
+        b, c = next(worker)
+        assert c == cursor and torch.equal(b.coord, batch.coord)
+    worker.close()
+    made = [p.name.split("-")[0] for p in tmp_path.iterdir()]
+    assert sorted(made) == sorted(str(i) for i in range(len(events)))  # once each
 
 
 class _Recorder(ToyObjective):

@@ -10,8 +10,10 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers.configs import one_step_mae_run
+from nufm.batch import PointBatch
 from nufm.data.pilarnet import write_events
 from nufm.presets import STUDY_PRESETS
 from nufm.sim import generate_events
@@ -352,12 +354,16 @@ def test_fused_training_modes_give_the_head_the_descriptors(
         objective = study_run(cfg, mode, 4, 0).objective
         assert (objective.mode, objective.point_descriptors) == (task_mode, ks)  # type: ignore[union-attr]
     import nufm.tasks.backbone
+    from nufm.models.geometric import pipeline_descriptors
 
-    def in_step(*_: object) -> None:
-        raise AssertionError("descriptors computed in a forward pass")
+    def pipeline_only(batch: PointBatch, ks: tuple[int, ...]) -> torch.Tensor:
+        shape = pipeline_descriptors(batch, ks)
+        if shape is None:
+            raise AssertionError("descriptors computed in a forward pass")
+        return shape
 
     with monkeypatch.context() as m:
-        m.setattr(nufm.tasks.backbone, "point_shape_descriptors", in_step)
+        m.setattr(nufm.tasks.backbone, "batch_descriptors", pipeline_only)
         rows = run_study(cfg, run_dir, (data,), tmp_path / "study")
     assert [r.mode for r in rows] == ["full-fused", "scratch-fused", "full"]
     assert all(math.isfinite(r.score) for r in rows)
@@ -385,7 +391,7 @@ def test_fused_training_modes_give_the_head_the_descriptors(
         ),
     )
     with monkeypatch.context() as m:
-        m.setattr(nufm.tasks.backbone, "point_shape_descriptors", in_step)
+        m.setattr(nufm.tasks.backbone, "batch_descriptors", pipeline_only)
         (row,) = run_study(binned, run_dir, (data,), tmp_path / "binned")
     assert math.isfinite(row.score)
     reloaded = load_task(row.run_dir).task

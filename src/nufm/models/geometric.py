@@ -271,6 +271,13 @@ def pipeline_descriptors(batch: PointBatch, ks: Sequence[int]) -> Tensor | None:
     return batch.descriptors.to(batch.coord.device)
 
 
+def batch_descriptors(batch: PointBatch, ks: Sequence[int]) -> Tensor:
+    """(N, 6 * S) descriptors of sizes ``ks``: those the data pipeline attached to ``batch``
+    (:class:`EventDescriptors`), else computed from it (:func:`point_shape_descriptors`)."""
+    shape = pipeline_descriptors(batch, ks)  # (N, 6 * S) or None
+    return shape if shape is not None else point_shape_descriptors(batch, ks)
+
+
 class LocalGeometryEncoder(Encoder):
     """``forward(batch) -> EncoderOutput`` with (N, out_dim) per-point descriptors (read from
     ``batch.descriptors`` when the data pipeline computed those of ``cfg.ks``)."""

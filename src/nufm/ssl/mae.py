@@ -5,13 +5,22 @@ Owns :class:`MAEConfig`, :class:`EnergyInfillHead` and :class:`MaskedAutoencoder
 ``int(mask_ratio * n_valid)`` random tokens per event, encode the visible ones, decode every
 token and, at hidden tokens, reconstruct the group's points and infill their energies. The
 optional context term (``context_weight > 0``, this project's addition) asks each visible
-token's encoder output alone for the points within ``context_radius`` of its centre.
+token's encoder output alone for the points within ``context_radius`` of its centre. The
+optional descriptor term (``descriptor_weight > 0``, this project's addition) asks tokens for
+the mean over their group's points of the points' multi-scale local-shape descriptors
+(:func:`nufm.models.geometric.point_shape_descriptors`, up to 512 neighbours: the context a
+5-voxel token does not hold), each channel standardised over the batch: the hidden tokens
+through the decoder (``descriptor_tokens="hidden"``, hand-made features of the hidden part as
+MaskFeat predicts HOG, arXiv:2112.09133) or the visible tokens through one linear layer on
+the encoder's output (``"visible"``, the features a linear probe reads).
 
     loss    = chamfer_weight * chamfer + energy_weight * energy + context_weight * context
+              + descriptor_weight * descriptor
     chamfer = mean_g [mean_{x in X^} min_{y in X} |x-y|^2 + mean_{y in X} min_{x in X^} |x-y|^2]
 
 over hidden groups g, X^ the first |X| predicted points; ``energy`` is the MSE of the log energy
-over the hidden groups' valid points. The step-by-step description, the comparison
+over the hidden groups' valid points; ``descriptor`` the MSE of the standardised group-mean
+descriptors over the hidden (or visible) groups. The step-by-step description, the comparison
 with PoLAr-MAE and the measurements are in docs/objectives.md, section 1.
 """
 
@@ -27,6 +36,7 @@ from torch import Tensor, nn
 from nufm.batch import PointBatch
 from nufm.geometry.offsets import pad, scatter_rows, segment_max
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
+from nufm.models.geometric import batch_descriptors
 from nufm.models.layers import Mlp
 from nufm.models.tokenizers import (
     ContextGrouping,
@@ -100,6 +110,14 @@ class MAEConfig:
     """Points predicted per visible token (the target is FPS-sampled to this many)."""
     context_candidates: int = 256
     """Nearest points within the radius gathered before the FPS reduction."""
+    descriptor_weight: float = 0.0
+    """Weight of the descriptor-prediction term (0 = off, PoLAr-MAE)."""
+    descriptor_ks: tuple[int, ...] = (8, 32, 128, 512)
+    """Neighbourhood sizes (points) of the descriptors the tokens predict (6 per size; computed
+    once per event in the data pipeline, :class:`nufm.models.geometric.EventDescriptors`)."""
+    descriptor_tokens: Literal["hidden", "visible"] = "hidden"
+    """Which tokens predict their descriptors: ``hidden`` (decoder outputs) or ``visible``
+    (a linear layer on the encoder's outputs)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.mask_ratio < 1.0:
@@ -118,6 +136,13 @@ class MAEConfig:
             raise ValueError(
                 f"MAEConfig: need 1 <= context_points <= context_candidates, got "
                 f"{self.context_points}, {self.context_candidates}"
+            )
+        if self.descriptor_weight < 0 or (
+            self.descriptor_weight > 0 and (not self.descriptor_ks or min(self.descriptor_ks) < 2)
+        ):
+            raise ValueError(
+                f"MAEConfig: need descriptor_weight >= 0 and, when > 0, descriptor_ks of sizes "
+                f">= 2; got {self.descriptor_weight}, {self.descriptor_ks}"
             )
         if self.energy_hidden < 1:
             raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
@@ -188,6 +213,13 @@ class MaskedAutoencoder(nn.Module):
         self.context_head: Mlp | None = None
         if cfg.context_weight > 0:
             self.context_head = Mlp(D, 2 * D, 3 * cfg.context_points)
+        self.descriptor_head: nn.Linear | None = None
+        self.descriptor_norm: nn.BatchNorm1d | None = None
+        if cfg.descriptor_weight > 0:
+            C = 6 * len(cfg.descriptor_ks)
+            width = Dd if cfg.descriptor_tokens == "hidden" else D
+            self.descriptor_head = nn.Linear(width, C)
+            self.descriptor_norm = nn.BatchNorm1d(C, affine=False)  # target statistics only
 
     def _encode_visible(self, tokens: Tokens, visible: Tensor) -> Tensor:
         """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
@@ -215,6 +247,29 @@ class MaskedAutoencoder(nn.Module):
                 cfg.context_radius, cfg.context_candidates, cfg.context_points
             )
         return EventGrouper(cfg.encoder.tokenizer_for(detector), context, cache=cache)
+
+    @property
+    def descriptor_ks(self) -> tuple[int, ...]:
+        """Sizes of the descriptors the data pipeline should attach (() = none wanted)."""
+        return self.cfg.descriptor_ks if self.descriptor_head is not None else ()
+
+    def descriptor_loss(self, batch: PointBatch, feat: Tensor, group_idx: Tensor) -> Tensor:
+        """MSE of the descriptor term.
+
+        Args:
+            batch: the packed points, with the pipeline's descriptors (else computed here).
+            feat: (Q, Dd) decoder outputs of the hidden tokens, or (Q, D) encoder outputs of
+                the visible ones (``cfg.descriptor_tokens``).
+            group_idx: (Q, K) int64 rows of their group points, -1 = empty.
+        """
+        assert self.descriptor_head is not None and self.descriptor_norm is not None
+        with torch.no_grad():
+            d = batch_descriptors(batch, self.cfg.descriptor_ks).float()  # (N, C)
+            n = (group_idx >= 0).sum(1, keepdim=True).clamp(min=1)  # (Q, 1)
+            target = gather_groups(d, group_idx).sum(1) / n  # (Q, C) group means
+        target = self.descriptor_norm(target)  # standardised per channel (no gradient)
+        pred = self.descriptor_head(feat).float()  # (Q, C)
+        return F.mse_loss(pred, target)
 
     def context_loss(
         self,
@@ -286,6 +341,19 @@ class MaskedAutoencoder(nn.Module):
 
         loss = cfg.chamfer_weight * chamfer + cfg.energy_weight * energy
         metrics = {}
+        if self.descriptor_head is not None:
+            if cfg.descriptor_tokens == "hidden":
+                feat, rows = hidden, group_idx  # (Qm, Dd), (Qm, K)
+            else:
+                visible = valid & ~is_masked  # (B, G)
+                feat, rows = latent[visible], tokens.group_idx[visible]  # (Qv, D), (Qv, K)
+            # batch statistics need two tokens; a batch with fewer adds no term
+            descriptor = self.descriptor_loss(batch, feat, rows) if len(rows) > 1 else None
+            if descriptor is not None:
+                loss = loss + cfg.descriptor_weight * descriptor
+            metrics["descriptor"] = (
+                descriptor.detach() if descriptor is not None else loss.new_zeros(())
+            )
         if self.context_head is not None:
             visible = valid & ~is_masked  # (B, G)
             cached = None

@@ -49,12 +49,7 @@ from nufm.models.encoders import (
     build_encoder,
     input_width,
 )
-from nufm.models.geometric import (
-    EventDescriptors,
-    LocalGeometryConfig,
-    pipeline_descriptors,
-    point_shape_descriptors,
-)
+from nufm.models.geometric import EventDescriptors, LocalGeometryConfig, batch_descriptors
 from nufm.models.numeric import PiecewiseLinearEncoding
 from nufm.models.presets import PTV3_PRESETS
 from nufm.models.released.encoders import ReleasedPolarMAEConfig, ReleasedPTv3Config
@@ -291,13 +286,6 @@ class TaskModule(nn.Module, Generic[TaskConfigT]):
 
     def predict(self, batch: PointBatch) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
-
-
-def batch_descriptors(batch: PointBatch, ks: tuple[int, ...]) -> Tensor:
-    """(N, 6 * S) descriptors of sizes ``ks``: those the data pipeline attached to ``batch``
-    (:func:`task_pipeline_steps`), else computed from it."""
-    shape = pipeline_descriptors(batch, ks)  # (N, 6 * S) or None
-    return shape if shape is not None else point_shape_descriptors(batch, ks)
 
 
 def task_pipeline_steps(task: TaskBaseConfig, preprocess: Preprocess) -> list[Transform]:

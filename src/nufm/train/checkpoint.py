@@ -41,7 +41,7 @@ from torch import nn
 from nufm._version import __version__
 from nufm.atomic import atomic_output
 from nufm.errors import UserError
-from nufm.hub import plain_state
+from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, plain_state, read_pretrained, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -398,39 +398,43 @@ def config_differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
 
 def init_from_run(objective: nn.Module, path: str | Path) -> int:
     """Start ``objective`` from the weights of an earlier pretraining run (its directory, whose
-    latest complete checkpoint is read, or one checkpoint file): every tensor whose name and
-    shape match is loaded, the rest keeps its fresh initialisation (e.g. the relational heads
-    of a second pretraining phase). The encoder must match whole.
+    latest complete checkpoint is read, or one checkpoint file) or of an exported model (a
+    ``nufm export`` directory, or a shipped model's name such as ``lartpc-mae-m``): every
+    tensor whose name and shape match is loaded, the rest keeps its fresh initialisation
+    (e.g. the relational heads of a second pretraining phase, or a new loss term's head). The
+    encoder must match whole.
 
     Returns:
         The number of tensors loaded.
 
     Raises:
-        CheckpointError: no checkpoint there, or its encoder differs from the objective's.
+        CheckpointError: no checkpoint or export there, or its encoder differs from the
+            objective's.
     """
-    p = Path(path)
-    folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    ckpt = latest_checkpoint(folder) if p.is_dir() else p
-    if ckpt is None or not ckpt.is_file():
-        raise CheckpointError(f"train.init_from {p}: no complete checkpoint to start from")
-    saved = load_checkpoint(ckpt)
-    state = saved["model"]
+    p = resolve_model_path(path)
+    if (p / WEIGHTS_NAME).is_file() and (p / CONFIG_NAME).is_file():
+        source, state = p, read_pretrained(p)[0]  # the objective's (or encoder's) tensors
+    else:
+        folder = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+        ckpt = latest_checkpoint(folder) if p.is_dir() else p
+        if ckpt is None or not ckpt.is_file():
+            raise CheckpointError(f"train.init_from {p}: no complete checkpoint to start from")
+        source, state = ckpt, load_checkpoint(ckpt)["model"]
     own = objective.state_dict()
     encoder = [k for k in own if k.startswith("encoder.")]
     bad = [k for k in encoder if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
     if bad:
         raise CheckpointError(
-            f"train.init_from {ckpt}: its encoder does not match this run's ({len(bad)} of "
+            f"train.init_from {source}: its encoder does not match this run's ({len(bad)} of "
             f"{len(encoder)} encoder tensors missing or of another shape, e.g. {bad[0]})"
         )
     loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
-    objective.load_state_dict(loadable, strict=False)
+    objective.load_state_dict(loadable, strict=False)  # copies into the run's dtypes
     log.info(
-        "initialised %d of %d tensors from %s (step %d); %d start fresh",
+        "initialised %d of %d tensors from %s; %d start fresh",
         len(loadable),
         len(own),
-        ckpt,
-        int(saved["step"]),
+        source,
         len(own) - len(loadable),
     )
     return len(loadable)

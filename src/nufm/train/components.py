@@ -31,13 +31,14 @@ from nufm.data.transforms import (
     Transform,
 )
 from nufm.errors import ConfigError, InputError, NotFoundError
+from nufm.models.geometric import EventDescriptors
 from nufm.ssl.build import build_ssl_objective
 from nufm.ssl.distill import DistillConfig
 from nufm.ssl.forecast import ForecastConfig
 from nufm.ssl.fusion_mae import FusionMAEConfig
 from nufm.ssl.mae import MAEConfig
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
-from nufm.step import HasEventGrouper
+from nufm.step import HasEventGrouper, WantsDescriptors
 from nufm.tasks.build import build_task
 from nufm.tasks.cluster import ClusterConfig
 from nufm.tasks.event_task import EventTaskConfig
@@ -230,7 +231,8 @@ def build_transform(
     With ``cfg.cache_groups`` and an objective that has one (:class:`~nufm.step
     .HasEventGrouper`), its event grouper runs on the normalised points before the
     augmentations, cached per event; after them, recomputed every time, when a crop changes
-    the points.
+    the points. The local-shape descriptors an objective reads (:class:`~nufm.step
+    .WantsDescriptors`) are attached the same way.
     """
     if cfg.source == "toy":
         augment = build_augmentations(cfg, center=(CENTER, CENTER, CENTER))
@@ -244,13 +246,19 @@ def build_transform(
         return ByDetector(pipelines)
     symmetry = get_detector(cfg.detector).symmetry if cfg.detector else "any"
     augment = build_augmentations(cfg, symmetry=symmetry)
+    preprocess = preprocess or run_preprocess(cfg)
+    cropped = cfg.augment and cfg.crop is not None
+    per_event: list[Transform] = []  # on the event as read, cached, unless a crop changes it
+    if isinstance(objective, WantsDescriptors) and objective.descriptor_ks:
+        cache = not cropped and not cfg.stream
+        per_event.append(EventDescriptors(objective.descriptor_ks, preprocess, cache=cache))
     if cfg.cache_groups and isinstance(objective, HasEventGrouper):
-        cropped = cfg.augment and cfg.crop is not None
         grouper = objective.event_grouper(
             cache=not cropped and not cfg.stream, detector=cfg.detector
         )
-        augment = [*augment, grouper] if cropped else [grouper, *augment]
-    return (preprocess or run_preprocess(cfg)).transforms(augment=augment)
+        per_event.append(grouper)
+    augment = [*augment, *per_event] if cropped else [*per_event, *augment]
+    return preprocess.transforms(augment=augment)
 
 
 def preprocess_contract(cfg: DataConfig) -> dict:

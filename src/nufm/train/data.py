@@ -110,6 +110,21 @@ def collate_events(events: Sequence[Event]) -> PointBatch:
         ) from e
 
 
+class _EpochBatches:
+    """The batch sampler of an :class:`EventStream`'s one DataLoader: the batches left in the
+    current epoch, replaced when the next epoch opens (the loader reads them anew at every
+    ``iter``)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 class EventStream:
     """Endless iterator of ``(batch, cursor_after)`` over epochs, starting at a cursor.
 
@@ -146,6 +161,8 @@ class EventStream:
         self.pin_memory = pin_memory
         self.cursor = start
         self._it: Iterator[PointBatch] | None = None
+        self._batches = _EpochBatches()
+        self._loader: DataLoader[Any] | None = None
         self._epoch_len = 0
         self.batches_per_epoch = len(self._sampler(0))
         if self.batches_per_epoch == 0:
@@ -173,19 +190,23 @@ class EventStream:
     def _open(self, cursor: DataCursor) -> None:
         batches = list(self._sampler(cursor.epoch))
         self._epoch_len = len(batches)
-        tagged = [[(cursor.epoch, i) for i in b] for b in batches[cursor.batch :]]
-        gen = torch.Generator()
-        seq = np.random.SeedSequence([self.seed, cursor.epoch, cursor.batch, self.rank])
-        gen.manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
-        loader: DataLoader[Any] = DataLoader(
-            self.data,
-            batch_sampler=tagged,
-            collate_fn=collate_events,
-            num_workers=self.num_workers,
-            generator=gen,
-            pin_memory=self.pin_memory,
-        )
-        self._it = iter(loader)
+        self._batches.batches = [[(cursor.epoch, i) for i in b] for b in batches[cursor.batch :]]
+        if self._loader is None:
+            gen = torch.Generator()
+            seq = np.random.SeedSequence([self.seed, cursor.epoch, cursor.batch, self.rank])
+            gen.manual_seed(int(seq.generate_state(1, np.uint64)[0] >> np.uint64(1)))
+            # one loader for the whole run: its workers, and the per-event caches they hold
+            # (token groups, descriptors), outlive the epoch
+            self._loader = DataLoader(
+                self.data,
+                batch_sampler=self._batches,
+                collate_fn=collate_events,
+                num_workers=self.num_workers,
+                generator=gen,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.num_workers > 0,
+            )
+        self._it = iter(self._loader)
 
     def __iter__(self) -> EventStream:
         return self
@@ -209,5 +230,6 @@ class EventStream:
         return batch, nxt
 
     def close(self) -> None:
-        """Drop the current loader (shuts its workers down)."""
+        """Drop the loader (shuts its workers down)."""
         self._it = None
+        self._loader = None
