@@ -36,6 +36,9 @@ FORMAT = "nufm-pretrained-v1"
 SHIPPED_MODELS: dict[str, str] = {
     "lartpc-mae-m": "LArTPC token ViT (width 192, depth 6, 2.8 M parameters), MAE with the "
     "context term on fresh simulated events; the card: nufm/weights/lartpc-mae-m/README.md",
+    "lartpc-mae-m-desc": "lartpc-mae-m pretrained further with the descriptor term (its "
+    "visible tokens predict their groups' four-scale local-shape descriptors); the demo's "
+    "encoder; the card: nufm/weights/lartpc-mae-m-desc/README.md",
     "lartpc-ptv3-distill": "LArTPC point-level PTv3 tiny encoder (4.2 M parameters), "
     "self-distillation (Sonata / Panda) on fresh simulated events; the card: "
     "nufm/weights/lartpc-ptv3-distill/README.md",

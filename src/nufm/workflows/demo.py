@@ -41,7 +41,7 @@ class DemoConfig:
     """Labelled simulated events (split 80/10/10 by event) for fine-tuning and evaluation."""
     workers: int = 2
     """Simulation worker processes."""
-    pretrained: str | None = "lartpc-mae-m"
+    pretrained: str | None = "lartpc-mae-m-desc"
     """The encoder the study fine-tunes and probes and that embeds, searches and scores
     anomalies: a shipped model's name (nufm.hub.SHIPPED_MODELS), a run or an export; None =
     the live pretraining run of this demo."""
