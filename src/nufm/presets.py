@@ -188,6 +188,18 @@ _MAE_5M_CPU = dataclasses.replace(
 """Width 256, depth 7: a 5.7 M-parameter encoder (the benchmark's matrix-unit check)."""
 
 
+def _m_train(steps: int, monitor_every: int, init_from: Path | None = None) -> TrainConfig:
+    """The loop of the shipped encoders' runs: bf16, a checkpoint every 250 steps, 2 kept."""
+    return TrainConfig(
+        max_steps=steps,
+        checkpoint_every=250,
+        keep_checkpoints=2,
+        bf16=True,
+        monitor_every=monitor_every,
+        init_from=init_from,
+    )
+
+
 def _cpu_pretrain(
     name: str,
     objective: ObjectiveConfig,
@@ -444,13 +456,7 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-m-cpu": (
         dataclasses.replace(
             _cpu_pretrain("mae-m-cpu", _MAE_M_CPU, steps=3500, lr=5e-4, max_events=16),
-            train=TrainConfig(
-                max_steps=3500,
-                checkpoint_every=250,
-                keep_checkpoints=2,
-                bf16=True,
-                monitor_every=500,
-            ),
+            train=_m_train(3500, monitor_every=500),
             data=DataConfig(
                 source="sim",
                 num_events=1_000_000,
@@ -467,14 +473,7 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
         dataclasses.replace(
             _cpu_pretrain("mae-m-desc-cpu", _MAE_M_DESC_CPU, steps=1500, lr=2.5e-4),
             optim=OptimConfig(lr=2.5e-4, min_lr=2.5e-6, warmup_steps=50),
-            train=TrainConfig(
-                max_steps=1500,
-                checkpoint_every=250,
-                keep_checkpoints=2,
-                bf16=True,
-                monitor_every=250,
-                init_from=Path("lartpc-mae-m"),
-            ),
+            train=_m_train(1500, monitor_every=250, init_from=Path("lartpc-mae-m")),
             data=DataConfig(
                 source="sim", num_events=2000, sim_seed=77, max_events=16, augment=True
             ),

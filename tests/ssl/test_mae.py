@@ -236,3 +236,5 @@ def test_mae_descriptor_term_in_the_step(tokens: str) -> None:
         _tiny(descriptor_weight=1.0, descriptor_ks=(1, 8))
     with pytest.raises(ValueError, match="descriptor_weight"):
         _tiny(descriptor_weight=-1.0)
+    with pytest.raises(ValueError, match="descriptor_tokens"):
+        _tiny(descriptor_weight=1.0, descriptor_tokens="all")

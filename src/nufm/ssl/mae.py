@@ -144,6 +144,11 @@ class MAEConfig:
                 f"MAEConfig: need descriptor_weight >= 0 and, when > 0, descriptor_ks of sizes "
                 f">= 2; got {self.descriptor_weight}, {self.descriptor_ks}"
             )
+        if self.descriptor_tokens not in ("hidden", "visible"):
+            raise ValueError(
+                f"MAEConfig: descriptor_tokens must be 'hidden' or 'visible', got "
+                f"{self.descriptor_tokens!r}"
+            )
         if self.energy_hidden < 1:
             raise ValueError(f"MAEConfig: energy_hidden must be >= 1, got {self.energy_hidden}")
         ks = {o.tokenizer.group_max_points for o in self.encoder.other_tokenizers}
