@@ -188,6 +188,24 @@ _MAE_5M_CPU = dataclasses.replace(
 """Width 256, depth 7: a 5.7 M-parameter encoder (the benchmark's matrix-unit check)."""
 
 
+_DISTILL_PTV3 = DistillConfig(
+    encoder=dataclasses.replace(
+        PTV3_PRESETS["tiny"], enc_mode=True, mask_token=True, layer_scale=1e-5
+    ),
+    views=ViewConfig(num_global=2, num_local=2),
+    head_hidden=512,
+    head_bottleneck=128,
+    num_prototypes=256,
+    mask_size=(0.01, 0.03),
+    mask_ratio=(0.3, 0.5),
+)
+"""The objective that made the shipped ``lartpc-ptv3-distill``: PTv3 tiny (4.19 M
+parameters) in encoder mode, 2 global + 2 local views, 256 prototypes (its card)."""
+
+_DISTILL_PTV3_DESC = dataclasses.replace(_DISTILL_PTV3, descriptor_weight=1.0)
+"""``lartpc-ptv3-distill``'s objective plus the per-point descriptor term (docs/objectives.md)."""
+
+
 def _m_train(steps: int, monitor_every: int, init_from: Path | None = None) -> TrainConfig:
     """The loop of the shipped encoders' runs: bf16, a checkpoint every 250 steps, 2 kept."""
     return TrainConfig(
@@ -480,6 +498,16 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
         ),
         "lartpc-mae-m continued with the descriptor term on its visible tokens: 2,000 "
         "simulated events (descriptors cached per event), 1,500 steps of 16",
+    ),
+    "distill-ptv3-desc-cpu": (
+        dataclasses.replace(
+            _cpu_pretrain("distill-ptv3-desc-cpu", _DISTILL_PTV3_DESC, steps=600, lr=2.5e-4),
+            optim=OptimConfig(lr=2.5e-4, min_lr=2.5e-6, warmup_steps=50),
+            train=_m_train(600, monitor_every=100, init_from=Path("lartpc-ptv3-distill")),
+            data=DataConfig(source="sim", num_events=2000, sim_seed=78, max_events=4, augment=True),
+        ),
+        "lartpc-ptv3-distill continued with the per-point descriptor term: 2,000 simulated "
+        "events (descriptors cached per event), 600 steps of 4",
     ),
     "mae-5m-cpu": (
         _cpu_pretrain("mae-5m-cpu", _MAE_5M_CPU, steps=4500, lr=5e-4, max_events=16),

@@ -170,3 +170,33 @@ def test_init_from_an_exported_model_or_a_shipped_name(tmp_path: Path) -> None:
     assert init_from_run(MaskedAutoencoder(shipped), "lartpc-mae-m") > 100
     with pytest.raises(CheckpointError, match="encoder does not match"):
         init_from_run(MaskedAutoencoder(tiny), "lartpc-mae-m")
+
+
+def test_init_from_an_encoder_only_export_starts_the_teacher_as_the_student(
+    tmp_path: Path,
+) -> None:
+    """A self-distillation run started from an encoder-only export (``lartpc-ptv3-distill``
+    ships so) loads the student encoder and copies it into the EMA teacher, which the export
+    does not hold; a new descriptor head starts fresh."""
+    import dataclasses
+
+    from nufm.hub import save_pretrained
+    from nufm.presets import PRESETS
+    from nufm.ssl.distill import DistillConfig, SelfDistillation
+    from nufm.train.checkpoint import init_from_run
+
+    tiny = PRESETS["distill-tiny"].objective
+    assert isinstance(tiny, DistillConfig)
+    torch.manual_seed(0)
+    first = SelfDistillation(tiny)
+    enc = {k: v for k, v in first.state_dict().items() if k.startswith("encoder.")}
+    save_pretrained(enc, tmp_path / "export", config={}, preprocess={}, contents="encoder")
+    torch.manual_seed(1)
+    second = SelfDistillation(dataclasses.replace(tiny, descriptor_weight=1.0))
+    fresh_head = second.descriptor_head.weight.detach().clone()  # type: ignore[union-attr]
+    assert init_from_run(second, tmp_path / "export") == len(enc)
+    own = second.state_dict()
+    for k, v in enc.items():
+        assert torch.equal(own[k], v), k
+        assert torch.equal(own["teacher_" + k], v), k  # the teacher is the loaded student
+    assert torch.equal(second.descriptor_head.weight, fresh_head)  # type: ignore[union-attr]

@@ -8,8 +8,14 @@ Sinkhorn-Knopp targets and s the student's prototype scores,
 
     CE(i, j)  = -sum_p q_j,p log softmax(s_i / tau_s)_p        (mean per event, then over events)
     loss      = w_mask * mask + w_roll * roll_mask + w_unmask * unmask     (Sonata: 2/8, 2/8, 4/8)
+                + w_descriptor * descriptor                               (optional, 0 by default)
 
-The views, pairs, schedules and collapse metrics are described in docs/objectives.md, section 2.
+The optional descriptor term (``descriptor_weight > 0``, this project's addition, as the
+MAE's visible-token form in :mod:`nufm.ssl.mae`) asks a linear read-out of the student's
+features at every unmasked point of the global views for that point's multi-scale local-shape
+descriptors (:func:`nufm.models.geometric.point_shape_descriptors` of the source event, up to
+512 neighbours), each channel standardised over the batch: the MSE. The views, pairs, schedules and
+collapse metrics are described in docs/objectives.md, section 2.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from nufm.batch import PointBatch
 from nufm.geometry.offsets import offset_to_batch_index
 from nufm.models.base import Encoder, PointFeatures
 from nufm.models.encoders import TokenViTConfig, build_encoder
+from nufm.models.geometric import batch_descriptors
 from nufm.models.ptv3 import PTv3Config
 from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import entropy, sinkhorn_knopp, soft_cross_entropy
@@ -80,6 +87,11 @@ class DistillConfig:
     """Weight of the roll-mask loss (needs num_global >= 2; ignored otherwise)."""
     unmask_weight: float = 0.5
     """Weight of the unmask (local -> global) loss (ignored when num_local == 0)."""
+    descriptor_weight: float = 0.0
+    """Weight of the descriptor term (0 = off, Sonata/Panda)."""
+    descriptor_ks: tuple[int, ...] = (8, 32, 128, 512)
+    """Neighbourhood sizes (points) of the descriptors the unmasked global-view points predict
+    (6 per size; computed once per event by the data pipeline, else in the step)."""
 
     def __post_init__(self) -> None:
         match self.encoder:
@@ -100,6 +112,13 @@ class DistillConfig:
         if not 0.0 < self.schedule_warmup <= 1.0:
             raise ValueError(
                 f"DistillConfig: schedule_warmup must be in (0, 1], got {self.schedule_warmup}"
+            )
+        if self.descriptor_weight < 0 or (
+            self.descriptor_weight > 0 and (not self.descriptor_ks or min(self.descriptor_ks) < 2)
+        ):
+            raise ValueError(
+                f"DistillConfig: need descriptor_weight >= 0 and, when > 0, descriptor_ks of "
+                f"sizes >= 2; got {self.descriptor_weight}, {self.descriptor_ks}"
             )
 
 
@@ -154,7 +173,33 @@ class SelfDistillation(nn.Module):
         self.teacher_encoder = make_teacher(self.encoder)
         self.teacher_mask_head = make_teacher(self.mask_head)
         self.teacher_unmask_head = make_teacher(self.unmask_head)
+        self.descriptor_head: nn.Linear | None = None
+        self.descriptor_norm: nn.BatchNorm1d | None = None
+        if cfg.descriptor_weight > 0:
+            C = 6 * len(cfg.descriptor_ks)
+            self.descriptor_head = nn.Linear(D, C)
+            self.descriptor_norm = nn.BatchNorm1d(C, affine=False)  # target statistics only
         self.progress = 0.0
+
+    @property
+    def descriptor_ks(self) -> tuple[int, ...]:
+        """Sizes of the descriptors the data pipeline should attach (() = none wanted)."""
+        return self.cfg.descriptor_ks if self.descriptor_head is not None else ()
+
+    def descriptor_loss(self, batch: PointBatch, feat: Tensor, rows: Tensor) -> Tensor:
+        """MSE of the descriptor term.
+
+        Args:
+            batch: the packed source events, with the pipeline's descriptors (else computed).
+            feat: (M, D) student features of view points.
+            rows: (M,) int64 their rows in ``batch``.
+        """
+        assert self.descriptor_head is not None and self.descriptor_norm is not None
+        with torch.no_grad():
+            d = batch_descriptors(batch, self.cfg.descriptor_ks).float()  # (N, C)
+        target = self.descriptor_norm(d[rows])  # (M, C) standardised per channel, no gradient
+        pred = self.descriptor_head(feat).float()  # (M, C)
+        return F.mse_loss(pred, target)
 
     # ----------------------------------------------------------------------------- schedules
 
@@ -227,6 +272,15 @@ class SelfDistillation(nn.Module):
         mask_loss = _per_event_mean(ce_mask, g_event, B)
         loss = cfg.mask_weight * mask_loss
         metrics: dict[str, Tensor] = {"mask": mask_loss.detach()}
+
+        if self.descriptor_head is not None:
+            seen = ~is_masked  # (Ng,) the points whose own neighbourhood the student sees
+            if int(seen.sum()) > 1:  # batch statistics need two rows
+                descriptor = self.descriptor_loss(batch, s_global[seen], gv.rows[seen])
+            else:  # keep the head in the graph (DDP)
+                descriptor = 0.0 * self.descriptor_head(s_global[:1]).float().sum()
+            loss = loss + cfg.descriptor_weight * descriptor
+            metrics["descriptor"] = descriptor.detach()
 
         if Vg >= 2 and cfg.roll_mask_weight > 0:
             view = torch.arange(B * Vg, device=g.offset.device)

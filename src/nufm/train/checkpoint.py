@@ -42,6 +42,7 @@ from nufm._version import __version__
 from nufm.atomic import atomic_output
 from nufm.errors import UserError
 from nufm.hub import CONFIG_NAME, WEIGHTS_NAME, plain_state, read_pretrained, resolve_model_path
+from nufm.step import HasTeacher
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +431,11 @@ def init_from_run(objective: nn.Module, path: str | Path) -> int:
         )
     loadable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
     objective.load_state_dict(loadable, strict=False)  # copies into the run's dtypes
+    if isinstance(objective, HasTeacher) and not any(k.startswith("teacher_") for k in loadable):
+        # an encoder-only export has no EMA teacher: it starts as a copy of the loaded student,
+        # as a fresh run's teacher starts as a copy of its student
+        objective.update_teacher(0.0)
+        log.info("init_from %s: no teacher there; the EMA teacher starts as the student", source)
     log.info(
         "initialised %d of %d tensors from %s; %d start fresh",
         len(loadable),
