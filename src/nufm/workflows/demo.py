@@ -374,10 +374,10 @@ def write_report(
         "",
         "![](figures/label_efficiency.png)",
         "",
-        "The supervised ceiling (a point-level PTv3 tiny trained from scratch on all 1,200 "
-        "labelled events with a long budget) is in the README's Results section; the probe "
-        "against pretraining compute for three encoder sizes and the demo's timings are in "
-        "docs/benchmarks.md.",
+        "The supervised ceilings (the scratch row's network trained on all 1,200 labelled "
+        "events for 4,000 steps, and a point-level PTv3 tiny) are in the README's Results "
+        "section; the probe against pretraining compute for three encoder sizes and the "
+        "demo's timings are in docs/benchmarks.md.",
         "",
     ]
     if pred:
