@@ -42,6 +42,9 @@ SHIPPED_MODELS: dict[str, str] = {
     "lartpc-ptv3-distill": "LArTPC point-level PTv3 tiny encoder (4.2 M parameters), "
     "self-distillation (Sonata / Panda) on fresh simulated events; the card: "
     "nufm/weights/lartpc-ptv3-distill/README.md",
+    "lartpc-ptv3-desc": "lartpc-ptv3-distill pretrained further with the descriptor term (every "
+    "unmasked point predicts its four-scale local-shape descriptors); the best frozen "
+    "per-point features nufm ships; the card: nufm/weights/lartpc-ptv3-desc/README.md",
 }
 """Pretrained models inside the package (``nufm/weights/<name>/``), loadable by name wherever
 a pretrained model is accepted."""
