@@ -188,19 +188,18 @@ _MAE_5M_CPU = dataclasses.replace(
 """Width 256, depth 7: a 5.7 M-parameter encoder (the benchmark's matrix-unit check)."""
 
 
-_DISTILL_PTV3 = DistillConfig(
+_DISTILL_PTV3 = dataclasses.replace(
+    _DISTILL_TINY,
     encoder=dataclasses.replace(
         PTV3_PRESETS["tiny"], enc_mode=True, mask_token=True, layer_scale=1e-5
     ),
-    views=ViewConfig(num_global=2, num_local=2),
     head_hidden=512,
     head_bottleneck=128,
     num_prototypes=256,
-    mask_size=(0.01, 0.03),
-    mask_ratio=(0.3, 0.5),
+    teacher_temp=(0.04, 0.07),
 )
-"""The objective that made the shipped ``lartpc-ptv3-distill``: PTv3 tiny (4.19 M
-parameters) in encoder mode, 2 global + 2 local views, 256 prototypes (its card)."""
+"""The objective that made the shipped ``lartpc-ptv3-distill``: ``distill-tiny``'s with PTv3
+tiny (4.19 M parameters) in encoder mode, head 512 / 128, 256 prototypes (its card)."""
 
 _DISTILL_PTV3_DESC = dataclasses.replace(_DISTILL_PTV3, descriptor_weight=1.0)
 """``lartpc-ptv3-distill``'s objective plus the per-point descriptor term (docs/objectives.md)."""

@@ -6,19 +6,21 @@
 * :func:`clustered_events`, :func:`line`: packed coordinates and hand-made point sets
   (geometry).
 * :func:`event_of`: one event of a packed batch as a batch of one (batch-independence tests).
+* :func:`descriptor_case`: a small event and its local-shape descriptors (descriptor terms).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Generator, Tensor
 
 from nufm.batch import PointBatch
 from nufm.data.collate import collate
 from nufm.data.event import Event
 from nufm.data.synthetic import synthetic_event
 from nufm.data.transforms import Preprocess
+from nufm.models.geometric import point_shape_descriptors
 from nufm.tasks.event_task import AddEventTargets
 
 
@@ -121,3 +123,14 @@ def line(xs: list[float]) -> Tensor:
     coord = torch.zeros(len(xs), 3)
     coord[:, 0] = torch.tensor(xs)
     return coord
+
+
+def descriptor_case(ks: tuple[int, ...]) -> tuple[PointBatch, Tensor, Generator]:
+    """A 30-point event with (x, y, z, energy) features, its float64 local-shape descriptors
+    of sizes ``ks`` (N, 6 * len(ks)) and the generator that made it (for more draws): the
+    hand-made case of the objectives' descriptor terms."""
+    gen = torch.Generator().manual_seed(2)
+    coord = torch.rand(30, 3, generator=gen)
+    feat = torch.cat([coord, torch.rand(30, 1, generator=gen)], dim=1)
+    batch = PointBatch(coord=coord, feat=feat, offset=torch.tensor([30]))
+    return batch, point_shape_descriptors(batch, ks).double(), gen

@@ -9,10 +9,9 @@ import math
 import pytest
 import torch
 
-from helpers.events import preprocessed_batch
-from nufm.batch import PointBatch
+from helpers.events import descriptor_case, preprocessed_batch
 from nufm.models.encoders import TokenViTConfig
-from nufm.models.geometric import descriptor_key, point_shape_descriptors
+from nufm.models.geometric import descriptor_key
 from nufm.presets import PRESETS
 from nufm.ssl.distill import DistillConfig, PrototypeHead, SelfDistillation
 
@@ -126,11 +125,7 @@ def test_distill_descriptor_loss_is_the_mse_of_standardised_point_descriptors() 
     model = SelfDistillation(_tiny(descriptor_weight=1.0, descriptor_ks=ks)).train()
     assert model.descriptor_head is not None and model.descriptor_norm is not None
     assert model.descriptor_ks == ks
-    gen = torch.Generator().manual_seed(2)
-    coord = torch.rand(30, 3, generator=gen)
-    feat = torch.cat([coord, torch.rand(30, 1, generator=gen)], dim=1)
-    batch = PointBatch(coord=coord, feat=feat, offset=torch.tensor([30]))
-    desc = point_shape_descriptors(batch, ks).double()  # (30, 12)
+    batch, desc, gen = descriptor_case(ks)  # (30, 12) descriptors
     rows = torch.tensor([3, 3, 7, 12, 29, 0])  # a point may sit in two views
     D = model.encoder.out_dim
     x = torch.randn(len(rows), D, generator=gen, requires_grad=True)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.events import event_of, preprocessed_batch
+from helpers.events import descriptor_case, event_of, preprocessed_batch
 from nufm.batch import PointBatch
-from nufm.models.geometric import descriptor_key, point_shape_descriptors
+from nufm.models.geometric import descriptor_key
 from nufm.presets import PRESETS
 from nufm.ssl.mae import EnergyInfillHead, MAEConfig, MaskedAutoencoder
 from nufm.ssl.masking import random_token_mask
@@ -193,11 +193,7 @@ def test_mae_descriptor_loss_is_the_mse_of_standardised_group_means() -> None:
     model = MaskedAutoencoder(_tiny(descriptor_weight=1.0, descriptor_ks=ks)).train()
     assert model.descriptor_head is not None and model.descriptor_norm is not None
     assert model.descriptor_ks == ks
-    gen = torch.Generator().manual_seed(2)
-    coord = torch.rand(30, 3, generator=gen)
-    feat = torch.cat([coord, torch.rand(30, 1, generator=gen)], dim=1)
-    batch = PointBatch(coord=coord, feat=feat, offset=torch.tensor([30]))
-    desc = point_shape_descriptors(batch, ks).double()  # (30, 12)
+    batch, desc, gen = descriptor_case(ks)  # (30, 12) descriptors
     group_idx = torch.tensor([[0, 1, 2, -1], [3, 4, -1, -1], [5, 6, 7, 8]])
     hidden = torch.randn(3, model.cfg.decoder.embed_dim, generator=gen, requires_grad=True)
     loss = model.descriptor_loss(batch, hidden, group_idx)
