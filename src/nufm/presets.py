@@ -247,6 +247,29 @@ def _cpu_pretrain(
     )
 
 
+def _continue_cpu(
+    name: str,
+    objective: ObjectiveConfig,
+    shipped: str,
+    steps: int,
+    monitor_every: int,
+    *,
+    sim_seed: int,
+    max_events: int,
+) -> RunConfig:
+    """A shipped model pretrained further on 2 CPU cores (``--train.init-from shipped``): 2,000
+    simulated events of ``sim_seed``, their per-event pipeline steps cached, learning rate
+    2.5e-4 (50 warm-up steps, cosine to 2.5e-6), the shipped encoders' loop."""
+    return dataclasses.replace(
+        _cpu_pretrain(name, objective, steps=steps, lr=2.5e-4),
+        optim=OptimConfig(lr=2.5e-4, min_lr=2.5e-6, warmup_steps=50),
+        train=_m_train(steps, monitor_every=monitor_every, init_from=Path(shipped)),
+        data=DataConfig(
+            source="sim", num_events=2000, sim_seed=sim_seed, max_events=max_events, augment=True
+        ),
+    )
+
+
 def _token_encoder(group_radius: float, width: int) -> TokenViTConfig:
     """``mae-cpu``'s token ViT with tokens of ``group_radius`` (normalised units) on events of
     ``width`` feature channels."""
@@ -487,23 +510,21 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
         "the shipped encoder lartpc-mae-m: width 192 depth 6, MAE + context, fresh events",
     ),
     "mae-m-desc-cpu": (
-        dataclasses.replace(
-            _cpu_pretrain("mae-m-desc-cpu", _MAE_M_DESC_CPU, steps=1500, lr=2.5e-4),
-            optim=OptimConfig(lr=2.5e-4, min_lr=2.5e-6, warmup_steps=50),
-            train=_m_train(1500, monitor_every=250, init_from=Path("lartpc-mae-m")),
-            data=DataConfig(
-                source="sim", num_events=2000, sim_seed=77, max_events=16, augment=True
-            ),
+        _continue_cpu(
+            "mae-m-desc-cpu", _MAE_M_DESC_CPU, "lartpc-mae-m", 1500, 250, sim_seed=77, max_events=16
         ),
         "lartpc-mae-m continued with the descriptor term on its visible tokens: 2,000 "
         "simulated events (descriptors cached per event), 1,500 steps of 16",
     ),
     "distill-ptv3-desc-cpu": (
-        dataclasses.replace(
-            _cpu_pretrain("distill-ptv3-desc-cpu", _DISTILL_PTV3_DESC, steps=600, lr=2.5e-4),
-            optim=OptimConfig(lr=2.5e-4, min_lr=2.5e-6, warmup_steps=50),
-            train=_m_train(600, monitor_every=100, init_from=Path("lartpc-ptv3-distill")),
-            data=DataConfig(source="sim", num_events=2000, sim_seed=78, max_events=4, augment=True),
+        _continue_cpu(
+            "distill-ptv3-desc-cpu",
+            _DISTILL_PTV3_DESC,
+            "lartpc-ptv3-distill",
+            600,
+            100,
+            sim_seed=78,
+            max_events=4,
         ),
         "lartpc-ptv3-distill continued with the per-point descriptor term: 2,000 simulated "
         "events (descriptors cached per event), 600 steps of 4",

@@ -35,6 +35,7 @@ from nufm.models.base import Encoder, PointFeatures
 from nufm.models.encoders import TokenViTConfig, build_encoder
 from nufm.models.geometric import batch_descriptors
 from nufm.models.ptv3 import PTv3Config
+from nufm.ssl.descriptor_term import check_descriptor_term, descriptor_modules, descriptor_mse
 from nufm.ssl.ema import ema_update, make_teacher
 from nufm.ssl.losses import entropy, sinkhorn_knopp, soft_cross_entropy
 from nufm.ssl.masking import grid_mask
@@ -113,13 +114,7 @@ class DistillConfig:
             raise ValueError(
                 f"DistillConfig: schedule_warmup must be in (0, 1], got {self.schedule_warmup}"
             )
-        if self.descriptor_weight < 0 or (
-            self.descriptor_weight > 0 and (not self.descriptor_ks or min(self.descriptor_ks) < 2)
-        ):
-            raise ValueError(
-                f"DistillConfig: need descriptor_weight >= 0 and, when > 0, descriptor_ks of "
-                f"sizes >= 2; got {self.descriptor_weight}, {self.descriptor_ks}"
-            )
+        check_descriptor_term("DistillConfig", self.descriptor_weight, self.descriptor_ks)
 
 
 class PrototypeHead(nn.Module):
@@ -176,9 +171,7 @@ class SelfDistillation(nn.Module):
         self.descriptor_head: nn.Linear | None = None
         self.descriptor_norm: nn.BatchNorm1d | None = None
         if cfg.descriptor_weight > 0:
-            C = 6 * len(cfg.descriptor_ks)
-            self.descriptor_head = nn.Linear(D, C)
-            self.descriptor_norm = nn.BatchNorm1d(C, affine=False)  # target statistics only
+            self.descriptor_head, self.descriptor_norm = descriptor_modules(D, cfg.descriptor_ks)
         self.progress = 0.0
 
     @property
@@ -197,9 +190,7 @@ class SelfDistillation(nn.Module):
         assert self.descriptor_head is not None and self.descriptor_norm is not None
         with torch.no_grad():
             d = batch_descriptors(batch, self.cfg.descriptor_ks).float()  # (N, C)
-        target = self.descriptor_norm(d[rows])  # (M, C) standardised per channel, no gradient
-        pred = self.descriptor_head(feat).float()  # (M, C)
-        return F.mse_loss(pred, target)
+        return descriptor_mse(self.descriptor_head, self.descriptor_norm, feat, d[rows])
 
     # ----------------------------------------------------------------------------- schedules
 

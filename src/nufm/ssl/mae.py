@@ -47,6 +47,7 @@ from nufm.models.tokenizers import (
     gather_groups,
 )
 from nufm.models.vit import ViT, ViTConfig
+from nufm.ssl.descriptor_term import check_descriptor_term, descriptor_modules, descriptor_mse
 from nufm.ssl.losses import masked_chamfer, masked_mse
 from nufm.ssl.masking import (
     compact_tokens,
@@ -137,13 +138,7 @@ class MAEConfig:
                 f"MAEConfig: need 1 <= context_points <= context_candidates, got "
                 f"{self.context_points}, {self.context_candidates}"
             )
-        if self.descriptor_weight < 0 or (
-            self.descriptor_weight > 0 and (not self.descriptor_ks or min(self.descriptor_ks) < 2)
-        ):
-            raise ValueError(
-                f"MAEConfig: need descriptor_weight >= 0 and, when > 0, descriptor_ks of sizes "
-                f">= 2; got {self.descriptor_weight}, {self.descriptor_ks}"
-            )
+        check_descriptor_term("MAEConfig", self.descriptor_weight, self.descriptor_ks)
         if self.descriptor_tokens not in ("hidden", "visible"):
             raise ValueError(
                 f"MAEConfig: descriptor_tokens must be 'hidden' or 'visible', got "
@@ -221,10 +216,10 @@ class MaskedAutoencoder(nn.Module):
         self.descriptor_head: nn.Linear | None = None
         self.descriptor_norm: nn.BatchNorm1d | None = None
         if cfg.descriptor_weight > 0:
-            C = 6 * len(cfg.descriptor_ks)
             width = Dd if cfg.descriptor_tokens == "hidden" else D
-            self.descriptor_head = nn.Linear(width, C)
-            self.descriptor_norm = nn.BatchNorm1d(C, affine=False)  # target statistics only
+            self.descriptor_head, self.descriptor_norm = descriptor_modules(
+                width, cfg.descriptor_ks
+            )
 
     def _encode_visible(self, tokens: Tokens, visible: Tensor) -> Tensor:
         """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
@@ -272,9 +267,7 @@ class MaskedAutoencoder(nn.Module):
             d = batch_descriptors(batch, self.cfg.descriptor_ks).float()  # (N, C)
             n = (group_idx >= 0).sum(1, keepdim=True).clamp(min=1)  # (Q, 1)
             target = gather_groups(d, group_idx).sum(1) / n  # (Q, C) group means
-        target = self.descriptor_norm(target)  # standardised per channel (no gradient)
-        pred = self.descriptor_head(feat).float()  # (Q, C)
-        return F.mse_loss(pred, target)
+        return descriptor_mse(self.descriptor_head, self.descriptor_norm, feat, target)
 
     def context_loss(
         self,
