@@ -6,7 +6,6 @@ from nufm.geometry.offsets import (
     offset_to_cu_seqlens,
     pad,
     scatter_rows,
-    segment_max,
     unpad,
 )
 
@@ -36,13 +35,3 @@ def test_scatter_rows_inverts_unpad_for_any_mask() -> None:
     back = scatter_rows(unpad(x, mask), mask)
     assert torch.equal(back[mask], x[mask]) and bool((back[~mask] == 0).all())
     assert back.shape == x.shape
-
-
-def test_segment_max_hand_case_and_gradient() -> None:
-    x = torch.tensor([[1.0, -2.0], [3.0, -5.0], [-1.0, -4.0], [0.5, 7.0]], requires_grad=True)
-    lengths = torch.tensor([2, 0, 1, 1])  # an empty segment gives zeros
-    got = segment_max(x, lengths)
-    assert got.tolist() == [[3.0, -2.0], [0.0, 0.0], [-1.0, -4.0], [0.5, 7.0]]
-    got.sum().backward()
-    assert x.grad is not None
-    assert x.grad.tolist() == [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]]

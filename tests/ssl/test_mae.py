@@ -43,6 +43,13 @@ def test_mae_forward_backward_all_params_get_grads(with_energy: bool) -> None:
         assert float(p.grad.abs().sum()) > 0, name
 
 
+def _visible_alone(model: MaskedAutoencoder, tokens, visible: torch.Tensor, b: int):
+    """Reference: event b's visible tokens run through the ViT as a batch of their own."""
+    keep = visible[b]
+    feat, pos = tokens.feat[b, keep][None], tokens.pos[b, keep][None]  # (1, Gv, D)
+    return model.encoder.vit(feat, pos, None).feat[0]  # (Gv, D)
+
+
 def test_mae_encoder_sees_only_visible_tokens() -> None:
     torch.manual_seed(0)
     model = MaskedAutoencoder(_tiny()).eval()
@@ -51,16 +58,19 @@ def test_mae_encoder_sees_only_visible_tokens() -> None:
         tokens = model.encoder.tokenize(batch)
         is_masked = random_token_mask(tokens.valid, 0.6)
         visible = tokens.valid & ~is_masked
-        a = model._encode_visible(tokens, visible)
+        a = model.encoder.encode_tokens(tokens, is_masked).feat
         noisy = dataclasses.replace(
             tokens,
             feat=torch.where(is_masked[..., None], torch.randn_like(tokens.feat) * 5, tokens.feat),
         )
-        b = model._encode_visible(noisy, visible)
-        full = model.encoder.encode_tokens(tokens, is_masked).feat  # attention-mask path
+        b = model.encoder.encode_tokens(noisy, is_masked).feat
+        rows = model.encoder.encode_rows(tokens, visible, tokens.feat[visible])  # packed path
+        alone = [_visible_alone(model, tokens, visible, e) for e in range(2)]
+    torch.testing.assert_close(rows, a[visible], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(a[visible], b[visible])
     assert float(a[~visible].abs().max()) == 0.0
-    torch.testing.assert_close(a[visible], full[visible], atol=1e-5, rtol=1e-4)
+    for e in range(2):
+        torch.testing.assert_close(a[e][visible[e]], alone[e], atol=1e-5, rtol=1e-4)
 
 
 def test_mae_visible_encoding_is_batch_independent() -> None:
@@ -71,11 +81,11 @@ def test_mae_visible_encoding_is_batch_independent() -> None:
         tokens = model.encoder.tokenize(batch)
         torch.manual_seed(5)
         is_masked = random_token_mask(tokens.valid, 0.6)
-        together = model._encode_visible(tokens, tokens.valid & ~is_masked)
+        together = model.encoder.encode_tokens(tokens, is_masked).feat
         one = event_of(batch, 1)
         t1 = model.encoder.tokenize(one)
         G1 = t1.valid.shape[1]
-        alone = model._encode_visible(t1, t1.valid & ~is_masked[1:2, :G1])
+        alone = model.encoder.encode_tokens(t1, is_masked[1:2, :G1]).feat
     vis = (tokens.valid & ~is_masked)[1, :G1]
     torch.testing.assert_close(alone[0][vis], together[1, :G1][vis], atol=1e-5, rtol=1e-4)
 

@@ -1,17 +1,10 @@
-"""Token and grid masking: exact counts per event, padding never masked, compaction round trip."""
+"""Token and grid masking: exact counts per event, padding never masked."""
 
 from __future__ import annotations
 
 import torch
 
-from nufm.ssl.masking import (
-    compact_tokens,
-    gather_tokens,
-    grid_mask,
-    num_to_mask,
-    random_token_mask,
-    scatter_tokens,
-)
+from nufm.ssl.masking import grid_mask, num_to_mask, random_token_mask
 
 
 def test_num_to_mask_matches_python_int() -> None:
@@ -59,17 +52,3 @@ def test_grid_mask_hides_whole_cells_with_exact_count() -> None:
         sizes = torch.bincount(inv)
         assert bool(((hidden == 0) | (hidden == sizes)).all())  # a cell is all or nothing
         assert int((hidden > 0).sum()) == int(0.5 * len(cells))
-
-
-def test_compact_and_scatter_round_trip() -> None:
-    torch.manual_seed(0)
-    keep = torch.rand(3, 7) < 0.5
-    keep[1] = False
-    x = torch.randn(3, 7, 4)
-    index, valid = compact_tokens(keep)
-    assert torch.equal(valid.sum(1), keep.sum(1))
-    packed = gather_tokens(x, index)
-    for b in range(3):
-        torch.testing.assert_close(packed[b][valid[b]], x[b][keep[b]])
-    back = scatter_tokens(packed, index, valid, 7)
-    torch.testing.assert_close(back, x * keep[..., None])

@@ -55,11 +55,3 @@ def scatter_rows(rows: Tensor, mask: Tensor) -> Tensor:
     out = rows.new_zeros(*mask.shape, *rows.shape[1:])
     out[mask] = rows
     return out
-
-
-def segment_max(x: Tensor, lengths: Tensor) -> Tensor:
-    """Max over consecutive segments: x (P, F) rows sorted by segment, ``lengths`` (S,) rows per
-    segment -> (S, F), 0 for empty segments. ``torch.segment_reduce`` runs forward + backward
-    about twice as fast on the CPU as a ``scatter_reduce`` "amax" over the same rows."""
-    out = torch.segment_reduce(x, "max", lengths=lengths, axis=0, unsafe=True)  # (S, F)
-    return torch.where((lengths > 0)[:, None], out, torch.zeros_like(out))

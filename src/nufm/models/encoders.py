@@ -210,6 +210,23 @@ class TokenViTEncoder(Encoder):
         visible = tokens.valid if is_masked is None else tokens.valid & ~is_masked
         return self.vit(tokens.feat, tokens.pos, visible, return_blocks)
 
+    def encode_rows(self, tokens: Tokens, which: Tensor, feat_rows: Tensor) -> Tensor:
+        """Run the ViT on the tokens ``which`` alone, as packed rows (no padded tensor).
+
+        Args:
+            tokens: from :meth:`tokenize` (its ``feat`` is not read).
+            which: (B, G) bool, the tokens that take part (the others are never attended to).
+            feat_rows: (Q', D) their embeddings, in the row-major order of ``which``.
+
+        Returns:
+            (Q', D) their outputs in the same order: ``encode_tokens`` on tokens with these
+            embeddings and ``which`` visible, read at ``which``.
+        """
+        rows, _ = self.vit.forward_rows(
+            feat_rows, tokens.pos[which], which.sum(1).tolist(), torch.nonzero(which)[:, 0]
+        )
+        return rows
+
     def mask_tokens(self, tokens: Tokens, is_masked: Tensor) -> Tokens:
         """Replace the embedding of tokens whose group points are mostly masked.
 

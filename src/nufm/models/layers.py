@@ -225,15 +225,16 @@ def packed_attention(
     for b, (gq, g) in enumerate(zip(q_counts, counts, strict=True)):
         if gq > 0:
             groups.setdefault((size(gq), size(g)), []).append(b)
-    # index of every batch slot into the rows, plus one zero row past the real rows that the
-    # padded slots read; one gather for all batches (its backward is one index_add)
+    # index of every batch slot into the rows; one gather for all batches (its backward is one
+    # index_add). A padded slot reads row 0: a padded key is masked (weight 0) and a padded
+    # query's output is cut off, so neither adds to any result or gradient (both exactly 0)
     q_idx, k_idx, shapes = [], [], []
     source = np.empty(int(q_start[-1]), dtype=np.int64)  # row of the stacked outputs per query
     done = 0
     for (gq, g), events in groups.items():
         n = len(events)
-        qi = np.full((n, gq), q_start[-1], dtype=np.int64)
-        ki = np.full((n, g), k_start[-1], dtype=np.int64)
+        qi = np.zeros((n, gq), dtype=np.int64)
+        ki = np.zeros((n, g), dtype=np.int64)
         for j, b in enumerate(events):
             qi[j, : q_counts[b]] = np.arange(q_start[b], q_start[b + 1])
             ki[j, : counts[b]] = np.arange(k_start[b], k_start[b + 1])
@@ -244,12 +245,8 @@ def packed_attention(
         done += n * gq
     if not shapes:
         return q_rows.new_zeros(0, D)
-    q_all = torch.cat([q_rows, q_rows.new_zeros(1, D)]).index_select(
-        0, torch.from_numpy(np.concatenate(q_idx))
-    )  # (sum n gq, D)
-    kv_all = torch.cat([kv_rows, kv_rows.new_zeros(1, 2 * D)]).index_select(
-        0, torch.from_numpy(np.concatenate(k_idx))
-    )  # (sum n g, 2D)
+    q_all = q_rows.index_select(0, torch.from_numpy(np.concatenate(q_idx)))  # (sum n gq, D)
+    kv_all = kv_rows.index_select(0, torch.from_numpy(np.concatenate(k_idx)))  # (sum n g, 2D)
     outs = []
     for (n, gq, g, keys), q_part, kv_part in zip(
         shapes,
@@ -315,7 +312,7 @@ class Attention(nn.Module):
         q_rows, kv_rows = qkv[:, :D], qkv[:, D:]  # (T, D), (T, 2D)
         q_counts = counts
         if keep is not None:
-            q_rows = q_rows[keep]  # (T_kept, D)
+            q_rows = q_rows.index_select(0, torch.nonzero(keep)[:, 0])  # (T_kept, D)
             q_counts = [int(part.sum()) for part in torch.split(keep, counts)]
         drop = self.attn_drop if self.training else 0.0
         out = packed_attention(q_rows, kv_rows, q_counts, counts, H, drop)  # (T or T_kept, D)
@@ -398,7 +395,8 @@ class Block(nn.Module):
         B = len(counts)
         attn = self.attn.forward_rows(self.norm1(x), counts, keep)  # (T or T_kept, D)
         if keep is not None:
-            x, event = x[keep], event[keep]
+            rows = torch.nonzero(keep)[:, 0]  # (T_kept,); index_select's backward is cheaper
+            x, event = x.index_select(0, rows), event[rows]
         x = x + self.drop_path.rows(self.ls1(attn), event, B)
         return x + self.drop_path.rows(self.ls2(self.mlp(self.norm2(x))), event, B)
 

@@ -25,8 +25,9 @@ from nufm.data.memo import EventMemo
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling, group_fps
-from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows, segment_max
-from nufm.models.layers import RowSequential
+from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows
+from nufm.geometry.segment_max import segment_max
+from nufm.models.layers import RowSequential, bucket_rows
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Tokens:
 
     Attributes:
         feat: (B, G, D) float token embeddings (padding rows are 0).
-        pos: (B, G, D) float positional embedding of the centres.
+        pos: (B, G, D) float positional embedding of the centres (0 at padding).
         center: (B, G, 3) float centre coordinates (normalised units; padding 0).
         valid: (B, G) bool, True = real token.
         group_idx: (B, G, K) int64 global row (into the packed batch) of every group point,
@@ -164,7 +165,7 @@ class MiniPointNet(nn.Module):
         lengths = point_valid.sum(1)  # (Q,) valid points per group
         h = self.first(x[point_valid])  # (P, p1)
         g = segment_max(h, lengths)  # (Q, p1)
-        h = torch.cat([g[group], h], dim=-1)  # (P, 2 p1)
+        h = torch.cat([g.index_select(0, group), h], dim=-1)  # (P, 2 p1)
         return segment_max(self.second(h), lengths)  # (Q, D)
 
 
@@ -474,7 +475,7 @@ class PointMAETokenizer(nn.Module):
             tok_p, _ = pad(self.embed(coord, feat, center, idx), center_offset)  # (B, G, D)
         else:
             tok_p = center.new_zeros(*valid.shape, cfg.embed_dim)  # (B, G, D)
-        pos = self.pos_embed(center_p)  # (B, G, D)
+        pos, _ = pad(bucket_rows(self.pos_embed, center), center_offset)  # (B, G, D), 0 at pads
         return Tokens(
             feat=tok_p,
             pos=pos,

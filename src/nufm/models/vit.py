@@ -131,26 +131,58 @@ class ViT(nn.Module):
         """
         if valid is None:
             valid = x.new_ones(x.shape[:2], dtype=torch.bool)
+        rows, hidden = self.forward_rows(
+            x[valid],  # (T, D): linear layers run on real tokens only
+            pos[valid] if pos is not None else None,
+            valid.sum(1).tolist(),
+            torch.nonzero(valid)[:, 0],
+            read[valid] if read is not None else None,
+            return_blocks,
+        )
+        out_rows = valid if read is None else valid & read
+        return ViTOutput(
+            feat=scatter_rows(rows, out_rows),
+            hidden={i: scatter_rows(h, valid) for i, h in hidden.items()},
+        )
+
+    def forward_rows(
+        self,
+        rows: Tensor,
+        pos_rows: Tensor | None,
+        counts: list[int],
+        event: Tensor,
+        keep: Tensor | None = None,
+        return_blocks: Sequence[int] = (),
+    ) -> tuple[Tensor, dict[int, Tensor]]:
+        """:meth:`forward` on packed rows, with no padded tensor in or out.
+
+        Args:
+            rows: (T, D) the real tokens of B = len(counts) events back to back.
+            pos_rows: (T, D) their positional embedding, or None.
+            counts: tokens per event (sum T).
+            event: (T,) int64 event of every row.
+            keep: (T,) bool, the rows whose outputs are read (``read`` of :meth:`forward`),
+                or None = all.
+            return_blocks: as in :meth:`forward`.
+
+        Returns:
+            (T_kept, D) the final-normed outputs of the kept rows (all T rows without
+            ``keep``), in row order, and {block: (T, D) hidden rows}.
+        """
         depth = self.cfg.depth
         wanted = {i % depth for i in return_blocks}
-        if read is not None and depth - 1 in wanted:
+        if keep is not None and depth - 1 in wanted:
             raise ValueError("ViT: the last block's hidden state is not computed with read=")
         hidden: dict[int, Tensor] = {}
-        event = torch.nonzero(valid)[:, 0]  # (T,) event of every real token
-        counts = valid.sum(1).tolist()  # real tokens per event
-        rows = x[valid]  # (T, D): linear layers run on real tokens only
-        pos_rows = pos[valid] if pos is not None else None
         blocks: list[Block] = list(self.blocks)  # type: ignore[arg-type]
-        keep = read[valid] if read is not None else None  # (T,) rows the caller reads
         for i, block in enumerate(blocks):
             if pos_rows is not None and (i == 0 or self.cfg.add_pos_at_every_layer):
                 rows = rows + pos_rows
             last = i == depth - 1
             rows = block.forward_rows(rows, counts, event, keep if last else None)
             if i in wanted:
-                hidden[i] = scatter_rows(rows, valid)
-        out_rows = valid if read is None else valid & read
-        return ViTOutput(feat=scatter_rows(self.norm(rows), out_rows), hidden=hidden)
+                hidden[i] = rows
+        return self.norm(rows), hidden
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -26,7 +26,7 @@ with PoLAr-MAE and the measurements are in docs/objectives.md, section 1.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import torch
@@ -34,27 +34,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.offsets import pad, scatter_rows, segment_max
+from nufm.geometry.offsets import offset_to_counts, scatter_rows
+from nufm.geometry.segment_max import segment_max
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.geometric import batch_descriptors
-from nufm.models.layers import Mlp
+from nufm.models.layers import Mlp, bucket_rows
 from nufm.models.tokenizers import (
     ContextGrouping,
     EventGrouper,
     PointMAETokenizerConfig,
-    Tokens,
     ball_group,
     gather_groups,
 )
 from nufm.models.vit import ViT, ViTConfig
 from nufm.ssl.descriptor_term import check_descriptor_term, descriptor_modules, descriptor_mse
 from nufm.ssl.losses import masked_chamfer, masked_mse
-from nufm.ssl.masking import (
-    compact_tokens,
-    gather_tokens,
-    random_token_mask,
-    scatter_tokens,
-)
+from nufm.ssl.masking import random_token_mask
 from nufm.step import StepOutput
 
 
@@ -187,7 +182,7 @@ class EnergyInfillHead(nn.Module):
         # once per group, not once per point (same function and parameters, a third the work)
         w_p, w_g, w_t = self.out.fc1.weight.split(p.shape[-1], dim=1)  # (h, h) each
         per_group = F.linear(g, w_g) + F.linear(t, w_t, self.out.fc1.bias)  # (Q, h)
-        z = F.linear(p, w_p) + per_group[group]  # (P, h) = out.fc1(cat([p, g, t]))
+        z = F.linear(p, w_p) + per_group.index_select(0, group)  # (P, h) = out.fc1(cat(...))
         out = self.out
         e = out.drop(out.fc2(out.drop(out.act(z))))[:, 0]  # (P,) = self.out(cat(...))
         return scatter_rows(e, point_valid)  # (Q, K)
@@ -220,21 +215,6 @@ class MaskedAutoencoder(nn.Module):
             self.descriptor_head, self.descriptor_norm = descriptor_modules(
                 width, cfg.descriptor_ks
             )
-
-    def _encode_visible(self, tokens: Tokens, visible: Tensor) -> Tensor:
-        """Encode only the visible tokens; returns (B, G, D) with zeros at the other rows."""
-        G = visible.shape[1]
-        index, vis_valid = compact_tokens(visible)  # (B, Gv), (B, Gv)
-        vis = replace(
-            tokens,
-            feat=gather_tokens(tokens.feat, index),
-            pos=gather_tokens(tokens.pos, index),
-            center=gather_tokens(tokens.center, index),
-            valid=vis_valid,
-            group_idx=gather_tokens(tokens.group_idx, index),
-        )
-        out = self.encoder.encode_tokens(vis)  # feat (B, Gv, D)
-        return scatter_tokens(out.feat, index, vis_valid, G)  # (B, G, D)
 
     def event_grouper(self, cache: bool = True, detector: str | None = None) -> EventGrouper:
         """What the data pipeline runs once per event so that a step only runs the network:
@@ -309,15 +289,31 @@ class MaskedAutoencoder(nn.Module):
         tokens = tokenizer(batch.coord, batch.feat, batch.offset, batch.groups, embed=False)
         valid = tokens.valid  # (B, G)
         is_masked = random_token_mask(valid, cfg.mask_ratio)  # (B, G)
-        # only visible tokens are embedded: a hidden token's embedding is never used
-        tokens = tokenizer.embed_tokens(tokens, batch.coord, batch.feat, valid & ~is_masked)
-        latent = self._encode_visible(tokens, valid & ~is_masked)  # (B, G, D)
-        x = self.enc_to_dec(latent)  # (B, G, Dd)
-        x = torch.where(is_masked[..., None], self.mask_token.to(x.dtype), x)
-        # only the hidden tokens' decoder outputs are read
-        dec = self.decoder(x, self.dec_pos(tokens.center), valid, read=is_masked).feat
+        visible = valid & ~is_masked  # (B, G)
+        # only visible tokens are embedded (a hidden token's embedding is never used) and
+        # encoded, as packed rows
+        vis_feat = tokenizer.embed(
+            batch.coord, batch.feat, tokens.center[visible], tokens.group_idx[visible]
+        )  # (Qv, D)
+        latent = self.encoder.encode_rows(tokens, visible, vis_feat)  # (Qv, D)
+        # the decoder runs on the packed rows of the valid tokens, the hidden ones as the mask
+        # token, and computes only the hidden rows' outputs (the only ones read)
+        hidden_row = is_masked[valid]  # (T,)
+        x = bucket_rows(self.enc_to_dec, latent)  # (Qv, Dd)
+        x = (
+            self.mask_token[0]
+            .to(x.dtype)
+            .expand(len(hidden_row), -1)
+            .index_copy(0, torch.nonzero(~hidden_row)[:, 0], x)
+        )  # (T, Dd)
+        hidden, _ = self.decoder.forward_rows(
+            x,
+            bucket_rows(self.dec_pos, tokens.center[valid]),  # (T, Dd)
+            valid.sum(1).tolist(),
+            torch.nonzero(valid)[:, 0],
+            keep=hidden_row,
+        )  # (Qm, Dd), the hidden tokens in row-major order
 
-        hidden = dec[is_masked]  # (Qm, Dd)
         group_idx = tokens.group_idx[is_masked]  # (Qm, K)
         center = tokens.center[is_masked]  # (Qm, 3)
         Qm, K = group_idx.shape
@@ -343,8 +339,7 @@ class MaskedAutoencoder(nn.Module):
             if cfg.descriptor_tokens == "hidden":
                 feat, rows = hidden, group_idx  # (Qm, Dd), (Qm, K)
             else:
-                visible = valid & ~is_masked  # (B, G)
-                feat, rows = latent[visible], tokens.group_idx[visible]  # (Qv, D), (Qv, K)
+                feat, rows = latent, tokens.group_idx[visible]  # (Qv, D), (Qv, K)
             # batch statistics need two tokens; a batch with fewer adds no term
             descriptor = self.descriptor_loss(batch, feat, rows) if len(rows) > 1 else None
             if descriptor is not None:
@@ -353,16 +348,19 @@ class MaskedAutoencoder(nn.Module):
                 descriptor.detach() if descriptor is not None else loss.new_zeros(())
             )
         if self.context_head is not None:
-            visible = valid & ~is_masked  # (B, G)
             cached = None
             groups = batch.groups
             if groups is not None and groups.context_idx is not None:
-                cached = pad(groups.context_idx, groups.center_offset, fill=-1)[0][visible]
+                # the (B, G) token slots of the Q packed centres are the first counts[b] of each
+                # event's row: the visible ones' context rows, with no padded copy
+                counts = offset_to_counts(groups.center_offset)  # (B,)
+                slots = torch.arange(visible.shape[1], device=counts.device) < counts[:, None]
+                cached = groups.context_idx[visible[slots]]  # (Qv, M)
             context = self.context_loss(
                 batch,
                 tokens.center[visible],
                 torch.cumsum(visible.sum(1), 0),
-                latent[visible],
+                latent,
                 cached,
             )
             loss = loss + cfg.context_weight * context

@@ -89,54 +89,8 @@ def grid_mask(
     return cell_hidden[cells.inverse]  # (N,)
 
 
-def compact_tokens(keep: Tensor) -> tuple[Tensor, Tensor]:
-    """Indices that pack the kept tokens of every event to the front (MAE encoder input).
-
-    Args:
-        keep: (B, G) bool, True = token goes into the compact sequence.
-
-    Returns:
-        index (B, Gk) int64 source column of each compact slot (0 at padding) and
-        valid (B, Gk) bool, with Gk the largest kept count. Kept tokens stay in their order.
-    """
-    B, _G = keep.shape
-    n_keep = keep.sum(1)  # (B,)
-    Gk = int(n_keep.max()) if B else 0
-    # stable sort: kept tokens first, in their original order
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # (B, G)
-    index = order[:, :Gk]  # (B, Gk)
-    valid = torch.arange(Gk, device=keep.device) < n_keep[:, None]  # (B, Gk)
-    return torch.where(valid, index, torch.zeros_like(index)), valid
-
-
-def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
-    """x (B, G, *F) -> (B, Gk, *F) rows ``x[b, index[b, j]]``."""
-    B, Gk = index.shape
-    expand = index.reshape(B, Gk, *([1] * (x.ndim - 2))).expand(B, Gk, *x.shape[2:])
-    return torch.gather(x, 1, expand)
-
-
-def scatter_tokens(x: Tensor, index: Tensor, valid: Tensor, G: int) -> Tensor:
-    """Inverse of :func:`gather_tokens`: (B, Gk, D) compact rows back to (B, G, D), 0 elsewhere.
-
-    Args:
-        x: (B, Gk, D) compact values.
-        index: (B, Gk) int64 target column of every compact slot.
-        valid: (B, Gk) bool, True = slot holds a real token (others are dropped).
-        G: full sequence length.
-    """
-    B, Gk, D = x.shape
-    out = x.new_zeros(B, G + 1, D)  # column G collects the invalid slots
-    target = torch.where(valid, index, torch.full_like(index, G))  # (B, Gk)
-    out = out.scatter(1, target[..., None].expand(B, Gk, D), x)
-    return out[:, :G]
-
-
 __all__ = [
-    "compact_tokens",
-    "gather_tokens",
     "grid_mask",
     "num_to_mask",
     "random_token_mask",
-    "scatter_tokens",
 ]
