@@ -187,7 +187,23 @@ _MAE_5M_CPU = dataclasses.replace(
     ),
     decoder=dataclasses.replace(_MAE_M_CPU.decoder, embed_dim=256, num_heads=4),
 )
-"""Width 256, depth 7: a 5.7 M-parameter encoder (the benchmark's matrix-unit check)."""
+"""Width 256, depth 7: a 5.7 M-parameter encoder (the scaling study's L, docs/benchmarks.md)."""
+
+_WIDE = 512
+
+_MAE_WIDE_CPU = dataclasses.replace(
+    _MAE_M_CPU,
+    encoder=TokenViTConfig(
+        tokenizer=dataclasses.replace(
+            _MAE_M_CPU.encoder.tokenizer, embed_dim=_WIDE, pointnet_fp32=False
+        ),
+        vit=ViTConfig(embed_dim=_WIDE, depth=3, num_heads=8, drop_path=0.1, attn_drop=0.0),
+    ),
+    decoder=dataclasses.replace(_MAE_M_CPU.decoder, embed_dim=_WIDE, num_heads=8),
+)
+"""Width 512 (8 heads of 64), depth 3: a 9.7 M-parameter encoder, wide and shallow so that its
+products fill the CPU's matrix units (the benchmark's matrix-unit check; widths 384 and 448
+measured: docs/benchmarks.md), mini-PointNet in bf16."""
 
 
 _DISTILL_PTV3 = dataclasses.replace(
@@ -534,6 +550,10 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
     "mae-5m-cpu": (
         _cpu_pretrain("mae-5m-cpu", _MAE_5M_CPU, steps=4500, lr=5e-4, max_events=16),
         "MAE + context, a 5.7 M-parameter encoder (width 256 depth 7)",
+    ),
+    "mae-wide-cpu": (
+        _cpu_pretrain("mae-wide-cpu", _MAE_WIDE_CPU, steps=4500, lr=5e-4, max_events=16),
+        "MAE + context, a 9.7 M-parameter encoder, width 512 depth 3 (the matrix-unit check)",
     ),
     "distill-vit-cpu": (
         _cpu_pretrain("distill-vit-cpu", _DISTILL_VIT_CPU, steps=1000, lr=1e-3),

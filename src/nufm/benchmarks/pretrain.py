@@ -60,6 +60,7 @@ TINY_PRESETS: tuple[str, ...] = (
     "mae-fast-cpu",
     "mae-m-cpu",
     "mae-5m-cpu",
+    "mae-wide-cpu",
     "distill-tiny",
     "forecast-tiny",
 )

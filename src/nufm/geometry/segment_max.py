@@ -63,30 +63,28 @@ def _starts(lengths: Tensor, rows: int) -> np.ndarray:
 
 
 class _SegmentMaxNumba(torch.autograd.Function):
-    """numba forward and backward on float32 copies; results in the input's dtype."""
+    """numba forward and backward on float32 copies (kept for the backward, so a bf16 input
+    is converted once); results in the input's dtype."""
 
     @staticmethod
     def forward(ctx, x: Tensor, lengths: Tensor) -> Tensor:  # type: ignore[override]
         start = _starts(lengths, x.shape[0])
-        x32 = to_numpy(x.detach().float())  # (P, F)
+        x32 = x.detach().float().contiguous()  # (P, F)
         out = np.empty((len(lengths), x.shape[1]), dtype=np.float32)
-        _max_numba(x32, start, out)
-        result = torch.from_numpy(out).to(x.dtype)  # exact: every value is one of x's
-        ctx.save_for_backward(x, result)
-        ctx.start = start
-        return result
+        _max_numba(x32.numpy(), start, out)
+        if x.dtype == torch.float32:
+            ctx.save_for_backward(x)  # autograd checks that x is not changed in place
+            ctx.x32 = None
+        else:
+            ctx.x32 = x32  # a private copy
+        ctx.start, ctx.out = start, out
+        return torch.from_numpy(out).to(x.dtype)  # exact: every value is one of x's
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        x, result = ctx.saved_tensors
-        grad_x = np.empty((x.shape[0], x.shape[1]), dtype=np.float32)
-        _max_grad_numba(
-            to_numpy(x.float()),
-            ctx.start,
-            to_numpy(result.float()),
-            to_numpy(grad.float()),
-            grad_x,
-        )
+        x32 = ctx.x32 if ctx.x32 is not None else ctx.saved_tensors[0].detach().contiguous()
+        grad_x = np.empty(tuple(x32.shape), dtype=np.float32)
+        _max_grad_numba(x32.numpy(), ctx.start, ctx.out, to_numpy(grad.float()), grad_x)
         return torch.from_numpy(grad_x).to(grad.dtype), None
 
 
