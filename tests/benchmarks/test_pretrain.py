@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nufm.benchmarks.pretrain import bench_pretrain, count_step_flops, simulated_batch
@@ -95,3 +96,14 @@ def test_simulated_batch_carries_the_pipelines_token_groups() -> None:
     plain = simulated_batch(2, seed=0)
     assert plain.groups is None and grouped.groups is not None
     assert torch.equal(grouped.coord, plain.coord)
+
+
+def test_flop_counter_counts_cpu_attention_by_hand() -> None:
+    B, H, L, S, Dh = 2, 3, 5, 7, 4
+    q = torch.randn(B, H, L, Dh, requires_grad=True)
+    k = torch.randn(B, H, S, Dh, requires_grad=True)
+    v = torch.randn(B, H, S, Dh, requires_grad=True)
+    flops = count_step_flops(lambda: F.scaled_dot_product_attention(q, k, v).sum())
+    product = 2 * B * H * L * S * Dh  # one (L, Dh) x (Dh, S) product per head
+    # forward: scores and weights @ v; backward: dq, dk, dv and d(weights)
+    assert flops == 2 * product + 4 * product

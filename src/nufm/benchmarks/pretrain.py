@@ -10,7 +10,9 @@ when the preset computes them in the data pipeline (``data.cache_groups``; ``mae
 after one warm-up step (peak memory is the warm-up's, measured as in
 :mod:`nufm.benchmarks.models`). FLOPs are counted by
 ``torch.utils.flop_counter.FlopCounterMode`` (matmul/conv/attention ops only, forward+backward,
-optimizer excluded). ``mfu`` = achieved FLOP/s / this machine's measured ``torch.mm`` peak in
+optimizer excluded; counted in fp32, so the padding of the bf16 row buckets is not counted;
+attention on the CPU counted since 2026-12-04: the counter had no formula for PyTorch's CPU
+flash kernel). ``mfu`` = achieved FLOP/s / this machine's measured ``torch.mm`` peak in
 the row's precision; ``mfu_bf16`` = achieved FLOP/s / this machine's measured bf16 ``torch.mm``
 peak (NaN on a CPU without native bf16, :mod:`nufm.train.precision`). DDP scaling runs
 ``torchrun -m nufm.cli pretrain`` for 1 and 2 processes and reads the ``events_per_s`` column
@@ -36,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from nufm.batch import PointBatch
@@ -91,9 +94,32 @@ def simulated_batch(
     return collate(events)
 
 
+def _register_cpu_attention_flops() -> None:
+    """PyTorch's FLOP counter has formulas for its CUDA attention kernels but none for the CPU
+    flash kernel, so attention on the CPU counted 0. Count its products: two forward
+    (``flop_counter.sdpa_flop_count``) and four backward (the gradients of both products; the
+    kernel's recomputation of the scores is not useful work and not counted, as for the
+    explicit form of :func:`nufm.models.layers.explicit_attention`)."""
+    aten = torch.ops.aten
+    forward = aten._scaled_dot_product_flash_attention_for_cpu
+    if forward in flop_counter.flop_registry or forward.default in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(forward)
+    def _forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    backward = aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+    @flop_counter.register_flop_formula(backward)
+    def _backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return 2 * flop_counter.sdpa_flop_count(query, key, value)
+
+
 def count_step_flops(step: Callable[[], torch.Tensor]) -> int:
     """FLOPs of ``step()`` (returns a scalar loss) plus ``loss.backward()``, counted by
-    ``FlopCounterMode`` (a multiply-add counts 2)."""
+    ``FlopCounterMode`` (a multiply-add counts 2), CPU attention included."""
+    _register_cpu_attention_flops()
     counter = FlopCounterMode(display=False)
     with counter:
         loss = step()

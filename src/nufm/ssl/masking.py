@@ -1,11 +1,11 @@
 """Random masking for the pretraining objectives: token masking (PoLAr-MAE arXiv:2502.02558)
-and grid (cell) masking of points (Sonata arXiv:2503.16429 / Panda arXiv:2512.01324), plus
-compaction of visible tokens; see docs/references.md.
+and grid (cell) masking of points (Sonata arXiv:2503.16429 / Panda arXiv:2512.01324); see
+docs/references.md.
 
-Owns :func:`num_to_mask`, :func:`random_token_mask`, :func:`grid_mask`,
-:func:`compact_tokens` and :func:`scatter_tokens`. Everything is vectorized over events with the
-"rank trick": draw one uniform key per item, push items that must never be chosen to the end,
-sort within each event, and choose the first ``n`` ranks. No Python loop over events.
+Owns :func:`num_to_mask`, :func:`random_token_mask` and :func:`grid_mask`. Everything is
+vectorized over events with the "rank trick": draw one uniform key per item, push items that
+must never be chosen to the end, sort within each event, and choose the first ``n`` ranks. No
+Python loop over events.
 """
 
 from __future__ import annotations
