@@ -5,6 +5,7 @@ from nufm.geometry.offsets import (
     offset_to_counts,
     offset_to_cu_seqlens,
     pad,
+    pad_mask,
     scatter_rows,
     unpad,
 )
@@ -35,3 +36,15 @@ def test_scatter_rows_inverts_unpad_for_any_mask() -> None:
     back = scatter_rows(unpad(x, mask), mask)
     assert torch.equal(back[mask], x[mask]) and bool((back[~mask] == 0).all())
     assert back.shape == x.shape
+
+
+def test_pad_mask_marks_the_real_slots_of_pad() -> None:
+    offset = torch.tensor([2, 2, 5])  # counts 2, 0, 3
+    assert pad_mask(offset).tolist() == [
+        [True, True, False],
+        [False, False, False],
+        [True, True, True],
+    ]
+    assert pad_mask(offset, 4).tolist()[2] == [True, True, True, False]
+    _, valid = pad(torch.arange(5.0), offset)
+    assert torch.equal(valid, pad_mask(offset))

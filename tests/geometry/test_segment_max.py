@@ -48,5 +48,7 @@ def test_segment_max_numba_equals_the_reference_values_and_gradients(dtype: torc
 def test_segment_max_rejects_lengths_that_do_not_cover_the_rows() -> None:
     with pytest.raises(ValueError, match="sum to the 4 rows"):
         segment_max(torch.zeros(4, 2), torch.tensor([2, 1]), backend="numba")
+    with pytest.raises(ValueError, match="lengths must be >= 0"):  # sums right, one negative
+        segment_max(torch.zeros(4, 2), torch.tensor([3, -1, 2]), backend="numba")
     with pytest.raises(ValueError, match=r"\(P, F\)"):
         segment_max(torch.zeros(4), torch.tensor([4]))

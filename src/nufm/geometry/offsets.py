@@ -31,15 +31,22 @@ def offset_to_starts(offset: Tensor) -> Tensor:
     return offset - offset_to_counts(offset)
 
 
+def pad_mask(offset: Tensor, n_max: int | None = None) -> Tensor:
+    """(B,) offsets -> ``valid (B, N_max)`` bool, True at the slots of :func:`pad` that hold
+    a real row (the first ``counts[b]`` of row b). ``n_max`` defaults to the largest count."""
+    counts = offset_to_counts(offset)  # (B,)
+    if n_max is None:
+        n_max = int(counts.max()) if counts.numel() else 0
+    return torch.arange(n_max, device=offset.device) < counts[:, None]  # (B, N_max)
+
+
 def pad(x: Tensor, offset: Tensor, fill: float = 0.0) -> tuple[Tensor, Tensor]:
     """Packed (N, *F) -> padded (B, N_max, *F) plus ``valid (B, N_max)`` (True = real row).
 
     Vectorized: no per-event Python loop, one host sync for ``N_max``.
     """
-    counts = offset_to_counts(offset)  # (B,)
-    n_max = int(counts.max()) if counts.numel() else 0
-    valid = torch.arange(n_max, device=x.device) < counts[:, None]  # (B, N_max)
-    out = x.new_full((counts.numel(), n_max, *x.shape[1:]), fill)  # (B, N_max, *F)
+    valid = pad_mask(offset).to(x.device)  # (B, N_max)
+    out = x.new_full((*valid.shape, *x.shape[1:]), fill)  # (B, N_max, *F)
     out[valid] = x
     return out, valid
 

@@ -52,9 +52,10 @@ def _max_grad_numba(x, start, out, grad, grad_x):  # pragma: no cover (numba)
 
 def _starts(lengths: Tensor, rows: int) -> np.ndarray:
     """(S,) lengths -> (S + 1,) int64 segment starts, checked against the row count."""
-    start = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(to_numpy(lengths), out=start[1:])
-    if start[-1] != rows or (len(lengths) and int(start[1:].min(initial=0)) < 0):
+    counts = to_numpy(lengths)
+    start = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=start[1:])
+    if start[-1] != rows or bool((counts < 0).any()):
         raise ValueError(
             f"segment_max: lengths must be >= 0 and sum to the {rows} rows, got a sum of "
             f"{int(start[-1])}"

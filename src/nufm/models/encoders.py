@@ -45,7 +45,7 @@ from nufm.models.serialized_patches import SerializedPatchConfig, SerializedPatc
 from nufm.models.stream_fusion import StreamFusionConfig, StreamFusionEncoder, stream_token_dims
 from nufm.models.stream_tokenizers import SetTokenizerConfig
 from nufm.models.tokenizers import PointMAETokenizer, PointMAETokenizerConfig, Tokens
-from nufm.models.vit import ViT, ViTConfig, ViTOutput
+from nufm.models.vit import ViT, ViTConfig, ViTOutput, packed_layout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,9 +222,7 @@ class TokenViTEncoder(Encoder):
             (Q', D) their outputs in the same order: ``encode_tokens`` on tokens with these
             embeddings and ``which`` visible, read at ``which``.
         """
-        rows, _ = self.vit.forward_rows(
-            feat_rows, tokens.pos[which], which.sum(1).tolist(), torch.nonzero(which)[:, 0]
-        )
+        rows, _ = self.vit.forward_rows(feat_rows, tokens.pos[which], *packed_layout(which))
         return rows
 
     def mask_tokens(self, tokens: Tokens, is_masked: Tensor) -> Tokens:

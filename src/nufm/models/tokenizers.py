@@ -12,7 +12,7 @@ pipeline step by step, and where it differs from PoLAr-MAE: docs/objectives.md, 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -25,7 +25,7 @@ from nufm.data.memo import EventMemo
 from nufm.geometry.ball_query import ball_query
 from nufm.geometry.cnms import centrality_nms
 from nufm.geometry.fps import farthest_point_sampling, group_fps
-from nufm.geometry.offsets import offset_to_batch_index, pad, scatter_rows
+from nufm.geometry.offsets import offset_to_batch_index, pad
 from nufm.geometry.segment_max import segment_max
 from nufm.models.layers import RowSequential, bucket_rows
 
@@ -441,8 +441,8 @@ class PointMAETokenizer(nn.Module):
             offset: (B,) int64 exclusive event ends.
             groups: groups computed by the data pipeline with this tokenizer's settings
                 (``PointBatch.groups``), or None to group here.
-            embed: False = leave ``feat`` at 0 (call :meth:`embed_tokens` for the tokens
-                that need it, e.g. only the visible ones of a masked autoencoder).
+            embed: False = leave ``feat`` at 0 (call :meth:`embed` for the tokens that need
+                it, e.g. only the visible ones of a masked autoencoder).
 
         Returns:
             :class:`Tokens` with G = the largest token count in the batch.
@@ -484,11 +484,6 @@ class PointMAETokenizer(nn.Module):
             group_idx=group_p,
             n_dropped=n_dropped,
         )
-
-    def embed_tokens(self, tokens: Tokens, coord: Tensor, feat: Tensor, which: Tensor) -> Tokens:
-        """``tokens`` with ``feat`` computed at the tokens ``which`` (B, G) bool (0 elsewhere)."""
-        rows = self.embed(coord, feat, tokens.center[which], tokens.group_idx[which])  # (Q', D)
-        return replace(tokens, feat=scatter_rows(rows, which))  # (B, G, D)
 
     def embed(self, coord: Tensor, feat: Tensor, center: Tensor, group_idx: Tensor) -> Tensor:
         """Mini-PointNet embedding of groups.

@@ -134,8 +134,7 @@ class ViT(nn.Module):
         rows, hidden = self.forward_rows(
             x[valid],  # (T, D): linear layers run on real tokens only
             pos[valid] if pos is not None else None,
-            valid.sum(1).tolist(),
-            torch.nonzero(valid)[:, 0],
+            *packed_layout(valid),
             read[valid] if read is not None else None,
             return_blocks,
         )
@@ -183,6 +182,12 @@ class ViT(nn.Module):
             if i in wanted:
                 hidden[i] = rows
         return self.norm(rows), hidden
+
+
+def packed_layout(mask: Tensor) -> tuple[list[int], Tensor]:
+    """(B, G) bool -> the layout of its True slots packed back to back, row-major, as
+    :meth:`ViT.forward_rows` takes it: (tokens per event, (T,) int64 event of every row)."""
+    return mask.sum(1).tolist(), torch.nonzero(mask)[:, 0]
 
 
 def _init_weights(m: nn.Module) -> None:

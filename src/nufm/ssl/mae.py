@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nufm.batch import PointBatch
-from nufm.geometry.offsets import offset_to_counts, scatter_rows
+from nufm.geometry.offsets import pad_mask, scatter_rows
 from nufm.geometry.segment_max import segment_max
 from nufm.models.encoders import TokenViTConfig, TokenViTEncoder
 from nufm.models.geometric import batch_descriptors
@@ -46,7 +46,7 @@ from nufm.models.tokenizers import (
     ball_group,
     gather_groups,
 )
-from nufm.models.vit import ViT, ViTConfig
+from nufm.models.vit import ViT, ViTConfig, packed_layout
 from nufm.ssl.descriptor_term import check_descriptor_term, descriptor_modules, descriptor_mse
 from nufm.ssl.losses import masked_chamfer, masked_mse
 from nufm.ssl.masking import random_token_mask
@@ -309,8 +309,7 @@ class MaskedAutoencoder(nn.Module):
         hidden, _ = self.decoder.forward_rows(
             x,
             bucket_rows(self.dec_pos, tokens.center[valid]),  # (T, Dd)
-            valid.sum(1).tolist(),
-            torch.nonzero(valid)[:, 0],
+            *packed_layout(valid),
             keep=hidden_row,
         )  # (Qm, Dd), the hidden tokens in row-major order
 
@@ -351,10 +350,9 @@ class MaskedAutoencoder(nn.Module):
             cached = None
             groups = batch.groups
             if groups is not None and groups.context_idx is not None:
-                # the (B, G) token slots of the Q packed centres are the first counts[b] of each
-                # event's row: the visible ones' context rows, with no padded copy
-                counts = offset_to_counts(groups.center_offset)  # (B,)
-                slots = torch.arange(visible.shape[1], device=counts.device) < counts[:, None]
+                # the visible tokens' context rows, read through the token slots of the packed
+                # centres (no padded copy)
+                slots = pad_mask(groups.center_offset, visible.shape[1])  # (B, G)
                 cached = groups.context_idx[visible[slots]]  # (Qv, M)
             context = self.context_loss(
                 batch,
