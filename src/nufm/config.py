@@ -540,7 +540,17 @@ class StudyConfig:
     labelled set, so every size can converge; warm-up 10%); empty = ``run.train.max_steps``
     for every size (the equal-compute view)."""
 
+    workers: int = 1
+    """Processes that run the training-loop rows (fine-tune, scratch, the linear and head
+    modes) side by side, each with this process's torch threads shared out; 1 = one after
+    another in this process. The frozen-feature and classical rows run first in this process
+    (they share its feature cache); the workers are forked from it afterwards and read its
+    per-event caches. A row's result is the same as when it runs alone with the worker's
+    thread count (rounding can differ from the count of ``workers=1``)."""
+
     def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"study: workers must be >= 1, got {self.workers}")
         if not self.sizes or min(self.sizes) <= 0:
             raise ConfigError(f"study: sizes must be positive, got {self.sizes}")
         if self.steps and (len(self.steps) != len(self.sizes) or min(self.steps) < 1):

@@ -44,12 +44,16 @@ def test_demo_pipeline_at_toy_sizes(
         study_preset="smoke",
         embed_events=12,
         anomaly_events=(8, 4),
+        # the given encoder's study: two network seeds, its training rows side by side
+        study_workers=2 if given else 1,
+        network_seeds=(0, 1) if given else None,
     )
     report = run_demo(cfg)
     assert report.is_file() and "<table>" in report.read_text()
     rows = list(csv.DictReader((cfg.out / "study" / "results.csv").open()))
     assert {r["mode"] for r in rows} == set(STUDY_PRESETS["smoke"].modes)
     assert {int(r["n_train"]) for r in rows} == {4, 8}
+    assert {int(r["seed"]) for r in rows} == ({0, 1} if given else {0})
     md = (cfg.out / "report" / "index.md").read_text()
     for r in rows:  # every fine-tune run has its own metrics file with the reported score
         metrics = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
@@ -65,3 +69,12 @@ def test_demo_pipeline_at_toy_sizes(
         assert f"`{pretrained}`" in md
     for png in ("label_efficiency.png", "embedding_events.png", "search.png"):
         assert (cfg.out / "report" / "figures" / png).stat().st_size > 1000
+
+
+def test_demo_study_options_are_checked() -> None:
+    from nufm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="study_workers must be positive"):
+        DemoConfig(study_workers=0)
+    with pytest.raises(ConfigError, match="network_seeds"):
+        DemoConfig(network_seeds=())

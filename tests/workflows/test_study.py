@@ -14,6 +14,7 @@ import torch
 
 from helpers.configs import one_step_mae_run
 from nufm.batch import PointBatch
+from nufm.config import ConfigError
 from nufm.data.pilarnet import write_events
 from nufm.presets import STUDY_PRESETS
 from nufm.sim import generate_events
@@ -399,3 +400,70 @@ def test_fused_training_modes_give_the_head_the_descriptors(
     assert bins is not None and bool(bins.fitted) and reloaded.backbone.descriptor_norm is None
     assert bins.edges.shape == (12, 4) and bool((bins.edges.diff(dim=1) >= 0).all())
     assert bool((bins.edges[:, -1] > bins.edges[:, 0]).any())
+
+
+def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """StudyConfig.workers: the training-loop rows run in forked processes of 1 thread each
+    and give the scores, per-class F1 and row order of the same study run in this process with
+    1 thread; the frozen-feature rows stay here, and no worker computes descriptors (they read
+    the cache filled before the fork)."""
+    import os
+
+    import nufm.models.geometric
+    import nufm.workflows.study
+
+    run_dir = tmp_path / "pretrain"
+    run_pretrain(one_step_mae_run(), run_dir)
+    data = tmp_path / "events.h5"
+    write_events(data, list(generate_events(60, 7)))
+    smoke = STUDY_PRESETS["smoke"]
+    cfg = dataclasses.replace(
+        smoke,
+        sizes=(4, 8),
+        modes=("probe-geometry", "full-fused"),
+        probe=dataclasses.replace(
+            smoke.probe, geometry_ks=(4, 8), learning_rates=(0.1,), epochs=1, min_steps=10
+        ),
+    )
+    log = tmp_path / "pids.txt"  # who ran a training run, who computed descriptors
+    real_finetune = nufm.workflows.study.run_finetune
+    real_values = nufm.models.geometric.EventDescriptors.values
+
+    def finetune(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with log.open("a") as f:
+            f.write(f"run {os.getpid()} {torch.get_num_threads()}\n")
+        return real_finetune(*args, **kwargs)
+
+    def values(self, event):  # type: ignore[no-untyped-def]
+        with log.open("a") as f:
+            f.write(f"descriptors {os.getpid()}\n")
+        return real_values(self, event)
+
+    monkeypatch.setattr(nufm.workflows.study, "run_finetune", finetune)
+    monkeypatch.setattr(nufm.models.geometric.EventDescriptors, "values", values)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = run_study(cfg, run_dir, (data,), tmp_path / "serial")
+        log.unlink()
+        torch.set_num_threads(2)
+        forked = run_study(
+            dataclasses.replace(cfg, workers=2), run_dir, (data,), tmp_path / "forked"
+        )
+    finally:
+        torch.set_num_threads(before)
+    key = [(r.mode, r.n_train, r.seed) for r in serial]
+    assert key == [(r.mode, r.n_train, r.seed) for r in forked]
+    assert key == [(m, n, 0) for n in (4, 8) for m in cfg.modes]
+    assert [r.score for r in serial] == [r.score for r in forked]
+    assert [r.per_class_f1 for r in serial] == [r.per_class_f1 for r in forked]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    runs = [(int(pid), int(threads[0])) for kind, pid, *threads in lines if kind == "run"]
+    assert len(runs) == 2 and all(pid != os.getpid() and t == 1 for pid, t in runs)
+    assert {int(pid) for kind, pid, *_ in lines if kind == "descriptors"} == {os.getpid()}
+    table = list(csv.DictReader((tmp_path / "forked" / "results.csv").open()))
+    assert [(t["mode"], int(t["n_train"])) for t in table] == [k[:2] for k in key]
+    with pytest.raises(ConfigError, match="workers"):
+        dataclasses.replace(cfg, workers=0)

@@ -40,6 +40,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ from nufm.config import (
     RunConfig,
     StudyConfig,
 )
-from nufm.data.transforms import Transform
+from nufm.data.event import Event
+from nufm.data.transforms import Preprocess, Transform
 from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
 from nufm.eval.report import write_metrics_json
@@ -71,6 +73,7 @@ from nufm.workflows.finetune import (
     run_finetune,
     transfer_core,
 )
+from nufm.workflows.forked import forked_map, worker_threads
 from nufm.workflows.load import for_detector, load_encoder
 from nufm.workflows.probe_study import (
     FeatureCache,
@@ -142,6 +145,8 @@ _TASK_MODE: dict[str, Mode] = {
     "scratch-fused": "scratch",
 }
 """Study mode -> the task mode its runs train in."""
+TRAINING_MODES: tuple[str, ...] = tuple(_TASK_MODE)
+"""Study modes that run a training loop (the rows ``StudyConfig.workers`` runs side by side)."""
 FUSED_TASK_MODES: tuple[str, ...] = ("full-fused", "scratch-fused")
 """Training-loop modes whose head reads the descriptors (``probe.geometry_ks``) beside the
 encoder's per-point features (``TaskBaseConfig.point_descriptors``)."""
@@ -317,51 +322,93 @@ def run_study(
             device=feature_device(cfg),
             autocast_dtype=feature_dtype(cfg, feature_device(cfg)),
         )
-    rows: list[StudyRow] = []
     label_free: dict[str, dict[str, Any]] = {}  # classical rows that use no labels, by mode
-    for n in sorted(cfg.sizes):
-        for mode in cfg.modes:
-            for seed in cfg.seeds_for(mode):
-                name = f"{mode}-n{n}-s{seed}"
-                t0 = time.perf_counter()
-                if mode in PROBE_MODES:
-                    assert cache is not None and pretrained is not None
-                    _, sem = run_probe_mode(
-                        cfg, mode, n, seed, cache, pretrained, out_dir / "runs" / name
-                    )
-                    metrics, run_dir = {"semantic": sem}, out_dir / "runs" / name
-                elif mode in CLASSICAL_MODES:
-                    if uses_labels(mode, task):
-                        metrics = classical_metrics(mode, task, pool[:n], test, seed)
-                    else:  # the same at every size: computed once
-                        if mode not in label_free:
-                            label_free[mode] = classical_metrics(mode, task, [], test, seed)
-                        metrics = label_free[mode]
-                    run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
-                else:
-                    encoder_config = network_config
-                    if mode == "linear-geometry":
-                        encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
-                    result = run_finetune(
-                        study_run(cfg, mode, n, seed),
-                        out_dir / "runs" / name,
-                        pretrained=None
-                        if mode in (*NO_PRETRAINED_MODES, "linear-geometry")
-                        else pretrained,
-                        random_encoder=mode in ("linear-random", "linear-geometry"),
-                        encoder_config=encoder_config,
-                        preprocess=pre,
-                        train_events=pool[:n],
-                        test_events=test,
-                        val_events=select,
-                        pipeline_steps=fused_steps if mode in FUSED_TASK_MODES else None,
-                    )
-                    metrics, run_dir = result.metrics, result.run_dir
-                row = _row(mode, n, seed, metrics, score, time.perf_counter() - t0, run_dir)
-                rows.append(row)
-                log.info("study %s: %s %.3f (%.0f s)", name, score.name, row.score, row.seconds)
-                write_study_outputs(rows, cfg, out_dir, source, score)
-    return rows
+
+    def one_row(job: tuple[int, str, int], progress: bool = True) -> StudyRow:
+        """Run (size, mode, seed) and make its table row (``progress``: False hides a training
+        run's progress bar, as for runs side by side)."""
+        n, mode, seed = job
+        name = f"{mode}-n{n}-s{seed}"
+        t0 = time.perf_counter()
+        if mode in PROBE_MODES:
+            assert cache is not None and pretrained is not None
+            _, sem = run_probe_mode(cfg, mode, n, seed, cache, pretrained, out_dir / "runs" / name)
+            metrics, run_dir = {"semantic": sem}, out_dir / "runs" / name
+        elif mode in CLASSICAL_MODES:
+            if uses_labels(mode, task):
+                metrics = classical_metrics(mode, task, pool[:n], test, seed)
+            else:  # the same at every size: computed once
+                if mode not in label_free:
+                    label_free[mode] = classical_metrics(mode, task, [], test, seed)
+                metrics = label_free[mode]
+            run_dir = _write_classical(out_dir / "runs" / name, metrics, cfg, n, seed)
+        else:
+            encoder_config = network_config
+            if mode == "linear-geometry":
+                encoder_config = LocalGeometryConfig()  # feat = (xyz, log E), C = 4
+            run = study_run(cfg, mode, n, seed)
+            if not progress:
+                run = dataclasses.replace(
+                    run, logging=dataclasses.replace(run.logging, progress=False)
+                )
+            result = run_finetune(
+                run,
+                out_dir / "runs" / name,
+                pretrained=None
+                if mode in (*NO_PRETRAINED_MODES, "linear-geometry")
+                else pretrained,
+                random_encoder=mode in ("linear-random", "linear-geometry"),
+                encoder_config=encoder_config,
+                preprocess=pre,
+                train_events=pool[:n],
+                test_events=test,
+                val_events=select,
+                pipeline_steps=fused_steps if mode in FUSED_TASK_MODES else None,
+            )
+            metrics, run_dir = result.metrics, result.run_dir
+        row = _row(mode, n, seed, metrics, score, time.perf_counter() - t0, run_dir)
+        log.info("study %s: %s %.3f (%.0f s)", name, score.name, row.score, row.seconds)
+        return row
+
+    jobs = [(n, m, s) for n in sorted(cfg.sizes) for m in cfg.modes for s in cfg.seeds_for(m)]
+    side_by_side = [j for j in jobs if cfg.workers > 1 and j[1] in TRAINING_MODES]
+    done: dict[tuple[int, str, int], StudyRow] = {}
+
+    def record(job: tuple[int, str, int], row: StudyRow) -> None:
+        done[job] = row  # the outputs list the rows in job order, however they ran
+        write_study_outputs([done[j] for j in jobs if j in done], cfg, out_dir, source, score)
+
+    for job in jobs:  # all rows, or those that stay in this process (they share its cache)
+        if job not in side_by_side:
+            record(job, one_row(job))
+    if side_by_side:
+        if fused_steps and any(m in FUSED_TASK_MODES for _, m, _ in side_by_side):
+            warm_event_caches(pre, fused_steps, [*pool, *test, *(select or [])])
+        log.info(
+            "study: %d training runs in %d processes of %d torch threads",
+            len(side_by_side),
+            cfg.workers,
+            worker_threads(cfg.workers),
+        )
+        for job, row in zip(
+            side_by_side,
+            forked_map(lambda job: one_row(job, progress=False), side_by_side, cfg.workers),
+            strict=True,
+        ):
+            record(job, row)
+    return [done[j] for j in jobs]
+
+
+def warm_event_caches(
+    preprocess: Preprocess, steps: Sequence[Transform], events: Sequence[Event]
+) -> None:
+    """Run every event through the per-event ``steps`` (descriptors, token groups) once, so
+    their caches are full before worker processes are forked from this one and each worker
+    reads them instead of computing its own."""
+    prepare = preprocess.transforms(augment=steps)
+    rng = np.random.default_rng(0)  # the steps are deterministic; the rng is not read
+    for event in events:
+        prepare(event, rng)
 
 
 def parse_study_args(argv: list[str]) -> tuple[StudyConfig, Path]:
