@@ -225,6 +225,45 @@ def test_task_trains_in_the_training_loop(tmp_path: Path, task_events: list[Even
     assert not torch.equal(task.head[0].weight, head_before)
 
 
+def test_full_mode_encoder_frozen_for_the_first_steps(
+    tmp_path: Path, task_events: list[Event]
+) -> None:
+    """frozen_encoder_fraction 0.5 over 5 steps (progress 0, 0.25, 0.5, 0.75, 1): the loop's
+    first two forwards run the encoder without gradients in eval mode, the last three train
+    it; the head trains from the first step."""
+    task_cfg = _cfg("semseg", "full", frozen_encoder_fraction=0.5)
+    cfg = RunConfig(
+        objective=task_cfg,
+        optim=OptimConfig(lr=1e-2, warmup_steps=1),
+        train=TrainConfig(max_steps=5, device="cpu", checkpoint_every=5),
+        logging=LoggingConfig(log_every=1, progress=False, tensorboard=False),
+        data=DataConfig(max_points=10_000, max_events=2),
+    )
+    torch.manual_seed(0)
+    task = build_task(task_cfg)
+    encoder_before = {k: v.clone() for k, v in task.backbone.encoder.state_dict().items()}
+    calls: list[tuple[bool, bool]] = []
+    task.backbone.encoder.register_forward_pre_hook(
+        lambda module, args: calls.append((torch.is_grad_enabled(), module.training))
+    )
+    train(cfg, task, lambda _: task_events, tmp_path / "run")
+    assert calls == [(False, False)] * 2 + [(True, True)] * 3
+    assert not task.backbone.warming and task.backbone.encoder.training
+    changed = [
+        k
+        for k, v in task.backbone.encoder.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, encoder_before[k])
+    ]
+    assert changed  # it trained after its frozen phase
+    # the option is for the pretrained encoder: scratch trains its encoder from the start
+    assert (
+        build_task(_cfg("semseg", "scratch", frozen_encoder_fraction=0.5)).backbone.frozen_until
+        == 0
+    )
+    with pytest.raises(ValueError, match="frozen_encoder_fraction"):
+        _cfg("semseg", "full", frozen_encoder_fraction=1.0)
+
+
 def test_pretraining_mask_token_is_frozen_in_full_mode(task_batch: PointBatch) -> None:
     torch.manual_seed(0)
     encoder = dataclasses.replace(tiny_ptv3(), mask_token=True)

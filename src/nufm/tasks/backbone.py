@@ -10,6 +10,9 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes; docs/r
 * ``head``: frozen encoder; a trainable neck (token encoders: PointNet++ feature propagation,
   arXiv:1706.02413) and an MLP head.
 * ``full``: everything trains; encoder parameters use ``encoder_lr_scale`` times the base lr.
+  With ``frozen_encoder_fraction`` f > 0 the encoder stays frozen for the first f of the
+  steps, so the neck and head learn on the pretrained features before those move (LP-FT,
+  Kumar et al. 2022, arXiv:2202.10054); the task's ``set_schedule`` switches it.
 * ``scratch``: the ``full`` architecture, head and learning rates with a randomly initialised
   encoder; only the encoder's starting weights differ from ``full`` (Panda: "the fft config
   without weights").
@@ -39,6 +42,7 @@ from nufm.batch import PointBatch
 from nufm.data.collate import collate
 from nufm.data.event import Event
 from nufm.data.transforms import Preprocess, Transform
+from nufm.errors import ConfigError
 from nufm.hub import LoadReport
 from nufm.models.base import PointFeatures
 from nufm.models.encoders import (
@@ -108,6 +112,12 @@ class TaskBaseConfig:
     """linear | head | full | scratch (see :mod:`nufm.tasks.backbone`)."""
     encoder_lr_scale: float = 0.1
     """Learning-rate multiplier of encoder parameters in full and scratch modes."""
+    frozen_encoder_fraction: float = 0.0
+    """Full mode: the fraction of the training steps at the start during which the encoder
+    is frozen (no gradient, eval mode) and only the neck and head train, then everything
+    trains (LP-FT, arXiv:2202.10054); 0 = trains from the first step. Other modes ignore it
+    (scratch has no features to keep). One process only (a frozen phase leaves DDP's encoder
+    gradients unset)."""
     neck_hidden: tuple[int, ...] = (128, 128)
     """Token encoders, head/full/scratch modes: widths of the feature-propagation MLP."""
     interp_k: int = 3
@@ -143,6 +153,11 @@ class TaskBaseConfig:
         if self.encoder_lr_scale <= 0:
             raise ValueError(
                 f"{type(self).__name__}.encoder_lr_scale must be > 0, got {self.encoder_lr_scale}"
+            )
+        if not 0.0 <= self.frozen_encoder_fraction < 1.0:
+            raise ValueError(
+                f"{type(self).__name__}.frozen_encoder_fraction must be in [0, 1), got "
+                f"{self.frozen_encoder_fraction}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout}")
@@ -185,6 +200,10 @@ class TaskBackbone(nn.Module):
         super().__init__()
         self.mode: Mode = cfg.mode
         self.is_frozen = cfg.is_frozen
+        self.frozen_until = cfg.frozen_encoder_fraction if cfg.mode == "full" else 0.0
+        """Training progress before which a full-mode encoder stays frozen (LP-FT)."""
+        self.warming = False
+        """True while the encoder is held frozen by :meth:`set_schedule`."""
         self.encoder: Encoder = build_encoder(cfg.encoder)
         self.point_features = PointFeatures(cfg.interp_k, cfg.interp_power)
         self.neck: FeaturePropagation | None = None
@@ -225,13 +244,26 @@ class TaskBackbone(nn.Module):
 
     def train(self, mode: bool = True) -> TaskBackbone:
         super().train(mode)
-        if self.is_frozen:
+        if self.is_frozen or self.warming:
             self.encoder.eval()  # a frozen encoder never leaves eval mode
         return self
 
+    def set_schedule(self, progress: float) -> None:
+        """Hold the encoder frozen while ``progress`` (step / (max_steps - 1)) is below
+        ``frozen_encoder_fraction`` (full mode), then let it train."""
+        warming = progress < self.frozen_until
+        if warming and torch.distributed.is_available() and torch.distributed.is_initialized():
+            raise ConfigError(
+                "frozen_encoder_fraction > 0 runs in one process only: a frozen phase leaves "
+                "the encoder's gradients unset, which DDP refuses"
+            )
+        if warming != self.warming:
+            self.warming = warming
+            self.train(self.training)
+
     def encode(self, batch: PointBatch) -> EncoderOutput:
-        """Run the encoder (under no_grad when frozen)."""
-        if self.is_frozen:
+        """Run the encoder (under no_grad when frozen, or held frozen by set_schedule)."""
+        if self.is_frozen or self.warming:
             with torch.no_grad():
                 return self.encoder(batch)
         return self.encoder(batch)
@@ -270,6 +302,11 @@ class TaskModule(nn.Module, Generic[TaskConfigT]):
     backbone: TaskBackbone
     encoder_load_report: LoadReport | None = None
     """Set by :func:`nufm.tasks.build.build_task` when pretrained weights were loaded."""
+
+    def set_schedule(self, progress: float) -> None:
+        """Training progress in [0, 1] before each step (the loop's ``HasSchedule``): the
+        backbone's frozen phase (``frozen_encoder_fraction``)."""
+        self.backbone.set_schedule(progress)
 
     def param_lr_scale(self, name: str) -> float:
         """Learning-rate multiplier of parameter ``name`` (from ``named_parameters``).
