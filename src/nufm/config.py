@@ -369,6 +369,7 @@ StudyMode = Literal[
     "probe-fused",
     "gbt-fused",
     "full-fused",
+    "head-fused",
     "scratch-fused",
     "gbt-hitpattern",
     "dedx-hough",
@@ -382,9 +383,9 @@ by the fine-tuning loop; or a frozen-feature probe of the reference protocol (``
 ``probe-random``, ``probe-geometry``: a bag of logistic-regression heads selected on val
 events; ``gbt-geometry``: gradient-boosted trees on the descriptors; ``probe-fused`` and
 ``gbt-fused``: the same on the pretrained encoder's features beside the descriptors), see
-:class:`ProbeStudyConfig`; ``full-fused`` and ``scratch-fused`` are ``full`` and ``scratch``
-with the descriptors at ``probe.geometry_ks`` beside the encoder's features at the head's
-input (``TaskBaseConfig.point_descriptors``)."""
+:class:`ProbeStudyConfig`; ``full-fused``, ``head-fused`` and ``scratch-fused`` are
+``full``, ``head`` and ``scratch`` with the descriptors at ``probe.geometry_ks`` beside the
+encoder's features at the head's input (``TaskBaseConfig.point_descriptors``)."""
 
 PROBE_MODES: tuple[StudyMode, ...] = (
     "probe",
@@ -448,7 +449,7 @@ class ProbeStudyConfig:
     """AdamW decoupled weight decay of the heads."""
     geometry_ks: tuple[int, ...] = (8, 32, 128, 512)
     """Neighbourhood sizes of the descriptors of probe-geometry, gbt-geometry and the fused
-    modes (probe-fused, gbt-fused, full-fused, scratch-fused). The two large
+    modes (probe-fused, gbt-fused, full-fused, head-fused, scratch-fused). The two large
     scales (a few cm to about 15 cm along a track) carry the context that tells a Michel
     electron from a shower electron: boosted trees on the demo's data reach macro F1 0.734
     with 100 labelled events with these four, 0.604 with (8, 32) (docs/evaluation.md). The

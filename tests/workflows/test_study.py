@@ -349,6 +349,7 @@ def test_fused_training_modes_give_the_head_the_descriptors(
     )
     for mode, task_mode, ks in [
         ("full-fused", "full", (4, 8)),
+        ("head-fused", "head", (4, 8)),
         ("scratch-fused", "scratch", (4, 8)),
         ("full", "full", ()),
     ]:

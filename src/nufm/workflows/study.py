@@ -105,6 +105,7 @@ MODE_LABELS: dict[str, str] = {
     "probe-fused": "linear-probe bag, val-selected (pretrained features + descriptors)",
     "gbt-fused": "boosted trees, val-selected (pretrained features + descriptors)",
     "full-fused": "full fine-tune, descriptors beside the features at the head (pretrained)",
+    "head-fused": "neck and head on the frozen encoder, descriptors beside its features",
     "scratch-fused": "from scratch, descriptors beside the features at the head (random init)",
     "gbt-hitpattern": "boosted trees (water Cherenkov hit-pattern features)",
     "dedx-hough": "dE/dx on Hough tracks (classical, collider TPC)",
@@ -142,12 +143,13 @@ _TASK_MODE: dict[str, Mode] = {
     "linear-random": "linear",
     "linear-geometry": "linear",
     "full-fused": "full",
+    "head-fused": "head",
     "scratch-fused": "scratch",
 }
 """Study mode -> the task mode its runs train in."""
 TRAINING_MODES: tuple[str, ...] = tuple(_TASK_MODE)
 """Study modes that run a training loop (the rows ``StudyConfig.workers`` runs side by side)."""
-FUSED_TASK_MODES: tuple[str, ...] = ("full-fused", "scratch-fused")
+FUSED_TASK_MODES: tuple[str, ...] = ("full-fused", "head-fused", "scratch-fused")
 """Training-loop modes whose head reads the descriptors (``probe.geometry_ks``) beside the
 encoder's per-point features (``TaskBaseConfig.point_descriptors``)."""
 DESCRIPTOR_MODES: tuple[str, ...] = (
