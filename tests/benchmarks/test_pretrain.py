@@ -54,7 +54,15 @@ def test_simulated_batch_has_requested_events() -> None:
 
 def test_bench_pretrain_rows() -> None:
     threads = torch.get_num_threads()
-    rows = bench_pretrain(quick=True, presets=("mae-tiny",), repeats=1, ddp=False, threads=1)
+    # both dtypes named: on a CPU without native bf16 the default would be fp32 alone
+    rows = bench_pretrain(
+        quick=True,
+        presets=("mae-tiny",),
+        repeats=1,
+        ddp=False,
+        threads=1,
+        dtypes=("fp32", "bf16"),
+    )
     assert torch.get_num_threads() == threads  # restored
     benches = [r["bench"] for r in rows]
     assert benches.count("matmul_peak") == 2
