@@ -22,6 +22,15 @@ from nufm.train.run import run_pretrain
 from nufm.workflows.study import run_study
 
 
+def _one_step_mae_and_events(tmp_path: Path) -> tuple[Path, Path]:
+    """A one-step MAE run and 60 simulated labelled events (>= 4 test events)."""
+    run_dir = tmp_path / "pretrain"
+    run_pretrain(one_step_mae_run(), run_dir)
+    data = tmp_path / "events.h5"
+    write_events(data, list(generate_events(60, 7)))
+    return run_dir, data
+
+
 def test_baseline_modes_use_their_own_encoders(tmp_path: Path) -> None:
     run_dir = tmp_path / "pretrain"
     run_pretrain(
@@ -336,10 +345,7 @@ def test_fused_training_modes_give_the_head_the_descriptors(
     from the data pipeline (computed once per event), never from the forward pass."""
     from nufm.workflows.study import study_run
 
-    run_dir = tmp_path / "pretrain"
-    run_pretrain(one_step_mae_run(), run_dir)
-    data = tmp_path / "events.h5"
-    write_events(data, list(generate_events(60, 7)))
+    run_dir, data = _one_step_mae_and_events(tmp_path)
     smoke = STUDY_PRESETS["smoke"]
     cfg = dataclasses.replace(
         smoke,
@@ -415,10 +421,7 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     import nufm.models.geometric
     import nufm.workflows.study
 
-    run_dir = tmp_path / "pretrain"
-    run_pretrain(one_step_mae_run(), run_dir)
-    data = tmp_path / "events.h5"
-    write_events(data, list(generate_events(60, 7)))
+    run_dir, data = _one_step_mae_and_events(tmp_path)
     smoke = STUDY_PRESETS["smoke"]
     cfg = dataclasses.replace(
         smoke,
