@@ -220,6 +220,12 @@ class DataConfig:
     """With augment: multiply each energy by max(0, 1 + energy_smear * N(0, 1)) (0 = off)."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
+    warm_workers: int = 0
+    """Before the first step, compute every event's per-event values (local-shape
+    descriptors, token groups) in this many forked processes and keep them all in memory, so
+    the loader's workers (forked after) never compute one; 'sim' events are also simulated in
+    this many processes. 0 = each value is computed when its event is first read (by each
+    loader worker that reads it). Not with stream or crop (nothing is cached there)."""
     stream: bool = False
     """source 'sim': simulate each event when it is read instead of all up front (any
     num_events, nothing held in memory; a long run sees fresh events). Sizes are then unknown
@@ -251,6 +257,13 @@ class DataConfig:
             raise ConfigError("data.stream needs data.max_events (sizes are unknown ahead)")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0, got {self.num_workers}")
+        if self.warm_workers < 0:
+            raise ConfigError(f"data.warm_workers must be >= 0, got {self.warm_workers}")
+        if self.warm_workers and (self.stream or self.crop is not None):
+            raise ConfigError(
+                "data.warm_workers fills the per-event caches, which data.stream and data.crop "
+                "turn off; use data.warm-workers 0 with them"
+            )
         if not 0.0 <= self.flip_p <= 1.0:
             raise ConfigError(f"data.flip_p must be in [0, 1], got {self.flip_p}")
         if self.scale is not None and not 0 < self.scale[0] <= self.scale[1]:

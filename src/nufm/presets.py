@@ -179,6 +179,22 @@ _MAE_M_DESC_CPU = dataclasses.replace(
 )
 """``mae-m-cpu`` plus the descriptor term on the visible tokens (docs/objectives.md)."""
 
+_S_WIDTH = 384
+
+_MAE_S_DESC = dataclasses.replace(
+    _MAE_M_DESC_CPU,
+    encoder=TokenViTConfig(
+        tokenizer=dataclasses.replace(
+            _MAE_M_CPU.encoder.tokenizer, embed_dim=_S_WIDTH, pointnet_dims=(128, 256, 512)
+        ),
+        vit=ViTConfig(embed_dim=_S_WIDTH, depth=12, num_heads=6, drop_path=0.1, attn_drop=0.0),
+    ),
+    decoder=dataclasses.replace(_MAE_M_CPU.decoder, embed_dim=_S_WIDTH, depth=4, num_heads=6),
+    energy_hidden=128,
+)
+"""``mae-m-desc-cpu``'s objective at ViT-S scale (PoLAr-MAE's encoder: width 384, depth 12, 6
+heads; decoder depth 4; arXiv:2502.02558): a 21.8 M-parameter encoder, for a GPU."""
+
 _MAE_5M_CPU = dataclasses.replace(
     _MAE_M_CPU,
     encoder=TokenViTConfig(
@@ -546,6 +562,34 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
         ),
         "lartpc-ptv3-distill continued with the per-point descriptor term: 2,000 simulated "
         "events (descriptors cached per event), 600 steps of 4",
+    ),
+    "mae-s-desc-gpu": (
+        RunConfig(
+            name="mae-s-desc-gpu",
+            objective=_MAE_S_DESC,
+            optim=OptimConfig(lr=3e-4, min_lr=3e-6, warmup_steps=150),
+            train=TrainConfig(
+                max_steps=2000,
+                checkpoint_every=200,
+                keep_checkpoints=2,
+                bf16=True,
+                monitor_every=1000,
+            ),
+            logging=LoggingConfig(log_every=10),
+            data=DataConfig(
+                source="sim",
+                num_events=6000,
+                sim_seed=79,
+                max_points=400_000,
+                max_events=48,
+                augment=True,
+                num_workers=10,
+                warm_workers=15,
+            ),
+        ),
+        "mae-m-desc-cpu's recipe at ViT-S scale from scratch, for one GPU and 16 CPU cores: "
+        "6,000 simulated events (descriptors and groups computed ahead in 15 processes), "
+        "2,000 steps of 48",
     ),
     "mae-5m-cpu": (
         _cpu_pretrain("mae-5m-cpu", _MAE_5M_CPU, steps=4500, lr=5e-4, max_events=16),

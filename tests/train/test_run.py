@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from helpers.configs import tiny_run_config, toy_factory
@@ -15,6 +16,7 @@ from nufm.data.memo import EventMemo
 from nufm.data.transforms import Compose, RandomRotation
 from nufm.ssl.toy import ToyObjective, ToyObjectiveConfig, toy_events
 from nufm.train.checkpoint import DataCursor
+from nufm.train.components import warm_pipeline_caches
 from nufm.train.data import EventStream
 from nufm.train.loop import schedules_for, seed_everything, train
 from nufm.train.run import pretrain_cli
@@ -90,6 +92,73 @@ def test_loader_workers_and_their_caches_outlive_the_epoch(tmp_path: Path) -> No
     worker.close()
     made = [p.name.split("-")[0] for p in tmp_path.iterdir()]
     assert sorted(made) == sorted(str(i) for i in range(len(events)))  # once each
+
+
+def test_warmed_caches_are_computed_ahead_and_never_in_the_loader(tmp_path: Path) -> None:
+    """data.warm_workers: every event's cached value is computed once, ahead (the first in
+    this process, the others in the warming processes, none in a loader worker), and the
+    batches are those of a plain stream."""
+    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(9))]
+    kwargs = dict(max_points=100, max_events=3, shuffle=True, seed=3, transform=ROTATE)
+    plain = EventStream(events, start=DataCursor(), num_workers=0, **kwargs)
+    want = [next(plain) for _ in range(2 * plain.batches_per_epoch)]
+    counting = _CountingMemo(tmp_path)
+    counted = Compose([counting, ROTATE])
+    assert warm_pipeline_caches(events, counted, workers=2) == len(events)
+    assert len(counting.memo) == len(events)
+    made = [p.name.split("-") for p in tmp_path.iterdir()]
+    assert sorted(int(m[0]) for m in made) == list(range(len(events)))
+    here = [int(m[0]) for m in made if m[1] == str(os.getpid())]
+    assert here == [0]  # the first here (numba compiles before the fork), the rest in workers
+    stream = EventStream(
+        events, start=DataCursor(), num_workers=2, **{**kwargs, "transform": counted}
+    )
+    for batch, cursor in want:
+        b, c = next(stream)
+        assert c == cursor and torch.equal(b.coord, batch.coord)
+    stream.close()
+    assert len(list(tmp_path.iterdir())) == len(events)  # the loader computed none
+
+
+def test_warmed_descriptors_and_groups_equal_those_computed_when_read() -> None:
+    """The real per-event steps (descriptors, token groups of an MAE with the descriptor
+    term): the values computed ahead in 2 processes are those computed when an event is read."""
+    from nufm.config import DataConfig
+    from nufm.presets import PRESETS
+    from nufm.sim import generate_events
+    from nufm.train.components import build_objective, build_transform
+
+    objective = build_objective(
+        dataclasses.replace(
+            PRESETS["mae-tiny"].objective, descriptor_weight=1.0, descriptor_ks=(4, 16)
+        )
+    )
+    cfg = DataConfig(source="sim", num_events=5, sim_seed=3, augment=False)
+    events = list(generate_events(5, 3))
+    warmed = build_transform(cfg, objective=objective)
+    lazy = build_transform(cfg, objective=objective)
+    assert warm_pipeline_caches(events, warmed, workers=2) == 2 * len(events)
+    rng = np.random.default_rng(0)
+    for event in events:
+        a, b = warmed(event, rng), lazy(event, rng)
+        np.testing.assert_array_equal(a.descriptors, b.descriptors)
+        assert a.groups is not None and b.groups is not None
+        np.testing.assert_array_equal(a.groups.center, b.groups.center)
+        np.testing.assert_array_equal(a.groups.group, b.groups.group)
+        np.testing.assert_array_equal(a.groups.context, b.groups.context)
+    assert warm_pipeline_caches(events, None, workers=2) == 0
+
+
+def test_warm_workers_is_refused_where_nothing_is_cached() -> None:
+    from nufm.config import DataConfig
+    from nufm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.warm_workers must be >= 0"):
+        DataConfig(warm_workers=-1)
+    with pytest.raises(ConfigError, match=r"data\.stream and data\.crop"):
+        DataConfig(source="sim", stream=True, max_events=4, warm_workers=2)
+    with pytest.raises(ConfigError, match=r"data\.stream and data\.crop"):
+        DataConfig(crop=(0.5, 1.0), warm_workers=2)
 
 
 class _Recorder(ToyObjective):

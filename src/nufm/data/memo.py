@@ -35,11 +35,28 @@ class EventMemo(Generic[V]):
     def __len__(self) -> int:
         return len(self._values)
 
+    @staticmethod
+    def key(event: Event) -> tuple[str, int, int] | None:
+        """What ``event`` is known by: (source, row, number of points); None when it has no row
+        (made on the fly, cropped) and so is never cached."""
+        return None if event.event_id < 0 else (event.source, event.event_id, len(event))
+
+    def lookup(self, key: tuple[str, int, int]) -> V | None:
+        """The value cached under ``key`` (:meth:`key`), or None."""
+        return self._values.get(key)
+
+    def put(self, key: tuple[str, int, int], value: V) -> None:
+        """Keep ``value`` under ``key`` whatever ``max_bytes`` says (values computed ahead in
+        other processes, :func:`nufm.train.components.warm_pipeline_caches`)."""
+        if key not in self._values:
+            self.cached_bytes += self.nbytes(value)
+        self._values[key] = value
+
     def get(self, event: Event, compute: Callable[[Event], V]) -> V:
         """The cached value of ``event``, or ``compute(event)`` (kept when it fits)."""
-        if not self.enabled or event.event_id < 0:
+        key = self.key(event)
+        if not self.enabled or key is None:
             return compute(event)
-        key = (event.source, event.event_id, len(event))
         value = self._values.get(key)
         if value is None:
             value = compute(event)

@@ -7,17 +7,22 @@ New objectives plug in here and nowhere else: add their config class to
 
 from __future__ import annotations
 
+import itertools
 import logging
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from torch import nn
 
 from nufm.config import DataConfig, ObjectiveConfig
 from nufm.data.detectors import detector_for_layout, get_detector
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.lartpc import CENTER
+from nufm.data.memo import EventMemo
 from nufm.data.mixture import ByDetector, MixtureEvents, parse_mixture_entry
 from nufm.data.transforms import (
     Compose,
@@ -46,6 +51,7 @@ from nufm.tasks.multitask import MultiTaskConfig
 from nufm.tasks.pid import PIDConfig
 from nufm.tasks.semseg import SemsegConfig
 from nufm.train.data import EventDataset
+from nufm.train.forked import forked_map
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +148,9 @@ def build_dataset(cfg: DataConfig) -> EventDataset:
                     min_points=max(pre.min_points, 1),
                 )
 
+            workers = max(cfg.warm_workers, 1)
             log.info("simulating %d events (seed %d)", cfg.num_events, cfg.sim_seed)
-            return list(generate_events(cfg.num_events, cfg.sim_seed))
+            return list(generate_events(cfg.num_events, cfg.sim_seed, workers=workers))
         case "mixture":
             files = mixture_sources(cfg)
             sources = []
@@ -266,3 +273,57 @@ def preprocess_contract(cfg: DataConfig) -> dict:
     if cfg.source == "toy":
         return {"source": "toy", "feat": "energy (MeV)", "coord": "voxel units"}
     return {"source": cfg.source, **run_preprocess(cfg).to_dict()}
+
+
+def warm_pipeline_caches(dataset: EventDataset, transform: Transform | None, workers: int) -> int:
+    """Compute every event's cached per-event values (the steps of ``transform`` that keep an
+    :class:`~nufm.data.memo.EventMemo`: local-shape descriptors, token groups) in ``workers``
+    forked processes, and keep them all in this process's caches, whatever their size cap.
+    The loader's workers, forked from this process afterwards, inherit them and compute none.
+    The values are those the steps compute when an event is read, so training is unchanged.
+
+    Returns:
+        The number of values kept (0 when ``transform`` caches nothing).
+    """
+    if not isinstance(transform, Compose):
+        return 0
+    steps = transform.transforms
+    cached = [
+        i
+        for i, step in enumerate(steps)
+        if isinstance(memo := getattr(step, "memo", None), EventMemo) and memo.enabled
+    ]
+    if not cached:
+        return 0
+    prefix = steps[: cached[-1] + 1]  # threshold, normalise, the cached steps: deterministic
+
+    def values(index: int) -> list[tuple[tuple[str, int, int] | None, object]]:
+        event = dataset[index]
+        rng = np.random.default_rng(0)  # not read by these steps
+        out = []
+        for i, step in enumerate(prefix):
+            key = EventMemo.key(event)
+            event = step(event, rng)
+            if i in cached:
+                memo = step.memo  # type: ignore[attr-defined]
+                memo.max_bytes = sys.maxsize  # this worker keeps it until it is read out
+                out.append((key, None if key is None else memo.lookup(key)))
+        return out
+
+    start = time.perf_counter()
+    kept = 0
+    # the first event in this process (compiles the numba kernels before the fork), then the rest
+    first = [values(0)] if len(dataset) else []
+    for found in itertools.chain(first, forked_map(values, range(1, len(dataset)), workers)):
+        for i, (key, value) in zip(cached, found, strict=True):
+            if key is not None and value is not None:
+                steps[i].memo.put(key, value)  # type: ignore[attr-defined]
+                kept += 1
+    nbytes = sum(steps[i].memo.cached_bytes for i in cached)  # type: ignore[attr-defined]
+    log.info(
+        "data.warm_workers: %d per-event values computed ahead in %.0f s (%.2f GB)",
+        kept,
+        time.perf_counter() - start,
+        nbytes / 1e9,
+    )
+    return kept

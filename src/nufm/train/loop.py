@@ -8,13 +8,8 @@ checkpoint is written), ``optimizer.step()``, then ``objective.update_teacher(mo
 when the objective has an EMA teacher. Objectives with other schedules (teacher temperature,
 mask size) get ``objective.set_schedule(step / (max_steps - 1))`` before the step's forward.
 Logging, monitoring and checkpointing happen at step boundaries; a fresh run also calls the
-<<<<<<< HEAD
-monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT
-(Ctrl-C) is turned into a checkpoint at the next step boundary followed by
-=======
 monitor once at step 0, so its curve starts from the randomly initialised model. SIGINT (Ctrl-C)
 is turned into a checkpoint at the next step boundary followed by
->>>>>>> wt-E
 ``KeyboardInterrupt``. Resuming restores model, optimizer, step, RNG states and the data cursor,
 so on CPU a resumed run is bit-identical to an uninterrupted one.
 """
@@ -52,6 +47,7 @@ from nufm.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from nufm.train.components import warm_pipeline_caches
 from nufm.train.data import EventDataset, EventStream
 from nufm.train.distributed import (
     DistInfo,
@@ -269,8 +265,11 @@ def train(
     params = [p for p in objective.parameters() if p.requires_grad]
     max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
 
+    dataset = dataset_factory(cfg.data)
+    if cfg.data.warm_workers:  # before the loader's workers are forked: they inherit it
+        warm_pipeline_caches(dataset, transform, cfg.data.warm_workers)
     stream = EventStream(
-        dataset_factory(cfg.data),
+        dataset,
         max_points=cfg.data.max_points,
         max_events=cfg.data.max_events,
         shuffle=cfg.data.shuffle,

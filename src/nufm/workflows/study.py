@@ -65,6 +65,7 @@ from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode, encoder_pipeline_steps
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.semseg import SemsegConfig
+from nufm.train.forked import forked_map, worker_threads
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import (
     data_detector,
@@ -73,7 +74,6 @@ from nufm.workflows.finetune import (
     run_finetune,
     transfer_core,
 )
-from nufm.workflows.forked import forked_map, worker_threads
 from nufm.workflows.load import for_detector, load_encoder
 from nufm.workflows.probe_study import (
     FeatureCache,

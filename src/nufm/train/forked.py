@@ -1,11 +1,13 @@
 """Run independent jobs side by side in forked worker processes.
 
-Owns :func:`forked_map`. The study's training-loop rows (``StudyConfig.workers``) use it: one
-fine-tuning run of 2 events a step keeps two cores only partly busy, while two runs of one
-thread each keep both busy (docs/benchmarks.md). Workers are forked, not spawned, so they
-start with the parent's memory: the study's per-event caches (descriptors, token groups), its
-loaded encoder and its event lists are computed once, before the fork, and read by every worker.
-A job's result is the same as when it runs alone with the same number of torch threads.
+Owns :func:`forked_map`. Two users. The study's training-loop rows (``StudyConfig.workers``):
+one fine-tuning run of 2 events a step keeps two cores only partly busy, while two runs of one
+thread each keep both busy (docs/benchmarks.md). And a run's per-event caches, filled before
+its first step (``DataConfig.warm_workers``: :func:`nufm.train.components
+.warm_pipeline_caches`). Workers are forked, not spawned, so they start with the parent's
+memory: the study's per-event caches (descriptors, token groups), its loaded encoder and its
+event lists are computed once, before the fork, and read by every worker. A job's result is the
+same as when it runs alone with the same number of torch threads.
 """
 
 from __future__ import annotations

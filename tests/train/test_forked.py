@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from nufm.errors import ConfigError
-from nufm.workflows import forked
-from nufm.workflows.forked import forked_map, worker_threads
+from nufm.train import forked
+from nufm.train.forked import forked_map, worker_threads
 
 
 @pytest.fixture
