@@ -26,13 +26,17 @@ since() { echo $(( $(date +%s) - T0 )); }
 } 2>&1 | tee -a "$L"
 echo "=== gpu tests at $(since) s" | tee -a "$L"
 timeout 150 python3 -m pytest -p no:warnings -p no:cacheprovider -m gpu -rA --tb=short \
-  tests/geometry/test_gpu.py tests/train/test_gpu.py > "$OUT/gpu_tests.log" 2>&1
+  --durations=0 tests/geometry/test_gpu.py tests/train/test_gpu.py > "$OUT/gpu_tests.log" 2>&1
 echo "gpu tests rc $? at $(since) s" | tee -a "$L"
 left=$(( ${DEADLINE:-480} - $(since) ))
 echo "=== pretrain, $left s left, at $(since) s" | tee -a "$L"
+# each log line stamped with the seconds since the script started (the log has no clock)
 timeout -k 40 -s INT "$left" python3 -m nufm.cli pretrain --preset mae-s-desc-gpu \
-  --run-dir /tmp/run --logging.no-progress "$@" > "$OUT/pretrain.log" 2>&1
-echo "pretrain rc $? at $(since) s" | tee -a "$L"
+  --run-dir /tmp/run --logging.no-progress "$@" 2>&1 | python3 -u -c "
+import sys, time
+for line in sys.stdin:
+    print(f'{time.time() - $T0:7.1f} {line}', end='', flush=True)" > "$OUT/pretrain.log"
+echo "pretrain rc ${PIPESTATUS[0]} at $(since) s" | tee -a "$L"
 python3 -m nufm.cli export /tmp/run /tmp/model --half --encoder-only 2>&1 | tail -2 | tee -a "$L"
 cat /tmp/run/config.yaml >> "$L"
 cp /tmp/run/metrics.jsonl "$OUT/"

@@ -234,6 +234,12 @@ class DataConfig:
     """Objectives over token groups (MAE): compute each event's groups once, in the data
     pipeline before the augmentations, and reuse them every epoch (without a crop); False =
     group inside every training step."""
+    cache_descriptors: bool = True
+    """Objectives that read local-shape descriptors (the MAE's descriptor term): compute each
+    event's once, in the data pipeline before the augmentations, and reuse them every epoch
+    (without a crop); False = compute them inside every training step, on the step's device
+    (on a GPU by a brute-force kNN there, whose ties at the largest scale may pick other
+    neighbours than the CPU's kNN: targets a few points apart, docs/training.md)."""
 
     def __post_init__(self) -> None:
         if self.source == "file" and self.path is None:

@@ -585,11 +585,12 @@ _PRETRAIN: dict[str, tuple[RunConfig, str]] = {
                 augment=True,
                 num_workers=10,
                 warm_workers=15,
+                cache_descriptors=False,
             ),
         ),
         "mae-m-desc-cpu's recipe at ViT-S scale from scratch, for one GPU and 16 CPU cores: "
-        "6,000 simulated events (descriptors and groups computed ahead in 15 processes), "
-        "2,000 steps of 48",
+        "6,000 simulated events (token groups computed ahead in 15 processes, descriptors "
+        "in the step on the GPU), 2,000 steps of 48",
     ),
     "mae-5m-cpu": (
         _cpu_pretrain("mae-5m-cpu", _MAE_5M_CPU, steps=4500, lr=5e-4, max_events=16),

@@ -134,3 +134,36 @@ def test_build_transform_attaches_the_descriptors_an_objective_reads() -> None:
         DataConfig(augment=True), objective=build_objective(PRESETS["mae-tiny"].objective)
     )
     assert "EventDescriptors" not in names(off)
+
+
+def test_descriptors_computed_in_the_step_give_the_pipeline_s_loss() -> None:
+    """data.cache_descriptors false: no descriptor step in the pipeline; the MAE computes the
+    descriptors in its step, the same values on a CPU, so the same loss."""
+    import dataclasses
+
+    import torch
+
+    from nufm.data.collate import collate
+    from nufm.presets import PRESETS
+    from nufm.sim import generate_events
+    from nufm.train.components import build_objective
+
+    cfg = dataclasses.replace(
+        PRESETS["mae-tiny"].objective, descriptor_weight=1.0, descriptor_ks=(4, 16)
+    )
+    mae = build_objective(cfg)
+    cached = build_transform(DataConfig(source="sim", augment=False), objective=mae)
+    in_step = build_transform(
+        DataConfig(source="sim", augment=False, cache_descriptors=False), objective=mae
+    )
+    assert "EventDescriptors" in [type(t).__name__ for t in cached.transforms]  # type: ignore[union-attr]
+    assert "EventDescriptors" not in [type(t).__name__ for t in in_step.transforms]  # type: ignore[union-attr]
+    events = list(generate_events(3, 4))
+    losses = []
+    for pipe in (cached, in_step):
+        batch = collate([pipe(e, np.random.default_rng(0)) for e in events])  # type: ignore[misc]
+        assert (batch.descriptors is None) == (pipe is in_step)
+        torch.manual_seed(0)
+        losses.append(mae(batch))
+    assert float(losses[1].metrics["descriptor"]) > 0
+    torch.testing.assert_close(losses[0].loss, losses[1].loss, rtol=1e-6, atol=1e-6)

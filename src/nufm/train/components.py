@@ -239,7 +239,8 @@ def build_transform(
     .HasEventGrouper`), its event grouper runs on the normalised points before the
     augmentations, cached per event; after them, recomputed every time, when a crop changes
     the points. The local-shape descriptors an objective reads (:class:`~nufm.step
-    .WantsDescriptors`) are attached the same way.
+    .WantsDescriptors`) are attached the same way with ``cfg.cache_descriptors`` (else the
+    objective computes them in its step).
     """
     if cfg.source == "toy":
         augment = build_augmentations(cfg, center=(CENTER, CENTER, CENTER))
@@ -256,7 +257,11 @@ def build_transform(
     preprocess = preprocess or run_preprocess(cfg)
     cropped = cfg.augment and cfg.crop is not None
     per_event: list[Transform] = []  # on the event as read, cached, unless a crop changes it
-    if isinstance(objective, WantsDescriptors) and objective.descriptor_ks:
+    if (
+        cfg.cache_descriptors
+        and isinstance(objective, WantsDescriptors)
+        and objective.descriptor_ks
+    ):
         cache = not cropped and not cfg.stream
         per_event.append(EventDescriptors(objective.descriptor_ks, preprocess, cache=cache))
     if cfg.cache_groups and isinstance(objective, HasEventGrouper):
