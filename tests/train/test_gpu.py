@@ -1,6 +1,7 @@
 """The training and inference paths on CUDA (opt-in: -m gpu): the shipped encoder embeds on the
-GPU as on the CPU, and a pretraining run on the GPU (bf16, caches computed ahead, a loader
-worker) writes a checkpoint that exports and loads on the CPU."""
+GPU as on the CPU, the descriptor targets computed on the GPU equal the CPU's, and a
+pretraining run on the GPU (bf16, token groups computed ahead, descriptors in the step, a
+loader worker) writes a checkpoint that exports and loads on the CPU."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import nufm
-from helpers.embeddings import assert_same_embeddings
+from helpers.ties import assert_same_embeddings, descriptor_ties
 from nufm.presets import get_preset
 from nufm.sim import generate_events
 from nufm.train.run import run_pretrain
@@ -38,6 +39,24 @@ def test_shipped_encoder_embeds_on_cuda_as_on_cpu() -> None:
     assert_same_embeddings(pre, events, cpu, gpu, tol=1e-3)
 
 
+def test_descriptors_on_cuda_equal_the_cpu_s_away_from_ties() -> None:
+    """The descriptor targets mae-s-desc-gpu computes in the step on the GPU (brute-force
+    kNN, float64 moments) equal the CPU pipeline's, but at points where the k-th and
+    (k+1)-th neighbours of a scale are equally far (either may be kept)."""
+    from nufm.data.collate import collate
+    from nufm.data.transforms import Preprocess
+    from nufm.models.geometric import point_shape_descriptors
+
+    ks = (8, 32, 128, 512)
+    rng = np.random.default_rng(0)
+    batch = collate([Preprocess().transforms()(e, rng) for e in generate_events(4, 7)])
+    cpu = point_shape_descriptors(batch, ks).numpy()
+    gpu = point_shape_descriptors(batch.to("cuda"), ks).cpu().numpy()
+    tie = descriptor_ties(batch, ks)
+    assert tie.mean() < 0.5
+    np.testing.assert_allclose(gpu[~tie], cpu[~tie], rtol=1e-4, atol=1e-4)
+
+
 def test_pretraining_on_cuda_exports_a_model_that_loads_on_cpu(tmp_path: Path) -> None:
     base = get_preset("mae-m-desc-cpu")
     cfg = dataclasses.replace(
@@ -53,7 +72,12 @@ def test_pretraining_on_cuda_exports_a_model_that_loads_on_cpu(tmp_path: Path) -
         optim=dataclasses.replace(base.optim, warmup_steps=1),
         logging=dataclasses.replace(base.logging, progress=False, tensorboard=False, log_every=1),
         data=dataclasses.replace(
-            base.data, num_events=24, max_events=8, num_workers=1, warm_workers=2
+            base.data,
+            num_events=24,
+            max_events=8,
+            num_workers=1,
+            warm_workers=2,
+            cache_descriptors=False,  # as mae-s-desc-gpu: the descriptors in the step, on the GPU
         ),
     )
     result = run_pretrain(cfg, tmp_path / "run")

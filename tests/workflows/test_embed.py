@@ -391,7 +391,7 @@ def test_knn_backends_change_point_features_only_at_ties(monkeypatch: pytest.Mon
     those with scipy's, but at points whose 3rd and 4th nearest token centres are equally far:
     each backend breaks such a tie its own way (tests/train/test_gpu.py compares the devices
     with the same rule)."""
-    from helpers.embeddings import assert_same_embeddings
+    from helpers.ties import assert_same_embeddings
     from nufm.geometry import knn as knn_module
     from nufm.workflows.load import load_encoder
 

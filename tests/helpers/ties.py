@@ -1,4 +1,7 @@
-"""Compare the embeddings of the same events made on two devices or two kNN backends."""
+"""Where two kNN backends may disagree, and comparisons that allow for it.
+
+On the voxel lattice of LArTPC events many neighbours are equally far; at the k-th place
+scipy's tree and the torch kNN (the CUDA path) may keep different ones, both correct."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from nufm.batch import PointBatch
 from nufm.data.event import Event
 from nufm.geometry.knn import knn
 from nufm.workflows.embed import Embeddings
@@ -48,3 +52,16 @@ def assert_same_embeddings(
     ties = interpolation_ties(pre, events, a)
     assert not (off & ~ties).any(), f"{int((off & ~ties).sum())} points differ without a tie"
     return int(off.sum())
+
+
+def descriptor_ties(batch: PointBatch, ks: Sequence[int]) -> np.ndarray:
+    """(N,) bool: points whose k-th and (k+1)-th nearest points are equally far (relative
+    1e-6) at some scale k of ``ks``, so which k points its descriptors of that scale average
+    over is a tie."""
+    _, dist = knn(batch.coord, batch.offset, batch.coord, batch.offset, max(ks) + 1)
+    d = dist.double().numpy()  # (N, K + 1), inf past an event's size
+    tie = np.zeros(len(d), dtype=bool)
+    with np.errstate(invalid="ignore"):  # inf - inf in events of fewer points
+        for k in ks:
+            tie |= np.abs(d[:, k - 1] - d[:, k]) <= 1e-6 * d[:, k]
+    return tie
