@@ -238,8 +238,9 @@ class DataConfig:
     """Objectives that read local-shape descriptors (the MAE's descriptor term): compute each
     event's once, in the data pipeline before the augmentations, and reuse them every epoch
     (without a crop); False = compute them inside every training step, on the step's device
-    (on a GPU by a brute-force kNN there, whose ties at the largest scale may pick other
-    neighbours than the CPU's kNN: targets a few points apart, docs/training.md)."""
+    (on a GPU by a brute-force kNN there, which may break ties between equally far
+    neighbours otherwise than the CPU's kNN: slightly other targets at those points,
+    docs/training.md)."""
 
     def __post_init__(self) -> None:
         if self.source == "file" and self.path is None:
