@@ -138,9 +138,12 @@ def test_study_presets_reproduce_the_former_study_table() -> None:
     )
     assert full.run.finetune is not None and full.run.finetune.n_test == 1000
     # the demo's study: the quick run with per-size budgets of 2-event steps and early
-    # stopping on 50 val events, its fused rows reading the descriptors as 16 quantile bins
+    # stopping on 50 val events, its fused rows reading the descriptors as 16 quantile bins,
+    # its fine-tune an LP-FT (the encoder frozen for the first half of the steps)
     demo = STUDY_PRESETS["demo"]
-    assert demo.run.objective == dataclasses.replace(quick.run.objective, descriptor_bins=16)
+    assert demo.run.objective == dataclasses.replace(
+        quick.run.objective, descriptor_bins=16, frozen_encoder_fraction=0.5
+    )
     assert demo.run.optim == quick.run.optim
     assert demo.run.finetune == dataclasses.replace(quick.run.finetune, n_val=50)
     assert demo.run.data == dataclasses.replace(quick.run.data, max_events=2)

@@ -57,9 +57,12 @@ class DemoConfig:
     either way."""
     study_preset: str = "demo"
     """Label-efficiency study preset (nufm.presets.STUDY_PRESETS)."""
-    study_workers: int = 1
+    study_workers: int = 2
     """Processes that run the study's training rows side by side (``StudyConfig.workers``,
-    docs/evaluation.md); 1 = one after another, as in the measured demo (README)."""
+    docs/evaluation.md), this process's torch threads shared out among them: on 2 cores two
+    rows of one thread each, 1.44x faster than one after another on two threads
+    (docs/benchmarks.md), each row's result that of the row alone on one thread; 1 = one
+    after another."""
     network_seeds: tuple[int, ...] | None = None
     """Seeds of the study's training-loop and tree rows (None: the preset's; ``demo`` runs
     seed 0). ``0 1 2`` puts error bars on the network rows of the figure; each seed adds
