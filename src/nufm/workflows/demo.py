@@ -66,8 +66,8 @@ class DemoConfig:
     network_seeds: tuple[int, ...] | None = None
     """Seeds of the study's training-loop and tree rows (None: the preset's; ``demo`` runs
     seed 0). ``0 1 2`` puts error bars on the network rows of the figure; each seed adds
-    about 9.5 minutes on 2 cores with AMX (README), less with ``study_workers`` on more
-    cores."""
+    the network rows' time again: about 17 minutes on 2 AVX2 cores in fp32, two rows side
+    by side (README), about 9.5 minutes on 2 cores with AMX one row at a time."""
     seed: int = 0
     """Base seed (labelled data use seed + 1000, pretraining data use seed)."""
     probe_every: int | None = None
