@@ -74,22 +74,35 @@ class _CountingMemo:
         return event
 
 
+_STREAM = dict(max_points=100, max_events=3, shuffle=True, seed=3)
+
+
+def _rows_and_plain_batches(n: int, epochs: int) -> tuple[list[Event], list]:
+    """``n`` toy events with rows (so per-event steps cache them) and the (batch, cursor)
+    pairs of ``epochs`` epochs of the in-process stream with the seeded rotation."""
+    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(n))]
+    plain = EventStream(events, start=DataCursor(), num_workers=0, transform=ROTATE, **_STREAM)
+    return events, [next(plain) for _ in range(epochs * plain.batches_per_epoch)]
+
+
+def _assert_stream_gives(events: list[Event], transform: Compose, workers: int, want: list) -> None:
+    """A stream of ``events`` through ``transform`` with ``workers`` loader workers yields the
+    batches and cursors of ``want``."""
+    stream = EventStream(
+        events, start=DataCursor(), num_workers=workers, transform=transform, **_STREAM
+    )
+    for batch, cursor in want:
+        b, c = next(stream)
+        assert c == cursor and torch.equal(b.coord, batch.coord)
+    stream.close()
+
+
 def test_loader_workers_and_their_caches_outlive_the_epoch(tmp_path: Path) -> None:
     """With a worker, batches are those of the in-process stream (3 epochs and a resume),
     and a cached per-event step runs once per event, not once per epoch."""
-    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(8))]
-    kwargs = dict(max_points=100, max_events=3, shuffle=True, seed=3, transform=ROTATE)
-    plain = EventStream(events, start=DataCursor(), num_workers=0, **kwargs)
-    n = 3 * plain.batches_per_epoch
-    want = [next(plain) for _ in range(n)]
+    events, want = _rows_and_plain_batches(8, epochs=3)
     counted = Compose([_CountingMemo(tmp_path), ROTATE])
-    worker = EventStream(
-        events, start=DataCursor(), num_workers=1, **{**kwargs, "transform": counted}
-    )
-    for batch, cursor in want:
-        b, c = next(worker)
-        assert c == cursor and torch.equal(b.coord, batch.coord)
-    worker.close()
+    _assert_stream_gives(events, counted, 1, want)
     made = [p.name.split("-")[0] for p in tmp_path.iterdir()]
     assert sorted(made) == sorted(str(i) for i in range(len(events)))  # once each
 
@@ -98,10 +111,7 @@ def test_warmed_caches_are_computed_ahead_and_never_in_the_loader(tmp_path: Path
     """data.warm_workers: every event's cached value is computed once, ahead (the first in
     this process, the others in the warming processes, none in a loader worker), and the
     batches are those of a plain stream."""
-    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(9))]
-    kwargs = dict(max_points=100, max_events=3, shuffle=True, seed=3, transform=ROTATE)
-    plain = EventStream(events, start=DataCursor(), num_workers=0, **kwargs)
-    want = [next(plain) for _ in range(2 * plain.batches_per_epoch)]
+    events, want = _rows_and_plain_batches(9, epochs=2)
     counting = _CountingMemo(tmp_path)
     counted = Compose([counting, ROTATE])
     assert warm_pipeline_caches(events, counted, workers=2) == len(events)
@@ -110,13 +120,7 @@ def test_warmed_caches_are_computed_ahead_and_never_in_the_loader(tmp_path: Path
     assert sorted(int(m[0]) for m in made) == list(range(len(events)))
     here = [int(m[0]) for m in made if m[1] == str(os.getpid())]
     assert here == [0]  # the first here (numba compiles before the fork), the rest in workers
-    stream = EventStream(
-        events, start=DataCursor(), num_workers=2, **{**kwargs, "transform": counted}
-    )
-    for batch, cursor in want:
-        b, c = next(stream)
-        assert c == cursor and torch.equal(b.coord, batch.coord)
-    stream.close()
+    _assert_stream_gives(events, counted, 2, want)
     assert len(list(tmp_path.iterdir())) == len(events)  # the loader computed none
 
 

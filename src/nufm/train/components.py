@@ -300,6 +300,8 @@ def warm_pipeline_caches(dataset: EventDataset, transform: Transform | None, wor
     ]
     if not cached:
         return 0
+    for i in cached:  # keep every value, here and in the workers forked below (they inherit it)
+        steps[i].memo.max_bytes = sys.maxsize  # type: ignore[attr-defined]
     prefix = steps[: cached[-1] + 1]  # threshold, normalise, the cached steps: deterministic
 
     def values(index: int) -> list[tuple[tuple[str, int, int] | None, object]]:
@@ -311,7 +313,6 @@ def warm_pipeline_caches(dataset: EventDataset, transform: Transform | None, wor
             event = step(event, rng)
             if i in cached:
                 memo = step.memo  # type: ignore[attr-defined]
-                memo.max_bytes = sys.maxsize  # this worker keeps it until it is read out
                 out.append((key, None if key is None else memo.lookup(key)))
         return out
 
