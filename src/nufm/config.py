@@ -564,10 +564,12 @@ class StudyConfig:
     workers: int = 1
     """Processes that run the training-loop rows (fine-tune, scratch, the linear and head
     modes) side by side, each with this process's torch threads shared out; 1 = one after
-    another in this process. The frozen-feature and classical rows run first in this process
-    (they share its feature cache); the workers are forked from it afterwards and read its
-    per-event caches. A row's result is the same as when it runs alone with the worker's
-    thread count (rounding can differ from the count of ``workers=1``)."""
+    another in this process. First every event's per-event values (descriptors, token groups)
+    are computed in this many forked processes; then the frozen-feature and classical rows run
+    in this process (they share its feature cache); the training workers are forked from it
+    afterwards. Both read the per-event caches and compute none. A row's result is the same as
+    when it runs alone with the worker's thread count (rounding can differ from the count of
+    ``workers=1``)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:

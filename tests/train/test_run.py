@@ -124,6 +124,21 @@ def test_warmed_caches_are_computed_ahead_and_never_in_the_loader(tmp_path: Path
     assert len(list(tmp_path.iterdir())) == len(events)  # the loader computed none
 
 
+def test_warming_within_the_caps_keeps_what_fits_and_recomputes_the_rest(tmp_path: Path) -> None:
+    """keep_all=False (the study): values beyond a cache's size cap are not kept, here or in
+    a process forked later, and are computed again when their event is read."""
+    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(7))]
+    counting = _CountingMemo(tmp_path)
+    counting.memo.max_bytes = 3 * 8  # room for three values of 8 bytes
+    assert warm_pipeline_caches(events, Compose([counting]), workers=2, keep_all=False) == 3
+    assert counting.memo.cached_bytes == 24 and counting.memo.max_bytes == 24
+    assert len(list(tmp_path.iterdir())) == len(events)  # each computed once, ahead
+    rng = np.random.default_rng(0)
+    for event in events:
+        counting(event, rng)
+    assert len(list(tmp_path.iterdir())) == 2 * len(events) - 3  # the four not kept, again
+
+
 def test_warmed_descriptors_and_groups_equal_those_computed_when_read() -> None:
     """The real per-event steps (descriptors, token groups of an MAE with the descriptor
     term): the values computed ahead in 2 processes are those computed when an event is read."""

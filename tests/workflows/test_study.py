@@ -414,8 +414,9 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
 ) -> None:
     """StudyConfig.workers: the training-loop rows run in forked processes of 1 thread each
     and give the scores, per-class F1 and row order of the same study run in this process with
-    1 thread; the frozen-feature rows stay here, and no worker computes descriptors (they read
-    the cache filled before the fork)."""
+    1 thread; the frozen-feature rows stay here. Every event's descriptors are computed once,
+    ahead (in this process with workers=1; in this one and the warming processes with 2),
+    and never in a training run's process."""
     import os
 
     import nufm.models.geometric
@@ -448,9 +449,16 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     monkeypatch.setattr(nufm.workflows.study, "run_finetune", finetune)
     monkeypatch.setattr(nufm.models.geometric.EventDescriptors, "values", values)
     before = torch.get_num_threads()
+
+    def descriptor_pids() -> list[int]:
+        lines = [line.split() for line in log.read_text().splitlines()]
+        return [int(pid) for kind, pid, *_ in lines if kind == "descriptors"]
+
     try:
         torch.set_num_threads(1)
         serial = run_study(cfg, run_dir, (data,), tmp_path / "serial")
+        assert set(descriptor_pids()) == {os.getpid()}
+        n_events = len(descriptor_pids())  # each event of the train, val and test sets once
         log.unlink()
         torch.set_num_threads(2)
         forked = run_study(
@@ -466,7 +474,10 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     lines = [line.split() for line in log.read_text().splitlines()]
     runs = [(int(pid), int(threads[0])) for kind, pid, *threads in lines if kind == "run"]
     assert len(runs) == 2 and all(pid != os.getpid() and t == 1 for pid, t in runs)
-    assert {int(pid) for kind, pid, *_ in lines if kind == "descriptors"} == {os.getpid()}
+    computed = descriptor_pids()
+    assert len(computed) == n_events  # once per event, though forked processes computed them
+    assert os.getpid() in computed and len(set(computed)) > 1
+    assert not set(computed) & {pid for pid, _ in runs}  # never in a training run
     table = list(csv.DictReader((tmp_path / "forked" / "results.csv").open()))
     assert [(t["mode"], int(t["n_train"])) for t in table] == [k[:2] for k in key]
     with pytest.raises(ConfigError, match="workers"):

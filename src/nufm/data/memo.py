@@ -45,6 +45,10 @@ class EventMemo(Generic[V]):
         """The value cached under ``key`` (:meth:`key`), or None."""
         return self._values.get(key)
 
+    def fits(self, value: V) -> bool:
+        """Whether ``value`` fits beside the cached values under ``max_bytes``."""
+        return self.cached_bytes + self.nbytes(value) <= self.max_bytes
+
     def put(self, key: tuple[str, int, int], value: V) -> None:
         """Keep ``value`` under ``key`` whatever ``max_bytes`` says (values computed ahead in
         other processes, :func:`nufm.train.components.warm_pipeline_caches`)."""
@@ -60,10 +64,8 @@ class EventMemo(Generic[V]):
         value = self._values.get(key)
         if value is None:
             value = compute(event)
-            size = self.nbytes(value)
-            if self.cached_bytes + size <= self.max_bytes:
-                self._values[key] = value
-                self.cached_bytes += size
+            if self.fits(value):
+                self.put(key, value)
         return value
 
 

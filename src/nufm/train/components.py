@@ -11,6 +11,7 @@ import itertools
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,7 @@ from torch import nn
 
 from nufm.config import DataConfig, ObjectiveConfig
 from nufm.data.detectors import detector_for_layout, get_detector
+from nufm.data.event import Event
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.lartpc import CENTER
 from nufm.data.memo import EventMemo
@@ -280,12 +282,21 @@ def preprocess_contract(cfg: DataConfig) -> dict:
     return {"source": cfg.source, **run_preprocess(cfg).to_dict()}
 
 
-def warm_pipeline_caches(dataset: EventDataset, transform: Transform | None, workers: int) -> int:
+def warm_pipeline_caches(
+    dataset: EventDataset | Sequence[Event],
+    transform: Transform | None,
+    workers: int,
+    *,
+    keep_all: bool = True,
+) -> int:
     """Compute every event's cached per-event values (the steps of ``transform`` that keep an
     :class:`~nufm.data.memo.EventMemo`: local-shape descriptors, token groups) in ``workers``
-    forked processes, and keep them all in this process's caches, whatever their size cap.
-    The loader's workers, forked from this process afterwards, inherit them and compute none.
-    The values are those the steps compute when an event is read, so training is unchanged.
+    forked processes, and keep them in this process's caches (all of them, whatever the caches'
+    size caps, unless ``keep_all`` is False: then values beyond a cap are not kept and are
+    computed again when their event is read, as without this call). The loader's workers, or
+    a study's training runs, forked from this process afterwards, inherit them and compute
+    none. The values are those the steps compute when an event is read, so training is
+    unchanged.
 
     Returns:
         The number of values kept (0 when ``transform`` caches nothing).
@@ -300,8 +311,9 @@ def warm_pipeline_caches(dataset: EventDataset, transform: Transform | None, wor
     ]
     if not cached:
         return 0
-    for i in cached:  # keep every value, here and in the workers forked below (they inherit it)
-        steps[i].memo.max_bytes = sys.maxsize  # type: ignore[attr-defined]
+    if keep_all:  # keep every value, here and in the workers forked below (they inherit it)
+        for i in cached:
+            steps[i].memo.max_bytes = sys.maxsize  # type: ignore[attr-defined]
     prefix = steps[: cached[-1] + 1]  # threshold, normalise, the cached steps: deterministic
 
     def values(index: int) -> list[tuple[tuple[str, int, int] | None, object]]:
@@ -322,13 +334,15 @@ def warm_pipeline_caches(dataset: EventDataset, transform: Transform | None, wor
     first = [values(0)] if len(dataset) else []
     for found in itertools.chain(first, forked_map(values, range(1, len(dataset)), workers)):
         for i, (key, value) in zip(cached, found, strict=True):
-            if key is not None and value is not None:
-                steps[i].memo.put(key, value)  # type: ignore[attr-defined]
+            memo = steps[i].memo  # type: ignore[attr-defined]
+            if key is not None and value is not None and (keep_all or memo.fits(value)):
+                memo.put(key, value)
                 kept += 1
     nbytes = sum(steps[i].memo.cached_bytes for i in cached)  # type: ignore[attr-defined]
     log.info(
-        "data.warm_workers: %d per-event values computed ahead in %.0f s (%.2f GB)",
+        "%d per-event values computed ahead in %d processes in %.0f s (%.2f GB kept)",
         kept,
+        max(workers, 1),
         time.perf_counter() - start,
         nbytes / 1e9,
     )

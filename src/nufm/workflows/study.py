@@ -40,7 +40,6 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +54,8 @@ from nufm.config import (
     RunConfig,
     StudyConfig,
 )
-from nufm.data.event import Event
-from nufm.data.transforms import Preprocess, Transform
+from nufm.data.memo import EventMemo
+from nufm.data.transforms import Transform
 from nufm.errors import ConfigError
 from nufm.eval.plots import plot_label_efficiency
 from nufm.eval.report import write_metrics_json
@@ -65,6 +64,7 @@ from nufm.presets import STUDY_PRESETS, get_study_preset
 from nufm.tasks.backbone import Mode, encoder_pipeline_steps
 from nufm.tasks.build import TaskConfig
 from nufm.tasks.semseg import SemsegConfig
+from nufm.train.components import warm_pipeline_caches
 from nufm.train.forked import forked_map, worker_threads
 from nufm.viz.display import save_figure
 from nufm.workflows.finetune import (
@@ -324,6 +324,19 @@ def run_study(
             device=feature_device(cfg),
             autocast_dtype=feature_dtype(cfg, feature_device(cfg)),
         )
+    # every event's descriptors (probe and fused rows) and token groups (fused training rows)
+    # computed ahead, in cfg.workers forked processes; the probe rows and the training runs,
+    # forked afterwards, read them
+    warm_steps = [*descriptors]
+    if any(m in FUSED_TASK_MODES for m in cfg.modes):
+        warm_steps += encoder_pipeline_steps(fused_encoder)
+    if warm_steps:
+        warm = [*pool, *test, *(select or []), *(cache.events["val"] if cache else [])]
+        # an event of two lists once; events without a row are never cached
+        known = {key: e for e in warm if (key := EventMemo.key(e)) is not None}
+        warm_pipeline_caches(
+            list(known.values()), pre.transforms(augment=warm_steps), cfg.workers, keep_all=False
+        )
     label_free: dict[str, dict[str, Any]] = {}  # classical rows that use no labels, by mode
 
     def one_row(job: tuple[int, str, int], progress: bool = True) -> StudyRow:
@@ -384,8 +397,6 @@ def run_study(
         if job not in side_by_side:
             record(job, one_row(job))
     if side_by_side:
-        if fused_steps and any(m in FUSED_TASK_MODES for _, m, _ in side_by_side):
-            warm_event_caches(pre, fused_steps, [*pool, *test, *(select or [])])
         log.info(
             "study: %d training runs in %d processes of %d torch threads",
             len(side_by_side),
@@ -399,18 +410,6 @@ def run_study(
         ):
             record(job, row)
     return [done[j] for j in jobs]
-
-
-def warm_event_caches(
-    preprocess: Preprocess, steps: Sequence[Transform], events: Sequence[Event]
-) -> None:
-    """Run every event through the per-event ``steps`` (descriptors, token groups) once, so
-    their caches are full before worker processes are forked from this one and each worker
-    reads them instead of computing its own."""
-    prepare = preprocess.transforms(augment=steps)
-    rng = np.random.default_rng(0)  # the steps are deterministic; the rng is not read
-    for event in events:
-        prepare(event, rng)
 
 
 def parse_study_args(argv: list[str]) -> tuple[StudyConfig, Path]:
