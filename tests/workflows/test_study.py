@@ -416,10 +416,11 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     and give the scores, per-class F1 and row order of the same study run in this process with
     1 thread; the frozen-feature rows stay here. Every event's descriptors are computed once,
     ahead (in this process with workers=1; in this one and the warming processes with 2),
-    and never in a training run's process."""
+    and neither they nor the token groups are ever computed in a training run's process."""
     import os
 
     import nufm.models.geometric
+    import nufm.models.tokenizers
     import nufm.workflows.study
 
     run_dir, data = _one_step_mae_and_events(tmp_path)
@@ -435,6 +436,7 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     log = tmp_path / "pids.txt"  # who ran a training run, who computed descriptors
     real_finetune = nufm.workflows.study.run_finetune
     real_values = nufm.models.geometric.EventDescriptors.values
+    real_groups = nufm.models.tokenizers.EventGrouper.groups
 
     def finetune(*args, **kwargs):  # type: ignore[no-untyped-def]
         with log.open("a") as f:
@@ -446,8 +448,14 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
             f.write(f"descriptors {os.getpid()}\n")
         return real_values(self, event)
 
+    def groups(self, coord):  # type: ignore[no-untyped-def]
+        with log.open("a") as f:
+            f.write(f"groups {os.getpid()}\n")
+        return real_groups(self, coord)
+
     monkeypatch.setattr(nufm.workflows.study, "run_finetune", finetune)
     monkeypatch.setattr(nufm.models.geometric.EventDescriptors, "values", values)
+    monkeypatch.setattr(nufm.models.tokenizers.EventGrouper, "groups", groups)
     before = torch.get_num_threads()
 
     def descriptor_pids() -> list[int]:
@@ -478,6 +486,8 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     assert len(computed) == n_events  # once per event, though forked processes computed them
     assert os.getpid() in computed and len(set(computed)) > 1
     assert not set(computed) & {pid for pid, _ in runs}  # never in a training run
+    grouped = {int(pid) for kind, pid, *_ in lines if kind == "groups"}
+    assert grouped and not grouped & {pid for pid, _ in runs}  # nor the token groups
     table = list(csv.DictReader((tmp_path / "forked" / "results.csv").open()))
     assert [(t["mode"], int(t["n_train"])) for t in table] == [k[:2] for k in key]
     with pytest.raises(ConfigError, match="workers"):

@@ -325,11 +325,9 @@ def run_study(
             autocast_dtype=feature_dtype(cfg, feature_device(cfg)),
         )
     # every event's descriptors (probe and fused rows) and token groups (fused training rows)
-    # computed ahead, in cfg.workers forked processes; the probe rows and the training runs,
-    # forked afterwards, read them
-    warm_steps = [*descriptors]
-    if any(m in FUSED_TASK_MODES for m in cfg.modes):
-        warm_steps += encoder_pipeline_steps(fused_encoder)
+    # computed ahead, in cfg.workers forked processes, into the caches of these very steps:
+    # the probe rows and the training runs, forked afterwards, read them
+    warm_steps = fused_steps if any(m in FUSED_TASK_MODES for m in cfg.modes) else descriptors
     if warm_steps:
         warm = [*pool, *test, *(select or []), *(cache.events["val"] if cache else [])]
         # an event of two lists once; events without a row are never cached
