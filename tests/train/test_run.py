@@ -77,10 +77,15 @@ class _CountingMemo:
 _STREAM = dict(max_points=100, max_events=3, shuffle=True, seed=3)
 
 
+def _toy_rows(n: int) -> list[Event]:
+    """``n`` toy events with rows, so per-event steps cache them."""
+    return [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(n))]
+
+
 def _rows_and_plain_batches(n: int, epochs: int) -> tuple[list[Event], list]:
-    """``n`` toy events with rows (so per-event steps cache them) and the (batch, cursor)
-    pairs of ``epochs`` epochs of the in-process stream with the seeded rotation."""
-    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(n))]
+    """``n`` toy events with rows and the (batch, cursor) pairs of ``epochs`` epochs of the
+    in-process stream with the seeded rotation."""
+    events = _toy_rows(n)
     plain = EventStream(events, start=DataCursor(), num_workers=0, transform=ROTATE, **_STREAM)
     return events, [next(plain) for _ in range(epochs * plain.batches_per_epoch)]
 
@@ -127,7 +132,7 @@ def test_warmed_caches_are_computed_ahead_and_never_in_the_loader(tmp_path: Path
 def test_warming_within_the_caps_keeps_what_fits_and_recomputes_the_rest(tmp_path: Path) -> None:
     """keep_all=False (the study): values beyond a cache's size cap are not kept, here or in
     a process forked later, and are computed again when their event is read."""
-    events = [dataclasses.replace(e, source="toy", event_id=i) for i, e in enumerate(toy_events(7))]
+    events = _toy_rows(7)
     counting = _CountingMemo(tmp_path)
     counting.memo.max_bytes = 3 * 8  # room for three values of 8 bytes
     assert warm_pipeline_caches(events, Compose([counting]), workers=2, keep_all=False) == 3
