@@ -484,7 +484,9 @@ class ProbeStudyConfig:
     gbt_max_train_points: int = 200_000
     """Train points the trees see at most (seeded uniform subsample; 0 = all)."""
     gbt_threads: int | None = 1
-    """OpenMP threads of the trees (None = every core; one is robust on a shared machine)."""
+    """OpenMP threads of the trees (None = the process's torch threads: every core, or a
+    side-by-side worker's share, ``StudyConfig.workers``; one is robust on a shared
+    machine)."""
     random_encoder_seed: int | None = None
     """probe-random: None = one random encoder per seed (initialised as a ``linear-random``
     run of that seed starts); a seed = that one random encoder for every seed, so the row's
@@ -563,13 +565,14 @@ class StudyConfig:
 
     workers: int = 1
     """Processes that run the training-loop rows (fine-tune, scratch, the linear and head
-    modes) side by side, each with this process's torch threads shared out; 1 = one after
-    another in this process. First every event's per-event values (descriptors, token groups)
-    are computed in this many forked processes; then the frozen-feature and classical rows run
-    in this process (they share its feature cache); the training workers are forked from it
-    afterwards. Both read the per-event caches and compute none. A row's result is the same as
-    when it runs alone with the worker's thread count (rounding can differ from the count of
-    ``workers=1``)."""
+    modes) and the frozen-feature rows (probes, trees) side by side, each with this process's
+    torch threads shared out; 1 = one after another in this process. First every event's
+    per-event values (descriptors, token groups) are computed in this many forked processes;
+    then this process encodes every frozen feature the probe rows read (features of one
+    source are shared by its rows) and runs the classical rows; then the workers are forked
+    from it and take the rows longest first. They read the per-event caches and the features
+    and compute none. A row's result is the same as when it runs alone with the worker's
+    thread count (rounding can differ from the count of ``workers=1``)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:

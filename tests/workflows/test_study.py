@@ -409,18 +409,20 @@ def test_fused_training_modes_give_the_head_the_descriptors(
     assert bool((bins.edges[:, -1] > bins.edges[:, 0]).any())
 
 
-def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
+def test_rows_side_by_side_equal_the_rows_run_one_after_another(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """StudyConfig.workers: the training-loop rows run in forked processes of 1 thread each
-    and give the scores, per-class F1 and row order of the same study run in this process with
-    1 thread; the frozen-feature rows stay here. Every event's descriptors are computed once,
-    ahead (in this process with workers=1; in this one and the warming processes with 2),
-    and neither they nor the token groups are ever computed in a training run's process."""
+    """StudyConfig.workers: the training-loop rows and the frozen-feature rows run in forked
+    processes of 1 thread each and give the scores, per-class F1 and row order of the same
+    study run in this process with 1 thread. Every event's descriptors are computed once,
+    ahead (in this process with workers=1; in this one and the warming processes with 2), and
+    neither they nor the token groups are ever computed in a worker; the probes' features are
+    encoded in this process only, each event once per source."""
     import os
 
     import nufm.models.geometric
     import nufm.models.tokenizers
+    import nufm.workflows.probe_study
     import nufm.workflows.study
 
     run_dir, data = _one_step_mae_and_events(tmp_path)
@@ -428,45 +430,64 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     cfg = dataclasses.replace(
         smoke,
         sizes=(4, 8),
-        modes=("probe-geometry", "full-fused"),
+        modes=("probe-geometry", "probe", "full-fused"),
         probe=dataclasses.replace(
             smoke.probe, geometry_ks=(4, 8), learning_rates=(0.1,), epochs=1, min_steps=10
         ),
     )
-    log = tmp_path / "pids.txt"  # who ran a training run, who computed descriptors
+    log = tmp_path / "pids.txt"  # who ran a row, who computed descriptors and features
     real_finetune = nufm.workflows.study.run_finetune
+    real_probe = nufm.workflows.study.run_probe_mode
     real_values = nufm.models.geometric.EventDescriptors.values
     real_groups = nufm.models.tokenizers.EventGrouper.groups
+    real_encode = nufm.workflows.probe_study.FeatureCache._encode
+
+    def note(line: str) -> None:
+        with log.open("a") as f:
+            f.write(line + "\n")
 
     def finetune(*args, **kwargs):  # type: ignore[no-untyped-def]
-        with log.open("a") as f:
-            f.write(f"run {os.getpid()} {torch.get_num_threads()}\n")
+        note(f"run {os.getpid()} {torch.get_num_threads()}")
         return real_finetune(*args, **kwargs)
 
+    def probe(*args, **kwargs):  # type: ignore[no-untyped-def]
+        note(f"probe {os.getpid()} {torch.get_num_threads()}")
+        return real_probe(*args, **kwargs)
+
     def values(self, event):  # type: ignore[no-untyped-def]
-        with log.open("a") as f:
-            f.write(f"descriptors {os.getpid()}\n")
+        note(f"descriptors {os.getpid()}")
         return real_values(self, event)
 
     def groups(self, coord):  # type: ignore[no-untyped-def]
-        with log.open("a") as f:
-            f.write(f"groups {os.getpid()}\n")
+        note(f"groups {os.getpid()}")
         return real_groups(self, coord)
 
+    def encode(self, backbone, split, start, stop, feats, labels):  # type: ignore[no-untyped-def]
+        note(f"features {os.getpid()} {stop - start}")
+        return real_encode(self, backbone, split, start, stop, feats, labels)
+
     monkeypatch.setattr(nufm.workflows.study, "run_finetune", finetune)
+    monkeypatch.setattr(nufm.workflows.study, "run_probe_mode", probe)
     monkeypatch.setattr(nufm.models.geometric.EventDescriptors, "values", values)
     monkeypatch.setattr(nufm.models.tokenizers.EventGrouper, "groups", groups)
+    monkeypatch.setattr(nufm.workflows.probe_study.FeatureCache, "_encode", encode)
     before = torch.get_num_threads()
 
-    def descriptor_pids() -> list[int]:
-        lines = [line.split() for line in log.read_text().splitlines()]
-        return [int(pid) for kind, pid, *_ in lines if kind == "descriptors"]
+    def lines() -> list[list[str]]:
+        return [line.split() for line in log.read_text().splitlines()]
+
+    def pids(kind: str) -> list[int]:
+        return [int(pid) for k, pid, *_ in lines() if k == kind]
+
+    def encoded() -> int:
+        return sum(int(n[0]) for k, _, *n in lines() if k == "features")
 
     try:
         torch.set_num_threads(1)
         serial = run_study(cfg, run_dir, (data,), tmp_path / "serial")
-        assert set(descriptor_pids()) == {os.getpid()}
-        n_events = len(descriptor_pids())  # each event of the train, val and test sets once
+        assert set(pids("descriptors")) == {os.getpid()}
+        n_events = len(pids("descriptors"))  # each event of the train, val and test sets once
+        n_encoded = encoded()  # each event once per feature source
         log.unlink()
         torch.set_num_threads(2)
         forked = run_study(
@@ -479,16 +500,42 @@ def test_training_rows_side_by_side_equal_the_rows_run_one_after_another(
     assert key == [(m, n, 0) for n in (4, 8) for m in cfg.modes]
     assert [r.score for r in serial] == [r.score for r in forked]
     assert [r.per_class_f1 for r in serial] == [r.per_class_f1 for r in forked]
-    lines = [line.split() for line in log.read_text().splitlines()]
-    runs = [(int(pid), int(threads[0])) for kind, pid, *threads in lines if kind == "run"]
-    assert len(runs) == 2 and all(pid != os.getpid() and t == 1 for pid, t in runs)
-    computed = descriptor_pids()
+    rows = [(int(pid), int(t[0])) for k, pid, *t in lines() if k in ("run", "probe")]
+    assert len(rows) == len(key) and all(pid != os.getpid() and t == 1 for pid, t in rows)
+    workers = {pid for pid, _ in rows}
+    computed = pids("descriptors")
     assert len(computed) == n_events  # once per event, though forked processes computed them
     assert os.getpid() in computed and len(set(computed)) > 1
-    assert not set(computed) & {pid for pid, _ in runs}  # never in a training run
-    grouped = {int(pid) for kind, pid, *_ in lines if kind == "groups"}
-    assert grouped and not grouped & {pid for pid, _ in runs}  # nor the token groups
+    assert not set(computed) & workers  # never in a worker
+    grouped = set(pids("groups"))
+    assert grouped and not grouped & workers  # nor the token groups
+    assert set(pids("features")) == {os.getpid()} and encoded() == n_encoded  # nor features
     table = list(csv.DictReader((tmp_path / "forked" / "results.csv").open()))
     assert [(t["mode"], int(t["n_train"])) for t in table] == [k[:2] for k in key]
+
+
+def test_side_by_side_rows_start_longest_first() -> None:
+    """The demo's rows in the order the workers take them: training rows by steps less half
+    of those with the encoder frozen (LP-FT: half of them), scratch 600 = 600 > fine-tune
+    600 * 0.75 = 450 > scratch 400 > fine-tune 400 * 0.75 = 300; then the frozen-feature rows
+    by size, largest first; ties in the jobs' order."""
+    from nufm.workflows.study import side_by_side_order
+
+    cfg = STUDY_PRESETS["demo"]
+    jobs = [(n, m, s) for n in cfg.sizes for m in cfg.modes for s in cfg.seeds_for(m)]
+    order = side_by_side_order(cfg, jobs)
+    assert sorted(order) == sorted(jobs)
+    training = [(n, m) for n, m, _ in order[:6]]
+    assert training == [
+        (100, "scratch-fused"),
+        (1000, "scratch-fused"),
+        (100, "full-fused"),
+        (1000, "full-fused"),
+        (10, "scratch-fused"),
+        (10, "full-fused"),
+    ]
+    rest = order[6:]
+    assert [n for n, _, _ in rest] == sorted((n for n, _, _ in rest), reverse=True)
+    assert rest == sorted((j for j in jobs if j not in order[:6]), key=lambda j: -j[0])
     with pytest.raises(ConfigError, match="workers"):
         dataclasses.replace(cfg, workers=0)

@@ -14,14 +14,15 @@ features and the descriptors side by side (the trees the first ``probe.fused_pca
 principal components of the encoder's features): they ask whether the encoder knows anything
 the classical features do not. Settings: :class:`nufm.config.ProbeStudyConfig`.
 
-Owns :class:`FeatureCache` and :func:`run_probe_mode`.
+Owns :class:`FeatureCache`, :func:`encode_ahead` and :func:`run_probe_mode`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,8 @@ from nufm.tasks.semseg import SemsegConfig
 from nufm.train.loop import seed_everything
 from nufm.train.precision import inference_dtype
 from nufm.workflows.load import Pretrained
+
+log = logging.getLogger(__name__)
 
 
 class FeatureCache:
@@ -105,6 +108,15 @@ class FeatureCache:
             (features (M, D) float32, segment labels (M,) int64) of the points of those
             events, event after event.
         """
+        n = self.encode(source, build, split, n)
+        feats, labels = self._feat[(source, split)], self._label[(source, split)]
+        return np.concatenate(feats[:n]), np.concatenate(labels[:n])
+
+    def encode(
+        self, source: str, build: Callable[[], nn.Module], split: str, n: int | None = None
+    ) -> int:
+        """Encode the first ``n`` events of ``split`` (all when None) with ``source`` where
+        not done yet, without reading them out (arguments as :meth:`get`); returns n."""
         events = self.events[split]
         n = len(events) if n is None else n
         if n > len(events):
@@ -119,7 +131,7 @@ class FeatureCache:
             self._encode(self._backbones[source], split, have, n, feats, labels)
             self.encoded_events[source] = self.encoded_events.get(source, 0) + n - have
             self.seconds[source] = self.seconds.get(source, 0.0) + time.perf_counter() - t0
-        return np.concatenate(feats[:n]), np.concatenate(labels[:n])
+        return n
 
     @torch.no_grad()
     def _encode(
@@ -209,6 +221,45 @@ def _feature_source(
             raise ValueError(f"study: {mode!r} is not a frozen-feature mode {PROBE_MODES}")
 
 
+def _mode_sources(
+    cfg: StudyConfig, mode: str, seed: int, pretrained: Pretrained
+) -> list[tuple[str, Callable[[], nn.Module]]]:
+    """The feature sources a frozen-feature mode reads: its own, or for the fused modes the
+    pretrained encoder's and the descriptors'."""
+    if mode in ("probe-fused", "gbt-fused"):
+        return [
+            _feature_source(cfg, "probe", seed, pretrained),
+            _feature_source(cfg, "probe-geometry", seed, pretrained),
+        ]
+    return [_feature_source(cfg, mode, seed, pretrained)]
+
+
+def encode_ahead(
+    cfg: StudyConfig,
+    jobs: Sequence[tuple[int, str, int]],
+    cache: FeatureCache,
+    pretrained: Pretrained,
+) -> None:
+    """Encode in ``cache`` every event the frozen-feature rows among ``jobs`` (size, mode,
+    seed) read, so that rows run afterwards in forked processes find all their features in
+    the cache they inherit and encode none (the study with ``workers`` > 1)."""
+    t0 = time.perf_counter()
+    before = dict(cache.encoded_events)
+    for n, mode, seed in jobs:
+        if mode not in PROBE_MODES:
+            continue
+        for source, build in _mode_sources(cfg, mode, seed, pretrained):
+            for split in ("train", "val", "test"):
+                cache.encode(source, build, split, n if split == "train" else None)
+    done = {s: k - before.get(s, 0) for s, k in cache.encoded_events.items()}
+    if any(done.values()):
+        log.info(
+            "study: frozen features encoded ahead in %.0f s (events by source: %s)",
+            time.perf_counter() - t0,
+            ", ".join(f"{s} {k}" for s, k in done.items() if k),
+        )
+
+
 def _pca_reduce(
     sets: dict[str, tuple[np.ndarray, np.ndarray]], dims: int, seed: int
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -237,16 +288,16 @@ def _mode_sets(
     on: one source's features, or for the fused modes the pretrained encoder's (reduced for
     the trees) beside the descriptors."""
 
-    def of(source_mode: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        source, build = _feature_source(cfg, source_mode, seed, pretrained)
+    def of(source: str, build: Callable[[], nn.Module]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {
             split: cache.get(source, build, split, n_train if split == "train" else None)
             for split in ("train", "val", "test")
         }
 
-    if mode not in ("probe-fused", "gbt-fused"):
-        return of(mode)
-    encoder, geometry = of("probe"), of("probe-geometry")
+    sources = [of(*source) for source in _mode_sources(cfg, mode, seed, pretrained)]
+    if len(sources) == 1:
+        return sources[0]
+    encoder, geometry = sources
     if mode == "gbt-fused":
         encoder = _pca_reduce(encoder, cfg.probe.fused_pca_dims, seed)
     out = {}
@@ -293,7 +344,8 @@ def run_probe_mode(
             learning_rate=p.gbt_learning_rate,
             max_leaf_nodes=p.gbt_max_leaf_nodes,
             max_train_points=p.gbt_max_train_points,
-            n_threads=p.gbt_threads,
+            # None: this process's torch threads (every core, or a forked worker's share)
+            n_threads=p.gbt_threads if p.gbt_threads is not None else torch.get_num_threads(),
             seed=seed,
             ignore_index=task.ignore_index,
         )

@@ -77,6 +77,7 @@ from nufm.workflows.finetune import (
 from nufm.workflows.load import for_detector, load_encoder
 from nufm.workflows.probe_study import (
     FeatureCache,
+    encode_ahead,
     feature_device,
     feature_dtype,
     run_probe_mode,
@@ -384,30 +385,58 @@ def run_study(
         return row
 
     jobs = [(n, m, s) for n in sorted(cfg.sizes) for m in cfg.modes for s in cfg.seeds_for(m)]
-    side_by_side = [j for j in jobs if cfg.workers > 1 and j[1] in TRAINING_MODES]
+    side_by_side = [j for j in jobs if cfg.workers > 1 and j[1] in (*TRAINING_MODES, *PROBE_MODES)]
     done: dict[tuple[int, str, int], StudyRow] = {}
 
     def record(job: tuple[int, str, int], row: StudyRow) -> None:
         done[job] = row  # the outputs list the rows in job order, however they ran
         write_study_outputs([done[j] for j in jobs if j in done], cfg, out_dir, source, score)
 
-    for job in jobs:  # all rows, or those that stay in this process (they share its cache)
+    for job in jobs:  # all rows, or the classical ones (seconds each)
         if job not in side_by_side:
             record(job, one_row(job))
     if side_by_side:
+        if cache is not None:  # the workers inherit every feature their rows read
+            assert pretrained is not None
+            encode_ahead(cfg, side_by_side, cache, pretrained)
+        order = side_by_side_order(cfg, side_by_side)
         log.info(
-            "study: %d training runs in %d processes of %d torch threads",
-            len(side_by_side),
+            "study: %d rows (%d training runs) in %d processes of %d torch threads",
+            len(order),
+            sum(j[1] in TRAINING_MODES for j in order),
             cfg.workers,
             worker_threads(cfg.workers),
         )
         for job, row in zip(
-            side_by_side,
-            forked_map(lambda job: one_row(job, progress=False), side_by_side, cfg.workers),
+            order,
+            forked_map(lambda job: one_row(job, progress=False), order, cfg.workers),
             strict=True,
         ):
             record(job, row)
     return [done[j] for j in jobs]
+
+
+def side_by_side_order(
+    cfg: StudyConfig, jobs: list[tuple[int, str, int]]
+) -> list[tuple[int, str, int]]:
+    """The order in which the forked workers take the (size, mode, seed) ``jobs``: the longest
+    first, so that the last ones to start are short and the workers finish together (the
+    longest-processing-time-first rule). Training rows (minutes each) come before the
+    frozen-feature rows (seconds to a minute), ranked by their steps less half of those with
+    the encoder frozen (no backward through it: the LP-FT's first part, the linear and head
+    modes); the frozen-feature rows by labelled-set size. Ties keep the jobs' order."""
+    task = cfg.run.objective
+    lp_ft = task.frozen_encoder_fraction if isinstance(task, TaskConfig) else 0.0
+    steps_at = dict(zip(cfg.sizes, cfg.steps, strict=True)) if cfg.steps else {}
+
+    def rank(job: tuple[int, str, int]) -> tuple[int, float]:
+        n, mode, _ = job
+        if mode not in TRAINING_MODES:
+            return (1, -n)
+        frozen = {"linear": 1.0, "head": 1.0, "scratch": 0.0}.get(_TASK_MODE[mode], lp_ft)
+        return (0, -steps_at.get(n, cfg.run.train.max_steps) * (1.0 - frozen / 2))
+
+    return sorted(jobs, key=rank)
 
 
 def parse_study_args(argv: list[str]) -> tuple[StudyConfig, Path]:
