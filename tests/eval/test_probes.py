@@ -14,6 +14,7 @@ from nufm.eval.probes import (
     EventSplit,
     KNNProbeConfig,
     LinearProbeConfig,
+    _as_inputs,
     _fit_linear_bag,
     _knn_votes,
     _macro_f1,
@@ -132,6 +133,48 @@ def test_probe_rejects_bad_input() -> None:
         run_probe(FAST, np.zeros((4, 2)), np.array([0, 1]), np.arange(4), num_classes=3)
     with pytest.raises(ValueError, match="no labelled points"):
         run_probe(FAST, np.zeros((4, 2)), np.array([0, 1, 0, 1]), np.zeros(4, int), num_classes=2)
+    bad = np.zeros((8, 2), np.float32)
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        run_probe(FAST, bad, np.arange(8) % 2, np.arange(8), num_classes=2)
+    bad[5, 1] = -np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        run_probe(FAST, bad, np.arange(8) % 2, np.arange(8), num_classes=2)
+    # finite features whose sum overflows float32 pass the check
+    big = np.full((8, 2), 3e38, np.float32)
+    x, _, _ = _as_inputs(big, np.arange(8) % 2, 2, -1, "features")
+    assert not bool(torch.isfinite(x.sum())) and bool(torch.isfinite(x).all())
+
+
+def test_minibatch_fit_equals_a_plain_adamw_loop() -> None:
+    """_fit_linear_bag with minibatches (a last partial one: 1,000 rows of 96) against a plain
+    loop of one head: the same shuffles, torch.optim.AdamW, weighted cross entropy."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 12, generator=g)
+    y = torch.randint(0, 3, (1000,), generator=g)
+    cfg = LinearProbeConfig(
+        learning_rates=(0.05,), epochs=3, batch_size=96, class_balanced=True, seed=4
+    )
+    w, b = _fit_linear_bag(x, y, 3, cfg)  # (1, 3, 12), (1, 3)
+
+    weight = torch.zeros(3, 12, requires_grad=True)
+    bias = torch.zeros(3, requires_grad=True)
+    optim = torch.optim.AdamW([weight, bias], lr=0.05, weight_decay=cfg.weight_decay)
+    freq = torch.bincount(y, minlength=3).float()
+    class_w = (1 / freq) * 3 / (1 / freq).sum()
+    shuffle = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        order = torch.randperm(1000, generator=shuffle)
+        for start in range(0, 1000, 96):
+            rows = order[start : start + 96]
+            loss = torch.nn.functional.cross_entropy(
+                x[rows] @ weight.T + bias, y[rows], weight=class_w
+            )
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    torch.testing.assert_close(w[0], weight.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(b[0], bias.detach(), rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------
