@@ -417,7 +417,8 @@ def test_rows_side_by_side_equal_the_rows_run_one_after_another(
     study run in this process with 1 thread. Every event's descriptors are computed once,
     ahead (in this process with workers=1; in this one and the warming processes with 2), and
     neither they nor the token groups are ever computed in a worker; the probes' features are
-    encoded in this process only, each event once per source."""
+    encoded in this process only, each event once per source, from the token groups computed
+    ahead."""
     import os
 
     import nufm.models.geometric
@@ -441,6 +442,7 @@ def test_rows_side_by_side_equal_the_rows_run_one_after_another(
     real_values = nufm.models.geometric.EventDescriptors.values
     real_groups = nufm.models.tokenizers.EventGrouper.groups
     real_encode = nufm.workflows.probe_study.FeatureCache._encode
+    real_tokenize = nufm.models.tokenizers.PointMAETokenizer.group
 
     def note(line: str) -> None:
         with log.open("a") as f:
@@ -466,7 +468,12 @@ def test_rows_side_by_side_equal_the_rows_run_one_after_another(
         note(f"features {os.getpid()} {stop - start}")
         return real_encode(self, backbone, split, start, stop, feats, labels)
 
+    def tokenize(self, coord, offset):  # type: ignore[no-untyped-def]
+        note(f"tokenize {os.getpid()}")  # groups made in a forward pass, not read
+        return real_tokenize(self, coord, offset)
+
     monkeypatch.setattr(nufm.workflows.study, "run_finetune", finetune)
+    monkeypatch.setattr(nufm.models.tokenizers.PointMAETokenizer, "group", tokenize)
     monkeypatch.setattr(nufm.workflows.study, "run_probe_mode", probe)
     monkeypatch.setattr(nufm.models.geometric.EventDescriptors, "values", values)
     monkeypatch.setattr(nufm.models.tokenizers.EventGrouper, "groups", groups)
@@ -510,6 +517,7 @@ def test_rows_side_by_side_equal_the_rows_run_one_after_another(
     grouped = set(pids("groups"))
     assert grouped and not grouped & workers  # nor the token groups
     assert set(pids("features")) == {os.getpid()} and encoded() == n_encoded  # nor features
+    assert not pids("tokenize")  # the probe encoders read the token groups computed ahead
     table = list(csv.DictReader((tmp_path / "forked" / "results.csv").open()))
     assert [(t["mode"], int(t["n_train"])) for t in table] == [k[:2] for k in key]
 

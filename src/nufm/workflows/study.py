@@ -311,6 +311,10 @@ def run_study(
     # ... and the fused runs' token groups (one architecture for fine-tune and scratch)
     fused_encoder = network_config or (task.encoder if isinstance(task, TaskConfig) else None)
     fused_steps = [*descriptors, *encoder_pipeline_steps(fused_encoder)]
+    # every event's descriptors (probe and fused rows) and token groups (fused training rows)
+    # are computed ahead, in cfg.workers forked processes, into the caches of these very
+    # steps: the probe rows and the training runs, forked afterwards, read them
+    warm_steps = fused_steps if any(m in FUSED_TASK_MODES for m in cfg.modes) else descriptors
     cache: FeatureCache | None = None
     if any(m in PROBE_MODES for m in cfg.modes):
         if pretrained is None:
@@ -319,16 +323,14 @@ def run_study(
         val = finetune_split(ft, pre, "val", n_val)
         cache = FeatureCache(
             {"train": pool, "val": val, "test": test},
-            pre.transforms(augment=descriptors),
+            # the probe encoders (the pretrained one, its random twin) are the fused runs'
+            # architecture: they read the token groups computed ahead too, where there are some
+            pre.transforms(augment=warm_steps),
             batch_points=ft.eval_batch_points,
             train_points_per_event=cfg.probe.train_points_per_event,
             device=feature_device(cfg),
             autocast_dtype=feature_dtype(cfg, feature_device(cfg)),
         )
-    # every event's descriptors (probe and fused rows) and token groups (fused training rows)
-    # computed ahead, in cfg.workers forked processes, into the caches of these very steps:
-    # the probe rows and the training runs, forked afterwards, read them
-    warm_steps = fused_steps if any(m in FUSED_TASK_MODES for m in cfg.modes) else descriptors
     if warm_steps:
         warm = [*pool, *test, *(select or []), *(cache.events["val"] if cache else [])]
         # an event of two lists once; events without a row are never cached
