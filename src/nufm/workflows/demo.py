@@ -66,8 +66,8 @@ class DemoConfig:
     network_seeds: tuple[int, ...] | None = None
     """Seeds of the study's training-loop and tree rows (None: the preset's; ``demo`` runs
     seed 0). ``0 1 2`` puts error bars on the network rows of the figure; each seed adds
-    the network rows' time again: about 17 minutes on 2 AVX2 cores in fp32, two rows side
-    by side (README), about 9.5 minutes on 2 cores with AMX one row at a time."""
+    the network rows' time again: about 11 minutes on 2 AVX2 cores in fp32, two rows side
+    by side (README, Results), about 9.5 minutes on 2 cores with AMX one row at a time."""
     seed: int = 0
     """Base seed (labelled data use seed + 1000, pretraining data use seed)."""
     probe_every: int | None = None
@@ -391,10 +391,11 @@ def write_report(
         "",
         "![](figures/label_efficiency.png)",
         "",
-        "The supervised ceilings (the scratch row's network trained on all 1,200 labelled "
-        "events for 4,000 steps, and a point-level PTv3 tiny) are in the README's Results "
-        "section; the probe against pretraining compute for three encoder sizes and the "
-        "demo's timings are in docs/benchmarks.md.",
+        "The supervised ceiling (the scratch row's network trained on all 1,200 labelled "
+        "events for 4,000 steps) is in the README's Results section, a point-level PTv3 "
+        "tiny ceiling and the earlier demos in docs/results_history.md; the probe against "
+        "pretraining compute for three encoder sizes and the demo's timings are in "
+        "docs/benchmarks.md.",
         "",
     ]
     if pred:
