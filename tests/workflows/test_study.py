@@ -96,7 +96,13 @@ def test_step_budgets_seeds_per_kind_and_the_per_class_table(tmp_path: Path) -> 
     }
     assert steps == {4: 2, 8: 5}
     md = (tmp_path / "study" / "results.md").read_text()
-    assert "At 8 labelled events, mean over seeds" in md and "| F1 michel |" in md
+    assert "| F1 michel |" in md
+    at_4, at_8 = md.index("At 4 labelled events, mean"), md.index("At 8 labelled events, mean")
+    assert at_4 < at_8  # per class at every size, the smallest first
+    per_class_4 = md[at_4:at_8]
+    assert "| probe-geometry |" not in per_class_4  # the mode's label, not its name
+    table_4 = [line for line in per_class_4.splitlines() if line.startswith("|")]
+    assert len(table_4) == 2 + 2  # header, rule and one row per mode
     assert "steps per run {4: 2, 8: 5}" in md
     with pytest.raises(ConfigError, match="steps"):
         dataclasses.replace(cfg, steps=(2,))

@@ -559,7 +559,8 @@ def detail_table(rows: list[StudyRow], n_train: int, score: StudyScore) -> str:
 def write_study_outputs(
     rows: list[StudyRow], cfg: StudyConfig, out_dir: Path, source: str, score: StudyScore
 ) -> None:
-    """results.csv (one row per run), results.md (the table) and label_efficiency.png."""
+    """results.csv (one row per run), results.md (the table, and per class at each size) and
+    label_efficiency.png."""
     extras = list(rows[0].extras) if rows else []
     classes = list(rows[0].per_class_f1) if rows else []
     tmp = out_dir / "results.csv.tmp"
@@ -617,10 +618,11 @@ def write_study_outputs(
             f"macro F1 is scored; train events keep at most {p.train_points_per_event} "
             "points each.\n\n"
         )
-    largest = max(r.n_train for r in rows) if rows else 0
-    detail = detail_table(rows, largest, score)
-    if detail:
-        detail = f"\nAt {largest} labelled events, mean over seeds:\n\n" + detail
+    # the per-class table at every size: the targets of a study are often set at one size
+    detail = ""
+    for n in sorted({r.n_train for r in rows}):
+        if table := detail_table(rows, n, score):
+            detail += f"\nAt {n} labelled events, mean over seeds:\n\n" + table
     (out_dir / "results.md").write_text(
         header
         + f"{score.name[0].upper() + score.name[1:]}, mean +- sample std over seeds:\n\n"
