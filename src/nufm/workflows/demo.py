@@ -58,11 +58,11 @@ class DemoConfig:
     study_preset: str = "demo"
     """Label-efficiency study preset (nufm.presets.STUDY_PRESETS)."""
     study_workers: int = 2
-    """Processes that run the study's training rows side by side (``StudyConfig.workers``,
-    docs/evaluation.md), this process's torch threads shared out among them: on 2 cores two
-    rows of one thread each, 1.44x faster than one after another on two threads
-    (docs/benchmarks.md), each row's result that of the row alone on one thread; 1 = one
-    after another."""
+    """Processes that run the study's training and frozen-feature rows side by side,
+    longest first (``StudyConfig.workers``, docs/evaluation.md), this process's torch threads
+    shared out among them: on 2 cores two rows of one thread each, 1.44x faster than one
+    after another on two threads for the training rows (docs/benchmarks.md), each row's
+    result that of the row alone on one thread; 1 = one after another."""
     network_seeds: tuple[int, ...] | None = None
     """Seeds of the study's training-loop and tree rows (None: the preset's; ``demo`` runs
     seed 0). ``0 1 2`` puts error bars on the network rows of the figure; each seed adds
