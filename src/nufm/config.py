@@ -572,7 +572,9 @@ class StudyConfig:
     source are shared by its rows) and runs the classical rows; then the workers are forked
     from it and take the rows longest first. They read the per-event caches and the features
     and compute none. A row's result is the same as when it runs alone with the worker's
-    thread count (rounding can differ from the count of ``workers=1``)."""
+    thread count (rounding can differ from the count of ``workers=1``). Where the runs use
+    CUDA the rows run one after another in this process (a forked process cannot use CUDA
+    once its parent has)."""
 
     def __post_init__(self) -> None:
         if self.workers < 1:

@@ -553,3 +553,25 @@ def test_side_by_side_rows_start_longest_first() -> None:
     assert rest == sorted((j for j in jobs if j not in order[:6]), key=lambda j: -j[0])
     with pytest.raises(ConfigError, match="workers"):
         dataclasses.replace(cfg, workers=0)
+
+
+def test_rows_run_in_this_process_where_the_runs_use_cuda(caplog: pytest.LogCaptureFixture) -> None:
+    """A forked process cannot use CUDA once the study's process has: with the runs on CUDA
+    the rows run one after another (with a warning), on the CPU side by side."""
+    from nufm.workflows.study import row_workers
+
+    demo = STUDY_PRESETS["demo"]
+    on = {
+        device: dataclasses.replace(
+            demo,
+            workers=2,
+            run=dataclasses.replace(
+                demo.run, train=dataclasses.replace(demo.run.train, device=device)
+            ),
+        )
+        for device in ("cpu", "cuda")
+    }
+    assert row_workers(on["cpu"]) == 2
+    with caplog.at_level("WARNING", logger="nufm.workflows.study"):
+        assert row_workers(on["cuda"]) == 1  # no GPU needed: the device is only read
+    assert "workers=2" in caplog.text and "CUDA" in caplog.text

@@ -387,7 +387,8 @@ def run_study(
         return row
 
     jobs = [(n, m, s) for n in sorted(cfg.sizes) for m in cfg.modes for s in cfg.seeds_for(m)]
-    side_by_side = [j for j in jobs if cfg.workers > 1 and j[1] in (*TRAINING_MODES, *PROBE_MODES)]
+    workers = row_workers(cfg)
+    side_by_side = [j for j in jobs if workers > 1 and j[1] in (*TRAINING_MODES, *PROBE_MODES)]
     done: dict[tuple[int, str, int], StudyRow] = {}
 
     def record(job: tuple[int, str, int], row: StudyRow) -> None:
@@ -406,16 +407,31 @@ def run_study(
             "study: %d rows (%d training runs) in %d processes of %d torch threads",
             len(order),
             sum(j[1] in TRAINING_MODES for j in order),
-            cfg.workers,
-            worker_threads(cfg.workers),
+            workers,
+            worker_threads(workers),
         )
         for job, row in zip(
             order,
-            forked_map(lambda job: one_row(job, progress=False), order, cfg.workers),
+            forked_map(lambda job: one_row(job, progress=False), order, workers),
             strict=True,
         ):
             record(job, row)
     return [done[j] for j in jobs]
+
+
+def row_workers(cfg: StudyConfig) -> int:
+    """Processes that run the rows: ``cfg.workers``, or 1 where the runs use CUDA. A forked
+    process cannot use CUDA once its parent has (the study's process encodes the probes'
+    features there), and one GPU takes the rows one after another anyway. The per-event
+    values are still computed ahead in ``cfg.workers`` processes, before CUDA is used."""
+    if cfg.workers > 1 and feature_device(cfg).type == "cuda":
+        log.warning(
+            "study: workers=%d: the runs use CUDA, so the rows run one after another in this "
+            "process (forked processes cannot use CUDA once it has)",
+            cfg.workers,
+        )
+        return 1
+    return cfg.workers
 
 
 def side_by_side_order(
