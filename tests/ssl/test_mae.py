@@ -211,15 +211,15 @@ def test_mae_descriptor_loss_is_the_mse_of_standardised_group_means() -> None:
     std = means.std(0, correction=0)
     target = (means - means.mean(0)) / torch.sqrt(std**2 + model.descriptor_norm.eps)
     pred = model.descriptor_head(hidden).double()
-    expected = float(((pred - target) ** 2).mean())
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    expected = float(((pred - target) ** 2).mean().detach())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
     loss.backward()
     assert hidden.grad is not None and float(hidden.grad.abs().sum()) > 0
     # the pipeline's descriptors are read instead of being computed (same values)
     piped = dataclasses.replace(batch, descriptors=desc.float(), descriptor_key=descriptor_key(ks))
     model.descriptor_norm.reset_running_stats()
     again = model.descriptor_loss(piped, hidden.detach(), group_idx)
-    assert float(again) == pytest.approx(float(loss), rel=1e-5)
+    assert float(again.detach()) == pytest.approx(float(loss.detach()), rel=1e-5)
 
 
 @pytest.mark.parametrize("tokens", ["hidden", "visible"])
