@@ -443,16 +443,18 @@ def side_by_side_order(
     frozen-feature rows (seconds to a minute), ranked by their steps less half of those with
     the encoder frozen (no backward through it: the LP-FT's first part, the linear and head
     modes); the frozen-feature rows by labelled-set size. Ties keep the jobs' order."""
-    task = cfg.run.objective
-    lp_ft = task.frozen_encoder_fraction if isinstance(task, TaskConfig) else 0.0
-    steps_at = dict(zip(cfg.sizes, cfg.steps, strict=True)) if cfg.steps else {}
 
     def rank(job: tuple[int, str, int]) -> tuple[int, float]:
-        n, mode, _ = job
+        n, mode, seed = job
         if mode not in TRAINING_MODES:
             return (1, -n)
-        frozen = {"linear": 1.0, "head": 1.0, "scratch": 0.0}.get(_TASK_MODE[mode], lp_ft)
-        return (0, -steps_at.get(n, cfg.run.train.max_steps) * (1.0 - frozen / 2))
+        run = study_run(cfg, mode, n, seed)  # the row's own steps and task mode
+        task = run.objective
+        assert isinstance(task, TaskConfig)  # study_run checks it
+        frozen = {"linear": 1.0, "head": 1.0, "scratch": 0.0}.get(
+            task.mode, task.frozen_encoder_fraction
+        )
+        return (0, -run.train.max_steps * (1.0 - frozen / 2))
 
     return sorted(jobs, key=rank)
 
