@@ -81,6 +81,19 @@ def test_label_efficiency_plot(tmp_path: Path) -> None:
     assert ax.get_xscale() == "log"
     _save(fig, tmp_path / "eff.png")
 
+    def half_lengths(fig: Figure, k: int = 0) -> list[float]:
+        bar = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)][k]
+        return [(seg[1][1] - seg[0][1]) / 2 for seg in bar.lines[2][0].get_segments()]
+
+    # the seeds' sample std by default, 0 for one seed; given errors replace it cell by cell
+    np.testing.assert_allclose(half_lengths(fig), [0.05, np.std([0.7, 0.72], ddof=1), 0.0])
+    given = plot_label_efficiency(
+        results, errors={"linear probe": {10: 0.02, 1000: 0.03}}, error_note="bars: bootstrap"
+    )
+    np.testing.assert_allclose(half_lengths(given), [0.02, np.std([0.7, 0.72], ddof=1), 0.03])
+    np.testing.assert_allclose(half_lengths(given, 1), half_lengths(fig, 1))
+    assert given.axes[0].get_xlabel() == "labelled training events\nbars: bootstrap"
+
 
 def test_embedding_plot_and_embed_2d(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)

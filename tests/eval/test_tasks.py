@@ -73,6 +73,21 @@ def test_semseg_metrics_equal_sklearn(eval_events: list[Event]) -> None:
     _check_semantic(
         res["semantic"], t[kept], p[kept], ["shower", "track", "michel", "delta", "low_energy"]
     )
+    # the per-event counts of the bootstrap: one (C, C) matrix per event, in order, over the
+    # batches, each the confusion of that event's own points
+    per_event: list[np.ndarray] = []
+    again = evaluate_task(task, eval_events, BATCH_POINTS, event_confusion=per_event)
+    assert again == res and len(per_event) == res["num_batches"]
+    counts = np.concatenate(per_event)
+    assert counts.shape == (5, 5, 5)
+    start = 0
+    for e, event in enumerate(eval_events):
+        te, pe = t[start : start + len(event)], p[start : start + len(event)]
+        start += len(event)
+        want = np.zeros((5, 5), np.int64)
+        np.add.at(want, (te[te != -1], pe[te != -1]), 1)
+        np.testing.assert_array_equal(counts[e], want)
+    assert start == len(t)
 
 
 def test_pid_metrics_equal_sklearn_over_instances(eval_events: list[Event]) -> None:

@@ -16,6 +16,7 @@ from helpers.configs import one_step_mae_run
 from nufm.batch import PointBatch
 from nufm.config import ConfigError
 from nufm.data.pilarnet import write_events
+from nufm.eval.bootstrap import load_event_confusion
 from nufm.presets import STUDY_PRESETS
 from nufm.sim import generate_events
 from nufm.train.run import run_pretrain
@@ -104,6 +105,16 @@ def test_step_budgets_seeds_per_kind_and_the_per_class_table(tmp_path: Path) -> 
     table_4 = [line for line in per_class_4.splitlines() if line.startswith("|")]
     assert len(table_4) == 2 + 2  # header, rule and one row per mode
     assert "steps per run {4: 2, 8: 5}" in md
+    # every row, network or probe, wrote its per-event counts on the same test events: they
+    # add up to its confusion matrix, and results.md has the bootstrap of every cell
+    for r in rows:
+        metrics = json.loads((Path(r.run_dir) / "metrics.json").read_text())["metrics"]
+        counts = load_event_confusion(r.run_dir)
+        assert counts is not None and counts.shape == (metrics["num_events"], 5, 5)
+        assert counts.sum(0).tolist() == metrics["semantic"]["confusion_matrix"]
+    boot = md[md.index("Test-event bootstrap (2000 draws of the") : at_4]
+    assert len([line for line in boot.splitlines() if line.startswith("| ")]) == 1 + 2
+    assert boot.count("(1 seed)") == 2  # scratch, one network seed at each size
     with pytest.raises(ConfigError, match="steps"):
         dataclasses.replace(cfg, steps=(2,))
 
@@ -526,6 +537,16 @@ def test_rows_side_by_side_equal_the_rows_run_one_after_another(
     assert not pids("tokenize")  # the probe encoders read the token groups computed ahead
     table = list(csv.DictReader((tmp_path / "forked" / "results.csv").open()))
     assert [(t["mode"], int(t["n_train"])) for t in table] == [k[:2] for k in key]
+    # the bootstrap (per-event counts written in the workers) and its paired comparison
+    md = {run: (tmp_path / run / "results.md").read_text() for run in ("serial", "forked")}
+    assert md["serial"] == md["forked"]
+    assert (
+        md["forked"].count(
+            "| linear-probe bag, val-selected (pretrained, frozen) | "
+            "linear-probe bag, val-selected (local-shape descriptors) |"
+        )
+        == 2
+    )
 
 
 def test_side_by_side_rows_start_longest_first() -> None:

@@ -117,12 +117,19 @@ def plot_label_efficiency(
     *,
     ylabel: str = "macro F1 (test events)",
     title: str = "Label efficiency",
+    errors: Mapping[str, Mapping[int, float]] | None = None,
+    error_note: str = "",
 ) -> Figure:
-    """Score vs number of labelled events, one line per mode, mean +- std over seeds.
+    """Score vs number of labelled events, one line per mode: the mean over seeds, error bars
+    the sample std over seeds, or ``errors`` where given.
 
     Args:
         results: mode (e.g. "linear probe", "fine-tune", "from scratch") ->
             {number of labelled events: [score of each seed]}.
+        errors: mode -> {number of labelled events: error bar (half length)}, e.g. the
+            study's test-event bootstrap (:mod:`nufm.workflows.study_bootstrap`); the cells it
+            lacks keep the seeds' std.
+        error_note: what the error bars are, written under the x label.
     """
     fig = Figure(figsize=(9.5, 4.5), layout="constrained")
     ax = fig.add_subplot()
@@ -132,14 +139,20 @@ def plot_label_efficiency(
             raise ValueError(f"mode {mode!r}: numbers of labelled events must be > 0 (log axis)")
         vals = [np.asarray(by_n[int(n)], dtype=np.float64) for n in ns]
         mean = np.array([v.mean() for v in vals])
-        std = np.array([v.std(ddof=1) if v.size > 1 else 0.0 for v in vals])
-        ax.errorbar(ns, mean, yerr=std, marker="o", capsize=3, label=mode)
+        given = (errors or {}).get(mode, {})
+        err = np.array(
+            [
+                given[int(n)] if int(n) in given else (v.std(ddof=1) if v.size > 1 else 0.0)
+                for n, v in zip(ns, vals, strict=True)
+            ]
+        )
+        ax.errorbar(ns, mean, yerr=err, marker="o", capsize=3, label=mode)
     ax.set_xscale("log")
     sizes = sorted({int(n) for by_n in results.values() for n in by_n})
     if sizes:  # ticks at the labelled-set sizes, written out (no crowded log minor labels)
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("labelled training events")
+    ax.set_xlabel("labelled training events" + (f"\n{error_note}" if error_note else ""))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")

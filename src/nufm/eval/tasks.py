@@ -27,6 +27,7 @@ from nufm.data.detectors import detector_of
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
 from nufm.data.transforms import Transform
+from nufm.eval.bootstrap import event_confusions
 from nufm.eval.metrics import (
     ConfusionMatrix,
     InstanceMetrics,
@@ -148,9 +149,14 @@ def evaluate_task(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
     predictions: Iterable[tuple[PointBatch, dict[str, Tensor]]] | None = None,
+    event_confusion: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Dataset-level metrics of ``task`` on ``events`` (predicted by :func:`iter_predictions`,
     or ``predictions`` of them already made, e.g. kept for more than one use).
+
+    ``event_confusion``, for a semantic segmentation: a list this appends each batch's
+    per-event confusion matrices to, ``(events of the batch, C, C)``, in event order (the
+    test-event bootstrap of :mod:`nufm.eval.bootstrap`).
 
     * semseg: ``semantic`` (per-class precision / recall / F1 / IoU, macro F1, mIoU,
       accuracy, confusion matrix) over all non-ignored points;
@@ -187,6 +193,16 @@ def evaluate_task(
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
                 cm.update(pred["pred"], pred["target"])
+                if event_confusion is not None:
+                    event_confusion.append(
+                        event_confusions(
+                            pred["pred"],
+                            pred["target"],
+                            batch.counts.cpu(),
+                            task.cfg.num_classes,
+                            ignore_index=task.cfg.ignore_index,
+                        )
+                    )
             blocks = metrics_report(semantic=cm, class_names=_semseg_names(task, events))
         case ParticleID():
             cm = ConfusionMatrix(NUM_PID_CLASSES, ignore_index=-1)

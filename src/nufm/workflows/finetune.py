@@ -36,6 +36,7 @@ from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.transforms import Preprocess, Transform
 from nufm.errors import ConfigError, InputError
+from nufm.eval.bootstrap import save_event_confusion
 from nufm.eval.calibration import set_semseg_offsets
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task, iter_predictions
@@ -74,6 +75,9 @@ class FinetuneResult:
     n_train: int
     n_test: int
     train_losses: list[float] = field(default_factory=list)
+    event_confusion: np.ndarray | None = None
+    """(test events, C, C) per-event confusion matrices of a semantic segmentation
+    (:mod:`nufm.eval.bootstrap`; also in ``run_dir``), else None."""
 
 
 def load_split_events(
@@ -506,6 +510,7 @@ def run_finetune(
             log.info("%s: decision offsets fitted on the val events: %s", cfg.name, offsets)
         save_weights(task, run_dir / BEST_WEIGHTS, selector.best_step)
     task.eval()
+    per_event: list[np.ndarray] = []  # a segmentation's per-event confusion matrices
     with torch.no_grad():
         metrics = evaluate_task(
             task,
@@ -514,7 +519,11 @@ def run_finetune(
             transform=preprocess.transforms(augment=[*front, *targets]),
             seed=seed,
             autocast_dtype=autocast_dtype,
+            event_confusion=per_event,
         )
+    event_confusion = np.concatenate(per_event) if per_event else None
+    if event_confusion is not None:  # the test-event bootstrap of a study reads them
+        save_event_confusion(run_dir, event_confusion)
     write_metrics_json(
         run_dir / "metrics.json",
         metrics,
@@ -542,7 +551,11 @@ def run_finetune(
     )
     log.info("%s: test %s", cfg.name, _headline(metrics))
     return FinetuneResult(
-        metrics=metrics, run_dir=run_dir, n_train=len(train_events), n_test=len(test_events)
+        metrics=metrics,
+        run_dir=run_dir,
+        n_train=len(train_events),
+        n_test=len(test_events),
+        event_confusion=event_confusion,
     )
 
 

@@ -37,6 +37,7 @@ from nufm.data.lartpc import SEGMENT_NAMES
 from nufm.data.transforms import Transform
 from nufm.errors import ConfigError
 from nufm.eval.boosted_trees import GBTProbeConfig, run_gbt_probe
+from nufm.eval.bootstrap import event_confusions, save_event_confusion
 from nufm.eval.probes import LinearProbeConfig, ProbeResult, run_probe_on_sets
 from nufm.eval.report import metrics_report, write_metrics_json
 from nufm.eval.tasks import inference_autocast
@@ -132,6 +133,13 @@ class FeatureCache:
             self.encoded_events[source] = self.encoded_events.get(source, 0) + n - have
             self.seconds[source] = self.seconds.get(source, 0.0) + time.perf_counter() - t0
         return n
+
+    def event_sizes(self, split: str) -> np.ndarray:
+        """(E,) points kept of each event of ``split`` encoded so far (the most any source
+        has encoded; the kept points of an event are the same for every source)."""
+        lists = [labels for (_, s), labels in self._label.items() if s == split]
+        longest = max(lists, key=len, default=[])
+        return np.array([len(y) for y in longest], dtype=np.int64)
 
     @torch.no_grad()
     def _encode(
@@ -363,6 +371,17 @@ def run_probe_mode(
         )
         result = run_probe_on_sets(linear, sets["train"], sets["val"], sets["test"], C)
     sem = metrics_report(semantic=result.test, class_names=list(SEGMENT_NAMES[:C]))["semantic"]
+    y_test = sets["test"][1]  # (M,) every kept point of the test events, ignored ones too
+    labelled = y_test != task.ignore_index
+    pred = np.zeros_like(y_test)
+    pred[labelled] = result.test_pred  # the probes predict the labelled points, in order
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_event_confusion(
+        run_dir,
+        event_confusions(
+            pred, y_test, cache.event_sizes("test"), C, ignore_index=task.ignore_index
+        ),
+    )
     is_geometry = mode in ("probe-geometry", "gbt-geometry")
     uses_pretrained = mode in ("probe", "probe-fused", "gbt-fused")
     write_metrics_json(

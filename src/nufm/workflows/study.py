@@ -82,6 +82,7 @@ from nufm.workflows.probe_study import (
     feature_dtype,
     run_probe_mode,
 )
+from nufm.workflows.study_bootstrap import bootstrap_markdown, study_bootstrap
 from nufm.workflows.study_classical import (
     CLASSICAL_FEATURES,
     check_classical,
@@ -641,15 +642,27 @@ def write_study_outputs(
     for n in sorted({r.n_train for r in rows}):
         if table := detail_table(rows, n, score):
             detail += f"\nAt {n} labelled events, mean over seeds:\n\n" + table
+    boot = study_bootstrap(rows) if score.classification else None
+    uncertainty = f"\n{bootstrap_markdown(boot, MODE_LABELS)}" if boot is not None else ""
     (out_dir / "results.md").write_text(
         header
         + f"{score.name[0].upper() + score.name[1:]}, mean +- sample std over seeds:\n\n"
         + markdown_table(rows)
+        + uncertainty
         + detail
     )
+    errors: dict[str, dict[int, float]] = {}
+    for (mode, n), cell in (boot.cells if boot is not None else {}).items():
+        errors.setdefault(MODE_LABELS.get(mode, mode), {})[n] = cell.total
     fig = plot_label_efficiency(
         {MODE_LABELS.get(m, m): v for m, v in summarize(rows).items()},
         ylabel=score.axis + ("" if score.higher_is_better else " (lower is better)"),
         title=f"Label efficiency: {cfg.run.name}",
+        errors=errors,
+        error_note=(
+            "error bars: 1 standard error, test-event bootstrap and seeds (results.md)"
+            if boot is not None
+            else "error bars: sample std over seeds"
+        ),
     )
     save_figure(fig, out_dir / "label_efficiency.png")

@@ -1,0 +1,116 @@
+"""The study's test-event bootstrap over rows: cells over seeds, paired comparisons, and what
+it refuses."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nufm.eval.bootstrap import (
+    bootstrap_macro_f1,
+    bootstrap_weights,
+    macro_f1_of_counts,
+    save_event_confusion,
+)
+from nufm.workflows.study import MODE_LABELS
+from nufm.workflows.study_bootstrap import (
+    COMPARISONS,
+    bootstrap_markdown,
+    study_bootstrap,
+)
+
+
+@dataclass
+class Row:
+    mode: str
+    n_train: int
+    seed: int
+    score: float
+    run_dir: str
+
+
+def _row(tmp: Path, mode: str, n: int, seed: int, counts: np.ndarray) -> Row:
+    run_dir = tmp / f"{mode}-n{n}-s{seed}"
+    run_dir.mkdir()
+    save_event_confusion(run_dir, counts)
+    return Row(mode, n, seed, float(macro_f1_of_counts(counts.sum(0))), str(run_dir))
+
+
+def _noisy(rng: np.random.Generator, num_events: int, right: float) -> np.ndarray:
+    """(E, 3, 3) counts of a classifier right about ``right`` of the time."""
+    out = np.zeros((num_events, 3, 3), np.int64)
+    for e in range(num_events):
+        t = rng.integers(0, 3, 30)
+        p = np.where(rng.random(30) < right, t, rng.integers(0, 3, 30))
+        np.add.at(out[e], (t, p), 1)
+    return out
+
+
+def test_cells_and_paired_comparisons(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    E = 40
+    scratch = _noisy(rng, E, 0.5)
+    support = scratch.sum(2)  # (E, 3) the true classes of each event's points
+    perfect = np.zeros_like(scratch)
+    for c in range(3):
+        perfect[:, c, c] = support[:, c]  # the same points, every one right
+    tuned = [_noisy(rng, E, 0.8), _noisy(rng, E, 0.7)]
+    rows = [
+        _row(tmp_path, "scratch-fused", 10, 0, scratch),
+        _row(tmp_path, "full-fused", 10, 0, tuned[0]),
+        _row(tmp_path, "full-fused", 10, 1, tuned[1]),
+        _row(tmp_path, "probe", 10, 0, perfect),
+        _row(tmp_path, "probe-random", 10, 0, perfect),
+    ]
+    boot = study_bootstrap(rows, draws=400, seed=1)
+    assert boot is not None and boot.num_events == E and boot.draws == 400
+
+    # a cell of two seeds: the mean of their scores, the seeds' standard error, and the
+    # bootstrap's of their mean on the same draws
+    cell = boot.cells[("full-fused", 10)]
+    scores = [rows[1].score, rows[2].score]
+    assert cell.seeds == 2 and cell.mean == pytest.approx(np.mean(scores))
+    assert cell.seed_se == pytest.approx(np.std(scores, ddof=1) / math.sqrt(2))
+    draws = bootstrap_macro_f1(tuned, bootstrap_weights(E, 400, 1)).mean(1)  # (B,)
+    assert cell.boot_se == pytest.approx(np.std(draws, ddof=1))
+    assert (cell.low, cell.high) == pytest.approx(tuple(np.percentile(draws, [2.5, 97.5])))
+    assert cell.total == pytest.approx(math.hypot(cell.boot_se, cell.seed_se))
+    # one seed: no seed term; every point right on every draw: no spread at all
+    one = boot.cells[("scratch-fused", 10)]
+    assert one.seeds == 1 and math.isnan(one.seed_se) and one.total == one.boot_se > 0
+    assert boot.cells[("probe", 10)].boot_se == 0 and boot.cells[("probe", 10)].mean == 1
+
+    got = {(c.a, c.b): c for c in boot.comparisons}
+    assert set(got) == {("full-fused", "scratch-fused"), ("probe", "probe-random")}
+    assert [(c.a, c.b) for c in boot.comparisons] == [
+        p for p in COMPARISONS if p in got
+    ]  # in the order of COMPARISONS
+    better = got[("full-fused", "scratch-fused")]
+    assert better.diff == pytest.approx(cell.mean - one.mean)
+    assert better.above == 1.0 and 0 < better.low <= better.diff <= better.high
+    same = got[("probe", "probe-random")]
+    assert (same.diff, same.low, same.high, same.above) == (0, 0, 0, 0)
+
+    md = bootstrap_markdown(boot, MODE_LABELS)
+    assert f"{cell.mean:.3f} [{cell.low:.3f}, {cell.high:.3f}] +- {cell.total:.3f} |" in md
+    assert "(1 seed)" in md and "| 10 | " + MODE_LABELS["full-fused"] in md
+    assert "100.0 % |" in md
+
+
+def test_no_bootstrap_without_counts_or_with_other_test_events(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(2)
+    assert study_bootstrap([Row("scratch", 4, 0, 0.5, str(tmp_path / "none"))]) is None
+    rows = [
+        _row(tmp_path, "scratch", 4, 0, _noisy(rng, 10, 0.5)),
+        _row(tmp_path, "full", 4, 0, _noisy(rng, 11, 0.5)),
+    ]
+    with caplog.at_level(logging.WARNING):
+        assert study_bootstrap(rows) is None
+    assert "cover [10, 11] test events" in caplog.text
