@@ -2,6 +2,7 @@
 
 - ``metrics.py``: :class:`ConfusionMatrix` (per-class P/R/F1/IoU, macro F1, mIoU), ARI,
   panoptic quality, regression residuals. Always dataset level, never averaged per batch.
+- ``bootstrap.py``: per-event confusion matrices and the test-event bootstrap of macro F1.
 - ``report.py``: :func:`metrics_report`, :func:`write_metrics_json` (versioned, atomic).
 - ``splits.py``: event-level splits and the event-leak check.
 - ``probes.py``: bag of linear heads and kNN probes on frozen features.
