@@ -13,6 +13,7 @@ from nufm.eval.bootstrap import (
     EVENT_CONFUSION_FILE,
     bootstrap_macro_f1,
     bootstrap_weights,
+    confusions_by_event,
     event_confusions,
     load_event_confusion,
     macro_f1_of_counts,
@@ -59,6 +60,21 @@ def test_event_confusions_by_hand() -> None:
         event_confusions(pred, target, [6], 2)
     with pytest.raises(ValueError, match="pred has class ids outside"):
         event_confusions(pred + 1, target, [6], 3)
+
+
+def test_items_in_any_order_counted_in_their_events() -> None:
+    pred, target = np.array([2, 0, 1, 1]), np.array([2, 1, -1, 1])
+    got = confusions_by_event(pred, target, [1, 0, 1, 0], 2, 3)
+    want = np.zeros((2, 3, 3), np.int64)
+    want[0, 1, 0] = want[0, 1, 1] = 1  # items 1 and 3; item 2 is ignored
+    want[1, 2, 2] = 1
+    np.testing.assert_array_equal(got, want)
+    order = np.array([3, 0, 2, 1])  # the order of the items does not matter
+    np.testing.assert_array_equal(
+        confusions_by_event(pred[order], target[order], np.array([1, 0, 1, 0])[order], 2, 3), got
+    )
+    with pytest.raises(ValueError, match=r"event indices outside \[0, 2\)"):
+        confusions_by_event(pred, target, [1, 0, 2, 0], 2, 3)
 
 
 def test_per_event_counts_add_up_to_the_confusion_matrix_and_its_macro_f1() -> None:

@@ -97,6 +97,24 @@ def test_pid_metrics_equal_sklearn_over_instances(eval_events: list[Event]) -> N
     kept = t >= 0
     assert res["pid"]["num_instances"] == int(kept.sum()) > 10
     _check_semantic(res["pid"], t[kept], p[kept], ["photon", "electron", "muon", "pion", "proton"])
+    # per event: the particles of each event, whatever batch it fell in
+    per_event: list[np.ndarray] = []
+    again = evaluate_task(task, eval_events, BATCH_POINTS, event_confusion=per_event)["pid"]
+    assert again["confusion_matrix"] == res["pid"]["confusion_matrix"]
+    counts = np.concatenate(per_event)
+    assert counts.shape == (5, 5, 5)
+    assert counts.sum(0).tolist() == res["pid"]["confusion_matrix"]
+    event_of, first = [], 0  # each particle's event in the whole set
+    for batch, pred in iter_predictions(task, eval_events, BATCH_POINTS):
+        event_of.append(pred["instance_event"].numpy() + first)
+        first += batch.num_events
+    event = np.concatenate(event_of)
+    for e in range(5):
+        mine = kept & (event == e)
+        want = np.zeros((5, 5), np.int64)
+        np.add.at(want, (t[mine], p[mine]), 1)
+        np.testing.assert_array_equal(counts[e], want)
+    assert len(set(event[kept].tolist())) > 1  # particles of several events counted
 
 
 def test_cluster_metrics_equal_sklearn_ari_per_event(eval_events: list[Event]) -> None:
@@ -125,6 +143,12 @@ def test_event_classification_and_regression_metrics(eval_events: list[Event]) -
     assert res["accuracy"] == pytest.approx(accuracy_score(t, p))
     assert res["macro_f1"] == pytest.approx(f1_score(t, p, average="macro", zero_division=0))
     assert res["class_names"] == ["1", "2", ">=3"]
+    per_event: list[np.ndarray] = []
+    evaluate_task(clf, eval_events, BATCH_POINTS, event_confusion=per_event)
+    counts = np.concatenate(per_event)  # (5, 3, 3): each event's own class and prediction
+    assert counts.shape == (5, 3, 3) and (counts.sum((1, 2)) == 1).all()
+    cells = [np.argwhere(c)[0].tolist() for c in counts]
+    assert cells == [[a, b] for a, b in zip(t, p, strict=True)]
 
     reg = _task(
         EventTaskConfig,

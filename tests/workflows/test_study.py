@@ -176,6 +176,13 @@ def test_water_cherenkov_pid_study_without_a_pretrained_model(tmp_path: Path) ->
     assert rows[3].extras["accuracy"] == pytest.approx(direct["accuracy"])
     md = (tmp_path / "study" / "results.md").read_text()
     assert "pretrained encoder: none" in md and "event classes" in md
+    # the bootstrap of the network rows, each event one item (the trees write no counts)
+    counts = load_event_confusion(rows[2].run_dir)
+    assert counts is not None and counts.shape == (6, 5, 5) and (counts.sum((1, 2)) == 1).all()
+    assert load_event_confusion(rows[0].run_dir) is None
+    boot = md[md.index("Test-event bootstrap (2000 draws of the 6 test events") :]
+    table = [line for line in boot.split("\n\n")[1].splitlines() if line.startswith("| ")]
+    assert len(table) == 2 and "(1 seed)" in table[1]  # header and the scratch row
     # the classical rows need an event classification task
     semseg = dataclasses.replace(STUDY_PRESETS["smoke"], modes=("gbt-hitpattern",))
     with pytest.raises(ConfigError, match="event classification"):

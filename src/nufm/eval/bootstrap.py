@@ -21,9 +21,9 @@ takes part iff it occurs in the targets or the predictions of the draw. Without 
 (every event once) the score is exactly that of
 :class:`~nufm.eval.metrics.ConfusionMatrix` on the same points.
 
-Owns :func:`event_confusions`, :func:`macro_f1_of_counts`, :func:`bootstrap_weights`,
-:func:`bootstrap_macro_f1`, :func:`percentile_interval` and the per-event counts file of a
-run (:func:`save_event_confusion`, :func:`load_event_confusion`).
+Owns :func:`event_confusions`, :func:`confusions_by_event`, :func:`macro_f1_of_counts`,
+:func:`bootstrap_weights`, :func:`bootstrap_macro_f1`, :func:`percentile_interval` and the
+per-event counts file of a run (:func:`save_event_confusion`, :func:`load_event_confusion`).
 """
 
 from __future__ import annotations
@@ -71,39 +71,59 @@ def event_confusions(
     *,
     ignore_index: int = -1,
 ) -> np.ndarray:
-    """One confusion matrix per event.
+    """One confusion matrix per event, of items (points, particles) stored event after event.
 
     Args:
-        pred: (N,) int predicted class of every point, events one after another.
-        target: (N,) int true class; ``ignore_index`` points are not counted.
-        sizes: (E,) points of each event (sum N); an event may have none.
+        pred: (N,) int predicted class of every item, events one after another.
+        target: (N,) int true class; ``ignore_index`` items are not counted.
+        sizes: (E,) items of each event (sum N); an event may have none.
         num_classes: C.
-        ignore_index: target value of the points left out.
+        ignore_index: target value of the items left out.
 
     Returns:
         (E, C, C) int64 counts, rows target, columns prediction.
 
     Raises:
-        ValueError: the sizes do not add up to the points, or a class id outside [0, C).
+        ValueError: the sizes do not add up to the items, or a class id outside [0, C).
     """
+    n = to_numpy(sizes).astype(np.int64).ravel()
+    size = to_numpy(pred).size
+    if (n < 0).any() or int(n.sum()) != size:
+        raise ValueError(
+            f"event_confusions: the event sizes add up to {int(n.sum())}, the points are {size}"
+        )
+    event = np.repeat(np.arange(n.size), n)  # (N,) the event of each item
+    return confusions_by_event(pred, target, event, n.size, num_classes, ignore_index=ignore_index)
+
+
+def confusions_by_event(
+    pred: ArrayLike,
+    target: ArrayLike,
+    event: ArrayLike,
+    num_events: int,
+    num_classes: int,
+    *,
+    ignore_index: int = -1,
+) -> np.ndarray:
+    """One confusion matrix per event, of items in any order, each with its event index
+    (``event`` (N,) in [0, ``num_events``)); otherwise as :func:`event_confusions`."""
     p = to_numpy(pred).astype(np.int64).ravel()
     t = to_numpy(target).astype(np.int64).ravel()
-    n = to_numpy(sizes).astype(np.int64).ravel()
+    e = to_numpy(event).astype(np.int64).ravel()
     C = num_classes
-    if p.shape != t.shape:
-        raise ValueError(f"event_confusions: pred {p.shape} and target {t.shape} differ")
-    if (n < 0).any() or int(n.sum()) != p.size:
+    if not p.shape == t.shape == e.shape:
         raise ValueError(
-            f"event_confusions: the event sizes add up to {int(n.sum())}, the points are {p.size}"
+            f"event_confusions: pred {p.shape}, target {t.shape} and events {e.shape} differ"
         )
-    event = np.repeat(np.arange(n.size), n)  # (N,) the event of each point
+    if e.size and (e.min() < 0 or e.max() >= num_events):
+        raise ValueError(f"event_confusions: event indices outside [0, {num_events})")
     kept = t != ignore_index
-    p, t, event = p[kept], t[kept], event[kept]
+    p, t, e = p[kept], t[kept], e[kept]
     for name, v in (("target", t), ("pred", p)):
         if v.size and (v.min() < 0 or v.max() >= C):
             raise ValueError(f"event_confusions: {name} has class ids outside [0, {C})")
-    flat = np.bincount((event * C + t) * C + p, minlength=n.size * C * C)
-    return flat.reshape(n.size, C, C)
+    flat = np.bincount((e * C + t) * C + p, minlength=num_events * C * C)
+    return flat.reshape(num_events, C, C)
 
 
 def macro_f1_of_counts(counts: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from nufm.data.detectors import detector_of
 from nufm.data.event import Event
 from nufm.data.lartpc import PID_NAMES, SEGMENT_NAMES
 from nufm.data.transforms import Transform
-from nufm.eval.bootstrap import event_confusions
+from nufm.eval.bootstrap import confusions_by_event, event_confusions
 from nufm.eval.metrics import (
     ConfusionMatrix,
     InstanceMetrics,
@@ -154,9 +154,10 @@ def evaluate_task(
     """Dataset-level metrics of ``task`` on ``events`` (predicted by :func:`iter_predictions`,
     or ``predictions`` of them already made, e.g. kept for more than one use).
 
-    ``event_confusion``, for a semantic segmentation: a list this appends each batch's
-    per-event confusion matrices to, ``(events of the batch, C, C)``, in event order (the
-    test-event bootstrap of :mod:`nufm.eval.bootstrap`).
+    ``event_confusion``, for a classification (semseg, pid, event classes): a list this
+    appends per-event confusion matrices to, ``(events, C, C)`` arrays in event order, the
+    points, particles or the event itself counted in each (the test-event bootstrap of
+    :mod:`nufm.eval.bootstrap`).
 
     * semseg: ``semantic`` (per-class precision / recall / F1 / IoU, macro F1, mIoU,
       accuracy, confusion matrix) over all non-ignored points;
@@ -209,6 +210,16 @@ def evaluate_task(
             for batch, pred in stream:
                 num_events, num_batches = num_events + batch.num_events, num_batches + 1
                 cm.update(pred["pred"], pred["target"])
+                if event_confusion is not None:  # each particle counted in its event
+                    event_confusion.append(
+                        confusions_by_event(
+                            pred["pred"],
+                            pred["target"],
+                            pred["instance_event"],
+                            batch.num_events,
+                            NUM_PID_CLASSES,
+                        )
+                    )
             scores = cm.compute()
             blocks = {
                 "pid": {
@@ -244,6 +255,15 @@ def evaluate_task(
                 block = event_class_report(
                     torch.cat(logits), t, task.cfg.report_names, task.cfg.efficiency_at
                 )
+                if event_confusion is not None:  # one item an event: the report's argmax
+                    event_confusion.append(
+                        event_confusions(
+                            torch.cat(logits).argmax(1),
+                            t,
+                            np.ones(len(t), np.int64),
+                            len(task.cfg.report_names),
+                        )
+                    )
                 blocks = {"event_class": {**block, "target": task.cfg.targets[0]}}
             else:
                 reg = {}

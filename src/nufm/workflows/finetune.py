@@ -76,8 +76,8 @@ class FinetuneResult:
     n_test: int
     train_losses: list[float] = field(default_factory=list)
     event_confusion: np.ndarray | None = None
-    """(test events, C, C) per-event confusion matrices of a semantic segmentation
-    (:mod:`nufm.eval.bootstrap`; also in ``run_dir``), else None."""
+    """(test events, C, C) per-event confusion matrices of a classification (points,
+    particles or events; :mod:`nufm.eval.bootstrap`; also in ``run_dir``), else None."""
 
 
 def load_split_events(
@@ -510,7 +510,7 @@ def run_finetune(
             log.info("%s: decision offsets fitted on the val events: %s", cfg.name, offsets)
         save_weights(task, run_dir / BEST_WEIGHTS, selector.best_step)
     task.eval()
-    per_event: list[np.ndarray] = []  # a segmentation's per-event confusion matrices
+    per_event: list[np.ndarray] = []  # a classification's per-event confusion matrices
     with torch.no_grad():
         metrics = evaluate_task(
             task,

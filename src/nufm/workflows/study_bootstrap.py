@@ -1,8 +1,9 @@
 """The test-event bootstrap of a study's rows: error bars and paired comparisons.
 
-Every run of a study that classifies points (the network rows, the probes, the trees) writes
-its per-event confusion matrices on the study's test events
-(:data:`nufm.eval.bootstrap.EVENT_CONFUSION_FILE`). From them, with the same draws of the test
+Every run of a study of a classification (the network rows of a point, particle or event
+classification; the LArTPC probes and trees) writes its per-event confusion matrices on the
+study's test events (:data:`nufm.eval.bootstrap.EVENT_CONFUSION_FILE`); the classical rows of
+the other detectors do not yet, and are left out. From them, with the same draws of the test
 events for every row (:mod:`nufm.eval.bootstrap`):
 
 * each cell (mode, labelled events) gets the standard error of its seed-mean score from the
