@@ -66,6 +66,7 @@ def test_cells_and_paired_comparisons(tmp_path: Path) -> None:
         _row(tmp_path, "full-fused", 10, 1, tuned[1]),
         _row(tmp_path, "probe", 10, 0, perfect),
         _row(tmp_path, "probe-random", 10, 0, perfect),
+        _row(tmp_path, "scratch-fused", 100, 0, perfect),  # scratch with 10x the labels
     ]
     boot = study_bootstrap(rows, draws=400, seed=1)
     assert boot is not None and boot.num_events == E and boot.draws == 400
@@ -85,20 +86,27 @@ def test_cells_and_paired_comparisons(tmp_path: Path) -> None:
     assert one.seeds == 1 and math.isnan(one.seed_se) and one.total == one.boot_se > 0
     assert boot.cells[("probe", 10)].boot_se == 0 and boot.cells[("probe", 10)].mean == 1
 
-    got = {(c.a, c.b): c for c in boot.comparisons}
-    assert set(got) == {("full-fused", "scratch-fused"), ("probe", "probe-random")}
-    assert [(c.a, c.b) for c in boot.comparisons] == [
-        p for p in COMPARISONS if p in got
-    ]  # in the order of COMPARISONS
-    better = got[("full-fused", "scratch-fused")]
+    got = {(c.a, c.n_train, c.b, c.n_other): c for c in boot.comparisons}
+    assert list(got) == [  # at the same size in the order of COMPARISONS, then against 10x
+        ("full-fused", 10, "scratch-fused", 10),
+        ("probe", 10, "probe-random", 10),
+        ("full-fused", 10, "scratch-fused", 100),
+    ]
+    assert COMPARISONS.index(("full-fused", "scratch-fused")) < COMPARISONS.index(
+        ("probe", "probe-random")
+    )
+    below = got[("full-fused", 10, "scratch-fused", 100)]  # below the perfect one on every draw
+    assert below.above == 0.0 and below.high < 0 and below.diff == pytest.approx(cell.mean - 1)
+    better = got[("full-fused", 10, "scratch-fused", 10)]
     assert better.diff == pytest.approx(cell.mean - one.mean)
     assert better.above == 1.0 and 0 < better.low <= better.diff <= better.high
-    same = got[("probe", "probe-random")]
+    same = got[("probe", 10, "probe-random", 10)]
     assert (same.diff, same.low, same.high, same.above) == (0, 0, 0, 0)
 
     md = bootstrap_markdown(boot, MODE_LABELS)
     assert f"{cell.mean:.3f} [{cell.low:.3f}, {cell.high:.3f}] +- {cell.total:.3f} |" in md
-    assert "(1 seed)" in md and "| 10 | " + MODE_LABELS["full-fused"] in md
+    assert "(1 seed)" in md and f"| {MODE_LABELS['full-fused']} | 10 | " in md
+    assert f"| {MODE_LABELS['scratch-fused']} | 100 | " in md
     assert "100.0 % |" in md
 
 

@@ -10,10 +10,11 @@ events for every row (:mod:`nufm.eval.bootstrap`):
   finite test set, and its 95 % percentile interval;
 * its error bar in the figure is that standard error combined with the seeds' own (sample std
   over seeds / sqrt(seeds), none for one seed): :attr:`CellUncertainty.total`;
-* the comparisons the study exists for (:data:`COMPARISONS`: the fine-tune against scratch,
-  the probe against the random encoder and the classical rows) get the paired difference of
-  their seed means on each draw: its 95 % interval, and the share of draws in which the first
-  row is above.
+* the comparisons the study exists for get the paired difference of their seed means on each
+  draw: its 95 % interval, and the share of draws in which the first row is above. At the
+  same size (:data:`COMPARISONS`): the fine-tune against scratch, the probe against the
+  random encoder and the classical rows; across sizes (:data:`TEN_TIMES`): the fine-tune at
+  n labelled events against scratch at 10 n.
 
 Seeds and test events are two sources of spread: the bootstrap holds the trained models
 fixed, the seeds hold the test events fixed. A cell of one seed has only the first.
@@ -56,7 +57,16 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("probe", "gbt-geometry"),
     ("full-fused", "gbt-geometry"),
 )
-"""(row, row it is compared with) pairs, where a study has both: the claims a study tests."""
+"""(row, row it is compared with) pairs at the same labelled-set size, where a study has
+both: the claims a study tests."""
+TEN_TIMES: tuple[tuple[str, str], ...] = (
+    ("full-fused", "scratch-fused"),
+    ("head-fused", "scratch-fused"),
+    ("full", "scratch"),
+    ("head", "scratch"),
+)
+"""(pretrained row at n, scratch row at 10 n) pairs: the claim of PoLAr-MAE and Panda that a
+pretrained encoder reaches with 10x fewer labels what scratch needs."""
 
 
 class Row(Protocol):
@@ -94,11 +104,13 @@ class CellUncertainty:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Row ``a`` against row ``b`` at ``n_train`` labelled events, paired on the same draws."""
+    """Row ``a`` at ``n_train`` labelled events against row ``b`` at ``n_other``, paired on
+    the same draws."""
 
     a: str
     b: str
     n_train: int
+    n_other: int
     diff: float
     """Seed mean of a minus that of b on the test events."""
     low: float
@@ -154,24 +166,28 @@ def study_bootstrap(
             if len(values) > 1
             else math.nan,
         )
+    pairs = [
+        ((a, n), (b, m))
+        for n in sorted({n for _, n in by_cell})
+        for (a, b), m in [*((p, n) for p in COMPARISONS), *((p, 10 * n) for p in TEN_TIMES)]
+        if (a, n) in cells and (b, m) in cells
+    ]
     comparisons = []
-    for n in sorted({n for _, n in by_cell}):
-        for a, b in COMPARISONS:
-            if (a, n) not in cells or (b, n) not in cells:
-                continue
-            d = seed_mean[(a, n)] - seed_mean[(b, n)]  # (B,) paired: the same draws
-            low, high = percentile_interval(d)
-            comparisons.append(
-                Comparison(
-                    a=a,
-                    b=b,
-                    n_train=n,
-                    diff=cells[(a, n)].mean - cells[(b, n)].mean,
-                    low=low,
-                    high=high,
-                    above=float(np.mean(d[np.isfinite(d)] > 0)),
-                )
+    for a, b in pairs:
+        d = seed_mean[a] - seed_mean[b]  # (B,) paired: the same draws
+        low, high = percentile_interval(d)
+        comparisons.append(
+            Comparison(
+                a=a[0],
+                b=b[0],
+                n_train=a[1],
+                n_other=b[1],
+                diff=cells[a].mean - cells[b].mean,
+                low=low,
+                high=high,
+                above=float(np.mean(d[np.isfinite(d)] > 0)),
             )
+        )
     return StudyBootstrap(cells, comparisons, num_events, draws)
 
 
@@ -206,13 +222,14 @@ def bootstrap_markdown(boot: StudyBootstrap, labels: dict[str, str]) -> str:
             "Paired comparisons (the difference of the seed means on each draw; seeds are not "
             "resampled):",
             "",
-            "| labelled events | row | compared with | difference | 95 % interval | draws "
-            "with the row above |",
-            "|---|---|---|---|---|---|",
+            "| row | labelled events | compared with | labelled events | difference | 95 % "
+            "interval | draws with the row above |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in boot.comparisons:
             lines.append(
-                f"| {c.n_train} | {labels.get(c.a, c.a)} | {labels.get(c.b, c.b)} | "
-                f"{c.diff:+.3f} | [{c.low:+.3f}, {c.high:+.3f}] | {100 * c.above:.1f} % |"
+                f"| {labels.get(c.a, c.a)} | {c.n_train} | {labels.get(c.b, c.b)} | "
+                f"{c.n_other} | {c.diff:+.3f} | [{c.low:+.3f}, {c.high:+.3f}] | "
+                f"{100 * c.above:.1f} % |"
             )
     return "\n".join(lines) + "\n"
