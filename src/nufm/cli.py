@@ -385,6 +385,29 @@ def evaluate(
     print(json.dumps({k: v for k, v in metrics.items() if not isinstance(v, dict)}, indent=1))
 
 
+def compare(
+    run_dirs: Pos[tuple[Path, ...]],
+    *,
+    draws: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> None:
+    """Compare classification runs scored on the same test events: each run's macro F1 with
+    its test-event bootstrap interval, and every run against the first, paired on the same
+    draws of the test events (docs/evaluation.md, the test-event bootstrap).
+
+    Args:
+        run_dirs: Two or more run directories of `nufm finetune`, or rows of a `nufm study`
+            (its runs/<row> folders), each with its test_event_confusion.npy.
+        draws: Draws of the test events with replacement.
+        seed: Seed of the draws.
+        level: Coverage of the percentile intervals.
+    """
+    from nufm.workflows.compare import compare_runs, comparison_markdown
+
+    print(comparison_markdown(compare_runs(run_dirs, draws, seed, level)), end="")
+
+
 def study() -> None:
     """Label-efficiency study: fine-tune each mode (linear probe, head, full, scratch, and the
     linear probes on a random encoder and on classical local-shape descriptors) at several
@@ -676,6 +699,7 @@ COMMANDS = {
     "finetune": finetune,
     "evaluate": evaluate,
     "study": study,
+    "compare": compare,
     "fasercal-study": fasercal_study,
     "cross-study": cross_study,
     "presets": presets,

@@ -13,6 +13,7 @@ from nufm.eval.bootstrap import (
     EVENT_CONFUSION_FILE,
     bootstrap_macro_f1,
     bootstrap_weights,
+    check_same_events,
     confusions_by_event,
     event_confusions,
     load_event_confusion,
@@ -151,3 +152,17 @@ def test_the_counts_file_round_trips_and_refuses_what_is_not_counts(tmp_path: Pa
     np.save(tmp_path / EVENT_CONFUSION_FILE, np.zeros((2, 3)))
     with pytest.raises(ValueError, match=EVENT_CONFUSION_FILE):
         load_event_confusion(tmp_path)
+
+
+def test_same_events_means_the_same_true_classes_event_by_event() -> None:
+    a = np.zeros((3, 2, 2), np.int64)
+    a[:, 0, 0], a[:, 1, 0] = 4, 2  # per event: 4 of class 0, 2 of class 1
+    b = a.copy()
+    b[1] = [[1, 3], [0, 2]]  # other predictions, the same true classes
+    check_same_events([a, b], ["a", "b"])
+    c = a.copy()
+    c[2, 1, 0] = 3  # one more class-1 point in event 2
+    with pytest.raises(ValueError, match=r"c was scored on other .* test event 2 .* \[4, 3\]"):
+        check_same_events([a, b, c], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="not the same test events"):
+        check_same_events([a, a[:2]], ["a", "short"])

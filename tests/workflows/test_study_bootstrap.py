@@ -41,12 +41,12 @@ def _row(tmp: Path, mode: str, n: int, seed: int, counts: np.ndarray) -> Row:
     return Row(mode, n, seed, float(macro_f1_of_counts(counts.sum(0))), str(run_dir))
 
 
-def _noisy(rng: np.random.Generator, num_events: int, right: float) -> np.ndarray:
-    """(E, 3, 3) counts of a classifier right about ``right`` of the time."""
-    out = np.zeros((num_events, 3, 3), np.int64)
-    for e in range(num_events):
-        t = rng.integers(0, 3, 30)
-        p = np.where(rng.random(30) < right, t, rng.integers(0, 3, 30))
+def _noisy(rng: np.random.Generator, targets: np.ndarray, right: float) -> np.ndarray:
+    """(E, 3, 3) counts of a classifier right about ``right`` of the time on the points of
+    ``targets`` (E, points)."""
+    out = np.zeros((len(targets), 3, 3), np.int64)
+    for e, t in enumerate(targets):
+        p = np.where(rng.random(t.size) < right, t, rng.integers(0, 3, t.size))
         np.add.at(out[e], (t, p), 1)
     return out
 
@@ -54,12 +54,13 @@ def _noisy(rng: np.random.Generator, num_events: int, right: float) -> np.ndarra
 def test_cells_and_paired_comparisons(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     E = 40
-    scratch = _noisy(rng, E, 0.5)
+    targets = rng.integers(0, 3, (E, 30))  # the test events' points, the same for every row
+    scratch = _noisy(rng, targets, 0.5)
     support = scratch.sum(2)  # (E, 3) the true classes of each event's points
     perfect = np.zeros_like(scratch)
     for c in range(3):
         perfect[:, c, c] = support[:, c]  # the same points, every one right
-    tuned = [_noisy(rng, E, 0.8), _noisy(rng, E, 0.7)]
+    tuned = [_noisy(rng, targets, 0.8), _noisy(rng, targets, 0.7)]
     rows = [
         _row(tmp_path, "scratch-fused", 10, 0, scratch),
         _row(tmp_path, "full-fused", 10, 0, tuned[0]),
@@ -115,10 +116,20 @@ def test_no_bootstrap_without_counts_or_with_other_test_events(
 ) -> None:
     rng = np.random.default_rng(2)
     assert study_bootstrap([Row("scratch", 4, 0, 0.5, str(tmp_path / "none"))]) is None
+    targets = rng.integers(0, 3, (10, 30))
     rows = [
-        _row(tmp_path, "scratch", 4, 0, _noisy(rng, 10, 0.5)),
-        _row(tmp_path, "full", 4, 0, _noisy(rng, 11, 0.5)),
+        _row(tmp_path, "scratch", 4, 0, _noisy(rng, targets, 0.5)),
+        _row(tmp_path, "full", 4, 0, _noisy(rng, targets[:9], 0.5)),
     ]
     with caplog.at_level(logging.WARNING):
         assert study_bootstrap(rows) is None
-    assert "cover [10, 11] test events" in caplog.text
+    assert "cover [9, 10] test events" in caplog.text
+    # as many events, but one point of event 6 is of another class: other points
+    moved = targets.copy()
+    moved[6, 0] = (moved[6, 0] + 1) % 3
+    rows[1] = _row(tmp_path, "full", 8, 0, _noisy(rng, moved, 0.5))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert study_bootstrap(rows) is None
+    assert "full-n8-s0 was scored on other test events or points than" in caplog.text
+    assert "test event 6 has true-class counts" in caplog.text

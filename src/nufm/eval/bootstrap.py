@@ -22,8 +22,9 @@ takes part iff it occurs in the targets or the predictions of the draw. Without 
 :class:`~nufm.eval.metrics.ConfusionMatrix` on the same points.
 
 Owns :func:`event_confusions`, :func:`confusions_by_event`, :func:`macro_f1_of_counts`,
-:func:`bootstrap_weights`, :func:`bootstrap_macro_f1`, :func:`percentile_interval` and the
-per-event counts file of a run (:func:`save_event_confusion`, :func:`load_event_confusion`).
+:func:`check_same_events`, :func:`bootstrap_weights`, :func:`bootstrap_macro_f1`,
+:func:`percentile_interval` and the per-event counts file of a run
+(:func:`save_event_confusion`, :func:`load_event_confusion`).
 """
 
 from __future__ import annotations
@@ -124,6 +125,37 @@ def confusions_by_event(
             raise ValueError(f"event_confusions: {name} has class ids outside [0, {C})")
     flat = np.bincount((e * C + t) * C + p, minlength=num_events * C * C)
     return flat.reshape(num_events, C, C)
+
+
+def check_same_events(confusions: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    """Check that per-event counts come from the same test events and points: the same number
+    of events and, event by event, the same true class of every counted item (the rows of
+    each (C, C) matrix sum to it). A paired comparison of anything else would be wrong.
+
+    Raises:
+        ValueError: the first pair that differs, named by ``names``, and where.
+    """
+    if len(confusions) != len(names):
+        raise ValueError(f"check_same_events: {len(confusions)} arrays, {len(names)} names")
+    if not confusions:
+        return
+    first = np.asarray(confusions[0])
+    support = first.sum(-1)  # (E, C) items of each true class in each event
+    for c, name in zip(confusions[1:], names[1:], strict=True):
+        c = np.asarray(c)
+        if c.shape != first.shape:
+            raise ValueError(
+                f"{name}: per-event counts of shape {c.shape} (events, classes, classes), "
+                f"{names[0]} has {first.shape}: not the same test events or classes"
+            )
+        other = c.sum(-1)
+        if not np.array_equal(other, support):
+            e = int(np.flatnonzero((other != support).any(-1))[0])
+            raise ValueError(
+                f"{name} was scored on other test events or points than {names[0]}: test "
+                f"event {e} has true-class counts {other[e].tolist()} against "
+                f"{support[e].tolist()}"
+            )
 
 
 def macro_f1_of_counts(counts: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ import numpy as np
 from nufm.eval.bootstrap import (
     bootstrap_macro_f1,
     bootstrap_weights,
+    check_same_events,
     load_event_confusion,
     percentile_interval,
 )
@@ -132,8 +133,8 @@ def study_bootstrap(
     rows: Sequence[Row], draws: int = N_DRAWS, seed: int = DRAW_SEED
 ) -> StudyBootstrap | None:
     """The bootstrap of every row that wrote per-event counts (module docstring); None when
-    none did (a study of another task) or their test events differ in number (then it says
-    so in the log)."""
+    none did (a study of another task) or their test events or points differ
+    (:func:`~nufm.eval.bootstrap.check_same_events`; then it says so in the log)."""
     found = [(r, c) for r in rows if (c := load_event_confusion(r.run_dir)) is not None]
     if not found:
         return None
@@ -146,6 +147,11 @@ def study_bootstrap(
         )
         return None
     num_events = sizes.pop()
+    try:
+        check_same_events([c for _, c in found], [r.run_dir for r, _ in found])
+    except ValueError as err:
+        log.warning("study: no test-event bootstrap: %s", err)
+        return None
     weights = bootstrap_weights(num_events, draws, seed)  # (B, E) the same draws for all
     scores = bootstrap_macro_f1([c for _, c in found], weights)  # (B, R)
     by_cell: dict[tuple[str, int], list[int]] = {}
