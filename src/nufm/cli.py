@@ -398,7 +398,8 @@ def compare(
 
     Args:
         run_dirs: Two or more run directories of `nufm finetune`, or rows of a `nufm study`
-            (its runs/<row> folders), each with its test_event_confusion.npy.
+            (its runs/<row> folders), each with its test_event_confusion.npy; or the
+            eval_<split>_event_confusion.npy files `nufm evaluate` writes.
         draws: Draws of the test events with replacement.
         seed: Seed of the draws.
         level: Coverage of the percentile intervals.

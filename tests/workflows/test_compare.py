@@ -54,6 +54,10 @@ def test_scores_and_paired_differences(tmp_path: Path) -> None:
     assert better.reference == str(dirs[0]) and better.run == str(dirs[1])
     assert better.diff == pytest.approx(report.scores[1].macro_f1 - report.scores[0].macro_f1)
     assert better.diff > 0.1 and better.above == 1.0 and better.low > 0
+    # a .npy file in place of a run directory (what nufm evaluate writes)
+    npy = tmp_path / "eval_test_event_confusion.npy"
+    np.save(npy, counts[1])
+    assert compare_runs([dirs[0], npy], draws=500, seed=3).comparisons[0].diff == better.diff
     # the same predictions as "better": the same difference to the base on every draw
     assert (same.diff, same.low, same.high, same.above) == (
         better.diff,

@@ -105,6 +105,18 @@ def test_early_stopping_tests_the_weights_with_the_best_val_score(tmp_path: Path
     again = evaluate_run(tmp_path / "run", (data,), "test", n_events=2)
     for key in ("macro_f1", "accuracy", "confusion_matrix"):
         assert again["semantic"][key] == result.metrics["semantic"][key], key
+    # ... event by event too: the per-event counts the run and nufm evaluate write (for nufm
+    # compare) are the same
+    from nufm.eval.bootstrap import load_event_confusion
+
+    assert result.n_test == 2 and result.event_confusion is not None
+    run_counts = load_event_confusion(tmp_path / "run")
+    evaluated = load_event_confusion(tmp_path / "run" / "eval_test_event_confusion.npy")
+    assert run_counts is not None and evaluated is not None
+    assert run_counts.shape == (2, cfg.objective.num_classes, cfg.objective.num_classes)
+    np.testing.assert_array_equal(run_counts, result.event_confusion)
+    np.testing.assert_array_equal(evaluated, run_counts)
+    assert evaluated.sum(0).tolist() == again["semantic"]["confusion_matrix"]
 
 
 def test_calibration_can_be_turned_off_and_old_states_load(tmp_path: Path) -> None:

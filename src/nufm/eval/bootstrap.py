@@ -24,7 +24,7 @@ takes part iff it occurs in the targets or the predictions of the draw. Without 
 Owns :func:`event_confusions`, :func:`confusions_by_event`, :func:`macro_f1_of_counts`,
 :func:`check_same_events`, :func:`bootstrap_weights`, :func:`bootstrap_macro_f1`,
 :func:`percentile_interval` and the per-event counts file of a run
-(:func:`save_event_confusion`, :func:`load_event_confusion`).
+(:func:`event_confusion_path`, :func:`save_event_confusion`, :func:`load_event_confusion`).
 """
 
 from __future__ import annotations
@@ -42,20 +42,29 @@ EVENT_CONFUSION_FILE = "test_event_confusion.npy"
 target, columns prediction, events in the study's test order."""
 
 
-def save_event_confusion(run_dir: str | Path, confusion: np.ndarray) -> Path:
-    """Write ``confusion`` (E, C, C) as ``run_dir/``:data:`EVENT_CONFUSION_FILE` (atomic)."""
+def event_confusion_path(where: str | Path) -> Path:
+    """The per-event counts file of ``where``: itself if it ends in ``.npy``, else the
+    directory's :data:`EVENT_CONFUSION_FILE`."""
+    where = Path(where)
+    return where if where.suffix == ".npy" else where / EVENT_CONFUSION_FILE
+
+
+def save_event_confusion(where: str | Path, confusion: np.ndarray) -> Path:
+    """Write ``confusion`` (E, C, C) to :func:`event_confusion_path` of ``where`` (a run
+    directory, or a ``.npy`` path), atomically; returns the path."""
     arr = np.asarray(confusion)
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2] or arr.dtype.kind not in "iu":
         raise ValueError(f"save_event_confusion: want (E, C, C) integer counts, got {arr.shape}")
-    path = Path(run_dir) / EVENT_CONFUSION_FILE
+    path = event_confusion_path(where)
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr.astype(np.int64))
     return path
 
 
-def load_event_confusion(run_dir: str | Path) -> np.ndarray | None:
-    """The per-event counts a run wrote (:func:`save_event_confusion`), None if it wrote none."""
-    path = Path(run_dir) / EVENT_CONFUSION_FILE
+def load_event_confusion(where: str | Path) -> np.ndarray | None:
+    """The per-event counts at :func:`event_confusion_path` of ``where``
+    (:func:`save_event_confusion`), None if there are none."""
+    path = event_confusion_path(where)
     if not path.is_file():
         return None
     arr = np.load(path, allow_pickle=False)

@@ -1,7 +1,9 @@
 """Is one fine-tuned model better than another? ``nufm compare RUN_A RUN_B ...``.
 
 Every classification run of ``nufm finetune`` and ``nufm study`` writes its per-event
-confusion matrices on its test events (:data:`nufm.eval.bootstrap.EVENT_CONFUSION_FILE`).
+confusion matrices on its test events (:data:`nufm.eval.bootstrap.EVENT_CONFUSION_FILE`), and
+``nufm evaluate`` writes them beside its JSON (``eval_<split>_event_confusion.npy``): give
+either, a run directory or the ``.npy`` file.
 Given runs scored on the same test events, this gives each one's macro F1 with its 95 %
 test-event bootstrap interval, and the paired difference of every run against the first on
 the same draws of the test events (:mod:`nufm.eval.bootstrap`): the difference, its
@@ -95,7 +97,8 @@ def compare_runs(
             raise InputError(
                 f"compare: {d} has no {EVENT_CONFUSION_FILE}: give a run directory of a "
                 "classification written by nufm finetune or nufm study (each study row is a "
-                "folder of the study's runs/)"
+                "folder of the study's runs/), or the eval_<split>_event_confusion.npy of "
+                "nufm evaluate"
             )
         confusions.append(c)
     try:

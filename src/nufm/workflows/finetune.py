@@ -585,7 +585,10 @@ def evaluate_run(
     the run's own (its saved ``finetune`` section), so the test events are the ones it was
     tested on, in the precision it was tested in (bf16 autocast when it trained so). Writes a
     versioned metrics JSON to ``out`` (default ``run_dir/eval_<split>.json``, or
-    ``./eval_<split>.json`` for a released segmentation model given in place of a run).
+    ``./eval_<split>.json`` for a released segmentation model given in place of a run) and,
+    for a classification, its per-event confusion matrices beside it
+    (``<out stem>_event_confusion.npy``, :mod:`nufm.eval.bootstrap`; ``nufm compare`` reads
+    them).
     """
     run_dir = Path(run_dir)
     loaded = load_task(run_dir)
@@ -607,12 +610,20 @@ def evaluate_run(
     # the precision the run trained and tested in (a released model: fp32)
     trained_bf16 = loaded.run_config is not None and loaded.run_config.train.bf16
     dtype = inference_dtype(trained_bf16, next(task.parameters()).device)
+    per_event: list[np.ndarray] = []  # a classification's per-event confusion matrices
     with torch.no_grad():
         front = task_pipeline_steps(task.cfg, preprocess)  # per-event inputs of the model
         transform = preprocess.transforms(augment=[*front, *event_target_transforms(task.cfg)])
-        metrics = evaluate_task(task, events, transform=transform, autocast_dtype=dtype)
+        metrics = evaluate_task(
+            task, events, transform=transform, autocast_dtype=dtype, event_confusion=per_event
+        )
+    out = out or run_dir / f"eval_{split}.json"
+    if per_event:  # beside the JSON, for nufm compare
+        save_event_confusion(
+            out.with_name(f"{out.stem}_event_confusion.npy"), np.concatenate(per_event)
+        )
     write_metrics_json(
-        out or run_dir / f"eval_{split}.json",
+        out,
         metrics,
         model={"run_dir": str(run_dir), "checkpoint": loaded.source},
         data={
