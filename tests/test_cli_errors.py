@@ -338,6 +338,8 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
     mix = ["pretrain", "--preset", "mae-mix-cpu", "--run-dir", str(t / "mix"), "--data.source"]
     mix += ["mixture"]
     cc = ["simulate", "--detector", "water-cherenkov", "--gun", "numu-cc"]
+    garbage = t / "garbage.npy"
+    garbage.write_bytes(b"not numpy" * 10)
     cases: list[tuple[list[str], str]] = [
         (["simulate", "--events", "0", "--out", str(t / "s.h5")], "--events"),
         (["simulate", "--events", "1", "--out", str(t / "no" / "dir" / "s.h5")], "no/dir"),
@@ -361,6 +363,11 @@ def test_bad_options(inputs: Inputs, tmp_path: Path, capsys: pytest.CaptureFixtu
         (["embed", str(x.run), str(x.ok), "--batch-points", "0"], "batch_points"),
         (["anomaly", str(x.run), "--n-reference", "2", "--k", "3"], "n_reference=2"),
         (["evaluate", str(x.finetuned), "--data", str(x.ok), "--n-events", "999"], "999"),
+        (["compare", str(x.finetuned)], "at least two run directories"),
+        (["compare", str(x.finetuned), str(x.run)], f"{x.run} has no test_event_confusion.npy"),
+        (["compare", str(x.finetuned), str(x.text)], "text.h5"),
+        (["compare", str(x.finetuned), str(garbage)], f"{garbage}: not a readable .npy file"),
+        (["compare", str(x.finetuned), str(x.finetuned), "--level", "95"], "level"),
         (["pretrain", "--preset", "no-such-preset", "--run-dir", str(t)], "no-such-preset"),
         (["pretrain", "--config-file", str(t / "none.yaml"), "--run-dir", str(t)], "none.yaml"),
         (["pretrain", "--config-file", str(x.text), "--run-dir", str(t)], "text.h5"),
@@ -396,6 +403,7 @@ def test_every_command_is_covered() -> None:
         "export",
         "finetune",
         "evaluate",
+        "compare",
         "study",
         "fasercal-study",
         "cross-study",

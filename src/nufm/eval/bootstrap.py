@@ -67,7 +67,10 @@ def load_event_confusion(where: str | Path) -> np.ndarray | None:
     path = event_confusion_path(where)
     if not path.is_file():
         return None
-    arr = np.load(path, allow_pickle=False)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable .npy file ({err})") from err
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
         raise ValueError(f"{path}: want (E, C, C) per-event counts, found shape {arr.shape}")
     return arr
