@@ -151,7 +151,7 @@ def test_the_counts_file_round_trips_and_refuses_what_is_not_counts(tmp_path: Pa
         save_event_confusion(tmp_path, counts.astype(np.float32))
     garbage = tmp_path / "garbage.npy"
     garbage.write_bytes(b"not numpy" * 10)
-    with pytest.raises(ValueError, match="garbage.npy: not a readable .npy file"):
+    with pytest.raises(ValueError, match=r"garbage\.npy: not a readable \.npy file"):
         load_event_confusion(garbage)
     np.save(tmp_path / EVENT_CONFUSION_FILE, np.zeros((2, 3)))
     with pytest.raises(ValueError, match=EVENT_CONFUSION_FILE):
