@@ -19,7 +19,14 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
     write_events(data, synthetic_events(20, seed=3))
     encoder = tiny_task_vit()
     cfg = tiny_finetune_run("cluster-particle-scratch", data, steps=2)
+    from nufm.eval.bootstrap import EVENT_CONFUSION_FILE, save_event_confusion
+
+    (tmp_path / "run").mkdir()  # a classification's counts left in the folder ...
+    save_event_confusion(tmp_path / "run", np.zeros((2, 3, 3), np.int64))
     result = run_finetune(cfg, tmp_path / "run", encoder_config=encoder)
+    # ... are removed: a clustering has none, and nufm compare must not read stale ones
+    assert result.event_confusion is None
+    assert not (tmp_path / "run" / EVENT_CONFUSION_FILE).exists()
     again = evaluate_run(
         tmp_path / "run", (data,), "test", n_events=2, split_fractions=(0.6, 0.2, 0.2)
     )
@@ -27,6 +34,7 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
     assert again["instance"] == pytest.approx(result.metrics["instance"], nan_ok=True)
     saved = json.loads((tmp_path / "run" / "eval_test.json").read_text())
     assert saved["data"]["n_events"] == 2
+    assert not (tmp_path / "run" / "eval_test_event_confusion.npy").exists()
     # without a split given, the run's own split (0.6 / 0.2 / 0.2, seed 0) is evaluated
     own = evaluate_run(tmp_path / "run", (data,), "test", n_events=2, out=tmp_path / "own.json")
     assert own["instance"] == pytest.approx(result.metrics["instance"], nan_ok=True)
