@@ -123,7 +123,11 @@ class Comparison:
 
 @dataclass(frozen=True)
 class StudyBootstrap:
+    """What :func:`study_bootstrap` found: every cell's spread, the comparisons in the order
+    of :data:`COMPARISONS` then :data:`TEN_TIMES` at each size, the test events and draws."""
+
     cells: dict[tuple[str, int], CellUncertainty]
+    """(mode, labelled events) -> its spread."""
     comparisons: list[Comparison]
     num_events: int
     draws: int
