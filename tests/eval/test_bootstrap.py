@@ -18,6 +18,7 @@ from nufm.eval.bootstrap import (
     event_confusions,
     load_event_confusion,
     macro_f1_of_counts,
+    paired_difference,
     percentile_interval,
     save_event_confusion,
 )
@@ -128,6 +129,14 @@ def test_draws_are_seeded_multinomials_of_the_events() -> None:
     assert w.mean() == pytest.approx(1.0) and w.mean(0) == pytest.approx(np.ones(7), abs=0.2)
     with pytest.raises(ValueError):
         bootstrap_weights(0, 5, 0)
+
+
+def test_paired_difference_by_hand() -> None:
+    a = np.array([0.5, 0.6, 0.7, np.nan])
+    b = np.array([0.6, 0.5, 0.5, 0.5])
+    low, high, above = paired_difference(a, b, level=0.5)  # differences -0.1, 0.1, 0.2
+    assert (low, high) == pytest.approx(tuple(np.percentile([-0.1, 0.1, 0.2], [25, 75])))
+    assert above == pytest.approx(2 / 3)  # the NaN draw left out
 
 
 def test_percentile_interval() -> None:

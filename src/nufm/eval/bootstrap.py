@@ -23,8 +23,9 @@ takes part iff it occurs in the targets or the predictions of the draw. Without 
 
 Owns :func:`event_confusions`, :func:`confusions_by_event`, :func:`macro_f1_of_counts`,
 :func:`check_same_events`, :func:`bootstrap_weights`, :func:`bootstrap_macro_f1`,
-:func:`percentile_interval` and the per-event counts file of a run
-(:func:`event_confusion_path`, :func:`save_event_confusion`, :func:`load_event_confusion`).
+:func:`percentile_interval`, :func:`paired_difference` and the per-event counts file of a run
+(:func:`event_confusion_path`, :func:`save_event_confusion`, :func:`write_event_confusion`,
+:func:`load_event_confusion`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ def save_event_confusion(where: str | Path, confusion: np.ndarray) -> Path:
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, arr.astype(np.int64))
     return path
+
+
+def write_event_confusion(where: str | Path, per_event: Sequence[np.ndarray]) -> np.ndarray | None:
+    """Save the per-event counts gathered batch by batch (``per_event``: arrays (events, C,
+    C), from :func:`nufm.eval.tasks.evaluate_task`) at ``where``, or, when there are none (a
+    regression or clustering), remove any left there by an earlier run, so that no reader
+    takes stale counts for this run's. Returns the counts (E, C, C), or None."""
+    if not per_event:
+        event_confusion_path(where).unlink(missing_ok=True)
+        return None
+    counts = np.concatenate(per_event)
+    save_event_confusion(where, counts)
+    return counts
 
 
 def load_event_confusion(where: str | Path) -> np.ndarray | None:
@@ -217,6 +231,16 @@ def bootstrap_macro_f1(
     R, E, C, _ = stack.shape
     totals = weights.astype(np.float64) @ stack.reshape(R, E, C * C)  # (R, B, C*C)
     return macro_f1_of_counts(totals.reshape(R, -1, C, C)).T  # (B, R)
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(low, high, share above) of ``a - b`` over the same draws: its central ``level``
+    interval (:func:`percentile_interval`) and the share of the finite draws with a above b."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)  # (B,)
+    low, high = percentile_interval(d, level)
+    return low, high, float(np.mean(d[np.isfinite(d)] > 0))
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

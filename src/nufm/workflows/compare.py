@@ -35,6 +35,7 @@ from nufm.eval.bootstrap import (
     bootstrap_weights,
     check_same_events,
     load_event_confusion,
+    paired_difference,
     percentile_interval,
 )
 
@@ -114,8 +115,7 @@ def compare_runs(
         runs.append(RunScore(name, float(plain[j]), low, high, float(np.nanstd(scores[:, j]))))
     comparisons = []
     for j, name in enumerate(names[1:], start=1):
-        d = scores[:, j] - scores[:, 0]  # (B,) paired: the same draws
-        low, high = percentile_interval(d, level)
+        low, high, above = paired_difference(scores[:, j], scores[:, 0], level)  # same draws
         comparisons.append(
             RunComparison(
                 run=name,
@@ -123,7 +123,7 @@ def compare_runs(
                 diff=float(plain[j] - plain[0]),
                 low=low,
                 high=high,
-                above=float(np.mean(d[np.isfinite(d)] > 0)),
+                above=above,
             )
         )
     return CompareReport(runs, comparisons, num_events, draws, level)

@@ -36,7 +36,7 @@ from nufm.data.event_split import split_events
 from nufm.data.formats import detect_layout, read_any
 from nufm.data.transforms import Preprocess, Transform
 from nufm.errors import ConfigError, InputError
-from nufm.eval.bootstrap import event_confusion_path, save_event_confusion
+from nufm.eval.bootstrap import write_event_confusion
 from nufm.eval.calibration import set_semseg_offsets
 from nufm.eval.report import write_metrics_json
 from nufm.eval.tasks import evaluate_task, iter_predictions
@@ -521,11 +521,7 @@ def run_finetune(
             autocast_dtype=autocast_dtype,
             event_confusion=per_event,
         )
-    event_confusion = np.concatenate(per_event) if per_event else None
-    if event_confusion is not None:  # the test-event bootstrap of a study reads them
-        save_event_confusion(run_dir, event_confusion)
-    else:  # a regression or clustering: no counts, and none left from an earlier run here
-        event_confusion_path(run_dir).unlink(missing_ok=True)
+    event_confusion = write_event_confusion(run_dir, per_event)  # for the study's bootstrap
     write_metrics_json(
         run_dir / "metrics.json",
         metrics,
@@ -620,11 +616,7 @@ def evaluate_run(
             task, events, transform=transform, autocast_dtype=dtype, event_confusion=per_event
         )
     out = out or run_dir / f"eval_{split}.json"
-    counts_path = out.with_name(f"{out.stem}_event_confusion.npy")
-    if per_event:  # beside the JSON, for nufm compare
-        save_event_confusion(counts_path, np.concatenate(per_event))
-    else:  # none for a regression or clustering, and none left from an earlier evaluation
-        counts_path.unlink(missing_ok=True)
+    write_event_confusion(out.with_name(f"{out.stem}_event_confusion.npy"), per_event)
     write_metrics_json(
         out,
         metrics,

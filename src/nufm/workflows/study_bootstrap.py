@@ -38,6 +38,7 @@ from nufm.eval.bootstrap import (
     bootstrap_weights,
     check_same_events,
     load_event_confusion,
+    paired_difference,
     percentile_interval,
 )
 
@@ -184,8 +185,7 @@ def study_bootstrap(
     ]
     comparisons = []
     for a, b in pairs:
-        d = seed_mean[a] - seed_mean[b]  # (B,) paired: the same draws
-        low, high = percentile_interval(d)
+        low, high, above = paired_difference(seed_mean[a], seed_mean[b])  # the same draws
         comparisons.append(
             Comparison(
                 a=a[0],
@@ -195,7 +195,7 @@ def study_bootstrap(
                 diff=cells[a].mean - cells[b].mean,
                 low=low,
                 high=high,
-                above=float(np.mean(d[np.isfinite(d)] > 0)),
+                above=above,
             )
         )
     return StudyBootstrap(cells, comparisons, num_events, draws)
