@@ -1,6 +1,7 @@
 """Encoders over a :class:`nufm.batch.PointBatch` and their dispatch (STYLE.md sections 2, 3, 6).
 
-Owns :class:`TokenViTConfig`, the learned encoders and :func:`build_encoder`
+Owns :class:`TokenViTConfig`, the learned encoders, :func:`build_encoder` and
+:func:`layer_depth` (each parameter's place for layer-wise learning-rate decay)
 (:class:`EncoderOutput` and the :class:`Encoder` base class live in :mod:`nufm.models.base`
 and are imported here):
 
@@ -396,6 +397,69 @@ def with_detector_inputs(core: EncoderConfigs, inputs: EncoderConfigs) -> Encode
                 f"with_detector_inputs: a {type(core).__name__} core cannot take the inputs of a "
                 f"{type(inputs).__name__}; fine-tune a preset of the same encoder kind"
             )
+
+
+def layer_depth(cfg: EncoderConfigs, name: str) -> tuple[int, int]:
+    """Where parameter ``name`` of the encoder built from ``cfg`` sits between input and
+    output, for layer-wise learning-rate decay (BEiT, arXiv:2106.08254; Panda's fine-tune
+    decays 0.9 a block, counted from the last).
+
+    Returns:
+        (depth, deepest): 0 = the input embedding (tokenizers, a PTv3 stem, mask tokens);
+        the k-th block in forward order = k; deepest = the number of blocks. What joins two
+        blocks (a PTv3 pooling or unpooling projection) has the depth of the block before it,
+        a ViT's final norm that of the last block.
+
+    Raises:
+        ValueError: an encoder kind without a block order here, or a parameter name this
+            function does not place (so a new module cannot slip in at full rate unseen).
+    """
+    match cfg:
+        case TokenViTConfig():
+            return _token_vit_depth(cfg, name), cfg.vit.depth
+        case PTv3Config():
+            return _ptv3_depth(cfg, name)
+        case _:
+            raise ValueError(
+                f"layer-wise learning-rate decay: no block order for a {type(cfg).__name__} "
+                "encoder (token ViT and PTv3 encoders have one); leave encoder_layer_decay at 1"
+            )
+
+
+def _token_vit_depth(cfg: TokenViTConfig, name: str) -> int:
+    if name.startswith(("tokenizer.", "other_tokenizers.")) or name == "mask_token":
+        return 0
+    parts = name.split(".")
+    if name.startswith("vit.blocks."):
+        return int(parts[2]) + 1
+    if name.startswith("vit.norm."):
+        return cfg.vit.depth
+    raise ValueError(f"layer_depth: token ViT parameter {name!r} has no depth")
+
+
+def _ptv3_depth(cfg: PTv3Config, name: str) -> tuple[int, int]:
+    enc = [sum(cfg.enc_depths[:s]) for s in range(len(cfg.enc_depths) + 1)]  # blocks before
+    dec = () if cfg.enc_mode else cfg.dec_depths
+    # decoder stages run coarsest first: stage s follows every encoder block and the decoder
+    # stages above it
+    dec_before = [enc[-1] + sum(dec[s + 1 :]) for s in range(len(dec))]
+    deepest = enc[-1] + sum(dec)
+    parts = name.split(".")
+    if parts[0] != "backbone" or len(parts) < 2:
+        raise ValueError(f"layer_depth: PTv3 parameter {name!r} has no depth")
+    match parts[1]:
+        case "stem" | "mask_token":
+            return 0, deepest
+        case "pools":  # pools[j] feeds encoder stage j + 1
+            return enc[int(parts[2]) + 1], deepest
+        case "enc":
+            return enc[int(parts[2])] + int(parts[3]) + 1, deepest
+        case "unpool_up" | "unpool_skip":  # feed decoder stage s
+            return dec_before[int(parts[2])], deepest
+        case "dec":
+            return dec_before[int(parts[2])] + int(parts[3]) + 1, deepest
+        case _:
+            raise ValueError(f"layer_depth: PTv3 parameter {name!r} has no depth")
 
 
 def build_encoder(cfg: EncoderConfigs) -> Encoder:

@@ -9,7 +9,8 @@ Modes (the PoLAr-MAE arXiv:2502.02558 and Panda arXiv:2512.01324 recipes; docs/r
   "linear probing" trains an upsampler and an MLP, which is our ``head`` mode).
 * ``head``: frozen encoder; a trainable neck (token encoders: PointNet++ feature propagation,
   arXiv:1706.02413) and an MLP head.
-* ``full``: everything trains; encoder parameters use ``encoder_lr_scale`` times the base lr.
+* ``full``: everything trains; encoder parameters use ``encoder_lr_scale`` times the base lr
+  (and, with ``encoder_layer_decay`` < 1, less the nearer they are to the input).
   With ``frozen_encoder_fraction`` f > 0 the encoder stays frozen for the first f of the
   steps, so the neck and head learn on the pretrained features before those move (LP-FT,
   Kumar et al. 2022, arXiv:2202.10054); the task's ``set_schedule`` switches it.
@@ -52,6 +53,7 @@ from nufm.models.encoders import (
     TokenViTConfig,
     build_encoder,
     input_width,
+    layer_depth,
 )
 from nufm.models.geometric import EventDescriptors, LocalGeometryConfig, batch_descriptors
 from nufm.models.numeric import PiecewiseLinearEncoding
@@ -112,6 +114,13 @@ class TaskBaseConfig:
     """linear | head | full | scratch (see :mod:`nufm.tasks.backbone`)."""
     encoder_lr_scale: float = 0.1
     """Learning-rate multiplier of encoder parameters in full and scratch modes."""
+    encoder_layer_decay: float = 1.0
+    """Full and scratch modes: layer-wise learning-rate decay (BEiT, arXiv:2106.08254; Panda's
+    fine-tune uses 0.9 a block): an encoder parameter d blocks below the encoder's last block
+    trains at ``encoder_lr_scale * encoder_layer_decay ** d`` (its place:
+    :func:`nufm.models.encoders.layer_depth`; the input embedding is one below the first
+    block); 1 = every encoder parameter at ``encoder_lr_scale``. Token ViT and PTv3
+    encoders."""
     frozen_encoder_fraction: float = 0.0
     """Full mode: the fraction of the training steps at the start during which the encoder
     is frozen (no gradient, eval mode) and only the neck and head train, then everything
@@ -153,6 +162,19 @@ class TaskBaseConfig:
         if self.encoder_lr_scale <= 0:
             raise ValueError(
                 f"{type(self).__name__}.encoder_lr_scale must be > 0, got {self.encoder_lr_scale}"
+            )
+        if not 0.0 < self.encoder_layer_decay <= 1.0:
+            raise ValueError(
+                f"{type(self).__name__}.encoder_layer_decay must be in (0, 1], got "
+                f"{self.encoder_layer_decay}"
+            )
+        if self.encoder_layer_decay != 1.0 and not isinstance(
+            self.encoder, (TokenViTConfig, PTv3Config)
+        ):
+            raise ValueError(
+                f"{type(self).__name__}.encoder_layer_decay={self.encoder_layer_decay}: "
+                f"layer-wise decay needs a token ViT or PTv3 encoder, this task's is a "
+                f"{type(self.encoder).__name__}; leave it at 1"
             )
         if not 0.0 <= self.frozen_encoder_fraction < 1.0:
             raise ValueError(
@@ -311,15 +333,18 @@ class TaskModule(nn.Module, Generic[TaskConfigT]):
     def param_lr_scale(self, name: str) -> float:
         """Learning-rate multiplier of parameter ``name`` (from ``named_parameters``).
 
-        Encoder parameters get ``cfg.encoder_lr_scale`` in full and scratch modes; everything
+        Encoder parameters get ``cfg.encoder_lr_scale`` in full and scratch modes, times
+        ``cfg.encoder_layer_decay`` to the power of their blocks below the last; everything
         else 1.0 (frozen parameters have ``requires_grad=False`` and are not optimised).
         """
-        is_encoder = name.startswith("backbone.encoder.") or name.startswith(
-            "module.backbone.encoder."
-        )
-        if is_encoder and self.cfg.mode in ("full", "scratch"):
+        prefix = "backbone.encoder."
+        local = name.removeprefix("module.")
+        if not local.startswith(prefix) or self.cfg.mode not in ("full", "scratch"):
+            return 1.0
+        if self.cfg.encoder_layer_decay == 1.0:
             return self.cfg.encoder_lr_scale
-        return 1.0
+        depth, deepest = layer_depth(self.cfg.encoder, local.removeprefix(prefix))
+        return self.cfg.encoder_lr_scale * self.cfg.encoder_layer_decay ** (deepest - depth)
 
     def predict(self, batch: PointBatch) -> dict[str, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
