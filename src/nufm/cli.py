@@ -399,14 +399,17 @@ def compare(
     Args:
         run_dirs: Two or more run directories of `nufm finetune`, or rows of a `nufm study`
             (its runs/<row> folders), each with its test_event_confusion.npy; or the
-            eval_<split>_event_confusion.npy files `nufm evaluate` writes.
+            eval_<split>_event_confusion.npy files `nufm evaluate` writes. Runs joined by
+            commas (a/s0,a/s1,a/s2) are one group, scored as their mean: compare recipes
+            by their seed means.
         draws: Draws of the test events with replacement.
         seed: Seed of the draws.
         level: Coverage of the percentile intervals.
     """
     from nufm.workflows.compare import compare_runs, comparison_markdown
 
-    print(comparison_markdown(compare_runs(run_dirs, draws, seed, level)), end="")
+    groups = [str(d).split(",") for d in run_dirs]
+    print(comparison_markdown(compare_runs(groups, draws, seed, level)), end="")
 
 
 def study() -> None:

@@ -67,6 +67,33 @@ def test_scores_and_paired_differences(tmp_path: Path) -> None:
     )
 
 
+def test_groups_of_runs_are_scored_by_their_mean(tmp_path: Path) -> None:
+    """Two "recipes" of two seeds each: (base, better) against (better, same)."""
+    dirs, counts = _runs(tmp_path)
+    report = compare_runs([dirs[:2], [dirs[1], dirs[2]], dirs[0]], draws=400, seed=1)
+    each = [macro_f1_of_counts(c.sum(0)) for c in counts]
+    first, second, single = report.scores
+    assert first.run == f"{dirs[0]},{dirs[1]}" and first.runs == 2 and single.runs == 1
+    assert first.macro_f1 == pytest.approx((each[0] + each[1]) / 2)
+    assert first.seed_std == pytest.approx(np.std(each[:2], ddof=1))
+    assert second.seed_std == 0.0 and np.isnan(single.seed_std)  # "same" = "better"
+    draws = bootstrap_macro_f1(counts, bootstrap_weights(30, 400, 1))  # (400, 3)
+    mean_a, mean_b = draws[:, :2].mean(1), draws[:, 1:].mean(1)
+    assert (first.low, first.high) == pytest.approx(tuple(np.percentile(mean_a, [2.5, 97.5])))
+    assert first.se == pytest.approx(np.std(mean_a))
+    vs_first = report.comparisons[0]
+    assert vs_first.diff == pytest.approx(second.macro_f1 - first.macro_f1)
+    diff = mean_b - mean_a
+    assert (vs_first.low, vs_first.high) == pytest.approx(tuple(np.percentile(diff, [2.5, 97.5])))
+    assert vs_first.above == pytest.approx(np.mean(diff > 0))
+    # the single base run against the first group: half of the group is that run
+    assert report.comparisons[1].diff == pytest.approx(each[0] - first.macro_f1)
+    with pytest.raises(InputError, match="empty run path"):
+        compare_runs([dirs[0], [dirs[1], ""]])
+    with pytest.raises(InputError, match="empty run path"):
+        compare_runs([dirs[0], []])
+
+
 def test_what_cannot_be_compared_is_refused(tmp_path: Path) -> None:
     dirs, counts = _runs(tmp_path)
     with pytest.raises(InputError, match="at least two"):
@@ -93,6 +120,10 @@ def test_the_command_prints_the_tables_or_a_one_line_error(
     out = capsys.readouterr().out
     assert "with the 95 % interval of 200 draws" in out
     assert f"| {dirs[1]} | +" in out and "| 100.0 % |" in out
+    main(["compare", f"{dirs[0]},{dirs[1]}", f"{dirs[1]},{dirs[2]}", "--draws", "200"])
+    out = capsys.readouterr().out
+    assert f"| {dirs[0]},{dirs[1]} | 2 | " in out  # a group of two runs, scored by its mean
+    assert f"Against {dirs[0]},{dirs[1]}, paired" in out
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", str(dirs[0]), str(tmp_path)])
     assert exit_info.value.code == 2

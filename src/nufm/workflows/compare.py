@@ -11,10 +11,14 @@ interval, and the share of draws in which the run is above the first. Pairing on
 draws cancels what a draw does to both runs, so it resolves smaller differences than two
 separate intervals can.
 
+A run may be a group of runs, such as the training seeds of one recipe: its score is the
+mean of theirs, on the whole test set and on each draw (the study's seed mean), so two
+recipes are compared by their seed means on the same draws; each group also shows its seeds'
+sample standard deviation. The bootstrap does not resample seeds: a difference is what these
+test events can tell about these trained models, and the seeds' spread is shown beside it.
+
 Runs of different test events or points are refused, not compared: the true classes of
-every event's points must agree (:func:`~nufm.eval.bootstrap.check_same_events`). Seeds are
-not resampled: a difference is what these test events can tell about these two trained
-models.
+every event's points must agree (:func:`~nufm.eval.bootstrap.check_same_events`).
 
 Owns :class:`RunScore`, :class:`RunComparison`, :class:`CompareReport`,
 :func:`compare_runs` and :func:`comparison_markdown`.
@@ -22,8 +26,10 @@ Owns :class:`RunScore`, :class:`RunComparison`, :class:`CompareReport`,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +49,18 @@ from nufm.eval.bootstrap import (
 @dataclass(frozen=True)
 class RunScore:
     run: str
+    """The run's path; a group's: its paths joined by commas."""
     macro_f1: float
-    """On the test events, as the run's metrics.json has it."""
+    """On the test events, as the run's metrics.json has it; a group's: its runs' mean."""
     low: float
     high: float
     """The ``level`` percentile interval over the draws."""
     se: float
     """Standard deviation over the draws."""
+    runs: int = 1
+    """Runs in the group."""
+    seed_std: float = float("nan")
+    """Sample standard deviation of the group's runs' macro F1 (NaN for one run)."""
 
 
 @dataclass(frozen=True)
@@ -75,21 +86,35 @@ class CompareReport:
 
 
 def compare_runs(
-    run_dirs: Sequence[str | Path], draws: int = 2000, seed: int = 0, level: float = 0.95
+    run_dirs: Sequence[str | Path | Sequence[str | Path]],
+    draws: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> CompareReport:
     """Score and pair the runs (module docstring).
 
+    Args:
+        run_dirs: each a run (directory or ``.npy`` file) or a group of runs (a sequence of
+            them), scored as their mean.
+
     Raises:
-        InputError: fewer than two runs, a run without per-event counts, or runs scored on
-            other test events or points, named.
+        InputError: fewer than two runs, an empty group, a run without per-event counts, or
+            runs scored on other test events or points, named.
     """
     if len(run_dirs) < 2:
         raise InputError(f"compare: give at least two run directories, got {len(run_dirs)}")
     if draws < 1 or not 0 < level < 1:
         raise InputError(f"compare: need draws >= 1 and 0 < level < 1, got {draws}, {level}")
-    names = [str(d) for d in run_dirs]
+    groups = [[d] if isinstance(d, str | Path) else list(d) for d in run_dirs]
+    if any(not g or any(str(d) == "" for d in g) for g in groups):
+        raise InputError(
+            f"compare: an empty run path in {[[str(d) for d in g] for g in groups]} (runs of "
+            "a group are joined by single commas)"
+        )
+    names = [",".join(str(d) for d in g) for g in groups]
+    members = [d for g in groups for d in g]
     confusions = []
-    for d in run_dirs:
+    for d in members:
         try:
             c = load_event_confusion(d)
         except ValueError as err:
@@ -103,16 +128,23 @@ def compare_runs(
             )
         confusions.append(c)
     try:
-        check_same_events(confusions, names)
+        check_same_events(confusions, [str(d) for d in members])
     except ValueError as err:
         raise InputError(f"compare: {err}") from err
     num_events = confusions[0].shape[0]
-    plain = bootstrap_macro_f1(confusions, np.ones((1, num_events), np.int64))[0]  # (R,)
-    scores = bootstrap_macro_f1(confusions, bootstrap_weights(num_events, draws, seed))  # (B, R)
+    each = bootstrap_macro_f1(confusions, np.ones((1, num_events), np.int64))[0]  # (M,)
+    each_drawn = bootstrap_macro_f1(confusions, bootstrap_weights(num_events, draws, seed))
+    spans = list(pairwise(np.cumsum([0, *(len(g) for g in groups)])))  # group j: its members
+    plain = np.array([each[a:b].mean() for a, b in spans])  # (R,)
+    scores = np.stack([each_drawn[:, a:b].mean(1) for a, b in spans], axis=1)  # (B, R)
     runs = []
     for j, name in enumerate(names):
         low, high = percentile_interval(scores[:, j], level)
-        runs.append(RunScore(name, float(plain[j]), low, high, float(np.nanstd(scores[:, j]))))
+        n = len(groups[j])
+        spread = float(np.std(each[slice(*spans[j])], ddof=1)) if n > 1 else math.nan
+        runs.append(
+            RunScore(name, float(plain[j]), low, high, float(np.nanstd(scores[:, j])), n, spread)
+        )
     comparisons = []
     for j, name in enumerate(names[1:], start=1):
         low, high, above = paired_difference(scores[:, j], scores[:, 0], level)  # same draws
@@ -134,12 +166,14 @@ def comparison_markdown(report: CompareReport) -> str:
     pct = f"{100 * report.level:g} %"
     lines = [
         f"Macro F1 on the {report.num_events} test events, with the {pct} interval of "
-        f"{report.draws} draws of the test events with replacement:",
+        f"{report.draws} draws of the test events with replacement (a group of runs: their "
+        "mean):",
         "",
-        f"| run | macro F1 | {pct} interval | standard error |",
-        "|---|---|---|---|",
+        f"| run | runs | macro F1 | {pct} interval | standard error | runs' std |",
+        "|---|---|---|---|---|---|",
         *[
-            f"| {s.run} | {s.macro_f1:.4f} | [{s.low:.4f}, {s.high:.4f}] | {s.se:.4f} |"
+            f"| {s.run} | {s.runs} | {s.macro_f1:.4f} | [{s.low:.4f}, {s.high:.4f}] | "
+            f"{s.se:.4f} | {'' if math.isnan(s.seed_std) else f'{s.seed_std:.4f}'} |"
             for s in report.scores
         ],
         "",
