@@ -11,6 +11,7 @@ import pytest
 from helpers.configs import tiny_finetune_run, tiny_task_vit
 from nufm.data.pilarnet import write_events
 from nufm.data.synthetic import synthetic_events
+from nufm.eval.bootstrap import EVENT_CONFUSION_FILE, save_event_confusion
 from nufm.workflows.finetune import evaluate_run, run_finetune
 
 
@@ -19,8 +20,6 @@ def test_cluster_scratch_run_is_evaluated_again_from_its_run_dir(tmp_path: Path)
     write_events(data, synthetic_events(20, seed=3))
     encoder = tiny_task_vit()
     cfg = tiny_finetune_run("cluster-particle-scratch", data, steps=2)
-    from nufm.eval.bootstrap import EVENT_CONFUSION_FILE, save_event_confusion
-
     (tmp_path / "run").mkdir()  # a classification's counts left in the folder ...
     save_event_confusion(tmp_path / "run", np.zeros((2, 3, 3), np.int64))
     result = run_finetune(cfg, tmp_path / "run", encoder_config=encoder)

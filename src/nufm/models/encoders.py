@@ -1,7 +1,8 @@
 """Encoders over a :class:`nufm.batch.PointBatch` and their dispatch (STYLE.md sections 2, 3, 6).
 
 Owns :class:`TokenViTConfig`, the learned encoders, :func:`build_encoder` and
-:func:`layer_depth` (each parameter's place for layer-wise learning-rate decay)
+:func:`layer_count` / :func:`layer_depth` (each parameter's place for layer-wise
+learning-rate decay)
 (:class:`EncoderOutput` and the :class:`Encoder` base class live in :mod:`nufm.models.base`
 and are imported here):
 
@@ -399,6 +400,26 @@ def with_detector_inputs(core: EncoderConfigs, inputs: EncoderConfigs) -> Encode
             )
 
 
+def layer_count(cfg: EncoderConfigs) -> int:
+    """The number of blocks of the encoder built from ``cfg``, in the order they run: the
+    deepest :func:`layer_depth`.
+
+    Raises:
+        ValueError: an encoder kind without a block order here (the one place that says which
+            encoders layer-wise decay supports).
+    """
+    match cfg:
+        case TokenViTConfig():
+            return cfg.vit.depth
+        case PTv3Config():
+            return sum(cfg.enc_depths) + (0 if cfg.enc_mode else sum(cfg.dec_depths))
+        case _:
+            raise ValueError(
+                "layer-wise learning-rate decay needs a token ViT or PTv3 encoder: no block "
+                f"order for a {type(cfg).__name__} encoder; leave encoder_layer_decay at 1"
+            )
+
+
 def layer_depth(cfg: EncoderConfigs, name: str) -> tuple[int, int]:
     """Where parameter ``name`` of the encoder built from ``cfg`` sits between input and
     output, for layer-wise learning-rate decay (BEiT, arXiv:2106.08254; Panda's fine-tune
@@ -406,58 +427,55 @@ def layer_depth(cfg: EncoderConfigs, name: str) -> tuple[int, int]:
 
     Returns:
         (depth, deepest): 0 = the input embedding (tokenizers, a PTv3 stem, mask tokens);
-        the k-th block in forward order = k; deepest = the number of blocks. What joins two
+        the k-th block in forward order = k; deepest = :func:`layer_count`. What joins two
         blocks (a PTv3 pooling or unpooling projection) has the depth of the block before it,
         a ViT's final norm that of the last block.
 
     Raises:
-        ValueError: an encoder kind without a block order here, or a parameter name this
-            function does not place (so a new module cannot slip in at full rate unseen).
+        ValueError: an encoder kind without a block order (:func:`layer_count`), or a
+            parameter name this function does not place (so a new module cannot slip in at
+            full rate unseen).
     """
+    deepest = layer_count(cfg)
     match cfg:
         case TokenViTConfig():
-            return _token_vit_depth(cfg, name), cfg.vit.depth
+            return _token_vit_depth(cfg, name), deepest
         case PTv3Config():
-            return _ptv3_depth(cfg, name)
-        case _:
-            raise ValueError(
-                f"layer-wise learning-rate decay: no block order for a {type(cfg).__name__} "
-                "encoder (token ViT and PTv3 encoders have one); leave encoder_layer_decay at 1"
-            )
+            return _ptv3_depth(cfg, name), deepest
+        case _:  # layer_count refused it
+            raise AssertionError(type(cfg).__name__)
 
 
 def _token_vit_depth(cfg: TokenViTConfig, name: str) -> int:
     if name.startswith(("tokenizer.", "other_tokenizers.")) or name == "mask_token":
         return 0
-    parts = name.split(".")
     if name.startswith("vit.blocks."):
-        return int(parts[2]) + 1
+        return int(name.split(".")[2]) + 1
     if name.startswith("vit.norm."):
         return cfg.vit.depth
     raise ValueError(f"layer_depth: token ViT parameter {name!r} has no depth")
 
 
-def _ptv3_depth(cfg: PTv3Config, name: str) -> tuple[int, int]:
+def _ptv3_depth(cfg: PTv3Config, name: str) -> int:
     enc = [sum(cfg.enc_depths[:s]) for s in range(len(cfg.enc_depths) + 1)]  # blocks before
     dec = () if cfg.enc_mode else cfg.dec_depths
     # decoder stages run coarsest first: stage s follows every encoder block and the decoder
     # stages above it
     dec_before = [enc[-1] + sum(dec[s + 1 :]) for s in range(len(dec))]
-    deepest = enc[-1] + sum(dec)
     parts = name.split(".")
     if parts[0] != "backbone" or len(parts) < 2:
         raise ValueError(f"layer_depth: PTv3 parameter {name!r} has no depth")
     match parts[1]:
         case "stem" | "mask_token":
-            return 0, deepest
+            return 0
         case "pools":  # pools[j] feeds encoder stage j + 1
-            return enc[int(parts[2]) + 1], deepest
+            return enc[int(parts[2]) + 1]
         case "enc":
-            return enc[int(parts[2])] + int(parts[3]) + 1, deepest
+            return enc[int(parts[2])] + int(parts[3]) + 1
         case "unpool_up" | "unpool_skip":  # feed decoder stage s
-            return dec_before[int(parts[2])], deepest
+            return dec_before[int(parts[2])]
         case "dec":
-            return dec_before[int(parts[2])] + int(parts[3]) + 1, deepest
+            return dec_before[int(parts[2])] + int(parts[3]) + 1
         case _:
             raise ValueError(f"layer_depth: PTv3 parameter {name!r} has no depth")
 

@@ -53,6 +53,7 @@ from nufm.models.encoders import (
     TokenViTConfig,
     build_encoder,
     input_width,
+    layer_count,
     layer_depth,
 )
 from nufm.models.geometric import EventDescriptors, LocalGeometryConfig, batch_descriptors
@@ -168,14 +169,13 @@ class TaskBaseConfig:
                 f"{type(self).__name__}.encoder_layer_decay must be in (0, 1], got "
                 f"{self.encoder_layer_decay}"
             )
-        if self.encoder_layer_decay != 1.0 and not isinstance(
-            self.encoder, (TokenViTConfig, PTv3Config)
-        ):
-            raise ValueError(
-                f"{type(self).__name__}.encoder_layer_decay={self.encoder_layer_decay}: "
-                f"layer-wise decay needs a token ViT or PTv3 encoder, this task's is a "
-                f"{type(self.encoder).__name__}; leave it at 1"
-            )
+        if self.encoder_layer_decay != 1.0:
+            try:
+                layer_count(self.encoder)  # refuses an encoder without a block order
+            except ValueError as err:
+                raise ValueError(
+                    f"{type(self).__name__}.encoder_layer_decay={self.encoder_layer_decay}: {err}"
+                ) from err
         if not 0.0 <= self.frozen_encoder_fraction < 1.0:
             raise ValueError(
                 f"{type(self).__name__}.frozen_encoder_fraction must be in [0, 1), got "
